@@ -1,0 +1,120 @@
+"""Pandera (polars backend) schemas of the validated tables.
+
+These are the single source of truth for row rules: the ingest step quarantines every row a
+schema rejects (with the rule's name as the reason), and the asset checks re-validate the
+written tables against the same schemas. Validation always runs on collected DataFrames,
+so value checks really run (on a LazyFrame pandera checks only dtypes).
+"""
+
+from typing import Annotated, Any
+
+import pandera.polars as pa
+import polars as pl
+
+from cryptodudez.datasets.registry import today_utc
+
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def _not_after_today(data: Any, column: str) -> pl.LazyFrame:
+    return data.lazyframe.select(pl.col(column).is_null() | (pl.col(column) <= today_utc()))
+
+
+class StockPrices(pa.DataFrameModel):
+    """Daily bars of stocks and ETFs, one row per symbol and date."""
+
+    Symbol: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    Security_Name: str = pa.Field(nullable=True, alias="Security Name")
+    Date: str = pa.Field(nullable=False, str_matches=DATE_PATTERN)
+    Open: float = pa.Field(nullable=False, ge=0)
+    High: float = pa.Field(nullable=False, ge=0)
+    Low: float = pa.Field(nullable=False, ge=0)
+    Close: float = pa.Field(nullable=False, ge=0)
+    Adj_Close: float = pa.Field(nullable=False, ge=0, alias="Adj Close")
+    Volume: pl.Int64 = pa.Field(nullable=False, ge=0)
+
+    @pa.dataframe_check(name="high_ge_low")
+    def high_ge_low(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """The day's high is at least its low."""
+        return data.lazyframe.select(pl.col("High") >= pl.col("Low"))
+
+    @pa.dataframe_check(name="date_not_in_future")
+    def date_not_in_future(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """No bar is dated after today (UTC)."""
+        return _not_after_today(data, "Date")
+
+    class Config:
+        """Extra columns (asset class, lineage) are allowed."""
+
+        strict = False
+        coerce = False
+
+
+class SymbolsMeta(pa.DataFrameModel):
+    """NASDAQ symbol directory: one row per symbol."""
+
+    Symbol: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    Security_Name: str = pa.Field(nullable=True, alias="Security Name")
+    ETF: str = pa.Field(nullable=True, isin=["Y", "N"])
+
+    class Config:
+        """The directory has many optional columns."""
+
+        strict = False
+        coerce = False
+
+
+class CryptoPrices(pa.DataFrameModel):
+    """Daily coin prices in USD, one row per coin symbol and date."""
+
+    Name: str = pa.Field(nullable=False)
+    Symbol: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    Date: str = pa.Field(nullable=False, str_matches=DATE_PATTERN)
+    High: float = pa.Field(nullable=False, ge=0)
+    Low: float = pa.Field(nullable=False, ge=0)
+    Open: float = pa.Field(nullable=False, ge=0)
+    Close: float = pa.Field(nullable=False, ge=0)
+    Volume: float = pa.Field(nullable=False, ge=0)
+    Marketcap: float = pa.Field(nullable=False, ge=0)
+
+    @pa.dataframe_check(name="high_ge_low")
+    def high_ge_low(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """The day's high is at least its low."""
+        return data.lazyframe.select(pl.col("High") >= pl.col("Low"))
+
+    @pa.dataframe_check(name="date_not_in_future")
+    def date_not_in_future(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """No price is dated after today (UTC)."""
+        return _not_after_today(data, "Date")
+
+    class Config:
+        """Lineage columns are allowed."""
+
+        strict = False
+        coerce = False
+
+
+class Tweets(pa.DataFrameModel):
+    """Canonical tweets, one row per tweet id."""
+
+    tweet_id: pl.Int64 = pa.Field(nullable=False, gt=0)
+    created_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(nullable=False)
+    text: str = pa.Field(nullable=False)
+    likes: pl.Int64 = pa.Field(nullable=False, ge=0)
+    retweets: pl.Int64 = pa.Field(nullable=False, ge=0)
+    replies: pl.Int64 = pa.Field(nullable=False, ge=0)
+    conversation_id: pl.Int64 = pa.Field(nullable=True, gt=0)
+    language: str = pa.Field(nullable=True)
+
+    @pa.dataframe_check(name="created_at_not_in_future")
+    def created_at_not_in_future(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """No tweet is dated after today (UTC)."""
+        return data.lazyframe.select(
+            pl.col("created_at").dt.date().cast(pl.String) <= today_utc()
+        )
+
+    class Config:
+        """List columns and lineage columns are allowed."""
+
+        strict = False
+        coerce = False

@@ -1,0 +1,85 @@
+"""The registry of dataset specifications: how a landed file is recognised and converted.
+
+A dataset is recognised by its header (the set of column names), never by its file name.
+Adding a dataset means adding a ``DatasetSpec`` to ``DATASETS``; the landing machinery does
+not change.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pandera.polars as pa
+import polars as pl
+
+# Converts parsed String fields (one row per record, plus ``source``, ``line``) into the
+# table's typed columns plus a ``_parse_error`` column (null when the record parsed).
+Converter = Callable[[pl.DataFrame], pl.DataFrame]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to recognise, convert and validate one kind of vendor file.
+
+    Attributes:
+        name: dataset name recorded in the metastore.
+        table: validated table the rows go to (several datasets may share one table).
+        header: the exact column names of the files, in order.
+        convert: pure transform from String fields to typed table columns.
+        schema: pandera schema every row of the table must satisfy.
+        key: columns that identify a row; the latest delivery wins on conflicts.
+    """
+
+    name: str
+    table: str
+    header: tuple[str, ...]
+    convert: Converter
+    schema: type[pa.DataFrameModel]
+    key: tuple[str, ...]
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, columns: Sequence[str]) -> bool:
+        """True when a file's header is exactly this dataset's header."""
+        return tuple(columns) == self.header
+
+
+def recognise(columns: Sequence[str], specs: Sequence[DatasetSpec]) -> DatasetSpec | None:
+    """The spec whose header equals ``columns``, or None."""
+    return next((spec for spec in specs if spec.matches(columns)), None)
+
+
+def closest(columns: Sequence[str], specs: Sequence[DatasetSpec]) -> tuple[DatasetSpec, float]:
+    """The spec with the most column-name overlap with ``columns`` (Jaccard), for drift reasons."""
+    cols = set(columns)
+
+    def score(spec: DatasetSpec) -> float:
+        head = set(spec.header)
+        return len(cols & head) / max(len(cols | head), 1)
+
+    best = max(specs, key=score)
+    return best, score(best)
+
+
+def parse_errors(fields: pl.DataFrame, parsed: dict[str, pl.Expr]) -> pl.Expr:
+    """A ``_parse_error`` expression naming every field that has text but did not parse.
+
+    Args:
+        fields: the String fields (used only for column names).
+        parsed: output column expressions keyed by the source field they parse.
+    """
+    messages = [
+        pl.when(pl.col(src).is_not_null() & expr.is_null()).then(
+            pl.format("unparseable {}: '{}'", pl.lit(src), pl.col(src).str.slice(0, 80))
+        )
+        for src, expr in parsed.items()
+        if src in fields.columns
+    ]
+    if not messages:
+        return pl.lit(None, dtype=pl.String)
+    return pl.concat_str(messages, separator="; ", ignore_nulls=True).replace("", None)
+
+
+def today_utc() -> str:
+    """Today's date in UTC as ``YYYY-MM-DD`` (rows dated after it are impossible)."""
+    return datetime.now(tz=UTC).date().isoformat()

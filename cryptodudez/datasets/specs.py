@@ -1,0 +1,268 @@
+"""The datasets CryptoDudez receives, as converters from String fields to typed tables.
+
+Every converter takes the parsed String fields of well-formed records (plus ``source`` and
+``line``) and returns the table's columns plus ``_parse_error``: the reason a record whose
+fields have text that does not parse must be quarantined.
+"""
+
+from collections.abc import Callable
+
+import polars as pl
+
+from cryptodudez.checks import schemas
+from cryptodudez.datasets.registry import DatasetSpec, parse_errors
+
+STOCK_HEADER = ("Date", "Open", "High", "Low", "Close", "Adj Close", "Volume")
+CRYPTO_HEADER = (
+    "SNo", "Name", "Symbol", "Date", "High", "Low", "Open", "Close", "Volume", "Marketcap",
+)
+SYMBOLS_HEADER = (
+    "Nasdaq Traded", "Symbol", "Security Name", "Listing Exchange", "Market Category", "ETF",
+    "Round Lot Size", "Test Issue", "Financial Status", "CQS Symbol", "NASDAQ Symbol",
+    "NextShares",
+)
+TWEETS_V1_HEADER = (
+    "", "id", "conversation_id", "created_at", "date", "timezone", "place", "tweet",
+    "language", "hashtags", "cashtags", "user_id", "user_id_str", "username", "name", "day",
+    "hour", "link", "urls", "photos", "video", "thumbnail", "retweet", "nlikes", "nreplies",
+    "nretweets", "quote_url", "search", "near", "geo", "source", "user_rt_id", "user_rt",
+    "retweet_id", "reply_to", "retweet_date", "translate", "trans_src", "trans_dest",
+)
+TWEETS_V2_HEADER = (
+    "id", "conversation_id", "created_at", "date", "time", "timezone", "user_id", "username",
+    "name", "place", "tweet", "language", "mentions", "urls", "photos", "replies_count",
+    "retweets_count", "likes_count", "hashtags", "cashtags", "link", "retweet", "quote_url",
+    "video", "thumbnail", "near", "geo", "source", "user_rt_id", "user_rt", "retweet_id",
+    "reply_to", "retweet_date", "translate", "trans_src", "trans_dest",
+)
+
+LINEAGE = ("_source", "_line")
+
+
+def _float(col: str) -> pl.Expr:
+    return pl.col(col).str.strip_chars().cast(pl.Float64, strict=False)
+
+
+def _int(col: str) -> pl.Expr:
+    """Integers, also written as integral floats (``17300.0``); anything else is null."""
+    as_float = _float(col)
+    return (
+        pl.when(as_float == as_float.floor())
+        .then(as_float.cast(pl.Int64, strict=False))
+        .otherwise(None)
+    )
+
+
+def _date(col: str, fmt: str = "%Y-%m-%d") -> pl.Expr:
+    return pl.col(col).str.strptime(pl.Date, fmt, strict=False)
+
+
+def _lineage() -> list[pl.Expr]:
+    return [pl.col("__source").alias("_source"), pl.col("__line").alias("_line")]
+
+
+def path_symbol(source: pl.Expr) -> pl.Expr:
+    """Ticker from a member path like ``…/stocks/AAPL.csv``."""
+    return source.str.extract(r"([^/]+)\.[^./]+$", 1)
+
+
+def path_asset_class(source: pl.Expr) -> pl.Expr:
+    """``stock`` or ``etf`` from the member's folder, null when the folder says neither."""
+    folder = source.str.extract(r"([^/]+)/[^/]+$", 1).str.to_lowercase()
+    return pl.when(folder == "stocks").then(pl.lit("stock")).when(folder == "etfs").then(
+        pl.lit("etf")
+    )
+
+
+def per_source(fields: pl.DataFrame, derive: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
+    """A per-member value (derived from its path once per member, not once per row)."""
+    members = fields.select("__sid", "__source").unique("__sid")
+    derived = members.select("__sid", derive(pl.col("__source")).alias("v"))
+    values = fields.select("__sid").join(derived, on="__sid", how="left", maintain_order="left")
+    return pl.lit(values["v"])
+
+
+def convert_stock_prices(fields: pl.DataFrame) -> pl.DataFrame:
+    """Stock or ETF daily bars; the symbol and asset class come from the member path."""
+    parsed = {
+        "Date": _date("Date"),
+        "Open": _float("Open"),
+        "High": _float("High"),
+        "Low": _float("Low"),
+        "Close": _float("Close"),
+        "Adj Close": _float("Adj Close"),
+        "Volume": _int("Volume"),
+    }
+    return fields.select(
+        per_source(fields, path_symbol).alias("Symbol"),
+        pl.lit(None, dtype=pl.String).alias("Security Name"),
+        parsed["Date"].dt.to_string("%Y-%m-%d").alias("Date"),
+        *[parsed[c].alias(c) for c in ("Open", "High", "Low", "Close", "Adj Close", "Volume")],
+        per_source(fields, path_asset_class).alias("asset_class"),
+        *_lineage(),
+        parse_errors(fields, parsed).alias("_parse_error"),
+    )
+
+
+def convert_symbols_meta(fields: pl.DataFrame) -> pl.DataFrame:
+    """The NASDAQ symbol directory, kept as text except ``Round Lot Size``."""
+    parsed = {"Round Lot Size": _int("Round Lot Size")}
+    text_cols = [c for c in SYMBOLS_HEADER if c != "Round Lot Size"]
+    return fields.select(
+        *[pl.col(c).str.strip_chars() for c in text_cols],
+        parsed["Round Lot Size"].alias("Round Lot Size"),
+        *_lineage(),
+        parse_errors(fields, parsed).alias("_parse_error"),
+    )
+
+
+def convert_crypto_prices(fields: pl.DataFrame) -> pl.DataFrame:
+    """Daily coin prices; ``Date`` is the UTC day, ``timestamp`` the vendor's close time."""
+    parsed = {
+        "SNo": _int("SNo"),
+        "Date": pl.col("Date").str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False),
+        "High": _float("High"),
+        "Low": _float("Low"),
+        "Open": _float("Open"),
+        "Close": _float("Close"),
+        "Volume": _float("Volume"),
+        "Marketcap": _float("Marketcap"),
+    }
+    return fields.select(
+        parsed["SNo"].alias("SNo"),
+        pl.col("Name"),
+        pl.col("Symbol"),
+        parsed["Date"].dt.date().dt.to_string("%Y-%m-%d").alias("Date"),
+        parsed["Date"].dt.replace_time_zone("UTC").alias("timestamp"),
+        *[parsed[c].alias(c) for c in ("High", "Low", "Open", "Close", "Volume", "Marketcap")],
+        *_lineage(),
+        parse_errors(fields, parsed).alias("_parse_error"),
+    )
+
+
+def _quoted_items(col: str) -> pl.Expr:
+    """Items of a Python-repr list of strings such as ``['a', 'b']``."""
+    return pl.col(col).fill_null("[]").str.extract_all(r"'([^']*)'").list.eval(
+        pl.element().str.strip_chars("'")
+    )
+
+
+def _tweet_common(fields: pl.DataFrame, parsed: dict[str, pl.Expr]) -> pl.DataFrame:
+    return fields.select(
+        parsed["id"].alias("tweet_id"),
+        parsed["created_at"].alias("created_at"),
+        pl.col("tweet").alias("text"),
+        parsed["likes"].alias("likes"),
+        parsed["retweets"].alias("retweets"),
+        parsed["replies"].alias("replies"),
+        pl.col("tweet").fill_null("").str.extract_all(r"@\w+").alias("mentions"),
+        _quoted_items("hashtags").alias("hashtags"),
+        _quoted_items("urls").alias("urls"),
+        pl.col("language"),
+        parsed["conversation_id"].alias("conversation_id"),
+        pl.col("reply_to").fill_null("[]").str.extract_all(r"'id': '\d+'")
+        .list.eval(pl.element().str.extract(r"(\d+)", 1).cast(pl.Int64))
+        .alias("reply_to_user_ids"),
+        *_lineage(),
+        pl.lit(None, dtype=pl.String).alias("_parse_error"),
+    )
+
+
+def convert_tweets_v1(fields: pl.DataFrame) -> pl.DataFrame:
+    """Tweets scraped with ``created_at`` in epoch milliseconds (the 2010-2020 schema)."""
+    parsed = {
+        "id": _int("id"),
+        "conversation_id": _int("conversation_id"),
+        "created_at": _int("created_at").cast(pl.Datetime("ms")).cast(pl.Datetime("us"))
+        .dt.replace_time_zone("UTC"),
+        "likes": _int("nlikes"),
+        "retweets": _int("nretweets"),
+        "replies": _int("nreplies"),
+    }
+    renamed = {"likes": "nlikes", "retweets": "nretweets", "replies": "nreplies"}
+    frame = _tweet_common(fields, parsed)
+    return frame.with_columns(
+        _parse_error=_errors(fields, {renamed.get(k, k): v for k, v in parsed.items()})
+    )
+
+
+def convert_tweets_v2(fields: pl.DataFrame) -> pl.DataFrame:
+    """Tweets with local ``created_at`` text and a ``timezone`` offset (the 2021+ schema)."""
+    local = pl.col("created_at").str.slice(0, 19).str.strptime(
+        pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False
+    )
+    offset = pl.col("timezone").str.extract(r"^([+-])(\d{2})(\d{2})$", 0)
+    sign = pl.when(offset.str.slice(0, 1) == "-").then(-1).otherwise(1)
+    minutes = sign * (
+        offset.str.slice(1, 2).cast(pl.Int64, strict=False) * 60
+        + offset.str.slice(3, 2).cast(pl.Int64, strict=False)
+    )
+    utc = (local - pl.duration(minutes=minutes)).dt.replace_time_zone("UTC")
+    parsed = {
+        "id": _int("id"),
+        "conversation_id": _int("conversation_id"),
+        "created_at": utc,
+        "likes": _int("likes_count"),
+        "retweets": _int("retweets_count"),
+        "replies": _int("replies_count"),
+    }
+    renamed = {"likes": "likes_count", "retweets": "retweets_count", "replies": "replies_count"}
+    frame = _tweet_common(fields, parsed)
+    return frame.with_columns(
+        _parse_error=_errors(fields, {renamed.get(k, k): v for k, v in parsed.items()})
+    )
+
+
+def _errors(fields: pl.DataFrame, parsed: dict[str, pl.Expr]) -> pl.Series:
+    return fields.select(parse_errors(fields, parsed)).to_series()
+
+
+DATASETS: tuple[DatasetSpec, ...] = (
+    DatasetSpec(
+        name="stock_market_daily",
+        table="stock_prices",
+        header=STOCK_HEADER,
+        convert=convert_stock_prices,
+        schema=schemas.StockPrices,
+        key=("Symbol", "Date"),
+        description="Daily bars of one stock or ETF (stock market dataset).",
+    ),
+    DatasetSpec(
+        name="nasdaq_symbols",
+        table="symbols_meta",
+        header=SYMBOLS_HEADER,
+        convert=convert_symbols_meta,
+        schema=schemas.SymbolsMeta,
+        key=("Symbol",),
+        description="NASDAQ symbol directory (symbols_valid_meta.csv).",
+    ),
+    DatasetSpec(
+        name="coin_daily_prices",
+        table="crypto_prices",
+        header=CRYPTO_HEADER,
+        convert=convert_crypto_prices,
+        schema=schemas.CryptoPrices,
+        key=("Symbol", "Date"),
+        description="Daily prices of one coin (cryptocurrency historical prices).",
+    ),
+    DatasetSpec(
+        name="tweets_twint_v1",
+        table="tweets",
+        header=TWEETS_V1_HEADER,
+        convert=convert_tweets_v1,
+        schema=schemas.Tweets,
+        key=("tweet_id",),
+        description="Tweets, epoch-millisecond schema (2010-2020 files).",
+    ),
+    DatasetSpec(
+        name="tweets_twint_v2",
+        table="tweets",
+        header=TWEETS_V2_HEADER,
+        convert=convert_tweets_v2,
+        schema=schemas.Tweets,
+        key=("tweet_id",),
+        description="Tweets, local-time schema with timezone offset (2021+ files).",
+    ),
+)
+
+TABLES: tuple[str, ...] = tuple(dict.fromkeys(spec.table for spec in DATASETS))

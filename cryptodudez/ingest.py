@@ -1,0 +1,475 @@
+"""From a landed file's bytes to validated rows, quarantined rows and catalogue entries.
+
+Pure functions of bytes and frames: no Dagster, no file system. ``unpack`` opens archives,
+``ingest_members`` frames, recognises, converts and validates every member set-at-a-time
+(one polars read per group of same-format members, never one reader per member).
+"""
+
+import csv
+import io
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandera.errors as pa_errors
+import polars as pl
+
+from cryptodudez.datasets import csv as csvframe
+from cryptodudez.datasets.registry import DatasetSpec, closest, recognise
+
+QUARANTINE_SCHEMA = {
+    "source": pl.String,
+    "line": pl.Int64,
+    "raw": pl.String,
+    "reason": pl.String,
+}
+MEMBER_SCHEMA = {
+    "uri": pl.String,
+    "member": pl.String,
+    "dataset": pl.String,
+    "table": pl.String,
+    "size": pl.Int64,
+    "rows_read": pl.Int64,
+    "rows_valid": pl.Int64,
+    "rows_quarantined": pl.Int64,
+    "status": pl.String,
+    "reason": pl.String,
+}
+COLUMN_SCHEMA = {"uri": pl.String, "position": pl.Int32, "name": pl.String, "type": pl.String}
+UNRECOGNISED_TABLE = "unrecognised"
+_JUNK_PREFIXES = ("__MACOSX/",)
+_JUNK_NAMES = (".DS_Store", "Thumbs.db")
+_SAMPLE_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file to ingest: a landed file or a member of a landed archive."""
+
+    uri: str
+    name: str
+    data: bytes
+
+
+@dataclass
+class Unpacked:
+    """Members to ingest, plus members or whole files rejected before parsing."""
+
+    members: list[Member] = field(default_factory=list)
+    rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (uri, name, reason)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (uri, name, reason)
+
+
+@dataclass
+class IngestResult:
+    """Everything one landed file produced."""
+
+    tables: dict[str, pl.DataFrame]
+    quarantine: dict[str, pl.DataFrame]
+    members: pl.DataFrame
+    columns: pl.DataFrame
+
+
+def member_uri(file_uri: str, name: str) -> str:
+    """fsspec URL of an archive member, e.g. ``zip://stocks/A.csv::s3://lake/raw/a.zip``."""
+    return f"zip://{name}::{file_uri}"
+
+
+def unpack(file_uri: str, data: bytes) -> Unpacked:
+    """Open a landed file: a zip archive gives its members, anything else is one member."""
+    out = Unpacked()
+    name = file_uri.rsplit("/", 1)[-1]
+    if not data.startswith(b"PK") and not name.lower().endswith(".zip"):
+        out.members.append(Member(file_uri, name, data))
+        return out
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        out.rejected.append((file_uri, name, f"corrupt zip archive: {exc}"))
+        return out
+    for info in infos:
+        uri = member_uri(file_uri, info.filename)
+        base = info.filename.rsplit("/", 1)[-1]
+        if info.is_dir():
+            continue
+        if info.filename.startswith(_JUNK_PREFIXES) or base.startswith("._"):
+            out.skipped.append((uri, info.filename, "macOS resource fork, not data"))
+            continue
+        if base in _JUNK_NAMES:
+            out.skipped.append((uri, info.filename, "operating-system folder metadata"))
+            continue
+        try:
+            out.members.append(Member(uri, info.filename, archive.read(info)))
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            out.rejected.append((uri, info.filename, f"corrupt archive member: {exc}"))
+    return out
+
+
+def _whole_file_problem(data: bytes) -> str | None:
+    if not data.strip():
+        return "empty file"
+    if b"\x00" in data[:8192]:
+        return "binary content (NUL bytes), not text"
+    return None
+
+
+def _data_lines(data: bytes) -> int:
+    """Lines after the header (records of a file rejected as a whole)."""
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    return max(lines - 1, 0)
+
+
+def _header_of(text_head: str) -> list[str]:
+    first = next(csv.reader(io.StringIO(text_head)), [])
+    return [c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(first)]
+
+
+@dataclass
+class _Framed:
+    records: pl.DataFrame  # sid, line, raw, n_fields, closed (data records only)
+    fields: pl.DataFrame  # String fields + sid + line, for well-formed records
+
+
+def _frame_fast(members: Sequence[Member], ncols: int) -> _Framed | None:
+    """One-pass framing for members without quotes: one line is one record."""
+    chunks = [m.data if m.data.endswith(b"\n") else m.data + b"\n" for m in members]
+    counts = [c.count(b"\n") for c in chunks]
+    buf = b"".join(chunks)
+    lines = pl.read_csv(
+        io.BytesIO(buf), has_header=False, separator="\x1f", quote_char=None,
+        schema={"raw": pl.String},
+    )
+    names = [f"f{i}" for i in range(ncols)]
+    fields = pl.read_csv(
+        io.BytesIO(buf), has_header=False, quote_char=None, truncate_ragged_lines=True,
+        schema=dict.fromkeys(names, pl.String),
+    )
+    if lines.height != sum(counts) or fields.height != lines.height:
+        return None
+    sizes = pl.Series(counts, dtype=pl.Int64)
+    starts = sizes.cum_sum() - sizes
+    sid = pl.int_range(0, len(counts), eager=True, dtype=pl.Int64).repeat_by(sizes).explode()
+    line = pl.int_range(1, lines.height + 1, eager=True, dtype=pl.Int64) - starts.gather(sid)
+    has_cr = b"\r" in buf
+    records = lines.with_columns(
+        sid=sid,
+        line=line,
+        raw=pl.col("raw").str.strip_suffix("\r") if has_cr else pl.col("raw"),
+    ).with_columns(
+        n_fields=pl.when(pl.col("raw").is_null()).then(0).otherwise(
+            pl.col("raw").str.count_matches(",", literal=True) + 1
+        ).cast(pl.Int64),
+        closed=pl.lit(value=True),
+    )
+    keep = (records["line"] > 1) & (records["n_fields"] == ncols)
+    good = fields.with_columns(sid=sid, line=line).filter(keep)
+    if has_cr:
+        good = good.with_columns(pl.col(names[-1]).str.strip_suffix("\r"))
+    records = records.filter(pl.col("line") > 1).select(
+        "sid", "line", "raw", "n_fields", "closed"
+    )
+    return _Framed(records, good.select(*names, "sid", "line"))
+
+
+def _frame_exact(texts: pl.DataFrame, ncols: int) -> _Framed:
+    """Quote-aware framing: multi-line quoted fields stay in one record."""
+    recs = csvframe.split_records(texts).filter(pl.col("record") > 0).rename({"source": "sid"})
+    recs = recs.with_columns(
+        n_fields=pl.when(pl.col("raw") == "").then(0).otherwise(
+            csvframe.count_fields(pl.col("raw"))
+        )
+    )
+    records = recs.select("sid", "line", "raw", "n_fields", "closed")
+    good = recs.filter(pl.col("n_fields") == ncols, pl.col("closed"))
+    names = [f"f{i}" for i in range(ncols)]
+    fields = csvframe.read_records(names, good["raw"])
+    return _Framed(records, pl.concat([fields, good.select("sid", "line")], how="horizontal"))
+
+
+def _decode(
+    members: Sequence[Member], sids: Sequence[int]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Texts of members (bad UTF-8 replaced) and the (sid, line) pairs that held bad bytes."""
+    texts, bad = [], []
+    for sid, m in zip(sids, members, strict=True):
+        try:
+            texts.append(m.data.decode("utf-8"))
+        except UnicodeDecodeError:
+            for i, raw_line in enumerate(m.data.split(b"\n"), start=1):
+                try:
+                    raw_line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    bad.append((sid, i, f"invalid UTF-8 at byte {exc.start}"))
+            texts.append(m.data.decode("utf-8", errors="replace"))
+    frame = pl.DataFrame({"source": list(sids), "text": texts},
+                         schema={"source": pl.Int64, "text": pl.String})
+    bad_lines = pl.DataFrame(
+        bad, schema={"sid": pl.Int64, "line": pl.Int64, "reason": pl.String}, orient="row"
+    )
+    return frame, bad_lines
+
+
+def _frame(members: Sequence[Member], ncols: int) -> tuple[_Framed, pl.DataFrame]:
+    """Frame members into records; ``sid`` is a member's index in ``members``."""
+    plain = [i for i, m in enumerate(members) if b'"' not in m.data and b"\x1f" not in m.data]
+    plain_set = set(plain)
+    quoted = [i for i in range(len(members)) if i not in plain_set]
+    parts: list[_Framed] = []
+    bad_lines = pl.DataFrame(schema={"sid": pl.Int64, "line": pl.Int64, "reason": pl.String})
+    if plain:
+        try:
+            fast = _frame_fast([members[i] for i in plain], ncols)
+        except pl.exceptions.ComputeError:  # undecodable bytes: take the exact path
+            fast = None
+        if fast is None:
+            quoted = list(range(len(members)))
+        else:
+            remap = pl.Series(plain, dtype=pl.Int64)
+            parts.append(_Framed(
+                fast.records.with_columns(sid=remap.gather(fast.records["sid"])),
+                fast.fields.with_columns(sid=remap.gather(fast.fields["sid"])),
+            ))
+    if quoted:
+        texts, bad_lines = _decode([members[i] for i in quoted], quoted)
+        parts.append(_frame_exact(texts, ncols))
+    records = pl.concat([p.records for p in parts])
+    fields = pl.concat([p.fields for p in parts])
+    return _Framed(records, fields), bad_lines
+
+
+def infer_types(
+    fields: pl.DataFrame, names: Sequence[str], uris: Sequence[str]
+) -> pl.DataFrame:
+    """Infer each member's column types from a sample of its values, like a crawler would.
+
+    ``fields`` holds String columns plus ``sid`` (index into ``uris``) and ``line``.
+    Returns one row per (member, column): ``uri``, ``position``, ``name``, ``type``
+    (BIGINT, DOUBLE, DATE, TIMESTAMP, BOOLEAN, VARCHAR, or NULL when the sample has no value).
+    """
+    sample = fields.filter(pl.col("line") <= _SAMPLE_ROWS + 1)
+    cols = [c for c in fields.columns if c not in ("sid", "line")]
+    aggs = []
+    for c in cols:
+        v = pl.col(c).str.strip_chars()
+        present = v.is_not_null() & (v != "")
+        aggs += [
+            present.sum().alias(f"{c}|n"),
+            v.cast(pl.Int64, strict=False).is_not_null().sum().alias(f"{c}|BIGINT"),
+            v.cast(pl.Float64, strict=False).is_not_null().sum().alias(f"{c}|DOUBLE"),
+            v.str.contains(r"^\d{4}-\d{2}-\d{2}$").sum().alias(f"{c}|DATE"),
+            v.str.contains(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?").sum()
+            .alias(f"{c}|TIMESTAMP"),
+            v.str.to_lowercase().is_in(["true", "false"]).sum().alias(f"{c}|BOOLEAN"),
+        ]
+    counts = sample.group_by("sid").agg(aggs)
+    rows = []
+    for rec in counts.iter_rows(named=True):
+        for pos, (c, name) in enumerate(zip(cols, names, strict=True), start=1):
+            n = rec[f"{c}|n"]
+            kind = "NULL" if n == 0 else next(
+                (t for t in ("BIGINT", "DOUBLE", "DATE", "TIMESTAMP", "BOOLEAN")
+                 if rec[f"{c}|{t}"] == n),
+                "VARCHAR",
+            )
+            rows.append((uris[rec["sid"]], pos, name, kind))
+    return pl.DataFrame(rows, schema=COLUMN_SCHEMA, orient="row")
+
+
+def _schema_failures(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
+    """Row index and reason of every row the spec's pandera schema rejects."""
+    try:
+        spec.schema.validate(frame, lazy=True)
+    except pa_errors.SchemaErrors as exc:
+        cases = exc.failure_cases.filter(pl.col("index").is_not_null())
+        table_level = exc.failure_cases.filter(pl.col("index").is_null())
+        if table_level.height:
+            msg = f"{spec.table}: schema-level failure {table_level.rows()[:3]}"
+            raise ValueError(msg) from exc
+        return (
+            cases.with_columns(
+                reason=pl.when(pl.col("schema_context") == "DataFrameSchema")
+                .then(pl.format("failed {}", pl.col("check")))
+                .when(pl.col("check") == "not_nullable")
+                .then(pl.format("null in required field {}", pl.col("column")))
+                .otherwise(pl.format("{} failed {}: {}", pl.col("column"), pl.col("check"),
+                                     pl.col("failure_case").cast(pl.String).str.slice(0, 60)))
+            )
+            .group_by(pl.col("index").cast(pl.Int64))
+            .agg(pl.col("reason").unique(maintain_order=True).str.join("; "))
+        )
+    return pl.DataFrame(schema={"index": pl.Int64, "reason": pl.String})
+
+
+def _duplicates_within_file(frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
+    """Rows whose key already appeared earlier in the same member, with the first line."""
+    cols = ["__sid", *key]
+    first = frame.select(pl.struct(cols).is_first_distinct()).to_series()
+    if first.all():
+        return pl.DataFrame(schema={"index": pl.Int64, "reason": pl.String})
+    indexed = frame.with_row_index("index")
+    dups = indexed.filter(~first)
+    firsts = indexed.filter(first).join(dups.select(cols).unique(), on=cols, how="semi")
+    return dups.join(firsts.select(*cols, first_line="_line"), on=cols, how="left").select(
+        pl.col("index").cast(pl.Int64),
+        pl.format("duplicate key ({}) in the same file, first at line {}",
+                  pl.lit(", ".join(key)), pl.col("first_line")).alias("reason"),
+    )
+
+
+@dataclass
+class _SpecOutcome:
+    valid: pl.DataFrame
+    quarantined: pl.DataFrame
+    columns: pl.DataFrame
+
+
+def _ingest_spec(members: list[Member], spec: DatasetSpec, header: list[str]) -> _SpecOutcome:
+    ncols = len(spec.header)
+    uris = pl.Series("source", [m.uri for m in members], dtype=pl.String)
+    framed, bad_lines = _frame(members, ncols)
+    records = framed.records
+    malformed = records.filter(pl.col("n_fields") != ncols).select(
+        "sid", "line", "raw",
+        reason=pl.when(pl.col("n_fields") == 0).then(pl.lit("blank line"))
+        .when(~pl.col("closed")).then(pl.lit("unterminated quoted field at end of file"))
+        .otherwise(pl.format("wrong field count: expected {}, found {}",
+                             pl.lit(ncols), pl.col("n_fields"))),
+    )
+    unterminated = records.filter(pl.col("n_fields") == ncols, ~pl.col("closed")).select(
+        "sid", "line", "raw", reason=pl.lit("unterminated quoted field at end of file"),
+    )
+    columns = infer_types(framed.fields, header, uris.to_list())
+    names = {f"f{i}": h for i, h in enumerate(spec.header)}
+    fields = framed.fields.rename({**names, "sid": "__sid", "line": "__line"}).with_columns(
+        __source=uris.gather(framed.fields["sid"])
+    )
+    typed = spec.convert(fields).with_columns(__sid=fields["__sid"])
+    if bad_lines.height:
+        typed = typed.join(
+            bad_lines.rename({"sid": "__sid", "line": "_line", "reason": "_enc"}),
+            on=["__sid", "_line"], how="left", maintain_order="left",
+        ).with_columns(
+            _parse_error=pl.concat_str([pl.col("_enc"), pl.col("_parse_error")],
+                                       separator="; ", ignore_nulls=True)
+        ).drop("_enc")
+    parse_ok = typed["_parse_error"].is_null()
+    parse_rejects = typed.filter(~parse_ok).select(
+        sid="__sid", line="_line", reason="_parse_error"
+    )
+    body = typed.filter(parse_ok).drop("_parse_error")
+    failures = _schema_failures(body.drop("__sid"), spec)
+    dups = _duplicates_within_file(body, spec.key)
+    rejected = pl.concat([failures, dups])
+    if rejected.height:
+        rejected = rejected.group_by("index").agg(pl.col("reason").str.join("; "))
+        ok_mask = ~pl.int_range(body.height, dtype=pl.Int64, eager=True).is_in(
+            rejected["index"].implode()
+        )
+        row_rejects = body.select(sid="__sid", line="_line").with_row_index("index").with_columns(
+            pl.col("index").cast(pl.Int64)
+        ).join(rejected, on="index", how="inner").drop("index")
+        body = body.filter(ok_mask)
+    else:
+        row_rejects = pl.DataFrame(schema={"sid": pl.Int64, "line": pl.Int64,
+                                           "reason": pl.String})
+    value_rejects = pl.concat([row_rejects, parse_rejects]).join(
+        records.select("sid", "line", "raw"), on=["sid", "line"], how="left"
+    )
+    quarantined = (
+        pl.concat([malformed, unterminated, value_rejects.select("sid", "line", "raw", "reason")])
+        .sort("sid", "line")
+        .select(source="sid", line="line",
+                raw="raw", reason="reason")
+    )
+    quarantined = quarantined.with_columns(source=uris.gather(quarantined["source"]))
+    return _SpecOutcome(body.drop("__sid"), quarantined, columns)
+
+
+def _member_rows(rows: list[dict[str, object]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=MEMBER_SCHEMA) if rows else pl.DataFrame(schema=MEMBER_SCHEMA)
+
+
+def _whole_rejects(rows: list[tuple[str, str | None, str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [(uri, None, raw, reason) for uri, raw, reason in rows],
+        schema=QUARANTINE_SCHEMA, orient="row",
+    )
+
+
+def ingest_members(unpacked: Unpacked, specs: Sequence[DatasetSpec]) -> IngestResult:
+    """Recognise, parse, convert and validate every member of one landed file."""
+    member_rows: list[dict[str, object]] = []
+    whole: dict[str, list[tuple[str, str | None, str]]] = {}
+    by_spec: dict[str, tuple[DatasetSpec, list[str], list[Member]]] = {}
+
+    def reject(m_uri: str, name: str, size: int, table: str, reason: str,
+               raw: str | None, dataset: str | None = None, rows: int = 0) -> None:
+        whole.setdefault(table, []).append((m_uri, raw, reason))
+        member_rows.append({
+            "uri": m_uri, "member": name, "dataset": dataset, "table": table, "size": size,
+            "rows_read": rows, "rows_valid": 0, "rows_quarantined": rows,
+            "status": "rejected", "reason": reason,
+        })
+
+    for uri, name, reason in unpacked.rejected:
+        reject(uri, name, 0, UNRECOGNISED_TABLE, reason, None)
+    for uri, name, reason in unpacked.skipped:
+        member_rows.append({"uri": uri, "member": name, "dataset": None, "table": None,
+                            "size": None, "rows_read": 0, "rows_valid": 0,
+                            "rows_quarantined": 0, "status": "skipped", "reason": reason})
+    for m in unpacked.members:
+        problem = _whole_file_problem(m.data)
+        if problem:
+            reject(m.uri, m.name, len(m.data), UNRECOGNISED_TABLE, problem, None)
+            continue
+        head = m.data[:65536].decode("utf-8", errors="replace").split("\n", 1)
+        header = _header_of(head[0].rstrip("\r"))
+        spec = recognise(header, specs)
+        if spec is None:
+            near, score = closest(header, specs)
+            if score >= 0.5:
+                missing = [c for c in near.header if c not in header]
+                extra = [c for c in header if c not in near.header]
+                reason = (f"schema drift from dataset {near.name}: missing {missing}, "
+                          f"unexpected {extra}")
+                reject(m.uri, m.name, len(m.data), near.table, reason, head[0][:2000],
+                       dataset=near.name, rows=_data_lines(m.data))
+            else:
+                reject(m.uri, m.name, len(m.data), UNRECOGNISED_TABLE,
+                       f"columns match no known dataset: {header[:40]}", head[0][:2000],
+                       rows=_data_lines(m.data))
+            continue
+        if len(head) < 2 or not head[1].strip():
+            reject(m.uri, m.name, len(m.data), spec.table, "header only: no data rows",
+                   head[0][:2000], dataset=spec.name)
+            continue
+        by_spec.setdefault(spec.name, (spec, header, []))[2].append(m)
+
+    tables: dict[str, list[pl.DataFrame]] = {}
+    quarantine: dict[str, list[pl.DataFrame]] = {}
+    columns: list[pl.DataFrame] = []
+    for spec, header, members in by_spec.values():
+        outcome = _ingest_spec(members, spec, header)
+        tables.setdefault(spec.table, []).append(outcome.valid)
+        quarantine.setdefault(spec.table, []).append(outcome.quarantined)
+        columns.append(outcome.columns)
+        valid_n = dict(outcome.valid.group_by("_source").len().iter_rows())
+        bad_n = dict(outcome.quarantined.group_by("source").len().iter_rows())
+        for m in members:
+            v, q = valid_n.get(m.uri, 0), bad_n.get(m.uri, 0)
+            member_rows.append({
+                "uri": m.uri, "member": m.name, "dataset": spec.name, "table": spec.table,
+                "size": len(m.data), "rows_read": v + q, "rows_valid": v,
+                "rows_quarantined": q,
+                "status": "validated" if q == 0 else "validated_with_quarantine",
+                "reason": None,
+            })
+    for table, rows in whole.items():
+        quarantine.setdefault(table, []).append(_whole_rejects(rows))
+    return IngestResult(
+        tables={t: pl.concat(fs, how="diagonal_relaxed") for t, fs in tables.items()},
+        quarantine={t: pl.concat(fs) for t, fs in quarantine.items()},
+        members=_member_rows(member_rows),
+        columns=pl.concat(columns) if columns else pl.DataFrame(schema=COLUMN_SCHEMA),
+    )
