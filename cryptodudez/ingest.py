@@ -6,8 +6,10 @@ Pure functions of bytes and frames: no Dagster, no file system. ``unpack`` opens
 """
 
 import csv
+import hashlib
 import io
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -58,6 +60,7 @@ class Unpacked:
     members: list[Member] = field(default_factory=list)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (uri, name, reason)
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (uri, name, reason)
+    sha256: dict[str, str] = field(default_factory=dict)  # member uri -> sha256 of its bytes
 
 
 @dataclass
@@ -81,6 +84,7 @@ def unpack(file_uri: str, data: bytes) -> Unpacked:
     name = file_uri.rsplit("/", 1)[-1]
     if not data.startswith(b"PK") and not name.lower().endswith(".zip"):
         out.members.append(Member(file_uri, name, data))
+        out.sha256[file_uri] = hashlib.sha256(data).hexdigest()
         return out
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -93,16 +97,18 @@ def unpack(file_uri: str, data: bytes) -> Unpacked:
         base = info.filename.rsplit("/", 1)[-1]
         if info.is_dir():
             continue
+        try:
+            data = archive.read(info)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
+            out.rejected.append((uri, info.filename, f"corrupt archive member: {exc}"))
+            continue
+        out.sha256[uri] = hashlib.sha256(data).hexdigest()
         if info.filename.startswith(_JUNK_PREFIXES) or base.startswith("._"):
             out.skipped.append((uri, info.filename, "macOS resource fork, not data"))
-            continue
-        if base in _JUNK_NAMES:
+        elif base in _JUNK_NAMES:
             out.skipped.append((uri, info.filename, "operating-system folder metadata"))
-            continue
-        try:
-            out.members.append(Member(uri, info.filename, archive.read(info)))
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            out.rejected.append((uri, info.filename, f"corrupt archive member: {exc}"))
+        else:
+            out.members.append(Member(uri, info.filename, data))
     return out
 
 

@@ -266,3 +266,15 @@ DATASETS: tuple[DatasetSpec, ...] = (
 )
 
 TABLES: tuple[str, ...] = tuple(dict.fromkeys(spec.table for spec in DATASETS))
+
+
+def attach_security_names(stocks: pl.DataFrame, symbols: pl.DataFrame) -> pl.DataFrame:
+    """Fill ``Security Name`` from the symbol directory (null where the symbol is unknown)."""
+    if symbols.height == 0 or "Security Name" not in symbols.columns:
+        return stocks
+    names = symbols.select("Symbol", pl.col("Security Name").alias("_name")).unique(
+        "Symbol", keep="last"
+    )
+    return stocks.join(names, on="Symbol", how="left", maintain_order="left").with_columns(
+        pl.coalesce("_name", "Security Name").alias("Security Name")
+    ).drop("_name")

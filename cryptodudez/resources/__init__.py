@@ -1,0 +1,23 @@
+"""Resource sets: the one place that chooses local or production resources."""
+
+from typing import Any
+
+from cryptodudez.resources.lake import Lake
+from cryptodudez.resources.metastore import DuckDBMetastore, GlueMetastore, Metastore
+from cryptodudez.settings import Settings
+
+__all__ = ["Lake", "Metastore", "build_resources"]
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """The complete resource set for ``settings``: local (folder + DuckDB) or S3 + Glue."""
+    lake = Lake(uri=settings.lake, endpoint_url=settings.endpoint_url,
+                region_name=settings.region)
+    metastore: Metastore
+    if settings.is_production:
+        metastore = GlueMetastore(database=settings.glue_database, lake=lake,
+                                  region_name=settings.region,
+                                  endpoint_url=settings.endpoint_url)
+    else:
+        metastore = DuckDBMetastore(path=lake.path("catalog.duckdb"))
+    return {"lake": lake, "metastore": metastore}

@@ -1,0 +1,230 @@
+"""The lake: one root (a local folder or ``s3://bucket/prefix``) and all I/O under it.
+
+Layout::
+
+    raw/                     landed files, never modified by the platform
+    validated/<table>/       Parquet, one fragment per landed file
+    quarantine/<table>/      Parquet rows (source, line, raw, reason) per landed file
+    features/, models/       later stages
+    catalog.duckdb           local metastore (local lakes only)
+
+Writes are atomic: a local fragment is written to a hidden temporary file in the same folder
+and renamed into place; an S3 fragment is a single PUT, which S3 makes visible whole or not
+at all. Readers only look at ``*.parquet`` names, so a killed run leaves nothing half-written
+where they look.
+"""
+
+import hashlib
+import io
+import os
+import posixpath
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import dagster as dg
+import fsspec
+import polars as pl
+from pydantic import PrivateAttr
+
+RAW = "raw"
+VALIDATED = "validated"
+QUARANTINE = "quarantine"
+FEATURES = "features"
+MODELS = "models"
+# Characters Dagster does not allow in (multi-)partition keys.
+_KEY_SAFE = "/ -_.()~+=@&;:'!$*#%"
+
+
+def partition_key_for(raw_key: str) -> str:
+    """Dynamic partition key of a raw object (its path under ``raw/``, made key-safe)."""
+    return quote(raw_key, safe=_KEY_SAFE.replace("%", ""))
+
+
+def raw_key_for(partition_key: str) -> str:
+    """Inverse of :func:`partition_key_for`."""
+    return unquote(partition_key)
+
+
+def fragment_name(partition_key: str) -> str:
+    """File name of the Parquet fragment a partition writes in every table."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in partition_key)[-80:]
+    digest = hashlib.sha256(partition_key.encode()).hexdigest()[:12]
+    return f"part-{slug}-{digest}.parquet"
+
+
+@dataclass(frozen=True)
+class RawObject:
+    """A file found under ``raw/``: its key, a version token and when it landed."""
+
+    key: str
+    version: str
+    size: int
+    landed_at: datetime
+
+
+class Lake(dg.ConfigurableResource):
+    """The data lake rooted at ``uri``: local folder or ``s3://bucket/prefix``."""
+
+    uri: str
+    endpoint_url: str | None = None
+    region_name: str | None = None
+
+    _fs: Any = PrivateAttr(default=None)
+
+    @property
+    def is_s3(self) -> bool:
+        """True for an S3 lake."""
+        return self.uri.startswith("s3://")
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem behind the lake."""
+        if self._fs is None:
+            if self.is_s3:
+                client_kwargs = {k: v for k, v in {"endpoint_url": self.endpoint_url,
+                                                  "region_name": self.region_name}.items() if v}
+                self._fs = fsspec.filesystem("s3", client_kwargs=client_kwargs,
+                                             skip_instance_cache=True)
+            else:
+                self._fs = fsspec.filesystem("file")
+        return self._fs
+
+    @property
+    def root(self) -> str:
+        """Root path as fsspec sees it (no scheme for local lakes)."""
+        if self.is_s3:
+            return self.uri.removeprefix("s3://").rstrip("/")
+        return str(Path(self.uri.removeprefix("file://")).absolute())
+
+    def path(self, *parts: str) -> str:
+        """Path of ``parts`` under the root."""
+        return posixpath.join(self.root, *parts)
+
+    def url(self, *parts: str) -> str:
+        """Full URI (``s3://…`` or ``file://…``) of ``parts`` under the root."""
+        scheme = "s3://" if self.is_s3 else "file://"
+        return scheme + self.path(*parts)
+
+    # -- raw layer --------------------------------------------------------------------------
+
+    def list_raw(self) -> list[RawObject]:
+        """Every landed file under ``raw/`` in one listing (hidden folders excluded)."""
+        base = self.path(RAW)
+        if not self.fs.exists(base):
+            return []
+        found = self.fs.find(base, detail=True)
+        out = []
+        for path, info in found.items():
+            key = posixpath.relpath(path, base)
+            if info.get("type") == "directory" or any(p.startswith(".") for p in key.split("/")):
+                continue
+            out.append(_raw_object(key, info))
+        return sorted(out, key=lambda o: o.key)
+
+    def stat_raw(self, key: str) -> RawObject:
+        """Current version of one raw object."""
+        return _raw_object(key, self.fs.info(self.path(RAW, key)))
+
+    def read_raw(self, key: str) -> bytes:
+        """Bytes of a landed file."""
+        return self.fs.cat_file(self.path(RAW, key))
+
+    def land(self, source: Path, key: str) -> str:
+        """Copy a local file into ``raw/<key>`` (atomically); returns its URI.
+
+        A different file already at that key is first kept under ``raw/.versions/``
+        (S3 lakes rely on bucket versioning instead), so landing never destroys a delivery.
+        """
+        dest = self.path(RAW, key)
+        if not self.is_s3 and self.fs.exists(dest):
+            if _sha256_file(Path(dest)) == _sha256_file(source):
+                return self.url(RAW, key)
+            kept = self.path(RAW, ".versions", key, f"{self.stat_raw(key).version}")
+            self.fs.makedirs(posixpath.dirname(kept), exist_ok=True)
+            self.fs.mv(dest, kept)
+        self._put_bytes(dest, source.read_bytes())
+        return self.url(RAW, key)
+
+    # -- tables -----------------------------------------------------------------------------
+
+    def table_dir(self, layer: str, table: str) -> str:
+        """Folder of a table in a layer."""
+        return self.path(layer, table)
+
+    def fragments(self, layer: str, table: str) -> list[str]:
+        """Paths of a table's Parquet fragments (hidden temporaries excluded)."""
+        folder = self.table_dir(layer, table)
+        if not self.fs.exists(folder):
+            return []
+        return sorted(p for p in self.fs.glob(posixpath.join(folder, "*.parquet"))
+                      if not posixpath.basename(p).startswith("."))
+
+    def write_parquet(self, path: str, frame: pl.DataFrame) -> None:
+        """Write a Parquet file atomically (temporary + rename locally; one PUT on S3)."""
+        buf = io.BytesIO()
+        frame.write_parquet(buf, compression="zstd", statistics=True)
+        self._put_bytes(path, buf.getvalue())
+
+    def read_parquet(self, paths: list[str], columns: list[str] | None = None) -> pl.DataFrame:
+        """Read Parquet files in one multi-file scan."""
+        if not paths:
+            return pl.DataFrame()
+        if self.is_s3:
+            frames = [pl.read_parquet(io.BytesIO(self.fs.cat_file(p)), columns=columns)
+                      for p in paths]
+            return pl.concat(frames, how="diagonal_relaxed")
+        return pl.scan_parquet(paths, missing_columns="insert").select(
+            columns or pl.all()
+        ).collect()
+
+    def read_table(self, layer: str, table: str) -> pl.DataFrame:
+        """A whole table (all fragments)."""
+        return self.read_parquet(self.fragments(layer, table))
+
+    def delete(self, path: str) -> None:
+        """Remove a file if it exists."""
+        if self.fs.exists(path):
+            self.fs.rm(path)
+
+    def _put_bytes(self, path: str, data: bytes) -> None:
+        if self.is_s3:
+            self.fs.pipe_file(path, data)
+            return
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def _raw_object(key: str, info: dict[str, Any]) -> RawObject:
+    modified = info.get("LastModified") or info.get("mtime") or info.get("created")
+    if isinstance(modified, (int, float)):
+        landed = datetime.fromtimestamp(modified, tz=UTC)
+    elif isinstance(modified, datetime):
+        landed = modified if modified.tzinfo else modified.replace(tzinfo=UTC)
+    else:
+        landed = datetime.now(tz=UTC)
+    etag = str(info.get("ETag", "")).strip('"')
+    version = etag or f"{info.get('size', 0)}-{int(landed.timestamp() * 1e9)}"
+    return RawObject(key=key, version=version, size=int(info.get("size", 0)), landed_at=landed)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

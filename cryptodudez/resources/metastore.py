@@ -1,0 +1,219 @@
+"""The metastore: what landed where, what it was recognised as, its columns, its fate.
+
+``DuckDBMetastore`` keeps the catalogue in a DuckDB file (``<lake>/catalog.duckdb``) for
+local lakes. ``GlueMetastore`` keeps the same catalogue in an AWS Glue Data Catalog
+database for S3 lakes: one Glue table per validated dataset pointing at its S3 folder, plus
+the per-file records as Parquet in the lake (``catalog/files/``, ``catalog/columns/``) behind
+Glue tables of the same names, so Athena can query both.
+"""
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import dagster as dg
+import duckdb
+import polars as pl
+from pydantic import PrivateAttr
+
+from cryptodudez.resources.lake import Lake
+
+FILES_SCHEMA = {
+    "uri": pl.String,
+    "partition_key": pl.String,
+    "member": pl.String,
+    "dataset": pl.String,
+    "table_name": pl.String,
+    "format": pl.String,
+    "sha256": pl.String,
+    "size": pl.Int64,
+    "landed_at": pl.Datetime("us", "UTC"),
+    "rows_read": pl.Int64,
+    "rows_valid": pl.Int64,
+    "rows_quarantined": pl.Int64,
+    "status": pl.String,
+    "reason": pl.String,
+    "recorded_at": pl.Datetime("us", "UTC"),
+}
+COLUMNS_SCHEMA = {"uri": pl.String, "sha256": pl.String, "position": pl.Int32,
+                  "name": pl.String, "type": pl.String}
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS files (
+    uri VARCHAR NOT NULL, partition_key VARCHAR, member VARCHAR, dataset VARCHAR,
+    table_name VARCHAR, format VARCHAR, sha256 VARCHAR, size BIGINT,
+    landed_at TIMESTAMPTZ, rows_read BIGINT, rows_valid BIGINT, rows_quarantined BIGINT,
+    status VARCHAR, reason VARCHAR, recorded_at TIMESTAMPTZ,
+    PRIMARY KEY (uri, sha256)
+);
+CREATE TABLE IF NOT EXISTS columns (
+    uri VARCHAR NOT NULL, sha256 VARCHAR, position INTEGER, name VARCHAR, type VARCHAR,
+    PRIMARY KEY (uri, sha256, position)
+);
+CREATE TABLE IF NOT EXISTS tables (
+    table_name VARCHAR PRIMARY KEY, location VARCHAR, columns VARCHAR, updated_at TIMESTAMPTZ
+);
+"""
+
+
+class Metastore(dg.ConfigurableResource):
+    """Interface of the catalogue; assets annotate this type."""
+
+    def record_files(self, files: pl.DataFrame, columns: pl.DataFrame) -> None:
+        """Upsert file (and archive member) versions and their inferred columns."""
+        raise NotImplementedError
+
+    def register_table(self, table: str, location: str, schema: pl.Schema) -> None:
+        """Create or update the catalogue entry of a validated table."""
+        raise NotImplementedError
+
+    def files(self) -> pl.DataFrame:
+        """Every recorded file version."""
+        raise NotImplementedError
+
+    def latest_sha(self, partition_key: str) -> str | None:
+        """sha256 of the last ingested version of a landed file (None if never ingested)."""
+        files = self.files()
+        rows = files.filter(pl.col("partition_key") == partition_key, pl.col("member").is_null())
+        if rows.height == 0:
+            return None
+        return rows.sort("recorded_at")["sha256"][-1]
+
+
+class DuckDBMetastore(Metastore):
+    """The catalogue in a local DuckDB file."""
+
+    path: str
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(self.path)
+        con.execute(_DDL)
+        return con
+
+    def record_files(self, files: pl.DataFrame, columns: pl.DataFrame) -> None:
+        """Upsert rows keyed by (uri, sha256) in one transaction."""
+        con = self._connect()
+        try:
+            con.execute("BEGIN")
+            con.register("files_df", files.select(list(FILES_SCHEMA)))
+            con.register("columns_df", columns.select(list(COLUMNS_SCHEMA)))
+            con.execute("INSERT OR REPLACE INTO files SELECT * FROM files_df")
+            con.execute("INSERT OR REPLACE INTO columns SELECT * FROM columns_df")
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    def register_table(self, table: str, location: str, schema: pl.Schema) -> None:
+        """Record the table's location and column types."""
+        cols = ", ".join(f"{name}:{dtype}" for name, dtype in schema.items())
+        con = self._connect()
+        try:
+            con.execute(
+                "INSERT OR REPLACE INTO tables VALUES (?, ?, ?, ?)",
+                [table, location, cols, datetime.now(tz=UTC)],
+            )
+        finally:
+            con.close()
+
+    def files(self) -> pl.DataFrame:
+        """All file versions."""
+        con = self._connect()
+        try:
+            return con.sql("SELECT * FROM files ORDER BY recorded_at, uri").pl()
+        finally:
+            con.close()
+
+    def columns(self) -> pl.DataFrame:
+        """All inferred columns."""
+        con = self._connect()
+        try:
+            return con.sql("SELECT * FROM columns ORDER BY uri, position").pl()
+        finally:
+            con.close()
+
+
+_GLUE_TYPES = {
+    pl.String: "string", pl.Int64: "bigint", pl.Int32: "int", pl.Float64: "double",
+    pl.Boolean: "boolean", pl.Date: "date",
+}
+
+
+def glue_type(dtype: pl.DataType) -> str:
+    """Hive/Glue column type of a polars dtype."""
+    if isinstance(dtype, pl.Datetime):
+        return "timestamp"
+    if isinstance(dtype, pl.List):
+        return f"array<{glue_type(dtype.inner)}>"
+    return _GLUE_TYPES.get(dtype.base_type(), "string")
+
+
+class GlueMetastore(Metastore):
+    """The catalogue in an AWS Glue Data Catalog database (S3 lakes)."""
+
+    database: str
+    lake: Lake
+    region_name: str = "us-east-1"
+    endpoint_url: str | None = None
+
+    _client: Any = PrivateAttr(default=None)
+
+    @property
+    def glue(self) -> Any:
+        """boto3 Glue client."""
+        if self._client is None:
+            self._client = boto3.client("glue", region_name=self.region_name,
+                                        endpoint_url=self.endpoint_url)
+            try:
+                self._client.create_database(DatabaseInput={"Name": self.database})
+            except self._client.exceptions.AlreadyExistsException:
+                pass
+        return self._client
+
+    def register_table(self, table: str, location: str, schema: pl.Schema) -> None:
+        """Create or update a Glue table over a Parquet folder."""
+        table_input = {
+            "Name": table,
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE"},
+            "StorageDescriptor": {
+                "Columns": [{"Name": n.lower(), "Type": glue_type(t), "Comment": n}
+                            for n, t in schema.items()],
+                "Location": location.rstrip("/") + "/",
+                "InputFormat":
+                    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                "OutputFormat":
+                    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                "SerdeInfo": {"SerializationLibrary":
+                              "org.apache.hadoop.hive.ql.io.parquet.serde."
+                              "ParquetHiveSerDe"},
+            },
+        }
+        try:
+            self.glue.create_table(DatabaseName=self.database, TableInput=table_input)
+        except self.glue.exceptions.AlreadyExistsException:
+            self.glue.update_table(DatabaseName=self.database, TableInput=table_input)
+
+    def record_files(self, files: pl.DataFrame, columns: pl.DataFrame) -> None:
+        """Write the records as a Parquet fragment per landed file, behind Glue tables."""
+        files = files.select(list(FILES_SCHEMA))
+        columns = columns.select(list(COLUMNS_SCHEMA))
+        for name, frame in (("files", files), ("columns", columns)):
+            if frame.height == 0:
+                continue
+            key = frame["uri"][0] + "|" + (frame["sha256"][0] or "")
+            digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+            self.lake.write_parquet(self.lake.path("catalog", name, f"{digest}.parquet"), frame)
+            self.register_table(name, self.lake.url("catalog", name), frame.schema)
+
+    def files(self) -> pl.DataFrame:
+        """All file versions recorded in the lake's catalogue folder."""
+        paths = self.lake.fs.glob(self.lake.path("catalog", "files", "*.parquet"))
+        if not paths:
+            return pl.DataFrame(schema=FILES_SCHEMA)
+        frame = self.lake.read_parquet(sorted(paths))
+        return frame.unique(["uri", "sha256"], keep="last").sort("recorded_at", "uri")
+
+    def table(self, name: str) -> dict[str, Any]:
+        """The Glue table definition."""
+        return self.glue.get_table(DatabaseName=self.database, Name=name)["Table"]

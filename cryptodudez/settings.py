@@ -1,0 +1,44 @@
+"""Settings, read from the environment in exactly one place (never at import time)."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the lake is and how to reach it.
+
+    Attributes:
+        lake: ``CRYPTODUDEZ_LAKE``: a local folder (default ``lake/`` in the project) or
+            ``s3://bucket/prefix``. An S3 lake selects the production resource set.
+        endpoint_url: ``AWS_ENDPOINT_URL``: S3/Glue endpoint (a local S3 server, for example).
+        region: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``.
+        glue_database: ``CRYPTODUDEZ_GLUE_DATABASE``: Glue database of an S3 lake.
+    """
+
+    lake: str
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    glue_database: str = "cryptodudez"
+
+    @property
+    def is_production(self) -> bool:
+        """True when the lake lives on S3 (the production resource set)."""
+        return self.lake.startswith("s3://")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        """Settings from environment variables, with the embedded local defaults."""
+        env = dict(os.environ) if env is None else env
+        lake = env.get("CRYPTODUDEZ_LAKE") or str(PROJECT_DIR / "lake")
+        if not lake.startswith("s3://"):
+            lake = str(Path(lake.removeprefix("file://")).expanduser().absolute())
+        return cls(
+            lake=lake,
+            endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            glue_database=env.get("CRYPTODUDEZ_GLUE_DATABASE") or "cryptodudez",
+        )
