@@ -17,12 +17,15 @@ class Settings:
         endpoint_url: ``AWS_ENDPOINT_URL``: S3/Glue endpoint (a local S3 server, for example).
         region: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``.
         glue_database: ``CRYPTODUDEZ_GLUE_DATABASE``: Glue database of an S3 lake.
+        dagster_home: ``DAGSTER_HOME``: Dagster's run and event storage (default
+            ``.dagster/`` in the project).
     """
 
     lake: str
     endpoint_url: str | None = None
     region: str = "us-east-1"
     glue_database: str = "cryptodudez"
+    dagster_home: str = str(PROJECT_DIR / ".dagster")
 
     @property
     def is_production(self) -> bool:
@@ -41,4 +44,5 @@ class Settings:
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             glue_database=env.get("CRYPTODUDEZ_GLUE_DATABASE") or "cryptodudez",
+            dagster_home=env.get("DAGSTER_HOME") or str(PROJECT_DIR / ".dagster"),
         )

@@ -61,14 +61,19 @@ def _lineage() -> list[pl.Expr]:
     return [pl.col("__source").alias("_source"), pl.col("__line").alias("_line")]
 
 
+def member_path(source: pl.Expr) -> pl.Expr:
+    """Path of a member inside its archive (``zip://<member>::<archive>``), else the URI."""
+    return pl.coalesce(source.str.extract(r"^zip://(.*?)::", 1), source)
+
+
 def path_symbol(source: pl.Expr) -> pl.Expr:
     """Ticker from a member path like ``…/stocks/AAPL.csv``."""
-    return source.str.extract(r"([^/]+)\.[^./]+$", 1)
+    return member_path(source).str.extract(r"([^/]+)\.[^./]+$", 1)
 
 
 def path_asset_class(source: pl.Expr) -> pl.Expr:
     """``stock`` or ``etf`` from the member's folder, null when the folder says neither."""
-    folder = source.str.extract(r"([^/]+)/[^/]+$", 1).str.to_lowercase()
+    folder = member_path(source).str.extract(r"([^/]+)/[^/]+$", 1).str.to_lowercase()
     return pl.when(folder == "stocks").then(pl.lit("stock")).when(folder == "etfs").then(
         pl.lit("etf")
     )

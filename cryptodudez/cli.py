@@ -1,0 +1,180 @@
+"""``cryptodudez``: land files, ingest them without the daemon, run the demo, serve models."""
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from cryptodudez.definitions import build_definitions
+from cryptodudez.resources.lake import QUARANTINE, VALIDATED, Lake, partition_key_for
+from cryptodudez.sensors.landing import INGEST_JOB
+from cryptodudez.settings import PROJECT_DIR, Settings
+
+SAMPLES_DIR = PROJECT_DIR / "samples"
+# The CLI prints its own progress; Dagster's per-event console log stays in the run's logs.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Create ``DAGSTER_HOME`` with the platform's instance settings if it is missing."""
+    home = Path(settings.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(
+            "telemetry:\n  enabled: false\n"
+            "# One run at a time: runs of different files update shared table fragments.\n"
+            "run_coordinator:\n  module: dagster._core.run_coordinator\n"
+            "  class: QueuedRunCoordinator\n  config:\n    max_concurrent_runs: 1\n"
+        )
+    return home
+
+
+def _instance(settings: Settings) -> dg.DagsterInstance:
+    """The persistent Dagster instance in ``DAGSTER_HOME`` (created on first use)."""
+    ensure_dagster_home(settings)
+    return dg.DagsterInstance.get()
+
+
+def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "") -> list[str]:
+    """Copy local files (or every file in local folders) into the lake's ``raw/``."""
+    lake = Lake(uri=settings.lake, endpoint_url=settings.endpoint_url,
+                region_name=settings.region)
+    landed = []
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            rel = file.relative_to(path).as_posix() if path.is_dir() else file.name
+            key = "/".join(p for p in (prefix.strip("/"), rel) if p)
+            landed.append(lake.land(file, key))
+    return landed
+
+
+def _ingested_version(instance: dg.DagsterInstance, partition: str) -> str | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_files"), asset_partitions=[partition]),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    version = records[0].asset_materialization.metadata.get("version")
+    return str(version.value) if version is not None else None
+
+
+def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
+    """Register whatever has landed and materialise it, one recorded run per file version.
+
+    Does synchronously what the landing sensor and the daemon do. Returns counts of files
+    ingested, already up to date and failed.
+    """
+    instance = _instance(settings)
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(INGEST_JOB)
+    lake: Lake = defs.resources["lake"]
+    objects = lake.list_raw()
+    keys = [partition_key_for(o.key) for o in objects]
+    instance.add_dynamic_partitions("landed_files", keys)
+    todo = [(o, k) for o, k in zip(objects, keys, strict=True)
+            if _ingested_version(instance, k) != o.version]
+    counts = {"landed": len(objects), "ingested": 0, "up_to_date": len(objects) - len(todo),
+              "failed": 0}
+    for i, (obj, key) in enumerate(todo, start=1):
+        started = time.perf_counter()
+        if progress:
+            _out(f"[{i}/{len(todo)}] ingesting raw/{obj.key} ({obj.size / 1e6:.1f} MB) ...")
+        result = job.execute_in_process(
+            partition_key=key, instance=instance, raise_on_error=False,
+            tags={"cryptodudez/raw_key": obj.key, "cryptodudez/trigger": "cli"},
+            run_config=_QUIET if progress else None,
+        )
+        ok = result.success
+        counts["ingested" if ok else "failed"] += 1
+        if progress:
+            _out(f"      {'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s"
+                 f" (run {result.run_id[:8]})")
+    return counts
+
+
+def summary(settings: Settings) -> str:
+    """What the lake holds: rows validated and quarantined per table, and where."""
+    lake = Lake(uri=settings.lake, endpoint_url=settings.endpoint_url,
+                region_name=settings.region)
+    lines = [f"lake: {lake.url()}", "",
+             f"{'table':<15}{'validated rows':>16}{'quarantined':>13}  reasons"]
+    tables = sorted({p.rsplit("/", 2)[-2] for layer in (VALIDATED, QUARANTINE)
+                     for p in lake.fs.glob(lake.path(layer, "*", "*.parquet"))})
+    for table in tables:
+        valid = lake.read_table(VALIDATED, table)
+        bad = lake.read_table(QUARANTINE, table)
+        reasons = ""
+        if bad.height:
+            top = bad.select(
+                pl.col("reason").str.extract(r"^([^:;]*)")
+                .str.replace(r"^null in required field .*$", "null in required field")
+            ).to_series()
+            reasons = ", ".join(f"{r} x{n}" for r, n in top.value_counts(sort=True).rows()[:3])
+        lines.append(f"{table:<15}{valid.height:>16,}{bad.height:>13,}  {reasons}")
+    lines += ["", f"validated Parquet:  {lake.url(VALIDATED)}/<table>/",
+              f"quarantine Parquet: {lake.url(QUARANTINE)}/<table>/ (source, line, raw, reason)"]
+    if not lake.is_s3:
+        lines.append(f"metastore:          {lake.path('catalog.duckdb')} (tables files, columns)")
+    return "\n".join(lines)
+
+
+def demo(*, settings: Settings) -> int:
+    """Land the bundled samples, ingest them, and print what happened."""
+    samples = sorted(SAMPLES_DIR.glob("*.zip"))
+    _out(f"landing {len(samples)} sample files into {settings.lake}/raw/samples/")
+    land(samples, settings=settings, prefix="samples")
+    counts = ingest(settings=settings)
+    _out("")
+    _out(summary(settings))
+    _out("")
+    _out(f"files: {counts}")
+    return 0 if counts["failed"] == 0 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cryptodudez`` command."""
+    parser = argparse.ArgumentParser(prog="cryptodudez", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_land = sub.add_parser("land", help="copy files or folders into the lake's raw/ layer")
+    p_land.add_argument("paths", nargs="+", type=Path)
+    p_land.add_argument("--prefix", default="", help="folder under raw/ to land into")
+    sub.add_parser("ingest", help="register and materialise everything that has landed")
+    sub.add_parser("summary", help="print what the lake holds")
+    sub.add_parser("demo", help="land the bundled samples and run the pipeline end to end")
+    sub.add_parser("dagster-home", help="create DAGSTER_HOME if needed and print its path")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if args.command == "land":
+        for uri in land(args.paths, settings=settings, prefix=args.prefix):
+            _out(f"landed {uri}")
+        return 0
+    if args.command == "ingest":
+        counts = ingest(settings=settings)
+        _out(summary(settings))
+        _out(f"files: {counts}")
+        return 0 if counts["failed"] == 0 else 1
+    if args.command == "dagster-home":
+        _out(str(ensure_dagster_home(settings)))
+        return 0
+    if args.command == "summary":
+        _out(summary(settings))
+        return 0
+    return demo(settings=settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

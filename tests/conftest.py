@@ -1,0 +1,40 @@
+"""Shared fixtures: temporary lakes, Dagster instances, and the real data when present."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cryptodudez.definitions import build_definitions
+from cryptodudez.settings import PROJECT_DIR, Settings
+
+SHARED_DATA = PROJECT_DIR.parent / "shared" / "data"
+SAMPLES = PROJECT_DIR / "samples"
+
+
+def shared(*parts: str) -> Path:
+    """A file of ../shared/data, skipping the test when the folder is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path}")
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for a fresh local lake and Dagster home under ``tmp_path``."""
+    return Settings(lake=str(tmp_path / "lake"), dagster_home=str(tmp_path / "dagster"))
+
+
+@pytest.fixture
+def defs(settings: Settings) -> dg.Definitions:
+    """Definitions wired to the temporary lake."""
+    return build_definitions(settings)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A temporary persistent (SQLite) Dagster instance."""
+    with dg.instance_for_test() as inst:
+        yield inst
