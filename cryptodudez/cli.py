@@ -47,10 +47,14 @@ def _instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+def _lake(settings: Settings) -> Lake:
+    return Lake(uri=settings.lake, endpoint_url=settings.endpoint_url,
+                region_name=settings.region)
+
+
 def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "") -> list[str]:
     """Copy local files (or every file in local folders) into the lake's ``raw/``."""
-    lake = Lake(uri=settings.lake, endpoint_url=settings.endpoint_url,
-                region_name=settings.region)
+    lake = _lake(settings)
     landed = []
     for path in paths:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -62,7 +66,7 @@ def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "") -> list
 
 
 def _ingested_version(instance: dg.DagsterInstance, partition: str) -> str | None:
-    records = instance.fetch_materializations(
+    records = instance.fetch_materializations(  # newest first
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_files"), asset_partitions=[partition]),
         limit=1,
     ).records
@@ -81,8 +85,7 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
     instance = _instance(settings)
     defs = build_definitions(settings)
     job = defs.resolve_job_def(INGEST_JOB)
-    lake: Lake = defs.resources["lake"]
-    objects = lake.list_raw()
+    objects = _lake(settings).list_raw()
     keys = [partition_key_for(o.key) for o in objects]
     instance.add_dynamic_partitions("landed_files", keys)
     todo = [(o, k) for o, k in zip(objects, keys, strict=True)
@@ -100,7 +103,7 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
         )
         ok = result.success
         counts["ingested" if ok else "failed"] += 1
-        if progress:
+        if progress and result.run_id:
             _out(f"      {'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s"
                  f" (run {result.run_id[:8]})")
     return counts
@@ -108,8 +111,7 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
 
 def summary(settings: Settings) -> str:
     """What the lake holds: rows validated and quarantined per table, and where."""
-    lake = Lake(uri=settings.lake, endpoint_url=settings.endpoint_url,
-                region_name=settings.region)
+    lake = _lake(settings)
     lines = [f"lake: {lake.url()}", "",
              f"{'table':<15}{'validated rows':>16}{'quarantined':>13}  reasons"]
     tables = sorted({p.rsplit("/", 2)[-2] for layer in (VALIDATED, QUARANTINE)

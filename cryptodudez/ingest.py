@@ -74,7 +74,7 @@ class IngestResult:
 
 
 def member_uri(file_uri: str, name: str) -> str:
-    """fsspec URL of an archive member, e.g. ``zip://stocks/A.csv::s3://lake/raw/a.zip``."""
+    """Fsspec URL of an archive member, e.g. ``zip://stocks/A.csv::s3://lake/raw/a.zip``."""
     return f"zip://{name}::{file_uri}"
 
 
@@ -161,9 +161,9 @@ def _frame_fast(members: Sequence[Member], ncols: int) -> _Framed | None:
     records = lines.with_columns(
         sid=sid,
         line=line,
-        raw=pl.col("raw").str.strip_suffix("\r") if has_cr else pl.col("raw"),
+        raw=(pl.col("raw").str.strip_suffix("\r") if has_cr else pl.col("raw")).fill_null(""),
     ).with_columns(
-        n_fields=pl.when(pl.col("raw").is_null()).then(0).otherwise(
+        n_fields=pl.when(pl.col("raw") == "").then(0).otherwise(
             pl.col("raw").str.count_matches(",", literal=True) + 1
         ).cast(pl.Int64),
         closed=pl.lit(value=True),
@@ -357,7 +357,7 @@ def _ingest_spec(members: list[Member], spec: DatasetSpec, header: list[str]) ->
             on=["__sid", "_line"], how="left", maintain_order="left",
         ).with_columns(
             _parse_error=pl.concat_str([pl.col("_enc"), pl.col("_parse_error")],
-                                       separator="; ", ignore_nulls=True)
+                                       separator="; ", ignore_nulls=True).replace("", None)
         ).drop("_enc")
     parse_ok = typed["_parse_error"].is_null()
     parse_rejects = typed.filter(~parse_ok).select(
@@ -409,7 +409,7 @@ def ingest_members(unpacked: Unpacked, specs: Sequence[DatasetSpec]) -> IngestRe
     whole: dict[str, list[tuple[str, str | None, str]]] = {}
     by_spec: dict[str, tuple[DatasetSpec, list[str], list[Member]]] = {}
 
-    def reject(m_uri: str, name: str, size: int, table: str, reason: str,
+    def reject(m_uri: str, name: str, size: int, *, table: str, reason: str,
                raw: str | None, dataset: str | None = None, rows: int = 0) -> None:
         whole.setdefault(table, []).append((m_uri, raw, reason))
         member_rows.append({
@@ -419,7 +419,7 @@ def ingest_members(unpacked: Unpacked, specs: Sequence[DatasetSpec]) -> IngestRe
         })
 
     for uri, name, reason in unpacked.rejected:
-        reject(uri, name, 0, UNRECOGNISED_TABLE, reason, None)
+        reject(uri, name, 0, table=UNRECOGNISED_TABLE, reason=reason, raw=None)
     for uri, name, reason in unpacked.skipped:
         member_rows.append({"uri": uri, "member": name, "dataset": None, "table": None,
                             "size": None, "rows_read": 0, "rows_valid": 0,
@@ -427,7 +427,7 @@ def ingest_members(unpacked: Unpacked, specs: Sequence[DatasetSpec]) -> IngestRe
     for m in unpacked.members:
         problem = _whole_file_problem(m.data)
         if problem:
-            reject(m.uri, m.name, len(m.data), UNRECOGNISED_TABLE, problem, None)
+            reject(m.uri, m.name, len(m.data), table=UNRECOGNISED_TABLE, reason=problem, raw=None)
             continue
         head = m.data[:65536].decode("utf-8", errors="replace").split("\n", 1)
         header = _header_of(head[0].rstrip("\r"))
@@ -439,16 +439,16 @@ def ingest_members(unpacked: Unpacked, specs: Sequence[DatasetSpec]) -> IngestRe
                 extra = [c for c in header if c not in near.header]
                 reason = (f"schema drift from dataset {near.name}: missing {missing}, "
                           f"unexpected {extra}")
-                reject(m.uri, m.name, len(m.data), near.table, reason, head[0][:2000],
-                       dataset=near.name, rows=_data_lines(m.data))
+                reject(m.uri, m.name, len(m.data), table=near.table, reason=reason,
+                       raw=head[0][:2000], dataset=near.name, rows=_data_lines(m.data))
             else:
-                reject(m.uri, m.name, len(m.data), UNRECOGNISED_TABLE,
-                       f"columns match no known dataset: {header[:40]}", head[0][:2000],
-                       rows=_data_lines(m.data))
+                reject(m.uri, m.name, len(m.data), table=UNRECOGNISED_TABLE,
+                       reason=f"columns match no known dataset: {header[:40]}",
+                       raw=head[0][:2000], rows=_data_lines(m.data))
             continue
         if len(head) < 2 or not head[1].strip():
-            reject(m.uri, m.name, len(m.data), spec.table, "header only: no data rows",
-                   head[0][:2000], dataset=spec.name)
+            reject(m.uri, m.name, len(m.data), table=spec.table,
+                   reason="header only: no data rows", raw=head[0][:2000], dataset=spec.name)
             continue
         by_spec.setdefault(spec.name, (spec, header, []))[2].append(m)
 

@@ -36,6 +36,7 @@ def _slice(lines: list[str], bounds: tuple[int, int | None]) -> list[str]:
 
 
 def main() -> int:
+    """Write the three sample archives; 1 when ../shared/data is missing."""
     if not DATA.exists():
         sys.stderr.write(f"{DATA} not found\n")
         return 1

@@ -65,8 +65,8 @@ CHECK_SPECS = [
 ]
 
 
-def _files_frame(partition_key: str, file_uri: str, sha: str, size: int,
-                 landed_at: datetime, result: IngestResult) -> pl.DataFrame:
+def _files_frame(result: IngestResult, *, partition_key: str, file_uri: str, sha: str,
+                 size: int, landed_at: datetime) -> pl.DataFrame:
     now = datetime.now(tz=UTC)
     members = result.members
     archive = pl.DataFrame([{
@@ -130,7 +130,7 @@ def _merge_into_table(lake: Lake, table: str, partition_key: str,
 
 
 def _table_results(context: dg.AssetExecutionContext, lake: Lake, metastore: Metastore,
-                   partition_key: str, landed_at: datetime, result: IngestResult,
+                   result: IngestResult, *, partition_key: str, landed_at: datetime,
                    ) -> Iterator[dg.MaterializeResult]:
     """Write (or clear) this file's fragment of every table and evaluate the table checks.
 
@@ -232,7 +232,8 @@ def lake_ingest(
         sha256=pl.col("uri").replace_strict(unpacked.sha256, default="unreadable",
                                             return_dtype=pl.String)
     )
-    files = _files_frame(partition_key, file_uri, sha, len(data), obj.landed_at, result)
+    files = _files_frame(result, partition_key=partition_key, file_uri=file_uri, sha=sha,
+                         size=len(data), landed_at=obj.landed_at)
     columns = result.columns.join(files.select("uri", "sha256"), on="uri", how="left")
     unrecognised = result.quarantine.get(UNRECOGNISED_TABLE)
     if unrecognised is not None:
@@ -241,7 +242,8 @@ def lake_ingest(
             unrecognised.with_columns(_partition=pl.lit(partition_key)),
         )
     table_results = list(
-        _table_results(context, lake, metastore, partition_key, obj.landed_at, result)
+        _table_results(context, lake, metastore, result, partition_key=partition_key,
+                       landed_at=obj.landed_at)
     )
     # The catalogue entry is recorded after the tables are written, so an interrupted run is
     # not mistaken for an ingested version when it is retried.

@@ -44,13 +44,16 @@ def _float(col: str) -> pl.Expr:
 
 
 def _int(col: str) -> pl.Expr:
-    """Integers, also written as integral floats (``17300.0``); anything else is null."""
-    as_float = _float(col)
-    return (
-        pl.when(as_float == as_float.floor())
-        .then(as_float.cast(pl.Int64, strict=False))
-        .otherwise(None)
-    )
+    """Integers, exact up to 2**63 (tweet ids need all 64 bits, so never via a float).
+
+    Integral floats such as ``17300.0`` (vendors write volumes that way) are accepted when
+    they are small enough to be exact; anything else is null.
+    """
+    text = pl.col(col).str.strip_chars()
+    exact = text.cast(pl.Int64, strict=False)
+    as_float = text.cast(pl.Float64, strict=False)
+    integral = (as_float == as_float.floor()) & (as_float.abs() < 2.0**53)
+    return pl.coalesce(exact, pl.when(integral).then(as_float.cast(pl.Int64, strict=False)))
 
 
 def _date(col: str, fmt: str = "%Y-%m-%d") -> pl.Expr:

@@ -7,6 +7,7 @@ the per-file records as Parquet in the lake (``catalog/files/``, ``catalog/colum
 Glue tables of the same names, so Athena can query both.
 """
 
+import contextlib
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
@@ -164,10 +165,8 @@ class GlueMetastore(Metastore):
         if self._client is None:
             self._client = boto3.client("glue", region_name=self.region_name,
                                         endpoint_url=self.endpoint_url)
-            try:
+            with contextlib.suppress(self._client.exceptions.AlreadyExistsException):
                 self._client.create_database(DatabaseInput={"Name": self.database})
-            except self._client.exceptions.AlreadyExistsException:
-                pass
         return self._client
 
     def register_table(self, table: str, location: str, schema: pl.Schema) -> None:

@@ -8,6 +8,7 @@ from cryptodudez.assets.lake import landed_files
 from cryptodudez.resources.lake import Lake, RawObject, partition_key_for
 
 INGEST_JOB = "ingest_landed_file"
+LANDED_FILES = "landed_files"
 
 
 def changed_objects(objects: list[RawObject], seen: dict[str, str]) -> list[RawObject]:
@@ -40,7 +41,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake) -> dg.Sensor
     if not changed:
         return dg.SensorResult(skip_reason=f"no new files among {len(objects)}", cursor=cursor)
     keys = [partition_key_for(o.key) for o in changed]
-    known = set(context.instance.get_dynamic_partitions(landed_files.name))
+    known = set(context.instance.get_dynamic_partitions(LANDED_FILES))
     new_keys = [k for k in keys if k not in known]
     return dg.SensorResult(
         run_requests=[

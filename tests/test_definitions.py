@@ -1,0 +1,48 @@
+"""The composition root loads offline, with an empty environment, for both resource sets."""
+
+import subprocess
+import sys
+
+import dagster as dg
+
+from cryptodudez.definitions import build_definitions
+from cryptodudez.resources.metastore import DuckDBMetastore, GlueMetastore
+from cryptodudez.settings import Settings
+
+
+def test_import_touches_nothing_and_needs_no_environment(tmp_path) -> None:
+    code = "import cryptodudez.definitions, cryptodudez.cli; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], env={"PATH": "/usr/bin"}, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "ok"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_local_and_production_definitions_validate(tmp_path) -> None:
+    local = build_definitions(Settings(lake=str(tmp_path / "lake")))
+    dg.Definitions.validate_loadable(local)
+    assert isinstance(local.resources["metastore"], DuckDBMetastore)
+    prod = build_definitions(Settings(lake="s3://bucket/lake", endpoint_url="http://127.0.0.1:1"))
+    dg.Definitions.validate_loadable(prod)
+    assert isinstance(prod.resources["metastore"], GlueMetastore)
+
+
+def test_asset_graph_and_checks() -> None:
+    defs = build_definitions(Settings(lake="/nonexistent"))
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"raw_files", "stock_prices", "symbols_meta", "crypto_prices", "tweets"} <= keys
+    checks = {k.name for k in graph.asset_check_keys}
+    assert "stock_prices_schema_conforms" in checks
+    assert "tweets_rows_accounted" in checks
+    assert defs.resolve_sensor_def("landing_sensor").job_name == "ingest_landed_file"
+
+
+def test_settings_from_env_defaults_and_overrides(tmp_path) -> None:
+    default = Settings.from_env({})
+    assert default.lake.endswith("/lake")
+    assert not default.is_production
+    s3 = Settings.from_env({"CRYPTODUDEZ_LAKE": "s3://b/p", "AWS_ENDPOINT_URL": "http://x",
+                            "AWS_DEFAULT_REGION": "eu-west-1"})
+    assert s3.is_production
+    assert (s3.endpoint_url, s3.region) == ("http://x", "eu-west-1")

@@ -1,0 +1,135 @@
+"""Every validation rule, on hostile files generated here: nothing is silently lost."""
+
+import io
+import zipfile
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from cryptodudez.datasets.specs import DATASETS, STOCK_HEADER
+from cryptodudez.ingest import IngestResult, ingest_members, unpack
+
+HEADER = ",".join(STOCK_HEADER)
+GOOD = "2020-01-02,10.0,11.0,9.5,10.5,10.4,1000"
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _ingest(members: dict[str, bytes]) -> IngestResult:
+    return ingest_members(unpack("file:///lake/raw/x.zip", _zip(members)), DATASETS)
+
+
+def _reasons(result: IngestResult, table: str = "stock_prices") -> dict[int | None, str]:
+    q = result.quarantine[table]
+    return dict(zip(q["line"].to_list(), q["reason"].to_list(), strict=True))
+
+
+def _accounting_holds(result: IngestResult) -> None:
+    m = result.members
+    assert (m["rows_read"] == m["rows_valid"] + m["rows_quarantined"]).all()
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("2020-01-03,,,,,,", "null in required field Open"),
+        ("2020-01-03,10,11,9,10,10,1000,extra", "wrong field count: expected 7, found 8"),
+        ("2020-01-03,10,11", "wrong field count: expected 7, found 3"),
+        ("banana", "wrong field count: expected 7, found 1"),
+        ("", "blank line"),
+        ("2020-01-03,ten,11,9,10,10,1000", "unparseable Open: 'ten'"),
+        ("03/01/2020,10,11,9,10,10,1000", "unparseable Date: '03/01/2020'"),
+        ("2020-01-03,10,11,9,10,10,12.5", "unparseable Volume: '12.5'"),
+        ("2020-01-03,-1,11,9,10,10,1000", "Open failed greater_than_or_equal_to(0)"),
+        ("2020-01-03,10,11,9,10,10,-5", "Volume failed greater_than_or_equal_to(0)"),
+        ("2020-01-03,10,8,9,10,10,1000", "failed high_ge_low"),
+        ("2020-01-02,10,11,9,10,10,1000", "duplicate key (Symbol, Date) in the same file, "
+                                          "first at line 2"),
+    ],
+)
+def test_row_rules_quarantine_with_line_raw_and_reason(line: str, reason: str) -> None:
+    data = f"{HEADER}\n{GOOD}\n{line}\n2020-01-06,1,2,1,1,1,5\n".encode()
+    result = _ingest({"stocks/AAA.csv": data})
+    q = result.quarantine["stock_prices"]
+    assert q["line"].to_list() == [3]
+    assert q["raw"].to_list() == [line]
+    assert reason in q["reason"][0]
+    assert result.tables["stock_prices"].height == 2
+    assert result.tables["stock_prices"]["_line"].to_list() == [2, 4]
+    _accounting_holds(result)
+
+
+def test_future_dates_are_impossible() -> None:
+    tomorrow = (datetime.now(tz=UTC) + timedelta(days=2)).date().isoformat()
+    result = _ingest({"stocks/AAA.csv": f"{HEADER}\n{GOOD}\n{tomorrow},1,2,1,1,1,5\n".encode()})
+    assert _reasons(result) == {3: "failed date_not_in_future"}
+
+
+def test_invalid_utf8_line_is_quarantined_and_the_rest_kept() -> None:
+    data = f"{HEADER}\n{GOOD}\n".encode() + b"2020-01-03,1\xff,2,1,1,1,5\n2020-01-06,1,2,1,1,1,5\n"
+    result = _ingest({"stocks/AAA.csv": data})
+    assert "invalid UTF-8" in _reasons(result)[3]
+    assert result.tables["stock_prices"].height == 2
+    _accounting_holds(result)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "empty file"),
+        (b"\n\n  \n", "empty file"),
+        (f"{HEADER}\n".encode(), "header only: no data rows"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "binary content"),
+        (b"foo,bar\n1,2\n", "columns match no known dataset"),
+        (b"Date,Open,High,Low,Close,Adj Close,Vol\n2020-01-02,1,1,1,1,1,1\n",
+         "schema drift from dataset stock_market_daily: missing ['Volume'], "
+         "unexpected ['Vol']"),
+    ],
+)
+def test_whole_file_rejections(payload: bytes, reason: str) -> None:
+    result = _ingest({"stocks/BAD.csv": payload, "stocks/AAA.csv": f"{HEADER}\n{GOOD}\n".encode()})
+    bad = result.members.filter(pl.col("member") == "stocks/BAD.csv").row(0, named=True)
+    assert bad["status"] == "rejected"
+    assert reason in bad["reason"]
+    table = "stock_prices" if "drift" in reason or "header" in reason else "unrecognised"
+    q = result.quarantine[table].filter(pl.col("source").str.contains("BAD"))
+    assert q.height == 1
+    assert q["line"][0] is None
+    assert result.tables["stock_prices"].height == 1
+    _accounting_holds(result)
+
+
+def test_broken_zip_is_a_whole_file_reject() -> None:
+    data = _zip({"stocks/AAA.csv": f"{HEADER}\n{GOOD}\n".encode()})
+    result = ingest_members(unpack("file:///lake/raw/x.zip", data[: len(data) // 2]), DATASETS)
+    assert result.members["status"].to_list() == ["rejected"]
+    assert "corrupt zip archive" in result.members["reason"][0]
+    assert result.quarantine["unrecognised"].height == 1
+
+
+def test_junk_members_are_recorded_as_skipped_not_dropped() -> None:
+    result = _ingest({"__MACOSX/._AAA.csv": b"\x00\x05junk", "x/.DS_Store": b"\x00\x00",
+                      "stocks/AAA.csv": f"{HEADER}\n{GOOD}\n".encode()})
+    statuses = dict(zip(result.members["member"], result.members["status"], strict=True))
+    assert statuses == {"__MACOSX/._AAA.csv": "skipped", "x/.DS_Store": "skipped",
+                        "stocks/AAA.csv": "validated"}
+
+
+def test_quoted_and_unquoted_members_of_one_dataset_are_both_parsed() -> None:
+    quoted = f'{HEADER}\n"2020-01-02","1","2","1","1","1","5"\n'.encode()
+    result = _ingest({"stocks/AAA.csv": quoted, "stocks/BBB.csv": f"{HEADER}\n{GOOD}\n".encode()})
+    assert sorted(result.tables["stock_prices"]["Symbol"].to_list()) == ["AAA", "BBB"]
+
+
+def test_inferred_column_types_recorded_per_member() -> None:
+    result = _ingest({"stocks/AAA.csv": f"{HEADER}\n{GOOD}\n".encode()})
+    types = dict(zip(result.columns["name"], result.columns["type"], strict=True))
+    assert types == {"Date": "DATE", "Open": "DOUBLE", "High": "DOUBLE", "Low": "DOUBLE",
+                     "Close": "DOUBLE", "Adj Close": "DOUBLE", "Volume": "BIGINT"}
