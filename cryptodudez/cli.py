@@ -34,9 +34,9 @@ def ensure_dagster_home(settings: Settings) -> Path:
     if not config.exists():
         config.write_text(
             "telemetry:\n  enabled: false\n"
-            "# One run at a time: runs of different files update shared table fragments.\n"
-            "run_coordinator:\n  module: dagster._core.run_coordinator\n"
-            "  class: QueuedRunCoordinator\n  config:\n    max_concurrent_runs: 1\n"
+            "# One run at a time: runs of different files may rewrite each other's fragments\n"
+            "# when a later delivery supersedes rows (latest delivery wins).\n"
+            "concurrency:\n  runs:\n    max_concurrent_runs: 1\n"
         )
     return home
 
@@ -158,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("summary", help="print what the lake holds")
     sub.add_parser("demo", help="land the bundled samples and run the pipeline end to end")
     sub.add_parser("dagster-home", help="create DAGSTER_HOME if needed and print its path")
+    p_ui = sub.add_parser("ui", help="Dagster webserver + daemon (sensors running) on the lake")
+    p_ui.add_argument("--host", default="127.0.0.1")
+    p_ui.add_argument("--port", default="3000")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     if args.command == "land":
@@ -172,6 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "dagster-home":
         _out(str(ensure_dagster_home(settings)))
         return 0
+    if args.command == "ui":
+        os.environ["DAGSTER_HOME"] = str(ensure_dagster_home(settings))
+        workspace = PROJECT_DIR / "workspace.yaml"
+        target = ["-w", str(workspace)] if workspace.exists() else ["-m", "cryptodudez.definitions"]
+        dagster = Path(sys.executable).with_name("dagster")
+        os.execv(dagster, [str(dagster), "dev", *target, "-h", args.host, "-p", args.port])
     if args.command == "summary":
         _out(summary(settings))
         return 0

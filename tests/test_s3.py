@@ -1,0 +1,558 @@
+"""The production path (S3 lake + AWS Glue catalogue) against a real S3/Glue HTTP endpoint.
+
+A moto server listens on 127.0.0.1 for the whole module. Nothing is patched: the platform's
+own clients (s3fs for the lake, boto3 for Glue) talk HTTP to it exactly as they would to AWS.
+Every test works in its own bucket and Glue database, so tests are independent.
+"""
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import time
+import uuid
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import dagster as dg
+import polars as pl
+import pytest
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+from polars.testing import assert_frame_equal
+
+from cryptodudez.definitions import build_definitions
+from cryptodudez.resources import build_resources
+from cryptodudez.resources.lake import Lake, partition_key_for
+from cryptodudez.resources.metastore import COLUMNS_SCHEMA, FILES_SCHEMA, GlueMetastore
+from cryptodudez.sensors.landing import INGEST_JOB, landing_sensor
+from cryptodudez.settings import PROJECT_DIR, Settings
+
+SAMPLES = sorted((PROJECT_DIR / "samples").glob("*.zip"))
+REGION = "us-east-1"
+TABLES = ("stock_prices", "crypto_prices", "tweets", "symbols_meta")
+# Our own clients fail fast: a dead or wedged endpoint ends a test in seconds, not minutes.
+FAST = Config(connect_timeout=2, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"})
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+# -- the endpoint -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Dummy credentials, and nothing that could send a request anywhere but loopback."""
+    empty = tmp_path_factory.mktemp("aws")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", REGION)
+        mp.setenv("AWS_CONFIG_FILE", str(empty / "config"))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        # The platform's own clients (s3fs, boto3 Glue) take retry limits from here.
+        mp.setenv("AWS_MAX_ATTEMPTS", "2")
+        mp.setenv("AWS_RETRY_MODE", "standard")
+        mp.setenv("NO_PROXY", "127.0.0.1,localhost")
+        mp.setenv("no_proxy", "127.0.0.1,localhost")
+        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL",
+                    "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_GLUE", "CRYPTODUDEZ_LAKE"):
+            mp.delenv(var, raising=False)
+        yield
+
+
+@pytest.fixture(scope="module")
+def endpoint(aws_env: None) -> Iterator[str]:
+    """URL of a moto S3 + Glue server on 127.0.0.1 (a free port) for this module."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    assert host == "127.0.0.1"
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3(endpoint: str) -> Any:
+    """Our own S3 client (the test's view of the bucket, independent of the platform)."""
+    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, config=FAST)
+
+
+@pytest.fixture(scope="module")
+def glue(endpoint: str) -> Any:
+    """Our own Glue client."""
+    return boto3.client("glue", endpoint_url=endpoint, region_name=REGION, config=FAST)
+
+
+def new_bucket(s3: Any, *, versioned: bool = False) -> str:
+    """A fresh, empty bucket."""
+    name = f"lake-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    if versioned:
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+def s3_settings(bucket: str, endpoint: str, home: Path) -> Settings:
+    """Production settings for a lake under ``s3://<bucket>/lake``."""
+    return Settings(lake=f"s3://{bucket}/lake", endpoint_url=endpoint, region=REGION,
+                    glue_database=f"cdz_{uuid.uuid4().hex[:8]}", dagster_home=str(home))
+
+
+def keys_in(s3: Any, bucket: str, prefix: str = "") -> list[str]:
+    """Every object key under ``prefix``, listed by our own client."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    """A fresh bucket for one test."""
+    return new_bucket(s3)
+
+
+@pytest.fixture
+def lake(bucket: str, endpoint: str, tmp_path: Path) -> Lake:
+    """The production lake resource of a fresh S3 lake."""
+    resources = build_resources(s3_settings(bucket, endpoint, tmp_path / "dagster"))
+    assert isinstance(resources["metastore"], GlueMetastore)
+    return resources["lake"]
+
+
+# -- 1. the landing sensor ----------------------------------------------------------------------
+
+
+def tick(instance: dg.DagsterInstance, lake: Lake, cursor: str | None) -> dg.SensorResult:
+    """One sensor evaluation, with its partition requests applied as the daemon would."""
+    with dg.build_sensor_context(instance=instance, cursor=cursor,
+                                 resources={"lake": lake}) as ctx:
+        result = landing_sensor(ctx)
+    assert isinstance(result, dg.SensorResult)
+    for request in result.dynamic_partitions_requests or []:
+        assert isinstance(request, dg.AddDynamicPartitionsRequest)
+        instance.add_dynamic_partitions(request.partitions_def_name,
+                                        list(request.partition_keys))
+    return result
+
+
+def requested(result: dg.SensorResult) -> dict[str, str]:
+    """Partition key -> run key of every run request (each partition at most once)."""
+    counts = Counter(r.partition_key for r in result.run_requests or [])
+    assert all(n == 1 for n in counts.values()), counts
+    return {r.partition_key: r.run_key for r in result.run_requests or []}
+
+
+def sleep_past_second_boundary() -> None:
+    """Wait until just after a wall-clock second starts (so the next puts share a second)."""
+    time.sleep(1 - (time.time() % 1) + 0.02)
+
+
+def test_landing_sensor_on_s3(lake: Lake, s3: Any, bucket: str,
+                              instance: dg.DagsterInstance, tmp_path: Path) -> None:
+    """New, changed and same-second objects each produce exactly one run request."""
+    for sample in SAMPLES:
+        lake.land(sample, f"samples/{sample.name}")
+    sample_keys = {partition_key_for(f"samples/{s.name}") for s in SAMPLES}
+
+    first = tick(instance, lake, None)
+    runs = requested(first)
+    assert set(runs) == sample_keys
+    assert len(set(runs.values())) == len(runs)
+    assert {r.tags["cryptodudez/raw_key"] for r in first.run_requests} == {
+        f"samples/{s.name}" for s in SAMPLES}
+    assert set(instance.get_dynamic_partitions("landed_files")) == sample_keys
+    assert all(r.job_name in (None, INGEST_JOB) for r in first.run_requests)
+
+    second = tick(instance, lake, first.cursor)
+    assert not second.run_requests
+    assert second.skip_reason
+    assert not second.dynamic_partitions_requests
+
+    # A vendor drops a new object straight into the bucket (not through the platform).
+    s3.put_object(Bucket=bucket, Key="lake/raw/vendor/2026/prices 01.csv", Body=b"a,b\n1,2\n")
+    third = tick(instance, lake, second.cursor)
+    new_key = partition_key_for("vendor/2026/prices 01.csv")
+    assert set(requested(third)) == {new_key}
+    assert [list(r.partition_keys) for r in third.dynamic_partitions_requests] == [[new_key]]
+
+    # The same name re-delivered with different content is requested again, as a new run.
+    changed = tmp_path / "changed.zip"
+    changed.write_bytes(SAMPLES[0].read_bytes() + b"\0")  # different bytes, same name
+    changed_key = partition_key_for(f"samples/{SAMPLES[0].name}")
+    lake.land(changed, f"samples/{SAMPLES[0].name}")
+    fourth = tick(instance, lake, third.cursor)
+    assert set(requested(fourth)) == {changed_key}
+    assert requested(fourth)[changed_key] != runs[changed_key]
+    assert not fourth.dynamic_partitions_requests  # the partition exists already
+
+    # Objects landing within one second, some before and some after a tick: each once.
+    sleep_past_second_boundary()
+    burst = [f"burst/file-{i}.csv" for i in range(5)]
+    for name in burst[:2]:
+        s3.put_object(Bucket=bucket, Key=f"lake/raw/{name}", Body=name.encode())
+    fifth = tick(instance, lake, fourth.cursor)
+    for name in burst[2:]:
+        s3.put_object(Bucket=bucket, Key=f"lake/raw/{name}", Body=name.encode())
+    sixth = tick(instance, lake, fifth.cursor)
+    seconds = {s3.head_object(Bucket=bucket, Key=f"lake/raw/{n}")["LastModified"]
+               .replace(microsecond=0) for n in burst}
+    assert len(seconds) == 1, f"burst spread over {seconds}: the test did not set up its case"
+    both = Counter([*requested(fifth), *requested(sixth)])
+    assert both == Counter({partition_key_for(n): 1 for n in burst})
+    assert set(requested(fifth)) == {partition_key_for(n) for n in burst[:2]}
+
+    seventh = tick(instance, lake, sixth.cursor)
+    assert not seventh.run_requests
+
+
+def test_directory_markers_and_hidden_objects_are_not_landed_files(
+        lake: Lake, s3: Any, bucket: str, instance: dg.DagsterInstance) -> None:
+    """Zero-byte ``folder/`` markers (S3 console "Create folder") and dot-paths are no files."""
+    s3.put_object(Bucket=bucket, Key="lake/raw/incoming/", Body=b"")
+    s3.put_object(Bucket=bucket, Key="lake/raw/.staging/upload.csv", Body=b"x\n")
+    s3.put_object(Bucket=bucket, Key="lake/raw/incoming/.part-0001", Body=b"x\n")
+    s3.put_object(Bucket=bucket, Key="lake/raw/incoming/real.csv", Body=b"a\n1\n")
+
+    assert [o.key for o in lake.list_raw()] == ["incoming/real.csv"]
+    result = tick(instance, lake, None)
+    assert set(requested(result)) == {partition_key_for("incoming/real.csv")}
+
+
+# -- 2. lake writes -----------------------------------------------------------------------------
+
+
+def sample_frame(n: int, offset: int = 0) -> pl.DataFrame:
+    """A frame with every dtype the validated tables use, nulls included."""
+    return pl.DataFrame({
+        "id": pl.Series([offset + i for i in range(n)], dtype=pl.Int64),
+        "name": [f"row {i}" if i % 3 else None for i in range(n)],
+        "price": [i * 1.5 for i in range(n)],
+        "day": [date(2026, 1, 1 + i % 28) for i in range(n)],
+        "at": pl.Series([datetime(2026, 1, 1, i % 24, tzinfo=UTC) for i in range(n)],
+                        dtype=pl.Datetime("us", "UTC")),
+        "tags": [[f"t{i}", "x"] if i % 2 else [] for i in range(n)],
+        "flag": [i % 2 == 0 for i in range(n)],
+    })
+
+
+def test_write_parquet_round_trip_on_s3(lake: Lake, s3: Any, bucket: str) -> None:
+    """A fragment is one complete S3 object; ``fragments()`` sees only ``*.parquet``."""
+    first, second = sample_frame(1000), sample_frame(10, offset=5000)
+    lake.write_parquet(lake.path("validated", "t", "part-a.parquet"), first)
+    lake.write_parquet(lake.path("validated", "t", "part-b.parquet"), second)
+
+    # It is really in the bucket, whole: our own client reads the same frame back.
+    body = s3.get_object(Bucket=bucket, Key="lake/validated/t/part-a.parquet")["Body"].read()
+    assert_frame_equal(pl.read_parquet(io.BytesIO(body)), first)
+    assert_frame_equal(lake.read_parquet([lake.path("validated", "t", "part-a.parquet")]),
+                       first)
+
+    # Nothing temporary or partial is left behind.
+    assert keys_in(s3, bucket) == ["lake/validated/t/part-a.parquet",
+                                   "lake/validated/t/part-b.parquet"]
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+    # Overwriting replaces the object whole.
+    lake.write_parquet(lake.path("validated", "t", "part-b.parquet"), second.head(3))
+    assert lake.read_parquet([lake.path("validated", "t", "part-b.parquet")]).height == 3
+    lake.write_parquet(lake.path("validated", "t", "part-b.parquet"), second)
+
+    # Other writers' debris: hidden temporaries, markers, other suffixes, nested folders.
+    for key in ("lake/validated/t/.tmp-123.parquet", "lake/validated/t/_SUCCESS",
+                "lake/validated/t/notes.txt", "lake/validated/t/part-c.parquet.part",
+                "lake/validated/t/sub/nested.parquet", "lake/validated/t2/other.parquet"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"not parquet")
+    assert lake.fragments("validated", "t") == [
+        f"{bucket}/lake/validated/t/part-a.parquet", f"{bucket}/lake/validated/t/part-b.parquet"]
+    assert_frame_equal(lake.read_table("validated", "t"), pl.concat([first, second]))
+    assert lake.fragments("validated", "missing") == []
+    assert lake.read_table("validated", "missing").height == 0
+
+
+def test_lake_sees_other_writers(lake: Lake, s3: Any, bucket: str, tmp_path: Path) -> None:
+    """A long-lived lake (sensor, CLI) never answers from a stale listing or stat."""
+    frame = sample_frame(5)
+    lake.write_parquet(lake.path("validated", "t", "part-a.parquet"), frame)
+    assert len(lake.fragments("validated", "t")) == 1
+    src = tmp_path / "v1.csv"
+    src.write_bytes(b"a\n1\n")
+    lake.land(src, "drop/file.csv")
+    before = lake.stat_raw("drop/file.csv")
+    assert [o.key for o in lake.list_raw()] == ["drop/file.csv"]
+
+    # Another process (a run, a vendor) changes the bucket behind this lake's back.
+    s3.put_object(Bucket=bucket, Key="lake/validated/t/part-b.parquet",
+                  Body=s3.get_object(Bucket=bucket,
+                                     Key="lake/validated/t/part-a.parquet")["Body"].read())
+    s3.delete_object(Bucket=bucket, Key="lake/validated/t/part-a.parquet")
+    s3.put_object(Bucket=bucket, Key="lake/raw/drop/file.csv", Body=b"a\n1\n2\n3\n")
+
+    assert lake.fragments("validated", "t") == [f"{bucket}/lake/validated/t/part-b.parquet"]
+    assert_frame_equal(lake.read_table("validated", "t"), frame)
+    after = lake.stat_raw("drop/file.csv")
+    assert after.size == 8
+    assert after.version != before.version
+    assert [o.version for o in lake.list_raw()] == [after.version]
+    assert lake.read_raw("drop/file.csv") == b"a\n1\n2\n3\n"
+
+
+# -- 3. end to end ------------------------------------------------------------------------------
+
+
+def reference_counts() -> dict[str, dict[str, Any]]:
+    """Rows each table should hold, from the sample archives, with the ``csv`` module only.
+
+    A record is quarantined when its field count differs from the header's; a stock bar also
+    when a price or volume is missing, unparsable or negative, or its high is below its low.
+    """
+    out: dict[str, dict[str, Any]] = {t: {"valid": 0, "quarantined": 0, "bad_raw": set()}
+                                      for t in TABLES}
+    for sample in SAMPLES:
+        with zipfile.ZipFile(sample) as archive:
+            for name in archive.namelist():
+                base = name.rsplit("/", 1)[-1]
+                if name.startswith("__MACOSX/") or base.startswith(".") or \
+                        not base.endswith(".csv"):
+                    continue
+                text = archive.read(name).decode("utf-8")
+                header, *records = list(csv.reader(io.StringIO(text, newline="")))
+                table = ("stock_prices" if "Adj Close" in header else
+                         "crypto_prices" if "Marketcap" in header else
+                         "symbols_meta" if "Security Name" in header else "tweets")
+                for record in records:
+                    bad = len(record) != len(header)
+                    if not bad and table == "stock_prices":
+                        values = dict(zip(header, record, strict=True))
+                        try:
+                            nums = [float(values[c]) for c in
+                                    ("Open", "High", "Low", "Close", "Adj Close", "Volume")]
+                            bad = min(nums) < 0 or nums[1] < nums[2]
+                        except ValueError:
+                            bad = True
+                    out[table]["quarantined" if bad else "valid"] += 1
+                    if bad:
+                        out[table]["bad_raw"].add(",".join(record))
+    return out
+
+
+@dataclass
+class Ingested:
+    """An S3 lake after landing and ingesting the three samples."""
+
+    settings: Settings
+    bucket: str
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    partitions: list[str]
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def fresh_lake(self) -> Lake:
+        """A new lake resource (nothing cached from the runs)."""
+        return build_resources(self.settings)["lake"]
+
+
+def run_partition(defs: dg.Definitions, instance: dg.DagsterInstance, key: str) -> Any:
+    """Ingest one landed file in process; fail with the step's error if it fails."""
+    result = defs.resolve_job_def(INGEST_JOB).execute_in_process(
+        partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET)
+    if not result.success:
+        errors = [str(e.event_specific_data) for e in result.all_events if e.is_failure]
+        pytest.fail(f"ingest of {key} failed: {errors}")
+    return result
+
+
+def raw_files_metadata(result: Any) -> dict[str, Any]:
+    """Metadata of the ``raw_files`` materialisation of one run."""
+    [mat] = [m for m in result.asset_materializations_for_node("lake_ingest")
+             if m.asset_key == dg.AssetKey("raw_files")]
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def ingested(endpoint: str, s3: Any,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingested]:
+    """Land the samples into a (versioned) S3 lake and ingest every partition via the job."""
+    bucket = new_bucket(s3, versioned=True)
+    settings = s3_settings(bucket, endpoint, tmp_path_factory.mktemp("dagster"))
+    defs = build_definitions(settings)
+    lake = build_resources(settings)["lake"]
+    for sample in SAMPLES:
+        lake.land(sample, f"samples/{sample.name}")
+    with dg.instance_for_test() as instance:
+        partitions = sorted(partition_key_for(o.key) for o in lake.list_raw())
+        instance.add_dynamic_partitions("landed_files", partitions)
+        state = Ingested(settings, bucket, defs, instance, partitions)
+        for key in partitions:
+            state.results[key] = run_partition(defs, instance, key)
+        yield state
+
+
+def test_e2e_runs_and_checks(ingested: Ingested) -> None:
+    """Every sample is ingested; the checks that read the tables back from S3 pass."""
+    assert ingested.partitions == sorted(partition_key_for(f"samples/{s.name}")
+                                         for s in SAMPLES)
+    for key, result in ingested.results.items():
+        meta = raw_files_metadata(result)
+        assert meta["unchanged"] is False
+        assert meta["uri"] == f"{ingested.settings.lake}/raw/{key}"
+        evaluations = result.get_asset_check_evaluations()
+        assert evaluations
+        for ev in evaluations:
+            if ev.check_name.endswith(("_rows_accounted", "_keys_unique", "_schema_conforms")):
+                assert ev.passed, (key, ev.check_name, ev.metadata)
+
+
+def test_e2e_validated_tables_on_s3(ingested: Ingested, s3: Any) -> None:
+    """Validated tables read back from S3 hold exactly the rows the sample data predicts."""
+    lake = ingested.fresh_lake()
+    expected = reference_counts()
+    raw_uris = {f"{ingested.settings.lake}/raw/samples/{s.name}" for s in SAMPLES}
+    for table in TABLES:
+        frame = lake.read_table("validated", table)
+        assert frame.height == expected[table]["valid"], table
+        assert frame["_source"].str.extract(r"::(s3://.*)$", 1).is_in(raw_uris).all(), table
+        keys = keys_in(s3, ingested.bucket, f"lake/validated/{table}/")
+        assert keys and all(k.endswith(".parquet") for k in keys), keys
+    stocks = lake.read_table("validated", "stock_prices")
+    assert stocks.filter(pl.col("Security Name").is_not_null()).height > 0
+    assert stocks.select("Symbol", "Date").is_unique().all()
+    tweets = lake.read_table("validated", "tweets")
+    assert tweets["tweet_id"].is_unique().all()
+    assert tweets.schema["created_at"] == pl.Datetime("us", "UTC")
+
+
+def test_e2e_quarantine_on_s3(ingested: Ingested) -> None:
+    """Rejected rows are kept on S3 with their source, line, raw text and reason."""
+    lake = ingested.fresh_lake()
+    expected = reference_counts()
+    for table in TABLES:
+        bad = lake.read_table("quarantine", table)
+        assert bad.height == expected[table]["quarantined"], table
+        if not bad.height:
+            continue
+        assert {"source", "line", "raw", "reason"} <= set(bad.columns)
+        assert bad["source"].str.contains(rf"::{ingested.settings.lake}/raw/samples/").all()
+        assert (bad["line"] > 1).all()
+        assert bad["raw"].is_not_null().all()
+        assert (bad["reason"].str.len_chars() > 0).all()
+        if table in ("stock_prices", "crypto_prices"):
+            assert set(bad["raw"]) == expected[table]["bad_raw"], table
+    assert set(lake.read_table("quarantine", "tweets")["reason"].str.extract(r"^([^:]*)")) == {
+        "wrong field count"}
+
+
+# Independent of the platform's own type mapping: Hive/Athena names of the Parquet types.
+HIVE = {pl.String: "string", pl.Int64: "bigint", pl.Int32: "int", pl.Float64: "double",
+        pl.Boolean: "boolean", pl.Date: "date"}
+
+
+def hive_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Datetime):
+        return "timestamp"
+    if isinstance(dtype, pl.List):
+        return f"array<{hive_type(dtype.inner)}>"
+    return HIVE[dtype.base_type()]
+
+
+def test_e2e_glue_catalog(ingested: Ingested, glue: Any) -> None:
+    """One Glue table per dataset and per catalogue record type, over its S3 folder."""
+    lake = ingested.fresh_lake()
+    db = ingested.settings.glue_database
+    tables = {t["Name"]: t for t in glue.get_tables(DatabaseName=db)["TableList"]}
+    assert set(tables) == {*TABLES, "files", "columns"}
+    folders = {t: f"validated/{t}" for t in TABLES} | {
+        "files": "catalog/files", "columns": "catalog/columns"}
+    for name, table in tables.items():
+        sd = table["StorageDescriptor"]
+        assert sd["Location"] == f"{ingested.settings.lake}/{folders[name]}/", name
+        assert table["TableType"] == "EXTERNAL_TABLE"
+        assert "parquet" in sd["SerdeInfo"]["SerializationLibrary"].lower()
+        on_s3 = lake.read_table(*folders[name].split("/"))
+        assert on_s3.height > 0, name
+        assert [(c["Name"], c["Type"]) for c in sd["Columns"]] == [
+            (n.lower(), hive_type(t)) for n, t in on_s3.schema.items()], name
+    columns = {c["Name"]: c["Type"] for c in tables["stock_prices"]["StorageDescriptor"]["Columns"]}
+    assert columns["volume"] == "bigint"
+    assert columns["open"] == "double"
+    assert columns["date"] == "string"
+    columns = {c["Name"]: c["Type"] for c in tables["tweets"]["StorageDescriptor"]["Columns"]}
+    assert columns["created_at"] == "timestamp"
+    assert columns["mentions"] == "array<string>"
+    assert [c["Name"] for c in tables["files"]["StorageDescriptor"]["Columns"]] == list(
+        FILES_SCHEMA)
+    assert [c["Name"] for c in tables["columns"]["StorageDescriptor"]["Columns"]] == list(
+        COLUMNS_SCHEMA)
+
+
+def test_e2e_metastore_files(ingested: Ingested) -> None:
+    """Every recorded file and member balances: read = valid + quarantined."""
+    metastore = build_resources(ingested.settings)["metastore"]
+    assert isinstance(metastore, GlueMetastore)
+    files = metastore.files()
+    assert files.height > len(SAMPLES)
+    assert files.schema == pl.Schema(FILES_SCHEMA)
+    unbalanced = files.filter(
+        pl.col("rows_read") != pl.col("rows_valid") + pl.col("rows_quarantined"))
+    assert unbalanced.height == 0, unbalanced
+    archives = files.filter(pl.col("member").is_null()).sort("uri")
+    assert archives["uri"].to_list() == [
+        f"{ingested.settings.lake}/raw/samples/{s.name}" for s in SAMPLES]
+    assert archives["sha256"].to_list() == [
+        hashlib.sha256(s.read_bytes()).hexdigest() for s in SAMPLES]
+    assert archives["size"].to_list() == [s.stat().st_size for s in SAMPLES]
+    expected = reference_counts()
+    members = files.filter(pl.col("table_name").is_not_null(), pl.col("member").is_not_null())
+    by_table = {t: (v, q) for t, v, q in members.group_by("table_name").agg(
+        pl.col("rows_valid").sum(), pl.col("rows_quarantined").sum()).iter_rows()}
+    assert by_table == {t: (expected[t]["valid"], expected[t]["quarantined"]) for t in TABLES}
+    for key in ingested.partitions:
+        sha = archives.filter(pl.col("partition_key") == key)["sha256"].item()
+        assert metastore.latest_sha(key) == sha
+
+
+def bucket_versions(s3: Any, bucket: str) -> list[tuple[str, str]]:
+    """Every object version and delete marker: any PUT or DELETE changes this list."""
+    out = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        out += [(v["Key"], v["VersionId"]) for v in page.get("Versions", [])]
+        out += [(d["Key"], "delete:" + d["VersionId"]) for d in page.get("DeleteMarkers", [])]
+    return sorted(out)
+
+
+def glue_state(glue: Any, db: str) -> dict[str, Any]:
+    """Each Glue table's definition and how many versions it has."""
+    out = {}
+    for table in glue.get_tables(DatabaseName=db)["TableList"]:
+        versions = glue.get_table_versions(DatabaseName=db, TableName=table["Name"])
+        out[table["Name"]] = (json.dumps(table["StorageDescriptor"], sort_keys=True, default=str),
+                              len(versions["TableVersions"]))
+    return out
+
+
+def test_e2e_rerun_is_a_no_op(ingested: Ingested, s3: Any, glue: Any) -> None:
+    """Re-running an ingested partition writes nothing to S3 or Glue and changes no table."""
+    lake = ingested.fresh_lake()
+    db = ingested.settings.glue_database
+    versions, catalog = bucket_versions(s3, ingested.bucket), glue_state(glue, db)
+    tables = {(layer, t): lake.read_table(layer, t) for layer in ("validated", "quarantine")
+              for t in TABLES}
+    files = build_resources(ingested.settings)["metastore"].files()
+
+    for key in ingested.partitions:
+        meta = raw_files_metadata(run_partition(ingested.defs, ingested.instance, key))
+        assert meta["unchanged"] is True, key
+
+    assert bucket_versions(s3, ingested.bucket) == versions
+    assert glue_state(glue, db) == catalog
+    lake = ingested.fresh_lake()
+    for (layer, table), frame in tables.items():
+        assert_frame_equal(lake.read_table(layer, table), frame)
+    assert_frame_equal(build_resources(ingested.settings)["metastore"].files(), files)
