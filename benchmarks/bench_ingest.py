@@ -26,10 +26,12 @@ Usage::
     python benchmarks/bench_ingest.py --skip-x2       # real archive + corpus x1
 """
 
+# ruff: noqa: PLC0415  (workers import their subject inside the timed window, on purpose)
 import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -37,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +102,16 @@ def _worker_dagster(zip_path: Path, scratch: Path) -> dict[str, Any]:
         )
         out["step_wall_s"], out["step_cpu_s"] = time.perf_counter() - t, _cpu() - c
         out["success"] = res.success
+        stamps = {}
+        for entry in inst.all_logs(res.run_id):
+            if entry.dagster_event is not None:
+                stamps.setdefault(entry.dagster_event.event_type_value, entry.timestamp)
+        end = stamps.get("STEP_SUCCESS", stamps.get("STEP_FAILURE"))
+        if "STEP_START" in stamps and end is not None:
+            # The op's own time (user code and its events); the rest of step_wall_s is the
+            # run around it (planning, run and step events, resource set-up, the in-process
+            # executor).
+            out["dagster_step_s"] = end - stamps["STEP_START"]
         checks = res.get_asset_check_evaluations()
         out["checks_failed"] = sorted(e.check_name for e in checks if not e.passed)
         out["checks_total"] = len(checks)
@@ -112,7 +125,7 @@ def _worker_dagster(zip_path: Path, scratch: Path) -> dict[str, Any]:
             rows[f"{layer}/{table_dir.name}"] = n
     out["rows"] = rows
     out["lake_mb"] = {
-        p.name: round(sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20, 1)
+        p.name: round(sum(f.stat().st_size for f in [p, *p.rglob("*")] if f.is_file()) / 2**20, 1)
         for p in sorted((scratch / "lake").iterdir())
     }
     return out
@@ -146,8 +159,6 @@ def _worker_pure(zip_path: Path, scratch: Path) -> dict[str, Any]:
 
 
 def _worker_polars(zip_path: Path, scratch: Path) -> dict[str, Any]:
-    import zipfile
-
     t = time.perf_counter()
     import polars as pl
 
@@ -190,8 +201,6 @@ def run_worker(kind: str, zip_path: Path, result_path: Path) -> None:
 
 
 def _self_maxrss_mb() -> float:
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -247,8 +256,34 @@ def _parse_time_v(text: str) -> dict[str, Any]:
     return out
 
 
-def measure(kind: str, zip_path: Path, *, mem_limit_gb: float, timeout_s: float) -> dict:
+def _busy_s() -> float:
+    """CPU seconds the whole machine has been busy (all processes, all cores)."""
+    with open("/proc/stat") as fh:
+        cpu = [int(v) for v in fh.readline().split()[1:]]
+    idle = cpu[3] + (cpu[4] if len(cpu) > 4 else 0)
+    return (sum(cpu[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(max_wait_s: float, busy_cores: float = 0.3) -> float:
+    """Wait (up to ``max_wait_s``) until other processes use under ``busy_cores`` cores.
+
+    This machine is shared: other work on the same 2 cores slows a measurement down. Returns
+    the cores busy in the last one-second sample before starting.
+    """
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        b0 = _busy_s()
+        time.sleep(1.0)
+        busy = _busy_s() - b0
+        if busy < busy_cores or time.monotonic() > deadline:
+            return busy
+        time.sleep(4.0)
+
+
+def measure(kind: str, zip_path: Path, *, mem_limit_gb: float, timeout_s: float,
+            quiet_wait_s: float = 0.0) -> dict:
     """One measurement of ``kind`` on ``zip_path`` in a fresh subprocess."""
+    busy_before = wait_quiet(quiet_wait_s) if quiet_wait_s > 0 else None
     fd, result_name = tempfile.mkstemp(prefix="bench-result-", suffix=".json")
     os.close(fd)
     result_path = Path(result_name)
@@ -260,7 +295,7 @@ def measure(kind: str, zip_path: Path, *, mem_limit_gb: float, timeout_s: float)
     if use_time:
         cmd = [TIME_BIN, "-v", "-o", time_name, *cmd]
     env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
-    t0 = time.perf_counter()
+    t0, busy0 = time.perf_counter(), _busy_s()
     proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampled_peak, killed = 0.0, None
@@ -279,7 +314,9 @@ def measure(kind: str, zip_path: Path, *, mem_limit_gb: float, timeout_s: float)
         time.sleep(0.1)
     stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
-    run: dict[str, Any] = {"kind": kind, "zip": str(zip_path), "sampled_peak_rss_mb": sampled_peak}
+    machine_cpu = _busy_s() - busy0
+    run: dict[str, Any] = {"kind": kind, "zip": str(zip_path), "sampled_peak_rss_mb": sampled_peak,
+                           "busy_cores_before": busy_before}
     if use_time and Path(time_name).stat().st_size:
         run.update(_parse_time_v(Path(time_name).read_text()))
     else:
@@ -288,8 +325,14 @@ def measure(kind: str, zip_path: Path, *, mem_limit_gb: float, timeout_s: float)
         run.update(json.loads(result_path.read_text()))
     else:
         run["success"] = False
-    if not use_time:
+    if not run.get("peak_rss_mb"):  # no /usr/bin/time report (absent, or killed with it)
         run["peak_rss_mb"] = run.get("self_maxrss_mb", sampled_peak)
+    if killed:
+        run["killed_after_s"] = round(wall, 1)
+    own_cpu = run.get("process_user_s", 0.0) + run.get("process_sys_s", 0.0)
+    # CPU that other processes used on this shared machine while the run went on.
+    run["others_cpu_s"] = round(max(machine_cpu - own_cpu, 0.0), 2)
+    run["others_cores"] = round(run["others_cpu_s"] / wall, 2) if wall else None
     if killed or proc.returncode:
         run["success"] = False
         run["error"] = killed or run.get("signal") or stderr.strip()[-2000:]
@@ -304,7 +347,8 @@ def measure(kind: str, zip_path: Path, *, mem_limit_gb: float, timeout_s: float)
 
 NUMERIC = ("step_wall_s", "step_cpu_s", "process_wall_s", "process_user_s", "process_sys_s",
            "peak_rss_mb", "import_s", "unpack_s", "ingest_members_s", "extract_s",
-           "extract_and_step_wall_s", "extract_and_step_cpu_s", "rss_before_step_mb")
+           "extract_and_step_wall_s", "extract_and_step_cpu_s", "rss_before_step_mb",
+           "others_cores", "dagster_step_s")
 
 
 def repeated(kind: str, zip_path: Path, repeat: int, **limits: float) -> dict[str, Any]:
@@ -341,8 +385,8 @@ def _machine() -> dict[str, Any]:
 
     model = next((line.split(":", 1)[1].strip() for line in sh("lscpu").splitlines()
                   if line.startswith("Model name")), platform.processor())
-    mem_kb = next((int(line.split()[1]) for line in open("/proc/meminfo")
-                   if line.startswith("MemTotal")), 0)
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    mem_kb = next((int(line.split()[1]) for line in meminfo if line.startswith("MemTotal")), 0)
     import polars as pl
 
     git = sh("git", "-C", str(PROJECT_DIR), "rev-parse", "--short", "HEAD").strip()
@@ -403,8 +447,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Python {m['python']}, polars {m['polars']}, code {m['git']}.",
         "",
         "| case | kind | runs | step wall s | step CPU s | process wall s | import s "
-        "| peak RSS MB | rows | status |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS MB | others' load (cores) | rows | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case, kinds in results["cases"].items():
         for kind, entry in kinds.items():
@@ -422,6 +466,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {case} | {kind} | {entry['repeat']} | {_fmt(med.get('step_wall_s'))} "
                 f"| {_fmt(med.get('step_cpu_s'))} | {_fmt(med.get('process_wall_s'))} "
                 f"| {_fmt(med.get('import_s'))} | {_fmt(med.get('peak_rss_mb'), '.0f')} "
+                f"| {_fmt(max(r.get('others_cores') or 0 for r in entry['runs']))} "
                 f"| {_fmt(main_rows, ',') if main_rows is not None else 'n/a'} | {status} |"
             )
     corpora = [(c, k["corpus"]) for c, k in results["cases"].items() if "corpus" in k]
@@ -432,6 +477,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {case} | {c['price_files']:,} | {c['rows']:,} "
                          f"| {c['csv_bytes'] / 2**20:,.0f} | {c['zip_bytes'] / 2**20:,.0f} "
                          f"| {c.get('seconds', 'reused')} |")
+    lines += _scaling(results)
     s = results["summary"]
     v = s["verdicts"]
     lines += [
@@ -453,6 +499,25 @@ def markdown(results: dict[str, Any]) -> str:
         f"| {v['x2_vs_x1']} |",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _scaling(results: dict[str, Any]) -> list[str]:
+    """Time and memory per million rows across the cases (linear growth keeps them flat)."""
+    out = ["", "| case | kind | M rows | step wall s | s per M rows | peak RSS MB "
+           "| RSS MB per M rows |", "|---|---|---|---|---|---|---|"]
+    for case, kinds in results["cases"].items():
+        for kind, entry in kinds.items():
+            if kind == "corpus" or not entry["ok"]:
+                continue
+            rows = entry["runs"][-1].get("rows", {})
+            n = rows.get("validated/stock_prices", rows.get("parquet"))
+            if not n:
+                continue
+            med, m = entry["median"], n / 1e6
+            out.append(f"| {case} | {kind} | {m:.2f} | {_fmt(med.get('step_wall_s'))} "
+                       f"| {_fmt(med['step_wall_s'] / m)} | {_fmt(med['peak_rss_mb'], '.0f')} "
+                       f"| {_fmt(med['peak_rss_mb'] / m, '.0f')} |")
+    return out
 
 
 def _corpus(scale: float, out_dir: Path, regenerate: bool) -> dict[str, Any]:
@@ -483,12 +548,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-corpus", action="store_true", help="real archive only")
     parser.add_argument("--skip-x2", action="store_true", help="no 2x corpus")
     parser.add_argument("--skip-real", action="store_true", help="corpora only")
+    parser.add_argument("--sweep", default="0.1,0.25,0.5",
+                        help="smaller corpus scales measured once each, to show how time and "
+                             "memory grow ('' for none)")
     parser.add_argument("--kinds", default="dagster,pure,polars",
                         help="comma-separated subset of dagster,pure,polars")
     parser.add_argument("--regenerate", action="store_true", help="rebuild cached corpora")
-    parser.add_argument("--mem-limit-gb", type=float, default=20.0,
+    parser.add_argument("--mem-limit-gb", type=float, default=16.0,
                         help="watchdog: kill a run whose RSS passes this")
     parser.add_argument("--timeout", type=float, default=1800.0, help="watchdog: seconds")
+    parser.add_argument("--quiet-wait", type=float, default=60.0,
+                        help="seconds to wait, before each run, for other processes to go "
+                             "quiet (0: do not wait)")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     parser.add_argument("--tag", default="", help="suffix of the result file names")
     args = parser.parse_args(argv)
@@ -497,7 +568,8 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     kinds = [k for k in args.kinds.split(",") if k]
-    limits = {"mem_limit_gb": args.mem_limit_gb, "timeout_s": args.timeout}
+    limits = {"mem_limit_gb": args.mem_limit_gb, "timeout_s": args.timeout,
+              "quiet_wait_s": args.quiet_wait}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"machine": _machine(), "targets": TARGETS, "cases": {},
                                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -505,15 +577,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"real archive {args.archive}", flush=True)
         results["cases"]["real"] = {k: repeated(k, args.archive, args.repeat, **limits)
                                     for k in kinds}
-    scales = [] if args.skip_corpus else ([1.0] if args.skip_x2 else [1.0, 2.0])
+    sweep = [float(x) for x in args.sweep.split(",") if x.strip()]
+    scales = [] if args.skip_corpus else [*sweep, *([1.0] if args.skip_x2 else [1.0, 2.0])]
     for scale in scales:
         case = f"x{scale:g}"
         info = _corpus(scale, args.out_dir, args.regenerate)
         print(f"corpus {case}: {info['rows']:,} rows in {info['price_files']:,} files", flush=True)
         results["cases"][case] = {"corpus": info}
         for kind in kinds:
-            results["cases"][case][kind] = repeated(kind, Path(info["path"]),
-                                                    args.corpus_repeat, **limits)
+            results["cases"][case][kind] = repeated(
+                kind, Path(info["path"]), args.corpus_repeat if scale >= 1 else 1, **limits
+            )
     results["summary"] = summarise(results)
     suffix = f"_{args.tag}" if args.tag else ""
     json_path = args.out_dir / f"bench_ingest{suffix}.json"

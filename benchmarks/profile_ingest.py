@@ -18,7 +18,9 @@ Usage::
     python benchmarks/profile_ingest.py --only lines
 """
 
+# ruff: noqa: PLC0415  (the subject is imported inside each subprocess view, on purpose)
 import argparse
+import bisect
 import cProfile
 import io
 import linecache
@@ -75,8 +77,9 @@ class LineTracer:
     """Inclusive wall time and the RSS window of every line of the traced functions."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[float, str, int, int]] = []  # (t, func key, line, frame id)
-        self.ends: list[tuple[float, int]] = []  # (t, frame id) when a traced frame returns
+        self.events: list[tuple[float, str, int, int]] = []  # (t, func key, line, call id)
+        self.ends: list[tuple[float, int]] = []  # (t, call id) when a traced call returns
+        self.calls = 0
 
     def _key(self, code: Any) -> str | None:
         for suffix, name in TRACED:
@@ -92,7 +95,8 @@ class LineTracer:
         key = self._key(frame.f_code)
         if key is None:
             return None
-        fid = id(frame)
+        self.calls += 1
+        fid = self.calls  # id(frame) is reused by later calls: number the calls instead
 
         def local(frame: Any, event: str, arg: Any) -> Any:
             del arg
@@ -114,7 +118,6 @@ class LineTracer:
         end_of = dict((fid, t) for t, fid in self.ends)
         stats: dict[tuple[str, int], dict[str, float]] = {}
         times = [s[0] for s in samples]
-        import bisect
 
         def rss_window(t0: float, t1: float) -> tuple[float, float, float]:
             i = max(bisect.bisect_left(times, t0) - 1, 0)
@@ -131,7 +134,8 @@ class LineTracer:
                 s["hits"] += 1
                 s["s"] += t_next - t
                 s["peak"] = max(s["peak"], peak)
-                s["delta"] += after - before
+                if t_next - t > 0.02:  # shorter lines fall between two RSS samples
+                    s["delta"] += after - before
         out = []
         funcs = sorted({k for k, _ in stats}, key=lambda k: -max(
             v["s"] for (kk, _), v in stats.items() if kk == k))

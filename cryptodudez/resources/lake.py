@@ -87,8 +87,11 @@ class Lake(dg.ConfigurableResource):
             if self.is_s3:
                 client_kwargs = {k: v for k, v in {"endpoint_url": self.endpoint_url,
                                                   "region_name": self.region_name}.items() if v}
+                # No listings cache: a long-lived lake (the sensor's, the CLI's) must see
+                # what other processes wrote or deleted since, not a listing it saw once.
                 self._fs = fsspec.filesystem("s3", client_kwargs=client_kwargs,
-                                             skip_instance_cache=True)
+                                             skip_instance_cache=True,
+                                             use_listings_cache=False)
             else:
                 self._fs = fsspec.filesystem("file")
         return self._fs
@@ -112,7 +115,11 @@ class Lake(dg.ConfigurableResource):
     # -- raw layer --------------------------------------------------------------------------
 
     def list_raw(self) -> list[RawObject]:
-        """Every landed file under ``raw/`` in one listing (hidden folders excluded)."""
+        """Every landed file under ``raw/`` in one listing.
+
+        Hidden paths are excluded, and so are S3 folder markers (zero-byte ``…/`` keys such
+        as the S3 console's "Create folder" makes), which are no files.
+        """
         base = self.path(RAW)
         if not self.fs.exists(base):
             return []
@@ -120,7 +127,8 @@ class Lake(dg.ConfigurableResource):
         out = []
         for path, info in found.items():
             key = posixpath.relpath(path, base)
-            if info.get("type") == "directory" or any(p.startswith(".") for p in key.split("/")):
+            if (info.get("type") == "directory" or path.endswith("/")
+                    or any(p.startswith(".") for p in key.split("/"))):
                 continue
             out.append(_raw_object(key, info))
         return sorted(out, key=lambda o: o.key)

@@ -16,6 +16,7 @@ import boto3
 import dagster as dg
 import duckdb
 import polars as pl
+from polars.datatypes import DataTypeClass
 from pydantic import PrivateAttr
 
 from cryptodudez.resources.lake import Lake
@@ -134,13 +135,13 @@ class DuckDBMetastore(Metastore):
             con.close()
 
 
-_GLUE_TYPES = {
+_GLUE_TYPES: dict[DataTypeClass, str] = {
     pl.String: "string", pl.Int64: "bigint", pl.Int32: "int", pl.Float64: "double",
     pl.Boolean: "boolean", pl.Date: "date",
 }
 
 
-def glue_type(dtype: pl.DataType) -> str:
+def glue_type(dtype: pl.DataType | DataTypeClass) -> str:
     """Hive/Glue column type of a polars dtype."""
     if isinstance(dtype, pl.Datetime):
         return "timestamp"
@@ -194,24 +195,48 @@ class GlueMetastore(Metastore):
             self.glue.update_table(DatabaseName=self.database, TableInput=table_input)
 
     def record_files(self, files: pl.DataFrame, columns: pl.DataFrame) -> None:
-        """Write the records as a Parquet fragment per landed file, behind Glue tables."""
+        """Write the records as a Parquet fragment per landed file version, behind Glue tables.
+
+        Both fragments are named after the landed file's version (its row without a
+        ``member``), so a later version never overwrites an earlier version's records, even
+        when their first members are identical.
+        """
         files = files.select(list(FILES_SCHEMA))
         columns = columns.select(list(COLUMNS_SCHEMA))
+        landed = files.filter(pl.col("member").is_null())
+        anchor = landed if landed.height else files if files.height else columns
+        if anchor.height == 0:
+            return
+        key = anchor["uri"][0] + "|" + (anchor["sha256"][0] or "")
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         for name, frame in (("files", files), ("columns", columns)):
             if frame.height == 0:
                 continue
-            key = frame["uri"][0] + "|" + (frame["sha256"][0] or "")
-            digest = hashlib.sha256(key.encode()).hexdigest()[:16]
             self.lake.write_parquet(self.lake.path("catalog", name, f"{digest}.parquet"), frame)
             self.register_table(name, self.lake.url("catalog", name), frame.schema)
 
-    def files(self) -> pl.DataFrame:
-        """All file versions recorded in the lake's catalogue folder."""
-        paths = self.lake.fs.glob(self.lake.path("catalog", "files", "*.parquet"))
+    def _records(self, name: str, schema: dict[str, Any]) -> pl.DataFrame:
+        paths = self.lake.fragments("catalog", name)
         if not paths:
-            return pl.DataFrame(schema=FILES_SCHEMA)
-        frame = self.lake.read_parquet(sorted(paths))
-        return frame.unique(["uri", "sha256"], keep="last").sort("recorded_at", "uri")
+            return pl.DataFrame(schema=schema)
+        return self.lake.read_parquet(paths)
+
+    def files(self) -> pl.DataFrame:
+        """All file versions recorded in the lake's catalogue folder.
+
+        A (uri, sha256) recorded more than once (an unchanged member of two versions of an
+        archive) keeps its latest record, as the DuckDB catalogue's upsert does.
+        """
+        frame = self._records("files", FILES_SCHEMA)
+        return (frame.sort("recorded_at", maintain_order=True)
+                .unique(["uri", "sha256"], keep="last", maintain_order=True)
+                .sort("recorded_at", "uri"))
+
+    def columns(self) -> pl.DataFrame:
+        """All inferred columns recorded in the lake's catalogue folder."""
+        frame = self._records("columns", COLUMNS_SCHEMA)
+        return frame.unique(["uri", "sha256", "position"], keep="last").sort(
+            "uri", "position")
 
     def table(self, name: str) -> dict[str, Any]:
         """The Glue table definition."""
