@@ -147,6 +147,16 @@ def demo(*, settings: Settings) -> int:
     return 0 if counts["failed"] == 0 else 1
 
 
+def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
+    """Run the prediction API (uvicorn with uvloop and httptools)."""
+    import uvicorn  # noqa: PLC0415 - only this command needs the server
+
+    os.environ["CRYPTODUDEZ_LAKE"] = settings.lake
+    uvicorn.run("serving.asgi:app", host=host, port=port, workers=workers, loop="uvloop",
+                http="httptools", access_log=False, log_level="warning")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cryptodudez`` command."""
     parser = argparse.ArgumentParser(prog="cryptodudez", description=__doc__)
@@ -158,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("summary", help="print what the lake holds")
     sub.add_parser("demo", help="land the bundled samples and run the pipeline end to end")
     sub.add_parser("dagster-home", help="create DAGSTER_HOME if needed and print its path")
+    p_serve = sub.add_parser("serve", help="serve GET /predict from the latest model")
+    p_serve.add_argument("--host", default="127.0.0.1")
+    p_serve.add_argument("--port", type=int, default=8000)
+    p_serve.add_argument("--workers", type=int, default=1)
     p_ui = sub.add_parser("ui", help="Dagster webserver + daemon (sensors running) on the lake")
     p_ui.add_argument("--host", default="127.0.0.1")
     p_ui.add_argument("--port", default="3000")
@@ -180,7 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         workspace = PROJECT_DIR / "workspace.yaml"
         target = ["-w", str(workspace)] if workspace.exists() else ["-m", "cryptodudez.definitions"]
         dagster = Path(sys.executable).with_name("dagster")
-        os.execv(dagster, [str(dagster), "dev", *target, "-h", args.host, "-p", args.port])
+        argv = [str(dagster), "dev", *target, "-h", args.host, "-p", args.port]
+        os.execv(dagster, argv)  # noqa: S606 - this command becomes `dagster dev`
+    if args.command == "serve":
+        return serve(settings, host=args.host, port=args.port, workers=args.workers)
     if args.command == "summary":
         _out(summary(settings))
         return 0

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from cryptodudez.assets import lake as lake_assets
+from cryptodudez.assets import stocks
 from cryptodudez.resources import build_resources
 from cryptodudez.sensors.landing import INGEST_JOB, landing_sensor
 from cryptodudez.settings import Settings
@@ -15,11 +16,19 @@ ingest_job = dg.define_asset_job(
 )
 
 
+stock_pipeline_job = dg.define_asset_job(
+    "stock_pipeline",
+    selection=dg.AssetSelection.assets(stocks.stock_features, stocks.volume_model),
+    partitions_def=stocks.stock_years,
+    description="Recompute stock features for a range of years, then retrain the volume model.",
+)
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Definitions wired to the resource set ``settings`` selects."""
     return dg.Definitions(
-        assets=[lake_assets.lake_ingest],
-        jobs=[ingest_job],
+        assets=[lake_assets.lake_ingest, stocks.stock_features, stocks.volume_model],
+        jobs=[ingest_job, stock_pipeline_job],
         sensors=[landing_sensor],
         resources=build_resources(settings),
     )

@@ -8,6 +8,7 @@ feeds, with their quarantine, in the same step, so an archive is never parsed tw
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -145,7 +146,6 @@ def _table_results(context: dg.AssetExecutionContext, lake: Lake, metastore: Met
             symbols = lake.read_table(VALIDATED, "symbols_meta")
         tables["stock_prices"] = attach_security_names(tables["stock_prices"], symbols)
     for table in TABLES:
-        spec = SPEC_BY_TABLE[table]
         fragment = fragment_name(partition_key)
         quarantined = result.quarantine.get(table, pl.DataFrame(schema=_QSCHEMA))
         quarantine_path = lake.path(QUARANTINE, table, fragment)
@@ -168,30 +168,70 @@ def _table_results(context: dg.AssetExecutionContext, lake: Lake, metastore: Met
             lake.delete(own_path)
             written, superseded = pl.DataFrame(), 0
             table_keys = on_disk = pl.DataFrame()
-        checks = [
-            table_checks.rows_accounted(table, result.members, written, quarantined,
-                                        superseded),
-            table_checks.keys_unique(table, spec.key, table_keys),
-            table_checks.no_rows_quarantined(table, quarantined),
-            table_checks.schema_conforms(table, spec, on_disk),
-        ]
-        if table == "stock_prices":
-            checks.append(table_checks.security_name_known(written))
         if table in tables or quarantined.height:
             context.log.info(f"{table}: {written.height} rows written, "
                              f"{quarantined.height} quarantined, {superseded} superseded")
-        preview = written.drop([c for c in written.columns if c.startswith("_")])
-        yield dg.MaterializeResult(
-            asset_key=table,
-            metadata={
-                "dagster/row_count": written.height,
-                "rows_quarantined": quarantined.height,
-                "rows_superseded": superseded,
-                "path": lake.url(VALIDATED, table, fragment),
-                "quarantine_path": lake.url(QUARANTINE, table, fragment),
-                "preview": dg.MetadataValue.md(table_checks.markdown_table(preview)),
-            },
-            check_results=checks,
+        yield _table_materialization(
+            lake, table, partition_key, members=result.members, written=on_disk,
+            quarantined=quarantined, superseded=superseded, table_keys=table_keys,
+        )
+
+
+def _table_materialization(lake: Lake, table: str, partition_key: str, *,
+                           members: pl.DataFrame, written: pl.DataFrame,
+                           quarantined: pl.DataFrame, superseded: int,
+                           table_keys: pl.DataFrame, unchanged: bool = False,
+                           ) -> dg.MaterializeResult:
+    """The materialisation of one table's partition with every check evaluated on disk data."""
+    spec = SPEC_BY_TABLE[table]
+    fragment = fragment_name(partition_key)
+    checks = [
+        table_checks.rows_accounted(table, members, written, quarantined, superseded),
+        table_checks.keys_unique(table, spec.key, table_keys),
+        table_checks.no_rows_quarantined(table, quarantined),
+        table_checks.schema_conforms(table, spec, written),
+    ]
+    if table == "stock_prices":
+        checks.append(table_checks.security_name_known(written))
+    preview = written.drop([c for c in written.columns if c.startswith("_")])
+    metadata: dict[str, Any] = {
+        "dagster/row_count": written.height,
+        "rows_quarantined": quarantined.height,
+        "rows_superseded": superseded,
+        "path": lake.url(VALIDATED, table, fragment),
+        "quarantine_path": lake.url(QUARANTINE, table, fragment),
+        "preview": dg.MetadataValue.md(table_checks.markdown_table(preview)),
+        "unchanged": unchanged,
+    }
+    if written.height and "Date" in written.columns:
+        metadata["date_min"] = str(written["Date"].min())
+        metadata["date_max"] = str(written["Date"].max())
+    return dg.MaterializeResult(asset_key=table, metadata=metadata, check_results=checks)
+
+
+def _unchanged_results(lake: Lake, metastore: Metastore,
+                       partition_key: str) -> Iterator[dg.MaterializeResult]:
+    """Re-evaluate every table's checks on what an identical earlier run already wrote."""
+    files = metastore.files().filter(pl.col("partition_key") == partition_key)
+    latest = files.filter(pl.col("recorded_at") == files["recorded_at"].max())
+    members = latest.filter(pl.col("member").is_not_null() | pl.col("table_name").is_not_null())
+    members = members.rename({"table_name": "table"})
+    fragment = fragment_name(partition_key)
+    for table in TABLES:
+        spec = SPEC_BY_TABLE[table]
+        paths = lake.fragments(VALIDATED, table)
+        own = lake.path(VALIDATED, table, fragment)
+        written = lake.read_parquet([own]) if own in paths else pl.DataFrame()
+        qpath = lake.path(QUARANTINE, table, fragment)
+        quarantined = (lake.read_parquet([qpath]).drop("_partition", strict=False)
+                       if qpath in lake.fragments(QUARANTINE, table)
+                       else pl.DataFrame(schema=_QSCHEMA))
+        valid = int(members.filter(pl.col("table") == table)["rows_valid"].sum())
+        keys = lake.read_parquet(paths, columns=list(spec.key)) if paths else pl.DataFrame()
+        yield _table_materialization(
+            lake, table, partition_key, members=members, written=written,
+            quarantined=quarantined, superseded=valid - written.height, table_keys=keys,
+            unchanged=True,
         )
 
 
@@ -225,6 +265,7 @@ def lake_ingest(
                 check_name="raw_files_all_members_recognised", asset_key="raw_files",
                 passed=True, metadata={"unchanged": True})],
         )
+        yield from _unchanged_results(lake, metastore, partition_key)
         return
     unpacked = unpack(file_uri, data)
     result = ingest_members(unpacked, DATASETS)

@@ -193,6 +193,29 @@ class Lake(dg.ConfigurableResource):
         """A whole table (all fragments)."""
         return self.read_parquet(self.fragments(layer, table))
 
+    def scan_table(self, layer: str, table: str,
+                   columns: list[str] | None = None) -> pl.LazyFrame:
+        """A whole table as a LazyFrame (a pushdown scan locally; read eagerly from S3)."""
+        paths = self.fragments(layer, table)
+        if not paths:
+            return pl.LazyFrame()
+        if self.is_s3:
+            return self.read_parquet(paths, columns=columns).lazy()
+        scan = pl.scan_parquet(paths, missing_columns="insert")
+        return scan.select(columns) if columns else scan
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a file atomically."""
+        self._put_bytes(path, data)
+
+    def read_bytes(self, path: str) -> bytes:
+        """Bytes of a file under the lake."""
+        return self.fs.cat_file(path)
+
+    def exists(self, path: str) -> bool:
+        """True when ``path`` exists."""
+        return bool(self.fs.exists(path))
+
     def delete(self, path: str) -> None:
         """Remove a file if it exists."""
         if self.fs.exists(path):

@@ -9,9 +9,12 @@ So the model keeps the scale exactly and learns only a correction factor::
 ``h`` is a histogram gradient-boosting regressor of ``log(Volume / vol_moving_avg)``; the
 shrinkage ``s`` in [0, 1] is chosen on a time-based validation period inside the training
 data (never on the test split), as the value with the best worst-case gain over the naive
-forecast across the measures. Trees on two binned features are piecewise constant, so the fitted model
-compiles *exactly* into a lookup table over the two features' bin edges, which the API
-evaluates in microseconds.
+forecast across the measures.
+
+Both features are binned into at most 256 quantile bins of our own (public ``searchsorted``
+edges) and the booster is trained on the bin codes, so the fitted model is exactly a table
+over the 256 x 256 code pairs: the API evaluates it with two binary searches in microseconds,
+and the table is checked against the booster before it is saved.
 """
 
 import math
@@ -55,37 +58,42 @@ def training_frame(features: pl.DataFrame) -> pl.DataFrame:
     return features.select("Date", *FEATURES, TARGET).drop_nulls()
 
 
+def bin_edges(values: np.ndarray, *, bins: int = 256) -> np.ndarray:
+    """At most ``bins - 1`` distinct quantile edges of ``values``."""
+    return np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+
+
+def encode(x: np.ndarray, edges: list[np.ndarray]) -> np.ndarray:
+    """Bin codes of each feature: code ``i`` means ``edges[i-1] < x <= edges[i]``."""
+    return np.column_stack(
+        [np.searchsorted(e, x[:, k], side="left") for k, e in enumerate(edges)]
+    ).astype(np.float64)
+
+
 @dataclass
 class VolumeModel:
-    """A fitted correction model and its shrinkage."""
+    """A fitted correction model over binned features, and its shrinkage."""
 
+    edges: list[np.ndarray]
     booster: HistGradientBoostingRegressor
     shrinkage: float
 
+    def correction(self, x: np.ndarray) -> np.ndarray:
+        """The booster's log-ratio prediction for raw feature rows."""
+        return self.booster.predict(encode(x, self.edges))
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted volume for rows of (vol_moving_avg, adj_close_rolling_med)."""
-        return x[:, 0] * np.exp(self.shrinkage * self.booster.predict(x))
+        return x[:, 0] * np.exp(self.shrinkage * self.correction(x))
 
     def compile(self) -> "LookupModel":
         """The exact lookup-table form of this model (see :class:`LookupModel`)."""
-        thresholds = [np.asarray(t, dtype=np.float64)
-                      for t in self.booster._bin_mapper.bin_thresholds_]  # noqa: SLF001
-        points = [_representatives(t) for t in thresholds]
-        grid = np.array(np.meshgrid(points[0], points[1], indexing="ij")).reshape(2, -1).T
+        codes = [np.arange(len(e) + 1, dtype=np.float64) for e in self.edges]
+        grid = np.array(np.meshgrid(codes[0], codes[1], indexing="ij")).reshape(2, -1).T
         factors = np.exp(self.shrinkage * self.booster.predict(grid)).reshape(
-            len(points[0]), len(points[1])
+            len(codes[0]), len(codes[1])
         )
-        return LookupModel(thresholds[0].tolist(), thresholds[1].tolist(), factors.tolist())
-
-
-def _representatives(thresholds: np.ndarray) -> np.ndarray:
-    """One value inside each interval the bin thresholds delimit: (-inf, t0], (t0, t1], ...
-
-    Trees send ``x <= threshold`` left, so a threshold itself represents the interval it
-    closes; the last interval is represented by a value above the last threshold.
-    """
-    top = thresholds[-1] + max(1.0, abs(thresholds[-1])) if len(thresholds) else 0.0
-    return np.append(thresholds, top)
+        return LookupModel(self.edges[0].tolist(), self.edges[1].tolist(), factors.tolist())
 
 
 @dataclass(frozen=True)
@@ -118,11 +126,12 @@ class LookupModel:
 
 
 def fit(x: np.ndarray, y: np.ndarray, *, shrinkage: float) -> VolumeModel:
-    """Fit the correction booster on log volume ratios."""
+    """Fit the correction booster on log volume ratios, over binned features."""
     ratio = np.where(x[:, 0] > 0, y / np.where(x[:, 0] > 0, x[:, 0], 1.0), 1.0)
     target = np.log(np.maximum(ratio, _RATIO_FLOOR))
-    booster = HistGradientBoostingRegressor(**HGB_PARAMS).fit(x, target)
-    return VolumeModel(booster, shrinkage)
+    edges = [bin_edges(x[:, k]) for k in range(x.shape[1])]
+    booster = HistGradientBoostingRegressor(**HGB_PARAMS).fit(encode(x, edges), target)
+    return VolumeModel(edges, booster, shrinkage)
 
 
 def choose_shrinkage(x: np.ndarray, y: np.ndarray, dates: np.ndarray, *,
@@ -139,7 +148,7 @@ def choose_shrinkage(x: np.ndarray, y: np.ndarray, dates: np.ndarray, *,
     train, valid = dates < cut, dates >= cut
     model = fit(x[train], y[train], shrinkage=1.0)
     naive = metrics(y[valid], x[valid, 0])
-    raw = model.booster.predict(x[valid])
+    raw = model.correction(x[valid])
     report: dict[str, Any] = {"validation_from": cut, "naive": naive, "grid": {}}
     best, best_gain = 0.0, 0.0
     for s in SHRINKAGE_GRID:

@@ -36,6 +36,7 @@ def test_samples_ingest_and_rerun_is_a_no_op(defs, instance) -> None:
 
     again = land_and_ingest(defs, instance, SAMPLE_FILES)  # byte-identical landing
     for result in again.values():
+        assert result.success
         mat = result.asset_materializations_for_node("lake_ingest")
         raw = next(m for m in mat if m.asset_key.to_user_string() == "raw_files")
         assert raw.metadata["unchanged"].value is True

@@ -1,0 +1,270 @@
+"""The stock pipeline: rolling features by year, and the volume model trained on them."""
+
+import io
+import json
+import logging
+import pickle
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import duckdb
+import numpy as np
+import polars as pl
+
+from cryptodudez.checks.tables import markdown_table
+from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED, Lake
+from cryptodudez.transforms import volume_model as vm
+from cryptodudez.transforms.stock_features import FEATURES as FEATURE_COLUMNS
+from cryptodudez.transforms.stock_features import POSITION, WINDOW, features_for_range
+
+STOCK_FEATURES = "stock_features"
+VOLUME_MODEL = "volume_model"
+FIRST_YEAR = "1960"
+SAMPLE_SYMBOLS = 25
+
+stock_years = dg.TimeWindowPartitionsDefinition(
+    start=FIRST_YEAR, cron_schedule="0 0 1 1 *", fmt="%Y", end_offset=1,
+)
+
+
+def feature_path(lake: Lake, year: str) -> str:
+    """The Parquet file of one year of features."""
+    return lake.path(FEATURES, STOCK_FEATURES, f"year-{year}.parquet")
+
+
+def _years(window: dg.TimeWindow) -> Iterator[tuple[str, str, str]]:
+    year = window.start.year
+    while year < window.end.year:
+        yield str(year), f"{year:04d}-01-01", f"{year + 1:04d}-01-01"
+        year += 1
+
+
+def independent_recomputation(bars: pl.DataFrame, features: pl.DataFrame,
+                              symbols: list[str]) -> pl.DataFrame:
+    """Rows where DuckDB window functions over the full history disagree with ``features``.
+
+    A second implementation (SQL ``ROWS BETWEEN 29 PRECEDING AND CURRENT ROW``) on the
+    sample ``symbols``; returns the disagreeing rows (empty when all agree).
+    """
+    con = duckdb.connect()
+    try:
+        con.register("bars", bars.filter(pl.col("Symbol").is_in(symbols)))
+        con.register("feat", features.filter(pl.col("Symbol").is_in(symbols)).select(
+            "Symbol", "Date", *FEATURE_COLUMNS))
+        return con.sql(f"""
+            WITH ref AS (
+              SELECT "Symbol", "Date",
+                CASE WHEN count(*) OVER w = {WINDOW} THEN avg("Volume") OVER w END AS vol,
+                CASE WHEN count(*) OVER w = {WINDOW} THEN median("Adj Close") OVER w END AS med
+              FROM bars
+              WINDOW w AS (PARTITION BY "Symbol" ORDER BY "Date"
+                           ROWS BETWEEN {WINDOW - 1} PRECEDING AND CURRENT ROW))
+            SELECT f."Symbol", f."Date", f.vol_moving_avg, r.vol,
+                   f.adj_close_rolling_med, r.med
+            FROM feat f JOIN ref r USING ("Symbol", "Date")
+            WHERE (f.vol_moving_avg IS NULL) <> (r.vol IS NULL)
+               OR (f.adj_close_rolling_med IS NULL) <> (r.med IS NULL)
+               OR abs(f.vol_moving_avg - r.vol) > 1e-6 * greatest(1, abs(r.vol))
+               OR abs(f.adj_close_rolling_med - r.med) > 1e-9 * greatest(1, abs(r.med))
+        """).pl()
+    finally:
+        con.close()
+
+
+@dg.asset(
+    partitions_def=stock_years,
+    deps=[dg.AssetDep("stock_prices", partition_mapping=dg.AllPartitionMapping())],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="features",
+    kinds={"polars", "parquet"},
+    check_specs=[
+        dg.AssetCheckSpec("stock_features_nulls_are_first_29_rows", asset=STOCK_FEATURES,
+                          blocking=True,
+                          description="Features are null exactly on each symbol's first 29 "
+                                      "rows of history."),
+        dg.AssetCheckSpec("stock_features_match_independent_recomputation",
+                          asset=STOCK_FEATURES, blocking=True,
+                          description="DuckDB window functions over the full history give the "
+                                      "same values on a sample of symbols."),
+    ],
+)
+def stock_features(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+    """Every validated stock/ETF bar plus its 30-row rolling features, one file per year.
+
+    ``vol_moving_avg`` is the mean of Volume and ``adj_close_rolling_med`` the median of
+    Adj Close over the symbol's 30 most recent trading rows. Partitioned by year; a run over
+    any range of years reads each symbol's 29 rows before the range, so windows are correct
+    across partition boundaries.
+    """
+    window = context.partition_time_window
+    bars = lake.scan_table(VALIDATED, "stock_prices")
+    parts, counts = [], {}
+    for year, start, end in _years(window):
+        frame = (features_for_range(bars, start=start, end=end)
+                 .rename({POSITION: "row_in_symbol"})
+                 if bars.collect_schema().names() else pl.DataFrame())
+        path = feature_path(lake, year)
+        if frame.height:
+            lake.write_parquet(path, frame.drop([c for c in frame.columns
+                                                 if c.startswith("_") and c != "_source"]))
+        else:
+            lake.delete(path)
+        counts[year] = frame.height
+        parts.append(frame)
+    out = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+    checks = _feature_checks(lake, out)
+    nonempty = {y: n for y, n in counts.items() if n}
+    context.log.info(f"stock features: {out.height} rows over {len(nonempty)} years")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": out.height,
+            "rows_by_year": dg.MetadataValue.json(nonempty),
+            "path": lake.url(FEATURES, STOCK_FEATURES),
+            "preview": dg.MetadataValue.md(markdown_table(
+                out.select("Symbol", "Date", "Volume", "Adj Close", *FEATURE_COLUMNS)
+                if out.height else out)),
+        },
+        check_results=checks,
+    )
+
+
+def _feature_checks(lake: Lake, out: pl.DataFrame) -> list[dg.AssetCheckResult]:
+    if out.height == 0:
+        return [
+            dg.AssetCheckResult(check_name="stock_features_nulls_are_first_29_rows",
+                                passed=True, metadata={"rows": 0}),
+            dg.AssetCheckResult(check_name="stock_features_match_independent_recomputation",
+                                passed=True, metadata={"rows": 0}),
+        ]
+    early = pl.col("row_in_symbol") < WINDOW - 1
+    wrong = out.filter(
+        (early != pl.col(FEATURE_COLUMNS[0]).is_null())
+        | (early != pl.col(FEATURE_COLUMNS[1]).is_null())
+    )
+    unique = out.select(pl.col("Symbol").unique())
+    symbols = (unique.sort(pl.col("Symbol").hash(seed=7)).head(SAMPLE_SYMBOLS)
+               .to_series().sort().to_list())
+    history = (
+        lake.scan_table(VALIDATED, "stock_prices", ["Symbol", "Date", "Volume", "Adj Close"])
+        .filter(pl.col("Symbol").is_in(symbols))
+        .collect()
+    )
+    disagree = independent_recomputation(history, out, symbols)
+    return [
+        dg.AssetCheckResult(
+            check_name="stock_features_nulls_are_first_29_rows", passed=wrong.height == 0,
+            metadata={"failing_count": wrong.height, "null_rows": out.filter(early).height,
+                      "sample": dg.MetadataValue.md(markdown_table(
+                          wrong.select("Symbol", "Date", "row_in_symbol", *FEATURE_COLUMNS)))},
+        ),
+        dg.AssetCheckResult(
+            check_name="stock_features_match_independent_recomputation",
+            passed=disagree.height == 0,
+            metadata={"failing_count": disagree.height, "symbols": ", ".join(symbols),
+                      "rows_compared": out.filter(pl.col("Symbol").is_in(symbols)).height,
+                      "sample": dg.MetadataValue.md(markdown_table(disagree))},
+        ),
+    ]
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@dg.asset(
+    deps=[dg.AssetDep(STOCK_FEATURES, partition_mapping=dg.AllPartitionMapping())],
+    group_name="models",
+    kinds={"scikitlearn"},
+    check_specs=[
+        dg.AssetCheckSpec("volume_model_lookup_matches_booster", asset=VOLUME_MODEL,
+                          blocking=True,
+                          description="The served lookup table gives the booster's predictions."),
+        dg.AssetCheckSpec("volume_model_beats_naive_forecast", asset=VOLUME_MODEL,
+                          description="Better than Volume = vol_moving_avg on every measure, "
+                                      "on the random 80/20 split and the time hold-out."),
+    ],
+)
+def volume_model(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+    """Volume predicted from ``vol_moving_avg`` and ``adj_close_rolling_med``.
+
+    Trained on all feature rows; saved under ``models/volume_model/<version>/`` with its
+    metrics (JSON) and a training log, then published through ``LATEST``.
+    """
+    log = logging.getLogger(f"cryptodudez.volume_model.{context.run_id}")
+    handler = _ListHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        started = time.perf_counter()
+        frame = vm.training_frame(
+            lake.scan_table(FEATURES, STOCK_FEATURES,
+                            ["Date", *FEATURE_COLUMNS, "Volume"]).collect()
+        )
+        x = frame.select(vm.FEATURES).to_numpy().astype(np.float64)
+        y = frame[vm.TARGET].to_numpy().astype(np.float64)
+        dates = frame["Date"].to_numpy()
+        log.info("training rows: %d (dates %s .. %s)", len(y), dates.min(), dates.max())
+        evaluation = vm.evaluate(x, y, dates)
+        for split, scores in evaluation.items():
+            log.info("%s: %s", split, json.dumps(scores))
+        shrinkage, report = vm.choose_shrinkage(x, y, dates)
+        log.info("shrinkage chosen on validation from %s: %s", report["validation_from"],
+                 shrinkage)
+        model = vm.fit(x, y, shrinkage=shrinkage)
+        table = model.compile()
+        sample = x[np.random.default_rng(0).choice(len(x), min(len(x), 20_000), replace=False)]
+        exact = vm.check_exact(model, table, sample)
+        seconds = time.perf_counter() - started
+        log.info("trained in %.1f s; lookup max relative difference %.3g", seconds, exact)
+        version = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%S") + f"-{context.run_id[:8]}"
+        metrics = {"version": version, "rows": len(y), "train_seconds": seconds,
+                   "shrinkage": shrinkage, "validation": report, "evaluation": evaluation,
+                   "lookup_max_relative_difference": exact,
+                   "features": list(vm.FEATURES), "target": vm.TARGET,
+                   "trained_on": lake.fragments(FEATURES, STOCK_FEATURES)}
+        _save(lake, version, model=model, table=table, metrics=metrics, log_lines=handler.lines)
+    finally:
+        log.removeHandler(handler)
+    both = {split: vm.beats(s["model"], s["naive"]) for split, s in evaluation.items()}
+    return dg.MaterializeResult(
+        metadata={
+            "version": version,
+            "path": lake.url(MODELS, VOLUME_MODEL, version),
+            "rows": len(y),
+            "train_seconds": round(seconds, 1),
+            "shrinkage": shrinkage,
+            **{f"{split}_{name}_{k}": v for split, s in evaluation.items()
+               for name in ("model", "naive") for k, v in s[name].items()},
+        },
+        check_results=[
+            dg.AssetCheckResult(check_name="volume_model_lookup_matches_booster",
+                                passed=exact < 1e-9, metadata={"max_relative_difference": exact}),
+            dg.AssetCheckResult(check_name="volume_model_beats_naive_forecast",
+                                passed=all(both.values()), severity=dg.AssetCheckSeverity.WARN,
+                                metadata={"by_split": dg.MetadataValue.json(both)}),
+        ],
+    )
+
+
+def _save(lake: Lake, version: str, *, model: vm.VolumeModel, table: vm.LookupModel,
+          metrics: dict[str, Any], log_lines: list[str]) -> None:
+    """Write a model version, then point ``LATEST`` at it (readers never see half a model)."""
+    folder = [MODELS, VOLUME_MODEL, version]
+    buf = io.BytesIO()
+    pickle.dump(model, buf, protocol=pickle.HIGHEST_PROTOCOL)
+    lake.write_bytes(lake.path(*folder, "booster.pkl"), buf.getvalue())
+    lake.write_bytes(lake.path(*folder, "lookup.json"),
+                     json.dumps({"version": version, **table.to_json()}).encode())
+    lake.write_bytes(lake.path(*folder, "metrics.json"),
+                     json.dumps(metrics, indent=2, default=str).encode())
+    lake.write_bytes(lake.path(*folder, "train.log"), ("\n".join(log_lines) + "\n").encode())
+    lake.write_bytes(lake.path(MODELS, VOLUME_MODEL, "LATEST"), version.encode())
