@@ -10,9 +10,18 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
 from cryptodudez.definitions import build_definitions
-from cryptodudez.resources.lake import QUARANTINE, VALIDATED, Lake, partition_key_for
-from cryptodudez.sensors.landing import INGEST_JOB
+from cryptodudez.jobs import INGEST_JOB, STOCK_PIPELINE_JOB
+from cryptodudez.resources.lake import (
+    FEATURES,
+    MODELS,
+    QUARANTINE,
+    VALIDATED,
+    Lake,
+    partition_key_for,
+)
+from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.settings import PROJECT_DIR, Settings
 
 SAMPLES_DIR = PROJECT_DIR / "samples"
@@ -77,21 +86,25 @@ def _ingested_version(instance: dg.DagsterInstance, partition: str) -> str | Non
 
 
 def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
-    """Register whatever has landed and materialise it, one recorded run per file version.
+    """Bring everything downstream of the landed files up to date, synchronously.
 
-    Does synchronously what the landing sensor and the daemon do. Returns counts of files
-    ingested, already up to date and failed.
+    Registers whatever has landed and materialises each new or changed file (one recorded run
+    per file version), then, if stock prices changed or no model exists yet, recomputes the
+    affected feature years and retrains the volume model: what the sensors and the daemon do.
+    Returns counts of files ingested, already up to date and failed, and pipeline runs.
     """
     instance = _instance(settings)
     defs = build_definitions(settings)
     job = defs.resolve_job_def(INGEST_JOB)
-    objects = _lake(settings).list_raw()
+    lake = _lake(settings)
+    objects = lake.list_raw()
     keys = [partition_key_for(o.key) for o in objects]
     instance.add_dynamic_partitions("landed_files", keys)
     todo = [(o, k) for o, k in zip(objects, keys, strict=True)
             if _ingested_version(instance, k) != o.version]
     counts = {"landed": len(objects), "ingested": 0, "up_to_date": len(objects) - len(todo),
-              "failed": 0}
+              "failed": 0, "stock_pipeline_runs": 0}
+    earliest: str | None = None
     for i, (obj, key) in enumerate(todo, start=1):
         started = time.perf_counter()
         if progress:
@@ -103,10 +116,62 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
         )
         ok = result.success
         counts["ingested" if ok else "failed"] += 1
-        if progress and result.run_id:
+        changed = changed_stock_dates(instance, result.run_id)
+        if changed is not None:
+            earliest = changed if earliest is None else min(earliest, changed)
+        if progress:
             _out(f"      {'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s"
                  f" (run {result.run_id[:8]})")
+    has_stocks = bool(lake.fragments(VALIDATED, "stock_prices"))
+    if earliest is None and has_stocks and not lake.exists(
+            lake.path(MODELS, VOLUME_MODEL, "LATEST")):
+        earliest = f"{FIRST_YEAR}-01-01"
+    if earliest is not None:
+        counts["stock_pipeline_runs"] = 1
+        counts["failed"] += 0 if _run_stock_pipeline(defs, instance, earliest, progress) else 1
     return counts
+
+
+def _run_stock_pipeline(defs: dg.Definitions, instance: dg.DagsterInstance, earliest: str,
+                        progress: bool) -> bool:
+    tags = pipeline_tags(earliest)
+    years = f"{tags['dagster/asset_partition_range_start']}..." \
+            f"{tags['dagster/asset_partition_range_end']}"
+    started = time.perf_counter()
+    if progress:
+        _out(f"stock pipeline: features for {years}, then the volume model ...")
+    result = defs.resolve_job_def(STOCK_PIPELINE_JOB).execute_in_process(
+        instance=instance, raise_on_error=False, tags={**tags, "cryptodudez/trigger": "cli"},
+        run_config=_QUIET if progress else None,
+    )
+    if progress:
+        _out(f"      {'done' if result.success else 'FAILED'} in "
+             f"{time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
+    return result.success
+
+
+def sample_prediction(settings: Settings) -> str:
+    """Call ``GET /predict`` on the API in-process with a real feature row of the lake."""
+    from litestar.testing import TestClient  # noqa: PLC0415 - demo only
+
+    from serving.app import ServingSettings, create_app  # noqa: PLC0415
+
+    lake = _lake(settings)
+    rows = lake.scan_table(FEATURES, STOCK_FEATURES).drop_nulls(
+        ["vol_moving_avg", "adj_close_rolling_med"]).sort("Date").tail(1).collect()
+    if rows.height == 0:
+        return "no feature rows yet: no prediction"
+    row = rows.row(0, named=True)
+    query = (f"vol_moving_avg={row['vol_moving_avg']:.2f}"
+             f"&adj_close_rolling_med={row['adj_close_rolling_med']:.4f}")
+    app = create_app(ServingSettings(lake=settings.lake, endpoint_url=settings.endpoint_url,
+                                     region=settings.region, poll_seconds=3600))
+    with TestClient(app=app) as client:
+        answer = client.get(f"/predict?{query}")
+        version = client.get("/health").json()["version"]
+    return (f"GET /predict?{query}\n  -> {answer.status_code} {answer.text}  "
+            f"(model {version}; {row['Symbol']} on {row['Date']} actually traded "
+            f"{row['Volume']:,})")
 
 
 def summary(settings: Settings) -> str:
@@ -143,7 +208,11 @@ def demo(*, settings: Settings) -> int:
     _out("")
     _out(summary(settings))
     _out("")
+    _out(sample_prediction(settings))
+    _out("")
     _out(f"files: {counts}")
+    _out(f"serve the model: {Path(sys.argv[0]).name} serve --port 8000, then "
+         "GET http://127.0.0.1:8000/predict?vol_moving_avg=12345&adj_close_rolling_med=25")
     return 0 if counts["failed"] == 0 else 1
 
 

@@ -133,4 +133,5 @@ def create_app(settings: ServingSettings) -> Litestar:
         exception_handlers={BadRequest: _bad_request},
         openapi_config=OpenAPIConfig(title="cryptodudez prediction API", version="1.0.0",
                                      path="/schema"),
+        logging_config=None,  # the server (uvicorn) or the embedding program owns logging
     )

@@ -5,9 +5,9 @@ import json
 import dagster as dg
 
 from cryptodudez.assets.lake import landed_files
+from cryptodudez.jobs import INGEST_JOB
 from cryptodudez.resources.lake import Lake, RawObject, partition_key_for
 
-INGEST_JOB = "ingest_landed_file"
 LANDED_FILES = "landed_files"
 
 

@@ -1,0 +1,69 @@
+"""After an ingest run that changed stock prices, recompute features and retrain the model."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from cryptodudez.assets.stocks import FIRST_YEAR
+from cryptodudez.jobs import INGEST_JOB, ingest_job, stock_pipeline_job
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def changed_stock_dates(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """Earliest date of the stock rows an ingest run changed, or None if it changed none.
+
+    A file whose rows were all superseded or removed counts from the first year, since the
+    dates it affected are no longer known from what it wrote.
+    """
+    earliest: str | None = None
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    for record in records:
+        mat = record.asset_materialization
+        if mat is None or mat.asset_key != dg.AssetKey("stock_prices"):
+            continue
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        if meta.get("unchanged"):
+            continue
+        rows, superseded = meta.get("dagster/row_count", 0), meta.get("rows_superseded", 0)
+        if not rows and not superseded:
+            continue
+        first = str(meta.get("date_min") or f"{FIRST_YEAR}-01-01")
+        if superseded:
+            first = f"{FIRST_YEAR}-01-01"
+        earliest = first if earliest is None else min(earliest, first)
+    return earliest
+
+
+def pipeline_tags(earliest: str, now: datetime | None = None) -> dict[str, str]:
+    """Run tags selecting the feature years from ``earliest`` to the current year.
+
+    Every later year is included: a symbol's first rows of a year depend on the previous
+    year's last 29 rows.
+    """
+    year = (now or datetime.now(tz=UTC)).year
+    return {RANGE_START: max(earliest[:4], FIRST_YEAR), RANGE_END: str(year)}
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[ingest_job],
+    request_job=stock_pipeline_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    name="stock_pipeline_sensor",
+    description="Recomputes the affected feature years and retrains the volume model after "
+                "an ingest run changed stock prices.",
+)
+def stock_pipeline_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
+    """Request the stock pipeline for the years an ingest run touched."""
+    run = context.dagster_run
+    if run.job_name != INGEST_JOB:
+        return dg.SkipReason(f"{run.job_name} is not an ingest run")
+    earliest = changed_stock_dates(context.instance, run.run_id)
+    if earliest is None:
+        return dg.SkipReason("the ingest run changed no stock prices")
+    return dg.RunRequest(run_key=f"stock_pipeline:{run.run_id}",
+                         tags={**pipeline_tags(earliest), "cryptodudez/after_run": run.run_id})
