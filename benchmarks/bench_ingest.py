@@ -1,9 +1,11 @@
 """Benchmarks of the lake ingest: the real stock archive and generated full-scale corpora.
 
 Every measurement runs in its own subprocess (under ``/usr/bin/time -v`` when present, else
-``os.wait4``), so peak RSS is that run's alone. A watchdog in the parent samples the child's
-RSS and kills it past ``--mem-limit-gb`` (or ``--timeout``), recording the failure instead of
-taking the machine down. Kinds of measurement:
+the child reports its own ``getrusage`` peak), so peak RSS is that run's alone. A watchdog in
+the parent samples the child's RSS and kills it past ``--mem-limit-gb`` (or ``--timeout``),
+recording the failure instead of taking the machine down. The machine may be shared: each run
+first waits (``--quiet-wait``) for other processes to go quiet and records the cores others
+used while it ran (``others_cores``). Kinds of measurement:
 
 ``dagster``
     The whole ``ingest_landed_file`` job through Dagster (``execute_in_process``) in a fresh
@@ -364,11 +366,11 @@ def repeated(kind: str, zip_path: Path, repeat: int, **limits: float) -> dict[st
         if not run.get("success"):
             break
     ok = [r for r in runs if r.get("success")]
-    median = {
-        k: statistics.median(r[k] for r in ok) for k in NUMERIC if ok and all(k in r for r in ok)
-    }
+    keys = [k for k in NUMERIC if ok and all(k in r for r in ok)]
+    median = {k: statistics.median(r[k] for r in ok) for k in keys}
+    best = {k: min(r[k] for r in ok) for k in keys}
     return {"kind": kind, "zip": str(zip_path), "repeat": len(runs), "ok": len(ok) == len(runs),
-            "median": median, "runs": runs}
+            "median": median, "min": best, "runs": runs}
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,9 +408,11 @@ def _fmt(v: Any, spec: str = ".2f") -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def _verdict(value: float | None, limit: float) -> str:
+def _verdict(value: float | None, limit: float, failure: str | None = None) -> str:
+    if failure:
+        return f"MISSED: the run failed ({failure})"
     if value is None:
-        return "not measured / failed"
+        return "not measured"
     if value <= limit:
         return "met"
     return f"MISSED ({value / limit:.1f}x the target)"
@@ -435,7 +439,17 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     s["x2_vs_x1_pure"] = _ratio(med("x2", "pure", "step_wall_s"), med("x1", "pure", "step_wall_s"))
     s["x2_vs_x1_polars"] = _ratio(med("x2", "polars", "step_wall_s"),
                                   med("x1", "polars", "step_wall_s"))
-    s["verdicts"] = {k: _verdict(s.get(k), v) for k, v in TARGETS.items()}
+    def failure(*cases: str) -> str | None:
+        for case in cases:
+            entry = results["cases"].get(case, {}).get("dagster")
+            if entry and not entry["ok"]:
+                return f"{case}: " + str(entry["runs"][-1].get("error", "?"))[:120]
+        return None
+
+    fails = {"real_wall_s": failure("real"), "real_rss_mb": failure("real"),
+             "real_vs_polars": failure("real"), "x1_wall_s": failure("x1"),
+             "x1_rss_mb": failure("x1"), "x2_vs_x1": failure("x1", "x2")}
+    s["verdicts"] = {k: _verdict(s.get(k), v, fails[k]) for k, v in TARGETS.items()}
     return s
 
 

@@ -13,7 +13,7 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Parameter, Schema
+from litestar.openapi.spec import OpenAPIResponse, Operation, Parameter, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
 
@@ -73,6 +73,26 @@ def _query_param(name: str, description: str) -> Parameter:
                      schema=Schema(type=OpenAPIType.NUMBER, minimum=0, maximum=LIMITS[name]))
 
 
+@dataclass
+class PredictOperation(Operation):
+    """OpenAPI operation of ``/predict``: documents the two query parameters.
+
+    The handler parses them itself (one code path for every error message), so Litestar
+    cannot infer them from its signature.
+    """
+
+    def __post_init__(self) -> None:
+        self.parameters = [
+            _query_param("vol_moving_avg", "mean Volume over the symbol's last 30 trading days"),
+            _query_param("adj_close_rolling_med", "median Adj Close over the same 30 days"),
+        ]
+        self.responses = {
+            **(self.responses or {}),
+            "400": OpenAPIResponse(description="a parameter is missing, not a number, "
+                                               "negative, NaN, infinite or out of range"),
+        }
+
+
 @get(
     "/predict",
     media_type=MediaType.JSON,
@@ -81,10 +101,7 @@ def _query_param(name: str, description: str) -> Parameter:
     description="The volume the model predicts for a day, from the 30-day features, as an "
                 "integer. Parameters must be finite and non-negative; fractional values are "
                 "accepted (a moving average is rarely an integer).",
-    parameters=[
-        _query_param("vol_moving_avg", "mean Volume over the symbol's last 30 trading days"),
-        _query_param("adj_close_rolling_med", "median Adj Close over the same 30 days"),
-    ],
+    operation_class=PredictOperation,
     response_description="predicted volume (integer)",
 )
 def predict(request: Request, state: State) -> int:

@@ -1,0 +1,163 @@
+"""The prediction API over real HTTP: the Litestar test client and a live loopback server."""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from litestar.testing import TestClient
+
+from cryptodudez.resources.lake import MODELS, Lake
+from cryptodudez.transforms import volume_model as vm
+from serving.app import ServingSettings, create_app
+
+
+def publish(lake: Lake, version: str, *, scale: float = 1.0, seed: int = 0) -> vm.LookupModel:
+    """Train a real (small) model on synthetic data and publish it like the pipeline does."""
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([rng.lognormal(12, 2, 5000), rng.lognormal(3, 1, 5000)])
+    y = x[:, 0] * rng.lognormal(0, 0.3, 5000) * scale
+    table = vm.fit(x, y, shrinkage=1.0).compile()
+    folder = lake.path(MODELS, "volume_model", version)
+    lake.write_bytes(f"{folder}/lookup.json", json.dumps(table.to_json()).encode())
+    lake.write_bytes(lake.path(MODELS, "volume_model", "LATEST"), version.encode())
+    return table
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake(uri=str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def client(lake: Lake) -> Iterator[TestClient]:
+    publish(lake, "v1")
+    with TestClient(app=create_app(ServingSettings(lake=lake.uri, poll_seconds=60))) as c:
+        yield c
+
+
+def test_predict_returns_the_models_integer(client: TestClient, lake: Lake) -> None:
+    table = vm.LookupModel.from_json(json.loads(lake.read_bytes(
+        lake.path(MODELS, "volume_model", "v1", "lookup.json"))))
+    response = client.get("/predict", params={"vol_moving_avg": "12345",
+                                              "adj_close_rolling_med": "25"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == round(table.predict_one(12345.0, 25.0))
+    assert isinstance(response.json(), int)
+    fractional = client.get("/predict?vol_moving_avg=12345.5&adj_close_rolling_med=0.25")
+    assert fractional.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "says"),
+    [
+        ("adj_close_rolling_med=25", "vol_moving_avg", "missing"),
+        ("vol_moving_avg=12345", "adj_close_rolling_med", "missing"),
+        ("", "vol_moving_avg", "missing"),
+        ("vol_moving_avg=&adj_close_rolling_med=25", "vol_moving_avg", "missing"),
+        ("vol_moving_avg=abc&adj_close_rolling_med=25", "vol_moving_avg", "must be a number"),
+        ("vol_moving_avg=1&adj_close_rolling_med=1,5", "adj_close_rolling_med",
+         "must be a number"),
+        ("vol_moving_avg=-1&adj_close_rolling_med=25", "vol_moving_avg", "must be >= 0"),
+        ("vol_moving_avg=1&adj_close_rolling_med=-0.5", "adj_close_rolling_med",
+         "must be >= 0"),
+        ("vol_moving_avg=nan&adj_close_rolling_med=25", "vol_moving_avg", "must be finite"),
+        ("vol_moving_avg=1&adj_close_rolling_med=NaN", "adj_close_rolling_med",
+         "must be finite"),
+        ("vol_moving_avg=inf&adj_close_rolling_med=25", "vol_moving_avg", "must be finite"),
+        ("vol_moving_avg=1&adj_close_rolling_med=-Infinity", "adj_close_rolling_med",
+         "must be finite"),
+        ("vol_moving_avg=1e309&adj_close_rolling_med=25", "vol_moving_avg", "must be finite"),
+        ("vol_moving_avg=1e300&adj_close_rolling_med=25", "vol_moving_avg", "must be <="),
+        ("vol_moving_avg=1&adj_close_rolling_med=1e300", "adj_close_rolling_med",
+         "must be <="),
+    ],
+)
+def test_bad_parameters_are_400_naming_the_parameter(client: TestClient, query: str,
+                                                     parameter: str, says: str) -> None:
+    response = client.get(f"/predict?{query}")
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert parameter in detail
+    assert says in detail
+
+
+def test_health_and_openapi(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok", "model": "volume_model",
+                                            "version": "v1"}
+    schema = client.get("/schema/openapi.json").json()
+    params = {p["name"] for p in schema["paths"]["/predict"]["get"]["parameters"]}
+    assert params == {"vol_moving_avg", "adj_close_rolling_med"}
+
+
+def test_no_model_yet_is_503_not_500(lake: Lake) -> None:
+    with TestClient(app=create_app(ServingSettings(lake=lake.uri, poll_seconds=60))) as c:
+        response = c.get("/predict?vol_moving_avg=1&adj_close_rolling_med=1")
+        assert response.status_code == 503
+        assert c.get("/health").json()["status"] == "no_model"
+
+
+class LiveServer:
+    """uvicorn on 127.0.0.1 with an OS-chosen port, in a thread."""
+
+    def __init__(self, app: object) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                loop="asyncio", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_live_server_swaps_models_under_concurrent_requests(lake: Lake) -> None:
+    old = publish(lake, "v1", scale=1.0)
+    app = create_app(ServingSettings(lake=lake.uri, poll_seconds=0.05))
+    query = {"vol_moving_avg": "200000", "adj_close_rolling_med": "30"}
+    with LiveServer(app) as base, httpx.Client(base_url=base, timeout=5.0) as http:
+        assert http.get("/health").json()["version"] == "v1"
+        stop = threading.Event()
+
+        def hammer() -> list[tuple[int, int | None]]:
+            out = []
+            with httpx.Client(base_url=base, timeout=5.0) as c:
+                while not stop.is_set() and len(out) < 400:
+                    r = c.get("/predict", params=query)
+                    out.append((r.status_code, r.json() if r.status_code == 200 else None))
+            return out
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(hammer) for _ in range(4)]
+            time.sleep(0.3)
+            new = publish(lake, "v2", scale=3.0, seed=1)
+            deadline = time.monotonic() + 10
+            while http.get("/health").json()["version"] != "v2":
+                assert time.monotonic() < deadline, "the new model was never served"
+                time.sleep(0.05)
+            time.sleep(0.2)
+            stop.set()
+            answers = [a for f in futures for a in f.result()]
+    assert answers
+    assert {status for status, _ in answers} == {200}
+    values = {value for _, value in answers}
+    expected = {round(old.predict_one(200000.0, 30.0)), round(new.predict_one(200000.0, 30.0))}
+    assert values <= expected
+    assert len(values) == 2  # both versions answered, nothing in between
