@@ -331,10 +331,11 @@ def measure(kind: str, zip_path: Path, *, mem_limit_gb: float, timeout_s: float,
         run["peak_rss_mb"] = run.get("self_maxrss_mb", sampled_peak)
     if killed:
         run["killed_after_s"] = round(wall, 1)
-    own_cpu = run.get("process_user_s", 0.0) + run.get("process_sys_s", 0.0)
-    # CPU that other processes used on this shared machine while the run went on.
-    run["others_cpu_s"] = round(max(machine_cpu - own_cpu, 0.0), 2)
-    run["others_cores"] = round(run["others_cpu_s"] / wall, 2) if wall else None
+    if "process_user_s" in run and wall:  # unknown when the watchdog killed the run
+        own_cpu = run["process_user_s"] + run["process_sys_s"]
+        # CPU that other processes used on this shared machine while the run went on.
+        run["others_cpu_s"] = round(max(machine_cpu - own_cpu, 0.0), 2)
+        run["others_cores"] = round(run["others_cpu_s"] / wall, 2)
     if killed or proc.returncode:
         run["success"] = False
         run["error"] = killed or run.get("signal") or stderr.strip()[-2000:]
@@ -474,13 +475,15 @@ def markdown(results: dict[str, Any]) -> str:
             main_rows = rows.get("validated/stock_prices", rows.get("parquet"))
             status = "ok" if entry["ok"] else "FAILED: " + str(last.get("error", ""))[:160]
             status = status.replace("|", "/").replace("\n", " ")
+            others = max((r["others_cores"] for r in entry["runs"] if "others_cores" in r),
+                         default=None)
             if entry["ok"] and last.get("checks_failed"):
                 status += " (failed checks: " + ", ".join(last["checks_failed"]) + ")"
             lines.append(
                 f"| {case} | {kind} | {entry['repeat']} | {_fmt(med.get('step_wall_s'))} "
                 f"| {_fmt(med.get('step_cpu_s'))} | {_fmt(med.get('process_wall_s'))} "
                 f"| {_fmt(med.get('import_s'))} | {_fmt(med.get('peak_rss_mb'), '.0f')} "
-                f"| {_fmt(max(r.get('others_cores') or 0 for r in entry['runs']))} "
+                f"| {_fmt(others)} "
                 f"| {_fmt(main_rows, ',') if main_rows is not None else 'n/a'} | {status} |"
             )
     corpora = [(c, k["corpus"]) for c, k in results["cases"].items() if "corpus" in k]

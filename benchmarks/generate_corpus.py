@@ -46,6 +46,7 @@ PRICE_COLUMNS = ("Open", "High", "Low", "Close", "Adj Close")
 FIRST_DAY = date(1962, 1, 2)
 BATCH_FILES = 400
 SEED = 20240601
+ZIP_DATE = (2020, 4, 1, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,14 @@ def _batch_frame(files: pl.DataFrame, pool: Pool, calendar: np.ndarray, blank_ra
     )
 
 
+def _member(name: str) -> zipfile.ZipInfo:
+    """A zip entry with a fixed timestamp, so the same arguments give the same bytes."""
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
+
+
 def _meta_rows(meta: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
     """The symbol directory of the generated files (copies get renamed clones)."""
     rows = plan.sort("copy", "base").join(
@@ -244,7 +253,7 @@ def generate(out: Path, scale: float = 1.0, rows_per_scale: int = 25_000_000,
     csv_bytes = rows = blanks = 0
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
         meta_csv = _meta_rows(meta, plan).write_csv().encode()
-        zf.writestr(META_NAME, meta_csv)
+        zf.writestr(_member(META_NAME), meta_csv, compresslevel=compresslevel)
         csv_bytes += len(meta_csv)
         for folder, pool in pools.items():
             sub = plan.filter(pl.col("folder") == folder)
@@ -258,7 +267,8 @@ def generate(out: Path, scale: float = 1.0, rows_per_scale: int = 25_000_000,
                                                        maintain_order=True).items():
                     body = part.drop("fid").write_csv().encode()
                     csv_bytes += len(body)
-                    zf.writestr(f"{folder}/{symbols[fid]}.csv", body)
+                    zf.writestr(_member(f"{folder}/{symbols[fid]}.csv"), body,
+                                compresslevel=compresslevel)
     tmp.replace(out)
     return {
         "path": str(out), "scale": scale, "seed": seed, "files": plan.height + 1,

@@ -8,6 +8,7 @@ import dagster as dg
 from cryptodudez.definitions import build_definitions
 from cryptodudez.resources.metastore import DuckDBMetastore, GlueMetastore
 from cryptodudez.settings import Settings
+from scripts.asset_graph import OUT, render
 
 
 def test_import_touches_nothing_and_needs_no_environment(tmp_path) -> None:
@@ -46,3 +47,7 @@ def test_settings_from_env_defaults_and_overrides(tmp_path) -> None:
                             "AWS_DEFAULT_REGION": "eu-west-1"})
     assert s3.is_production
     assert (s3.endpoint_url, s3.region) == ("http://x", "eu-west-1")
+
+
+def test_asset_graph_document_is_generated_from_the_definitions() -> None:
+    assert OUT.read_text() == render(), "run: .venv/bin/python scripts/asset_graph.py"

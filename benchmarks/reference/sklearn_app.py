@@ -15,7 +15,7 @@ import numpy as np
 from fastapi import FastAPI
 
 with open(os.environ["REFERENCE_RF"], "rb") as _f:
-    model = pickle.load(_f)  # noqa: S301 - a file this benchmark wrote itself
+    model = pickle.load(_f)
 
 app = FastAPI(title="reference: FastAPI + scikit-learn random forest")
 
