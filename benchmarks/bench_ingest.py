@@ -191,13 +191,12 @@ def _worker_polars(zip_path: Path, scratch: Path) -> dict[str, Any]:
 WORKERS = {"dagster": _worker_dagster, "pure": _worker_pure, "polars": _worker_polars}
 
 
-def run_worker(kind: str, zip_path: Path, result_path: Path) -> None:
-    """Run one measurement in this process and write its JSON to ``result_path``."""
-    scratch = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
-    try:
-        out = WORKERS[kind](zip_path, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+def run_worker(kind: str, zip_path: Path, result_path: Path, scratch: Path) -> None:
+    """Run one measurement in this process and write its JSON to ``result_path``.
+
+    ``scratch`` is an empty folder the parent created and removes (even if this is killed).
+    """
+    out = WORKERS[kind](zip_path, scratch)
     out["self_maxrss_mb"] = _self_maxrss_mb()
     result_path.write_text(json.dumps(out))
 
@@ -291,8 +290,9 @@ def measure(kind: str, zip_path: Path, *, mem_limit_gb: float, timeout_s: float,
     result_path = Path(result_name)
     fd, time_name = tempfile.mkstemp(prefix="bench-time-", suffix=".txt")
     os.close(fd)
+    scratch = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind,
-           "--zip", str(zip_path), "--result", str(result_path)]
+           "--zip", str(zip_path), "--result", str(result_path), "--scratch", str(scratch)]
     use_time = os.access(TIME_BIN, os.X_OK)
     if use_time:
         cmd = [TIME_BIN, "-v", "-o", time_name, *cmd]
@@ -345,6 +345,7 @@ def measure(kind: str, zip_path: Path, *, mem_limit_gb: float, timeout_s: float,
     del stdout
     result_path.unlink(missing_ok=True)
     Path(time_name).unlink(missing_ok=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     return run
 
 
@@ -416,7 +417,7 @@ def _verdict(value: float | None, limit: float, failure: str | None = None) -> s
         return "not measured"
     if value <= limit:
         return "met"
-    return f"MISSED ({value / limit:.1f}x the target)"
+    return f"MISSED ({value / limit:.2f}x the target)"
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
@@ -559,6 +560,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--zip", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--archive", type=Path, default=REAL_ARCHIVE)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each real-archive case")
     parser.add_argument("--corpus-repeat", type=int, default=1, help="runs of each corpus case")
@@ -581,7 +583,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tag", default="", help="suffix of the result file names")
     args = parser.parse_args(argv)
     if args.worker:
-        run_worker(args.worker, args.zip, args.result)
+        run_worker(args.worker, args.zip, args.result, args.scratch)
         return
 
     kinds = [k for k in args.kinds.split(",") if k]

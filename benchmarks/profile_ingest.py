@@ -192,16 +192,17 @@ def _dagster(zip_path: Path) -> Any:
     from cryptodudez.resources.lake import partition_key_for
     from cryptodudez.settings import Settings
 
-    tmp = Path(tempfile.mkdtemp(prefix="profile-dagster-"))
-    defs = build_definitions(Settings(lake=str(tmp / "lake"), dagster_home=str(tmp / "dh")))
-    defs.resources["lake"].land(zip_path, "bench/archive.zip")
-    with dg.instance_for_test() as inst:
-        key = partition_key_for("bench/archive.zip")
-        inst.add_dynamic_partitions("landed_files", [key])
-        return defs.resolve_job_def("ingest_landed_file").execute_in_process(
-            partition_key=key, instance=inst,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
+    with tempfile.TemporaryDirectory(prefix="profile-dagster-") as name:
+        tmp = Path(name)
+        defs = build_definitions(Settings(lake=str(tmp / "lake"), dagster_home=str(tmp / "dh")))
+        defs.resources["lake"].land(zip_path, "bench/archive.zip")
+        with dg.instance_for_test() as inst:
+            key = partition_key_for("bench/archive.zip")
+            inst.add_dynamic_partitions("landed_files", [key])
+            return defs.resolve_job_def("ingest_landed_file").execute_in_process(
+                partition_key=key, instance=inst,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            )
 
 
 def _pstats_text(prof: cProfile.Profile, sort: str, limit: int) -> str:

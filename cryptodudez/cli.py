@@ -189,6 +189,7 @@ def summary(settings: Settings) -> str:
             top = bad.select(
                 pl.col("reason").str.extract(r"^([^:;]*)")
                 .str.replace(r"^null in required field .*$", "null in required field")
+                .str.replace(r", first at line \d+$", "")
             ).to_series()
             reasons = ", ".join(f"{r} x{n}" for r, n in top.value_counts(sort=True).rows()[:3])
         lines.append(f"{table:<15}{valid.height:>16,}{bad.height:>13,}  {reasons}")

@@ -7,9 +7,11 @@ for "a log file of a full pipeline run kept in the repository".
 
 import contextlib
 import io
+import json
 import os
 import sys
 import tempfile
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -40,6 +42,13 @@ def main() -> int:
             counts = cli.ingest(settings=settings)
             print(cli.summary(settings).replace(tmp, "<tmp>"))  # noqa: T201
             print(cli.sample_prediction(settings))  # noqa: T201
+            lake = cli._lake(settings)
+            version = lake.read_bytes(lake.path("models", "volume_model", "LATEST")).decode()
+            metrics = json.loads(lake.read_bytes(
+                lake.path("models", "volume_model", version, "metrics.json")))
+            print("model evaluation:", json.dumps(metrics["evaluation"], indent=1))  # noqa: T201
+            print(f"model trained in {metrics['train_seconds']:.1f} s on "  # noqa: T201
+                  f"{metrics['rows']:,} rows, shrinkage {metrics['shrinkage']}")
             print(f"files: {counts}")  # noqa: T201
         os.environ["DAGSTER_HOME"] = settings.dagster_home
         instance = dg.DagsterInstance.get()
@@ -52,7 +61,8 @@ def main() -> int:
                 message = entry.message or (entry.dagster_event.message
                                             if entry.dagster_event else "")
                 kind = entry.dagster_event.event_type_value if entry.dagster_event else "LOG"
-                stamp = f"{entry.timestamp:.3f}"
+                stamp = datetime.fromtimestamp(entry.timestamp, tz=UTC).strftime(
+                    "%H:%M:%S.%f")[:-3]
                 lines.append(f"{stamp} {kind:<24} {entry.step_key or '-':<14} "
                              f"{message.replace(tmp, '<tmp>')}")
         OUT.parent.mkdir(parents=True, exist_ok=True)

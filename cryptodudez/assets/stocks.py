@@ -100,12 +100,16 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
     across partition boundaries.
     """
     window = context.partition_time_window
+    years = list(_years(window))
     bars = lake.scan_table(VALIDATED, "stock_prices")
-    parts, counts = [], {}
-    for year, start, end in _years(window):
-        frame = (features_for_range(bars, start=start, end=end)
-                 .rename({POSITION: "row_in_symbol"})
-                 if bars.collect_schema().names() else pl.DataFrame())
+    out = pl.DataFrame()
+    if bars.collect_schema().names():
+        out = features_for_range(bars, start=years[0][1], end=years[-1][2]).rename(
+            {POSITION: "row_in_symbol"})
+    counts = {}
+    for year, start, end in years:
+        frame = (out.filter((pl.col("Date") >= start) & (pl.col("Date") < end))
+                 if out.height else out)
         path = feature_path(lake, year)
         if frame.height:
             lake.write_parquet(path, frame.drop([c for c in frame.columns
@@ -113,8 +117,6 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
         else:
             lake.delete(path)
         counts[year] = frame.height
-        parts.append(frame)
-    out = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
     checks = _feature_checks(lake, out)
     nonempty = {y: n for y, n in counts.items() if n}
     context.log.info(f"stock features: {out.height} rows over {len(nonempty)} years")
@@ -170,13 +172,18 @@ def _feature_checks(lake: Lake, out: pl.DataFrame) -> list[dg.AssetCheckResult]:
     ]
 
 
-class _ListHandler(logging.Handler):
-    def __init__(self) -> None:
+class _TrainingLog(logging.Handler):
+    """Keeps the training log lines for ``train.log`` and forwards them to Dagster's log."""
+
+    def __init__(self, context: dg.AssetExecutionContext) -> None:
         super().__init__()
+        self.context = context
         self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
+        self.context.log.info(record.getMessage())
 
 
 @dg.asset(
@@ -199,9 +206,9 @@ def volume_model(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materializ
     metrics (JSON) and a training log, then published through ``LATEST``.
     """
     log = logging.getLogger(f"cryptodudez.volume_model.{context.run_id}")
-    handler = _ListHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    handler = _TrainingLog(context)
     log.addHandler(handler)
+    log.propagate = False
     log.setLevel(logging.INFO)
     try:
         started = time.perf_counter()
