@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import time
 import uuid
 import zipfile
@@ -582,7 +583,10 @@ def test_e2e_glue_catalog(ingested: Ingested, glue: Any) -> None:
         on_s3 = lake.read_table(*folders[name].split("/"))
         assert on_s3.height > 0, name
         assert [(c["Name"], c["Type"]) for c in sd["Columns"]] == [
-            (n.lower(), hive_type(t)) for n, t in on_s3.schema.items()], name
+            (re.sub(r"[^a-z0-9_]", "_", n.lower()), hive_type(t))
+            for n, t in on_s3.schema.items()], name
+        assert sd["SerdeInfo"]["Parameters"]["parquet.column.index.access"] == "true"
+        assert [c["Comment"] for c in sd["Columns"]] == list(on_s3.schema), name
     columns = {c["Name"]: c["Type"] for c in tables["stock_prices"]["StorageDescriptor"]["Columns"]}
     assert columns["volume"] == "bigint"
     assert columns["open"] == "double"

@@ -9,6 +9,7 @@ Glue tables of the same names, so Athena can query both.
 
 import contextlib
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,6 +142,15 @@ _GLUE_TYPES: dict[DataTypeClass, str] = {
 }
 
 
+def glue_column_name(name: str) -> str:
+    """Hive/Athena-safe column name (``Adj Close`` -> ``adj_close``).
+
+    The original name is kept in the column comment, and the tables read Parquet columns by
+    position (see ``register_table``), so the renaming loses nothing.
+    """
+    return re.sub(r"[^a-z0-9_]", "_", name.lower())
+
+
 def glue_type(dtype: pl.DataType | DataTypeClass) -> str:
     """Hive/Glue column type of a polars dtype."""
     if isinstance(dtype, pl.Datetime):
@@ -177,16 +187,19 @@ class GlueMetastore(Metastore):
             "TableType": "EXTERNAL_TABLE",
             "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE"},
             "StorageDescriptor": {
-                "Columns": [{"Name": n.lower(), "Type": glue_type(t), "Comment": n}
+                "Columns": [{"Name": glue_column_name(n), "Type": glue_type(t), "Comment": n}
                             for n, t in schema.items()],
                 "Location": location.rstrip("/") + "/",
                 "InputFormat":
                     "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
                 "OutputFormat":
                     "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-                "SerdeInfo": {"SerializationLibrary":
-                              "org.apache.hadoop.hive.ql.io.parquet.serde."
-                              "ParquetHiveSerDe"},
+                "SerdeInfo": {
+                    "SerializationLibrary":
+                        "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+                    # Columns are renamed to Hive-safe names, so match them by position.
+                    "Parameters": {"parquet.column.index.access": "true"},
+                },
             },
         }
         try:
