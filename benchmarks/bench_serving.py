@@ -443,7 +443,7 @@ def profile(server: Server, paths: Path, work: Path, seconds: float) -> dict[str
         return {"error": "py-spy not installed"}
     target = server.proc.pid  # one worker: uvicorn serves in the process it was started as
     out_file = work / "profile_ours_1w.txt"
-    spy = subprocess.Popen([pyspy, "record", "--pid", str(target), "--duration", str(seconds),
+    spy = subprocess.Popen([pyspy, "record", "--pid", str(target), "--duration", str(max(round(seconds), 1)),
                             "--rate", "250", "--format", "raw", "--output", str(out_file),
                             "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -138,8 +138,9 @@ def test_live_server_swaps_models_under_concurrent_requests(lake: Lake) -> None:
 
         def hammer() -> list[tuple[int, int | None]]:
             out = []
+            deadline = time.monotonic() + 20  # bounded in time and in request count
             with httpx.Client(base_url=base, timeout=5.0) as c:
-                while not stop.is_set() and len(out) < 400:
+                while not stop.is_set() and len(out) < 20_000 and time.monotonic() < deadline:
                     r = c.get("/predict", params=query)
                     out.append((r.status_code, r.json() if r.status_code == 200 else None))
             return out
@@ -147,6 +148,7 @@ def test_live_server_swaps_models_under_concurrent_requests(lake: Lake) -> None:
         with ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(hammer) for _ in range(4)]
             time.sleep(0.3)
+            assert not any(f.done() for f in futures)
             new = publish(lake, "v2", scale=3.0, seed=1)
             deadline = time.monotonic() + 10
             while http.get("/health").json()["version"] != "v2":
