@@ -222,8 +222,11 @@ def server_command(name: str, port: int) -> list[str]:
         "litestar_const": "breakdown_apps:litestar_const",
         "litestar_parse": "breakdown_apps:litestar_parse",
         "fastapi_const": "breakdown_apps:fastapi_const",
+        "litestar_asgi_predict": "breakdown_apps:make_litestar_asgi_predict",
+        "raw_asgi_predict": "breakdown_apps:make_raw_asgi_predict",
     }[name]
-    return [sys.executable, "-m", "uvicorn", module, "--app-dir", str(REF_DIR),
+    factory = ["--factory"] if module.split(":")[1].startswith("make_") else []
+    return [sys.executable, "-m", "uvicorn", module, *factory, "--app-dir", str(REF_DIR),
             "--port", str(port), *UVICORN_ARGS]
 
 
@@ -360,9 +363,10 @@ def check_ours(server: Server, lake: str, work: Path) -> dict[str, Any]:
             if status != 200 or json.loads(body) != round(model.predict_one(va, vb)):
                 mismatches += 1
     bad = server.get("/predict?vol_moving_avg=-1&adj_close_rolling_med=25")
-    health = json.loads(server.get("/health")[1])
-    return {"checked": 2 * len(rows), "mismatches": mismatches, "negative_status": bad[0],
-            "health": health}
+    out = {"checked": 2 * len(rows), "mismatches": mismatches, "negative_status": bad[0]}
+    if server.name.startswith("ours"):
+        out["health"] = json.loads(server.get("/health")[1])
+    return out
 
 
 def check_onnx(server: Server, prep: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -395,9 +399,19 @@ def check_rf(server: Server, prep: dict[str, Any], work: Path) -> dict[str, Any]
 
 
 # --------------------------------------------------------------------------- profiling
+def _transport_write_lines() -> str:
+    """Line numbers of ``self.transport.write`` in the installed uvicorn httptools protocol."""
+    import uvicorn.protocols.http.httptools_impl as impl
+
+    lines = Path(impl.__file__).read_text().splitlines()
+    return "|".join(str(i) for i, line in enumerate(lines, 1) if "transport.write(" in line)
+
+
 PROFILE_RULES: list[tuple[str, re.Pattern[str]]] = [
-    ("model inference (predict_one)", re.compile(r"^predict_one ")),
-    ("query validation (parse_parameter)", re.compile(r"^parse_parameter ")),
+    ("model inference (predict_one)", re.compile(r"\bpredict_one \(")),
+    ("query validation (parse_parameter)", re.compile(r"\bparse_parameter \(")),
+    ("socket writes (uvicorn transport.write: headers, then body)",
+     re.compile(rf"httptools_impl\.py:(?:{_transport_write_lines()})\)")),
     ("query-string parsing (litestar)", re.compile(r"query_params|parse_query_string|"
                                                    r"MultiDict|multi_dicts")),
     ("JSON encoding", re.compile(r"encode_json|msgspec|serializ|json\.py")),
@@ -443,9 +457,9 @@ def profile(server: Server, paths: Path, work: Path, seconds: float) -> dict[str
         return {"error": "py-spy not installed"}
     target = server.proc.pid  # one worker: uvicorn serves in the process it was started as
     out_file = work / "profile_ours_1w.txt"
-    spy = subprocess.Popen([pyspy, "record", "--pid", str(target), "--duration", str(max(round(seconds), 1)),
-                            "--rate", "250", "--format", "raw", "--output", str(out_file),
-                            "--nonblocking"],
+    spy = subprocess.Popen([pyspy, "record", "--pid", str(target),
+                            "--duration", str(max(round(seconds), 1)), "--rate", "250",
+                            "--format", "raw", "--output", str(out_file), "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)
     loaded = run_wrk(server.base, paths, connections=10, seconds=seconds)
@@ -464,7 +478,8 @@ def profile(server: Server, paths: Path, work: Path, seconds: float) -> dict[str
 
 # -------------------------------------------------------------------------------- main
 ALL = ["ours_1w", "ours_2w", "onnx_fastapi", "sklearn_rf_fastapi", "raw_asgi",
-       "litestar_const", "litestar_parse", "fastapi_const"]
+       "litestar_const", "litestar_parse", "fastapi_const", "litestar_asgi_predict",
+       "raw_asgi_predict"]
 
 
 def run_server(name: str, args: argparse.Namespace, env: dict[str, str], prep: dict[str, Any],
@@ -476,7 +491,7 @@ def run_server(name: str, args: argparse.Namespace, env: dict[str, str], prep: d
     result: dict[str, Any] = {"command": " ".join(server_command(name, server.port))}
     try:
         result["startup_s"] = round(server.wait_ready(ready_path), 2)
-        if name.startswith("ours"):
+        if name.startswith("ours") or name.endswith("_predict"):
             result["check"] = check_ours(server, args.lake, work)
         elif name == "onnx_fastapi":
             result["check"] = check_onnx(server, prep, work)

@@ -41,7 +41,7 @@ COLUMN_SCHEMA = {"uri": pl.String, "position": pl.Int32, "name": pl.String, "typ
 UNRECOGNISED_TABLE = "unrecognised"
 _JUNK_PREFIXES = ("__MACOSX/",)
 _JUNK_NAMES = (".DS_Store", "Thumbs.db")
-_SAMPLE_ROWS = 1000
+_SAMPLE_ROWS = 250
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,30 @@ Each is an ASGI app run by the same uvicorn configuration as ``cryptodudez serve
 ``fastapi_const``
     a FastAPI route returning a constant: the reference apps' framework floor.
 
+And two sketches of a faster ``/predict`` (suggestions in docs/serving.md), both answering
+exactly what the product answers, with the product's model (``ModelStore``, loaded once from
+``CRYPTODUDEZ_LAKE``) and its ``parse_parameter``; run them with ``--factory``:
+
+``make_litestar_asgi_predict``
+    Litestar with ``/predict`` as an ``@asgi`` route: no signature model, no Response object.
+``make_raw_asgi_predict``
+    a bare ASGI callable in front (what a fast path before the framework would cost).
+
 Run: ``uvicorn breakdown_apps:litestar_const --app-dir benchmarks/reference``.
 """
 
+import os
 from typing import Any
+from urllib.parse import parse_qsl
 
+import msgspec
 from fastapi import FastAPI
-from litestar import Litestar, MediaType, Request, get
+from litestar import Litestar, MediaType, Request, asgi, get
+from litestar.exceptions import HTTPException
 
+from cryptodudez.resources.lake import Lake
 from serving.app import PARAMETERS, parse_parameter
+from serving.model_store import ModelStore
 
 _BODY = b"1"
 _START = {
@@ -67,3 +82,54 @@ fastapi_const = FastAPI()
 @fastapi_const.get("/predict")
 async def _fastapi_predict() -> int:
     return 1
+
+
+# ------------------------------------------------------------------ suggested fast paths
+def _model() -> Any:
+    store = ModelStore(Lake(uri=os.environ["CRYPTODUDEZ_LAKE"]))
+    store.refresh()
+    assert store.current is not None, "no model published in the lake"
+    return store.current.model
+
+
+def _answer(model: Any, query_string: bytes) -> tuple[int, bytes]:
+    """Status and JSON body of ``/predict`` for a raw query string, as the product answers."""
+    query = dict(parse_qsl(query_string.decode("latin-1")))
+    try:
+        volume = parse_parameter(PARAMETERS[0], query.get(PARAMETERS[0]))
+        price = parse_parameter(PARAMETERS[1], query.get(PARAMETERS[1]))
+    except HTTPException as exc:
+        return exc.status_code, msgspec.json.encode(
+            {"status_code": exc.status_code, "detail": exc.detail})
+    return 200, msgspec.json.encode(round(model.predict_one(volume, price)))
+
+
+async def _send(send: Any, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def make_litestar_asgi_predict() -> Litestar:
+    model = _model()
+
+    @asgi("/predict")
+    async def predict(scope: Any, receive: Any, send: Any) -> None:
+        await _send(send, *_answer(model, scope["query_string"]))
+
+    return Litestar(route_handlers=[predict], openapi_config=None, logging_config=None)
+
+
+def make_raw_asgi_predict() -> Any:
+    model = _model()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await raw_asgi(scope, receive, send)
+        elif scope["path"] == "/predict":
+            await _send(send, *_answer(model, scope["query_string"]))
+        else:
+            await _send(send, 404, b"{}")
+
+    return app

@@ -106,7 +106,9 @@ def keys_unique(table: str, key: tuple[str, ...], keys: pl.DataFrame) -> dg.Asse
     if keys.width == 0:
         return dg.AssetCheckResult(check_name=f"{table}_keys_unique", asset_key=table,
                                    passed=True, metadata={"failing_count": 0})
-    dups = keys.group_by(list(key)).len().filter(pl.col("len") > 1)
+    repeated = keys.select(pl.struct(list(key)).is_duplicated()).to_series()
+    dups = (keys.filter(repeated).group_by(list(key)).len() if repeated.any()
+            else pl.DataFrame(schema={**keys.select(list(key)).schema, "len": pl.UInt32}))
     return dg.AssetCheckResult(
         check_name=f"{table}_keys_unique", asset_key=table, passed=dups.height == 0,
         metadata={"failing_count": dups.height, "key": ", ".join(key),

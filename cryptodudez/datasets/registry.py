@@ -61,23 +61,42 @@ def closest(columns: Sequence[str], specs: Sequence[DatasetSpec]) -> tuple[Datas
     return best, score(best)
 
 
-def parse_errors(fields: pl.DataFrame, parsed: dict[str, pl.Expr]) -> pl.Expr:
-    """A ``_parse_error`` expression naming every field that has text but did not parse.
+def parse_all(fields: pl.DataFrame,
+              parsed: dict[str, pl.Expr]) -> tuple[pl.DataFrame, pl.Series]:
+    """Evaluate every parse once; name every field that has text but did not parse.
 
     Args:
-        fields: the String fields (used only for column names).
-        parsed: output column expressions keyed by the source field they parse.
+        fields: the String fields.
+        parsed: parse expressions keyed by the source field they parse.
+
+    Returns:
+        The parsed values (one column per key of ``parsed``) and ``_parse_error``: null for
+        rows that parsed, else ``unparseable <field>: '<text>'`` for each failing field.
+        The messages are formatted only for the failing rows (normally none).
     """
-    messages = [
-        pl.when(pl.col(src).is_not_null() & expr.is_null()).then(
-            pl.format("unparseable {}: '{}'", pl.lit(src), pl.col(src).str.slice(0, 80))
-        )
-        for src, expr in parsed.items()
+    values = fields.select(**parsed)
+    failing = [
+        (fields[src].is_not_null() & values[src].is_null()).alias(src)
+        for src in parsed
         if src in fields.columns
     ]
-    if not messages:
-        return pl.lit(None, dtype=pl.String)
-    return pl.concat_str(messages, separator="; ", ignore_nulls=True).replace("", None)
+    errors = pl.Series("_parse_error", [None] * fields.height, dtype=pl.String)
+    if not failing:
+        return values, errors
+    flags = pl.DataFrame(failing)
+    rows = flags.select(pl.any_horizontal(pl.all())).to_series().arg_true()
+    if rows.len() == 0:
+        return values, errors
+    bad_fields, bad_flags = fields[rows], flags[rows]
+    messages = bad_fields.select(
+        pl.concat_str(
+            [pl.when(bad_flags[src]).then(
+                pl.format("unparseable {}: '{}'", pl.lit(src), pl.col(src).str.slice(0, 80)))
+             for src in bad_flags.columns],
+            separator="; ", ignore_nulls=True,
+        )
+    ).to_series()
+    return values, errors.scatter(rows, messages)
 
 
 def today_utc() -> str:

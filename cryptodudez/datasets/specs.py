@@ -10,7 +10,7 @@ from collections.abc import Callable
 import polars as pl
 
 from cryptodudez.checks import schemas
-from cryptodudez.datasets.registry import DatasetSpec, parse_errors
+from cryptodudez.datasets.registry import DatasetSpec, parse_all
 
 STOCK_HEADER = ("Date", "Open", "High", "Low", "Close", "Adj Close", "Volume")
 CRYPTO_HEADER = (
@@ -101,14 +101,16 @@ def convert_stock_prices(fields: pl.DataFrame) -> pl.DataFrame:
         "Adj Close": _float("Adj Close"),
         "Volume": _int("Volume"),
     }
+    values, errors = parse_all(fields, parsed)
     return fields.select(
         per_source(fields, path_symbol).alias("Symbol"),
         pl.lit(None, dtype=pl.String).alias("Security Name"),
-        parsed["Date"].dt.to_string("%Y-%m-%d").alias("Date"),
-        *[parsed[c].alias(c) for c in ("Open", "High", "Low", "Close", "Adj Close", "Volume")],
+        pl.when(pl.lit(values["Date"]).is_not_null()).then(pl.col("Date")).alias("Date"),
+        *[pl.lit(values[c]).alias(c)
+          for c in ("Open", "High", "Low", "Close", "Adj Close", "Volume")],
         per_source(fields, path_asset_class).alias("asset_class"),
         *_lineage(),
-        parse_errors(fields, parsed).alias("_parse_error"),
+        pl.lit(errors),
     )
 
 
@@ -116,11 +118,12 @@ def convert_symbols_meta(fields: pl.DataFrame) -> pl.DataFrame:
     """The NASDAQ symbol directory, kept as text except ``Round Lot Size``."""
     parsed = {"Round Lot Size": _int("Round Lot Size")}
     text_cols = [c for c in SYMBOLS_HEADER if c != "Round Lot Size"]
+    values, errors = parse_all(fields, parsed)
     return fields.select(
         *[pl.col(c).str.strip_chars() for c in text_cols],
-        parsed["Round Lot Size"].alias("Round Lot Size"),
+        pl.lit(values["Round Lot Size"]).alias("Round Lot Size"),
         *_lineage(),
-        parse_errors(fields, parsed).alias("_parse_error"),
+        pl.lit(errors),
     )
 
 
@@ -136,15 +139,18 @@ def convert_crypto_prices(fields: pl.DataFrame) -> pl.DataFrame:
         "Volume": _float("Volume"),
         "Marketcap": _float("Marketcap"),
     }
+    values, errors = parse_all(fields, parsed)
+    stamp = values["Date"]
     return fields.select(
-        parsed["SNo"].alias("SNo"),
+        pl.lit(values["SNo"]).alias("SNo"),
         pl.col("Name"),
         pl.col("Symbol"),
-        parsed["Date"].dt.date().dt.to_string("%Y-%m-%d").alias("Date"),
-        parsed["Date"].dt.replace_time_zone("UTC").alias("timestamp"),
-        *[parsed[c].alias(c) for c in ("High", "Low", "Open", "Close", "Volume", "Marketcap")],
+        pl.lit(stamp.dt.date().dt.to_string("%Y-%m-%d")).alias("Date"),
+        pl.lit(stamp.dt.replace_time_zone("UTC")).alias("timestamp"),
+        *[pl.lit(values[c]).alias(c)
+          for c in ("High", "Low", "Open", "Close", "Volume", "Marketcap")],
         *_lineage(),
-        parse_errors(fields, parsed).alias("_parse_error"),
+        pl.lit(errors),
     )
 
 
@@ -155,43 +161,42 @@ def _quoted_items(col: str) -> pl.Expr:
     )
 
 
-def _tweet_common(fields: pl.DataFrame, parsed: dict[str, pl.Expr]) -> pl.DataFrame:
+_TWEET_NUMBERS = ("likes", "retweets", "replies")
+
+
+def _tweet_common(fields: pl.DataFrame, parsed: dict[str, pl.Expr],
+                  counts: dict[str, str]) -> pl.DataFrame:
+    """The canonical tweet columns; ``counts`` maps likes/retweets/replies to source fields."""
+    values, errors = parse_all(fields, parsed)
     return fields.select(
-        parsed["id"].alias("tweet_id"),
-        parsed["created_at"].alias("created_at"),
+        pl.lit(values["id"]).alias("tweet_id"),
+        pl.lit(values["created_at"]).alias("created_at"),
         pl.col("tweet").alias("text"),
-        parsed["likes"].alias("likes"),
-        parsed["retweets"].alias("retweets"),
-        parsed["replies"].alias("replies"),
+        *[pl.lit(values[counts[name]]).alias(name) for name in _TWEET_NUMBERS],
         pl.col("tweet").fill_null("").str.extract_all(r"@\w+").alias("mentions"),
         _quoted_items("hashtags").alias("hashtags"),
         _quoted_items("urls").alias("urls"),
         pl.col("language"),
-        parsed["conversation_id"].alias("conversation_id"),
+        pl.lit(values["conversation_id"]).alias("conversation_id"),
         pl.col("reply_to").fill_null("[]").str.extract_all(r"'id': '\d+'")
         .list.eval(pl.element().str.extract(r"(\d+)", 1).cast(pl.Int64))
         .alias("reply_to_user_ids"),
         *_lineage(),
-        pl.lit(None, dtype=pl.String).alias("_parse_error"),
+        pl.lit(errors),
     )
 
 
 def convert_tweets_v1(fields: pl.DataFrame) -> pl.DataFrame:
     """Tweets scraped with ``created_at`` in epoch milliseconds (the 2010-2020 schema)."""
+    counts = {"likes": "nlikes", "retweets": "nretweets", "replies": "nreplies"}
     parsed = {
         "id": _int("id"),
         "conversation_id": _int("conversation_id"),
         "created_at": _int("created_at").cast(pl.Datetime("ms")).cast(pl.Datetime("us"))
         .dt.replace_time_zone("UTC"),
-        "likes": _int("nlikes"),
-        "retweets": _int("nretweets"),
-        "replies": _int("nreplies"),
+        **{src: _int(src) for src in counts.values()},
     }
-    renamed = {"likes": "nlikes", "retweets": "nretweets", "replies": "nreplies"}
-    frame = _tweet_common(fields, parsed)
-    return frame.with_columns(
-        _parse_error=_errors(fields, {renamed.get(k, k): v for k, v in parsed.items()})
-    )
+    return _tweet_common(fields, parsed, counts)
 
 
 def convert_tweets_v2(fields: pl.DataFrame) -> pl.DataFrame:
@@ -205,24 +210,15 @@ def convert_tweets_v2(fields: pl.DataFrame) -> pl.DataFrame:
         offset.str.slice(1, 2).cast(pl.Int64, strict=False) * 60
         + offset.str.slice(3, 2).cast(pl.Int64, strict=False)
     )
-    utc = (local - pl.duration(minutes=minutes)).dt.replace_time_zone("UTC")
+    counts = {"likes": "likes_count", "retweets": "retweets_count",
+              "replies": "replies_count"}
     parsed = {
         "id": _int("id"),
         "conversation_id": _int("conversation_id"),
-        "created_at": utc,
-        "likes": _int("likes_count"),
-        "retweets": _int("retweets_count"),
-        "replies": _int("replies_count"),
+        "created_at": (local - pl.duration(minutes=minutes)).dt.replace_time_zone("UTC"),
+        **{src: _int(src) for src in counts.values()},
     }
-    renamed = {"likes": "likes_count", "retweets": "retweets_count", "replies": "replies_count"}
-    frame = _tweet_common(fields, parsed)
-    return frame.with_columns(
-        _parse_error=_errors(fields, {renamed.get(k, k): v for k, v in parsed.items()})
-    )
-
-
-def _errors(fields: pl.DataFrame, parsed: dict[str, pl.Expr]) -> pl.Series:
-    return fields.select(parse_errors(fields, parsed)).to_series()
+    return _tweet_common(fields, parsed, counts)
 
 
 DATASETS: tuple[DatasetSpec, ...] = (

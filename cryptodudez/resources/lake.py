@@ -174,7 +174,7 @@ class Lake(dg.ConfigurableResource):
     def write_parquet(self, path: str, frame: pl.DataFrame) -> None:
         """Write a Parquet file atomically (temporary + rename locally; one PUT on S3)."""
         buf = io.BytesIO()
-        frame.write_parquet(buf, compression="zstd", statistics=True)
+        frame.write_parquet(buf, compression="zstd", compression_level=1, statistics=True)
         self._put_bytes(path, buf.getvalue())
 
     def read_parquet(self, paths: list[str], columns: list[str] | None = None) -> pl.DataFrame:
