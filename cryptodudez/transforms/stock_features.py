@@ -28,7 +28,7 @@ def rolling_features(bars: pl.DataFrame, *, window: int = WINDOW) -> pl.DataFram
     keys = (
         bars.select(
             _sym=pl.col("Symbol").cast(pl.Categorical).to_physical(),
-            _date=pl.col("Date").str.to_date("%Y-%m-%d"),
+            _date=pl.col("Date").str.to_date("%Y-%m-%d", cache=False),
             _vol=pl.col("Volume").cast(pl.Float64),
             _adj=pl.col("Adj Close"),
         )
