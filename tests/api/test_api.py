@@ -163,3 +163,13 @@ def test_live_server_swaps_models_under_concurrent_requests(lake: Lake) -> None:
     expected = {round(old.predict_one(200000.0, 30.0)), round(new.predict_one(200000.0, 30.0))}
     assert values <= expected
     assert len(values) == 2  # both versions answered, nothing in between
+
+
+def test_percent_encoded_and_repeated_parameters(client: TestClient) -> None:
+    encoded = client.get("/predict?vol_moving_avg=1%2E5e4&adj_close_rolling_med=%2025")
+    plain = client.get("/predict?vol_moving_avg=15000&adj_close_rolling_med=25")
+    assert encoded.status_code == plain.status_code == 200
+    assert encoded.json() == plain.json()
+    first_wins = client.get("/predict?vol_moving_avg=15000&vol_moving_avg=-1"
+                            "&adj_close_rolling_med=25")
+    assert first_wins.json() == plain.json()
