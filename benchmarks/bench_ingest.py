@@ -88,7 +88,7 @@ def _worker_dagster(zip_path: Path, scratch: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"import_s": time.perf_counter() - t}
     settings = Settings(lake=str(scratch / "lake"), dagster_home=str(scratch / "dh"))
     defs = build_definitions(settings)
-    lake = defs.resources["lake"]
+    lake = (defs.resources or {})["lake"]
     t = time.perf_counter()
     lake.land(zip_path, RAW_KEY)
     out["land_s"] = time.perf_counter() - t
@@ -104,7 +104,7 @@ def _worker_dagster(zip_path: Path, scratch: Path) -> dict[str, Any]:
         )
         out["step_wall_s"], out["step_cpu_s"] = time.perf_counter() - t, _cpu() - c
         out["success"] = res.success
-        stamps = {}
+        stamps: dict[str, float] = {}
         for entry in inst.all_logs(res.run_id):
             if entry.dagster_event is not None:
                 stamps.setdefault(entry.dagster_event.event_type_value, entry.timestamp)
@@ -198,6 +198,9 @@ def run_worker(kind: str, zip_path: Path, result_path: Path, scratch: Path) -> N
     """
     out = WORKERS[kind](zip_path, scratch)
     out["self_maxrss_mb"] = _self_maxrss_mb()
+    import cryptodudez  # after the measurement: which code was measured
+
+    out["code_dir"] = str(Path(cryptodudez.__file__).resolve().parents[1])
     result_path.write_text(json.dumps(out))
 
 
@@ -244,7 +247,7 @@ def _parse_time_v(text: str) -> dict[str, Any]:
     secs = 0.0
     for part in wall.split(":"):
         secs = secs * 60 + float(part)
-    out = {
+    out: dict[str, Any] = {
         "process_wall_s": secs,
         "process_user_s": float(fields.get("User time (seconds)", "nan")),
         "process_sys_s": float(fields.get("System time (seconds)", "nan")),
@@ -282,7 +285,7 @@ def wait_quiet(max_wait_s: float, busy_cores: float = 0.3) -> float:
 
 
 def measure(kind: str, zip_path: Path, *, mem_limit_gb: float, timeout_s: float,
-            quiet_wait_s: float = 0.0) -> dict:
+            quiet_wait_s: float = 0.0, code_dir: Path = PROJECT_DIR) -> dict:
     """One measurement of ``kind`` on ``zip_path`` in a fresh subprocess."""
     busy_before = wait_quiet(quiet_wait_s) if quiet_wait_s > 0 else None
     fd, result_name = tempfile.mkstemp(prefix="bench-result-", suffix=".json")
@@ -296,7 +299,7 @@ def measure(kind: str, zip_path: Path, *, mem_limit_gb: float, timeout_s: float,
     use_time = os.access(TIME_BIN, os.X_OK)
     if use_time:
         cmd = [TIME_BIN, "-v", "-o", time_name, *cmd]
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
+    env = {**os.environ, "PYTHONPATH": str(code_dir)}  # ahead of the editable install
     t0, busy0 = time.perf_counter(), _busy_s()
     proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -355,7 +358,7 @@ NUMERIC = ("step_wall_s", "step_cpu_s", "process_wall_s", "process_user_s", "pro
            "others_cores", "dagster_step_s")
 
 
-def repeated(kind: str, zip_path: Path, repeat: int, **limits: float) -> dict[str, Any]:
+def repeated(kind: str, zip_path: Path, repeat: int, **limits: Any) -> dict[str, Any]:
     """``repeat`` measurements and the median of every numeric field."""
     runs = []
     for i in range(repeat):
@@ -554,43 +557,16 @@ def _corpus(scale: float, out_dir: Path, regenerate: bool) -> dict[str, Any]:
     return info
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
-    parser.add_argument("--zip", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--archive", type=Path, default=REAL_ARCHIVE)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each real-archive case")
-    parser.add_argument("--corpus-repeat", type=int, default=1, help="runs of each corpus case")
-    parser.add_argument("--skip-corpus", action="store_true", help="real archive only")
-    parser.add_argument("--skip-x2", action="store_true", help="no 2x corpus")
-    parser.add_argument("--skip-real", action="store_true", help="corpora only")
-    parser.add_argument("--sweep", default="0.1,0.25,0.5",
-                        help="smaller corpus scales measured once each, to show how time and "
-                             "memory grow ('' for none)")
-    parser.add_argument("--kinds", default="dagster,pure,polars",
-                        help="comma-separated subset of dagster,pure,polars")
-    parser.add_argument("--regenerate", action="store_true", help="rebuild cached corpora")
-    parser.add_argument("--mem-limit-gb", type=float, default=16.0,
-                        help="watchdog: kill a run whose RSS passes this")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="watchdog: seconds")
-    parser.add_argument("--quiet-wait", type=float, default=60.0,
-                        help="seconds to wait, before each run, for other processes to go "
-                             "quiet (0: do not wait)")
-    parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
-    parser.add_argument("--tag", default="", help="suffix of the result file names")
-    args = parser.parse_args(argv)
-    if args.worker:
-        run_worker(args.worker, args.zip, args.result, args.scratch)
-        return
-
-    kinds = [k for k in args.kinds.split(",") if k]
+def run_all(args: argparse.Namespace, kinds: list[str], code_dir: Path,
+            code: str | None) -> None:
+    """Every measurement the command line asked for; writes and prints the report."""
     limits = {"mem_limit_gb": args.mem_limit_gb, "timeout_s": args.timeout,
-              "quiet_wait_s": args.quiet_wait}
+              "quiet_wait_s": args.quiet_wait, "code_dir": code_dir}
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"machine": _machine(), "targets": TARGETS, "cases": {},
+    machine = _machine()
+    if code:
+        machine["git"] = f"{code} (exported)"
+    results: dict[str, Any] = {"machine": machine, "targets": TARGETS, "cases": {},
                                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if not args.skip_real:
         print(f"real archive {args.archive}", flush=True)
@@ -617,6 +593,58 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(text)
     print(f"written {json_path} and {md_path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--zip", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--archive", type=Path, default=REAL_ARCHIVE)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each real-archive case")
+    parser.add_argument("--corpus-repeat", type=int, default=1, help="runs of each corpus case")
+    parser.add_argument("--skip-corpus", action="store_true", help="real archive only")
+    parser.add_argument("--skip-x2", action="store_true", help="no 2x corpus")
+    parser.add_argument("--skip-real", action="store_true", help="corpora only")
+    parser.add_argument("--sweep", default="0.1,0.25,0.5",
+                        help="smaller corpus scales measured once each, to show how time and "
+                             "memory grow ('' for none)")
+    parser.add_argument("--kinds", default="dagster,pure,polars",
+                        help="comma-separated subset of dagster,pure,polars")
+    parser.add_argument("--regenerate", action="store_true", help="rebuild cached corpora")
+    parser.add_argument("--mem-limit-gb", type=float, default=16.0,
+                        help="watchdog: kill a run whose RSS passes this")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="watchdog: seconds")
+    parser.add_argument("--quiet-wait", type=float, default=60.0,
+                        help="seconds to wait, before each run, for other processes to go "
+                             "quiet (0: do not wait)")
+    parser.add_argument("--code-rev", default=None,
+                        help="benchmark this git revision (exported to a temporary folder) "
+                             "instead of the working tree, e.g. HEAD or a commit")
+    parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    parser.add_argument("--tag", default="", help="suffix of the result file names")
+    args = parser.parse_args(argv)
+    if args.worker:
+        run_worker(args.worker, args.zip, args.result, args.scratch)
+        return
+
+    kinds = [k for k in args.kinds.split(",") if k]
+    code_dir, code = PROJECT_DIR, None
+    if args.code_rev:
+        code_dir = Path(tempfile.mkdtemp(prefix="bench-code-"))
+        commit = subprocess.run(["git", "-C", str(PROJECT_DIR), "rev-parse", "--short",
+                                 args.code_rev], capture_output=True, text=True, check=True)
+        code = commit.stdout.strip()
+        archive = subprocess.run(["git", "-C", str(PROJECT_DIR), "archive", code],
+                                 capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(code_dir)], input=archive.stdout, check=True)
+    try:
+        run_all(args, kinds, code_dir, code)
+    finally:
+        if args.code_rev:
+            shutil.rmtree(code_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -227,15 +227,15 @@ def generate(out: Path, scale: float = 1.0, rows_per_scale: int = 25_000_000,
     }
     plan = _plan(meta, scale)
     last = max(int(p.last_day.max()) for p in pools.values())
-    calendar = pl.date_range(FIRST_DAY, date.fromordinal(719163 + last), "1d", eager=True)
-    calendar = calendar.filter(calendar.dt.weekday() <= 5).cast(pl.Int32).to_numpy()
+    days = pl.date_range(FIRST_DAY, date.fromordinal(719163 + last), "1d", eager=True)
+    calendar = days.filter(days.dt.weekday() <= 5).cast(pl.Int32).to_numpy()
     rng = np.random.default_rng(seed)
     parts = []
     for folder, pool in pools.items():
         sub = plan.filter(pl.col("folder") == folder)
         src = rng.integers(0, pool.rows.size, sub.height)
-        days = np.searchsorted(calendar, pool.last_day[src], side="right")
-        parts.append(sub.with_columns(src=pl.Series(src), cap=pl.Series(days)))
+        caps = np.searchsorted(calendar, pool.last_day[src], side="right")
+        parts.append(sub.with_columns(src=pl.Series(src), cap=pl.Series(caps)))
     plan = pl.concat(parts)
     target = round(rows_per_scale * scale)
     lengths = []

@@ -15,7 +15,7 @@ import io
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print("## infer_types")
     saved = ig._SAMPLE_ROWS
-    for rows in (1000, 100):
+    for rows in sorted({1000, saved, 100}, reverse=True):
         ig._SAMPLE_ROWS = rows
         best_of(f"infer_types, {rows} rows per member"
                 + (" (current)" if rows == saved else ""),
@@ -140,8 +140,9 @@ def main(argv: list[str] | None = None) -> None:
             lambda: resolve_latest(candidates, key))
     best_of("  alternative: fast path is_duplicated().any()",
             lambda: candidates.select(key).is_duplicated().any())
-    for compression in ("zstd", "lz4"):
-        def write(compression: str = compression) -> int:
+    codecs: tuple[Literal["zstd", "lz4"], ...] = ("zstd", "lz4")
+    for compression in codecs:
+        def write(compression: Literal["zstd", "lz4"] = compression) -> int:
             out = io.BytesIO()
             table.write_parquet(out, compression=compression, statistics=True)
             return len(out.getvalue())

@@ -195,7 +195,7 @@ def _dagster(zip_path: Path) -> Any:
     with tempfile.TemporaryDirectory(prefix="profile-dagster-") as name:
         tmp = Path(name)
         defs = build_definitions(Settings(lake=str(tmp / "lake"), dagster_home=str(tmp / "dh")))
-        defs.resources["lake"].land(zip_path, "bench/archive.zip")
+        (defs.resources or {})["lake"].land(zip_path, "bench/archive.zip")
         with dg.instance_for_test() as inst:
             key = partition_key_for("bench/archive.zip")
             inst.add_dynamic_partitions("landed_files", [key])
@@ -232,17 +232,17 @@ def run_view(view: str, zip_path: Path, out_dir: Path) -> Path:
         report.append("## sorted by own time\n" + _pstats_text(prof, "tottime", 30))
     else:
         tracer = LineTracer()
-        prof = cProfile.Profile() if view == "dagster" else None
+        line_prof = cProfile.Profile() if view == "dagster" else None
 
         def traced() -> Any:
             sys.settrace(tracer.global_trace)
-            if prof:
-                prof.enable()
+            if line_prof:
+                line_prof.enable()
             try:
                 return target(zip_path)
             finally:
-                if prof:
-                    prof.disable()
+                if line_prof:
+                    line_prof.disable()
                 sys.settrace(None)
 
         t = time.perf_counter()
@@ -253,9 +253,9 @@ def run_view(view: str, zip_path: Path, out_dir: Path) -> Path:
         report.append(f"wall {wall:.2f} s (traced), RSS at start {base:.0f} MB, "
                       f"peak {peak:.0f} MB, {len(samples)} RSS samples\n")
         report.append(tracer.report(samples))
-        if prof:
+        if line_prof:
             report.append("\n\n## cProfile, sorted by cumulative time\n"
-                          + _pstats_text(prof, "cumulative", 70))
+                          + _pstats_text(line_prof, "cumulative", 70))
     path = out_dir / f"profile_{view}.txt"
     path.write_text("\n".join(report))
     return path
