@@ -379,9 +379,11 @@ def _ingest_spec(members: list[Member], spec: DatasetSpec, header: list[str]) ->
     else:
         row_rejects = pl.DataFrame(schema={"sid": pl.Int64, "line": pl.Int64,
                                            "reason": pl.String})
-    value_rejects = pl.concat([row_rejects, parse_rejects]).join(
-        records.select("sid", "line", "raw"), on=["sid", "line"], how="left"
-    )
+    rejects = pl.concat([row_rejects, parse_rejects])
+    packed = (pl.col("sid") * 2**32 + pl.col("line")).alias("_k")
+    wanted = rejects.select(packed)["_k"]
+    raw_of_rejects = records.filter(packed.is_in(wanted.implode())).select("sid", "line", "raw")
+    value_rejects = rejects.join(raw_of_rejects, on=["sid", "line"], how="left")
     quarantined = (
         pl.concat([malformed, unterminated, value_rejects.select("sid", "line", "raw", "reason")])
         .sort("sid", "line")
