@@ -241,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="serve GET /predict from the latest model")
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", type=int, default=8000)
-    p_serve.add_argument("--workers", type=int, default=1)
+    p_serve.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                         help="server processes (default: one per core)")
     p_ui = sub.add_parser("ui", help="Dagster webserver + daemon (sensors running) on the lake")
     p_ui.add_argument("--host", default="127.0.0.1")
     p_ui.add_argument("--port", default="3000")
