@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-hgb", action="store_true")
     parser.add_argument("--quiet-max", type=float, default=0.5)
+    parser.add_argument("--out", default="bench_model", help="results file name")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     lake = lake_uri(args.lake)
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{split}/{size}"
             result["rf"][key] = run_child(["rf", split, str(size)], args.quiet_max)
             print(f"rf {key}: {json.dumps(result['rf'][key])}", flush=True)
-            save("bench_model", result)
+            save(args.out, result)
     tm = result["trained_model"]
     model_mb = tm["files_mb"].get("lookup.json", 0) + tm["files_mb"].get("booster.pkl", 0)
     result["verdicts"] = {"train<=120s (ingest metrics.json)": tm["train_seconds"] <= 120,
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     result["table"] = table(result)
     print(result["table"])
     print(json.dumps(result["verdicts"]))
-    print(f"results: {save('bench_model', result)}")
+    print(f"results: {save(args.out, result)}")
     return 0
 
 

@@ -8,14 +8,16 @@ Each is an ASGI app run by the same uvicorn configuration as ``cryptodudez serve
 ``litestar_const``
     a Litestar ``GET /predict`` returning the constant ``1``: + routing and the framework.
 ``litestar_parse``
-    the same route reading and validating both query parameters with the product's own
-    ``serving.app.parse_parameter``, then returning a constant: + query parsing/validation.
+    the same route reading both query parameters through Litestar's ``request.query_params``
+    and validating them with the product's ``serving.app.parse_parameter``, then returning a
+    constant: + Request injection, Litestar's query parsing, validation.
 ``fastapi_const``
     a FastAPI route returning a constant: the reference apps' framework floor.
 
 And two sketches of a faster ``/predict`` (suggestions in docs/serving.md), both answering
 exactly what the product answers, with the product's model (``ModelStore``, loaded once from
-``CRYPTODUDEZ_LAKE``) and its ``parse_parameter``; run them with ``--factory``:
+``CRYPTODUDEZ_LAKE``), its ``parse_query`` and ``parse_parameter``; run them with
+``--factory``:
 
 ``make_litestar_asgi_predict``
     Litestar with ``/predict`` as an ``@asgi`` route: no signature model, no Response object.
@@ -27,7 +29,6 @@ Run: ``uvicorn breakdown_apps:litestar_const --app-dir benchmarks/reference``.
 
 import os
 from typing import Any
-from urllib.parse import parse_qsl
 
 import msgspec
 from fastapi import FastAPI
@@ -35,7 +36,7 @@ from litestar import Litestar, MediaType, Request, asgi, get
 from litestar.exceptions import HTTPException
 
 from cryptodudez.resources.lake import Lake
-from serving.app import PARAMETERS, parse_parameter
+from serving.app import PARAMETERS, parse_parameter, parse_query
 from serving.model_store import ModelStore
 
 _BODY = b"1"
@@ -94,7 +95,7 @@ def _model() -> Any:
 
 def _answer(model: Any, query_string: bytes) -> tuple[int, bytes]:
     """Status and JSON body of ``/predict`` for a raw query string, as the product answers."""
-    query = dict(parse_qsl(query_string.decode("latin-1")))
+    query = parse_query(query_string)
     try:
         volume = parse_parameter(PARAMETERS[0], query.get(PARAMETERS[0]))
         price = parse_parameter(PARAMETERS[1], query.get(PARAMETERS[1]))
