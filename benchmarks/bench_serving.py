@@ -17,15 +17,21 @@ query string at random from real feature rows (``reference/queries.lua``). Serve
     trained on a sample of the real features, ``model.predict`` per request.
 ``raw_asgi``, ``litestar_const``, ``litestar_parse``, ``fastapi_const``
     layers of the request cost (``reference/breakdown_apps.py``).
+``litestar_asgi_predict``, ``raw_asgi_predict``
+    sketches of a faster ``/predict`` giving the product's answers (same module).
+
+Each (server, connection count) is run ``--repeats`` times (default 3) and the median run is
+reported with the range; a run disturbed by other processes is repeated.
 
 Also measured in-process: the model inference per request (ours, onnxruntime, scikit-learn),
-the query validation and the JSON encoding; and, unless ``--no-profile``, a py-spy profile of
+the query validation and the JSON encoding; every app awaited directly without sockets
+(``asgi_inprocess``); and, unless ``--no-profile``, a py-spy profile of
 ``ours_1w`` under load, summarised by layer. The server's own CPU time per request comes from
 /proc (all its processes) around each run. Nothing here asserts on time.
 
 Usage::
 
-    python benchmarks/bench_serving.py                  # everything (about 8 minutes)
+    python benchmarks/bench_serving.py                  # everything (about 15 minutes)
     python benchmarks/bench_serving.py --duration 5 --only ours_1w,onnx_fastapi
 """
 
