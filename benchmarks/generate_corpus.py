@@ -1,6 +1,6 @@
 """Generate a stock-market corpus at the full public dataset's scale, deterministically.
 
-The real archive (``/work/shared/data/stock-market-dataset/archive.zip``) holds 971 price
+The real archive (``../shared/data/stock-market-dataset/archive.zip``) holds 971 price
 files (2.09 M rows) and the full symbol directory (8,049 symbols). The full public dataset
 has one price file per directory symbol, about 25 M rows in all. This script builds that
 shape from the real files:
@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-REAL_ARCHIVE = Path("/work/shared/data/stock-market-dataset/archive.zip")
+REAL_ARCHIVE = (Path(__file__).resolve().parents[2] / "shared" / "data"
+                / "stock-market-dataset" / "archive.zip")  # ../shared/data of the project
 OUT_DIR = Path(__file__).resolve().parent / "out"
 META_NAME = "symbols_valid_meta.csv"
 PRICE_COLUMNS = ("Open", "High", "Low", "Close", "Adj Close")

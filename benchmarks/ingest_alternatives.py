@@ -24,7 +24,8 @@ from cryptodudez.datasets import specs as sp
 from cryptodudez.datasets.merge import resolve_latest
 from cryptodudez.datasets.specs import DATASETS
 
-REAL_ARCHIVE = Path("/work/shared/data/stock-market-dataset/archive.zip")
+REAL_ARCHIVE = (Path(__file__).resolve().parents[2] / "shared" / "data"
+                / "stock-market-dataset" / "archive.zip")  # ../shared/data of the project
 STOCK = DATASETS[0]
 PRICES = ("Open", "High", "Low", "Close", "Adj Close")
 

@@ -37,7 +37,8 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 OUT_DIR = BENCH_DIR / "out"
-REAL_ARCHIVE = Path("/work/shared/data/stock-market-dataset/archive.zip")
+REAL_ARCHIVE = (Path(__file__).resolve().parents[2] / "shared" / "data"
+                / "stock-market-dataset" / "archive.zip")  # ../shared/data of the project
 
 # Functions whose lines are timed: (module file suffix, function name).
 TRACED = {
