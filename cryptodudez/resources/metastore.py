@@ -10,6 +10,7 @@ Glue tables of the same names, so Athena can query both.
 import contextlib
 import hashlib
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,51 +90,45 @@ class DuckDBMetastore(Metastore):
 
     path: str
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         con = duckdb.connect(self.path)
-        con.execute(_DDL)
-        return con
+        try:
+            con.execute(_DDL)
+            yield con
+        finally:
+            con.close()
 
     def record_files(self, files: pl.DataFrame, columns: pl.DataFrame) -> None:
         """Upsert rows keyed by (uri, sha256) in one transaction."""
-        con = self._connect()
-        try:
+        with self._connection() as con:
             con.execute("BEGIN")
             con.register("files_df", files.select(list(FILES_SCHEMA)))
             con.register("columns_df", columns.select(list(COLUMNS_SCHEMA)))
             con.execute("INSERT OR REPLACE INTO files SELECT * FROM files_df")
             con.execute("INSERT OR REPLACE INTO columns SELECT * FROM columns_df")
             con.execute("COMMIT")
-        finally:
-            con.close()
 
     def register_table(self, table: str, location: str, schema: pl.Schema) -> None:
         """Record the table's location and column types."""
         cols = ", ".join(f"{name}:{dtype}" for name, dtype in schema.items())
-        con = self._connect()
-        try:
+        with self._connection() as con:
             con.execute(
                 "INSERT OR REPLACE INTO tables VALUES (?, ?, ?, ?)",
                 [table, location, cols, datetime.now(tz=UTC)],
             )
-        finally:
-            con.close()
 
     def files(self) -> pl.DataFrame:
         """All file versions."""
-        con = self._connect()
-        try:
-            return con.sql("SELECT * FROM files ORDER BY recorded_at, uri").pl()
-        finally:
-            con.close()
+        return self._query("SELECT * FROM files ORDER BY recorded_at, uri")
 
     def columns(self) -> pl.DataFrame:
         """All inferred columns."""
-        con = self._connect()
-        try:
-            return con.sql("SELECT * FROM columns ORDER BY uri, position").pl()
-        finally:
-            con.close()
+        return self._query("SELECT * FROM columns ORDER BY uri, position")
+
+    def _query(self, sql: str) -> pl.DataFrame:
+        with self._connection() as con:
+            return con.sql(sql).pl()
 
 
 _GLUE_TYPES: dict[DataTypeClass, str] = {
