@@ -1,21 +1,25 @@
 """From a landed file's bytes to validated rows, quarantined rows and catalogue entries.
 
-Pure functions of bytes and frames: no Dagster, no file system. ``unpack`` opens archives,
-``ingest_members`` frames, recognises, converts and validates every member set-at-a-time
-(one polars read per group of same-format members, never one reader per member).
+Pure functions of bytes and frames: no Dagster, no file system. ``archives`` opens landed
+files in batches of members; ``ingest_members`` recognises, converts and validates every
+member of a batch set-at-a-time (one polars read per group of same-format members, never one
+reader per member).
+
+Two paths lead to the same rows. The typed path reads every plain member of a dataset that
+has a ``TypedRead`` in one typed multi-member polars read, and keeps a member only when all
+its rows provably parse, have the right field count and pass the schema. Every other member
+takes the exact path: quote-aware framing of String fields, the dataset's converter and
+the pandera schema, which name the reason and line of every reject.
 """
 
-import csv
-import hashlib
 import io
-import zipfile
-import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandera.errors as pa_errors
 import polars as pl
 
+from cryptodudez.archives import Member, Unpacked, member_uri, unpack
 from cryptodudez.datasets import csv as csvframe
 from cryptodudez.datasets.registry import DatasetSpec, closest, recognise
 
@@ -39,28 +43,10 @@ MEMBER_SCHEMA = {
 }
 COLUMN_SCHEMA = {"uri": pl.String, "position": pl.Int32, "name": pl.String, "type": pl.String}
 UNRECOGNISED_TABLE = "unrecognised"
-_JUNK_PREFIXES = ("__MACOSX/",)
-_JUNK_NAMES = (".DS_Store", "Thumbs.db")
 _SAMPLE_ROWS = 250
+_SAMPLE_BYTES = 32768  # the typed path samples at most this much of a member for inference
 
-
-@dataclass(frozen=True)
-class Member:
-    """One file to ingest: a landed file or a member of a landed archive."""
-
-    uri: str
-    name: str
-    data: bytes
-
-
-@dataclass
-class Unpacked:
-    """Members to ingest, plus members or whole files rejected before parsing."""
-
-    members: list[Member] = field(default_factory=list)
-    rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (uri, name, reason)
-    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (uri, name, reason)
-    sha256: dict[str, str] = field(default_factory=dict)  # member uri -> sha256 of its bytes
+__all__ = ["IngestResult", "Member", "Unpacked", "ingest_members", "member_uri", "unpack"]
 
 
 @dataclass
@@ -71,45 +57,6 @@ class IngestResult:
     quarantine: dict[str, pl.DataFrame]
     members: pl.DataFrame
     columns: pl.DataFrame
-
-
-def member_uri(file_uri: str, name: str) -> str:
-    """Fsspec URL of an archive member, e.g. ``zip://stocks/A.csv::s3://lake/raw/a.zip``."""
-    return f"zip://{name}::{file_uri}"
-
-
-def unpack(file_uri: str, data: bytes) -> Unpacked:
-    """Open a landed file: a zip archive gives its members, anything else is one member."""
-    out = Unpacked()
-    name = file_uri.rsplit("/", 1)[-1]
-    if not data.startswith(b"PK") and not name.lower().endswith(".zip"):
-        out.members.append(Member(file_uri, name, data))
-        out.sha256[file_uri] = hashlib.sha256(data).hexdigest()
-        return out
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        out.rejected.append((file_uri, name, f"corrupt zip archive: {exc}"))
-        return out
-    for info in infos:
-        uri = member_uri(file_uri, info.filename)
-        base = info.filename.rsplit("/", 1)[-1]
-        if info.is_dir():
-            continue
-        try:
-            data = archive.read(info)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
-            out.rejected.append((uri, info.filename, f"corrupt archive member: {exc}"))
-            continue
-        out.sha256[uri] = hashlib.sha256(data).hexdigest()
-        if info.filename.startswith(_JUNK_PREFIXES) or base.startswith("._"):
-            out.skipped.append((uri, info.filename, "macOS resource fork, not data"))
-        elif base in _JUNK_NAMES:
-            out.skipped.append((uri, info.filename, "operating-system folder metadata"))
-        else:
-            out.members.append(Member(uri, info.filename, data))
-    return out
 
 
 def _whole_file_problem(data: bytes) -> str | None:
@@ -124,11 +71,6 @@ def _data_lines(data: bytes) -> int:
     """Lines after the header (records of a file rejected as a whole)."""
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     return max(lines - 1, 0)
-
-
-def _header_of(text_head: str) -> list[str]:
-    first = next(csv.reader(io.StringIO(text_head)), [])
-    return [c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(first)]
 
 
 @dataclass
@@ -310,6 +252,8 @@ def _schema_failures(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
 def _duplicates_within_file(frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
     """Rows whose key already appeared earlier in the same member, with the first line."""
     cols = ["__sid", *key]
+    if not frame.select(pl.struct(cols).hash().is_duplicated().any()).item():
+        return pl.DataFrame(schema={"index": pl.Int64, "reason": pl.String})
     first = frame.select(pl.struct(cols).is_first_distinct()).to_series()
     if first.all():
         return pl.DataFrame(schema={"index": pl.Int64, "reason": pl.String})
@@ -330,7 +274,99 @@ class _SpecOutcome:
     columns: pl.DataFrame
 
 
+def _expected_rows(data: bytes) -> int:
+    """Data rows of a plain member (its lines after the header)."""
+    return data.count(b"\n") - (1 if data.endswith(b"\n") else 0)
+
+
+def _sample_fields(members: Sequence[Member], names: list[str]) -> pl.DataFrame:
+    """String fields of the first rows of plain members (``sid``, ``line``), for inference."""
+    heads = [m.data if len(m.data) <= _SAMPLE_BYTES
+             else m.data[: m.data.rfind(b"\n", 0, _SAMPLE_BYTES) + 1] for m in members]
+    rows = pl.Series([_expected_rows(h) for h in heads], dtype=pl.Int64)
+    fields = pl.read_csv(heads, has_header=True, new_columns=names, quote_char=None,
+                         schema=dict.fromkeys(names, pl.String), truncate_ragged_lines=True)
+    sid = pl.int_range(0, len(heads), eager=True, dtype=pl.Int64).repeat_by(rows).explode()
+    starts = rows.cum_sum() - rows
+    line = pl.int_range(2, fields.height + 2, eager=True, dtype=pl.Int64) - starts.gather(sid)
+    return fields.with_columns(sid=sid, line=line)
+
+
+def _ingest_typed(members: list[Member], spec: DatasetSpec,
+                  header: list[str]) -> tuple[_SpecOutcome | None, list[Member]]:
+    """Members taken whole from one typed read, and the members left for exact framing.
+
+    A member is taken only when it is plain (no quotes, no carriage returns), its comma
+    count is exactly one less than the field count on every line, and every row parses,
+    passes the schema and has a key unique in the member.
+    """
+    assert spec.typed is not None
+    ncols = len(spec.header)
+    plain = [m for m in members if b'"' not in m.data and b"\r" not in m.data]
+    rows = [_expected_rows(m.data) for m in plain]
+    commas_ok = [m.data.count(b",") == (ncols - 1) * (r + 1) for m, r in zip(plain, rows,
+                                                                            strict=True)]
+    if not plain:
+        return None, members
+    try:
+        values = pl.read_csv([m.data for m in plain], has_header=True, quote_char=None,
+                             schema=spec.typed.schema, ignore_errors=True,
+                             truncate_ragged_lines=True)
+    except pl.exceptions.PolarsError:  # undecodable bytes: let exact framing name them
+        return None, members
+    if values.height != sum(rows):
+        return None, members
+    counts = pl.Series(rows, dtype=pl.Int64)
+    sid = pl.int_range(0, len(plain), eager=True, dtype=pl.Int64).repeat_by(counts).explode()
+    starts = counts.cum_sum() - counts
+    uris = pl.Series([m.uri for m in plain], dtype=pl.String)
+    values = values.with_columns(
+        __sid=sid,
+        __source=uris.gather(sid),
+        __line=pl.int_range(2, values.height + 2, eager=True, dtype=pl.Int64)
+        - starts.gather(sid),
+    )
+    frame, clean = spec.typed.assemble(values)
+    body = frame.with_columns(__sid=sid)
+    bad = set(sid.filter(~clean).unique().to_list())
+    bad |= {i for i, ok in enumerate(commas_ok) if not ok}
+    if bad:
+        body = body.filter(~pl.col("__sid").is_in(list(bad)))
+    failing = pl.concat([_schema_failures(body.drop("__sid"), spec),
+                         _duplicates_within_file(body, spec.key)])
+    if failing.height:
+        bad |= set(body["__sid"].gather(failing["index"]).unique().to_list())
+        body = body.filter(~pl.col("__sid").is_in(list(bad)))
+    taken = [i for i in range(len(plain)) if i not in bad]
+    taken_ids = {id(plain[i]) for i in taken}
+    rest = [m for m in members if id(m) not in taken_ids]
+    if not taken:
+        return None, rest
+    sample = _sample_fields([plain[i] for i in taken], [f"f{i}" for i in range(ncols)])
+    columns = infer_types(sample, header, [plain[i].uri for i in taken])
+    outcome = _SpecOutcome(body.drop("__sid"), pl.DataFrame(schema=QUARANTINE_SCHEMA), columns)
+    return outcome, rest
+
+
 def _ingest_spec(members: list[Member], spec: DatasetSpec, header: list[str]) -> _SpecOutcome:
+    """Valid rows, quarantine and inferred columns of members of one dataset."""
+    outcomes = []
+    rest = members
+    if spec.typed is not None:
+        typed, rest = _ingest_typed(members, spec, header)
+        if typed is not None:
+            outcomes.append(typed)
+    if rest:
+        outcomes.append(_ingest_exact(rest, spec, header))
+    return _SpecOutcome(
+        pl.concat([o.valid for o in outcomes], how="vertical_relaxed"),
+        pl.concat([o.quarantined for o in outcomes]),
+        pl.concat([o.columns for o in outcomes]),
+    )
+
+
+def _ingest_exact(members: list[Member], spec: DatasetSpec, header: list[str]) -> _SpecOutcome:
+    """Exact framing, conversion and validation, naming every reject's line and reason."""
     ncols = len(spec.header)
     uris = pl.Series("source", [m.uri for m in members], dtype=pl.String)
     framed, bad_lines = _frame(members, ncols)
@@ -432,7 +468,7 @@ def ingest_members(unpacked: Unpacked, specs: Sequence[DatasetSpec]) -> IngestRe
             reject(m.uri, m.name, len(m.data), table=UNRECOGNISED_TABLE, reason=problem, raw=None)
             continue
         head = m.data[:65536].decode("utf-8", errors="replace").split("\n", 1)
-        header = _header_of(head[0].rstrip("\r"))
+        header = csvframe.header_of(head[0].rstrip("\r"))
         spec = recognise(header, specs)
         if spec is None:
             near, score = closest(header, specs)

@@ -14,8 +14,15 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def land_and_ingest(defs: dg.Definitions, instance: dg.DagsterInstance,
-                    files: dict[str, Path]) -> dict[str, dg.ExecuteInProcessResult]:
-    """Land ``{raw_key: local_path}`` in order and run the ingest job for each."""
+                    files: dict[str, Path], *,
+                    batch_bytes: int | None = None) -> dict[str, dg.ExecuteInProcessResult]:
+    """Land ``{raw_key: local_path}`` in order and run the ingest job for each.
+
+    ``batch_bytes`` overrides the ingest batch size (tiny values force many batches).
+    """
+    run_config: dict[str, object] = dict(QUIET)
+    if batch_bytes is not None:
+        run_config["ops"] = {"lake_ingest": {"config": {"batch_bytes": batch_bytes}}}
     lake: Lake = defs.resources["lake"]
     job = defs.resolve_job_def("ingest_landed_file")
     results = {}
@@ -24,7 +31,7 @@ def land_and_ingest(defs: dg.Definitions, instance: dg.DagsterInstance,
         pk = partition_key_for(key)
         instance.add_dynamic_partitions("landed_files", [pk])
         results[key] = job.execute_in_process(partition_key=pk, instance=instance,
-                                              run_config=QUIET, raise_on_error=False)
+                                              run_config=run_config, raise_on_error=False)
     return results
 
 

@@ -5,23 +5,31 @@ the file once and produces the catalogue entry (``raw_files``) and the validated
 feeds, with their quarantine, in the same step, so an archive is never parsed twice.
 """
 
-import hashlib
+import posixpath
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
+from cryptodudez.archives import BATCH_BYTES, iter_unpacked, sha256_of
 from cryptodudez.checks import tables as table_checks
-from cryptodudez.datasets.merge import resolve_latest
+from cryptodudez.datasets.merge import (
+    ORDER,
+    repeated_keys,
+    resolve_latest,
+    rows_with_repeated_keys,
+)
 from cryptodudez.datasets.specs import DATASETS, TABLES, attach_security_names
-from cryptodudez.ingest import UNRECOGNISED_TABLE, IngestResult, ingest_members, unpack
+from cryptodudez.ingest import UNRECOGNISED_TABLE, IngestResult, ingest_members
 from cryptodudez.resources.lake import (
     QUARANTINE,
     VALIDATED,
     Lake,
     fragment_name,
+    fragment_prefix,
     raw_key_for,
 )
 from cryptodudez.resources.metastore import Metastore
@@ -66,10 +74,9 @@ CHECK_SPECS = [
 ]
 
 
-def _files_frame(result: IngestResult, *, partition_key: str, file_uri: str, sha: str,
+def _files_frame(members: pl.DataFrame, *, partition_key: str, file_uri: str, sha: str,
                  size: int, landed_at: datetime) -> pl.DataFrame:
     now = datetime.now(tz=UTC)
-    members = result.members
     archive = pl.DataFrame([{
         "uri": file_uri, "partition_key": partition_key, "member": None,
         "dataset": "archive" if members["member"].null_count() == 0 and members.height
@@ -97,145 +104,159 @@ def _files_frame(result: IngestResult, *, partition_key: str, file_uri: str, sha
     return pl.concat([archive, member_rows], how="diagonal_relaxed")
 
 
-def _merge_into_table(lake: Lake, table: str, partition_key: str,
-                      frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFrame]:
-    """Write this file's fragment, the latest delivery winning on keys shared with others.
+def _resolve_across_files(lake: Lake, table: str, partition_key: str) -> int:
+    """Apply "the latest delivery wins" between this file's staged rows and the table.
 
-    Returns the fragment written, the rows of this file superseded by other files or by a
-    later member of the same file, and the key columns of the whole table afterwards.
+    Only rows whose key repeats are ever held in memory (see ``rows_with_repeated_keys``).
+    Every losing row is removed from the fragment that holds it: this file's staged
+    fragments, or the published fragment of an earlier file it supersedes (rewritten whole,
+    atomically). Returns how many of this file's rows lost (to later deliveries already in
+    the table, or to a later member of the same file).
     """
-    spec = SPEC_BY_TABLE[table]
-    key = list(spec.key)
-    order = ["_landed_at", "_partition", "_source", "_line"]
-    own_path = lake.path(VALIDATED, table, fragment_name(partition_key))
-    others = [p for p in lake.fragments(VALIDATED, table) if p != own_path]
-    parts = [frame.select(*key, *order)]
-    if others:
-        parts.append(lake.read_parquet(others, columns=[*key, *order]))
-    candidates = pl.concat(parts, how="vertical_relaxed")
-    resolved = resolve_latest(candidates, key)
-    own_resolved = resolved.head(frame.height)
-    kept = frame.filter(own_resolved["_wins"])
-    superseded = frame.height - kept.height
-    # Rows of other files that this delivery now supersedes: rewrite just those fragments.
-    losers = resolved.slice(frame.height).filter(~pl.col("_wins"))
-    if losers.height:
-        for partition in losers["_partition"].unique().to_list():
-            path = lake.path(VALIDATED, table, fragment_name(partition))
-            old = lake.read_parquet([path])
-            drop = losers.filter(pl.col("_partition") == partition).select("_source", "_line")
-            lake.write_parquet(path, old.join(drop, on=["_source", "_line"], how="anti"))
-    lake.write_parquet(own_path, kept)
-    table_keys = resolved.filter(pl.col("_wins")).select(key)
-    return kept, superseded, table_keys
+    key = list(SPEC_BY_TABLE[table].key)
+    own_old = set(lake.partition_fragments(VALIDATED, table, partition_key))
+    paths = [*lake.staged(VALIDATED, table, partition_key),
+             *[p for p in lake.fragments(VALIDATED, table) if p not in own_old]]
+    if not paths:
+        return 0
+    rows = lake.scan_parquet(paths, [*key, *ORDER], file_path_column="_file")
+    contested = rows_with_repeated_keys(rows, key)
+    if contested.height == 0:
+        return 0
+    losers = resolve_latest(contested, key).filter(~pl.col("_wins"))
+    for (path,), drop in losers.group_by("_file"):
+        kept = lake.read_parquet([str(path)]).join(drop.select("_source", "_line"),
+                                                    on=["_source", "_line"], how="anti")
+        lake.write_parquet(str(path), kept)
+    return losers.filter(pl.col("_partition") == partition_key).height
 
 
-def _table_results(context: dg.AssetExecutionContext, lake: Lake, metastore: Metastore,
-                   result: IngestResult, *, partition_key: str, landed_at: datetime,
-                   ) -> Iterator[dg.MaterializeResult]:
-    """Write (or clear) this file's fragment of every table and evaluate the table checks.
+@dataclass
+class _PartitionWriter:
+    """Stages one landed file's batches in every table, then publishes them together."""
 
-    Every table is materialised for every landed file: a table's partition is "the rows this
-    file contributes", possibly none. A changed re-delivery that no longer feeds a table
-    thereby clears what its earlier version wrote.
-    """
-    tables = dict(result.tables)
-    if "stock_prices" in tables:
-        symbols = tables.get("symbols_meta")
-        if symbols is None:
-            symbols = lake.read_table(VALIDATED, "symbols_meta")
-        tables["stock_prices"] = attach_security_names(tables["stock_prices"], symbols)
-    for table in TABLES:
-        fragment = fragment_name(partition_key)
-        quarantined = result.quarantine.get(table, pl.DataFrame(schema=_QSCHEMA))
-        quarantine_path = lake.path(QUARANTINE, table, fragment)
-        own_path = lake.path(VALIDATED, table, fragment)
-        if quarantined.height:
-            lake.write_parquet(quarantine_path,
-                               quarantined.with_columns(_partition=pl.lit(partition_key)))
-        else:
-            lake.delete(quarantine_path)
-        if table in tables:
-            frame = tables[table].with_columns(
-                _landed_at=pl.lit(landed_at, dtype=pl.Datetime("us", "UTC")),
-                _partition=pl.lit(partition_key),
+    lake: Lake
+    partition_key: str
+    landed_at: datetime
+    stats: dict[str, table_checks.TableStats] = field(default_factory=dict)
+    parts: dict[tuple[str, str], int] = field(default_factory=dict)
+    symbols: pl.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        for layer in (VALIDATED, QUARANTINE):
+            for table in (*TABLES, UNRECOGNISED_TABLE):
+                self.lake.clear_staging(layer, table, self.partition_key)
+        self.stats = {table: table_checks.TableStats() for table in TABLES}
+
+    def _stage(self, layer: str, table: str, frame: pl.DataFrame) -> None:
+        part = self.parts.get((layer, table), 0)
+        self.parts[(layer, table)] = part + 1
+        folder = self.lake.staging_dir(layer, table, self.partition_key)
+        self.lake.write_parquet(posixpath.join(folder, fragment_name(self.partition_key, part)),
+                                frame)
+
+    def add(self, result: IngestResult) -> None:
+        """Stage one batch's valid rows and quarantine, accounting for them in the stats."""
+        if "symbols_meta" in result.tables:
+            batch = result.tables["symbols_meta"]
+            self.symbols = batch if self.symbols is None else pl.concat([self.symbols, batch])
+        for table, rows in result.tables.items():
+            if table == "stock_prices":
+                if self.symbols is None:
+                    self.symbols = self.lake.read_table(VALIDATED, "symbols_meta")
+                rows = attach_security_names(rows, self.symbols)  # noqa: PLW2901
+            frame = rows.with_columns(
+                _landed_at=pl.lit(self.landed_at, dtype=pl.Datetime("us", "UTC")),
+                _partition=pl.lit(self.partition_key),
             )
-            written, superseded, table_keys = _merge_into_table(lake, table, partition_key,
-                                                                frame)
-            metastore.register_table(table, lake.url(VALIDATED, table), written.schema)
-            on_disk = lake.read_parquet([own_path])
-        else:
-            lake.delete(own_path)
-            written, superseded = pl.DataFrame(), 0
-            table_keys = on_disk = pl.DataFrame()
-        if table in tables or quarantined.height:
-            context.log.info(f"{table}: {written.height} rows written, "
-                             f"{quarantined.height} quarantined, {superseded} superseded")
-        yield _table_materialization(
-            lake, table, partition_key, members=result.members, written=on_disk,
-            quarantined=quarantined, superseded=superseded, table_keys=table_keys,
-        )
+            self.stats[table].add_written(frame, SPEC_BY_TABLE[table].schema)
+            self._stage(VALIDATED, table, frame)
+        for table, rejects in result.quarantine.items():
+            if rejects.height == 0:
+                continue
+            if table in self.stats:
+                self.stats[table].add_quarantined(rejects)
+            self._stage(QUARANTINE, table, rejects.with_columns(
+                _partition=pl.lit(self.partition_key)))
+
+    def publish(self) -> dict[str, int]:
+        """Resolve keys across files, then publish every staged fragment.
+
+        The partition's earlier fragments that a changed file no longer feeds are removed.
+        Returns, per table, how many of this file's rows were superseded.
+        """
+        superseded = {table: _resolve_across_files(self.lake, table, self.partition_key)
+                      for table in TABLES}
+        for table, n in superseded.items():
+            self.stats[table].rows_written -= n
+        for layer in (VALIDATED, QUARANTINE):
+            for table in (*TABLES, UNRECOGNISED_TABLE):
+                self.lake.commit_staged(layer, table, self.partition_key)
+        return superseded
 
 
 def _table_materialization(lake: Lake, table: str, partition_key: str, *,
-                           members: pl.DataFrame, written: pl.DataFrame,
-                           quarantined: pl.DataFrame, superseded: int,
-                           table_keys: pl.DataFrame, unchanged: bool = False,
+                           members: pl.DataFrame, stats: table_checks.TableStats,
+                           superseded: int, unchanged: bool = False,
                            ) -> dg.MaterializeResult:
-    """The materialisation of one table's partition with every check evaluated on disk data."""
+    """The materialisation of one table's partition with every check evaluated."""
     spec = SPEC_BY_TABLE[table]
-    fragment = fragment_name(partition_key)
+    repeated = repeated_keys(lake.scan_table(VALIDATED, table, list(spec.key)), spec.key) \
+        if lake.fragments(VALIDATED, table) else pl.DataFrame()
     checks = [
-        table_checks.rows_accounted(table, members, written, quarantined, superseded),
-        table_checks.keys_unique(table, spec.key, table_keys),
-        table_checks.no_rows_quarantined(table, quarantined),
-        table_checks.schema_conforms(table, spec, written),
+        table_checks.rows_accounted(table, members, stats, superseded),
+        table_checks.keys_unique(table, spec.key, repeated),
+        table_checks.no_rows_quarantined(table, stats),
+        table_checks.schema_conforms(table, stats),
     ]
     if table == "stock_prices":
-        checks.append(table_checks.security_name_known(written))
-    preview = written.drop([c for c in written.columns if c.startswith("_")])
+        checks.append(table_checks.security_name_known(stats))
     metadata: dict[str, Any] = {
-        "dagster/row_count": written.height,
-        "rows_quarantined": quarantined.height,
+        "dagster/row_count": stats.rows_written,
+        "rows_quarantined": stats.quarantined,
         "rows_superseded": superseded,
-        "path": lake.url(VALIDATED, table, fragment),
-        "quarantine_path": lake.url(QUARANTINE, table, fragment),
-        "preview": dg.MetadataValue.md(table_checks.markdown_table(preview)),
+        "fragments": len(lake.partition_fragments(VALIDATED, table, partition_key)),
+        "path": lake.url(VALIDATED, table, fragment_prefix(partition_key) + "-*.parquet"),
+        "quarantine_path": lake.url(QUARANTINE, table,
+                                    fragment_prefix(partition_key) + "-*.parquet"),
+        "preview": dg.MetadataValue.md(table_checks.markdown_table(stats.preview)),
         "unchanged": unchanged,
     }
-    if written.height and "Date" in written.columns:
-        metadata["date_min"] = str(written["Date"].min())
-        metadata["date_max"] = str(written["Date"].max())
+    if stats.date_range:
+        metadata["date_min"], metadata["date_max"] = stats.date_range
     return dg.MaterializeResult(asset_key=table, metadata=metadata, check_results=checks)
 
 
 def _unchanged_results(lake: Lake, metastore: Metastore,
                        partition_key: str) -> Iterator[dg.MaterializeResult]:
-    """Re-evaluate every table's checks on what an identical earlier run already wrote."""
+    """Re-evaluate every table's checks on what an identical earlier run already wrote.
+
+    The fragments are read back one at a time, so this is bounded in memory like the ingest.
+    """
     files = metastore.files().filter(pl.col("partition_key") == partition_key)
     latest = files.filter(pl.col("recorded_at") == files["recorded_at"].max())
     members = latest.filter(pl.col("member").is_not_null() | pl.col("table_name").is_not_null())
     members = members.rename({"table_name": "table"})
-    fragment = fragment_name(partition_key)
     for table in TABLES:
-        spec = SPEC_BY_TABLE[table]
-        paths = lake.fragments(VALIDATED, table)
-        own = lake.path(VALIDATED, table, fragment)
-        written = lake.read_parquet([own]) if own in paths else pl.DataFrame()
-        qpath = lake.path(QUARANTINE, table, fragment)
-        quarantined = (lake.read_parquet([qpath]).drop("_partition", strict=False)
-                       if qpath in lake.fragments(QUARANTINE, table)
-                       else pl.DataFrame(schema=_QSCHEMA))
+        stats = table_checks.TableStats()
+        for path in lake.partition_fragments(VALIDATED, table, partition_key):
+            stats.add_written(lake.read_parquet([path]), SPEC_BY_TABLE[table].schema)
+        for path in lake.partition_fragments(QUARANTINE, table, partition_key):
+            stats.add_quarantined(lake.read_parquet([path]))
         valid = int(members.filter(pl.col("table") == table)["rows_valid"].sum())
-        keys = lake.read_parquet(paths, columns=list(spec.key)) if paths else pl.DataFrame()
         yield _table_materialization(
-            lake, table, partition_key, members=members, written=written,
-            quarantined=quarantined, superseded=valid - written.height, table_keys=keys,
-            unchanged=True,
+            lake, table, partition_key, members=members, stats=stats,
+            superseded=valid - stats.rows_written, unchanged=True,
         )
 
 
-_QSCHEMA = {"source": pl.String, "line": pl.Int64, "raw": pl.String, "reason": pl.String}
+
+class IngestConfig(dg.Config):
+    """How a landed file is read."""
+
+    batch_bytes: int = BATCH_BYTES
+    """Uncompressed bytes of archive members ingested at a time (bounds memory: peak RSS is
+    about 10x this plus a 64-bit hash per table row)."""
 
 
 @dg.multi_asset(
@@ -246,62 +267,70 @@ _QSCHEMA = {"source": pl.String, "line": pl.Int64, "raw": pl.String, "reason": p
     can_subset=False,
 )
 def lake_ingest(
-    context: dg.AssetExecutionContext, lake: Lake, metastore: Metastore
+    context: dg.AssetExecutionContext, config: IngestConfig, lake: Lake, metastore: Metastore
 ) -> Iterator[dg.MaterializeResult]:
-    """Catalogue one landed file and convert what it holds into the validated tables."""
+    """Catalogue one landed file and convert what it holds into the validated tables.
+
+    The file is streamed in batches of members (bounded memory whatever its size); each
+    batch's rows are staged, and all of them are published together once the whole file has
+    been read, so readers never see half an archive.
+    """
     partition_key = context.partition_key
     raw_key = raw_key_for(partition_key)
     obj = lake.stat_raw(raw_key)
-    data = lake.read_raw(raw_key)
-    sha = hashlib.sha256(data).hexdigest()
     file_uri = lake.url("raw", raw_key)
-    if metastore.latest_sha(partition_key) == sha:
-        context.log.info(f"{raw_key} is byte-identical to its last ingested version")
-        yield dg.MaterializeResult(
-            asset_key="raw_files",
-            metadata={"uri": file_uri, "sha256": sha, "version": obj.version,
-                      "unchanged": True},
-            check_results=[dg.AssetCheckResult(
-                check_name="raw_files_all_members_recognised", asset_key="raw_files",
-                passed=True, metadata={"unchanged": True})],
-        )
-        yield from _unchanged_results(lake, metastore, partition_key)
-        return
-    unpacked = unpack(file_uri, data)
-    result = ingest_members(unpacked, DATASETS)
-    result.members = result.members.with_columns(
-        sha256=pl.col("uri").replace_strict(unpacked.sha256, default="unreadable",
-                                            return_dtype=pl.String)
+    with lake.open_raw(raw_key) as fh:
+        sha = sha256_of(fh)
+        if metastore.latest_sha(partition_key) == sha:
+            context.log.info(f"{raw_key} is byte-identical to its last ingested version")
+            yield dg.MaterializeResult(
+                asset_key="raw_files",
+                metadata={"uri": file_uri, "sha256": sha, "version": obj.version,
+                          "unchanged": True},
+                check_results=[dg.AssetCheckResult(
+                    check_name="raw_files_all_members_recognised", asset_key="raw_files",
+                    passed=True, metadata={"unchanged": True})],
+            )
+            yield from _unchanged_results(lake, metastore, partition_key)
+            return
+        writer = _PartitionWriter(lake, partition_key, obj.landed_at)
+        members, columns = [], []
+        for batch in iter_unpacked(file_uri, fh, DATASETS, batch_bytes=config.batch_bytes):
+            result = ingest_members(batch, DATASETS)
+            writer.add(result)
+            members.append(result.members.with_columns(
+                sha256=pl.col("uri").replace_strict(batch.sha256, default="unreadable",
+                                                    return_dtype=pl.String)))
+            columns.append(result.columns)
+    member_rows = pl.concat(members)
+    superseded = writer.publish()
+    files = _files_frame(member_rows, partition_key=partition_key, file_uri=file_uri, sha=sha,
+                         size=obj.size, landed_at=obj.landed_at)
+    for table, stats in writer.stats.items():
+        if stats.schema is not None:
+            metastore.register_table(table, lake.url(VALIDATED, table), stats.schema)
+    # The catalogue entry is recorded after the tables are published, so an interrupted run
+    # is not mistaken for an ingested version when it is retried.
+    metastore.record_files(files, pl.concat(columns).join(files.select("uri", "sha256"),
+                                                          on="uri", how="left"))
+    rejected = member_rows.filter(pl.col("status") == "rejected")
+    context.log.info(
+        f"{raw_key}: " + ", ".join(
+            f"{t} {s.rows_written} rows ({s.quarantined} quarantined, {superseded[t]} "
+            f"superseded)" for t, s in writer.stats.items() if s.rows_written or s.quarantined)
     )
-    files = _files_frame(result, partition_key=partition_key, file_uri=file_uri, sha=sha,
-                         size=len(data), landed_at=obj.landed_at)
-    columns = result.columns.join(files.select("uri", "sha256"), on="uri", how="left")
-    unrecognised = result.quarantine.get(UNRECOGNISED_TABLE)
-    if unrecognised is not None:
-        lake.write_parquet(
-            lake.path(QUARANTINE, UNRECOGNISED_TABLE, fragment_name(partition_key)),
-            unrecognised.with_columns(_partition=pl.lit(partition_key)),
-        )
-    table_results = list(
-        _table_results(context, lake, metastore, result, partition_key=partition_key,
-                       landed_at=obj.landed_at)
-    )
-    # The catalogue entry is recorded after the tables are written, so an interrupted run is
-    # not mistaken for an ingested version when it is retried.
-    metastore.record_files(files, columns)
-    rejected = result.members.filter(pl.col("status") == "rejected")
     yield dg.MaterializeResult(
         asset_key="raw_files",
         metadata={
-            "uri": file_uri, "sha256": sha, "size": len(data), "version": obj.version,
+            "uri": file_uri, "sha256": sha, "size": obj.size, "version": obj.version,
             "landed_at": obj.landed_at.isoformat(),
-            "members": result.members.height,
+            "members": member_rows.height,
             "datasets": dg.MetadataValue.json(dict(
-                result.members.filter(pl.col("dataset").is_not_null())
+                member_rows.filter(pl.col("dataset").is_not_null())
                 .group_by("dataset").len().iter_rows())),
-            "rows_read": int(result.members["rows_read"].sum()),
-            "rows_valid": int(result.members["rows_valid"].sum()),
-            "rows_quarantined": int(result.members["rows_quarantined"].sum()),
+            "rows_read": int(member_rows["rows_read"].sum()),
+            "rows_valid": int(member_rows["rows_valid"].sum()),
+            "rows_quarantined": int(member_rows["rows_quarantined"].sum()),
             "unchanged": False,
         },
         check_results=[dg.AssetCheckResult(
@@ -312,5 +341,6 @@ def lake_ingest(
                           rejected.select("member", "reason")))},
         )],
     )
-    yield from table_results
-
+    for table in TABLES:
+        yield _table_materialization(lake, table, partition_key, members=member_rows,
+                                     stats=writer.stats[table], superseded=superseded[table])

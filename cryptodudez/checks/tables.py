@@ -1,16 +1,19 @@
 """Asset checks of the validated tables, built from the pandera schemas.
 
 Each check is named for what it asserts and reports the failing count and sample rows.
-They run on the data as written to the lake (read back), not on the writer's memory.
+A table partition can be far larger than memory, so the checks are evaluated on a
+``TableStats``: what every fragment held, gathered fragment by fragment as it is written
+(or as it is read back when an unchanged file is re-checked), validated with the pandera
+schema one fragment at a time.
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import dagster as dg
 import pandera.errors as pa_errors
 import polars as pl
-
-from cryptodudez.datasets.registry import DatasetSpec
+from pandera.api.polars.model import DataFrameModel
 
 SAMPLE = 5
 
@@ -51,40 +54,106 @@ def _preview(frame: pl.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(markdown_table(frame))
 
 
-def schema_conforms(table: str, spec: DatasetSpec, written: pl.DataFrame) -> dg.AssetCheckResult:
-    """Validate the written fragment with the pandera schema (collected: values are checked)."""
-    if written.width == 0:
-        return dg.AssetCheckResult(check_name=f"{table}_schema_conforms", asset_key=table,
-                                   passed=True, metadata={"rows": 0})
-    try:
-        spec.schema.validate(written, lazy=True)
-    except pa_errors.SchemaErrors as exc:
-        cases = exc.failure_cases
+@dataclass
+class TableStats:
+    """What a table partition holds, accumulated fragment by fragment (bounded memory)."""
+
+    rows_written: int = 0
+    schema_failures: int = 0
+    failures_by_check: dict[str, int] = field(default_factory=dict)
+    failure_sample: pl.DataFrame = field(default_factory=pl.DataFrame)
+    quarantined: int = 0
+    quarantined_by_source: dict[str, int] = field(default_factory=dict)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    quarantine_sample: pl.DataFrame = field(default_factory=pl.DataFrame)
+    preview: pl.DataFrame = field(default_factory=pl.DataFrame)
+    date_range: tuple[str, str] | None = None
+    symbols: set[str] = field(default_factory=set)
+    unknown_symbols: set[str] = field(default_factory=set)
+    schema: pl.Schema | None = None
+
+    def add_written(self, frame: pl.DataFrame, schema: type[DataFrameModel]) -> None:
+        """Account for one fragment's rows and validate them (collected: values checked)."""
+        if frame.height == 0:
+            return
+        self.rows_written += frame.height
+        self.schema = frame.schema
+        if self.preview.height == 0:
+            self.preview = frame.drop([c for c in frame.columns if c.startswith("_")]).head(
+                SAMPLE)
+        try:
+            schema.validate(frame, lazy=True)
+        except pa_errors.SchemaErrors as exc:
+            cases = exc.failure_cases
+            self.schema_failures += cases.height
+            for check, n in cases.group_by("check").len().iter_rows():
+                self.failures_by_check[str(check)] = self.failures_by_check.get(str(check),
+                                                                                0) + n
+            if self.failure_sample.height < SAMPLE:
+                sample = cases.select(pl.all().cast(pl.String)).head(SAMPLE)
+                self.failure_sample = pl.concat([self.failure_sample, sample],
+                                                how="diagonal_relaxed").head(SAMPLE)
+        if "Date" in frame.columns:
+            dates = pl.col("Date").cast(pl.String)
+            low, high = frame.select(dates.min().alias("lo"), dates.max().alias("hi")).row(0)
+            if low is not None:
+                lows, highs = (self.date_range or (str(low), str(high)))
+                self.date_range = (min(lows, str(low)), max(highs, str(high)))
+        if "Security Name" in frame.columns and "Symbol" in frame.columns:
+            self.symbols |= set(frame["Symbol"].unique().to_list())
+            self.unknown_symbols |= set(
+                frame.filter(pl.col("Security Name").is_null())["Symbol"].unique().to_list())
+
+    def add_quarantined(self, frame: pl.DataFrame) -> None:
+        """Account for one fragment of quarantined rows (``source``, ``line``, ``reason``)."""
+        if frame.height == 0:
+            return
+        self.quarantined += frame.height
+        rows = frame.filter(pl.col("line").is_not_null()).group_by("source").len()
+        for source, n in rows.iter_rows():
+            self.quarantined_by_source[source] = self.quarantined_by_source.get(source, 0) + n
+        reasons = frame.select(pl.col("reason").str.replace(r": .*$", "")).group_by(
+            "reason").len()
+        for reason, n in reasons.iter_rows():
+            self.quarantine_reasons[reason] = self.quarantine_reasons.get(reason, 0) + n
+        if self.quarantine_sample.height < SAMPLE:
+            sample = frame.select("source", "line", "raw", "reason").head(SAMPLE).with_columns(
+                pl.col("raw").str.slice(0, 80))
+            self.quarantine_sample = pl.concat([self.quarantine_sample, sample],
+                                               how="diagonal_relaxed").head(SAMPLE)
+
+
+def schema_conforms(table: str, stats: TableStats) -> dg.AssetCheckResult:
+    """Every written row satisfied the pandera schema (validated fragment by fragment)."""
+    if stats.schema_failures:
         return dg.AssetCheckResult(
             check_name=f"{table}_schema_conforms", asset_key=table, passed=False,
-            metadata={"failing_count": cases.height,
-                      "by_check": dg.MetadataValue.json(
-                          dict(cases.group_by("check").len().iter_rows())),
-                      "sample": _preview(cases.select(pl.all().cast(pl.String)))},
+            metadata={"failing_count": stats.schema_failures,
+                      "by_check": dg.MetadataValue.json(stats.failures_by_check),
+                      "sample": _preview(stats.failure_sample)},
         )
     return dg.AssetCheckResult(check_name=f"{table}_schema_conforms", asset_key=table,
-                               passed=True, metadata={"rows": written.height})
+                               passed=True, metadata={"rows": stats.rows_written})
 
 
-def rows_accounted(table: str, members: pl.DataFrame, written: pl.DataFrame,
-                   quarantined: pl.DataFrame, superseded: int) -> dg.AssetCheckResult:
-    """Row accounting per file, against what was actually written."""
+def rows_accounted(table: str, members: pl.DataFrame, stats: TableStats,
+                   superseded: int) -> dg.AssetCheckResult:
+    """Row accounting per file, against what was actually written and quarantined."""
     per_file = members.filter(pl.col("table") == table)
     bad_sum = per_file.filter(
         pl.col("rows_read") != pl.col("rows_valid") + pl.col("rows_quarantined")
     )
-    quarantine_rows = quarantined.filter(pl.col("line").is_not_null()).group_by("source").len()
+    quarantine_rows = pl.DataFrame(
+        {"source": list(stats.quarantined_by_source),
+         "len": list(stats.quarantined_by_source.values())},
+        schema={"source": pl.String, "len": pl.Int64},
+    )
     row_level = per_file.filter(pl.col("status") != "rejected").join(
         quarantine_rows, left_on="uri", right_on="source", how="left"
     ).with_columns(pl.col("len").fill_null(0))
     bad_quarantine = row_level.filter(pl.col("len") != pl.col("rows_quarantined"))
     valid_total = int(per_file["rows_valid"].sum()) if per_file.height else 0
-    written_ok = written.height + superseded == valid_total
+    written_ok = stats.rows_written + superseded == valid_total
     passed = bad_sum.height == 0 and bad_quarantine.height == 0 and written_ok
     return dg.AssetCheckResult(
         check_name=f"{table}_rows_accounted", asset_key=table, passed=passed,
@@ -92,7 +161,7 @@ def rows_accounted(table: str, members: pl.DataFrame, written: pl.DataFrame,
             "rows_read": int(per_file["rows_read"].sum()),
             "rows_valid": valid_total,
             "rows_quarantined": int(per_file["rows_quarantined"].sum()),
-            "rows_written": written.height,
+            "rows_written": stats.rows_written,
             "rows_superseded_by_other_files": superseded,
             "failing_count": bad_sum.height + bad_quarantine.height + (0 if written_ok else 1),
             "sample": _preview(pl.concat([bad_sum, bad_quarantine.drop("len")])
@@ -101,46 +170,35 @@ def rows_accounted(table: str, members: pl.DataFrame, written: pl.DataFrame,
     )
 
 
-def keys_unique(table: str, key: tuple[str, ...], keys: pl.DataFrame) -> dg.AssetCheckResult:
-    """No key appears twice in the whole table."""
-    if keys.width == 0:
-        return dg.AssetCheckResult(check_name=f"{table}_keys_unique", asset_key=table,
-                                   passed=True, metadata={"failing_count": 0})
-    repeated = keys.select(pl.struct(list(key)).is_duplicated()).to_series()
-    dups = (keys.filter(repeated).group_by(list(key)).len() if repeated.any()
-            else pl.DataFrame(schema={**keys.select(list(key)).schema, "len": pl.UInt32}))
+def keys_unique(table: str, key: tuple[str, ...], repeated: pl.DataFrame) -> dg.AssetCheckResult:
+    """No key appears twice in the whole table (``repeated``: every repeated key, counted)."""
     return dg.AssetCheckResult(
-        check_name=f"{table}_keys_unique", asset_key=table, passed=dups.height == 0,
-        metadata={"failing_count": dups.height, "key": ", ".join(key),
-                  "sample": _preview(dups)},
+        check_name=f"{table}_keys_unique", asset_key=table, passed=repeated.height == 0,
+        metadata={"failing_count": repeated.height, "key": ", ".join(key),
+                  "sample": _preview(repeated)},
     )
 
 
-def no_rows_quarantined(table: str, quarantined: pl.DataFrame) -> dg.AssetCheckResult:
+def no_rows_quarantined(table: str, stats: TableStats) -> dg.AssetCheckResult:
     """Warn when this delivery had rejects, with counts by reason."""
-    reasons = quarantined.select(
-        pl.col("reason").str.replace(r": .*$", "").alias("reason")
-    ).group_by("reason").len().sort("len", descending=True)
+    reasons = dict(sorted(stats.quarantine_reasons.items(), key=lambda kv: -kv[1]))
     return dg.AssetCheckResult(
         check_name=f"{table}_no_rows_quarantined", asset_key=table,
-        passed=quarantined.height == 0, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"failing_count": quarantined.height,
-                  "by_reason": dg.MetadataValue.json(dict(reasons.iter_rows())),
-                  "sample": _preview(quarantined.with_columns(pl.col("raw").str.slice(0, 80)))},
+        passed=stats.quarantined == 0, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"failing_count": stats.quarantined,
+                  "by_reason": dg.MetadataValue.json(reasons),
+                  "sample": _preview(stats.quarantine_sample)},
     )
 
 
-def security_name_known(written: pl.DataFrame) -> dg.AssetCheckResult:
+def security_name_known(stats: TableStats) -> dg.AssetCheckResult:
     """Warn about symbols the symbol directory does not know (null ``Security Name``)."""
-    if written.width == 0:
-        return dg.AssetCheckResult(check_name="stock_prices_security_name_known",
-                                   asset_key="stock_prices", passed=True,
-                                   severity=dg.AssetCheckSeverity.WARN)
-    unknown = written.filter(pl.col("Security Name").is_null()).select("Symbol").unique()
+    unknown = pl.DataFrame({"Symbol": sorted(stats.unknown_symbols)},
+                           schema={"Symbol": pl.String})
     return dg.AssetCheckResult(
         check_name="stock_prices_security_name_known", asset_key="stock_prices",
         passed=unknown.height == 0, severity=dg.AssetCheckSeverity.WARN,
         metadata={"failing_count": unknown.height,
-                  "symbols_total": written["Symbol"].n_unique(),
-                  "sample": _preview(unknown.sort("Symbol"))},
+                  "symbols_total": len(stats.symbols),
+                  "sample": _preview(unknown)},
     )

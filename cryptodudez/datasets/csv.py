@@ -6,6 +6,7 @@ record started and what it said. These transforms split many files at once into 
 only well-formed records to polars' reader, aligned row for row with their origin.
 """
 
+import csv
 import io
 
 import polars as pl
@@ -78,6 +79,12 @@ def count_fields(raw: pl.Expr) -> pl.Expr:
         raw.str.replace_all(_QUOTED_FIELD, "")
     ).otherwise(raw)
     return (unquoted.str.count_matches(",", literal=True) + 1).cast(pl.Int64)
+
+
+def header_of(first_line: str) -> list[str]:
+    """Column names of a file's first line (quote-aware; a leading byte-order mark dropped)."""
+    first = next(csv.reader(io.StringIO(first_line)), [])
+    return [c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(first)]
 
 
 def parse_header(raw: str) -> list[str]:

@@ -27,3 +27,27 @@ def resolve_latest(rows: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
     return rows.with_row_index("_pos").with_columns(
         _wins=~pl.col("_pos").is_in(losers.implode())
     ).drop("_pos")
+
+
+def _key_hash(key: Sequence[str]) -> pl.Expr:
+    return pl.struct(list(key)).hash().alias("_key_hash")
+
+
+def rows_with_repeated_keys(rows: pl.LazyFrame, key: Sequence[str]) -> pl.DataFrame:
+    """The rows of ``rows`` whose key also appears on another row, in bounded memory.
+
+    A first streaming pass keeps only a 64-bit hash per row; only rows whose hash repeats are
+    then collected with all their columns, and exact key comparison settles hash collisions.
+    """
+    hashes = rows.select(_key_hash(key)).collect(engine="streaming").to_series()
+    repeated = hashes.filter(hashes.is_duplicated()).unique()
+    if repeated.len() == 0:
+        return rows.head(0).collect()
+    candidates = rows.filter(_key_hash(key).is_in(repeated.implode())).collect()
+    return candidates.filter(pl.struct(list(key)).is_duplicated())
+
+
+def repeated_keys(rows: pl.LazyFrame, key: Sequence[str]) -> pl.DataFrame:
+    """Every key that appears more than once in ``rows``, with how often (``len``)."""
+    repeated = rows_with_repeated_keys(rows.select(list(key)), key)
+    return repeated.group_by(list(key)).len().sort(list(key))

@@ -18,6 +18,23 @@ Converter = Callable[[pl.DataFrame], pl.DataFrame]
 
 
 @dataclass(frozen=True)
+class TypedRead:
+    """A typed multi-member CSV read that provably clean members take instead of framing.
+
+    Attributes:
+        schema: the polars dtype to read each header column as.
+        assemble: from the typed values (plus ``__sid``, ``__source``, ``__line``) to the
+            table's columns (as ``convert`` gives them, without ``_parse_error``) and a
+            Boolean Series that is True for rows the String path would parse unchanged.
+            A member is taken from the typed read only when every row is clean; any other
+            member goes through exact framing, so reasons and line numbers never differ.
+    """
+
+    schema: dict[str, pl.DataType]
+    assemble: Callable[[pl.DataFrame], tuple[pl.DataFrame, pl.Series]]
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """How to recognise, convert and validate one kind of vendor file.
 
@@ -28,6 +45,9 @@ class DatasetSpec:
         convert: pure transform from String fields to typed table columns.
         schema: pandera schema every row of the table must satisfy.
         key: columns that identify a row; the latest delivery wins on conflicts.
+        reference: a lookup table other tables of the same archive read (its members are
+            ingested first).
+        typed: the fast typed read for clean members, if the dataset has one.
     """
 
     name: str
@@ -36,6 +56,8 @@ class DatasetSpec:
     convert: Converter
     schema: type[pa.DataFrameModel]
     key: tuple[str, ...]
+    reference: bool = False
+    typed: TypedRead | None = None
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
 

@@ -6,11 +6,12 @@ fields have text that does not parse must be quarantined.
 """
 
 from collections.abc import Callable
+from typing import cast
 
 import polars as pl
 
 from cryptodudez.checks import schemas
-from cryptodudez.datasets.registry import DatasetSpec, parse_all
+from cryptodudez.datasets.registry import DatasetSpec, TypedRead, parse_all
 
 STOCK_HEADER = ("Date", "Open", "High", "Low", "Close", "Adj Close", "Volume")
 CRYPTO_HEADER = (
@@ -83,11 +84,31 @@ def path_asset_class(source: pl.Expr) -> pl.Expr:
 
 
 def per_source(fields: pl.DataFrame, derive: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
-    """A per-member value (derived from its path once per member, not once per row)."""
-    members = fields.select("__sid", "__source").unique("__sid")
-    derived = members.select("__sid", derive(pl.col("__source")).alias("v"))
-    values = fields.select("__sid").join(derived, on="__sid", how="left", maintain_order="left")
-    return pl.lit(values["v"])
+    """A per-member value (derived from its path once per member, not once per row).
+
+    ``__sid`` numbers the members densely from 0, so the derived values are gathered by it.
+    """
+    sids = fields["__sid"]
+    first = fields.select("__sid", "__source").unique("__sid")
+    derived = first.select(derive(pl.col("__source"))).to_series()
+    size = cast("int", sids.max()) + 1 if sids.len() else 0
+    lookup = pl.Series([None] * size, dtype=derived.dtype).scatter(
+        first["__sid"], derived
+    )
+    return pl.lit(lookup.gather(sids))
+
+
+def _stock_columns(fields: pl.DataFrame, values: pl.DataFrame) -> list[pl.Expr]:
+    """The stock table's columns from typed ``values`` (and the member of each row)."""
+    return [
+        per_source(fields, path_symbol).alias("Symbol"),
+        pl.lit(None, dtype=pl.String).alias("Security Name"),
+        pl.when(pl.lit(values["Date"]).is_not_null()).then(pl.col("Date")).alias("Date"),
+        *[pl.lit(values[c]).alias(c)
+          for c in ("Open", "High", "Low", "Close", "Adj Close", "Volume")],
+        per_source(fields, path_asset_class).alias("asset_class"),
+        *_lineage(),
+    ]
 
 
 def convert_stock_prices(fields: pl.DataFrame) -> pl.DataFrame:
@@ -102,16 +123,35 @@ def convert_stock_prices(fields: pl.DataFrame) -> pl.DataFrame:
         "Volume": _int("Volume"),
     }
     values, errors = parse_all(fields, parsed)
-    return fields.select(
-        per_source(fields, path_symbol).alias("Symbol"),
-        pl.lit(None, dtype=pl.String).alias("Security Name"),
-        pl.when(pl.lit(values["Date"]).is_not_null()).then(pl.col("Date")).alias("Date"),
-        *[pl.lit(values[c]).alias(c)
-          for c in ("Open", "High", "Low", "Close", "Adj Close", "Volume")],
-        per_source(fields, path_asset_class).alias("asset_class"),
-        *_lineage(),
-        pl.lit(errors),
+    return fields.select(*_stock_columns(fields, values), pl.lit(errors))
+
+
+_PRICES = ("Open", "High", "Low", "Close", "Adj Close")
+STOCK_TYPED_SCHEMA: dict[str, pl.DataType] = {
+    "Date": pl.String(), **{c: pl.Float64() for c in _PRICES}, "Volume": pl.Float64(),
+}
+
+
+def assemble_stock_prices(typed: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """The typed read's rows as stock table rows, and which rows the String path agrees on.
+
+    Volume is read as a float (vendors write ``17300.0``), so a row is clean only when it is
+    integral and below 2**53, where the float is exact; every field must be present and the
+    date must parse, exactly as ``convert_stock_prices`` requires.
+    """
+    volume = pl.col("Volume")
+    parsed = typed.select(
+        Date=_date("Date"),
+        **{c: pl.col(c) for c in _PRICES},
+        Volume=volume.cast(pl.Int64, strict=False),
+        _clean=pl.all_horizontal(
+            _date("Date").is_not_null(),
+            *[pl.col(c).is_not_null() for c in _PRICES],
+            volume == volume.floor(),
+            volume.abs() < 2.0**53,
+        ).fill_null(value=False),
     )
+    return typed.select(_stock_columns(typed, parsed)), parsed["_clean"]
 
 
 def convert_symbols_meta(fields: pl.DataFrame) -> pl.DataFrame:
@@ -229,6 +269,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         convert=convert_stock_prices,
         schema=schemas.StockPrices,
         key=("Symbol", "Date"),
+        typed=TypedRead(STOCK_TYPED_SCHEMA, assemble_stock_prices),
         description="Daily bars of one stock or ETF (stock market dataset).",
     ),
     DatasetSpec(
@@ -238,6 +279,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         convert=convert_symbols_meta,
         schema=schemas.SymbolsMeta,
         key=("Symbol",),
+        reference=True,
         description="NASDAQ symbol directory (symbols_valid_meta.csv).",
     ),
     DatasetSpec(

@@ -19,10 +19,12 @@ import io
 import os
 import posixpath
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, unquote
 
 import dagster as dg
@@ -49,11 +51,16 @@ def raw_key_for(partition_key: str) -> str:
     return unquote(partition_key)
 
 
-def fragment_name(partition_key: str) -> str:
-    """File name of the Parquet fragment a partition writes in every table."""
+def fragment_prefix(partition_key: str) -> str:
+    """Common start of the names of the Parquet fragments a partition writes in every table."""
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in partition_key)[-80:]
     digest = hashlib.sha256(partition_key.encode()).hexdigest()[:12]
-    return f"part-{slug}-{digest}.parquet"
+    return f"part-{slug}-{digest}"
+
+
+def fragment_name(partition_key: str, part: int = 0) -> str:
+    """File name of fragment number ``part`` of a partition (one per ingested batch)."""
+    return f"{fragment_prefix(partition_key)}-{part:05d}.parquet"
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,24 @@ class Lake(dg.ConfigurableResource):
         """Bytes of a landed file."""
         return self.fs.cat_file(self.path(RAW, key))
 
+    @contextmanager
+    def open_raw(self, key: str) -> Iterator[BinaryIO]:
+        """A landed file opened for seekable binary reading, never read whole into memory.
+
+        An S3 object is first downloaded to a local temporary file: an archive's central
+        directory is at its end and members are read in any order, which over HTTP would be
+        one ranged request per member.
+        """
+        if not self.is_s3:
+            with open(self.path(RAW, key), "rb") as fh:
+                yield fh
+            return
+        with tempfile.TemporaryDirectory(prefix="cryptodudez-raw-") as tmp:
+            local = os.path.join(tmp, "landed")
+            self.fs.get_file(self.path(RAW, key), local)
+            with open(local, "rb") as fh:
+                yield fh
+
     def land(self, source: Path, key: str) -> str:
         """Copy a local file into ``raw/<key>`` (atomically); returns its URI.
 
@@ -171,6 +196,72 @@ class Lake(dg.ConfigurableResource):
         return sorted(p for p in self.fs.glob(posixpath.join(folder, "*.parquet"))
                       if not posixpath.basename(p).startswith("."))
 
+    def partition_fragments(self, layer: str, table: str, partition_key: str) -> list[str]:
+        """The visible fragments a partition wrote in a table."""
+        prefix = fragment_prefix(partition_key)
+        return [p for p in self.fragments(layer, table)
+                if posixpath.basename(p).startswith(prefix)]
+
+    def staging_dir(self, layer: str, table: str, partition_key: str) -> str:
+        """Hidden folder where a partition's new fragments wait until the run commits them."""
+        digest = hashlib.sha256(partition_key.encode()).hexdigest()[:16]
+        return self.path(layer, table, ".staging", digest)
+
+    def clear_staging(self, layer: str, table: str, partition_key: str) -> None:
+        """Remove what an earlier, interrupted run of the partition left in staging."""
+        folder = self.staging_dir(layer, table, partition_key)
+        if self.fs.exists(folder):
+            self.fs.rm(folder, recursive=True)
+
+    def staged(self, layer: str, table: str, partition_key: str) -> list[str]:
+        """Fragments of the partition waiting in staging."""
+        folder = self.staging_dir(layer, table, partition_key)
+        if not self.fs.exists(folder):
+            return []
+        return sorted(self.fs.glob(posixpath.join(folder, "*.parquet")))
+
+    def commit_staged(self, layer: str, table: str, partition_key: str) -> list[str]:
+        """Publish the partition's staged fragments in place of its previous ones.
+
+        Each fragment is renamed (locally) or copied (on S3) into the table folder whole,
+        then the partition's previous fragments that were not replaced are removed.
+        Returns the published paths.
+        """
+        old = set(self.partition_fragments(layer, table, partition_key))
+        published = []
+        for staged in self.staged(layer, table, partition_key):
+            dest = self.path(layer, table, posixpath.basename(staged))
+            self.fs.mv(staged, dest)
+            published.append(dest)
+            old.discard(dest)
+        for path in sorted(old):
+            self.fs.rm(path)
+        self.clear_staging(layer, table, partition_key)
+        return published
+
+    def scan_parquet(self, paths: list[str], columns: list[str] | None = None, *,
+                     file_path_column: str | None = None) -> pl.LazyFrame:
+        """Parquet files as one LazyFrame: a streaming multi-file scan locally.
+
+        From S3 the wanted columns are read file by file (through fsspec, which knows the
+        lake's endpoint); ``file_path_column`` names a column holding each row's file path.
+        """
+        if not paths:
+            return pl.LazyFrame()
+        if not self.is_s3:
+            scan = pl.scan_parquet(paths, missing_columns="insert",
+                                   include_file_paths=file_path_column)
+            if columns is not None:
+                scan = scan.select(*columns, *([file_path_column] if file_path_column else []))
+            return scan
+        frames = []
+        for path in paths:
+            frame = pl.read_parquet(io.BytesIO(self.fs.cat_file(path)), columns=columns)
+            if file_path_column:
+                frame = frame.with_columns(pl.lit(path).alias(file_path_column))
+            frames.append(frame)
+        return pl.concat(frames, how="diagonal_relaxed").lazy()
+
     def write_parquet(self, path: str, frame: pl.DataFrame) -> None:
         """Write a Parquet file atomically (temporary + rename locally; one PUT on S3)."""
         buf = io.BytesIO()
@@ -179,15 +270,7 @@ class Lake(dg.ConfigurableResource):
 
     def read_parquet(self, paths: list[str], columns: list[str] | None = None) -> pl.DataFrame:
         """Read Parquet files in one multi-file scan."""
-        if not paths:
-            return pl.DataFrame()
-        if self.is_s3:
-            frames = [pl.read_parquet(io.BytesIO(self.fs.cat_file(p)), columns=columns)
-                      for p in paths]
-            return pl.concat(frames, how="diagonal_relaxed")
-        return pl.scan_parquet(paths, missing_columns="insert").select(
-            columns or pl.all()
-        ).collect()
+        return self.scan_parquet(paths, columns).collect()
 
     def read_table(self, layer: str, table: str) -> pl.DataFrame:
         """A whole table (all fragments)."""
@@ -196,13 +279,7 @@ class Lake(dg.ConfigurableResource):
     def scan_table(self, layer: str, table: str,
                    columns: list[str] | None = None) -> pl.LazyFrame:
         """A whole table as a LazyFrame (a pushdown scan locally; read eagerly from S3)."""
-        paths = self.fragments(layer, table)
-        if not paths:
-            return pl.LazyFrame()
-        if self.is_s3:
-            return self.read_parquet(paths, columns=columns).lazy()
-        scan = pl.scan_parquet(paths, missing_columns="insert")
-        return scan.select(columns) if columns else scan
+        return self.scan_parquet(self.fragments(layer, table), columns)
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write a file atomically."""

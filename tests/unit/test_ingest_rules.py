@@ -1,5 +1,6 @@
 """Every validation rule, on hostile files generated here: nothing is silently lost."""
 
+import dataclasses
 import io
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -8,7 +9,7 @@ import polars as pl
 import pytest
 
 from cryptodudez.datasets.specs import DATASETS, STOCK_HEADER
-from cryptodudez.ingest import IngestResult, ingest_members, unpack
+from cryptodudez.ingest import IngestResult, _ingest_typed, ingest_members, unpack
 
 HEADER = ",".join(STOCK_HEADER)
 GOOD = "2020-01-02,10.0,11.0,9.5,10.5,10.4,1000"
@@ -36,9 +37,7 @@ def _accounting_holds(result: IngestResult) -> None:
     assert (m["rows_read"] == m["rows_valid"] + m["rows_quarantined"]).all()
 
 
-@pytest.mark.parametrize(
-    ("line", "reason"),
-    [
+ROW_RULES = [
         ("2020-01-03,,,,,,", "null in required field Open"),
         ("2020-01-03,10,11,9,10,10,1000,extra", "wrong field count: expected 7, found 8"),
         ("2020-01-03,10,11", "wrong field count: expected 7, found 3"),
@@ -52,8 +51,10 @@ def _accounting_holds(result: IngestResult) -> None:
         ("2020-01-03,10,8,9,10,10,1000", "failed high_ge_low"),
         ("2020-01-02,10,11,9,10,10,1000", "duplicate key (Symbol, Date) in the same file, "
                                           "first at line 2"),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize(("line", "reason"), ROW_RULES)
 def test_row_rules_quarantine_with_line_raw_and_reason(line: str, reason: str) -> None:
     data = f"{HEADER}\n{GOOD}\n{line}\n2020-01-06,1,2,1,1,1,5\n".encode()
     result = _ingest({"stocks/AAA.csv": data})
@@ -133,3 +134,49 @@ def test_inferred_column_types_recorded_per_member() -> None:
     types = dict(zip(result.columns["name"], result.columns["type"], strict=True))
     assert types == {"Date": "DATE", "Open": "DOUBLE", "High": "DOUBLE", "Low": "DOUBLE",
                      "Close": "DOUBLE", "Adj Close": "DOUBLE", "Volume": "BIGINT"}
+
+
+EXACT_ONLY = tuple(dataclasses.replace(spec, typed=None) for spec in DATASETS)
+CLEAN_VARIANTS = [
+    "2020-01-03,10,11,9,10,10,1000.0",  # integral float volume
+    "2020-01-03,1e1,11,9,10,10,1e3",  # exponents
+    "2020-01-03,10,11,9,10,10,9007199254740993",  # needs all 64 bits: not via a float
+    "2020-01-03,10,11,9,10,10,1000,",  # one trailing comma: 8 fields
+]
+
+
+def _same(a: IngestResult, b: IngestResult) -> None:
+    """Equal outputs, up to row order (the paths emit members in different orders)."""
+    for name, order in (("tables", ["_source", "_line"]), ("quarantine", ["source", "line"])):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.keys() == y.keys()
+        for table in x:
+            assert x[table].sort(order).equals(y[table].sort(order)), (name, table)
+    assert a.members.sort("uri").equals(b.members.sort("uri"))
+    assert a.columns.sort("uri", "position").equals(b.columns.sort("uri", "position"))
+
+
+@pytest.mark.parametrize("line", [line for line, _ in ROW_RULES] + CLEAN_VARIANTS)
+def test_typed_path_gives_exactly_what_exact_framing_gives(line: str) -> None:
+    """The typed read takes only members it can prove clean; the rest get exact framing."""
+    members = {
+        "stocks/AAA.csv": f"{HEADER}\n{GOOD}\n{line}\n2020-01-06,1,2,1,1,1,5\n".encode(),
+        "stocks/BBB.csv": f"{HEADER}\n{GOOD}\n2020-01-03,1,2,1,1,1,7".encode(),  # no final \n
+        "etfs/CCC.csv": f"{HEADER}\n{GOOD}\n".encode(),
+    }
+    unpacked = unpack("file:///lake/raw/x.zip", _zip(members))
+    _same(ingest_members(unpacked, DATASETS), ingest_members(unpacked, EXACT_ONLY))
+
+
+def test_typed_path_takes_clean_members_and_leaves_the_others() -> None:
+    hostile = "2020-01-03,10,11,9,10,10,1000,"
+    unpacked = unpack("file:///lake/raw/x.zip", _zip({
+        "stocks/AAA.csv": f"{HEADER}\n{GOOD}\n".encode(),
+        "stocks/BBB.csv": f"{HEADER}\n{GOOD}\n{hostile}\n".encode(),
+        "stocks/CCC.csv": f'{HEADER}\n"2020-01-02",1,2,1,1,1,5\n'.encode(),
+    }))
+    stock = next(spec for spec in DATASETS if spec.table == "stock_prices")
+    taken, rest = _ingest_typed(unpacked.members, stock, list(STOCK_HEADER))
+    assert taken is not None
+    assert taken.valid["Symbol"].to_list() == ["AAA"]
+    assert [m.name for m in rest] == ["stocks/BBB.csv", "stocks/CCC.csv"]

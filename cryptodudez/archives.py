@@ -1,0 +1,186 @@
+"""Opening a landed file: its members, streamed in bounded batches.
+
+Pure functions of a readable binary file: no Dagster, no lake. A zip archive is read member
+by member from the file (never whole into memory), in batches of about ``batch_bytes`` of
+uncompressed data, so ingest memory is bounded by the batch size, not the archive's size.
+The next batch is decompressed in a background thread while the current one is processed
+(zlib releases the GIL). Members are ordered by the dataset their header names, reference
+datasets first, so a table that looks up another (stock prices look up the symbol directory)
+always finds the reference rows of the same archive already ingested.
+"""
+
+import hashlib
+import io
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from cryptodudez.datasets.csv import header_of
+from cryptodudez.datasets.registry import DatasetSpec, recognise
+
+BATCH_BYTES = 64 << 20
+_JUNK_PREFIXES = ("__MACOSX/",)
+_JUNK_NAMES = (".DS_Store", "Thumbs.db")
+_PEEK_BYTES = 8192
+_PEEK_MAX = 65536
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error,
+               NotImplementedError, RuntimeError)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file to ingest: a landed file or a member of a landed archive."""
+
+    uri: str
+    name: str
+    data: bytes
+
+
+@dataclass
+class Unpacked:
+    """Members to ingest, plus members or whole files rejected before parsing."""
+
+    members: list[Member] = field(default_factory=list)
+    rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (uri, name, reason)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (uri, name, reason)
+    sha256: dict[str, str] = field(default_factory=dict)  # member uri -> sha256 of its bytes
+
+
+def member_uri(file_uri: str, name: str) -> str:
+    """Fsspec URL of an archive member, e.g. ``zip://stocks/A.csv::s3://lake/raw/a.zip``."""
+    return f"zip://{name}::{file_uri}"
+
+
+def unpack(file_uri: str, data: bytes) -> Unpacked:
+    """All members of a landed file held in memory, as one batch (small files and tests)."""
+    out = Unpacked()
+    for batch in iter_unpacked(file_uri, io.BytesIO(data), (), batch_bytes=None):
+        out.members += batch.members
+        out.rejected += batch.rejected
+        out.skipped += batch.skipped
+        out.sha256.update(batch.sha256)
+    return out
+
+
+def sha256_of(fh: BinaryIO) -> str:
+    """sha256 of a whole file, read in 1 MiB chunks; the file is left at its start."""
+    digest = hashlib.sha256()
+    fh.seek(0)
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(chunk)
+    fh.seek(0)
+    return digest.hexdigest()
+
+
+def _junk_reason(name: str) -> str | None:
+    base = name.rsplit("/", 1)[-1]
+    if name.startswith(_JUNK_PREFIXES) or base.startswith("._"):
+        return "macOS resource fork, not data"
+    if base in _JUNK_NAMES:
+        return "operating-system folder metadata"
+    return None
+
+
+def _peek_rank(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
+               specs: Sequence[DatasetSpec]) -> int:
+    """Ingest order of a member: reference datasets, other datasets, then everything else."""
+    if _junk_reason(info.filename) or not specs:
+        return 2 * len(specs)
+    try:
+        with archive.open(info) as fh:
+            head = fh.read(_PEEK_BYTES)
+            if b"\n" not in head and len(head) == _PEEK_BYTES:
+                head += fh.read(_PEEK_MAX - _PEEK_BYTES)
+    except _ZIP_ERRORS:
+        return 2 * len(specs)
+    first = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", errors="replace")
+    spec = recognise(header_of(first), specs)
+    if spec is None:
+        return 2 * len(specs)
+    position = list(specs).index(spec)
+    return position if spec.reference else len(specs) + position
+
+
+def _load(archive: zipfile.ZipFile, file_uri: str,
+          infos: Sequence[zipfile.ZipInfo]) -> Unpacked:
+    out = Unpacked()
+    for info in infos:
+        uri = member_uri(file_uri, info.filename)
+        try:
+            data = archive.read(info)
+        except _ZIP_ERRORS as exc:
+            out.rejected.append((uri, info.filename, f"corrupt archive member: {exc}"))
+            continue
+        out.sha256[uri] = hashlib.sha256(data).hexdigest()
+        junk = _junk_reason(info.filename)
+        if junk:
+            out.skipped.append((uri, info.filename, junk))
+        else:
+            out.members.append(Member(uri, info.filename, data))
+    return out
+
+
+def _batches(infos: Sequence[zipfile.ZipInfo],
+             batch_bytes: int | None) -> list[list[zipfile.ZipInfo]]:
+    batches: list[list[zipfile.ZipInfo]] = [[]]
+    size = 0
+    for info in infos:
+        if batch_bytes is not None and batches[-1] and size + info.file_size > batch_bytes:
+            batches.append([])
+            size = 0
+        batches[-1].append(info)
+        size += info.file_size
+    return [b for b in batches if b]
+
+
+def iter_unpacked(file_uri: str, fh: BinaryIO, specs: Sequence[DatasetSpec], *,
+                  batch_bytes: int | None = BATCH_BYTES) -> Iterator[Unpacked]:
+    """Batches of a landed file's members (a non-archive file is its own single member).
+
+    Args:
+        file_uri: URI of the landed file (members are named ``zip://<name>::<file_uri>``).
+        fh: the landed file, opened for binary reading; it must be seekable.
+        specs: datasets to order members by (reference datasets first); empty keeps the
+            archive's order.
+        batch_bytes: uncompressed bytes per batch (``None``: everything in one batch). A
+            member larger than this is a batch of its own.
+
+    Yields:
+        ``Unpacked`` batches; a corrupt archive yields one batch that rejects it whole.
+    """
+    name = file_uri.rsplit("/", 1)[-1]
+    magic = fh.read(2)
+    fh.seek(0)
+    if magic != b"PK" and not name.lower().endswith(".zip"):
+        data = fh.read()
+        yield Unpacked(members=[Member(file_uri, name, data)],
+                       sha256={file_uri: hashlib.sha256(data).hexdigest()})
+        return
+    try:
+        archive = zipfile.ZipFile(fh)
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+    except _ZIP_ERRORS as exc:
+        yield Unpacked(rejected=[(file_uri, name, f"corrupt zip archive: {exc}")])
+        return
+    ranks = {i.filename: _peek_rank(archive, i, specs) for i in infos}
+    ordered = sorted(infos, key=lambda i: ranks[i.filename])  # stable: archive order within
+    yield from _prefetched(lambda batch: _load(archive, file_uri, batch),
+                           _batches(ordered, batch_bytes))
+
+
+def _prefetched(load: Callable[[list[zipfile.ZipInfo]], Unpacked],
+                batches: list[list[zipfile.ZipInfo]]) -> Iterator[Unpacked]:
+    """``load`` each batch, decompressing the next one while the caller works on this one."""
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unzip") as pool:
+        pending: Future[Unpacked] = pool.submit(load, batches[0])
+        for nxt in batches[1:]:
+            current = pending.result()
+            pending = pool.submit(load, nxt)
+            yield current
+            del current
+        yield pending.result()
