@@ -7,6 +7,7 @@ feeds, with their quarantine, in the same step, so an archive is never parsed tw
 
 import posixpath
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -133,7 +134,11 @@ def _resolve_across_files(lake: Lake, table: str, partition_key: str) -> int:
 
 @dataclass
 class _PartitionWriter:
-    """Stages one landed file's batches in every table, then publishes them together."""
+    """Stages one landed file's batches in every table, then publishes them together.
+
+    Fragments are written by a background thread (polars releases the GIL while encoding
+    Parquet), at most two batches behind, so writing overlaps parsing of the next batch.
+    """
 
     lake: Lake
     partition_key: str
@@ -141,6 +146,9 @@ class _PartitionWriter:
     stats: dict[str, table_checks.TableStats] = field(default_factory=dict)
     parts: dict[tuple[str, str], int] = field(default_factory=dict)
     symbols: pl.DataFrame | None = None
+    _pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="stage"))
+    _pending: list[Future[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for layer in (VALIDATED, QUARANTINE):
@@ -148,12 +156,23 @@ class _PartitionWriter:
                 self.lake.clear_staging(layer, table, self.partition_key)
         self.stats = {table: table_checks.TableStats() for table in TABLES}
 
+    def __enter__(self) -> "_PartitionWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
     def _stage(self, layer: str, table: str, frame: pl.DataFrame) -> None:
         part = self.parts.get((layer, table), 0)
         self.parts[(layer, table)] = part + 1
         folder = self.lake.staging_dir(layer, table, self.partition_key)
-        self.lake.write_parquet(posixpath.join(folder, fragment_name(self.partition_key, part)),
-                                frame)
+        path = posixpath.join(folder, fragment_name(self.partition_key, part))
+        self._pending.append(self._pool.submit(self.lake.write_parquet, path, frame))
+
+    def _drain(self, keep: int = 0) -> None:
+        """Wait until at most ``keep`` writes are pending (re-raising a failed write)."""
+        while len(self._pending) > keep:
+            self._pending.pop(0).result()
 
     def add(self, result: IngestResult) -> None:
         """Stage one batch's valid rows and quarantine, accounting for them in the stats."""
@@ -178,6 +197,7 @@ class _PartitionWriter:
                 self.stats[table].add_quarantined(rejects)
             self._stage(QUARANTINE, table, rejects.with_columns(
                 _partition=pl.lit(self.partition_key)))
+        self._drain(keep=2 * len(result.tables) + len(result.quarantine))
 
     def publish(self) -> dict[str, int]:
         """Resolve keys across files, then publish every staged fragment.
@@ -185,6 +205,7 @@ class _PartitionWriter:
         The partition's earlier fragments that a changed file no longer feeds are removed.
         Returns, per table, how many of this file's rows were superseded.
         """
+        self._drain()
         superseded = {table: _resolve_across_files(self.lake, table, self.partition_key)
                       for table in TABLES}
         for table, n in superseded.items():
@@ -293,17 +314,17 @@ def lake_ingest(
             )
             yield from _unchanged_results(lake, metastore, partition_key)
             return
-        writer = _PartitionWriter(lake, partition_key, obj.landed_at)
         members, columns = [], []
-        for batch in iter_unpacked(file_uri, fh, DATASETS, batch_bytes=config.batch_bytes):
-            result = ingest_members(batch, DATASETS)
-            writer.add(result)
-            members.append(result.members.with_columns(
-                sha256=pl.col("uri").replace_strict(batch.sha256, default="unreadable",
-                                                    return_dtype=pl.String)))
-            columns.append(result.columns)
+        with _PartitionWriter(lake, partition_key, obj.landed_at) as writer:
+            for batch in iter_unpacked(file_uri, fh, DATASETS, batch_bytes=config.batch_bytes):
+                result = ingest_members(batch, DATASETS)
+                writer.add(result)
+                members.append(result.members.with_columns(
+                    sha256=pl.col("uri").replace_strict(batch.sha256, default="unreadable",
+                                                        return_dtype=pl.String)))
+                columns.append(result.columns)
+            superseded = writer.publish()
     member_rows = pl.concat(members)
-    superseded = writer.publish()
     files = _files_frame(member_rows, partition_key=partition_key, file_uri=file_uri, sha=sha,
                          size=obj.size, landed_at=obj.landed_at)
     for table, stats in writer.stats.items():
@@ -314,11 +335,6 @@ def lake_ingest(
     metastore.record_files(files, pl.concat(columns).join(files.select("uri", "sha256"),
                                                           on="uri", how="left"))
     rejected = member_rows.filter(pl.col("status") == "rejected")
-    context.log.info(
-        f"{raw_key}: " + ", ".join(
-            f"{t} {s.rows_written} rows ({s.quarantined} quarantined, {superseded[t]} "
-            f"superseded)" for t, s in writer.stats.items() if s.rows_written or s.quarantined)
-    )
     yield dg.MaterializeResult(
         asset_key="raw_files",
         metadata={

@@ -122,6 +122,14 @@ class DuckDBMetastore(Metastore):
         """All file versions."""
         return self._query("SELECT * FROM files ORDER BY recorded_at, uri")
 
+    def latest_sha(self, partition_key: str) -> str | None:
+        """sha256 of the last ingested version of a landed file, looked up by its key."""
+        with self._connection() as con:
+            row = con.execute(
+                "SELECT sha256 FROM files WHERE partition_key = ? AND member IS NULL "
+                "ORDER BY recorded_at DESC LIMIT 1", [partition_key]).fetchone()
+        return None if row is None else str(row[0])
+
     def columns(self) -> pl.DataFrame:
         """All inferred columns."""
         return self._query("SELECT * FROM columns ORDER BY uri, position")
