@@ -43,8 +43,8 @@ MEMBER_SCHEMA = {
 }
 COLUMN_SCHEMA = {"uri": pl.String, "position": pl.Int32, "name": pl.String, "type": pl.String}
 UNRECOGNISED_TABLE = "unrecognised"
-_SAMPLE_ROWS = 250
-_SAMPLE_BYTES = 32768  # the typed path samples at most this much of a member for inference
+_SAMPLE_ROWS = 100  # rows of each member whose values decide its inferred column types
+_SAMPLE_BYTES = 16384  # the typed path samples at most this much of a member for inference
 
 __all__ = ["IngestResult", "Member", "Unpacked", "ingest_members", "member_uri", "unpack"]
 
@@ -274,62 +274,72 @@ class _SpecOutcome:
     columns: pl.DataFrame
 
 
-def _expected_rows(data: bytes) -> int:
+def _data_rows(data: bytes) -> int:
     """Data rows of a plain member (its lines after the header)."""
     return data.count(b"\n") - (1 if data.endswith(b"\n") else 0)
+
+
+def _with_position(frame: pl.DataFrame, rows: Sequence[int], *, first_line: int) -> pl.DataFrame:
+    """Number the rows of members read one after another: ``sid`` and ``line`` columns."""
+    counts = pl.Series(rows, dtype=pl.Int64)
+    sid = pl.int_range(0, len(rows), eager=True, dtype=pl.Int64).repeat_by(counts).explode()
+    line = pl.int_range(first_line, frame.height + first_line, eager=True,
+                        dtype=pl.Int64) - (counts.cum_sum() - counts).gather(sid)
+    return frame.with_columns(sid=sid, line=line)
 
 
 def _sample_fields(members: Sequence[Member], names: list[str]) -> pl.DataFrame:
     """String fields of the first rows of plain members (``sid``, ``line``), for inference."""
     heads = [m.data if len(m.data) <= _SAMPLE_BYTES
              else m.data[: m.data.rfind(b"\n", 0, _SAMPLE_BYTES) + 1] for m in members]
-    rows = pl.Series([_expected_rows(h) for h in heads], dtype=pl.Int64)
     fields = pl.read_csv(heads, has_header=True, new_columns=names, quote_char=None,
                          schema=dict.fromkeys(names, pl.String), truncate_ragged_lines=True)
-    sid = pl.int_range(0, len(heads), eager=True, dtype=pl.Int64).repeat_by(rows).explode()
-    starts = rows.cum_sum() - rows
-    line = pl.int_range(2, fields.height + 2, eager=True, dtype=pl.Int64) - starts.gather(sid)
-    return fields.with_columns(sid=sid, line=line)
+    return _with_position(fields, [_data_rows(h) for h in heads], first_line=2)
+
+
+def _typed_rows(members: Sequence[Member], spec: DatasetSpec) -> pl.DataFrame | None:
+    """One typed read of plain members, numbered by member and line; None if it fails.
+
+    polars refuses a line with more fields than the schema (the whole read fails, and the
+    caller retries without the members whose comma count is wrong); a line with fewer
+    fields gets nulls, which makes its row unclean.
+    """
+    assert spec.typed is not None
+    rows = [_data_rows(m.data) for m in members]
+    try:
+        values = pl.read_csv([m.data for m in members], has_header=True, quote_char=None,
+                             schema=spec.typed.schema, ignore_errors=True)
+    except pl.exceptions.PolarsError:  # a ragged line, or undecodable bytes
+        return None
+    if values.height != sum(rows):
+        return None
+    return _with_position(values, rows, first_line=2)
 
 
 def _ingest_typed(members: list[Member], spec: DatasetSpec,
                   header: list[str]) -> tuple[_SpecOutcome | None, list[Member]]:
     """Members taken whole from one typed read, and the members left for exact framing.
 
-    A member is taken only when it is plain (no quotes, no carriage returns), its comma
-    count is exactly one less than the field count on every line, and every row parses,
-    passes the schema and has a key unique in the member.
+    A member is taken only when it is plain (no quotes, no carriage returns), every line has
+    exactly the dataset's field count, and every row parses, passes the schema and has a key
+    unique in the member.
     """
     assert spec.typed is not None
     ncols = len(spec.header)
     plain = [m for m in members if b'"' not in m.data and b"\r" not in m.data]
-    rows = [_expected_rows(m.data) for m in plain]
-    commas_ok = [m.data.count(b",") == (ncols - 1) * (r + 1) for m, r in zip(plain, rows,
-                                                                            strict=True)]
-    if not plain:
+    values = _typed_rows(plain, spec) if plain else None
+    if values is None and plain:  # retry once without members whose comma count is wrong
+        plain = [m for m in plain
+                 if m.data.count(b",") == (ncols - 1) * (_data_rows(m.data) + 1)]
+        values = _typed_rows(plain, spec) if plain else None
+    if values is None:
         return None, members
-    try:
-        values = pl.read_csv([m.data for m in plain], has_header=True, quote_char=None,
-                             schema=spec.typed.schema, ignore_errors=True,
-                             truncate_ragged_lines=True)
-    except pl.exceptions.PolarsError:  # undecodable bytes: let exact framing name them
-        return None, members
-    if values.height != sum(rows):
-        return None, members
-    counts = pl.Series(rows, dtype=pl.Int64)
-    sid = pl.int_range(0, len(plain), eager=True, dtype=pl.Int64).repeat_by(counts).explode()
-    starts = counts.cum_sum() - counts
     uris = pl.Series([m.uri for m in plain], dtype=pl.String)
-    values = values.with_columns(
-        __sid=sid,
-        __source=uris.gather(sid),
-        __line=pl.int_range(2, values.height + 2, eager=True, dtype=pl.Int64)
-        - starts.gather(sid),
-    )
+    values = values.rename({"sid": "__sid", "line": "__line"}).with_columns(
+        __source=uris.gather(values["sid"]))
     frame, clean = spec.typed.assemble(values)
-    body = frame.with_columns(__sid=sid)
-    bad = set(sid.filter(~clean).unique().to_list())
-    bad |= {i for i, ok in enumerate(commas_ok) if not ok}
+    body = frame.with_columns(__sid=values["__sid"])
+    bad = set(values["__sid"].filter(~clean).unique().to_list())
     if bad:
         body = body.filter(~pl.col("__sid").is_in(list(bad)))
     failing = pl.concat([_schema_failures(body.drop("__sid"), spec),
@@ -337,13 +347,13 @@ def _ingest_typed(members: list[Member], spec: DatasetSpec,
     if failing.height:
         bad |= set(body["__sid"].gather(failing["index"]).unique().to_list())
         body = body.filter(~pl.col("__sid").is_in(list(bad)))
-    taken = [i for i in range(len(plain)) if i not in bad]
-    taken_ids = {id(plain[i]) for i in taken}
+    taken = [m for i, m in enumerate(plain) if i not in bad]
+    taken_ids = {id(m) for m in taken}
     rest = [m for m in members if id(m) not in taken_ids]
     if not taken:
         return None, rest
-    sample = _sample_fields([plain[i] for i in taken], [f"f{i}" for i in range(ncols)])
-    columns = infer_types(sample, header, [plain[i].uri for i in taken])
+    sample = _sample_fields(taken, [f"f{i}" for i in range(ncols)])
+    columns = infer_types(sample, header, [m.uri for m in taken])
     outcome = _SpecOutcome(body.drop("__sid"), pl.DataFrame(schema=QUARANTINE_SCHEMA), columns)
     return outcome, rest
 

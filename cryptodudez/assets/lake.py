@@ -111,10 +111,14 @@ def _resolve_across_files(lake: Lake, table: str, partition_key: str) -> int:
     Only rows whose key repeats are ever held in memory (see ``rows_with_repeated_keys``).
     Every losing row is removed from the fragment that holds it: this file's staged
     fragments, or the published fragment of an earlier file it supersedes (rewritten whole,
-    atomically). Returns how many of this file's rows lost (to later deliveries already in
-    the table, or to a later member of the same file).
+    atomically).
+
+    Returns:
+        How many of this file's rows lost (to later deliveries already in the table, or to
+        a later member of the same file).
     """
-    key = list(SPEC_BY_TABLE[table].key)
+    spec = SPEC_BY_TABLE[table]
+    key = list(spec.key)
     own_old = set(lake.partition_fragments(VALIDATED, table, partition_key))
     paths = [*lake.staged(VALIDATED, table, partition_key),
              *[p for p in lake.fragments(VALIDATED, table) if p not in own_old]]
@@ -220,10 +224,13 @@ def _table_materialization(lake: Lake, table: str, partition_key: str, *,
                            members: pl.DataFrame, stats: table_checks.TableStats,
                            superseded: int, unchanged: bool = False,
                            ) -> dg.MaterializeResult:
-    """The materialisation of one table's partition with every check evaluated."""
+    """The materialisation of one table's partition with every check evaluated.
+
+    Key uniqueness is checked on the whole published table, as read back from the lake.
+    """
     spec = SPEC_BY_TABLE[table]
-    repeated = repeated_keys(lake.scan_table(VALIDATED, table, list(spec.key)), spec.key) \
-        if lake.fragments(VALIDATED, table) else pl.DataFrame()
+    repeated = (repeated_keys(lake.scan_table(VALIDATED, table, list(spec.key)), spec.key)
+                if lake.fragments(VALIDATED, table) else pl.DataFrame())
     checks = [
         table_checks.rows_accounted(table, members, stats, superseded),
         table_checks.keys_unique(table, spec.key, repeated),

@@ -89,12 +89,10 @@ def per_source(fields: pl.DataFrame, derive: Callable[[pl.Expr], pl.Expr]) -> pl
     ``__sid`` numbers the members densely from 0, so the derived values are gathered by it.
     """
     sids = fields["__sid"]
-    first = fields.select("__sid", "__source").unique("__sid")
+    first = fields.select(pl.col("__sid", "__source").gather(sids.arg_unique()))
     derived = first.select(derive(pl.col("__source"))).to_series()
     size = cast("int", sids.max()) + 1 if sids.len() else 0
-    lookup = pl.Series([None] * size, dtype=derived.dtype).scatter(
-        first["__sid"], derived
-    )
+    lookup = pl.Series([None] * size, dtype=derived.dtype).scatter(first["__sid"], derived)
     return pl.lit(lookup.gather(sids))
 
 
@@ -144,12 +142,10 @@ def assemble_stock_prices(typed: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]
         Date=_date("Date"),
         **{c: pl.col(c) for c in _PRICES},
         Volume=volume.cast(pl.Int64, strict=False),
-        _clean=pl.all_horizontal(
-            _date("Date").is_not_null(),
-            *[pl.col(c).is_not_null() for c in _PRICES],
-            volume == volume.floor(),
-            volume.abs() < 2.0**53,
-        ).fill_null(value=False),
+        _integral=(volume == volume.floor()) & (volume.abs() < 2.0**53),
+    ).with_columns(
+        _clean=pl.all_horizontal(pl.col("Date", *_PRICES).is_not_null(), "_integral")
+        .fill_null(value=False),
     )
     return typed.select(_stock_columns(typed, parsed)), parsed["_clean"]
 

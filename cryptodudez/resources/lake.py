@@ -3,15 +3,16 @@
 Layout::
 
     raw/                     landed files, never modified by the platform
-    validated/<table>/       Parquet, one fragment per landed file
-    quarantine/<table>/      Parquet rows (source, line, raw, reason) per landed file
+    validated/<table>/       Parquet fragments, one per ingested batch of a landed file
+      .staging/<hash>/       a run's fragments until it publishes them (never read)
+    quarantine/<table>/      Parquet rows (source, line, raw, reason) per batch
     features/, models/       later stages
     catalog.duckdb           local metastore (local lakes only)
 
 Writes are atomic: a local fragment is written to a hidden temporary file in the same folder
 and renamed into place; an S3 fragment is a single PUT, which S3 makes visible whole or not
-at all. Readers only look at ``*.parquet`` names, so a killed run leaves nothing half-written
-where they look.
+at all. Readers only look at ``<table>/*.parquet`` names, so a killed run leaves nothing
+half-written where they look; a run stages all its fragments and publishes them together.
 """
 
 import hashlib

@@ -4,7 +4,8 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from cryptodudez.datasets.merge import resolve_latest
+from cryptodudez.checks.tables import keys_unique
+from cryptodudez.datasets.merge import repeated_keys, resolve_latest, rows_with_repeated_keys
 
 
 def test_latest_landed_wins_then_last_read() -> None:
@@ -20,3 +21,22 @@ def test_latest_landed_wins_then_last_read() -> None:
     assert wins == [False, True, False, True, True]
     shuffled = resolve_latest(rows.reverse(), ["id"])["_wins"].to_list()
     assert shuffled == list(reversed(wins))
+
+
+def test_repeated_keys_finds_every_repeat_and_nothing_else() -> None:
+    rows = pl.LazyFrame({
+        "Symbol": ["A", "A", "B", "B", "B", "C"],
+        "Date": ["d1", "d2", "d1", "d1", "d1", "d1"],
+        "Volume": [1, 2, 3, 4, 5, 6],
+    })
+    assert repeated_keys(rows, ("Symbol", "Date")).rows() == [("B", "d1", 3)]
+    repeats = rows_with_repeated_keys(rows, ("Symbol", "Date"))
+    assert sorted(repeats["Volume"].to_list()) == [3, 4, 5]
+    assert repeated_keys(rows, ("Symbol", "Date", "Volume")).height == 0
+
+
+def test_keys_unique_check_fails_and_names_the_repeated_keys() -> None:
+    repeated = repeated_keys(pl.LazyFrame({"tweet_id": [1, 2, 2]}), ("tweet_id",))
+    result = keys_unique("tweets", ("tweet_id",), repeated)
+    assert not result.passed
+    assert result.metadata["failing_count"].value == 1
