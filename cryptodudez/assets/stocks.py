@@ -14,11 +14,11 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from cryptodudez.checks.tables import markdown_table
+from cryptodudez.checks.tables import SAMPLE, markdown_table
 from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED, Lake
 from cryptodudez.transforms import volume_model as vm
 from cryptodudez.transforms.stock_features import FEATURES as FEATURE_COLUMNS
-from cryptodudez.transforms.stock_features import POSITION, WINDOW, features_for_range
+from cryptodudez.transforms.stock_features import POSITION, WINDOW, features_by_period
 
 STOCK_FEATURES = "stock_features"
 VOLUME_MODEL = "volume_model"
@@ -97,79 +97,112 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
     ``vol_moving_avg`` is the mean of Volume and ``adj_close_rolling_med`` the median of
     Adj Close over the symbol's 30 most recent trading rows. Partitioned by year; a run over
     any range of years reads each symbol's 29 rows before the range, so windows are correct
-    across partition boundaries.
+    across partition boundaries. Years are read a few million rows at a time, never the
+    whole table at once.
     """
-    window = context.partition_time_window
-    years = list(_years(window))
+    years = list(_years(context.partition_time_window))
     bars = lake.scan_table(VALIDATED, "stock_prices")
-    out = pl.DataFrame()
+    bounds = [years[0][1], *(end for _, _, end in years)]
+    frames: Iterator[pl.DataFrame] = iter([])
+    symbols: list[str] = []
     if bars.collect_schema().names():
-        out = features_for_range(bars, start=years[0][1], end=years[-1][2]).rename(
-            {POSITION: "row_in_symbol"})
+        frames = features_by_period(bars, bounds)
+        symbols = _sample_symbols(bars, start=bounds[0], end=bounds[-1])
+    checks = _FeatureChecks(symbols)
     counts = {}
-    for year, start, end in years:
-        frame = (out.filter((pl.col("Date") >= start) & (pl.col("Date") < end))
-                 if out.height else out)
+    preview = pl.DataFrame()
+    for year, _, _ in years:
+        frame = next(frames, pl.DataFrame()).rename({POSITION: "row_in_symbol"}, strict=False)
         path = feature_path(lake, year)
         if frame.height:
             lake.write_parquet(path, frame.drop([c for c in frame.columns
                                                  if c.startswith("_") and c != "_source"]))
+            checks.add(frame)
+            if not preview.height:
+                preview = frame.select("Symbol", "Date", "Volume", "Adj Close",
+                                       *FEATURE_COLUMNS).head(SAMPLE)
         else:
             lake.delete(path)
         counts[year] = frame.height
-    checks = _feature_checks(lake, out)
     nonempty = {y: n for y, n in counts.items() if n}
-    context.log.info(f"stock features: {out.height} rows over {len(nonempty)} years")
+    rows = sum(nonempty.values())
+    context.log.info(f"stock features: {rows} rows over {len(nonempty)} years")
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": out.height,
+            "dagster/row_count": rows,
             "rows_by_year": dg.MetadataValue.json(nonempty),
             "path": lake.url(FEATURES, STOCK_FEATURES),
-            "preview": dg.MetadataValue.md(markdown_table(
-                out.select("Symbol", "Date", "Volume", "Adj Close", *FEATURE_COLUMNS)
-                if out.height else out)),
+            "preview": dg.MetadataValue.md(markdown_table(preview)),
         },
-        check_results=checks,
+        check_results=checks.results(lake),
     )
 
 
-def _feature_checks(lake: Lake, out: pl.DataFrame) -> list[dg.AssetCheckResult]:
-    if out.height == 0:
+def _sample_symbols(bars: pl.LazyFrame, *, start: str, end: str) -> list[str]:
+    """The symbols the recomputation check compares: a fixed pseudo-random sample."""
+    unique = (bars.filter((pl.col("Date") >= start) & (pl.col("Date") < end))
+              .select(pl.col("Symbol").unique()).collect())
+    return (unique.sort(pl.col("Symbol").hash(seed=7)).head(SAMPLE_SYMBOLS)
+            .to_series().sort().to_list())
+
+
+class _FeatureChecks:
+    """The two feature checks, gathered year by year as the files are written."""
+
+    def __init__(self, symbols: list[str]) -> None:
+        self.symbols = symbols
+        self.wrong: list[pl.DataFrame] = []
+        self.failing = 0
+        self.null_rows = 0
+        self.rows = 0
+        self.sampled: list[pl.DataFrame] = []
+
+    def add(self, frame: pl.DataFrame) -> None:
+        """Check one year's feature rows (``row_in_symbol`` and both features)."""
+        early = pl.col("row_in_symbol") < WINDOW - 1
+        wrong = frame.filter(
+            (early != pl.col(FEATURE_COLUMNS[0]).is_null())
+            | (early != pl.col(FEATURE_COLUMNS[1]).is_null())
+        )
+        self.rows += frame.height
+        self.failing += wrong.height
+        self.null_rows += frame.filter(early).height
+        if sum(w.height for w in self.wrong) < SAMPLE:
+            self.wrong.append(wrong.select("Symbol", "Date", "row_in_symbol", *FEATURE_COLUMNS)
+                              .head(SAMPLE))
+        self.sampled.append(frame.filter(pl.col("Symbol").is_in(self.symbols))
+                            .select("Symbol", "Date", *FEATURE_COLUMNS))
+
+    def results(self, lake: Lake) -> list[dg.AssetCheckResult]:
+        """Both check results; the recomputation reads the sample symbols' whole history."""
+        if self.rows == 0:
+            return [
+                dg.AssetCheckResult(check_name="stock_features_nulls_are_first_29_rows",
+                                    passed=True, metadata={"rows": 0}),
+                dg.AssetCheckResult(check_name="stock_features_match_independent_recomputation",
+                                    passed=True, metadata={"rows": 0}),
+            ]
+        history = (
+            lake.scan_table(VALIDATED, "stock_prices", ["Symbol", "Date", "Volume", "Adj Close"])
+            .filter(pl.col("Symbol").is_in(self.symbols))
+            .collect()
+        )
+        sampled = pl.concat(self.sampled)
+        disagree = independent_recomputation(history, sampled, self.symbols)
         return [
-            dg.AssetCheckResult(check_name="stock_features_nulls_are_first_29_rows",
-                                passed=True, metadata={"rows": 0}),
-            dg.AssetCheckResult(check_name="stock_features_match_independent_recomputation",
-                                passed=True, metadata={"rows": 0}),
+            dg.AssetCheckResult(
+                check_name="stock_features_nulls_are_first_29_rows", passed=self.failing == 0,
+                metadata={"failing_count": self.failing, "null_rows": self.null_rows,
+                          "sample": dg.MetadataValue.md(markdown_table(pl.concat(self.wrong)))},
+            ),
+            dg.AssetCheckResult(
+                check_name="stock_features_match_independent_recomputation",
+                passed=disagree.height == 0,
+                metadata={"failing_count": disagree.height, "symbols": ", ".join(self.symbols),
+                          "rows_compared": sampled.height,
+                          "sample": dg.MetadataValue.md(markdown_table(disagree))},
+            ),
         ]
-    early = pl.col("row_in_symbol") < WINDOW - 1
-    wrong = out.filter(
-        (early != pl.col(FEATURE_COLUMNS[0]).is_null())
-        | (early != pl.col(FEATURE_COLUMNS[1]).is_null())
-    )
-    unique = out.select(pl.col("Symbol").unique())
-    symbols = (unique.sort(pl.col("Symbol").hash(seed=7)).head(SAMPLE_SYMBOLS)
-               .to_series().sort().to_list())
-    history = (
-        lake.scan_table(VALIDATED, "stock_prices", ["Symbol", "Date", "Volume", "Adj Close"])
-        .filter(pl.col("Symbol").is_in(symbols))
-        .collect()
-    )
-    disagree = independent_recomputation(history, out, symbols)
-    return [
-        dg.AssetCheckResult(
-            check_name="stock_features_nulls_are_first_29_rows", passed=wrong.height == 0,
-            metadata={"failing_count": wrong.height, "null_rows": out.filter(early).height,
-                      "sample": dg.MetadataValue.md(markdown_table(
-                          wrong.select("Symbol", "Date", "row_in_symbol", *FEATURE_COLUMNS)))},
-        ),
-        dg.AssetCheckResult(
-            check_name="stock_features_match_independent_recomputation",
-            passed=disagree.height == 0,
-            metadata={"failing_count": disagree.height, "symbols": ", ".join(symbols),
-                      "rows_compared": out.filter(pl.col("Symbol").is_in(symbols)).height,
-                      "sample": dg.MetadataValue.md(markdown_table(disagree))},
-        ),
-    ]
 
 
 class _TrainingLog(logging.Handler):

@@ -8,8 +8,10 @@ import pytest
 from cryptodudez.transforms.stock_features import (
     FEATURES,
     POSITION,
+    features_by_period,
     features_for_range,
     rolling_features,
+    rows_by_period,
 )
 
 
@@ -67,3 +69,20 @@ def test_a_range_is_exactly_the_full_computation_restricted(boundary: str) -> No
                                                                                    "Date"))
     nulls = part.filter(pl.col(FEATURES[0]).is_null())
     assert (nulls[POSITION] < 29).all()
+
+
+@pytest.mark.parametrize("max_rows", [1, 60, 10**9])
+@pytest.mark.parametrize("first", ["2019-01-01", "2020-02-01"])
+def test_periods_read_in_pieces_equal_the_range_computed_at_once(max_rows: int,
+                                                                 first: str) -> None:
+    bars = _bars(np.random.default_rng(2), {"A": 150, "B": 40, "C": 12, "D": 31})
+    bars = bars.with_columns(Extra=pl.int_range(pl.len()), _source=pl.lit("x"))
+    bounds = [first, "2020-03-01", "2020-03-02", "2020-05-01", "2020-08-01", "2100-01-01"]
+    whole = features_for_range(bars.lazy(), start=bounds[0], end=bounds[-1])
+    periods = list(features_by_period(bars.lazy(), bounds, max_rows=max_rows))
+    assert len(periods) == len(bounds) - 1
+    assert [p.height for p in periods] == rows_by_period(bars.lazy(), bounds)
+    assert pl.concat(periods).sort("Symbol", "Date").equals(whole.sort("Symbol", "Date"))
+    for lo, hi, period in zip(bounds, bounds[1:], periods, strict=False):
+        expected = whole.filter((pl.col("Date") >= lo) & (pl.col("Date") < hi))
+        assert period.equals(expected)  # same rows, order, columns, values and positions
