@@ -60,7 +60,7 @@ class IngestResult:
 
 
 def _whole_file_problem(data: bytes) -> str | None:
-    if not data.strip():
+    if not data[:4096].strip() and not data.strip():  # copies the data only when blank
         return "empty file"
     if b"\x00" in data[:8192]:
         return "binary content (NUL bytes), not text"
