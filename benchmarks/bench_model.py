@@ -21,6 +21,12 @@ Contenders, each scored on the full test rows with MAE, MSE and MAE of log1p(vol
     the brief's ``RandomForestRegressor(n_estimators=100, random_state=42)`` fitted on a
     random sample of ``n`` training rows (the full training set does not fit: memory grows
     about 9 GB per million rows); fit and predict time, peak RSS, pickle size.
+``rules`` (``--rules``)
+    the shrinkage rules of ``volume_model.choose_shrinkage`` compared in nested back-tests
+    that use only the random split's training rows (so neither split's test rows): four
+    182-day windows before the time hold-out, each with the earlier rows as training, and
+    three random 80/20 splits (seeds 1-3). Each rule chooses ``s`` on the training rows as
+    production does; the gains over the naive forecast on the window are reported.
 ``hgb_volume``
     a plain ``HistGradientBoostingRegressor(random_state=42)`` of ``Volume`` on all training
     rows: the model of the ONNX reference server in bench_serving.py.
@@ -30,6 +36,7 @@ asserts on time. Usage::
 
     python benchmarks/bench_model.py                        # about 20 minutes
     python benchmarks/bench_model.py --rf-sizes 200000      # quicker
+    python benchmarks/bench_model.py --rules                # + shrinkage-rule back-tests
 """
 
 # ruff: noqa: PLC0415
@@ -103,6 +110,41 @@ def child_ours(lake: str) -> dict[str, Any]:
     out["booster_pickle_mb"] = round(len(pickle.dumps(model)) / 1e6, 3)
     out["lookup_json_mb"] = round(len(json.dumps(table.to_json()).encode()) / 1e6, 3)
     out["max_rss_mb"] = round(_max_rss_mb())
+    return out
+
+
+def child_rules(lake: str) -> dict[str, Any]:
+    """Gains over naive of each shrinkage rule in back-tests inside the random training rows."""
+    from sklearn.model_selection import train_test_split
+
+    from cryptodudez.transforms import volume_model as vm
+
+    x, y, dates = load(lake)
+    rows = np.sort(splits(y, dates)["random_80_20"][0])
+    x, y, dates = x[rows], y[rows], dates[rows]
+    idx = np.arange(len(y))
+    end = np.datetime64(str(dates.max())) - np.timedelta64(HOLDOUT_DAYS, "D")
+    tests: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for back in range(4):
+        stop = end - np.timedelta64(back * HOLDOUT_DAYS, "D")
+        start = stop - np.timedelta64(HOLDOUT_DAYS, "D")
+        window = (dates >= str(start)) & (dates < str(stop))
+        tests[f"time {start}..{stop}"] = (idx[dates < str(start)], idx[window])
+    for seed in (1, 2, 3):
+        tr, te = train_test_split(idx, test_size=0.2, random_state=seed)
+        tests[f"random seed {seed}"] = (np.sort(tr), np.sort(te))
+    out: dict[str, Any] = {}
+    for name, (train, test) in tests.items():
+        naive = vm.metrics(y[test], x[test, 0])
+        out[name] = {}
+        for rule in ("maximin", "mse_constrained"):
+            s, _ = vm.choose_shrinkage(x[train], y[train], dates[train], rule=rule)
+            model = vm.fit(x[train], y[train], shrinkage=s)
+            scores = vm.metrics(y[test], model.predict(x[test]))
+            out[name][rule] = {"shrinkage": s, "scale": model.scale,
+                               "gain_pct": {k: round(100 * (1 - scores[k] / naive[k]), 3)
+                                            for k in naive},
+                               "beats_naive": vm.beats(scores, naive)}
     return out
 
 
@@ -220,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", default="random_80_20,time_holdout")
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-hgb", action="store_true")
+    parser.add_argument("--rules", action="store_true", help="back-test the shrinkage rules")
     parser.add_argument("--quiet-max", type=float, default=0.5)
     parser.add_argument("--out", default="bench_model", help="results file name")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -229,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         kind, *rest = args.child
         if kind == "ours":
             out = child_ours(lake)
+        elif kind == "rules":
+            out = child_rules(lake)
         elif kind == "rf":
             out = child_rf(lake, rest[0], int(rest[1]))
         else:
@@ -243,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_ours:
         result["ours"] = run_child(["ours", "-"], args.quiet_max)
         print(f"ours: {json.dumps(result['ours'])}", flush=True)
+    if args.rules:
+        result["rules"] = run_child(["rules"], args.quiet_max)
+        print(f"rules: {json.dumps(result['rules'])}", flush=True)
     split_names = [s for s in args.splits.split(",") if s]
     if not args.skip_hgb:
         result["hgb_volume"] = {s: run_child(["hgb", s], args.quiet_max) for s in split_names}

@@ -148,29 +148,47 @@ def fit(x: np.ndarray, y: np.ndarray, *, shrinkage: float) -> VolumeModel:
 
 
 def choose_shrinkage(x: np.ndarray, y: np.ndarray, dates: np.ndarray, *,
-                     validation_days: int = 182) -> tuple[float, dict[str, Any]]:
+                     validation_days: int = 182,
+                     rule: str = "maximin") -> tuple[float, dict[str, Any]]:
     """Pick ``s`` on the last ``validation_days`` of the training rows (time-based).
 
-    Each candidate is calibrated by its least-squares scale on the training rows. Returns the
-    grid value with the largest *smallest* relative gain over the naive forecast across the
-    measures (maximin: MSE gains are small and noisy, so a shrinkage that trades MSE for
-    log-error is not taken; ``s = 0`` is the calibrated naive forecast), and the report.
+    Each candidate is calibrated by its least-squares scale on the training rows and scored
+    against the naive forecast on the validation rows. ``rule`` decides:
+
+    ``"maximin"`` (the default)
+        the grid value with the largest *smallest* relative gain across the measures
+        (``s = 0`` is the calibrated naive forecast).
+    ``"mse_constrained"``
+        the largest mean MAE and log-MAE gain among the values whose validation MSE is no
+        worse than the naive forecast's (``s = 0`` when none is).
+
+    The default beat the naive forecast on every measure more often (5 of 7 vs 3 of 7) in
+    back-tests that use only training rows (``benchmarks/bench_model.py --rules``): MSE
+    gains are tiny and noisy, and the constrained rule takes the largest ``s`` that just
+    passes on validation, so out of sample it tends to give the MSE back. It gains far more
+    log-error, though. Returns ``s`` and the per-candidate report.
     """
+    if rule not in ("maximin", "mse_constrained"):
+        raise ValueError(f"unknown shrinkage rule {rule!r}")
     last = np.datetime64(str(dates.max()))
     cut = str(last - np.timedelta64(validation_days, "D"))
     train, valid = dates < cut, dates >= cut
     model = fit(x[train], y[train], shrinkage=1.0)
     naive = metrics(y[valid], x[valid, 0])
     raw_train, raw_valid = model.correction(x[train]), model.correction(x[valid])
-    report: dict[str, Any] = {"validation_from": cut, "naive": naive, "grid": {}}
-    best, best_gain = 0.0, -np.inf
+    report: dict[str, Any] = {"validation_from": cut, "rule": rule, "naive": naive, "grid": {}}
+    best, best_score = 0.0, -np.inf
     for s in SHRINKAGE_GRID:
         scale = least_squares_scale(x[train, 0] * np.exp(s * raw_train), y[train])
         scores = metrics(y[valid], scale * x[valid, 0] * np.exp(s * raw_valid))
         report["grid"][str(s)] = {**scores, "scale": scale}
-        gain = min(1 - scores[k] / naive[k] for k in naive)
-        if gain > best_gain:
-            best, best_gain = s, gain
+        gain = {k: 1 - scores[k] / naive[k] for k in naive}
+        if rule == "maximin":
+            score = min(gain.values())
+        else:
+            score = (gain["mae"] + gain["mae_log1p"]) / 2 if gain["mse"] >= 0 else -np.inf
+        if score > best_score:
+            best, best_score = s, score
     report["chosen"] = best
     return best, report
 
