@@ -19,6 +19,7 @@ from cryptodudez.archives import BATCH_BYTES, iter_unpacked, sha256_of
 from cryptodudez.checks import tables as table_checks
 from cryptodudez.datasets.merge import (
     ORDER,
+    key_hash,
     repeated_keys,
     resolve_latest,
     rows_with_repeated_keys,
@@ -105,11 +106,14 @@ def _files_frame(members: pl.DataFrame, *, partition_key: str, file_uri: str, sh
     return pl.concat([archive, member_rows], how="diagonal_relaxed")
 
 
-def _resolve_across_files(lake: Lake, table: str, partition_key: str) -> int:
+def _resolve_across_files(lake: Lake, table: str, partition_key: str,
+                          own_hashes: pl.Series) -> int:
     """Apply "the latest delivery wins" between this file's staged rows and the table.
 
-    Only rows whose key repeats are ever held in memory (see ``rows_with_repeated_keys``).
-    Every losing row is removed from the fragment that holds it: this file's staged
+    ``own_hashes`` are the key hashes of the staged rows, in staging order (computed while
+    staging), so only the other files' fragments are scanned for theirs, and nothing at all
+    is read back when the table held nothing else. Only rows whose key repeats are ever held
+    in memory. Every losing row is removed from the fragment that holds it: this file's staged
     fragments, or the published fragment of an earlier file it supersedes (rewritten whole,
     atomically).
 
@@ -117,15 +121,18 @@ def _resolve_across_files(lake: Lake, table: str, partition_key: str) -> int:
         How many of this file's rows lost (to later deliveries already in the table, or to
         a later member of the same file).
     """
-    spec = SPEC_BY_TABLE[table]
-    key = list(spec.key)
+    key = list(SPEC_BY_TABLE[table].key)
     own_old = set(lake.partition_fragments(VALIDATED, table, partition_key))
-    paths = [*lake.staged(VALIDATED, table, partition_key),
-             *[p for p in lake.fragments(VALIDATED, table) if p not in own_old]]
-    if not paths:
+    staged = lake.staged(VALIDATED, table, partition_key)
+    others = [p for p in lake.fragments(VALIDATED, table) if p not in own_old]
+    if not staged and not others:
         return 0
-    rows = lake.scan_parquet(paths, [*key, *ORDER], file_path_column="_file")
-    contested = rows_with_repeated_keys(rows, key)
+    hashes = own_hashes
+    if others:
+        theirs = lake.scan_parquet(others, key).select(key_hash(key))
+        hashes = pl.concat([hashes, theirs.collect(engine="streaming").to_series()])
+    rows = lake.scan_parquet([*staged, *others], [*key, *ORDER], file_path_column="_file")
+    contested = rows_with_repeated_keys(rows, key, hashes=hashes)
     if contested.height == 0:
         return 0
     losers = resolve_latest(contested, key).filter(~pl.col("_wins"))
@@ -150,6 +157,7 @@ class _PartitionWriter:
     stats: dict[str, table_checks.TableStats] = field(default_factory=dict)
     parts: dict[tuple[str, str], int] = field(default_factory=dict)
     symbols: pl.DataFrame | None = None
+    hashes: dict[str, list[pl.Series]] = field(default_factory=dict)
     _pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="stage"))
     _pending: list[Future[None]] = field(default_factory=list)
@@ -193,6 +201,8 @@ class _PartitionWriter:
                 _partition=pl.lit(self.partition_key),
             )
             self.stats[table].add_written(frame, SPEC_BY_TABLE[table].schema)
+            self.hashes.setdefault(table, []).append(
+                frame.select(key_hash(SPEC_BY_TABLE[table].key)).to_series())
             self._stage(VALIDATED, table, frame)
         for table, rejects in result.quarantine.items():
             if rejects.height == 0:
@@ -210,8 +220,11 @@ class _PartitionWriter:
         Returns, per table, how many of this file's rows were superseded.
         """
         self._drain()
-        superseded = {table: _resolve_across_files(self.lake, table, self.partition_key)
-                      for table in TABLES}
+        superseded = {
+            table: _resolve_across_files(
+                self.lake, table, self.partition_key,
+                pl.concat(self.hashes.get(table, [pl.Series("_key_hash", [], pl.UInt64)])))
+            for table in TABLES}
         for table, n in superseded.items():
             self.stats[table].rows_written -= n
         for layer in (VALIDATED, QUARANTINE):

@@ -29,21 +29,25 @@ def resolve_latest(rows: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
     ).drop("_pos")
 
 
-def _key_hash(key: Sequence[str]) -> pl.Expr:
-    return pl.struct(list(key)).hash().alias("_key_hash")
+def key_hash(key: Sequence[str]) -> pl.Expr:
+    """A 64-bit hash of a row's key (equal keys, equal hashes; the converse almost always)."""
+    return pl.struct(list(key)).hash(seed=0).alias("_key_hash")
 
 
-def rows_with_repeated_keys(rows: pl.LazyFrame, key: Sequence[str]) -> pl.DataFrame:
+def rows_with_repeated_keys(rows: pl.LazyFrame, key: Sequence[str], *,
+                            hashes: pl.Series | None = None) -> pl.DataFrame:
     """The rows of ``rows`` whose key also appears on another row, in bounded memory.
 
-    A first streaming pass keeps only a 64-bit hash per row; only rows whose hash repeats are
+    A first streaming pass keeps only a 64-bit hash per row (or ``hashes``, the key hashes
+    of exactly these rows when the caller already has them); only rows whose hash repeats are
     then collected with all their columns, and exact key comparison settles hash collisions.
     """
-    hashes = rows.select(_key_hash(key)).collect(engine="streaming").to_series()
+    if hashes is None:
+        hashes = rows.select(key_hash(key)).collect(engine="streaming").to_series()
     repeated = hashes.filter(hashes.is_duplicated()).unique()
     if repeated.len() == 0:
         return rows.head(0).collect()
-    candidates = rows.filter(_key_hash(key).is_in(repeated.implode())).collect()
+    candidates = rows.filter(key_hash(key).is_in(repeated.implode())).collect()
     return candidates.filter(pl.struct(list(key)).is_duplicated())
 
 
