@@ -42,19 +42,24 @@ REAL_ARCHIVE = (Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Functions whose lines are timed: (module file suffix, function name).
 TRACED = {
-    ("cryptodudez/ingest.py", "unpack"),
     ("cryptodudez/ingest.py", "ingest_members"),
     ("cryptodudez/ingest.py", "_ingest_spec"),
+    ("cryptodudez/ingest.py", "_ingest_typed"),
+    ("cryptodudez/ingest.py", "_typed_rows"),
+    ("cryptodudez/ingest.py", "_ingest_exact"),
     ("cryptodudez/ingest.py", "_frame"),
     ("cryptodudez/ingest.py", "_frame_fast"),
     ("cryptodudez/ingest.py", "infer_types"),
     ("cryptodudez/ingest.py", "_schema_failures"),
     ("cryptodudez/ingest.py", "_duplicates_within_file"),
+    ("cryptodudez/datasets/specs.py", "assemble_stock_prices"),
     ("cryptodudez/datasets/specs.py", "convert_stock_prices"),
     ("cryptodudez/datasets/specs.py", "per_source"),
     ("cryptodudez/assets/lake.py", "lake_ingest"),
-    ("cryptodudez/assets/lake.py", "_table_results"),
-    ("cryptodudez/assets/lake.py", "_merge_into_table"),
+    ("cryptodudez/assets/lake.py", "add"),
+    ("cryptodudez/assets/lake.py", "publish"),
+    ("cryptodudez/assets/lake.py", "_resolve_across_files"),
+    ("cryptodudez/assets/lake.py", "_table_materialization"),
     ("cryptodudez/assets/lake.py", "_files_frame"),
 }
 
