@@ -7,7 +7,6 @@ feeds, with their quarantine, in the same step, so an archive is never parsed tw
 
 import posixpath
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +28,7 @@ from cryptodudez.ingest import UNRECOGNISED_TABLE, IngestResult, ingest_members
 from cryptodudez.resources.lake import (
     QUARANTINE,
     VALIDATED,
+    BackgroundWriter,
     Lake,
     fragment_name,
     fragment_prefix,
@@ -147,20 +147,18 @@ def _resolve_across_files(lake: Lake, table: str, partition_key: str,
 class _PartitionWriter:
     """Stages one landed file's batches in every table, then publishes them together.
 
-    Fragments are written by a background thread (polars releases the GIL while encoding
-    Parquet), at most two batches behind, so writing overlaps parsing of the next batch.
+    Fragments are written by ``writer`` (a background thread), so writing overlaps parsing
+    of the next batch.
     """
 
     lake: Lake
+    writer: BackgroundWriter
     partition_key: str
     landed_at: datetime
     stats: dict[str, table_checks.TableStats] = field(default_factory=dict)
     parts: dict[tuple[str, str], int] = field(default_factory=dict)
     symbols: pl.DataFrame | None = None
     hashes: dict[str, list[pl.Series]] = field(default_factory=dict)
-    _pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="stage"))
-    _pending: list[Future[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for layer in (VALIDATED, QUARANTINE):
@@ -168,23 +166,11 @@ class _PartitionWriter:
                 self.lake.clear_staging(layer, table, self.partition_key)
         self.stats = {table: table_checks.TableStats() for table in TABLES}
 
-    def __enter__(self) -> "_PartitionWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
     def _stage(self, layer: str, table: str, frame: pl.DataFrame) -> None:
         part = self.parts.get((layer, table), 0)
         self.parts[(layer, table)] = part + 1
         folder = self.lake.staging_dir(layer, table, self.partition_key)
-        path = posixpath.join(folder, fragment_name(self.partition_key, part))
-        self._pending.append(self._pool.submit(self.lake.write_parquet, path, frame))
-
-    def _drain(self, keep: int = 0) -> None:
-        """Wait until at most ``keep`` writes are pending (re-raising a failed write)."""
-        while len(self._pending) > keep:
-            self._pending.pop(0).result()
+        self.writer.write(posixpath.join(folder, fragment_name(self.partition_key, part)), frame)
 
     def add(self, result: IngestResult) -> None:
         """Stage one batch's valid rows and quarantine, accounting for them in the stats."""
@@ -211,7 +197,6 @@ class _PartitionWriter:
                 self.stats[table].add_quarantined(rejects)
             self._stage(QUARANTINE, table, rejects.with_columns(
                 _partition=pl.lit(self.partition_key)))
-        self._drain(keep=2 * len(result.tables) + len(result.quarantine))
 
     def publish(self) -> dict[str, int]:
         """Resolve keys across files, then publish every staged fragment.
@@ -219,7 +204,7 @@ class _PartitionWriter:
         The partition's earlier fragments that a changed file no longer feeds are removed.
         Returns, per table, how many of this file's rows were superseded.
         """
-        self._drain()
+        self.writer.drain()
         superseded = {
             table: _resolve_across_files(
                 self.lake, table, self.partition_key,
@@ -335,7 +320,8 @@ def lake_ingest(
             yield from _unchanged_results(lake, metastore, partition_key)
             return
         members, columns = [], []
-        with _PartitionWriter(lake, partition_key, obj.landed_at) as writer:
+        with lake.background_writer(max_pending=4) as parquet_writer:
+            writer = _PartitionWriter(lake, parquet_writer, partition_key, obj.landed_at)
             for batch in iter_unpacked(file_uri, fh, DATASETS, batch_bytes=config.batch_bytes):
                 result = ingest_members(batch, DATASETS)
                 writer.add(result)

@@ -111,19 +111,21 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
     checks = _FeatureChecks(symbols)
     counts = {}
     preview = pl.DataFrame()
-    for year, _, _ in years:
-        frame = next(frames, pl.DataFrame()).rename({POSITION: "row_in_symbol"}, strict=False)
-        path = feature_path(lake, year)
-        if frame.height:
-            lake.write_parquet(path, frame.drop([c for c in frame.columns
-                                                 if c.startswith("_") and c != "_source"]))
-            checks.add(frame)
-            if not preview.height:
-                preview = frame.select("Symbol", "Date", "Volume", "Adj Close",
-                                       *FEATURE_COLUMNS).head(SAMPLE)
-        else:
-            lake.delete(path)
-        counts[year] = frame.height
+    with lake.background_writer() as writer:  # writing a year overlaps computing the next
+        for year, _, _ in years:
+            frame = next(frames, pl.DataFrame()).rename({POSITION: "row_in_symbol"},
+                                                        strict=False)
+            path = feature_path(lake, year)
+            if frame.height:
+                writer.write(path, frame.drop([c for c in frame.columns
+                                               if c.startswith("_") and c != "_source"]))
+                checks.add(frame)
+                if not preview.height:
+                    preview = frame.select("Symbol", "Date", "Volume", "Adj Close",
+                                           *FEATURE_COLUMNS).head(SAMPLE)
+            else:
+                lake.delete(path)
+            counts[year] = frame.height
     nonempty = {y: n for y, n in counts.items() if n}
     rows = sum(nonempty.values())
     context.log.info(f"stock features: {rows} rows over {len(nonempty)} years")

@@ -21,6 +21,7 @@ import os
 import posixpath
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +63,35 @@ def fragment_prefix(partition_key: str) -> str:
 def fragment_name(partition_key: str, part: int = 0) -> str:
     """File name of fragment number ``part`` of a partition (one per ingested batch)."""
     return f"{fragment_prefix(partition_key)}-{part:05d}.parquet"
+
+
+class BackgroundWriter:
+    """Writes Parquet files from a background thread, at most ``max_pending`` behind.
+
+    polars releases the GIL while it encodes Parquet, so writing one piece overlaps computing
+    the next. ``drain`` waits for every pending write and re-raises the first failure.
+    """
+
+    def __init__(self, lake: "Lake", *, max_pending: int = 2) -> None:
+        self._lake = lake
+        self._max_pending = max_pending
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet-writer")
+        self._pending: list[Future[None]] = []
+
+    def write(self, path: str, frame: pl.DataFrame) -> None:
+        """Queue ``frame`` for ``path`` (waiting while ``max_pending`` writes are queued)."""
+        self._pending.append(self._pool.submit(self._lake.write_parquet, path, frame))
+        while len(self._pending) > self._max_pending:
+            self._pending.pop(0).result()
+
+    def drain(self) -> None:
+        """Wait for every queued write."""
+        while self._pending:
+            self._pending.pop(0).result()
+
+    def close(self) -> None:
+        """Stop the thread (queued writes not yet started are cancelled)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -196,6 +226,16 @@ class Lake(dg.ConfigurableResource):
             return []
         return sorted(p for p in self.fs.glob(posixpath.join(folder, "*.parquet"))
                       if not posixpath.basename(p).startswith("."))
+
+    @contextmanager
+    def background_writer(self, *, max_pending: int = 2) -> Iterator[BackgroundWriter]:
+        """A ``BackgroundWriter`` whose writes have all finished when the block exits."""
+        writer = BackgroundWriter(self, max_pending=max_pending)
+        try:
+            yield writer
+            writer.drain()
+        finally:
+            writer.close()
 
     def partition_fragments(self, layer: str, table: str, partition_key: str) -> list[str]:
         """The visible fragments a partition wrote in a table."""
