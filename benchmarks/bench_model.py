@@ -67,7 +67,7 @@ def load(lake: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     frame = vm.training_frame(
         Lake(uri=lake).scan_table(FEATURES, "stock_features",
-                                  ["Date", *vm.FEATURES, vm.TARGET]).collect()
+                                  list(vm.TRAINING_COLUMNS)).collect()
     )
     x = frame.select(vm.FEATURES).to_numpy().astype(np.float64)
     return x, frame[vm.TARGET].to_numpy().astype(np.float64), frame["Date"].to_numpy()

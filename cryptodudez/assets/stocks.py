@@ -249,7 +249,7 @@ def volume_model(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materializ
         started = time.perf_counter()
         frame = vm.training_frame(
             lake.scan_table(FEATURES, STOCK_FEATURES,
-                            ["Date", *FEATURE_COLUMNS, "Volume"]).collect()
+                            list(vm.TRAINING_COLUMNS)).collect()
         )
         x = frame.select(vm.FEATURES).to_numpy().astype(np.float64)
         y = frame[vm.TARGET].to_numpy().astype(np.float64)

@@ -29,6 +29,7 @@ from sklearn.model_selection import train_test_split
 
 FEATURES = ("vol_moving_avg", "adj_close_rolling_med")
 TARGET = "Volume"
+TRAINING_COLUMNS = ("Symbol", "Date", *FEATURES, TARGET)  # what training_frame reads
 SHRINKAGE_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
 HGB_PARAMS: dict[str, Any] = {
     "loss": "squared_error", "learning_rate": 0.2, "max_iter": 50, "max_leaf_nodes": 15,
@@ -54,8 +55,13 @@ def beats(candidate: dict[str, float], reference: dict[str, float]) -> bool:
 
 
 def training_frame(features: pl.DataFrame) -> pl.DataFrame:
-    """Rows usable for training: both features present, volume known."""
-    return features.select("Date", *FEATURES, TARGET).drop_nulls()
+    """Rows usable for training (both features present, volume known), in a fixed order.
+
+    Sorted by symbol and date, so the brief's seeded random split draws the same rows
+    however the feature table happens to be stored (fragments, batches and year files
+    change the read order).
+    """
+    return features.sort("Symbol", "Date").select("Date", *FEATURES, TARGET).drop_nulls()
 
 
 def bin_edges(values: np.ndarray, *, bins: int = 256) -> np.ndarray:
