@@ -68,7 +68,7 @@ def _whole_file_problem(data: bytes) -> str | None:
 
 
 def _data_lines(data: bytes) -> int:
-    """Lines after the header (records of a file rejected as a whole)."""
+    """Lines after the header: the records of a plain file, or of a file rejected whole."""
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     return max(lines - 1, 0)
 
@@ -274,11 +274,6 @@ class _SpecOutcome:
     columns: pl.DataFrame
 
 
-def _data_rows(data: bytes) -> int:
-    """Data rows of a plain member (its lines after the header)."""
-    return data.count(b"\n") - (1 if data.endswith(b"\n") else 0)
-
-
 def _with_position(frame: pl.DataFrame, rows: Sequence[int], *, first_line: int) -> pl.DataFrame:
     """Number the rows of members read one after another: ``sid`` and ``line`` columns."""
     counts = pl.Series(rows, dtype=pl.Int64)
@@ -294,7 +289,7 @@ def _sample_fields(members: Sequence[Member], names: list[str]) -> pl.DataFrame:
              else m.data[: m.data.rfind(b"\n", 0, _SAMPLE_BYTES) + 1] for m in members]
     fields = pl.read_csv(heads, has_header=True, new_columns=names, quote_char=None,
                          schema=dict.fromkeys(names, pl.String), truncate_ragged_lines=True)
-    return _with_position(fields, [_data_rows(h) for h in heads], first_line=2)
+    return _with_position(fields, [_data_lines(h) for h in heads], first_line=2)
 
 
 def _typed_rows(members: Sequence[Member], spec: DatasetSpec) -> pl.DataFrame | None:
@@ -305,7 +300,7 @@ def _typed_rows(members: Sequence[Member], spec: DatasetSpec) -> pl.DataFrame | 
     fields gets nulls, which makes its row unclean.
     """
     assert spec.typed is not None
-    rows = [_data_rows(m.data) for m in members]
+    rows = [_data_lines(m.data) for m in members]
     try:
         values = pl.read_csv([m.data for m in members], has_header=True, quote_char=None,
                              schema=spec.typed.schema, ignore_errors=True)
@@ -330,7 +325,7 @@ def _ingest_typed(members: list[Member], spec: DatasetSpec,
     values = _typed_rows(plain, spec) if plain else None
     if values is None and plain:  # retry once without members whose comma count is wrong
         plain = [m for m in plain
-                 if m.data.count(b",") == (ncols - 1) * (_data_rows(m.data) + 1)]
+                 if m.data.count(b",") == (ncols - 1) * (_data_lines(m.data) + 1)]
         values = _typed_rows(plain, spec) if plain else None
     if values is None:
         return None, members
