@@ -162,7 +162,7 @@ def inprocess(lake: str, prep: dict[str, Any], work: Path) -> dict[str, Any]:
     import msgspec
     import onnxruntime as ort
 
-    from cryptodudez.resources.lake import Lake
+    from cryptodudez.storage import LakeStorage
     from serving.app import parse_parameter
     from serving.model_store import ModelStore
 
@@ -170,7 +170,7 @@ def inprocess(lake: str, prep: dict[str, Any], work: Path) -> dict[str, Any]:
     pairs = [(float(a), float(b)) for a, b in rows]
     out: dict[str, Any] = {}
 
-    store = ModelStore(Lake(uri=lake))
+    store = ModelStore(LakeStorage(lake))
     started = time.perf_counter()
     store.refresh()
     out["ours_load_ms"] = round((time.perf_counter() - started) * 1e3, 1)
@@ -220,12 +220,12 @@ def asgi_inprocess(lake: str, work: Path, *, calls: int = 20_000) -> dict[str, A
     os.environ["CRYPTODUDEZ_LAKE"] = lake  # the fast-path sketches load the model from it
     import breakdown_apps as b
 
-    from cryptodudez.resources.lake import Lake
+    from cryptodudez.storage import LakeStorage
     from serving.app import ServingSettings, create_app
     from serving.model_store import ModelStore
 
     ours = create_app(ServingSettings(lake=lake))
-    store = ModelStore(Lake(uri=lake))
+    store = ModelStore(LakeStorage(lake))
     store.refresh()
     ours.state.store = store  # what the lifespan does, without its polling task
     apps = {"raw_asgi": b.raw_asgi, "litestar_const": b.litestar_const,
@@ -432,10 +432,10 @@ def _machine_busy() -> float:
 # ---------------------------------------------------------------------------- checks
 def check_ours(server: Server, lake: str, work: Path) -> dict[str, Any]:
     """Answers equal the in-process model; bad input is a 400 naming the parameter."""
-    from cryptodudez.resources.lake import Lake
+    from cryptodudez.storage import LakeStorage
     from serving.model_store import ModelStore
 
-    store = ModelStore(Lake(uri=lake))
+    store = ModelStore(LakeStorage(lake))
     store.refresh()
     assert store.current is not None
     model = store.current.model

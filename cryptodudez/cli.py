@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import dagster as dg
 import polars as pl
@@ -23,6 +24,8 @@ from cryptodudez.resources.lake import (
 )
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.settings import PROJECT_DIR, Settings
+from serving.server import add_server_arguments
+from serving.server import command as server_command
 
 SAMPLES_DIR = PROJECT_DIR / "samples"
 # The CLI prints its own progress; Dagster's per-event console log stays in the run's logs.
@@ -217,14 +220,15 @@ def demo(*, settings: Settings) -> int:
     return 0 if counts["failed"] == 0 else 1
 
 
-def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
-    """Run the prediction API (uvicorn with uvloop and httptools)."""
-    import uvicorn  # noqa: PLC0415 - only this command needs the server
+def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> NoReturn:
+    """Become ``python -m serving``: the prediction API, in processes that never load Dagster.
 
+    uvicorn spawns its workers, and a spawned worker re-imports the parent's main script;
+    this one imports Dagster (about 240 MB and 2.5 s per worker), ``serving`` does not.
+    """
     os.environ["CRYPTODUDEZ_LAKE"] = settings.lake
-    uvicorn.run("serving.asgi:app", host=host, port=port, workers=workers, loop="uvloop",
-                http="httptools", access_log=False, log_level="warning")
-    return 0
+    argv = server_command(host=host, port=port, workers=workers)
+    os.execv(argv[0], argv)  # noqa: S606 - this command becomes the server
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -238,11 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("summary", help="print what the lake holds")
     sub.add_parser("demo", help="land the bundled samples and run the pipeline end to end")
     sub.add_parser("dagster-home", help="create DAGSTER_HOME if needed and print its path")
-    p_serve = sub.add_parser("serve", help="serve GET /predict from the latest model")
-    p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=8000)
-    p_serve.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                         help="server processes (default: one per core)")
+    add_server_arguments(sub.add_parser("serve", help="serve GET /predict from the latest model"))
     p_ui = sub.add_parser("ui", help="Dagster webserver + daemon (sensors running) on the lake")
     p_ui.add_argument("--host", default="127.0.0.1")
     p_ui.add_argument("--port", default="3000")
@@ -268,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = [str(dagster), "dev", *target, "-h", args.host, "-p", args.port]
         os.execv(dagster, argv)  # noqa: S606 - this command becomes `dagster dev`
     if args.command == "serve":
-        return serve(settings, host=args.host, port=args.port, workers=args.workers)
+        serve(settings, host=args.host, port=args.port, workers=args.workers)
     if args.command == "summary":
         _out(summary(settings))
         return 0

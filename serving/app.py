@@ -18,7 +18,7 @@ from litestar.openapi.spec import OpenAPIResponse, Operation, Parameter, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
 
-from cryptodudez.resources.lake import Lake
+from cryptodudez.storage import LakeStorage
 from serving.model_store import MODEL_NAME, ModelStore
 
 PARAMETERS = ("vol_moving_avg", "adj_close_rolling_med")
@@ -145,8 +145,8 @@ def _bad_request(_: Request, exc: HTTPException) -> Response[dict[str, object]]:
 
 def create_app(settings: ServingSettings) -> Litestar:
     """The API, with the model store opened in the lifespan and kept on ``app.state``."""
-    lake = Lake(uri=settings.lake, endpoint_url=settings.endpoint_url,
-                region_name=settings.region)
+    lake = LakeStorage(settings.lake, endpoint_url=settings.endpoint_url,
+                       region_name=settings.region)
 
     @asynccontextmanager
     async def model_store(app: Litestar) -> AsyncIterator[None]:

@@ -3,6 +3,9 @@
 A version is published by writing its files and then ``models/volume_model/LATEST``; the
 store polls that pointer and swaps its reference to a fully loaded model in one assignment,
 so a request holds either the old or the new model, never half of one.
+
+Only light modules are imported here (the lake as plain files, the lookup table), so an
+API worker never loads Dagster, polars or scikit-learn.
 """
 
 import asyncio
@@ -11,8 +14,8 @@ import json
 import logging
 from dataclasses import dataclass
 
-from cryptodudez.resources.lake import MODELS, Lake
-from cryptodudez.transforms.volume_model import LookupModel
+from cryptodudez.storage import MODELS, LakeStorage
+from cryptodudez.transforms.lookup import LookupModel
 
 MODEL_NAME = "volume_model"
 log = logging.getLogger(__name__)
@@ -29,7 +32,7 @@ class ServedModel:
 class ModelStore:
     """Holds the current model; ``refresh`` loads a newer published version if any."""
 
-    def __init__(self, lake: Lake, *, poll_seconds: float = 2.0) -> None:
+    def __init__(self, lake: LakeStorage, *, poll_seconds: float = 2.0) -> None:
         self.lake = lake
         self.poll_seconds = poll_seconds
         self.current: ServedModel | None = None

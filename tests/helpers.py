@@ -1,14 +1,18 @@
-"""Helpers shared by integration tests: land files and ingest them through the Dagster job."""
+"""Helpers shared by tests: land files and ingest them through the Dagster job; publish models."""
 
 import csv
 import io
+import json
 import zipfile
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
-from cryptodudez.resources.lake import Lake, partition_key_for
+from cryptodudez.resources.lake import MODELS, Lake, partition_key_for
+from cryptodudez.transforms import volume_model as vm
+from cryptodudez.transforms.lookup import LookupModel
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -57,3 +61,15 @@ def csv_records(zip_path: Path, member_suffix: str) -> list[tuple[int, list[str]
         except StopIteration:
             return out
         out.append((start, row))
+
+
+def publish(lake: Lake, version: str, *, scale: float = 1.0, seed: int = 0) -> LookupModel:
+    """Train a real (small) model on synthetic data and publish it like the pipeline does."""
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([rng.lognormal(12, 2, 5000), rng.lognormal(3, 1, 5000)])
+    y = x[:, 0] * rng.lognormal(0, 0.3, 5000) * scale
+    table = vm.fit(x, y, shrinkage=1.0).compile()
+    folder = lake.path(MODELS, "volume_model", version)
+    lake.write_bytes(f"{folder}/lookup.json", json.dumps(table.to_json()).encode())
+    lake.write_bytes(lake.path(MODELS, "volume_model", "LATEST"), version.encode())
+    return table

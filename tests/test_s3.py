@@ -27,6 +27,7 @@ import dagster as dg
 import polars as pl
 import pytest
 from botocore.config import Config
+from litestar.testing import TestClient
 from moto.server import ThreadedMotoServer
 from polars.testing import assert_frame_equal
 
@@ -41,6 +42,8 @@ from cryptodudez.resources.metastore import (
 )
 from cryptodudez.sensors.landing import INGEST_JOB, landing_sensor
 from cryptodudez.settings import PROJECT_DIR, Settings
+from serving.app import ServingSettings, create_app
+from tests.helpers import publish
 
 SAMPLES = sorted((PROJECT_DIR / "samples").glob("*.zip"))
 REGION = "us-east-1"
@@ -340,6 +343,24 @@ def test_lake_sees_other_writers(lake: Lake, s3: Any, bucket: str, tmp_path: Pat
     assert after.version != before.version
     assert [o.version for o in lake.list_raw()] == [after.version]
     assert lake.read_raw("drop/file.csv") == b"a\n1\n2\n3\n"
+
+
+# -- the prediction API -------------------------------------------------------------------------
+
+
+def test_api_serves_and_swaps_models_from_an_s3_lake(lake: Lake, endpoint: str) -> None:
+    """The API reads ``LATEST`` and ``lookup.json`` over S3 (its Dagster-free storage)."""
+    first = publish(lake, "v1")
+    settings = ServingSettings(lake=lake.uri, endpoint_url=endpoint, region=REGION,
+                               poll_seconds=3600)
+    query = "/predict?vol_moving_avg=12345&adj_close_rolling_med=25"
+    with TestClient(app=create_app(settings)) as client:
+        assert client.get("/health").json()["version"] == "v1"
+        assert client.get(query).json() == round(first.predict_one(12345.0, 25.0))
+        second = publish(lake, "v2", scale=3.0, seed=1)
+        assert client.app.state.store.refresh()  # what the poller does
+        assert client.get("/health").json()["version"] == "v2"
+        assert client.get(query).json() == round(second.predict_one(12345.0, 25.0))
 
 
 # -- the Glue catalogue on its own ---------------------------------------------------------------

@@ -35,7 +35,7 @@ from fastapi import FastAPI
 from litestar import Litestar, MediaType, Request, asgi, get
 from litestar.exceptions import HTTPException
 
-from cryptodudez.resources.lake import Lake
+from cryptodudez.storage import LakeStorage
 from serving.app import PARAMETERS, parse_parameter, parse_query
 from serving.model_store import ModelStore
 
@@ -87,7 +87,7 @@ async def _fastapi_predict() -> int:
 
 # ------------------------------------------------------------------ suggested fast paths
 def _model() -> Any:
-    store = ModelStore(Lake(uri=os.environ["CRYPTODUDEZ_LAKE"]))
+    store = ModelStore(LakeStorage(os.environ["CRYPTODUDEZ_LAKE"]))
     store.refresh()
     assert store.current is not None, "no model published in the lake"
     return store.current.model

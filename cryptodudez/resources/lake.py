@@ -30,15 +30,15 @@ from typing import Any, BinaryIO
 from urllib.parse import quote, unquote
 
 import dagster as dg
-import fsspec
 import polars as pl
 from pydantic import PrivateAttr
+
+from cryptodudez.storage import MODELS, LakeStorage  # noqa: F401 - MODELS re-exported
 
 RAW = "raw"
 VALIDATED = "validated"
 QUARANTINE = "quarantine"
 FEATURES = "features"
-MODELS = "models"
 # Characters Dagster does not allow in (multi-)partition keys.
 _KEY_SAFE = "/ -_.()~+=@&;:'!$*#%"
 
@@ -111,44 +111,37 @@ class Lake(dg.ConfigurableResource):
     endpoint_url: str | None = None
     region_name: str | None = None
 
-    _fs: Any = PrivateAttr(default=None)
+    _storage: LakeStorage | None = PrivateAttr(default=None)
+
+    @property
+    def storage(self) -> LakeStorage:
+        """The Dagster-free view of the lake that owns its paths and filesystem."""
+        if self._storage is None:
+            self._storage = LakeStorage(self.uri, self.endpoint_url, self.region_name)
+        return self._storage
 
     @property
     def is_s3(self) -> bool:
         """True for an S3 lake."""
-        return self.uri.startswith("s3://")
+        return self.storage.is_s3
 
     @property
     def fs(self) -> Any:
         """The fsspec filesystem behind the lake."""
-        if self._fs is None:
-            if self.is_s3:
-                client_kwargs = {k: v for k, v in {"endpoint_url": self.endpoint_url,
-                                                  "region_name": self.region_name}.items() if v}
-                # No listings cache: a long-lived lake (the sensor's, the CLI's) must see
-                # what other processes wrote or deleted since, not a listing it saw once.
-                self._fs = fsspec.filesystem("s3", client_kwargs=client_kwargs,
-                                             skip_instance_cache=True,
-                                             use_listings_cache=False)
-            else:
-                self._fs = fsspec.filesystem("file")
-        return self._fs
+        return self.storage.fs
 
     @property
     def root(self) -> str:
         """Root path as fsspec sees it (no scheme for local lakes)."""
-        if self.is_s3:
-            return self.uri.removeprefix("s3://").rstrip("/")
-        return str(Path(self.uri.removeprefix("file://")).absolute())
+        return self.storage.root
 
     def path(self, *parts: str) -> str:
         """Path of ``parts`` under the root."""
-        return posixpath.join(self.root, *parts)
+        return self.storage.path(*parts)
 
     def url(self, *parts: str) -> str:
         """Full URI (``s3://…`` or ``file://…``) of ``parts`` under the root."""
-        scheme = "s3://" if self.is_s3 else "file://"
-        return scheme + self.path(*parts)
+        return self.storage.url(*parts)
 
     # -- raw layer --------------------------------------------------------------------------
 
@@ -328,11 +321,11 @@ class Lake(dg.ConfigurableResource):
 
     def read_bytes(self, path: str) -> bytes:
         """Bytes of a file under the lake."""
-        return self.fs.cat_file(path)
+        return self.storage.read_bytes(path)
 
     def exists(self, path: str) -> bool:
         """True when ``path`` exists."""
-        return bool(self.fs.exists(path))
+        return self.storage.exists(path)
 
     def delete(self, path: str) -> None:
         """Remove a file if it exists."""

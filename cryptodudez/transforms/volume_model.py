@@ -14,11 +14,12 @@ forecast across the measures.
 Both features are binned into at most 256 quantile bins of our own (public ``searchsorted``
 edges) and the booster is trained on the bin codes, so the fitted model is exactly a table
 over the 256 x 256 code pairs: the API evaluates it with two binary searches in microseconds,
-and the table is checked against the booster before it is saved.
+and the table is checked against the booster before it is saved. The table itself,
+:class:`~cryptodudez.transforms.lookup.LookupModel`, lives in a module of its own (standard
+library only) so the API can load it without numpy or scikit-learn; it is imported here too.
 """
 
 import math
-from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ import numpy as np
 import polars as pl
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import train_test_split
+
+from cryptodudez.transforms.lookup import LookupModel
 
 FEATURES = ("vol_moving_avg", "adj_close_rolling_med")
 TARGET = "Volume"
@@ -101,35 +104,6 @@ class VolumeModel:
             len(codes[0]), len(codes[1])
         )
         return LookupModel(self.edges[0].tolist(), self.edges[1].tolist(), factors.tolist())
-
-
-@dataclass(frozen=True)
-class LookupModel:
-    """The compiled model: bin edges of both features and the correction factor per cell.
-
-    ``predict`` needs no numpy and no scikit-learn: two binary searches and a multiply.
-    """
-
-    edges_volume: list[float]
-    edges_price: list[float]
-    factors: list[list[float]]
-
-    def predict_one(self, vol_moving_avg: float, adj_close_rolling_med: float) -> float:
-        """Predicted volume for one pair of feature values."""
-        i = bisect_left(self.edges_volume, vol_moving_avg)
-        j = bisect_left(self.edges_price, adj_close_rolling_med)
-        return vol_moving_avg * self.factors[i][j]
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
-        return {"edges_volume": self.edges_volume, "edges_price": self.edges_price,
-                "factors": self.factors}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "LookupModel":
-        """Inverse of :meth:`to_json`."""
-        return cls(list(map(float, data["edges_volume"])), list(map(float, data["edges_price"])),
-                   [list(map(float, row)) for row in data["factors"]])
 
 
 def least_squares_scale(base: np.ndarray, y: np.ndarray) -> float:

@@ -8,26 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import uvicorn
 from litestar.testing import TestClient
 
 from cryptodudez.resources.lake import MODELS, Lake
-from cryptodudez.transforms import volume_model as vm
+from cryptodudez.transforms.lookup import LookupModel
 from serving.app import ServingSettings, create_app
-
-
-def publish(lake: Lake, version: str, *, scale: float = 1.0, seed: int = 0) -> vm.LookupModel:
-    """Train a real (small) model on synthetic data and publish it like the pipeline does."""
-    rng = np.random.default_rng(seed)
-    x = np.column_stack([rng.lognormal(12, 2, 5000), rng.lognormal(3, 1, 5000)])
-    y = x[:, 0] * rng.lognormal(0, 0.3, 5000) * scale
-    table = vm.fit(x, y, shrinkage=1.0).compile()
-    folder = lake.path(MODELS, "volume_model", version)
-    lake.write_bytes(f"{folder}/lookup.json", json.dumps(table.to_json()).encode())
-    lake.write_bytes(lake.path(MODELS, "volume_model", "LATEST"), version.encode())
-    return table
+from tests.helpers import publish
 
 
 @pytest.fixture
@@ -43,7 +31,7 @@ def client(lake: Lake) -> Iterator[TestClient]:
 
 
 def test_predict_returns_the_models_integer(client: TestClient, lake: Lake) -> None:
-    table = vm.LookupModel.from_json(json.loads(lake.read_bytes(
+    table = LookupModel.from_json(json.loads(lake.read_bytes(
         lake.path(MODELS, "volume_model", "v1", "lookup.json"))))
     response = client.get("/predict", params={"vol_moving_avg": "12345",
                                               "adj_close_rolling_med": "25"})

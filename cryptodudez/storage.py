@@ -1,0 +1,72 @@
+"""Where the lake is and how to reach it, without Dagster: its root, paths and filesystem.
+
+:class:`cryptodudez.resources.lake.Lake` (the Dagster resource) builds every path and opens
+its filesystem through :class:`LakeStorage`; the prediction API uses ``LakeStorage`` alone,
+so a serving worker reads its model files without importing Dagster or polars.
+"""
+
+import posixpath
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+MODELS = "models"  # the model layer; resources/lake.py names the data layers
+
+
+@dataclass(frozen=True)
+class LakeStorage:
+    """The lake rooted at ``uri`` (a local folder or ``s3://bucket/prefix``) as files.
+
+    Attributes:
+        uri: root of the lake.
+        endpoint_url: S3 endpoint (a local S3 server, for example); None for AWS.
+        region_name: S3 region; None for the client's default.
+    """
+
+    uri: str
+    endpoint_url: str | None = None
+    region_name: str | None = None
+
+    @property
+    def is_s3(self) -> bool:
+        """True for an S3 lake."""
+        return self.uri.startswith("s3://")
+
+    @cached_property
+    def fs(self) -> Any:
+        """The fsspec filesystem behind the lake (opened on first use)."""
+        if not self.is_s3:
+            return fsspec.filesystem("file")
+        client_kwargs = {k: v for k, v in {"endpoint_url": self.endpoint_url,
+                                          "region_name": self.region_name}.items() if v}
+        # No listings cache: a long-lived lake (the sensor's, the CLI's, the API's) must see
+        # what other processes wrote or deleted since, not a listing it saw once.
+        return fsspec.filesystem("s3", client_kwargs=client_kwargs, skip_instance_cache=True,
+                                 use_listings_cache=False)
+
+    @property
+    def root(self) -> str:
+        """Root path as fsspec sees it (no scheme for local lakes)."""
+        if self.is_s3:
+            return self.uri.removeprefix("s3://").rstrip("/")
+        return str(Path(self.uri.removeprefix("file://")).absolute())
+
+    def path(self, *parts: str) -> str:
+        """Path of ``parts`` under the root."""
+        return posixpath.join(self.root, *parts)
+
+    def url(self, *parts: str) -> str:
+        """Full URI (``s3://…`` or ``file://…``) of ``parts`` under the root."""
+        scheme = "s3://" if self.is_s3 else "file://"
+        return scheme + self.path(*parts)
+
+    def read_bytes(self, path: str) -> bytes:
+        """Bytes of a file under the lake."""
+        return self.fs.cat_file(path)
+
+    def exists(self, path: str) -> bool:
+        """True when ``path`` exists."""
+        return bool(self.fs.exists(path))
