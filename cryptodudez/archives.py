@@ -18,14 +18,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from cryptodudez.datasets.csv import header_of
+from cryptodudez.datasets.csv import HEAD_BYTES, header_of, split_head
 from cryptodudez.datasets.registry import DatasetSpec, recognise
 
 BATCH_BYTES = 64 << 20
 _JUNK_PREFIXES = ("__MACOSX/",)
 _JUNK_NAMES = (".DS_Store", "Thumbs.db")
 _PEEK_BYTES = 8192
-_PEEK_MAX = 65536
 _ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error,
                NotImplementedError, RuntimeError)
 
@@ -93,11 +92,10 @@ def _peek_rank(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
         with archive.open(info) as fh:
             head = fh.read(_PEEK_BYTES)
             if b"\n" not in head and len(head) == _PEEK_BYTES:
-                head += fh.read(_PEEK_MAX - _PEEK_BYTES)
+                head += fh.read(HEAD_BYTES - _PEEK_BYTES)
     except _ZIP_ERRORS:
         return 2 * len(specs)
-    first = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", errors="replace")
-    spec = recognise(header_of(first), specs)
+    spec = recognise(header_of(split_head(head)[0]), specs)
     if spec is None:
         return 2 * len(specs)
     position = list(specs).index(spec)

@@ -472,8 +472,8 @@ def ingest_members(unpacked: Unpacked, specs: Sequence[DatasetSpec]) -> IngestRe
         if problem:
             reject(m.uri, m.name, len(m.data), table=UNRECOGNISED_TABLE, reason=problem, raw=None)
             continue
-        head = m.data[:65536].decode("utf-8", errors="replace").split("\n", 1)
-        header = csvframe.header_of(head[0].rstrip("\r"))
+        first, rest = csvframe.split_head(m.data)
+        header = csvframe.header_of(first)
         spec = recognise(header, specs)
         if spec is None:
             near, score = closest(header, specs)
@@ -483,15 +483,15 @@ def ingest_members(unpacked: Unpacked, specs: Sequence[DatasetSpec]) -> IngestRe
                 reason = (f"schema drift from dataset {near.name}: missing {missing}, "
                           f"unexpected {extra}")
                 reject(m.uri, m.name, len(m.data), table=near.table, reason=reason,
-                       raw=head[0][:2000], dataset=near.name, rows=_data_lines(m.data))
+                       raw=first[:2000], dataset=near.name, rows=_data_lines(m.data))
             else:
                 reject(m.uri, m.name, len(m.data), table=UNRECOGNISED_TABLE,
                        reason=f"columns match no known dataset: {header[:40]}",
-                       raw=head[0][:2000], rows=_data_lines(m.data))
+                       raw=first[:2000], rows=_data_lines(m.data))
             continue
-        if len(head) < 2 or not head[1].strip():
+        if not rest.strip():
             reject(m.uri, m.name, len(m.data), table=spec.table,
-                   reason="header only: no data rows", raw=head[0][:2000], dataset=spec.name)
+                   reason="header only: no data rows", raw=first[:2000], dataset=spec.name)
             continue
         by_spec.setdefault(spec.name, (spec, header, []))[2].append(m)
 

@@ -155,7 +155,8 @@ class _PartitionWriter:
     writer: BackgroundWriter
     partition_key: str
     landed_at: datetime
-    stats: dict[str, table_checks.TableStats] = field(default_factory=dict)
+    stats: dict[str, table_checks.TableStats] = field(
+        default_factory=lambda: {table: table_checks.TableStats() for table in TABLES})
     parts: dict[tuple[str, str], int] = field(default_factory=dict)
     symbols: pl.DataFrame | None = None
     hashes: dict[str, list[pl.Series]] = field(default_factory=dict)
@@ -164,7 +165,6 @@ class _PartitionWriter:
         for layer in (VALIDATED, QUARANTINE):
             for table in (*TABLES, UNRECOGNISED_TABLE):
                 self.lake.clear_staging(layer, table, self.partition_key)
-        self.stats = {table: table_checks.TableStats() for table in TABLES}
 
     def _stage(self, layer: str, table: str, frame: pl.DataFrame) -> None:
         part = self.parts.get((layer, table), 0)
@@ -210,8 +210,6 @@ class _PartitionWriter:
                 self.lake, table, self.partition_key,
                 pl.concat(self.hashes.get(table, [pl.Series("_key_hash", [], pl.UInt64)])))
             for table in TABLES}
-        for table, n in superseded.items():
-            self.stats[table].rows_written -= n
         for layer in (VALIDATED, QUARANTINE):
             for table in (*TABLES, UNRECOGNISED_TABLE):
                 self.lake.commit_staged(layer, table, self.partition_key)
@@ -220,17 +218,32 @@ class _PartitionWriter:
 
 def _table_materialization(lake: Lake, table: str, partition_key: str, *,
                            members: pl.DataFrame, stats: table_checks.TableStats,
-                           superseded: int, unchanged: bool = False,
+                           superseded: int | None, unchanged: bool = False,
                            ) -> dg.MaterializeResult:
     """The materialisation of one table's partition with every check evaluated.
 
-    Key uniqueness is checked on the whole published table, as read back from the lake.
+    Row accounting and key uniqueness are checked against what the lake holds after the
+    run: row counts from the published fragments' footers, the published quarantine, and
+    the whole table's keys. ``superseded`` None (an unchanged file, whose earlier run
+    recorded none) means every valid row not on disk was superseded.
     """
     spec = SPEC_BY_TABLE[table]
     repeated = (repeated_keys(lake.scan_table(VALIDATED, table, list(spec.key)), spec.key)
                 if lake.fragments(VALIDATED, table) else pl.DataFrame())
+    rows_on_disk = lake.count_rows(lake.partition_fragments(VALIDATED, table, partition_key))
+    quarantine = lake.partition_fragments(QUARANTINE, table, partition_key)
+    quarantine_on_disk = (
+        lake.scan_parquet(quarantine, ["source", "line"]).filter(pl.col("line").is_not_null())
+        .group_by("source").len().collect()
+        if quarantine else pl.DataFrame(schema={"source": pl.String, "len": pl.UInt32})
+    )
+    if superseded is None:
+        valid = int(members.filter(pl.col("table") == table)["rows_valid"].sum())
+        superseded = valid - rows_on_disk
     checks = [
-        table_checks.rows_accounted(table, members, stats, superseded),
+        table_checks.rows_accounted(table, members, rows_on_disk=rows_on_disk,
+                                    quarantine_on_disk=quarantine_on_disk,
+                                    superseded=superseded),
         table_checks.keys_unique(table, spec.key, repeated),
         table_checks.no_rows_quarantined(table, stats),
         table_checks.schema_conforms(table, stats),
@@ -238,7 +251,7 @@ def _table_materialization(lake: Lake, table: str, partition_key: str, *,
     if table == "stock_prices":
         checks.append(table_checks.security_name_known(stats))
     metadata: dict[str, Any] = {
-        "dagster/row_count": stats.rows_written,
+        "dagster/row_count": rows_on_disk,
         "rows_quarantined": stats.quarantined,
         "rows_superseded": superseded,
         "fragments": len(lake.partition_fragments(VALIDATED, table, partition_key)),
@@ -269,11 +282,8 @@ def _unchanged_results(lake: Lake, metastore: Metastore,
             stats.add_written(lake.read_parquet([path]), SPEC_BY_TABLE[table].schema)
         for path in lake.partition_fragments(QUARANTINE, table, partition_key):
             stats.add_quarantined(lake.read_parquet([path]))
-        valid = int(members.filter(pl.col("table") == table)["rows_valid"].sum())
-        yield _table_materialization(
-            lake, table, partition_key, members=members, stats=stats,
-            superseded=valid - stats.rows_written, unchanged=True,
-        )
+        yield _table_materialization(lake, table, partition_key, members=members, stats=stats,
+                                     superseded=None, unchanged=True)
 
 
 

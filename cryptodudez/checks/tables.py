@@ -63,7 +63,6 @@ class TableStats:
     failures_by_check: dict[str, int] = field(default_factory=dict)
     failure_sample: pl.DataFrame = field(default_factory=pl.DataFrame)
     quarantined: int = 0
-    quarantined_by_source: dict[str, int] = field(default_factory=dict)
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     quarantine_sample: pl.DataFrame = field(default_factory=pl.DataFrame)
     preview: pl.DataFrame = field(default_factory=pl.DataFrame)
@@ -109,9 +108,6 @@ class TableStats:
         if frame.height == 0:
             return
         self.quarantined += frame.height
-        rows = frame.filter(pl.col("line").is_not_null()).group_by("source").len()
-        for source, n in rows.iter_rows():
-            self.quarantined_by_source[source] = self.quarantined_by_source.get(source, 0) + n
         reasons = frame.select(pl.col("reason").str.replace(r": .*$", "")).group_by(
             "reason").len()
         for reason, n in reasons.iter_rows():
@@ -136,24 +132,29 @@ def schema_conforms(table: str, stats: TableStats) -> dg.AssetCheckResult:
                                passed=True, metadata={"rows": stats.rows_written})
 
 
-def rows_accounted(table: str, members: pl.DataFrame, stats: TableStats,
-                   superseded: int) -> dg.AssetCheckResult:
-    """Row accounting per file, against what was actually written and quarantined."""
+def rows_accounted(table: str, members: pl.DataFrame, *, rows_on_disk: int,
+                   quarantine_on_disk: pl.DataFrame, superseded: int) -> dg.AssetCheckResult:
+    """Row accounting per file, against what the lake holds after the run.
+
+    Args:
+        table: the validated table.
+        members: the catalogue rows of the file's members (``rows_read``, ``rows_valid``,
+            ``rows_quarantined``, ...), as counted while ingesting.
+        rows_on_disk: rows in the partition's published fragments (Parquet footers).
+        quarantine_on_disk: ``source`` and ``len`` of the row-level quarantine as published.
+        superseded: this file's valid rows that later deliveries (or members) replaced.
+    """
     per_file = members.filter(pl.col("table") == table)
     bad_sum = per_file.filter(
         pl.col("rows_read") != pl.col("rows_valid") + pl.col("rows_quarantined")
     )
-    quarantine_rows = pl.DataFrame(
-        {"source": list(stats.quarantined_by_source),
-         "len": list(stats.quarantined_by_source.values())},
-        schema={"source": pl.String, "len": pl.Int64},
-    )
+    quarantine_rows = quarantine_on_disk.select("source", pl.col("len").cast(pl.Int64))
     row_level = per_file.filter(pl.col("status") != "rejected").join(
         quarantine_rows, left_on="uri", right_on="source", how="left"
     ).with_columns(pl.col("len").fill_null(0))
     bad_quarantine = row_level.filter(pl.col("len") != pl.col("rows_quarantined"))
     valid_total = int(per_file["rows_valid"].sum()) if per_file.height else 0
-    written_ok = stats.rows_written + superseded == valid_total
+    written_ok = rows_on_disk + superseded == valid_total
     passed = bad_sum.height == 0 and bad_quarantine.height == 0 and written_ok
     return dg.AssetCheckResult(
         check_name=f"{table}_rows_accounted", asset_key=table, passed=passed,
@@ -161,7 +162,7 @@ def rows_accounted(table: str, members: pl.DataFrame, stats: TableStats,
             "rows_read": int(per_file["rows_read"].sum()),
             "rows_valid": valid_total,
             "rows_quarantined": int(per_file["rows_quarantined"].sum()),
-            "rows_written": stats.rows_written,
+            "rows_written": rows_on_disk,
             "rows_superseded_by_other_files": superseded,
             "failing_count": bad_sum.height + bad_quarantine.height + (0 if written_ok else 1),
             "sample": _preview(pl.concat([bad_sum, bad_quarantine.drop("len")])

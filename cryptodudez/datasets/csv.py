@@ -81,6 +81,19 @@ def count_fields(raw: pl.Expr) -> pl.Expr:
     return (unquoted.str.count_matches(",", literal=True) + 1).cast(pl.Int64)
 
 
+HEAD_BYTES = 65536  # a header line is looked for in this much of a file's start
+
+
+def split_head(data: bytes) -> tuple[str, str]:
+    """A file's first line (without its terminator) and what follows it, from its start.
+
+    Only the first ``HEAD_BYTES`` are decoded (bad UTF-8 replaced): enough to recognise a
+    header and to see whether any data follows it.
+    """
+    first, _, rest = data[:HEAD_BYTES].decode("utf-8", errors="replace").partition("\n")
+    return first.rstrip("\r"), rest
+
+
 def header_of(first_line: str) -> list[str]:
     """Column names of a file's first line (quote-aware; a leading byte-order mark dropped)."""
     first = next(csv.reader(io.StringIO(first_line)), [])

@@ -31,6 +31,7 @@ from urllib.parse import quote, unquote
 
 import dagster as dg
 import polars as pl
+import pyarrow.parquet as pq
 from pydantic import PrivateAttr
 
 from cryptodudez.storage import MODELS, LakeStorage  # noqa: F401 - MODELS re-exported
@@ -53,11 +54,14 @@ def raw_key_for(partition_key: str) -> str:
     return unquote(partition_key)
 
 
+def _digest(partition_key: str) -> str:
+    return hashlib.sha256(partition_key.encode()).hexdigest()
+
+
 def fragment_prefix(partition_key: str) -> str:
     """Common start of the names of the Parquet fragments a partition writes in every table."""
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in partition_key)[-80:]
-    digest = hashlib.sha256(partition_key.encode()).hexdigest()[:12]
-    return f"part-{slug}-{digest}"
+    return f"part-{slug}-{_digest(partition_key)[:12]}"
 
 
 def fragment_name(partition_key: str, part: int = 0) -> str:
@@ -238,8 +242,7 @@ class Lake(dg.ConfigurableResource):
 
     def staging_dir(self, layer: str, table: str, partition_key: str) -> str:
         """Hidden folder where a partition's new fragments wait until the run commits them."""
-        digest = hashlib.sha256(partition_key.encode()).hexdigest()[:16]
-        return self.path(layer, table, ".staging", digest)
+        return self.path(layer, table, ".staging", _digest(partition_key)[:16])
 
     def clear_staging(self, layer: str, table: str, partition_key: str) -> None:
         """Remove what an earlier, interrupted run of the partition left in staging."""
@@ -254,24 +257,28 @@ class Lake(dg.ConfigurableResource):
             return []
         return sorted(self.fs.glob(posixpath.join(folder, "*.parquet")))
 
-    def commit_staged(self, layer: str, table: str, partition_key: str) -> list[str]:
+    def commit_staged(self, layer: str, table: str, partition_key: str) -> None:
         """Publish the partition's staged fragments in place of its previous ones.
 
         Each fragment is renamed (locally) or copied (on S3) into the table folder whole,
         then the partition's previous fragments that were not replaced are removed.
-        Returns the published paths.
         """
         old = set(self.partition_fragments(layer, table, partition_key))
-        published = []
         for staged in self.staged(layer, table, partition_key):
             dest = self.path(layer, table, posixpath.basename(staged))
             self.fs.mv(staged, dest)
-            published.append(dest)
             old.discard(dest)
         for path in sorted(old):
             self.fs.rm(path)
         self.clear_staging(layer, table, partition_key)
-        return published
+
+    def count_rows(self, paths: list[str]) -> int:
+        """Rows in Parquet files, from their footers (no column is read)."""
+        total = 0
+        for path in paths:
+            with self.fs.open(path, "rb") as fh:
+                total += pq.ParquetFile(fh).metadata.num_rows
+        return total
 
     def scan_parquet(self, paths: list[str], columns: list[str] | None = None, *,
                      file_path_column: str | None = None) -> pl.LazyFrame:

@@ -142,8 +142,9 @@ def choose_shrinkage(x: np.ndarray, y: np.ndarray, dates: np.ndarray, *,
         the largest mean MAE and log-MAE gain among the values whose validation MSE is no
         worse than the naive forecast's (``s = 0`` when none is).
 
-    The default beat the naive forecast on every measure more often (5 of 7 vs 3 of 7) in
-    back-tests that use only training rows (``benchmarks/bench_model.py --rules``): MSE
+    The default beat the naive forecast on every measure more often (5 of 7, against 3 or 4
+    of 7 depending on the row order) in back-tests that use only training rows
+    (``benchmarks/bench_model.py --rules``; docs/model.md): MSE
     gains are tiny and noisy, and the constrained rule takes the largest ``s`` that just
     passes on validation, so out of sample it tends to give the MSE back. It gains far more
     log-error, though. Returns ``s`` and the per-candidate report.
