@@ -1,10 +1,12 @@
 """Settings, read from the environment in exactly one place (never at import time)."""
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,14 @@ class Settings:
         """Settings from environment variables, with the embedded local defaults."""
         env = dict(os.environ) if env is None else env
         lake = env.get("CRYPTODUDEZ_LAKE") or str(PROJECT_DIR / "lake")
+        scheme = _SCHEME.match(lake)
+        if scheme and scheme.group(1) not in ("s3", "file"):
+            msg = (f"CRYPTODUDEZ_LAKE={lake!r}: unsupported scheme {scheme.group(1)!r} "
+                   "(use a local folder, file://... or s3://bucket/prefix)")
+            raise ValueError(msg)
+        if lake.startswith("s3://") and not lake.removeprefix("s3://").strip("/"):
+            msg = f"CRYPTODUDEZ_LAKE={lake!r}: an S3 lake needs a bucket (s3://bucket/prefix)"
+            raise ValueError(msg)
         if not lake.startswith("s3://"):
             lake = str(Path(lake.removeprefix("file://")).expanduser().absolute())
         return cls(

@@ -19,6 +19,7 @@ import hashlib
 import io
 import os
 import posixpath
+import re
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +43,36 @@ QUARANTINE = "quarantine"
 FEATURES = "features"
 # Characters Dagster does not allow in (multi-)partition keys.
 _KEY_SAFE = "/ -_.()~+=@&;:'!$*#%"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def checked_raw_key(key: str) -> str:
+    """``key`` when it names a file inside ``raw/``; a ``ValueError`` naming the fault if not.
+
+    Refused: empty keys and segments, absolute paths, ``.``/``..`` segments, backslashes,
+    NUL and other control characters, and hidden names (a segment starting with ``.``, which
+    the lake never lists, so such a file would never be ingested). The same rules hold for a
+    local and an S3 lake, so a key that is safe on one is safe on the other.
+    """
+    problem = None
+    if not key:
+        problem = "is empty"
+    elif _CONTROL.search(key):
+        problem = "contains a control character"
+    elif "\\" in key:
+        problem = "contains a backslash"
+    elif key.startswith("/"):
+        problem = "is an absolute path"
+    elif any(part in ("", ".", "..") for part in key.split("/")):
+        problem = "has an empty, '.' or '..' segment"
+    elif any(part.startswith(".") for part in key.split("/")):
+        problem = "has a hidden segment (starting with '.'), which is never ingested"
+    if problem:
+        msg = f"refusing raw key {key!r}: it {problem}"
+        raise ValueError(msg)
+    return key
 
 
 def partition_key_for(raw_key: str) -> str:
@@ -199,8 +230,9 @@ class Lake(dg.ConfigurableResource):
 
         A different file already at that key is first kept under ``raw/.versions/``
         (S3 lakes rely on bucket versioning instead), so landing never destroys a delivery.
+        A key that would leave ``raw/`` is refused (:func:`checked_raw_key`).
         """
-        dest = self.path(RAW, key)
+        dest = self.path(RAW, checked_raw_key(key))
         if not self.is_s3 and self.fs.exists(dest):
             if _sha256_file(Path(dest)) == _sha256_file(source):
                 return self.url(RAW, key)
