@@ -19,7 +19,12 @@ from cryptodudez.checks.tables import SAMPLE, markdown_table
 from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED, Lake
 from cryptodudez.transforms import volume_model as vm
 from cryptodudez.transforms.stock_features import FEATURES as FEATURE_COLUMNS
-from cryptodudez.transforms.stock_features import POSITION, WINDOW, features_by_period
+from cryptodudez.transforms.stock_features import (
+    POSITION,
+    WINDOW,
+    features_by_period,
+    rows_by_period,
+)
 
 STOCK_FEATURES = "stock_features"
 VOLUME_MODEL = "volume_model"
@@ -94,6 +99,11 @@ with warnings.catch_warnings():
                               asset=STOCK_FEATURES, blocking=True,
                               description="DuckDB window functions over the full history give the "
                                           "same values on a sample of symbols."),
+            dg.AssetCheckSpec("stock_features_one_row_per_validated_bar",
+                              asset=STOCK_FEATURES, blocking=True,
+                              description="Each year file holds as many rows (Parquet footers) "
+                                          "as the validated table has bars in that year, and "
+                                          "the run wrote at least one row."),
         ],
     )
 
@@ -113,12 +123,14 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
     bounds = [years[0][1], *(end for _, _, end in years)]
     frames: Iterator[pl.DataFrame] = iter([])
     symbols: list[str] = []
+    expected = [0] * len(years)
     if bars.collect_schema().names():
+        expected = rows_by_period(bars, bounds)
         frames = features_by_period(bars, bounds)
         symbols = _sample_symbols(bars, start=bounds[0], end=bounds[-1])
     checks = _FeatureChecks(symbols)
-    counts = {}
     preview = pl.DataFrame()
+    written: list[str] = []
     with lake.background_writer() as writer:  # writing a year overlaps computing the next
         for year, _, _ in years:
             frame = next(frames, pl.DataFrame()).rename({POSITION: "row_in_symbol"},
@@ -127,24 +139,51 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
             if frame.height:
                 writer.write(path, frame.drop([c for c in frame.columns
                                                if c.startswith("_") and c != "_source"]))
+                written.append(year)
                 checks.add(frame)
                 if not preview.height:
                     preview = frame.select("Symbol", "Date", "Volume", "Adj Close",
                                            *FEATURE_COLUMNS).head(SAMPLE)
             else:
                 lake.delete(path)
-            counts[year] = frame.height
-    nonempty = {y: n for y, n in counts.items() if n}
+    # Each year partition records its own file's rows, read back from the Parquet footer.
+    on_disk = {year: lake.count_rows([feature_path(lake, year)]) if year in written else 0
+               for year, _, _ in years}
+    for year, rows_in_year in on_disk.items():
+        context.add_asset_metadata(
+            {"dagster/row_count": rows_in_year,
+             "path": lake.url(FEATURES, STOCK_FEATURES, f"year-{year}.parquet")},
+            partition_key=year,
+        )
+    nonempty = {y: n for y, n in on_disk.items() if n}
     rows = sum(nonempty.values())
     context.log.info(f"stock features: {rows} rows over {len(nonempty)} years")
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
-            "rows_by_year": dg.MetadataValue.json(nonempty),
-            "path": lake.url(FEATURES, STOCK_FEATURES),
+            "run_rows": rows,
+            "run_rows_by_year": dg.MetadataValue.json(nonempty),
+            "run_years": f"{years[0][0]}..{years[-1][0]}",
             "preview": dg.MetadataValue.md(markdown_table(preview)),
         },
-        check_results=checks.results(lake),
+        check_results=[
+            *checks.results(lake),
+            _row_count_check(on_disk, dict(zip([y for y, _, _ in years], expected,
+                                               strict=True))),
+        ],
+    )
+
+
+def _row_count_check(on_disk: dict[str, int], expected: dict[str, int]) -> dg.AssetCheckResult:
+    """Rows written per year (Parquet footers) against validated bars per year."""
+    wrong = {y: {"written": on_disk[y], "validated_bars": expected[y]}
+             for y in on_disk if on_disk[y] != expected[y]}
+    total = sum(on_disk.values())
+    return dg.AssetCheckResult(
+        check_name="stock_features_one_row_per_validated_bar",
+        passed=not wrong and total > 0,
+        metadata={"rows_written": total, "validated_bars": sum(expected.values()),
+                  "failing_count": len(wrong), "years_wrong": dg.MetadataValue.json(wrong)},
+        description=None if total else "no feature rows were written: nothing to check",
     )
 
 
@@ -185,12 +224,12 @@ class _FeatureChecks:
 
     def results(self, lake: Lake) -> list[dg.AssetCheckResult]:
         """Both check results; the recomputation reads the sample symbols' whole history."""
-        if self.rows == 0:
+        if self.rows == 0:  # nothing was checked: never a pass
             return [
-                dg.AssetCheckResult(check_name="stock_features_nulls_are_first_29_rows",
-                                    passed=True, metadata={"rows": 0}),
-                dg.AssetCheckResult(check_name="stock_features_match_independent_recomputation",
-                                    passed=True, metadata={"rows": 0}),
+                dg.AssetCheckResult(check_name=name, passed=False, metadata={"rows": 0},
+                                    description="no feature rows were written: nothing to check")
+                for name in ("stock_features_nulls_are_first_29_rows",
+                             "stock_features_match_independent_recomputation")
             ]
         history = (
             lake.scan_table(VALIDATED, "stock_prices", ["Symbol", "Date", "Volume", "Adj Close"])
@@ -207,7 +246,7 @@ class _FeatureChecks:
             ),
             dg.AssetCheckResult(
                 check_name="stock_features_match_independent_recomputation",
-                passed=disagree.height == 0,
+                passed=disagree.height == 0 and sampled.height > 0,
                 metadata={"failing_count": disagree.height, "symbols": ", ".join(self.symbols),
                           "rows_compared": sampled.height,
                           "sample": dg.MetadataValue.md(markdown_table(disagree))},

@@ -3,12 +3,15 @@
 import json
 import os
 import pickle
+from collections.abc import Callable
 
+import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
 
-from cryptodudez.assets.stocks import feature_path
+from cryptodudez.assets import stocks
+from cryptodudez.assets.stocks import feature_path, stock_features
 from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.transforms.stock_features import FEATURES as FEATURE_COLUMNS
@@ -118,3 +121,74 @@ def test_features_on_the_real_archive_match_pandas(defs, instance) -> None:
         FEATURE_COLUMNS[0]].null_count() == features.filter(
         pl.col("Symbol").is_in(short.implode())).height
 
+
+
+def _range_tags(start: str, end: str) -> dict[str, str]:
+    return {"dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": end}
+
+
+def _latest_row_count(instance: dg.DagsterInstance, year: str) -> int:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("stock_features"), asset_partitions=[year]),
+        limit=1,
+    ).records
+    mat = records[0].asset_materialization
+    assert mat is not None
+    return int(mat.metadata["dagster/row_count"].value)
+
+
+def test_each_year_of_a_range_run_records_its_own_row_count(defs, instance) -> None:
+    """One range run, four years: each partition's row count is that year's, not the run's."""
+    land_and_ingest(defs, instance, STOCKS)
+    lake = defs.resources["lake"]
+    result = dg.materialize([stock_features], instance=instance, resources={"lake": lake},
+                            tags=_range_tags("2019", "2024"), run_config=QUIET)
+    assert result.success
+    # Independent counts: the validated input and the written year files, by year of Date.
+    by_year = pl.col("Date").str.slice(0, 4).alias("year")
+    bars = dict(lake.read_table(VALIDATED, "stock_prices").group_by(by_year).len().rows())
+    written = dict(lake.read_table(FEATURES, "stock_features").group_by(by_year).len().rows())
+    assert len({bars.get(str(y), 0) for y in range(2020, 2024)}) > 1  # years really differ
+    for year in map(str, range(2019, 2025)):
+        assert _latest_row_count(instance, year) == bars.get(year, 0) == written.get(year, 0)
+
+
+def _planted(keep: Callable[[pl.DataFrame], pl.DataFrame]):
+    real = stocks.features_by_period
+
+    def features_by_period(*args, **kwargs):
+        for frame in real(*args, **kwargs):
+            yield keep(frame)
+    return features_by_period
+
+
+def _check_results(defs, instance) -> dict[str, bool]:
+    result = dg.materialize([stock_features], instance=instance,
+                            resources={"lake": defs.resources["lake"]},
+                            tags=_range_tags("2019", "2024"), run_config=QUIET,
+                            raise_on_error=False)
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_feature_checks_fail_when_a_run_writes_no_rows(defs, instance, monkeypatch) -> None:
+    """A planted empty result: no feature check may pass over zero rows."""
+    land_and_ingest(defs, instance, STOCKS)
+    monkeypatch.setattr(stocks, "features_by_period", _planted(lambda f: f.clear()))
+    checks = _check_results(defs, instance)
+    assert checks and not any(checks.values()), checks
+
+
+def test_feature_checks_fail_when_rows_are_lost(defs, instance, monkeypatch) -> None:
+    """A planted loss of the last row of every year fails the row-count check."""
+    land_and_ingest(defs, instance, STOCKS)
+    monkeypatch.setattr(stocks, "features_by_period", _planted(lambda f: f.head(-1)))
+    checks = _check_results(defs, instance)
+    assert checks["stock_features_one_row_per_validated_bar"] is False
+    assert checks["stock_features_nulls_are_first_29_rows"] is True  # the loss is all it sees
+
+
+def test_feature_checks_pass_on_a_correct_run(defs, instance) -> None:
+    land_and_ingest(defs, instance, STOCKS)
+    checks = _check_results(defs, instance)
+    assert len(checks) == 3 and all(checks.values()), checks
