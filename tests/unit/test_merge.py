@@ -40,3 +40,19 @@ def test_keys_unique_check_fails_and_names_the_repeated_keys() -> None:
     result = keys_unique("tweets", ("tweet_id",), repeated)
     assert not result.passed
     assert result.metadata["failing_count"].value == 1
+
+
+def test_landed_time_decides_even_when_partition_names_sort_the_other_way() -> None:
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    rows = pl.DataFrame({
+        "id": [1, 1, 2, 2, 3, 3, 3],
+        # The later landing has the alphabetically earlier partition (and source) every time.
+        "_landed_at": [late, early, early, late, early, late, early],
+        "_partition": ["a.zip", "b.zip", "z.zip", "m.zip", "c.zip", "b.zip", "a.zip"],
+        "_source": ["s-a", "s-b", "s-z", "s-m", "s-c", "s-b", "s-a"],
+        "_line": [2, 9, 9, 2, 9, 2, 9],
+    })
+    assert resolve_latest(rows, ["id"])["_wins"].to_list() == [
+        True, False, False, True, False, True, False]
+    assert resolve_latest(rows.reverse(), ["id"])["_wins"].to_list() == [
+        False, True, False, True, False, False, True]

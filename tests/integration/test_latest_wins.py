@@ -1,0 +1,88 @@
+"""Latest delivery wins by landed time, not by file name, whichever file is ingested first.
+
+Every other re-delivery test lands the later delivery under the alphabetically later name, so
+ordering by partition name would pass them too. Here the later delivery has the earlier name.
+"""
+
+import os
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from cryptodudez.resources.lake import RAW, VALIDATED, Lake, partition_key_for
+from tests.helpers import QUIET, table
+
+HEADER = "Date,Open,High,Low,Close,Adj Close,Volume"
+# The later delivery sorts first by name (and by partition key): "a" < "b".
+LATE_KEY, EARLY_KEY = "deliveries/a-correction.zip", "deliveries/b-original.zip"
+EARLY_LANDED = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+LATE_LANDED = datetime(2026, 1, 6, 9, 0, tzinfo=UTC)
+EARLY_BARS = {"2020-01-02": 100, "2020-01-03": 101, "2020-01-06": 102}
+LATE_BARS = {"2020-01-03": 201, "2020-01-06": 202, "2020-01-07": 203}
+
+
+def _archive(path: Path, bars: dict[str, int]) -> Path:
+    lines = "".join(f"{date},10,12,9,11,11,{volume}\n" for date, volume in bars.items())
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("stocks/AAA.csv", f"{HEADER}\n{lines}")
+    return path
+
+
+def _land_at(lake: Lake, source: Path, key: str, landed: datetime) -> None:
+    lake.land(source, key)
+    stamp = landed.timestamp()
+    os.utime(lake.path(RAW, key), (stamp, stamp))
+    assert lake.stat_raw(key).landed_at == landed
+
+
+def _ingest(defs: dg.Definitions, instance: dg.DagsterInstance,
+            key: str) -> dg.ExecuteInProcessResult:
+    partition = partition_key_for(key)
+    instance.add_dynamic_partitions("landed_files", [partition])
+    return defs.resolve_job_def("ingest_landed_file").execute_in_process(
+        partition_key=partition, instance=instance, run_config=QUIET, raise_on_error=False)
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def _superseded(result: dg.ExecuteInProcessResult) -> int:
+    mat = next(m for m in result.asset_materializations_for_node("lake_ingest")
+               if m.asset_key.to_user_string() == "stock_prices")
+    return int(mat.metadata["rows_superseded"].value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("first", [EARLY_KEY, LATE_KEY], ids=["early-first", "late-first"])
+def test_the_later_landed_delivery_wins_although_its_name_sorts_first(
+        defs, instance, tmp_path, first: str) -> None:
+    lake: Lake = defs.resources["lake"]
+    _land_at(lake, _archive(tmp_path / "early.zip", EARLY_BARS), EARLY_KEY, EARLY_LANDED)
+    _land_at(lake, _archive(tmp_path / "late.zip", LATE_BARS), LATE_KEY, LATE_LANDED)
+    second = LATE_KEY if first == EARLY_KEY else EARLY_KEY
+
+    results = {key: _ingest(defs, instance, key) for key in (first, second)}
+
+    assert all(r.success for r in results.values())
+    for key, result in results.items():
+        checks = _checks(result)
+        assert checks["stock_prices_keys_unique"], key
+        assert checks["stock_prices_rows_accounted"], key
+    rows = table(defs, VALIDATED, "stock_prices").sort("Date")
+    assert rows.select("Date", "Volume", "_partition").rows() == [
+        ("2020-01-02", 100, partition_key_for(EARLY_KEY)),  # only in the early delivery
+        ("2020-01-03", 201, partition_key_for(LATE_KEY)),   # shared: the later landing wins
+        ("2020-01-06", 202, partition_key_for(LATE_KEY)),   # shared: the later landing wins
+        ("2020-01-07", 203, partition_key_for(LATE_KEY)),   # only in the late delivery
+    ]
+    assert rows.filter(pl.col("_partition") == partition_key_for(LATE_KEY))[
+        "_landed_at"].unique().to_list() == [LATE_LANDED]
+    # The two shared dates are counted as superseded where the early delivery's rows lost:
+    # in its own run when it came second, in nobody's run when it came first (its published
+    # rows are removed by the later delivery's run, which loses nothing itself).
+    assert _superseded(results[EARLY_KEY]) == (2 if first == LATE_KEY else 0)
+    assert _superseded(results[LATE_KEY]) == 0
