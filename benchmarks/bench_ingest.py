@@ -26,6 +26,10 @@ Usage::
     python benchmarks/bench_ingest.py                 # real archive + corpus x1 + corpus x2
     python benchmarks/bench_ingest.py --skip-corpus   # real archive only (about 2 minutes)
     python benchmarks/bench_ingest.py --skip-x2       # real archive + corpus x1
+
+Results (``bench_ingest[_TAG].json`` with every run and field, and a markdown table) are
+written to ``benchmarks/results/`` (committed: the docs cite them); the generated corpora,
+large and reproducible, stay in ``benchmarks/out/`` (git-ignored).
 """
 
 # ruff: noqa: PLC0415  (workers import their subject inside the timed window, on purpose)
@@ -48,6 +52,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 OUT_DIR = BENCH_DIR / "out"
+RESULTS_DIR = BENCH_DIR / "results"
 REAL_ARCHIVE = (Path(__file__).resolve().parents[2] / "shared" / "data"
                 / "stock-market-dataset" / "archive.zip")  # ../shared/data of the project
 TIME_BIN = "/usr/bin/time"
@@ -583,8 +588,9 @@ def run_all(args: argparse.Namespace, kinds: list[str], code_dir: Path,
             )
     results["summary"] = summarise(results)
     suffix = f"_{args.tag}" if args.tag else ""
-    json_path = args.out_dir / f"bench_ingest{suffix}.json"
-    md_path = args.out_dir / f"bench_ingest{suffix}.md"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    json_path = args.results_dir / f"bench_ingest{suffix}.json"
+    md_path = args.results_dir / f"bench_ingest{suffix}.md"
     json_path.write_text(json.dumps(results, indent=2, default=str))
     text = markdown(results)
     md_path.write_text(text)
@@ -621,7 +627,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--code-rev", default=None,
                         help="benchmark this git revision (exported to a temporary folder) "
                              "instead of the working tree, e.g. HEAD or a commit")
-    parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    parser.add_argument("--out-dir", type=Path, default=OUT_DIR,
+                        help="generated corpora (large, git-ignored)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                        help="result JSON and markdown (small, committed)")
     parser.add_argument("--tag", default="", help="suffix of the result file names")
     args = parser.parse_args(argv)
     if args.worker:

@@ -33,6 +33,9 @@ Usage::
 
     python benchmarks/bench_serving.py                  # everything (about 15 minutes)
     python benchmarks/bench_serving.py --duration 5 --only ours_1w,onnx_fastapi
+
+Results: ``benchmarks/results/<--out>.json`` and ``.md`` (small, committed: the docs cite
+them); query files, reference models and profiles stay in ``--work``.
 """
 
 # ruff: noqa: PLC0415
@@ -64,11 +67,11 @@ from reference.common import (
     machine_info,
     process_tree,
     rss_mb,
-    save,
     wait_quiet,
 )
 
 REF_DIR = Path(__file__).resolve().parent / "reference"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LUA = REF_DIR / "queries.lua"
 VENV_BIN = PROJECT_DIR / ".venv" / "bin"
 TARGETS = {"rps_c10": 10_000, "rps_c10_aim": 15_000, "p99_c10_ms": 2.0, "p99_c64_ms": 25.0,
@@ -90,6 +93,14 @@ def load_features(lake: str) -> tuple[np.ndarray, np.ndarray]:
     )
     x = frame.select(vm.FEATURES).to_numpy().astype(np.float64)
     return x, frame[vm.TARGET].to_numpy().astype(np.float64)
+
+
+def save_result(name: str, results: dict[str, Any]) -> Path:
+    """Write ``benchmarks/results/<name>.json`` (small and committed: the docs cite it)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return path
 
 
 def prepare(lake: str, work: Path, *, sample_rows: int, query_rows: int,
@@ -680,7 +691,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="wait until other processes use fewer cores than this")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--rebuild", action="store_true", help="retrain the reference models")
-    parser.add_argument("--out", default="bench_serving")
+    parser.add_argument("--out", default="bench_serving",
+                        help="result name: benchmarks/results/<out>.json and .md")
     args = parser.parse_args(argv)
     args.lake = lake_uri(args.lake)
     args.connections = [int(c) for c in args.connections.split(",")]
@@ -722,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     result["server_cpu_us_per_request_c10"] = per_req
     result["median_others_cores"] = statistics.median(
         r["others_cores"] for v in ok.values() for r in v["runs"].values()) if ok else None
-    path = save(args.out, result)
+    path = save_result(args.out, result)
     table = markdown(result)
     path.with_suffix(".md").write_text(table + "\n")
     print(table)

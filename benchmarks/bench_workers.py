@@ -17,6 +17,8 @@ Usage::
     git archive <rev> cryptodudez serving | tar -x -C /tmp/before
     python benchmarks/bench_workers.py --lake /tmp/benchlake/lake3 --src /tmp/before \\
         --out bench_workers_before
+
+Results: ``benchmarks/results/<--out>.json`` (small, committed: docs/serving.md cites them).
 """
 
 import argparse
@@ -26,8 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench_serving import VENV_BIN, Server, free_port, measure, run_wrk
-from reference.common import PROJECT_DIR, lake_uri, machine_info, process_tree, rss_mb, save
+from bench_serving import VENV_BIN, Server, free_port, measure, run_wrk, save_result
+from reference.common import PROJECT_DIR, lake_uri, machine_info, process_tree, rss_mb
 
 
 def import_cost(env: dict[str, str], repeats: int) -> dict[str, Any]:
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path("/tmp/benchlake/bench_serving/paths_int.txt"),
                         help="query strings (made by bench_serving.py)")
     parser.add_argument("--no-wrk", action="store_true")
-    parser.add_argument("--out", default="bench_workers")
+    parser.add_argument("--out", default="bench_workers",
+                        help="result name: benchmarks/results/<out>.json")
     args = parser.parse_args(argv)
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(args.src.resolve()),
            "CRYPTODUDEZ_LAKE": lake_uri(args.lake)}
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         result["python_m_serving"] = serve("python -m serving",
                                            [sys.executable, "-m", "serving", *options],
                                            env, args, load=False)
-    print(f"results: {save(args.out, result)}")
+    print(f"results: {save_result(args.out, result)}")
     return 0
 
 
