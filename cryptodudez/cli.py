@@ -24,7 +24,7 @@ from cryptodudez.resources.lake import (
 )
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.settings import PROJECT_DIR, Settings
-from serving.server import add_server_arguments
+from serving.server import add_server_arguments, default_host, probe_url, write_health_file
 from serving.server import command as server_command
 
 SAMPLES_DIR = PROJECT_DIR / "samples"
@@ -231,6 +231,39 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> NoRe
     os.execv(argv[0], argv)  # noqa: S606 - this command becomes the server
 
 
+# A daemon whose sensors, run queue and backfills have not written a heartbeat for this long is
+# unhealthy (Dagster's own default, 30 minutes, would leave a hung daemon unnoticed that long).
+DAEMON_HEARTBEAT_TOLERANCE_SECONDS = 300
+
+
+def _exec_dagster(settings: Settings, command: Sequence[str], *options: str) -> NoReturn:
+    """Become a Dagster ``command`` on the project's workspace, with ``DAGSTER_HOME`` set."""
+    os.environ["DAGSTER_HOME"] = str(ensure_dagster_home(settings))
+    os.environ["CRYPTODUDEZ_LAKE"] = settings.lake
+    workspace = PROJECT_DIR / "workspace.yaml"
+    target = ["-w", str(workspace)] if workspace.exists() else ["-m", "cryptodudez.definitions"]
+    executable = Path(sys.executable).with_name(command[0])
+    argv = [str(executable), *command[1:], *target, *options]
+    os.execv(executable, argv)  # noqa: S606 - this command becomes the Dagster process
+
+
+def webserver(settings: Settings, *, host: str, port: int) -> NoReturn:
+    """Become the Dagster webserver (UI and GraphQL) alone: production's UI role."""
+    write_health_file({"role": "webserver", "url": probe_url(host, port, "/server_info")})
+    _exec_dagster(settings, ["dagster-webserver"], "-h", host, "-p", str(port))
+
+
+def daemon(settings: Settings) -> NoReturn:
+    """Become the Dagster daemon alone (sensors, run queue, backfills): production's runner."""
+    write_health_file({
+        "role": "daemon",
+        "command": [str(Path(sys.executable).with_name("dagster-daemon")), "liveness-check"],
+        "env": {"DAGSTER_HOME": str(Path(settings.dagster_home).absolute()),
+                "DAGSTER_DAEMON_HEARTBEAT_TOLERANCE": str(DAEMON_HEARTBEAT_TOLERANCE_SECONDS)},
+    })
+    _exec_dagster(settings, ["dagster-daemon", "run"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cryptodudez`` command."""
     parser = argparse.ArgumentParser(prog="cryptodudez", description=__doc__)
@@ -243,9 +276,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("demo", help="land the bundled samples and run the pipeline end to end")
     sub.add_parser("dagster-home", help="create DAGSTER_HOME if needed and print its path")
     add_server_arguments(sub.add_parser("serve", help="serve GET /predict from the latest model"))
-    p_ui = sub.add_parser("ui", help="Dagster webserver + daemon (sensors running) on the lake")
+    p_ui = sub.add_parser("ui", help="Dagster webserver + daemon in one process tree "
+                          "(`dagster dev`, for local use) on the lake")
     p_ui.add_argument("--host", default="127.0.0.1")
     p_ui.add_argument("--port", default="3000")
+    p_web = sub.add_parser("webserver", help="the Dagster webserver alone (production UI role)")
+    p_web.add_argument("--host", default=default_host(),
+                       help="address to listen on (default: $CRYPTODUDEZ_HOST, else 127.0.0.1)")
+    p_web.add_argument("--port", type=int, default=3000)
+    sub.add_parser("daemon", help="the Dagster daemon alone: sensors, run queue, backfills "
+                   "(production runner role)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     if args.command == "land":
@@ -261,12 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _out(str(ensure_dagster_home(settings)))
         return 0
     if args.command == "ui":
-        os.environ["DAGSTER_HOME"] = str(ensure_dagster_home(settings))
-        workspace = PROJECT_DIR / "workspace.yaml"
-        target = ["-w", str(workspace)] if workspace.exists() else ["-m", "cryptodudez.definitions"]
-        dagster = Path(sys.executable).with_name("dagster")
-        argv = [str(dagster), "dev", *target, "-h", args.host, "-p", args.port]
-        os.execv(dagster, argv)  # noqa: S606 - this command becomes `dagster dev`
+        _exec_dagster(settings, ["dagster", "dev"], "-h", args.host, "-p", args.port)
+    if args.command == "webserver":
+        webserver(settings, host=args.host, port=args.port)
+    if args.command == "daemon":
+        daemon(settings)
     if args.command == "serve":
         serve(settings, host=args.host, port=args.port, workers=args.workers)
     if args.command == "summary":

@@ -5,26 +5,215 @@ replacing its process with ``python -m serving``: uvicorn starts its workers wit
 multiprocessing's *spawn*, which re-imports the parent's main script in every worker, and the
 ``cryptodudez`` script imports Dagster. Started from ``serving``, a worker imports only the
 API (``serving.asgi``).
+
+This module also holds what the container image needs from every long-running role, kept free
+of Dagster so that it stays cheap to run every few seconds:
+
+* the defaults of the listening address (``CRYPTODUDEZ_HOST``, ``127.0.0.1`` when unset; the
+  image sets ``0.0.0.0``) and of the worker count (the CPUs the cgroup quota allows);
+* the health file: each role (``serve``, ``webserver``, ``daemon``) records at start how it is
+  checked, in the file ``CRYPTODUDEZ_HEALTH_FILE`` names (the image sets one; nothing is
+  written when unset), and ``python -m serving --healthcheck`` (the image's ``HEALTHCHECK``)
+  performs that check: ``GET /health`` for the API, ``GET /server_info`` for the Dagster
+  webserver, ``dagster-daemon liveness-check`` (recent heartbeats) for the daemon.
 """
 
 import argparse
+import json
+import math
 import os
+import subprocess
 import sys
-from collections.abc import Sequence
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptodudez.storage import LakeStorage
+
+HOST_VARIABLE = "CRYPTODUDEZ_HOST"
+HEALTH_FILE_VARIABLE = "CRYPTODUDEZ_HEALTH_FILE"
+HEALTHCHECK_TIMEOUT_VARIABLE = "CRYPTODUDEZ_HEALTHCHECK_TIMEOUT"
+LOCAL_HOST = "127.0.0.1"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# cgroup v1 mounts the cpu controller under one of these names.
+_CGROUP_V1_CPU_DIRS = ("cpu", "cpu,cpuacct", "cpuacct,cpu")
+# Below the image's HEALTHCHECK --timeout (30 s); set CRYPTODUDEZ_HEALTHCHECK_TIMEOUT when that
+# changes. The daemon's check loads Dagster: a few seconds on an idle machine, 30 s and more on
+# an overloaded one.
+HEALTHCHECK_TIMEOUT_SECONDS = 25.0
+
+
+def default_host(env: Mapping[str, str] | None = None) -> str:
+    """Address to listen on by default: ``CRYPTODUDEZ_HOST``, else loopback only."""
+    env = os.environ if env is None else env
+    return env.get(HOST_VARIABLE) or LOCAL_HOST
+
+
+def cgroup_cpu_limit(root: Path | None = None) -> float | None:
+    """CPUs the cgroup's CFS quota allows (``quota / period``), or None when unlimited.
+
+    Reads cgroup v2 ``cpu.max`` ("max 100000" or "200000 100000"), else cgroup v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (a quota of -1 is unlimited). Missing or
+    unreadable files mean no limit is known. ``root`` defaults to ``CGROUP_ROOT``.
+    """
+    root = CGROUP_ROOT if root is None else root
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else _ratio(quota, period)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError):
+        return None
+    for folder in _CGROUP_V1_CPU_DIRS:
+        try:
+            quota = (root / folder / "cpu.cfs_quota_us").read_text()
+            period = (root / folder / "cpu.cfs_period_us").read_text()
+        except OSError:
+            continue
+        try:
+            return _ratio(quota, period)
+        except ValueError:
+            return None
+    return None
+
+
+def _ratio(quota: str, period: str) -> float | None:
+    q, p = int(quota.strip()), int(period.strip())
+    return q / p if q > 0 and p > 0 else None
+
+
+def available_cpus(root: Path | None = None, *, affinity: int | None = None) -> int:
+    """CPUs this process may use: its affinity mask, capped by the cgroup's CPU quota.
+
+    ``os.cpu_count()`` counts the host's CPUs; in a container limited with ``--cpus 2`` on a
+    64-core host, one worker per host CPU would mean 64 workers throttled onto 2 CPUs. A
+    fractional quota rounds up (1.5 CPUs gives 2), and the result is at least 1. ``root`` is
+    the cgroup filesystem (default ``CGROUP_ROOT``); ``affinity`` the CPUs this process may be
+    scheduled on (default: its affinity mask).
+    """
+    if affinity is None:
+        affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else (os.cpu_count() or 1)
+    limit = cgroup_cpu_limit(root)
+    cpus = affinity if limit is None else min(affinity, math.ceil(limit))
+    return max(1, cpus)
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """The server's options (shared by ``python -m serving`` and ``cryptodudez serve``)."""
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default=default_host(),
+                        help=f"address to listen on (default: ${HOST_VARIABLE}, else "
+                             f"{LOCAL_HOST})")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="server processes (default: one per core)")
+    parser.add_argument("--workers", type=int, default=available_cpus(),
+                        help="server processes (default: one per CPU the container's "
+                             "quota allows)")
 
 
 def command(*, host: str, port: int, workers: int) -> list[str]:
     """The ``python -m serving`` command line for these options."""
     return [sys.executable, "-m", "serving", "--host", host, "--port", str(port),
             "--workers", str(workers)]
+
+
+def probe_url(host: str, port: int, path: str) -> str:
+    """URL at which a local health probe reaches a server listening on ``host:port``."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - recognising the wildcard, not binding it
+        host = LOCAL_HOST
+    elif host == "::":
+        host = "::1"
+    return f"http://{_url_host(host)}:{port}{path}"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def write_health_file(check: Mapping[str, object],
+                      env: Mapping[str, str] | None = None) -> Path | None:
+    """Record how this role is checked (``{"url": ...}`` or ``{"command": [...], "env": {}}``).
+
+    Written to ``$CRYPTODUDEZ_HEALTH_FILE``; nothing is written when it is unset. Returns the
+    file written, if any.
+    """
+    env = os.environ if env is None else env
+    target = env.get(HEALTH_FILE_VARIABLE)
+    if not target:
+        return None
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(path.name + ".tmp")
+    staged.write_text(json.dumps(check))
+    staged.replace(path)  # a concurrent check reads the old or the new file, never half of one
+    return path
+
+
+def healthcheck(env: Mapping[str, str] | None = None, *, timeout: float | None = None) -> int:
+    """Perform the check the running role recorded: 0 when healthy, 1 otherwise.
+
+    Prints one line saying what was checked and the outcome. ``timeout`` (seconds) defaults to
+    ``$CRYPTODUDEZ_HEALTHCHECK_TIMEOUT``, else ``HEALTHCHECK_TIMEOUT_SECONDS``.
+    """
+    env = os.environ if env is None else env
+    if timeout is None:
+        timeout = float(env.get(HEALTHCHECK_TIMEOUT_VARIABLE) or HEALTHCHECK_TIMEOUT_SECONDS)
+    target = env.get(HEALTH_FILE_VARIABLE)
+    if not target:
+        return _report(1, f"unhealthy: {HEALTH_FILE_VARIABLE} is not set")
+    try:
+        check = json.loads(Path(target).read_text())
+    except (OSError, ValueError) as exc:
+        return _report(1, f"unhealthy: no role has recorded its check in {target} ({exc})")
+    if isinstance(check.get("url"), str):
+        return _check_url(check["url"], timeout=timeout)
+    if isinstance(check.get("command"), list):
+        extra = {str(k): str(v) for k, v in dict(check.get("env") or {}).items()}
+        return _check_command([str(a) for a in check["command"]], {**env, **extra},
+                              timeout=timeout)
+    return _report(1, f"unhealthy: {target} names no url or command")
+
+
+def _check_url(url: str, *, timeout: float) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - own URL
+            return _report(0 if response.status == 200 else 1, f"GET {url}: {response.status}")
+    except OSError as exc:
+        return _report(1, f"unhealthy: GET {url}: {exc}")
+
+
+def _check_command(argv: list[str], env: Mapping[str, str], *, timeout: float) -> int:
+    shown = " ".join(argv)
+    try:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True,  # noqa: S603
+                              timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return _report(1, f"unhealthy: {shown}: {exc}")
+    said = (done.stdout.strip() or done.stderr.strip()).splitlines()
+    return _report(0 if done.returncode == 0 else 1,
+                   f"{shown}: exit {done.returncode}{': ' + said[-1] if said else ''}")
+
+
+def _report(code: int, line: str) -> int:
+    sys.stdout.write(line + "\n")
+    return code
+
+
+def announcement(*, lake: "LakeStorage", host: str, port: int, workers: int) -> str:
+    """The one line the server prints at start: where it listens and which model it serves."""
+    from serving.model_store import MODEL_NAME, ModelStore  # noqa: PLC0415 - see main()
+
+    try:
+        version = ModelStore(lake).latest_version()
+    except (OSError, ValueError) as exc:
+        model = f"{MODEL_NAME} (LATEST unreadable: {exc})"
+    else:
+        model = f"{MODEL_NAME} {version}" if version else \
+            f"no {MODEL_NAME} yet (none published; polling for one)"
+    where = lake.uri
+    return (f"serving {model} from {where} on http://{_url_host(host)}:{port} "
+            f"({workers} worker{'s' if workers != 1 else ''})")
 
 
 def run(*, host: str, port: int, workers: int) -> None:
@@ -40,6 +229,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving",
                                      description="serve GET /predict from the latest model")
     add_server_arguments(parser)
+    parser.add_argument("--healthcheck", action="store_true",
+                        help="check the role this container runs (see the health file above) "
+                             "and exit 0 when healthy")
     args = parser.parse_args(argv)
+    if args.healthcheck:
+        return healthcheck()
+    # Imported here, not above: the health check runs every few seconds and needs none of it.
+    from cryptodudez.settings import Settings  # noqa: PLC0415
+    from cryptodudez.storage import LakeStorage  # noqa: PLC0415
+
+    settings = Settings.from_env()
+    lake = LakeStorage(settings.lake, endpoint_url=settings.endpoint_url,
+                       region_name=settings.region)
+    write_health_file({"role": "serve", "url": probe_url(args.host, args.port, "/health")})
+    sys.stdout.write(announcement(lake=lake, host=args.host, port=args.port,
+                                  workers=args.workers) + "\n")
+    sys.stdout.flush()
     run(host=args.host, port=args.port, workers=args.workers)
     return 0
