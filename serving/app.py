@@ -3,27 +3,47 @@
 Build it with :func:`create_app`; importing this module touches no file.
 """
 
-import math
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote_plus
 
 import msgspec
-from litestar import Litestar, MediaType, Request, Response, get
-from litestar.datastructures import State
+from litestar import HttpMethod, Litestar, MediaType, Request, Response, Router, get, route
+from litestar.datastructures import CacheControlHeader, State
 from litestar.exceptions import HTTPException
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import OpenAPIResponse, Operation, Parameter, Schema
 from litestar.openapi.spec.enums import OpenAPIType
+from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from cryptodudez.storage import LakeStorage
 from serving.model_store import MODEL_NAME, ModelStore
 
 PARAMETERS = ("vol_moving_avg", "adj_close_rolling_med")
+_KNOWN = frozenset(PARAMETERS)
 # Far above any real volume or price; beyond this a float prediction could overflow.
 LIMITS = {"vol_moving_avg": 1e15, "adj_close_rolling_med": 1e9}
+# The accepted numbers: ASCII digits, an optional fraction and an optional exponent (what
+# Python's repr and JavaScript's String write for a float). No "_", no whitespace, no "+",
+# no ".5" or "5.", no other digits. A leading "-" passes the grammar only so that a negative
+# value gets its own message ("must be >= 0"); -0 is 0.
+# fullmatch, not "$", which would also accept a trailing newline.
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?").fullmatch
+GRAMMAR = "ASCII digits with an optional fraction and exponent, for example 12345, 0.25 or 1.5e4"
+
+SCHEMA_PATH = "/schema"
+# Swagger UI's files, served by the app itself from the swagger-ui-bundle-v2 wheel (the
+# folder name carries the Swagger UI version, so a new version is a new URL for caches).
+SWAGGER_UI = Path(str(swagger_ui_path))
+ASSETS_PATH = f"{SCHEMA_PATH}/static/{SWAGGER_UI.name}"
 
 
 @dataclass(frozen=True)
@@ -50,40 +70,54 @@ class BadRequest(HTTPException):
     status_code = HTTP_400_BAD_REQUEST
 
 
+def _shown(raw: str) -> str:
+    """The offending value for a message: at most 40 characters, with the full length."""
+    return repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}... ({len(raw)} characters)"
+
+
 def parse_query(raw: bytes) -> dict[str, str]:
-    """First value of each query parameter (the hot path: no multi-dict, no regex)."""
+    """The value of each known parameter, percent-decoded (the hot path: no multi-dict).
+
+    Unknown parameters are ignored; a known parameter given twice is a 400 naming it.
+    """
     out: dict[str, str] = {}
     for part in raw.split(b"&"):
         key, _, value = part.partition(b"=")
         name = key.decode("latin-1")
-        if name in out:
+        if b"%" in key or b"+" in key:
+            name = unquote_plus(name)
+        if name not in _KNOWN:
             continue
+        if name in out:
+            raise BadRequest(detail=f"query parameter {name!r} is given more than once; "
+                                    "give each parameter once")
         text = value.decode("latin-1")
         out[name] = unquote_plus(text) if ("%" in text or "+" in text) else text
     return out
 
 
 def parse_parameter(name: str, raw: str | None) -> float:
-    """A finite, non-negative float from a query parameter, or a 400 naming it."""
+    """A number from 0 to ``LIMITS[name]`` from a query parameter, or a 400 naming it."""
+    limit = LIMITS[name]
     if raw is None or raw == "":
-        raise BadRequest(detail=f"missing query parameter {name!r}")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadRequest(detail=f"query parameter {name!r} must be a number, got {raw[:40]!r}") \
-            from None
-    if not math.isfinite(value):
-        raise BadRequest(detail=f"query parameter {name!r} must be finite, got {raw[:40]!r}")
+        raise BadRequest(detail=f"missing query parameter {name!r}: a decimal number from 0 to "
+                                f"{limit:g} ({GRAMMAR})")
+    if _DECIMAL(raw) is None:
+        raise BadRequest(detail=f"query parameter {name!r} must be a decimal number from 0 to "
+                                f"{limit:g} ({GRAMMAR}), got {_shown(raw)}")
+    value = float(raw)  # the grammar leaves no NaN; too many digits give inf, caught below
     if value < 0:
-        raise BadRequest(detail=f"query parameter {name!r} must be >= 0, got {raw[:40]!r}")
-    if value > LIMITS[name]:
-        raise BadRequest(detail=f"query parameter {name!r} must be <= {LIMITS[name]:g}, "
-                                f"got {raw[:40]!r}")
+        raise BadRequest(detail=f"query parameter {name!r} must be >= 0 (and <= {limit:g}), "
+                                f"got {_shown(raw)}")
+    if not value <= limit:
+        raise BadRequest(detail=f"query parameter {name!r} must be <= {limit:g}, "
+                                f"got {_shown(raw)}")
     return value
 
 
 def _query_param(name: str, description: str) -> Parameter:
-    return Parameter(name=name, param_in="query", required=True, description=description,
+    return Parameter(name=name, param_in="query", required=True,
+                     description=f"{description}; from 0 to {LIMITS[name]:g}, {GRAMMAR}",
                      schema=Schema(type=OpenAPIType.NUMBER, minimum=0, maximum=LIMITS[name]))
 
 
@@ -102,22 +136,12 @@ class PredictOperation(Operation):
         ]
         self.responses = {
             **(self.responses or {}),
-            "400": OpenAPIResponse(description="a parameter is missing, not a number, "
-                                               "negative, NaN, infinite or out of range"),
+            "400": OpenAPIResponse(description="a parameter is missing, given twice, not a "
+                                               "decimal number in ASCII digits, negative or "
+                                               "above its limit; the detail names it"),
         }
 
 
-@get(
-    "/predict",
-    media_type=MediaType.JSON,
-    sync_to_thread=False,
-    summary="Predicted trading volume",
-    description="The volume the model predicts for a day, from the 30-day features, as an "
-                "integer. Parameters must be finite and non-negative; fractional values are "
-                "accepted (a moving average is rarely an integer).",
-    operation_class=PredictOperation,
-    response_description="predicted volume (integer)",
-)
 def predict(request: Request) -> int:
     """Predicted volume for the given features."""
     query = parse_query(request.scope["query_string"])
@@ -130,12 +154,55 @@ def predict(request: Request) -> int:
     return round(served.model.predict_one(volume, price))
 
 
-@get("/health", sync_to_thread=False, summary="Service and model status")
 def health(state: State) -> Health:
     """Which model version is being served."""
     served = state.store.current
     return Health(status="ok" if served else "no_model", model=MODEL_NAME,
                   version=served.version if served else None)
+
+
+predict_get = get(
+    "/predict",
+    media_type=MediaType.JSON,
+    sync_to_thread=False,
+    summary="Predicted trading volume",
+    description="The volume the model predicts for a day, from the 30-day features, as an "
+                f"integer. Each parameter is given once, as {GRAMMAR}; fractional values are "
+                "accepted (a moving average is rarely an integer). `HEAD` answers with the "
+                "same status and headers and no body.",
+    operation_class=PredictOperation,
+    response_description="predicted volume (integer)",
+)(predict)
+
+health_get = get("/health", sync_to_thread=False, summary="Service and model status",
+             description="`HEAD` answers with the same status and headers and no body.")(health)
+
+
+def without_body(app: ASGIApp) -> ASGIApp:
+    """Middleware of the ``HEAD`` routes: the ``GET`` answer's status and headers, no body.
+
+    Only the ``HEAD`` handlers carry it, so ``GET`` pays nothing for it.
+    """
+
+    async def head(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {"type": "http.response.body", "body": b"",
+                           "more_body": message.get("more_body", False)}
+            await send(message)
+
+        await app(scope, receive, send_headers_only)
+
+    return head
+
+
+def _head(path: str, fn: Callable[..., object]) -> HTTPRouteHandler:
+    return route(path, http_method=HttpMethod.HEAD, media_type=MediaType.JSON,
+                 sync_to_thread=False, include_in_schema=False, middleware=[without_body])(fn)
+
+
+predict_head = _head("/predict", predict)
+health_head = _head("/health", health)
 
 
 def _bad_request(_: Request, exc: HTTPException) -> Response[dict[str, object]]:
@@ -159,10 +226,28 @@ def create_app(settings: ServingSettings) -> Litestar:
             await store.stop()
 
     return Litestar(
-        route_handlers=[predict, health],
+        route_handlers=[predict_get, predict_head, health_get, health_head, _docs_assets()],
         lifespan=[model_store],
         exception_handlers={BadRequest: _bad_request},
         openapi_config=OpenAPIConfig(title="cryptodudez prediction API", version="1.0.0",
-                                     path="/schema"),
+                                     path=SCHEMA_PATH, render_plugins=[_swagger_ui()]),
         logging_config=None,  # the server (uvicorn) or the embedding program owns logging
     )
+
+
+def _swagger_ui() -> SwaggerRenderPlugin:
+    """Swagger UI at ``/schema`` (and ``/schema/swagger``), its files from this server."""
+    return SwaggerRenderPlugin(
+        path=["/", "/swagger"],
+        js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+        css_url=f"{ASSETS_PATH}/swagger-ui.css",
+        standalone_preset_js_url=f"{ASSETS_PATH}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{ASSETS_PATH}/favicon-32x32.png'>",
+    )
+
+
+def _docs_assets() -> Router:
+    """The Swagger UI files (JavaScript, CSS, icons) under ``ASSETS_PATH``."""
+    return create_static_files_router(path=ASSETS_PATH, directories=[SWAGGER_UI],
+                                      name="docs_assets", include_in_schema=False,
+                                      cache_control=CacheControlHeader(max_age=86400))
