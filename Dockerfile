@@ -12,21 +12,25 @@
 #   one-off    docker run --rm -v lake:/data/lake -v dagster:/data/dagster cryptodudez ingest
 #              (also: land, summary, demo)
 #
-# As a compose file:
+# As a compose file (`init: true`, or `docker run --init`, puts an init process at PID 1
+# that forwards signals and reaps the daemon's run and code-server subprocesses):
 #
 #   services:
 #     webserver:
 #       image: cryptodudez
 #       command: ["webserver"]
+#       init: true
 #       ports: ["3000:3000"]
 #       volumes: ["lake:/data/lake", "dagster:/data/dagster"]
 #     daemon:
 #       image: cryptodudez
 #       command: ["daemon"]
+#       init: true
 #       volumes: ["lake:/data/lake", "dagster:/data/dagster"]
 #     api:
 #       image: cryptodudez
 #       command: ["serve"]
+#       init: true
 #       ports: ["8000:8000"]
 #       volumes: ["lake:/data/lake"]
 #       cpus: 2
@@ -45,7 +49,9 @@
 # HEALTHCHECK runs that check without loading Dagster unless it has to:
 #   serve      GET http://127.0.0.1:<port>/health
 #   webserver  GET http://127.0.0.1:<port>/server_info
-#   daemon     dagster-daemon liveness-check (every daemon wrote a heartbeat in the last 300 s)
+#   daemon     dagster-daemon liveness-check (every daemon wrote a heartbeat in the last 300 s;
+#              this check loads Dagster, a few CPU-seconds each minute)
+# The check gives up after $CRYPTODUDEZ_HEALTHCHECK_TIMEOUT (25 s; keep it below --timeout).
 # A one-off command records nothing and reports unhealthy, which `docker run --rm` ignores.
 
 # Base image pinned by version and digest; refresh both together, e.g. with

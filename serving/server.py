@@ -204,13 +204,9 @@ def announcement(*, lake: "LakeStorage", host: str, port: int, workers: int) -> 
     """The one line the server prints at start: where it listens and which model it serves."""
     from serving.model_store import MODEL_NAME, ModelStore  # noqa: PLC0415 - see main()
 
-    try:
-        version = ModelStore(lake).latest_version()
-    except (OSError, ValueError) as exc:
-        model = f"{MODEL_NAME} (LATEST unreadable: {exc})"
-    else:
-        model = f"{MODEL_NAME} {version}" if version else \
-            f"no {MODEL_NAME} yet (none published; polling for one)"
+    version = ModelStore(lake).latest_version()
+    model = f"{MODEL_NAME} {version}" if version else \
+        f"no {MODEL_NAME} yet (none published; polling for one)"
     where = lake.uri
     return (f"serving {model} from {where} on http://{_url_host(host)}:{port} "
             f"({workers} worker{'s' if workers != 1 else ''})")
@@ -242,9 +238,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env()
     lake = LakeStorage(settings.lake, endpoint_url=settings.endpoint_url,
                        region_name=settings.region)
+    try:
+        line = announcement(lake=lake, host=args.host, port=args.port, workers=args.workers)
+    except Exception as exc:  # any cause (no credentials, no network): the server cannot start
+        # The app would fail the same way loading the model; say it in one line, not 80.
+        sys.stderr.write(f"python -m serving: error: cannot read the model in {lake.uri}: "
+                         f"{type(exc).__name__}: {' '.join(str(exc).split())}\n")
+        return 1
     write_health_file({"role": "serve", "url": probe_url(args.host, args.port, "/health")})
-    sys.stdout.write(announcement(lake=lake, host=args.host, port=args.port,
-                                  workers=args.workers) + "\n")
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
     run(host=args.host, port=args.port, workers=args.workers)
     return 0

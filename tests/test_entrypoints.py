@@ -269,7 +269,7 @@ def test_webserver_as_the_image_runs_it(tmp_path: Path, roles: list[Role]) -> No
     info = wait_for(role, f"http://127.0.0.1:{port}/server_info")
     assert b"dagster_webserver_version" in info
     assert listening(port) == {"0.0.0.0"}
-    assert (Path(env["DAGSTER_HOME"]) / "dagster.yaml").exists()
+    assert Path(env["DAGSTER_HOME"]).is_dir(), "DAGSTER_HOME is the volume's folder"
     healthy = run_healthcheck(env)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert "/server_info: 200" in healthy.stdout
@@ -298,3 +298,17 @@ def test_daemon_as_the_image_runs_it(tmp_path: Path, roles: list[Role]) -> None:
     assert "liveness-check: exit 0: Daemon live" in done.stdout
     assert list(Path(env["DAGSTER_HOME"]).iterdir()), "DAGSTER_HOME holds the instance"
     role.alive()
+
+
+def test_serve_with_an_unreadable_lake_fails_in_one_line(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    (lake / "models" / "volume_model" / "LATEST").mkdir(parents=True)  # unreadable pointer
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "CRYPTODUDEZ_", "DAGSTER_"))}
+    done = subprocess.run([sys.executable, "-m", "serving", "--port", str(_free_port())],
+                          env={**env, "CRYPTODUDEZ_LAKE": str(lake)}, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"python -m serving: error: cannot read the model in {lake}: ")
