@@ -1,42 +1,38 @@
 """The volume model against the naive forecast and the brief's random forest, on real features.
 
-Two splits of the rows the model trains on (both features present, volume known), exactly as
-``cryptodudez.transforms.volume_model.evaluate`` makes them:
+Three splits of the rows the model trains on (both features present, volume known), exactly
+as ``cryptodudez.transforms.volume_model.evaluation_splits`` makes them:
 
-``random_80_20``
-    the brief's ``train_test_split(test_size=0.2, random_state=42)``.
+``held_out_symbols``
+    every row (all dates) of 20 % of the symbols is tested; none of their rows is trained
+    on, and the shrinkage is chosen on validation symbols inside the training symbols.
 ``time_holdout``
     train on rows dated before (last date - 182 days), test on the rest.
+``random_80_20``
+    the brief's ``train_test_split(test_size=0.2, random_state=42)``.
 
 Contenders, each scored on the full test rows with MAE, MSE and MAE of log1p(volume):
 
 ``ours``
-    ``volume_model.evaluate`` (it fits the model on each split's training rows, with the
-    shrinkage chosen on the last 182 days of those rows), re-run here; plus the metrics.json
-    of the model trained by ``cryptodudez ingest`` and the time, peak RSS and file sizes of
-    the production training path on all rows (shrinkage choice, fit, compile, exactness check).
+    ``volume_model.evaluate`` (the production procedure ``train`` refitted on each split's
+    training rows), re-run here; the production training path on all rows (sample, shrinkage
+    choice, fit, compile, exactness check) with its time and peak RSS; and a sample-size
+    study: the held-out-symbol scores when ``train`` fits on 100 k, 250 k (production),
+    1 M rows or every training row.
 ``naive``
     ``Volume = vol_moving_avg``.
-``rf_<n>``
+``rf_<n>`` (``--rf-sizes``, off by default)
     the brief's ``RandomForestRegressor(n_estimators=100, random_state=42)`` fitted on a
-    random sample of ``n`` training rows (the full training set does not fit: memory grows
-    about 9 GB per million rows); fit and predict time, peak RSS, pickle size.
-``rules`` (``--rules``)
-    the shrinkage rules of ``volume_model.choose_shrinkage`` compared in nested back-tests
-    that use only the random split's training rows (so neither split's test rows): four
-    182-day windows before the time hold-out, each with the earlier rows as training, and
-    three random 80/20 splits (seeds 1-3). Each rule chooses ``s`` on the training rows as
-    production does; the gains over the naive forecast on the window are reported.
-``hgb_volume``
+    random sample of ``n`` training rows; fit and predict time, peak RSS, pickle size.
+``hgb_volume`` (``--hgb``)
     a plain ``HistGradientBoostingRegressor(random_state=42)`` of ``Volume`` on all training
     rows: the model of the ONNX reference server in bench_serving.py.
 
 Every fit runs in its own subprocess, so each peak RSS is that fit's alone. Nothing here
-asserts on time. Usage::
+asserts on time. Results go to ``benchmarks/results/<--out>.json``. Usage::
 
-    python benchmarks/bench_model.py                        # about 20 minutes
-    python benchmarks/bench_model.py --rf-sizes 200000      # quicker
-    python benchmarks/bench_model.py --rules                # + shrinkage-rule back-tests
+    python benchmarks/bench_model.py --lake <lake>                # about 5 minutes
+    python benchmarks/bench_model.py --lake <lake> --rf-sizes 200000 --hgb
 """
 
 # ruff: noqa: PLC0415
@@ -53,35 +49,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from reference.common import lake_uri, machine_info, save, wait_quiet
+from reference.common import lake_uri, machine_info, wait_quiet
 
 TARGETS = {"train_s": 120.0, "model_file_mb": 50.0}
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SAMPLE_STUDY = (100_000, 250_000, 1_000_000, 10**12)
 RF_PARAMS = {"n_estimators": 100, "random_state": 42}
 HOLDOUT_DAYS = 182
 
 
-def load(lake: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x, y, dates) exactly as the volume_model asset builds them."""
+def load(lake: str) -> Any:
+    """The training frame exactly as the volume_model asset reads it."""
     from cryptodudez.resources.lake import FEATURES, Lake
     from cryptodudez.transforms import volume_model as vm
 
-    frame = vm.training_frame(
-        Lake(uri=lake).scan_table(FEATURES, "stock_features",
-                                  list(vm.TRAINING_COLUMNS)).collect()
-    )
-    x = frame.select(vm.FEATURES).to_numpy().astype(np.float64)
-    return x, frame[vm.TARGET].to_numpy().astype(np.float64), frame["Date"].to_numpy()
+    return vm.training_frame(
+        Lake(uri=lake).scan_table(FEATURES, "stock_features", list(vm.TRAINING_COLUMNS)))
 
 
-def splits(y: np.ndarray, dates: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The same two splits as ``volume_model.evaluate``."""
-    from sklearn.model_selection import train_test_split
+def splits(frame: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The same three splits as ``volume_model.evaluate``."""
+    from cryptodudez.transforms import volume_model as vm
 
-    idx = np.arange(len(y))
-    tr, te = train_test_split(idx, test_size=0.2, random_state=42)
-    last = np.datetime64(str(dates.max()))
-    cut = str(last - np.timedelta64(HOLDOUT_DAYS, "D"))
-    return {"random_80_20": (tr, te), "time_holdout": (idx[dates < cut], idx[dates >= cut])}
+    return vm.evaluation_splits(frame, holdout_days=HOLDOUT_DAYS)
 
 
 def _max_rss_mb() -> float:
@@ -90,61 +80,40 @@ def _max_rss_mb() -> float:
 
 # ------------------------------------------------------------------------ child tasks
 def child_ours(lake: str) -> dict[str, Any]:
-    """``evaluate`` on both splits, then the production training path on all rows."""
+    """``evaluate`` on the three splits, the production path, and the sample-size study."""
     from cryptodudez.transforms import volume_model as vm
 
-    x, y, dates = load(lake)
-    out: dict[str, Any] = {"rows": len(y), "rss_after_load_mb": round(_max_rss_mb())}
+    frame = load(lake)
+    out: dict[str, Any] = {"rows_read": frame.height, "rss_after_load_mb": round(_max_rss_mb())}
     started = time.perf_counter()
-    out["evaluate"] = vm.evaluate(x, y, dates)
-    out["evaluate_s"] = round(time.perf_counter() - started, 1)
-    started = time.perf_counter()
-    shrinkage, _ = vm.choose_shrinkage(x, y, dates)
-    model = vm.fit(x, y, shrinkage=shrinkage)
+    model, report = vm.train(frame)
     table = model.compile()
-    sample = x[np.random.default_rng(0).choice(len(x), min(len(x), 20_000), replace=False)]
-    exact = vm.check_exact(model, table, sample)
-    out["train_all_rows_s"] = round(time.perf_counter() - started, 1)
-    out["shrinkage"] = shrinkage
+    x_check, _ = vm.arrays(vm.subsample(frame, 20_000))
+    exact = vm.check_exact(model, table, x_check)
+    out["train_s"] = round(time.perf_counter() - started, 1)
+    out["rows_fitted"] = report["rows_sampled"]
+    out["shrinkage"] = model.shrinkage
+    out["validation"] = report
     out["lookup_max_relative_difference"] = exact
     out["booster_pickle_mb"] = round(len(pickle.dumps(model)) / 1e6, 3)
     out["lookup_json_mb"] = round(len(json.dumps(table.to_json()).encode()) / 1e6, 3)
+    out["max_rss_after_train_mb"] = round(_max_rss_mb())
+    started = time.perf_counter()
+    out["evaluate"] = vm.evaluate(frame)
+    out["evaluate_s"] = round(time.perf_counter() - started, 1)
+    train_rows, test_rows = splits(frame)["held_out_symbols"]
+    x, y = vm.arrays(frame[test_rows])
+    naive = vm.metrics(y, x[:, 0])
+    study = {}
+    for rows in SAMPLE_STUDY:
+        started = time.perf_counter()
+        fitted, rep = vm.train(frame[train_rows], rows=rows)
+        scores = vm.metrics(y, fitted.predict(x))
+        study[str(rep["rows_sampled"])] = {
+            "train_s": round(time.perf_counter() - started, 1), "shrinkage": fitted.shrinkage,
+            "model": scores, "change_pct": vm.gains(scores, naive)}
+    out["sample_study_held_out_symbols"] = study
     out["max_rss_mb"] = round(_max_rss_mb())
-    return out
-
-
-def child_rules(lake: str) -> dict[str, Any]:
-    """Gains over naive of each shrinkage rule in back-tests inside the random training rows."""
-    from sklearn.model_selection import train_test_split
-
-    from cryptodudez.transforms import volume_model as vm
-
-    x, y, dates = load(lake)
-    rows = np.sort(splits(y, dates)["random_80_20"][0])
-    x, y, dates = x[rows], y[rows], dates[rows]
-    idx = np.arange(len(y))
-    end = np.datetime64(str(dates.max())) - np.timedelta64(HOLDOUT_DAYS, "D")
-    tests: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for back in range(4):
-        stop = end - np.timedelta64(back * HOLDOUT_DAYS, "D")
-        start = stop - np.timedelta64(HOLDOUT_DAYS, "D")
-        window = (dates >= str(start)) & (dates < str(stop))
-        tests[f"time {start}..{stop}"] = (idx[dates < str(start)], idx[window])
-    for seed in (1, 2, 3):
-        tr, te = train_test_split(idx, test_size=0.2, random_state=seed)
-        tests[f"random seed {seed}"] = (np.sort(tr), np.sort(te))
-    out: dict[str, Any] = {}
-    for name, (train, test) in tests.items():
-        naive = vm.metrics(y[test], x[test, 0])
-        out[name] = {}
-        for rule in ("maximin", "mse_constrained"):
-            s, _ = vm.choose_shrinkage(x[train], y[train], dates[train], rule=rule)
-            model = vm.fit(x[train], y[train], shrinkage=s)
-            scores = vm.metrics(y[test], model.predict(x[test]))
-            out[name][rule] = {"shrinkage": s, "scale": model.scale,
-                               "gain_pct": {k: round(100 * (1 - scores[k] / naive[k]), 3)
-                                            for k in naive},
-                               "beats_naive": vm.beats(scores, naive)}
     return out
 
 
@@ -154,8 +123,9 @@ def child_rf(lake: str, split: str, size: int) -> dict[str, Any]:
 
     from cryptodudez.transforms import volume_model as vm
 
-    x, y, dates = load(lake)
-    train, test = splits(y, dates)[split]
+    frame = load(lake)
+    x, y = vm.arrays(frame)
+    train, test = splits(frame)[split]
     rows = np.random.default_rng(42).choice(train, min(size, len(train)), replace=False)
     rss_before = _max_rss_mb()
     started = time.perf_counter()
@@ -186,8 +156,9 @@ def child_hgb(lake: str, split: str) -> dict[str, Any]:
 
     from cryptodudez.transforms import volume_model as vm
 
-    x, y, dates = load(lake)
-    train, test = splits(y, dates)[split]
+    frame = load(lake)
+    x, y = vm.arrays(frame)
+    train, test = splits(frame)[split]
     started = time.perf_counter()
     model = HistGradientBoostingRegressor(random_state=42).fit(x[train], y[train])
     fit_s = time.perf_counter() - started
@@ -219,9 +190,9 @@ def trained_model(lake: str) -> dict[str, Any]:
     folder = Path(lk.path(MODELS, "volume_model", version))
     metrics = json.loads((folder / "metrics.json").read_text())
     return {
-        "version": version, "rows": metrics["rows"],
-        "train_seconds": round(metrics["train_seconds"], 1),
-        "shrinkage": metrics["shrinkage"], "evaluation": metrics["evaluation"],
+        "version": version, **{k: metrics.get(k) for k in (
+            "rows", "rows_read", "train_seconds", "evaluate_seconds", "shrinkage",
+            "evaluation")},
         "files_mb": {p.name: round(p.stat().st_size / 1e6, 3) for p in sorted(folder.iterdir())},
     }
 
@@ -229,20 +200,26 @@ def trained_model(lake: str) -> dict[str, Any]:
 def naive(lake: str) -> dict[str, Any]:
     from cryptodudez.transforms import volume_model as vm
 
-    x, y, dates = load(lake)
+    frame = load(lake)
+    x, y = vm.arrays(frame)
     return {name: {"rows_test": len(te), "metrics": vm.metrics(y[te], x[te, 0])}
-            for name, (_, te) in splits(y, dates).items()}
+            for name, (_, te) in splits(frame).items()}
+
+
+SPLITS = ("held_out_symbols", "time_holdout", "random_80_20")
 
 
 def table(result: dict[str, Any]) -> str:
-    """A markdown table of every contender on both splits."""
-    lines = ["| split | model | MAE | MSE | MAE log1p |", "|---|---|---:|---:|---:|"]
-    for split in ("random_80_20", "time_holdout"):
+    """A markdown table of every contender on every split, with % change against naive."""
+    lines = ["| split | model | MAE | MSE | MAE log1p | MAE vs naive | MSE vs naive | "
+             "log-MAE vs naive |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for split in SPLITS:
+        base = result["naive"][split]["metrics"]
         rows: list[tuple[str, dict[str, float]]] = []
         ours = result.get("ours", {}).get("evaluate", {}).get(split)
-        if ours:
+        if ours and "model" in ours:
             rows.append((f"ours (s={ours['shrinkage']})", ours["model"]))
-        rows.append(("naive", result["naive"][split]["metrics"]))
+        rows.append(("naive", base))
         for key, value in result.get("rf", {}).items():
             if key.startswith(split) and "metrics" in value:
                 rows.append((f"rf {key.split('/')[1]}", value["metrics"]))
@@ -250,19 +227,27 @@ def table(result: dict[str, Any]) -> str:
         if "metrics" in hgb:
             rows.append(("hgb_volume", hgb["metrics"]))
         for name, m in rows:
+            change = {k: 100 * (m[k] / base[k] - 1) for k in base}
             lines.append(f"| {split} | {name} | {m['mae']:,.0f} | {m['mse']:.4e} | "
-                         f"{m['mae_log1p']:.4f} |")
+                         f"{m['mae_log1p']:.4f} | {change['mae']:+.2f} % | "
+                         f"{change['mse']:+.2f} % | {change['mae_log1p']:+.2f} % |")
     return "\n".join(lines)
+
+
+def save(name: str, result: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2, default=float))
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lake", default=None)
-    parser.add_argument("--rf-sizes", default="200000,500000")
-    parser.add_argument("--splits", default="random_80_20,time_holdout")
+    parser.add_argument("--rf-sizes", default="")
+    parser.add_argument("--splits", default=",".join(SPLITS))
     parser.add_argument("--skip-ours", action="store_true")
-    parser.add_argument("--skip-hgb", action="store_true")
-    parser.add_argument("--rules", action="store_true", help="back-test the shrinkage rules")
+    parser.add_argument("--hgb", action="store_true")
     parser.add_argument("--quiet-max", type=float, default=0.5)
     parser.add_argument("--out", default="bench_model", help="results file name")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -272,8 +257,6 @@ def main(argv: list[str] | None = None) -> int:
         kind, *rest = args.child
         if kind == "ours":
             out = child_ours(lake)
-        elif kind == "rules":
-            out = child_rules(lake)
         elif kind == "rf":
             out = child_rf(lake, rest[0], int(rest[1]))
         else:
@@ -281,18 +264,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out, default=float))
         return 0
 
-    result: dict[str, Any] = {"machine": machine_info(), "targets": TARGETS}
+    result: dict[str, Any] = {"machine": machine_info(), "targets": TARGETS,
+                              "command": " ".join(["python", *sys.argv])}
     result["trained_model"] = trained_model(lake)
     result["naive"] = naive(lake)
     print(f"trained model: {json.dumps(result['trained_model'])}", flush=True)
     if not args.skip_ours:
         result["ours"] = run_child(["ours", "-"], args.quiet_max)
         print(f"ours: {json.dumps(result['ours'])}", flush=True)
-    if args.rules:
-        result["rules"] = run_child(["rules"], args.quiet_max)
-        print(f"rules: {json.dumps(result['rules'])}", flush=True)
     split_names = [s for s in args.splits.split(",") if s]
-    if not args.skip_hgb:
+    if args.hgb:
         result["hgb_volume"] = {s: run_child(["hgb", s], args.quiet_max) for s in split_names}
         print(f"hgb_volume: {json.dumps(result['hgb_volume'])}", flush=True)
     result["rf"] = {}
@@ -304,11 +285,11 @@ def main(argv: list[str] | None = None) -> int:
             save(args.out, result)
     tm = result["trained_model"]
     model_mb = tm["files_mb"].get("lookup.json", 0) + tm["files_mb"].get("booster.pkl", 0)
-    result["verdicts"] = {"train<=120s (ingest metrics.json)": tm["train_seconds"] <= 120,
-                          "model_files<50MB": model_mb < TARGETS["model_file_mb"]}
-    if "train_all_rows_s" in result.get("ours", {}):
-        result["verdicts"]["train<=120s (re-measured)"] = \
-            result["ours"]["train_all_rows_s"] + result["ours"]["evaluate_s"] <= 120
+    result["verdicts"] = {"model_files<50MB": model_mb < TARGETS["model_file_mb"]}
+    held_out = result.get("ours", {}).get("evaluate", {}).get("held_out_symbols", {})
+    if "change_pct" in held_out:
+        result["verdicts"]["held_out_log_mae<=-4%"] = held_out["change_pct"]["mae_log1p"] <= -4
+        result["verdicts"]["held_out_mae<naive"] = held_out["change_pct"]["mae"] < 0
     result["table"] = table(result)
     print(result["table"])
     print(json.dumps(result["verdicts"]))

@@ -12,7 +12,6 @@ from typing import Any
 
 import dagster as dg
 import duckdb
-import numpy as np
 import polars as pl
 
 from cryptodudez.checks.tables import SAMPLE, markdown_table
@@ -268,6 +267,13 @@ class _TrainingLog(logging.Handler):
         self.context.log.info(record.getMessage())
 
 
+class VolumeModelConfig(dg.Config):
+    """Options of a volume model run."""
+
+    evaluate: bool = True
+    """Score the training procedure on held-out splits after the fit (not part of the fit)."""
+
+
 @dg.asset(
     deps=[dg.AssetDep(STOCK_FEATURES, partition_mapping=dg.AllPartitionMapping())],
     group_name="models",
@@ -275,17 +281,24 @@ class _TrainingLog(logging.Handler):
     check_specs=[
         dg.AssetCheckSpec("volume_model_lookup_matches_booster", asset=VOLUME_MODEL,
                           blocking=True,
-                          description="The served lookup table gives the booster's predictions."),
+                          description="The served lookup table gives the booster's predictions "
+                                      "on a sample of at least one training row."),
         dg.AssetCheckSpec("volume_model_beats_naive_forecast", asset=VOLUME_MODEL,
-                          description="Better than Volume = vol_moving_avg on every measure, "
-                                      "on the random 80/20 split and the time hold-out."),
+                          description="On symbols it never trained on, the training procedure "
+                                      "has a lower MAE of log volume than Volume = "
+                                      "vol_moving_avg and an MAE no worse (MSE reported, "
+                                      "not checked)."),
     ],
 )
-def volume_model(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+def volume_model(context: dg.AssetExecutionContext, config: VolumeModelConfig,
+                 lake: Lake) -> dg.MaterializeResult:
     """Volume predicted from ``vol_moving_avg`` and ``adj_close_rolling_med``.
 
-    Trained on all feature rows; saved under ``models/volume_model/<version>/`` with its
-    metrics (JSON) and a training log, then published through ``LATEST``.
+    Fitted on a fixed-size deterministic sample of the feature rows (at most
+    ``SAMPLE_ROWS``), its shrinkage chosen on validation symbols; then, apart from the fit,
+    evaluated on held-out symbols, a time hold-out and a random split of a larger sample.
+    Saved under ``models/volume_model/<version>/`` with its metrics (JSON) and a training
+    log, then published through ``LATEST``.
     """
     log = logging.getLogger(f"cryptodudez.volume_model.{context.run_id}")
     handler = _TrainingLog(context)
@@ -295,51 +308,69 @@ def volume_model(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materializ
     try:
         started = time.perf_counter()
         frame = vm.training_frame(
-            lake.scan_table(FEATURES, STOCK_FEATURES,
-                            list(vm.TRAINING_COLUMNS)).collect()
-        )
-        x = frame.select(vm.FEATURES).to_numpy().astype(np.float64)
-        y = frame[vm.TARGET].to_numpy().astype(np.float64)
-        dates = frame["Date"].to_numpy()
-        log.info("training rows: %d (dates %s .. %s)", len(y), dates.min(), dates.max())
-        evaluation = vm.evaluate(x, y, dates)
-        for split, scores in evaluation.items():
-            log.info("%s: %s", split, json.dumps(scores))
-        shrinkage, report = vm.choose_shrinkage(x, y, dates)
-        log.info("shrinkage chosen on validation from %s: %s", report["validation_from"],
-                 shrinkage)
-        model = vm.fit(x, y, shrinkage=shrinkage)
+            lake.scan_table(FEATURES, STOCK_FEATURES, list(vm.TRAINING_COLUMNS)))
+        if frame.height == 0:
+            raise dg.Failure("no feature rows with both features and a volume: no model")
+        dates = frame["Date"]
+        log.info("training rows read: %d (dates %s .. %s)", frame.height, dates.min(),
+                 dates.max())
+        model, report = vm.train(frame)
+        log.info("fitted on %d sampled rows; shrinkage chosen on %d validation rows of %d "
+                 "symbols: %s%s", report["rows_sampled"], report["validation_rows"],
+                 report["validation_symbols"], model.shrinkage,
+                 " (the naive forecast: no correction)" if model.shrinkage == 0 else "")
         table = model.compile()
-        sample = x[np.random.default_rng(0).choice(len(x), min(len(x), 20_000), replace=False)]
-        exact = vm.check_exact(model, table, sample)
+        x_check, _ = vm.arrays(vm.subsample(frame, 20_000))
+        exact = vm.check_exact(model, table, x_check)
         seconds = time.perf_counter() - started
         log.info("trained in %.1f s; lookup max relative difference %.3g", seconds, exact)
+        evaluation: dict[str, Any] = {}
+        evaluate_seconds = 0.0
+        if config.evaluate:
+            started = time.perf_counter()
+            evaluation = vm.evaluate(frame)
+            evaluate_seconds = time.perf_counter() - started
+            for split, scores in evaluation.items():
+                log.info("%s: %s", split, json.dumps(scores))
         version = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%S") + f"-{context.run_id[:8]}"
-        metrics = {"version": version, "rows": len(y), "train_seconds": seconds,
-                   "shrinkage": shrinkage, "validation": report, "evaluation": evaluation,
+        metrics = {"version": version, "rows": report["rows_sampled"],
+                   "rows_read": frame.height, "train_seconds": seconds,
+                   "evaluate_seconds": evaluate_seconds,
+                   "shrinkage": model.shrinkage, "validation": report,
+                   "hgb_params": vm.HGB_PARAMS, "evaluation": evaluation,
                    "lookup_max_relative_difference": exact,
                    "features": list(vm.FEATURES), "target": vm.TARGET,
                    "trained_on": lake.fragments(FEATURES, STOCK_FEATURES)}
         _save(lake, version, model=model, table=table, metrics=metrics, log_lines=handler.lines)
     finally:
         log.removeHandler(handler)
-    both = {split: vm.beats(s["model"], s["naive"]) for split, s in evaluation.items()}
+    held_out = evaluation.get("held_out_symbols")
     return dg.MaterializeResult(
         metadata={
             "version": version,
             "path": lake.url(MODELS, VOLUME_MODEL, version),
-            "rows": len(y),
+            "rows": report["rows_sampled"],
+            "rows_read": frame.height,
             "train_seconds": round(seconds, 1),
-            "shrinkage": shrinkage,
+            "evaluate_seconds": round(evaluate_seconds, 1),
+            "shrinkage": model.shrinkage,
             **{f"{split}_{name}_{k}": v for split, s in evaluation.items()
-               for name in ("model", "naive") for k, v in s[name].items()},
+               for name in ("model", "naive") for k, v in s.get(name, {}).items()},
         },
         check_results=[
             dg.AssetCheckResult(check_name="volume_model_lookup_matches_booster",
-                                passed=exact < 1e-9, metadata={"max_relative_difference": exact}),
-            dg.AssetCheckResult(check_name="volume_model_beats_naive_forecast",
-                                passed=all(both.values()), severity=dg.AssetCheckSeverity.WARN,
-                                metadata={"by_split": dg.MetadataValue.json(both)}),
+                                passed=exact < 1e-9,
+                                metadata={"max_relative_difference": exact,
+                                          "rows_compared": len(x_check)}),
+            dg.AssetCheckResult(
+                check_name="volume_model_beats_naive_forecast",
+                passed=bool(held_out and held_out.get("beats_naive")),
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"change_pct_by_split": dg.MetadataValue.json(
+                    {k: v.get("change_pct", v.get("skipped")) for k, v in evaluation.items()})},
+                description=None if held_out and "skipped" not in held_out
+                else "not evaluated on held-out symbols in this run",
+            ),
         ],
     )
 

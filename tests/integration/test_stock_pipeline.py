@@ -16,7 +16,7 @@ from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.transforms.stock_features import FEATURES as FEATURE_COLUMNS
 from cryptodudez.transforms.stock_features import rolling_features
-from cryptodudez.transforms.volume_model import LookupModel
+from cryptodudez.transforms.volume_model import SAMPLE_ROWS, LookupModel
 from tests.conftest import SAMPLES, shared
 from tests.helpers import QUIET, land_and_ingest
 
@@ -73,7 +73,10 @@ def test_ingest_then_pipeline_end_to_end_on_samples(defs, instance) -> None:
     version = lake.read_bytes(lake.path(MODELS, "volume_model", "LATEST")).decode()
     folder = lake.path(MODELS, "volume_model", version)
     metrics = json.loads(lake.read_bytes(f"{folder}/metrics.json"))
-    assert metrics["rows"] == features.drop_nulls(list(FEATURE_COLUMNS)).height
+    assert metrics["rows_read"] == features.drop_nulls(list(FEATURE_COLUMNS)).height
+    assert metrics["rows"] == min(metrics["rows_read"], SAMPLE_ROWS)
+    held_out = metrics["evaluation"]["held_out_symbols"]
+    assert held_out["symbols_test"] >= 1 and held_out["rows_test"] > 0
     assert {"random_80_20", "time_holdout"} <= set(metrics["evaluation"])
     assert "training rows" in lake.read_bytes(f"{folder}/train.log").decode()
     table = LookupModel.from_json(json.loads(lake.read_bytes(f"{folder}/lookup.json")))
