@@ -14,14 +14,17 @@ import polars as pl
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
 from cryptodudez.definitions import build_definitions
 from cryptodudez.jobs import INGEST_JOB, STOCK_PIPELINE_JOB
+from cryptodudez.resources import build_resources
 from cryptodudez.resources.lake import (
     FEATURES,
     MODELS,
     QUARANTINE,
     VALIDATED,
     Lake,
+    checked_raw_key,
     partition_key_for,
 )
+from cryptodudez.sensors.landing import not_ingested, run_tags
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.settings import PROJECT_DIR, Settings
 from serving.server import add_server_arguments, default_host, probe_url, write_health_file
@@ -38,18 +41,17 @@ def _out(text: str = "") -> None:
 
 
 def ensure_dagster_home(settings: Settings) -> Path:
-    """Create ``DAGSTER_HOME`` with the platform's instance settings if it is missing."""
+    """Create ``DAGSTER_HOME`` if it is missing (telemetry off in a new one).
+
+    No rule of the platform lives here: ingest runs may run side by side under any
+    instance configuration (they serialise only their publishing, on the lake's own lock).
+    """
     home = Path(settings.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(
-            "telemetry:\n  enabled: false\n"
-            "# One run at a time: runs of different files may rewrite each other's fragments\n"
-            "# when a later delivery supersedes rows (latest delivery wins).\n"
-            "concurrency:\n  runs:\n    max_concurrent_runs: 1\n"
-        )
+        config.write_text("telemetry:\n  enabled: false\n")
     return home
 
 
@@ -64,28 +66,37 @@ def _lake(settings: Settings) -> Lake:
                 region_name=settings.region)
 
 
+class CliError(Exception):
+    """A user error: reported as one line on stderr and exit status 2, never a traceback."""
+
+
 def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "") -> list[str]:
-    """Copy local files (or every file in local folders) into the lake's ``raw/``."""
-    lake = _lake(settings)
-    landed = []
+    """Copy local files (or every file in local folders) into the lake's ``raw/``.
+
+    Every path and every resulting key is checked before anything is copied, so a bad
+    argument lands nothing. Hidden files inside a folder (``.DS_Store``, ``.git/``) are
+    skipped: the lake never lists hidden names, so they would never be ingested.
+    """
+    prefix = prefix.rstrip("/")
+    plan: list[tuple[Path, str]] = []
     for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        if not path.exists():
+            raise CliError(f"no such file or directory: {path}")
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not any(
+                part.startswith(".") for part in p.relative_to(path).parts))
+        else:
+            files = [path]
         for file in files:
             rel = file.relative_to(path).as_posix() if path.is_dir() else file.name
-            key = "/".join(p for p in (prefix.strip("/"), rel) if p)
-            landed.append(lake.land(file, key))
-    return landed
-
-
-def _ingested_version(instance: dg.DagsterInstance, partition: str) -> str | None:
-    records = instance.fetch_materializations(  # newest first
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_files"), asset_partitions=[partition]),
-        limit=1,
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    version = records[0].asset_materialization.metadata.get("version")
-    return str(version.value) if version is not None else None
+            key = f"{prefix}/{rel}" if prefix else rel
+            try:
+                checked_raw_key(key)
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+            plan.append((file, key))
+    lake = _lake(settings)
+    return [lake.land(file, key) for file, key in plan]
 
 
 def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
@@ -103,8 +114,10 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
     objects = lake.list_raw()
     keys = [partition_key_for(o.key) for o in objects]
     instance.add_dynamic_partitions("landed_files", keys)
-    todo = [(o, k) for o, k in zip(objects, keys, strict=True)
-            if _ingested_version(instance, k) != o.version]
+    # The metastore's record of what was ingested is the one the landing sensor reads too.
+    metastore = build_resources(settings)["metastore"]
+    pending = not_ingested(objects, metastore.ingested_versions())
+    todo = [(o, partition_key_for(o.key)) for o in pending]
     counts = {"landed": len(objects), "ingested": 0, "up_to_date": len(objects) - len(todo),
               "failed": 0, "stock_pipeline_runs": 0}
     earliest: str | None = None
@@ -114,7 +127,7 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
             _out(f"[{i}/{len(todo)}] ingesting raw/{obj.key} ({obj.size / 1e6:.1f} MB) ...")
         result = job.execute_in_process(
             partition_key=key, instance=instance, raise_on_error=False,
-            tags={"cryptodudez/raw_key": obj.key, "cryptodudez/trigger": "cli"},
+            tags={**run_tags(obj), "cryptodudez/trigger": "cli"},
             run_config=_QUIET if progress else None,
         )
         ok = result.success
@@ -264,9 +277,47 @@ def daemon(settings: Settings) -> NoReturn:
     _exec_dagster(settings, ["dagster-daemon", "run"])
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a bad argument in one line."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cryptodudez`` command."""
-    parser = argparse.ArgumentParser(prog="cryptodudez", description=__doc__)
+    """Entry point of the ``cryptodudez`` command: every error is one line, never a traceback.
+
+    A user error (a bad argument, a missing file, a refused key, a bad setting) exits with
+    status 2; any other failure (an unreachable lake, missing credentials) with 1.
+    ``--traceback`` shows the full traceback instead, for debugging.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = "--traceback" in args_list
+    if show_traceback:
+        args_list.remove("--traceback")
+    try:
+        return _main(args_list)
+    except (CliError, ValueError) as exc:
+        if show_traceback:
+            raise
+        sys.stderr.write(f"cryptodudez: error: {_one_line(exc)}\n")
+        return 2
+    except Exception as exc:
+        if show_traceback:
+            raise
+        sys.stderr.write(f"cryptodudez: error: {type(exc).__name__}: {_one_line(exc)}\n")
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or repr(exc)
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _main(argv: Sequence[str]) -> int:
+    parser = _Parser(prog="cryptodudez", description=__doc__,
+                     epilog="--traceback (anywhere): show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p_land = sub.add_parser("land", help="copy files or folders into the lake's raw/ layer")
     p_land.add_argument("paths", nargs="+", type=Path)

@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import re
-import time
 import uuid
 import zipfile
 from collections import Counter
@@ -162,10 +161,10 @@ def lake(resources: dict[str, Any]) -> Lake:
 # -- 1. the landing sensor ----------------------------------------------------------------------
 
 
-def tick(instance: dg.DagsterInstance, lake: Lake, cursor: str | None) -> dg.SensorResult:
+def tick(instance: dg.DagsterInstance, resources: dict[str, Any]) -> dg.SensorResult:
     """One sensor evaluation, with its partition requests applied as the daemon would."""
-    with dg.build_sensor_context(instance=instance, cursor=cursor,
-                                 resources={"lake": lake}) as ctx:
+    with dg.build_sensor_context(instance=instance, resources={
+            "lake": resources["lake"], "metastore": resources["metastore"]}) as ctx:
         result = landing_sensor(ctx)
     assert isinstance(result, dg.SensorResult)
     for request in result.dynamic_partitions_requests or []:
@@ -182,88 +181,81 @@ def requested(result: dg.SensorResult) -> dict[str, str]:
     return {r.partition_key: r.run_key for r in result.run_requests or []}
 
 
-def sleep_past_second_boundary() -> None:
-    """Wait until just after a wall-clock second starts (so the next puts share a second)."""
-    time.sleep(1 - (time.time() % 1) + 0.02)
+def mark_ingested(resources: dict[str, Any], result: dg.SensorResult) -> None:
+    """Record each requested version as ingested, as a successful ingest run does."""
+    lake, metastore = resources["lake"], resources["metastore"]
+    for request in result.run_requests or []:
+        obj = lake.stat_raw(request.tags["cryptodudez/raw_key"])
+        metastore.record_ingested(partition_key_for(obj.key), version=obj.version,
+                                  sha256="-", run_id="-")
 
 
-def test_landing_sensor_on_s3(lake: Lake, s3: Any, bucket: str,
+def test_landing_sensor_on_s3(resources: dict[str, Any], s3: Any, bucket: str,
                               instance: dg.DagsterInstance, tmp_path: Path) -> None:
-    """New, changed and same-second objects each produce exactly one run request."""
+    """New and changed objects are requested until the Glue-side record says ingested."""
+    lake = resources["lake"]
     for sample in SAMPLES:
         lake.land(sample, f"samples/{sample.name}")
     sample_keys = {partition_key_for(f"samples/{s.name}") for s in SAMPLES}
 
-    first = tick(instance, lake, None)
+    first = tick(instance, resources)
     runs = requested(first)
     assert set(runs) == sample_keys
     assert len(set(runs.values())) == len(runs)
     assert {r.tags["cryptodudez/raw_key"] for r in first.run_requests} == {
         f"samples/{s.name}" for s in SAMPLES}
     assert set(instance.get_dynamic_partitions("landed_files")) == sample_keys
+    # Nothing ran yet: the same run keys again, which the daemon launches only once.
+    assert requested(tick(instance, resources)) == runs
 
-    second = tick(instance, lake, first.cursor)
+    mark_ingested(resources, first)
+    second = tick(instance, resources)
     assert not second.run_requests
     assert second.skip_reason
     assert not second.dynamic_partitions_requests
 
     # A vendor drops a new object straight into the bucket (not through the platform).
     s3.put_object(Bucket=bucket, Key="lake/raw/vendor/2026/prices 01.csv", Body=b"a,b\n1,2\n")
-    third = tick(instance, lake, second.cursor)
+    third = tick(instance, resources)
     new_key = partition_key_for("vendor/2026/prices 01.csv")
     assert set(requested(third)) == {new_key}
     assert [list(r.partition_keys) for r in third.dynamic_partitions_requests] == [[new_key]]
+    mark_ingested(resources, third)
 
     # The same name re-delivered with different content is requested again, as a new run.
     changed = tmp_path / "changed.zip"
     changed.write_bytes(SAMPLES[0].read_bytes() + b"\0")  # different bytes, same name
     changed_key = partition_key_for(f"samples/{SAMPLES[0].name}")
     lake.land(changed, f"samples/{SAMPLES[0].name}")
-    fourth = tick(instance, lake, third.cursor)
+    fourth = tick(instance, resources)
     assert set(requested(fourth)) == {changed_key}
     assert requested(fourth)[changed_key] != runs[changed_key]
     assert not fourth.dynamic_partitions_requests  # the partition exists already
+    mark_ingested(resources, fourth)
 
-    # Objects landing within one second, some before and some after a tick: each is
-    # requested exactly once (a LastModified cursor would miss the late ones). A loaded
-    # machine can straddle a second boundary, so a burst is retried until one fits.
-    cursor, landed, counts, same_second = fourth.cursor, [], Counter[str](), False
-    for attempt in range(4):
-        sleep_past_second_boundary()
-        burst = [f"burst/{attempt}/file-{i}.csv" for i in range(5)]
-        for name in burst[:2]:
-            s3.put_object(Bucket=bucket, Key=f"lake/raw/{name}", Body=name.encode())
-        early = tick(instance, lake, cursor)
-        for name in burst[2:]:
-            s3.put_object(Bucket=bucket, Key=f"lake/raw/{name}", Body=name.encode())
-        late = tick(instance, lake, early.cursor)
-        cursor = late.cursor
-        assert set(requested(early)) == {partition_key_for(n) for n in burst[:2]}
-        assert set(requested(late)) == {partition_key_for(n) for n in burst[2:]}
-        landed += burst
-        counts.update([*requested(early), *requested(late)])
-        seconds = {s3.head_object(Bucket=bucket, Key=f"lake/raw/{n}")["LastModified"]
-                   .replace(microsecond=0) for n in burst}
-        if len(seconds) == 1:
-            same_second = True
-            break
-    assert same_second, "no burst landed within one second: the case was never set up"
-    assert counts == Counter({partition_key_for(n): 1 for n in landed})
-
-    sixth = tick(instance, lake, cursor)
-    assert not sixth.run_requests
+    # Objects landing within one second, some before and some after a tick: each version is
+    # requested under one run key (ETags, not LastModified, tell versions apart).
+    s3.put_object(Bucket=bucket, Key="lake/raw/burst/a.csv", Body=b"a")
+    s3.put_object(Bucket=bucket, Key="lake/raw/burst/b.csv", Body=b"b")
+    early = tick(instance, resources)
+    s3.put_object(Bucket=bucket, Key="lake/raw/burst/c.csv", Body=b"c")
+    late = tick(instance, resources)
+    assert set(requested(early)) == {"burst/a.csv", "burst/b.csv"}
+    assert requested(late) == {**requested(early), "burst/c.csv": requested(late)["burst/c.csv"]}
+    mark_ingested(resources, late)
+    assert not tick(instance, resources).run_requests
 
 
 def test_directory_markers_and_hidden_objects_are_not_landed_files(
-        lake: Lake, s3: Any, bucket: str, instance: dg.DagsterInstance) -> None:
+        resources: dict[str, Any], s3: Any, bucket: str, instance: dg.DagsterInstance) -> None:
     """Zero-byte ``folder/`` markers (S3 console "Create folder") and dot-paths are no files."""
     s3.put_object(Bucket=bucket, Key="lake/raw/incoming/", Body=b"")
     s3.put_object(Bucket=bucket, Key="lake/raw/.staging/upload.csv", Body=b"x\n")
     s3.put_object(Bucket=bucket, Key="lake/raw/incoming/.part-0001", Body=b"x\n")
     s3.put_object(Bucket=bucket, Key="lake/raw/incoming/real.csv", Body=b"a\n1\n")
 
-    assert [o.key for o in lake.list_raw()] == ["incoming/real.csv"]
-    result = tick(instance, lake, None)
+    assert [o.key for o in resources["lake"].list_raw()] == ["incoming/real.csv"]
+    result = tick(instance, resources)
     assert set(requested(result)) == {partition_key_for("incoming/real.csv")}
 
 

@@ -30,11 +30,12 @@ from cryptodudez.resources.lake import (
     VALIDATED,
     BackgroundWriter,
     Lake,
+    RawObject,
     fragment_name,
     fragment_prefix,
     raw_key_for,
 )
-from cryptodudez.resources.metastore import Metastore
+from cryptodudez.resources.metastore import SUPERSEDED_SCHEMA, Metastore
 
 landed_files = dg.DynamicPartitionsDefinition(name="landed_files")
 
@@ -68,11 +69,15 @@ TABLE_SPECS = [
     for table in TABLES
 ]
 CHECK_SPECS = [
-    dg.AssetCheckSpec("raw_files_all_members_recognised", asset="raw_files",
-                      description="Every member was recognised as a known dataset "
-                                  "(rejects are quarantined with the columns found)."),
+    *table_checks.partitioned(
+        [dg.AssetCheckSpec("raw_files_all_members_recognised", asset="raw_files",
+                           description="Every member of this landed file was recognised as a "
+                                       "known dataset (rejects are quarantined with the "
+                                       "columns found).")],
+        landed_files),
     *[spec for table in TABLES
-      for spec in table_checks.check_specs(table, extra=_EXTRA_CHECKS.get(table, []))],
+      for spec in table_checks.check_specs(table, landed_files,
+                                           extra=_EXTRA_CHECKS.get(table, []))],
 ]
 
 
@@ -107,7 +112,7 @@ def _files_frame(members: pl.DataFrame, *, partition_key: str, file_uri: str, sh
 
 
 def _resolve_across_files(lake: Lake, table: str, partition_key: str,
-                          own_hashes: pl.Series) -> int:
+                          own_hashes: pl.Series) -> pl.DataFrame:
     """Apply "the latest delivery wins" between this file's staged rows and the table.
 
     ``own_hashes`` are the key hashes of the staged rows, in staging order (computed while
@@ -118,15 +123,17 @@ def _resolve_across_files(lake: Lake, table: str, partition_key: str,
     atomically).
 
     Returns:
-        How many of this file's rows lost (to later deliveries already in the table, or to
-        a later member of the same file).
+        Rows removed, per partition (``partition_key``, ``table_name``, ``rows``): this
+        file's rows that lost (to later deliveries already in the table, or to a later member
+        of the same file), and other files' rows this one superseded.
     """
+    removed = pl.DataFrame(schema=SUPERSEDED_SCHEMA)
     key = list(SPEC_BY_TABLE[table].key)
     own_old = set(lake.partition_fragments(VALIDATED, table, partition_key))
     staged = lake.staged(VALIDATED, table, partition_key)
     others = [p for p in lake.fragments(VALIDATED, table) if p not in own_old]
     if not staged and not others:
-        return 0
+        return removed
     hashes = own_hashes
     if others:
         theirs = lake.scan_parquet(others, key).select(key_hash(key))
@@ -134,13 +141,15 @@ def _resolve_across_files(lake: Lake, table: str, partition_key: str,
     rows = lake.scan_parquet([*staged, *others], [*key, *ORDER], file_path_column="_file")
     contested = rows_with_repeated_keys(rows, key, hashes=hashes)
     if contested.height == 0:
-        return 0
+        return removed
     losers = resolve_latest(contested, key).filter(~pl.col("_wins"))
     for (path,), drop in losers.group_by("_file"):
         kept = lake.read_parquet([str(path)]).join(drop.select("_source", "_line"),
                                                     on=["_source", "_line"], how="anti")
         lake.write_parquet(str(path), kept)
-    return losers.filter(pl.col("_partition") == partition_key).height
+    return losers.group_by("_partition").len().select(
+        partition_key="_partition", table_name=pl.lit(table),
+        rows=pl.col("len").cast(pl.Int64))
 
 
 @dataclass
@@ -155,8 +164,7 @@ class _PartitionWriter:
     writer: BackgroundWriter
     partition_key: str
     landed_at: datetime
-    stats: dict[str, table_checks.TableStats] = field(
-        default_factory=lambda: {table: table_checks.TableStats() for table in TABLES})
+    schemas: dict[str, pl.Schema] = field(default_factory=dict)
     parts: dict[tuple[str, str], int] = field(default_factory=dict)
     symbols: pl.DataFrame | None = None
     hashes: dict[str, list[pl.Series]] = field(default_factory=dict)
@@ -186,48 +194,62 @@ class _PartitionWriter:
                 _landed_at=pl.lit(self.landed_at, dtype=pl.Datetime("us", "UTC")),
                 _partition=pl.lit(self.partition_key),
             )
-            self.stats[table].add_written(frame, SPEC_BY_TABLE[table].schema)
+            if frame.height:
+                self.schemas[table] = frame.schema
             self.hashes.setdefault(table, []).append(
                 frame.select(key_hash(SPEC_BY_TABLE[table].key)).to_series())
             self._stage(VALIDATED, table, frame)
         for table, rejects in result.quarantine.items():
             if rejects.height == 0:
                 continue
-            if table in self.stats:
-                self.stats[table].add_quarantined(rejects)
             self._stage(QUARANTINE, table, rejects.with_columns(
                 _partition=pl.lit(self.partition_key)))
 
-    def publish(self) -> dict[str, int]:
+    def publish(self) -> pl.DataFrame:
         """Resolve keys across files, then publish every staged fragment.
 
         The partition's earlier fragments that a changed file no longer feeds are removed.
-        Returns, per table, how many of this file's rows were superseded.
+        Call it holding the lake's publish lock. Returns the rows removed from each
+        partition's fragments, per table (see :func:`_resolve_across_files`).
         """
         self.writer.drain()
-        superseded = {
-            table: _resolve_across_files(
+        removed = pl.concat([
+            _resolve_across_files(
                 self.lake, table, self.partition_key,
                 pl.concat(self.hashes.get(table, [pl.Series("_key_hash", [], pl.UInt64)])))
-            for table in TABLES}
+            for table in TABLES])
         for layer in (VALIDATED, QUARANTINE):
             for table in (*TABLES, UNRECOGNISED_TABLE):
                 self.lake.commit_staged(layer, table, self.partition_key)
-        return superseded
+        return removed
+
+
+def _published_stats(lake: Lake, table: str, partition_key: str) -> table_checks.TableStats:
+    """What the partition published in a table, read back fragment by fragment.
+
+    The schema check validates these rows as they are on disk (bounded memory: one
+    fragment at a time), not the frames the ingest produced.
+    """
+    stats = table_checks.TableStats()
+    for path in lake.partition_fragments(VALIDATED, table, partition_key):
+        stats.add_written(lake.read_parquet([path]), SPEC_BY_TABLE[table].schema)
+    for path in lake.partition_fragments(QUARANTINE, table, partition_key):
+        stats.add_quarantined(lake.read_parquet([path]))
+    return stats
 
 
 def _table_materialization(lake: Lake, table: str, partition_key: str, *,
-                           members: pl.DataFrame, stats: table_checks.TableStats,
-                           superseded: int | None, unchanged: bool = False,
+                           members: pl.DataFrame, superseded: int, unchanged: bool,
                            ) -> dg.MaterializeResult:
     """The materialisation of one table's partition with every check evaluated.
 
-    Row accounting and key uniqueness are checked against what the lake holds after the
-    run: row counts from the published fragments' footers, the published quarantine, and
-    the whole table's keys. ``superseded`` None (an unchanged file, whose earlier run
-    recorded none) means every valid row not on disk was superseded.
+    Every check reads what the lake holds after the run: the partition's published
+    fragments (rows from their footers, values validated), its published quarantine, and
+    the whole table's keys. ``members`` are the file's catalogue rows as recorded, and
+    ``superseded`` the partition's ledger of rows later deliveries replaced.
     """
     spec = SPEC_BY_TABLE[table]
+    stats = _published_stats(lake, table, partition_key)
     repeated = (repeated_keys(lake.scan_table(VALIDATED, table, list(spec.key)), spec.key)
                 if lake.fragments(VALIDATED, table) else pl.DataFrame())
     rows_on_disk = lake.count_rows(lake.partition_fragments(VALIDATED, table, partition_key))
@@ -237,9 +259,6 @@ def _table_materialization(lake: Lake, table: str, partition_key: str, *,
         .group_by("source").len().collect()
         if quarantine else pl.DataFrame(schema={"source": pl.String, "len": pl.UInt32})
     )
-    if superseded is None:
-        valid = int(members.filter(pl.col("table") == table)["rows_valid"].sum())
-        superseded = valid - rows_on_disk
     checks = [
         table_checks.rows_accounted(table, members, rows_on_disk=rows_on_disk,
                                     quarantine_on_disk=quarantine_on_disk,
@@ -266,25 +285,55 @@ def _table_materialization(lake: Lake, table: str, partition_key: str, *,
     return dg.MaterializeResult(asset_key=table, metadata=metadata, check_results=checks)
 
 
-def _unchanged_results(lake: Lake, metastore: Metastore,
-                       partition_key: str) -> Iterator[dg.MaterializeResult]:
-    """Re-evaluate every table's checks on what an identical earlier run already wrote.
-
-    The fragments are read back one at a time, so this is bounded in memory like the ingest.
-    """
+def _recorded_members(metastore: Metastore, partition_key: str) -> pl.DataFrame:
+    """The catalogue rows of the partition's latest recorded version (file and members)."""
     files = metastore.files().filter(pl.col("partition_key") == partition_key)
     latest = files.filter(pl.col("recorded_at") == files["recorded_at"].max())
-    members = latest.filter(pl.col("member").is_not_null() | pl.col("table_name").is_not_null())
-    members = members.rename({"table_name": "table"})
-    for table in TABLES:
-        stats = table_checks.TableStats()
-        for path in lake.partition_fragments(VALIDATED, table, partition_key):
-            stats.add_written(lake.read_parquet([path]), SPEC_BY_TABLE[table].schema)
-        for path in lake.partition_fragments(QUARANTINE, table, partition_key):
-            stats.add_quarantined(lake.read_parquet([path]))
-        yield _table_materialization(lake, table, partition_key, members=members, stats=stats,
-                                     superseded=None, unchanged=True)
+    return latest.rename({"table_name": "table"})
 
+
+def _raw_files_materialization(members: pl.DataFrame, *, file_uri: str, sha: str,
+                               obj: RawObject, unchanged: bool) -> dg.MaterializeResult:
+    """The catalogue entry's materialisation, its check evaluated on what was recorded."""
+    parts = members.filter(pl.col("member").is_not_null() | pl.col("table").is_not_null())
+    rejected = parts.filter(pl.col("status") == "rejected")
+    return dg.MaterializeResult(
+        asset_key="raw_files",
+        metadata={
+            "uri": file_uri, "sha256": sha, "size": obj.size, "version": obj.version,
+            "landed_at": obj.landed_at.isoformat(),
+            "members": parts.height,
+            "datasets": dg.MetadataValue.json(dict(
+                parts.filter(pl.col("dataset").is_not_null())
+                .group_by("dataset").len().sort("dataset").iter_rows())),
+            "rows_read": int(parts["rows_read"].sum()),
+            "rows_valid": int(parts["rows_valid"].sum()),
+            "rows_quarantined": int(parts["rows_quarantined"].sum()),
+            "unchanged": unchanged,
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name="raw_files_all_members_recognised", asset_key="raw_files",
+            passed=rejected.height == 0, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"failing_count": rejected.height,
+                      "sample": dg.MetadataValue.md(table_checks.markdown_table(
+                          rejected.select("member", "reason")))},
+        )],
+    )
+
+
+def _results(lake: Lake, metastore: Metastore, partition_key: str, *, file_uri: str,
+             sha: str, obj: RawObject, unchanged: bool) -> list[dg.MaterializeResult]:
+    """Every asset's materialisation and checks, from what the lake and catalogue hold."""
+    members = _recorded_members(metastore, partition_key)
+    superseded = metastore.superseded_rows(partition_key)
+    parts = members.filter(pl.col("member").is_not_null() | pl.col("table").is_not_null())
+    return [
+        _raw_files_materialization(members, file_uri=file_uri, sha=sha, obj=obj,
+                                   unchanged=unchanged),
+        *[_table_materialization(lake, table, partition_key, members=parts,
+                                 superseded=superseded.get(table, 0), unchanged=unchanged)
+          for table in TABLES],
+    ]
 
 
 class IngestConfig(dg.Config):
@@ -301,6 +350,9 @@ class IngestConfig(dg.Config):
     check_specs=CHECK_SPECS,
     partitions_def=landed_files,
     can_subset=False,
+    # A transient failure (an unreachable S3, a lock held too long) is retried in the run;
+    # the landing sensor re-requests a file whose runs all failed (see sensors/landing.py).
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL),
 )
 def lake_ingest(
     context: dg.AssetExecutionContext, config: IngestConfig, lake: Lake, metastore: Metastore
@@ -319,15 +371,12 @@ def lake_ingest(
         sha = sha256_of(fh)
         if metastore.latest_sha(partition_key) == sha:
             context.log.info(f"{raw_key} is byte-identical to its last ingested version")
-            yield dg.MaterializeResult(
-                asset_key="raw_files",
-                metadata={"uri": file_uri, "sha256": sha, "version": obj.version,
-                          "unchanged": True},
-                check_results=[dg.AssetCheckResult(
-                    check_name="raw_files_all_members_recognised", asset_key="raw_files",
-                    passed=True, metadata={"unchanged": True})],
-            )
-            yield from _unchanged_results(lake, metastore, partition_key)
+            # Nothing is written (not even a lock) unless the file was landed again.
+            if metastore.ingested_versions().get(partition_key) != obj.version:
+                metastore.record_ingested(partition_key, version=obj.version, sha256=sha,
+                                          run_id=context.run_id)
+            yield from _results(lake, metastore, partition_key, file_uri=file_uri, sha=sha,
+                                obj=obj, unchanged=True)
             return
         members, columns = [], []
         with lake.background_writer(max_pending=4) as parquet_writer:
@@ -339,40 +388,23 @@ def lake_ingest(
                     sha256=pl.col("uri").replace_strict(batch.sha256, default="unreadable",
                                                         return_dtype=pl.String)))
                 columns.append(result.columns)
-            superseded = writer.publish()
-    member_rows = pl.concat(members)
-    files = _files_frame(member_rows, partition_key=partition_key, file_uri=file_uri, sha=sha,
-                         size=obj.size, landed_at=obj.landed_at)
-    for table, stats in writer.stats.items():
-        if stats.schema is not None:
-            metastore.register_table(table, lake.url(VALIDATED, table), stats.schema)
-    # The catalogue entry is recorded after the tables are published, so an interrupted run
-    # is not mistaken for an ingested version when it is retried.
-    metastore.record_files(files, pl.concat(columns).join(files.select("uri", "sha256"),
-                                                          on="uri", how="left"))
-    rejected = member_rows.filter(pl.col("status") == "rejected")
-    yield dg.MaterializeResult(
-        asset_key="raw_files",
-        metadata={
-            "uri": file_uri, "sha256": sha, "size": obj.size, "version": obj.version,
-            "landed_at": obj.landed_at.isoformat(),
-            "members": member_rows.height,
-            "datasets": dg.MetadataValue.json(dict(
-                member_rows.filter(pl.col("dataset").is_not_null())
-                .group_by("dataset").len().iter_rows())),
-            "rows_read": int(member_rows["rows_read"].sum()),
-            "rows_valid": int(member_rows["rows_valid"].sum()),
-            "rows_quarantined": int(member_rows["rows_quarantined"].sum()),
-            "unchanged": False,
-        },
-        check_results=[dg.AssetCheckResult(
-            check_name="raw_files_all_members_recognised", asset_key="raw_files",
-            passed=rejected.height == 0, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"failing_count": rejected.height,
-                      "sample": dg.MetadataValue.md(table_checks.markdown_table(
-                          rejected.select("member", "reason")))},
-        )],
-    )
-    for table in TABLES:
-        yield _table_materialization(lake, table, partition_key, members=member_rows,
-                                     stats=writer.stats[table], superseded=superseded[table])
+            with lake.publish_lock():
+                removed = writer.publish()
+                member_rows = pl.concat(members)
+                files = _files_frame(member_rows, partition_key=partition_key,
+                                     file_uri=file_uri, sha=sha, size=obj.size,
+                                     landed_at=obj.landed_at)
+                for table, schema in writer.schemas.items():
+                    metastore.register_table(table, lake.url(VALIDATED, table), schema)
+                # The catalogue entry is recorded after the tables are published, so an
+                # interrupted run is not mistaken for an ingested version when retried.
+                metastore.record_files(files, pl.concat(columns).join(
+                    files.select("uri", "sha256"), on="uri", how="left"))
+                own = removed.filter(pl.col("partition_key") == partition_key)
+                metastore.record_ingested(
+                    partition_key, version=obj.version, sha256=sha, run_id=context.run_id,
+                    own_superseded=dict(own.select("table_name", "rows").iter_rows()),
+                    others_superseded=removed.filter(pl.col("partition_key") != partition_key))
+                results = _results(lake, metastore, partition_key, file_uri=file_uri,
+                                   sha=sha, obj=obj, unchanged=False)
+    yield from results

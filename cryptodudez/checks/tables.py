@@ -7,6 +7,7 @@ A table partition can be far larger than memory, so the checks are evaluated on 
 schema one fragment at a time.
 """
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -18,24 +19,52 @@ from pandera.api.polars.model import DataFrameModel
 SAMPLE = 5
 
 
-def check_specs(table: str, *, extra: Iterable[tuple[str, bool, str]] = ()) -> list[
-    dg.AssetCheckSpec
-]:
-    """The checks every validated table carries (plus table-specific ``extra`` ones)."""
+# Checks of the whole table, evaluated over every partition after each run; every other
+# check is about one landed file and carries its partition.
+_WHOLE_TABLE = ("keys_unique",)
+
+
+def partitioned(specs: Iterable[dg.AssetCheckSpec],
+                partitions_def: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    """``specs`` with ``partitions_def``: each partition keeps its own check status.
+
+    Without it the UI shows the last file's result as the asset's (a file with rejects,
+    then a clean one, reads "passed"). Partitioned checks are a Dagster preview feature;
+    its warning is silenced here, where they are declared.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [dg.AssetCheckSpec(s.name, asset=s.asset_key, blocking=s.blocking,
+                                  description=s.description, partitions_def=partitions_def)
+                for s in specs]
+
+
+def check_specs(table: str, partitions_def: dg.PartitionsDefinition, *,
+                extra: Iterable[tuple[str, bool, str]] = ()) -> list[dg.AssetCheckSpec]:
+    """The checks every validated table carries (plus table-specific ``extra`` ones).
+
+    Per-file checks carry ``partitions_def`` (the landed files); whole-table checks do not.
+    """
     base = [
-        ("schema_conforms", True, "Every row satisfies the table's pandera schema."),
+        ("schema_conforms", True,
+         "Every row this file published (as read back from the lake) satisfies the "
+         "table's pandera schema."),
         ("rows_accounted", True,
-         "For every file: rows read = rows valid + rows quarantined, and every valid row "
-         "is in the table unless a later delivery superseded it."),
+         "For this file: rows read = rows valid + rows quarantined for every member, the "
+         "quarantine holds every rejected row, and every valid row is in the table unless "
+         "a later delivery superseded it (counted when it was removed)."),
         ("keys_unique", True, "No two rows of the whole table share a key."),
         ("no_rows_quarantined", False,
          "Nothing in this delivery was quarantined (a warning: quarantine keeps the rows)."),
     ]
-    return [
-        dg.AssetCheckSpec(f"{table}_{name}", asset=table, blocking=blocking,
-                          description=description)
-        for name, blocking, description in [*base, *extra]
-    ]
+    specs = [dg.AssetCheckSpec(f"{table}_{name}", asset=table, blocking=blocking,
+                               description=description)
+             for name, blocking, description in [*base, *extra]]
+    def is_whole(spec: dg.AssetCheckSpec) -> bool:
+        return spec.name.removeprefix(f"{table}_") in _WHOLE_TABLE
+
+    return [*partitioned([s for s in specs if not is_whole(s)], partitions_def),
+            *[s for s in specs if is_whole(s)]]
 
 
 def markdown_table(frame: pl.DataFrame, limit: int = SAMPLE) -> str:

@@ -35,6 +35,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from pydantic import PrivateAttr
 
+from cryptodudez.locks import file_lock, s3_lease
 from cryptodudez.storage import MODELS, LakeStorage  # noqa: F401 - MODELS re-exported
 
 RAW = "raw"
@@ -303,6 +304,23 @@ class Lake(dg.ConfigurableResource):
         for path in sorted(old):
             self.fs.rm(path)
         self.clear_staging(layer, table, partition_key)
+
+    @contextmanager
+    def publish_lock(self, *, timeout: float = 3600.0) -> Iterator[None]:
+        """Serialise publishing between runs and processes (CLI, daemon, backfills).
+
+        "The latest delivery wins" may rewrite other files' fragments, so two runs must
+        not publish at once; parsing and staging, the expensive part, still run in
+        parallel. Locally an OS lock on ``.locks/publish.lock`` (released if the holder
+        dies); on S3 a lease object created only if absent, taken as abandoned after 2 h.
+        """
+        if self.is_s3:
+            with s3_lease(self.fs, self.path(".locks", "publish"), timeout=timeout,
+                          lease=7200.0):
+                yield
+        else:
+            with file_lock(self.path(".locks", "publish.lock"), timeout=timeout):
+                yield
 
     def count_rows(self, paths: list[str]) -> int:
         """Rows in Parquet files, from their footers (no column is read)."""

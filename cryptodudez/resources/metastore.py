@@ -9,8 +9,11 @@ Glue tables of the same names, so Athena can query both.
 
 import contextlib
 import hashlib
+import os
 import re
-from collections.abc import Iterator
+import shutil
+import time
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +24,7 @@ import polars as pl
 from polars.datatypes import DataTypeClass
 from pydantic import PrivateAttr
 
+from cryptodudez.locks import file_lock
 from cryptodudez.resources.lake import Lake
 
 FILES_SCHEMA = {
@@ -42,6 +46,15 @@ FILES_SCHEMA = {
 }
 COLUMNS_SCHEMA = {"uri": pl.String, "sha256": pl.String, "position": pl.Int32,
                   "name": pl.String, "type": pl.String}
+# What was ingested: the one record the landing sensor and ``cryptodudez ingest`` share.
+INGESTED_SCHEMA: dict[str, Any] = {
+    "partition_key": pl.String, "version": pl.String, "sha256": pl.String,
+    "run_id": pl.String, "ingested_at": pl.Datetime("us", "UTC")}
+# Rows of a landed file's current version that later deliveries superseded, per table: a
+# ledger written when the rows are removed, so row accounting never derives it from the
+# rows it is checked against.
+SUPERSEDED_SCHEMA: dict[str, Any] = {
+    "partition_key": pl.String, "table_name": pl.String, "rows": pl.Int64}
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS files (
@@ -57,6 +70,14 @@ CREATE TABLE IF NOT EXISTS columns (
 );
 CREATE TABLE IF NOT EXISTS tables (
     table_name VARCHAR PRIMARY KEY, location VARCHAR, columns VARCHAR, updated_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS ingested (
+    partition_key VARCHAR PRIMARY KEY, version VARCHAR, sha256 VARCHAR, run_id VARCHAR,
+    ingested_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS superseded (
+    partition_key VARCHAR, table_name VARCHAR, rows BIGINT,
+    PRIMARY KEY (partition_key, table_name)
 );
 """
 
@@ -76,6 +97,32 @@ class Metastore(dg.ConfigurableResource):
         """Every recorded file version."""
         raise NotImplementedError
 
+    def record_ingested(self, partition_key: str, *, version: str, sha256: str, run_id: str,
+                        own_superseded: Mapping[str, int] | None = None,
+                        others_superseded: pl.DataFrame | None = None) -> None:
+        """Record that ``version`` of a landed file is ingested, and its superseded rows.
+
+        Args:
+            partition_key: the landed file's partition.
+            version: its version token as listed (what the sensor and the CLI compare).
+            sha256: its content hash.
+            run_id: the run that ingested it.
+            own_superseded: per table, rows of this version that lost to other deliveries
+                (replaces the partition's ledger: a new version starts afresh); None keeps
+                the ledger (an unchanged file).
+            others_superseded: ``partition_key``, ``table_name``, ``rows`` removed from other
+                files' fragments by this one (added to their ledgers).
+        """
+        raise NotImplementedError
+
+    def ingested_versions(self) -> dict[str, str]:
+        """Partition key -> the version of the landed file last ingested."""
+        raise NotImplementedError
+
+    def superseded_rows(self, partition_key: str) -> dict[str, int]:
+        """Table -> rows of the partition's current version superseded by other deliveries."""
+        raise NotImplementedError
+
     def latest_sha(self, partition_key: str) -> str | None:
         """sha256 of the last ingested version of a landed file (None if never ingested)."""
         files = self.files()
@@ -86,22 +133,57 @@ class Metastore(dg.ConfigurableResource):
 
 
 class DuckDBMetastore(Metastore):
-    """The catalogue in a local DuckDB file."""
+    """The catalogue in a local DuckDB file, readable by anyone while ingest writes.
+
+    DuckDB lets one process write a file only while no other process has it open, even
+    read-only. So the catalogue is copy-on-write: a writer (serialised with the other
+    writers by an OS lock on ``<path>.lock``) copies the file, changes the copy and renames
+    it into place. A reader holding the old file keeps a consistent snapshot and never
+    blocks ingest; the next connection sees the new file.
+    """
 
     path: str
+    lock_timeout_seconds: float = 300.0
+    """How long a writer waits for another writer (another process's ingest) to finish."""
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = duckdb.connect(self.path)
+    def _writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        folder, name = os.path.split(self.path)
+        os.makedirs(folder or ".", exist_ok=True)
+        with file_lock(self.path + ".lock", timeout=self.lock_timeout_seconds):
+            tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+            if os.path.exists(self.path):
+                shutil.copyfile(self.path, tmp)
+            try:
+                con = duckdb.connect(tmp)
+                try:
+                    con.execute(_DDL)
+                    yield con
+                    con.execute("CHECKPOINT")
+                finally:
+                    con.close()
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.path)
+            finally:
+                for leftover in (tmp, tmp + ".wal"):
+                    if os.path.exists(leftover):
+                        os.unlink(leftover)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not os.path.exists(self.path):
+            with self._writing():
+                pass
+        con = _connect_read_only(self.path)
         try:
-            con.execute(_DDL)
             yield con
         finally:
             con.close()
 
     def record_files(self, files: pl.DataFrame, columns: pl.DataFrame) -> None:
         """Upsert rows keyed by (uri, sha256) in one transaction."""
-        with self._connection() as con:
+        with self._writing() as con:
             con.execute("BEGIN")
             con.register("files_df", files.select(list(FILES_SCHEMA)))
             con.register("columns_df", columns.select(list(COLUMNS_SCHEMA)))
@@ -112,11 +194,44 @@ class DuckDBMetastore(Metastore):
     def register_table(self, table: str, location: str, schema: pl.Schema) -> None:
         """Record the table's location and column types."""
         cols = ", ".join(f"{name}:{dtype}" for name, dtype in schema.items())
-        with self._connection() as con:
+        with self._writing() as con:
             con.execute(
                 "INSERT OR REPLACE INTO tables VALUES (?, ?, ?, ?)",
                 [table, location, cols, datetime.now(tz=UTC)],
             )
+
+    def record_ingested(self, partition_key: str, *, version: str, sha256: str, run_id: str,
+                        own_superseded: Mapping[str, int] | None = None,
+                        others_superseded: pl.DataFrame | None = None) -> None:
+        """Upsert the partition's ingested version and update the superseded ledger."""
+        with self._writing() as con:
+            con.execute("BEGIN")
+            con.execute("INSERT OR REPLACE INTO ingested VALUES (?, ?, ?, ?, ?)",
+                        [partition_key, version, sha256, run_id, datetime.now(tz=UTC)])
+            if own_superseded is not None:
+                con.execute("DELETE FROM superseded WHERE partition_key = ?", [partition_key])
+            if own_superseded:
+                con.executemany("INSERT INTO superseded VALUES (?, ?, ?)",
+                                [[partition_key, t, n] for t, n in own_superseded.items()])
+            if others_superseded is not None and others_superseded.height:
+                con.register("others_df", others_superseded.select(list(SUPERSEDED_SCHEMA)))
+                con.execute(
+                    "INSERT INTO superseded SELECT partition_key, table_name, sum(rows) "
+                    "FROM others_df GROUP BY ALL ON CONFLICT DO UPDATE "
+                    "SET rows = superseded.rows + excluded.rows")
+            con.execute("COMMIT")
+
+    def ingested_versions(self) -> dict[str, str]:
+        """Partition key -> version last ingested (one query)."""
+        with self._reading() as con:
+            return dict(con.execute("SELECT partition_key, version FROM ingested").fetchall())
+
+    def superseded_rows(self, partition_key: str) -> dict[str, int]:
+        """Table -> superseded rows of the partition's current version."""
+        with self._reading() as con:
+            return dict(con.execute(
+                "SELECT table_name, rows FROM superseded WHERE partition_key = ?",
+                [partition_key]).fetchall())
 
     def files(self) -> pl.DataFrame:
         """All file versions."""
@@ -124,7 +239,7 @@ class DuckDBMetastore(Metastore):
 
     def latest_sha(self, partition_key: str) -> str | None:
         """sha256 of the last ingested version of a landed file, looked up by its key."""
-        with self._connection() as con:
+        with self._reading() as con:
             row = con.execute(
                 "SELECT sha256 FROM files WHERE partition_key = ? AND member IS NULL "
                 "ORDER BY recorded_at DESC LIMIT 1", [partition_key]).fetchone()
@@ -135,8 +250,24 @@ class DuckDBMetastore(Metastore):
         return self._query("SELECT * FROM columns ORDER BY uri, position")
 
     def _query(self, sql: str) -> pl.DataFrame:
-        with self._connection() as con:
+        with self._reading() as con:
             return con.sql(sql).pl()
+
+
+def _connect_read_only(path: str, *, attempts: int = 40) -> duckdb.DuckDBPyConnection:
+    """A read-only connection; retried briefly while another process holds a write lock.
+
+    Only a process that opened the catalogue read-write (the platform never does) can hold
+    it; after about 10 s the error names the file.
+    """
+    for attempt in range(attempts):
+        try:
+            return duckdb.connect(path, read_only=True)
+        except duckdb.IOException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+    raise AssertionError  # unreachable
 
 
 _GLUE_TYPES: dict[DataTypeClass, str] = {
@@ -247,6 +378,50 @@ class GlueMetastore(Metastore):
         return (frame.sort("recorded_at", maintain_order=True)
                 .unique(["uri", "sha256"], keep="last", maintain_order=True)
                 .sort("recorded_at", "uri"))
+
+    def record_ingested(self, partition_key: str, *, version: str, sha256: str, run_id: str,
+                        own_superseded: Mapping[str, int] | None = None,
+                        others_superseded: pl.DataFrame | None = None) -> None:
+        """One small Parquet record per partition (``catalog/ingested/``), and its ledger.
+
+        The ledger of each partition is its own file (``catalog/superseded/``), rewritten
+        whole; ingest runs that publish are serialised by the lake's publish lock.
+        """
+        now = datetime.now(tz=UTC)
+        record = pl.DataFrame([{"partition_key": partition_key, "version": version,
+                                "sha256": sha256, "run_id": run_id, "ingested_at": now}],
+                              schema=INGESTED_SCHEMA)
+        self.lake.write_parquet(self._record_path("ingested", partition_key), record)
+        updates: dict[str, dict[str, int]] = {}
+        if own_superseded is not None:
+            updates[partition_key] = dict(own_superseded)
+        if others_superseded is not None:
+            for key, table, rows in others_superseded.select(
+                    list(SUPERSEDED_SCHEMA)).iter_rows():
+                ledger = updates.setdefault(key, self.superseded_rows(key))
+                ledger[table] = ledger.get(table, 0) + rows
+        for key, ledger in updates.items():
+            frame = pl.DataFrame(
+                [(key, t, n) for t, n in ledger.items()], schema=SUPERSEDED_SCHEMA,
+                orient="row")
+            self.lake.write_parquet(self._record_path("superseded", key), frame)
+
+    def ingested_versions(self) -> dict[str, str]:
+        """Partition key -> version last ingested (every record file read once)."""
+        frame = self._records("ingested", INGESTED_SCHEMA)
+        return dict(frame.select("partition_key", "version").iter_rows())
+
+    def superseded_rows(self, partition_key: str) -> dict[str, int]:
+        """Table -> superseded rows of the partition's current version."""
+        path = self._record_path("superseded", partition_key)
+        if not self.lake.exists(path):
+            return {}
+        frame = self.lake.read_parquet([path])
+        return dict(frame.select("table_name", "rows").iter_rows())
+
+    def _record_path(self, name: str, partition_key: str) -> str:
+        digest = hashlib.sha256(partition_key.encode()).hexdigest()[:24]
+        return self.lake.path("catalog", name, f"{digest}.parquet")
 
     def columns(self) -> pl.DataFrame:
         """All inferred columns recorded in the lake's catalogue folder."""

@@ -1,53 +1,108 @@
-"""The landing sensor: one listing of raw/ per tick, a dynamic partition per landed file."""
+"""The landing sensor: what has landed and is not yet ingested, requested until it is.
 
-import json
+What was ingested has one record, the metastore's (``Metastore.ingested_versions``), written
+by the ingest asset whoever launched it: this sensor, ``cryptodudez ingest`` or a backfill. So
+the sensor never redoes what the CLI did, and needs no cursor of its own. A file version whose
+runs all failed is requested again on a later tick, up to ``MAX_ATTEMPTS`` runs.
+"""
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import dagster as dg
 
 from cryptodudez.assets.lake import landed_files
 from cryptodudez.jobs import INGEST_JOB
 from cryptodudez.resources.lake import Lake, RawObject, partition_key_for
+from cryptodudez.resources.metastore import Metastore
 
 LANDED_FILES = "landed_files"
+RAW_KEY_TAG = "cryptodudez/raw_key"
+FILE_VERSION_TAG = "cryptodudez/file_version"
+MAX_ATTEMPTS = 5
+_FAILED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
 
-def changed_objects(objects: list[RawObject], seen: dict[str, str]) -> list[RawObject]:
-    """Objects that are new or whose version differs from the one last seen."""
-    return [o for o in objects if seen.get(o.key) != o.version]
-
-
-def run_key(obj: RawObject) -> str:
-    """Run key of one version of one landed file: a repeated tick launches nothing twice."""
+def file_version(obj: RawObject) -> str:
+    """One version of one landed file: ``<partition key>@<version>``."""
     return f"{partition_key_for(obj.key)}@{obj.version}"
+
+
+def run_tags(obj: RawObject) -> dict[str, str]:
+    """Tags of every ingest run of ``obj`` (the sensor's and the CLI's alike)."""
+    return {RAW_KEY_TAG: obj.key, FILE_VERSION_TAG: file_version(obj)}
+
+
+def not_ingested(objects: Sequence[RawObject], ingested: Mapping[str, str]) -> list[RawObject]:
+    """Landed objects whose current version is not the one last ingested."""
+    return [o for o in objects if ingested.get(partition_key_for(o.key)) != o.version]
+
+
+@dataclass
+class Plan:
+    """What one tick decided for the files not yet ingested."""
+
+    requests: list[dg.RunRequest] = field(default_factory=list)
+    in_flight: list[str] = field(default_factory=list)
+    given_up: list[str] = field(default_factory=list)
+
+
+def plan_runs(pending: Sequence[RawObject],
+              runs: Sequence[dg.DagsterRun], *, max_attempts: int = MAX_ATTEMPTS) -> Plan:
+    """A run request per pending file version unless a run of it is queued or running.
+
+    The run key counts the version's failed runs, so a failed ingest is requested again
+    (a new key) and a repeated tick requests nothing twice (the same key).
+    """
+    by_version: dict[str, list[dg.DagsterRun]] = defaultdict(list)
+    for run in runs:
+        by_version[run.tags.get(FILE_VERSION_TAG, "")].append(run)
+    plan = Plan()
+    for obj in pending:
+        version = file_version(obj)
+        earlier = by_version.get(version, [])
+        if any(r.status not in _FAILED for r in earlier):
+            plan.in_flight.append(obj.key)
+            continue
+        if len(earlier) >= max_attempts:
+            plan.given_up.append(obj.key)
+            continue
+        plan.requests.append(dg.RunRequest(
+            run_key=f"{version}#{len(earlier)}", partition_key=partition_key_for(obj.key),
+            tags=run_tags(obj)))
+    return plan
 
 
 @dg.sensor(
     job_name=INGEST_JOB,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Lists raw/ once per tick and ingests every new or changed file.",
+    description="Lists raw/ once per tick and ingests every file whose landed version is not "
+                "the one the metastore records as ingested; failed ingests are re-requested.",
 )
-def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake) -> dg.SensorResult:
-    """Register a partition per new landed file and request one run per file version.
-
-    The cursor maps every raw key to the version (ETag on S3, size and mtime in ns locally)
-    seen last, so files landing in the same second are all noticed, and a changed file under
-    an old name is noticed too.
-    """
-    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake,
+                   metastore: Metastore) -> dg.SensorResult:
+    """Register a partition per new landed file and request a run per file not ingested."""
     objects = lake.list_raw()
-    changed = changed_objects(objects, seen)
-    cursor = json.dumps({o.key: o.version for o in objects}, sort_keys=True)
-    if not changed:
-        return dg.SensorResult(skip_reason=f"no new files among {len(objects)}", cursor=cursor)
-    keys = [partition_key_for(o.key) for o in changed]
+    pending = not_ingested(objects, metastore.ingested_versions())
+    if not pending:
+        return dg.SensorResult(skip_reason=f"all {len(objects)} landed files are ingested")
+    runs = context.instance.get_runs(filters=dg.RunsFilter(
+        job_name=INGEST_JOB, tags={FILE_VERSION_TAG: [file_version(o) for o in pending]}))
+    plan = plan_runs(pending, runs)
+    if plan.given_up:
+        context.log.warning(
+            f"not requesting {len(plan.given_up)} files whose last {MAX_ATTEMPTS} ingest "
+            f"runs failed (see their runs; `cryptodudez ingest` tries again): "
+            f"{plan.given_up[:5]}")
     known = set(context.instance.get_dynamic_partitions(LANDED_FILES))
-    new_keys = [k for k in keys if k not in known]
+    new_keys = sorted({r.partition_key for r in plan.requests if r.partition_key} - known)
+    if not plan.requests:
+        return dg.SensorResult(skip_reason=(
+            f"{len(pending)} files not ingested yet: {len(plan.in_flight)} in flight, "
+            f"{len(plan.given_up)} given up after {MAX_ATTEMPTS} failed runs"))
     return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(run_key=run_key(o), partition_key=k, tags={"cryptodudez/raw_key": o.key})
-            for o, k in zip(changed, keys, strict=True)
-        ],
+        run_requests=plan.requests,
         dynamic_partitions_requests=[landed_files.build_add_request(new_keys)] if new_keys else [],
-        cursor=cursor,
     )
