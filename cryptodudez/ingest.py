@@ -12,6 +12,7 @@ takes the exact path: quote-aware framing of String fields, the dataset's conver
 the pandera schema, which name the reason and line of every reject.
 """
 
+import dataclasses
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,24 +60,58 @@ class IngestResult:
     columns: pl.DataFrame
 
 
+# Failures a member's bytes can provoke in a read, a conversion or a validation. They are
+# turned into that member's rejection (with the message as its reason), never a failed run.
+_MEMBER_ERRORS = (pl.exceptions.PolarsError, pa_errors.SchemaError, pa_errors.SchemaErrors,
+                  ValueError)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def _whole_file_problem(data: bytes) -> str | None:
     if not data[:4096].strip() and not data.strip():  # copies the data only when blank
         return "empty file"
+    if data.startswith(_UTF16_BOMS):
+        return "UTF-16 text (byte-order mark): only UTF-8 is read"
     if b"\x00" in data[:8192]:
         return "binary content (NUL bytes), not text"
     return None
 
 
 def _data_lines(data: bytes) -> int:
-    """Lines after the header: the records of a plain file, or of a file rejected whole."""
+    """Lines after the header (the empty text after a final line terminator is no line).
+
+    Counted in the bytes (``bytes.count``), independently of how the lines are parsed.
+    """
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     return max(lines - 1, 0)
 
 
+def _error_reason(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
+
+
 @dataclass
 class _Framed:
-    records: pl.DataFrame  # sid, line, raw, n_fields, closed (data records only)
+    # sid, line, raw, problem: every data record (a null ``problem`` for a well-formed one)
+    records: pl.DataFrame
     fields: pl.DataFrame  # String fields + sid + line, for well-formed records
+
+
+def _problem(ncols: int) -> pl.Expr:
+    """Why a framed record cannot be read as a row (null when it can)."""
+    n = pl.col("n_fields")
+    return (
+        pl.when(n == 0).then(pl.lit("blank line"))
+        .when(~pl.col("closed")).then(pl.lit("unterminated quoted field at end of file"))
+        .when(n != ncols).then(
+            pl.format("wrong field count: expected {}, found {}", pl.lit(ncols), n))
+        .when(~pl.col("well_quoted")).then(
+            pl.lit("malformed quoting: a quote inside an unquoted field, or text after a "
+                   "closing quote"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+        .alias("problem")
+    )
 
 
 def _frame_fast(members: Sequence[Member], ncols: int) -> _Framed | None:
@@ -109,47 +144,78 @@ def _frame_fast(members: Sequence[Member], ncols: int) -> _Framed | None:
             pl.col("raw").str.count_matches(",", literal=True) + 1
         ).cast(pl.Int64),
         closed=pl.lit(value=True),
-    )
-    keep = (records["line"] > 1) & (records["n_fields"] == ncols)
+        well_quoted=pl.lit(value=True),
+    ).with_columns(_problem(ncols))
+    keep = (records["line"] > 1) & records["problem"].is_null()
     good = fields.with_columns(sid=sid, line=line).filter(keep)
     if has_cr:
         good = good.with_columns(pl.col(names[-1]).str.strip_suffix("\r"))
-    records = records.filter(pl.col("line") > 1).select(
-        "sid", "line", "raw", "n_fields", "closed"
-    )
+    records = records.filter(pl.col("line") > 1).select("sid", "line", "raw", "problem")
     return _Framed(records, good.select(*names, "sid", "line"))
 
 
+def _read_fields(names: list[str], good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """String fields of well-formed records (``sid``, ``line``, ``raw``), read set-at-a-time.
+
+    Should the reader refuse the set (a record it splits differently than the framing), the
+    set is halved until each record it refuses is alone: those come back as (``sid``,
+    ``line``, ``reason``) and every other record is read.
+    """
+    try:
+        fields = csvframe.read_records(names, good["raw"])
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        if good.height == 1:
+            reason = f"the CSV reader cannot read this record: {_error_reason(exc)}"
+            return (pl.DataFrame(schema={**dict.fromkeys(names, pl.String), "sid": pl.Int64,
+                                         "line": pl.Int64}),
+                    good.select("sid", "line", reason=pl.lit(reason)))
+        half = good.height // 2
+        (a, a_bad), (b, b_bad) = (_read_fields(names, good[:half]),
+                                  _read_fields(names, good[half:]))
+        return pl.concat([a, b]), pl.concat([a_bad, b_bad])
+    return (pl.concat([fields, good.select("sid", "line")], how="horizontal"),
+            pl.DataFrame(schema={"sid": pl.Int64, "line": pl.Int64, "reason": pl.String}))
+
+
 def _frame_exact(texts: pl.DataFrame, ncols: int) -> _Framed:
-    """Quote-aware framing: multi-line quoted fields stay in one record."""
-    recs = csvframe.split_records(texts).filter(pl.col("record") > 0).rename({"source": "sid"})
-    recs = recs.with_columns(
+    """Quote-aware framing of the text after each header line (``source`` = sid, ``text``).
+
+    Multi-line quoted fields stay in one record; the header is always the first line, so a
+    stray quote in it cannot swallow the records after it.
+    """
+    recs = csvframe.split_records(texts).rename({"source": "sid"}).with_columns(
+        line=pl.col("line") + 1,
         n_fields=pl.when(pl.col("raw") == "").then(0).otherwise(
             csvframe.count_fields(pl.col("raw"))
-        )
-    )
-    records = recs.select("sid", "line", "raw", "n_fields", "closed")
-    good = recs.filter(pl.col("n_fields") == ncols, pl.col("closed"))
+        ),
+        well_quoted=csvframe.well_quoted(pl.col("raw")),
+    ).with_columns(_problem(ncols))
     names = [f"f{i}" for i in range(ncols)]
-    fields = csvframe.read_records(names, good["raw"])
-    return _Framed(records, pl.concat([fields, good.select("sid", "line")], how="horizontal"))
+    fields, unreadable = _read_fields(names, recs.filter(pl.col("problem").is_null()))
+    records = recs.select("sid", "line", "raw", "problem")
+    if unreadable.height:
+        records = records.join(unreadable, on=["sid", "line"], how="left",
+                               maintain_order="left").select(
+            "sid", "line", "raw", problem=pl.coalesce("problem", "reason"))
+    return _Framed(records, fields)
 
 
 def _decode(
     members: Sequence[Member], sids: Sequence[int]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Texts of members (bad UTF-8 replaced) and the (sid, line) pairs that held bad bytes."""
+    """Texts after the header line (bad UTF-8 replaced), and the (sid, line) with bad bytes."""
     texts, bad = [], []
     for sid, m in zip(sids, members, strict=True):
         try:
-            texts.append(m.data.decode("utf-8"))
+            text = m.data.decode("utf-8")
         except UnicodeDecodeError:
             for i, raw_line in enumerate(m.data.split(b"\n"), start=1):
                 try:
                     raw_line.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     bad.append((sid, i, f"invalid UTF-8 at byte {exc.start}"))
-            texts.append(m.data.decode("utf-8", errors="replace"))
+            text = m.data.decode("utf-8", errors="replace")
+        texts.append(text.partition("\n")[2])
     frame = pl.DataFrame({"source": list(sids), "text": texts},
                          schema={"source": pl.Int64, "text": pl.String})
     bad_lines = pl.DataFrame(
@@ -272,6 +338,8 @@ class _SpecOutcome:
     valid: pl.DataFrame
     quarantined: pl.DataFrame
     columns: pl.DataFrame
+    read: dict[str, int]  # member uri -> records read (counted apart from their outcome)
+    rejected: list[tuple[Member, str]] = dataclasses.field(default_factory=list)
 
 
 def _with_position(frame: pl.DataFrame, rows: Sequence[int], *, first_line: int) -> pl.DataFrame:
@@ -349,43 +417,83 @@ def _ingest_typed(members: list[Member], spec: DatasetSpec,
         return None, rest
     sample = _sample_fields(taken, [f"f{i}" for i in range(ncols)])
     columns = infer_types(sample, header, [m.uri for m in taken])
-    outcome = _SpecOutcome(body.drop("__sid"), pl.DataFrame(schema=QUARANTINE_SCHEMA), columns)
+    read = {m.uri: _data_lines(m.data) for m in taken}  # plain: one line is one record
+    outcome = _SpecOutcome(body.drop("__sid"), pl.DataFrame(schema=QUARANTINE_SCHEMA), columns,
+                           read)
     return outcome, rest
 
 
 def _ingest_spec(members: list[Member], spec: DatasetSpec, header: list[str]) -> _SpecOutcome:
-    """Valid rows, quarantine and inferred columns of members of one dataset."""
+    """Valid rows, quarantine, inferred columns and records read of members of one dataset.
+
+    Members whose bytes make a read, a conversion or a validation fail are rejected whole,
+    each on its own, with the error as the reason; every other member is ingested.
+    """
     outcomes = []
     rest = members
     if spec.typed is not None:
-        typed, rest = _ingest_typed(members, spec, header)
+        try:
+            typed, rest = _ingest_typed(members, spec, header)
+        except _MEMBER_ERRORS:  # the exact path below reads them all and names every reject
+            typed, rest = None, members
         if typed is not None:
             outcomes.append(typed)
     if rest:
-        outcomes.append(_ingest_exact(rest, spec, header))
+        outcomes += _ingest_exact_apart(rest, spec, header)
+    valid = [o.valid for o in outcomes if o.valid.width]
     return _SpecOutcome(
-        pl.concat([o.valid for o in outcomes], how="vertical_relaxed"),
+        pl.concat(valid, how="vertical_relaxed") if valid else pl.DataFrame(),
         pl.concat([o.quarantined for o in outcomes]),
         pl.concat([o.columns for o in outcomes]),
+        {uri: n for o in outcomes for uri, n in o.read.items()},
+        [r for o in outcomes for r in o.rejected],
     )
+
+
+def _ingest_exact_apart(members: list[Member], spec: DatasetSpec,
+                        header: list[str]) -> list[_SpecOutcome]:
+    """``_ingest_exact`` of all members at once; should that fail, of halves, down to one.
+
+    A member is processed alone only when a group holding it failed, and one that fails
+    alone is rejected with the error. Every member's outcome is the same whichever group it
+    was read in (members never affect each other's rows).
+    """
+    try:
+        return [_ingest_exact(members, spec, header)]
+    except _MEMBER_ERRORS as exc:
+        if len(members) == 1:
+            empty = _SpecOutcome(pl.DataFrame(), pl.DataFrame(schema=QUARANTINE_SCHEMA),
+                                 pl.DataFrame(schema=COLUMN_SCHEMA), {})
+            empty.rejected.append((members[0], f"unreadable: {_error_reason(exc)}"))
+            return [empty]
+    half = len(members) // 2
+    return (_ingest_exact_apart(members[:half], spec, header)
+            + _ingest_exact_apart(members[half:], spec, header))
+
+
+def _records_read(members: Sequence[Member], records: pl.DataFrame) -> dict[str, int]:
+    """Records read per member, counted apart from what became of them.
+
+    A record is one line after the header, or several when a quoted field holds line breaks;
+    a blank line is a record (quarantined as blank), the empty text after the final line
+    terminator is not. The count is a member's data lines, counted in its bytes, less the
+    lines that continue a quoted field of the record before them (the line breaks inside
+    the framed records). A record lost between framing and the tables therefore shows as
+    read but neither valid nor quarantined.
+    """
+    continued = dict(records.group_by("sid").agg(
+        pl.col("raw").str.count_matches("\n", literal=True).sum()).iter_rows())
+    return {m.uri: _data_lines(m.data) - int(continued.get(sid, 0))
+            for sid, m in enumerate(members)}
 
 
 def _ingest_exact(members: list[Member], spec: DatasetSpec, header: list[str]) -> _SpecOutcome:
     """Exact framing, conversion and validation, naming every reject's line and reason."""
-    ncols = len(spec.header)
     uris = pl.Series("source", [m.uri for m in members], dtype=pl.String)
-    framed, bad_lines = _frame(members, ncols)
+    framed, bad_lines = _frame(members, len(spec.header))
     records = framed.records
-    malformed = records.filter(pl.col("n_fields") != ncols).select(
-        "sid", "line", "raw",
-        reason=pl.when(pl.col("n_fields") == 0).then(pl.lit("blank line"))
-        .when(~pl.col("closed")).then(pl.lit("unterminated quoted field at end of file"))
-        .otherwise(pl.format("wrong field count: expected {}, found {}",
-                             pl.lit(ncols), pl.col("n_fields"))),
-    )
-    unterminated = records.filter(pl.col("n_fields") == ncols, ~pl.col("closed")).select(
-        "sid", "line", "raw", reason=pl.lit("unterminated quoted field at end of file"),
-    )
+    malformed = records.filter(pl.col("problem").is_not_null()).select(
+        "sid", "line", "raw", reason="problem")
     columns = infer_types(framed.fields, header, uris.to_list())
     names = {f"f{i}": h for i, h in enumerate(spec.header)}
     fields = framed.fields.rename({**names, "sid": "__sid", "line": "__line"}).with_columns(
@@ -426,13 +534,24 @@ def _ingest_exact(members: list[Member], spec: DatasetSpec, header: list[str]) -
     raw_of_rejects = records.filter(packed.is_in(wanted.implode())).select("sid", "line", "raw")
     value_rejects = rejects.join(raw_of_rejects, on=["sid", "line"], how="left")
     quarantined = (
-        pl.concat([malformed, unterminated, value_rejects.select("sid", "line", "raw", "reason")])
+        pl.concat([malformed, value_rejects.select("sid", "line", "raw", "reason")])
         .sort("sid", "line")
         .select(source="sid", line="line",
                 raw="raw", reason="reason")
     )
     quarantined = quarantined.with_columns(source=uris.gather(quarantined["source"]))
-    return _SpecOutcome(body.drop("__sid"), quarantined, columns)
+    return _SpecOutcome(body.drop("__sid"), quarantined, columns,
+                        _records_read(members, records))
+
+
+def _member_status(read: int, valid: int, quarantined: int) -> dict[str, str | None]:
+    """A member's status: validated only when every record read is valid or quarantined."""
+    if read != valid + quarantined:
+        return {"status": "rows_unaccounted",
+                "reason": f"{read} records read, but {valid} valid and {quarantined} "
+                          f"quarantined: {read - valid - quarantined} unaccounted for"}
+    return {"status": "validated" if quarantined == 0 else "validated_with_quarantine",
+            "reason": None}
 
 
 def _member_rows(rows: list[dict[str, object]]) -> pl.DataFrame:
@@ -444,6 +563,48 @@ def _whole_rejects(rows: list[tuple[str, str | None, str]]) -> pl.DataFrame:
         [(uri, None, raw, reason) for uri, raw, reason in rows],
         schema=QUARANTINE_SCHEMA, orient="row",
     )
+
+
+@dataclass(frozen=True)
+class _Rejection:
+    """Why a member is rejected whole, and where its rejection is recorded."""
+
+    table: str
+    reason: str
+    raw: str | None = None
+    dataset: str | None = None
+    rows: int = 0
+
+
+def _recognise_member(m: Member,
+                      specs: Sequence[DatasetSpec]) -> tuple[DatasetSpec, list[str]] | _Rejection:
+    """The dataset of a member and its header, or why the member is rejected whole."""
+    problem = _whole_file_problem(m.data)
+    if problem:
+        return _Rejection(UNRECOGNISED_TABLE, problem)
+    first, rest = csvframe.split_head(m.data)
+    if "\r" in first:
+        spec = recognise(csvframe.header_of(first.partition("\r")[0]), specs)
+        return _Rejection(spec.table if spec else UNRECOGNISED_TABLE,
+                          "lines end in a lone carriage return (CR-only line endings): only "
+                          "LF or CRLF line endings are read",
+                          first[:2000], spec.name if spec else None, _data_lines(m.data))
+    header = csvframe.header_of(first)
+    spec = recognise(header, specs)
+    if spec is None:
+        near, score = closest(header, specs)
+        if score >= 0.5:
+            missing = [c for c in near.header if c not in header]
+            extra = [c for c in header if c not in near.header]
+            return _Rejection(near.table, f"schema drift from dataset {near.name}: missing "
+                                          f"{missing}, unexpected {extra}",
+                              first[:2000], near.name, _data_lines(m.data))
+        return _Rejection(UNRECOGNISED_TABLE,
+                          f"columns match no known dataset: {header[:40]}", first[:2000],
+                          rows=_data_lines(m.data))
+    if not rest.strip():
+        return _Rejection(spec.table, "header only: no data rows", first[:2000], spec.name)
+    return spec, header
 
 
 def ingest_members(unpacked: Unpacked, specs: Sequence[DatasetSpec]) -> IngestResult:
@@ -468,51 +629,37 @@ def ingest_members(unpacked: Unpacked, specs: Sequence[DatasetSpec]) -> IngestRe
                             "size": None, "rows_read": 0, "rows_valid": 0,
                             "rows_quarantined": 0, "status": "skipped", "reason": reason})
     for m in unpacked.members:
-        problem = _whole_file_problem(m.data)
-        if problem:
-            reject(m.uri, m.name, len(m.data), table=UNRECOGNISED_TABLE, reason=problem, raw=None)
-            continue
-        first, rest = csvframe.split_head(m.data)
-        header = csvframe.header_of(first)
-        spec = recognise(header, specs)
-        if spec is None:
-            near, score = closest(header, specs)
-            if score >= 0.5:
-                missing = [c for c in near.header if c not in header]
-                extra = [c for c in header if c not in near.header]
-                reason = (f"schema drift from dataset {near.name}: missing {missing}, "
-                          f"unexpected {extra}")
-                reject(m.uri, m.name, len(m.data), table=near.table, reason=reason,
-                       raw=first[:2000], dataset=near.name, rows=_data_lines(m.data))
-            else:
-                reject(m.uri, m.name, len(m.data), table=UNRECOGNISED_TABLE,
-                       reason=f"columns match no known dataset: {header[:40]}",
-                       raw=first[:2000], rows=_data_lines(m.data))
-            continue
-        if not rest.strip():
-            reject(m.uri, m.name, len(m.data), table=spec.table,
-                   reason="header only: no data rows", raw=first[:2000], dataset=spec.name)
-            continue
-        by_spec.setdefault(spec.name, (spec, header, []))[2].append(m)
+        found = _recognise_member(m, specs)
+        if isinstance(found, _Rejection):
+            reject(m.uri, m.name, len(m.data), table=found.table, reason=found.reason,
+                   raw=found.raw, dataset=found.dataset, rows=found.rows)
+        else:
+            spec, header = found
+            by_spec.setdefault(spec.name, (spec, header, []))[2].append(m)
 
     tables: dict[str, list[pl.DataFrame]] = {}
     quarantine: dict[str, list[pl.DataFrame]] = {}
     columns: list[pl.DataFrame] = []
     for spec, header, members in by_spec.values():
         outcome = _ingest_spec(members, spec, header)
-        tables.setdefault(spec.table, []).append(outcome.valid)
+        if outcome.valid.width:
+            tables.setdefault(spec.table, []).append(outcome.valid)
         quarantine.setdefault(spec.table, []).append(outcome.quarantined)
         columns.append(outcome.columns)
-        valid_n = dict(outcome.valid.group_by("_source").len().iter_rows())
+        for m, reason in outcome.rejected:
+            reject(m.uri, m.name, len(m.data), table=spec.table, reason=reason, raw=None,
+                   dataset=spec.name, rows=_data_lines(m.data))
+        valid_n = (dict(outcome.valid.group_by("_source").len().iter_rows())
+                   if outcome.valid.width else {})
         bad_n = dict(outcome.quarantined.group_by("source").len().iter_rows())
         for m in members:
-            v, q = valid_n.get(m.uri, 0), bad_n.get(m.uri, 0)
+            if m.uri not in outcome.read:
+                continue  # rejected whole above
+            read, v, q = outcome.read[m.uri], valid_n.get(m.uri, 0), bad_n.get(m.uri, 0)
             member_rows.append({
                 "uri": m.uri, "member": m.name, "dataset": spec.name, "table": spec.table,
-                "size": len(m.data), "rows_read": v + q, "rows_valid": v,
-                "rows_quarantined": q,
-                "status": "validated" if q == 0 else "validated_with_quarantine",
-                "reason": None,
+                "size": len(m.data), "rows_read": read, "rows_valid": v,
+                "rows_quarantined": q, **_member_status(read, v, q),
             })
     for table, rows in whole.items():
         quarantine.setdefault(table, []).append(_whole_rejects(rows))

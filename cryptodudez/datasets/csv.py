@@ -13,6 +13,8 @@ import polars as pl
 
 # A quoted CSV field: "..." with "" as an escaped quote.
 _QUOTED_FIELD = r'"(?:[^"]|"")*"'
+# A record of RFC 4180 fields: each quoted whole, or unquoted without any quote or comma.
+_WELL_QUOTED = rf'^(?:{_QUOTED_FIELD}|[^",]*)(?:,(?:{_QUOTED_FIELD}|[^",]*))*$'
 
 
 def split_records(texts: pl.DataFrame) -> pl.DataFrame:
@@ -32,12 +34,11 @@ def split_records(texts: pl.DataFrame) -> pl.DataFrame:
         .select(pl.col("source"), pl.col("text").str.split("\n").alias("raw"))
         .explode("raw")
         .with_columns(line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("source"))
-        .with_columns(
-            n_lines=pl.len().over("source"),
-            raw=pl.col("raw").str.strip_suffix("\r"),
-        )
-        # A trailing line terminator leaves one empty element that is not a record.
+        .with_columns(n_lines=pl.len().over("source"))
+        # A trailing line terminator leaves one empty element that is not a record (a last
+        # line holding only a carriage return is a line: a blank record).
         .filter(~((pl.col("line") == pl.col("n_lines")) & (pl.col("raw") == "")))
+        .with_columns(raw=pl.col("raw").str.strip_suffix("\r"))
         .with_columns(quotes=pl.col("raw").str.count_matches('"', literal=True))
         .with_columns(open_after=(pl.col("quotes").cum_sum().over("source") % 2) == 1)
         .with_columns(
@@ -73,6 +74,16 @@ def split_records(texts: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([single_out, multi_out]).sort("source", "record")
 
 
+def well_quoted(raw: pl.Expr) -> pl.Expr:
+    """True for a record whose quotes follow RFC 4180: a field is quoted whole or not at all.
+
+    A quote inside an unquoted field (``10"5``) or text after a closing quote (``"a"b``) is
+    read differently by every CSV reader (polars refuses it), so such a record is never
+    handed to the reader: it is quarantined with its reason instead.
+    """
+    return raw.str.contains(_WELL_QUOTED)
+
+
 def count_fields(raw: pl.Expr) -> pl.Expr:
     """Number of comma-separated fields in a record, ignoring commas inside quotes."""
     unquoted = pl.when(raw.str.contains('"', literal=True)).then(
@@ -95,8 +106,16 @@ def split_head(data: bytes) -> tuple[str, str]:
 
 
 def header_of(first_line: str) -> list[str]:
-    """Column names of a file's first line (quote-aware; a leading byte-order mark dropped)."""
-    first = next(csv.reader(io.StringIO(first_line)), [])
+    """Column names of a file's first line (quote-aware; a leading byte-order mark dropped).
+
+    Never raises, whatever the line holds: text the ``csv`` module refuses (a carriage
+    return inside an unquoted name, a name longer than its field limit) is split on commas
+    as it stands, so a file with such a first line is simply not recognised.
+    """
+    try:
+        first = next(csv.reader([first_line]), [])
+    except csv.Error:
+        first = first_line.split(",")
     return [c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(first)]
 
 

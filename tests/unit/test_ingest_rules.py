@@ -3,11 +3,14 @@
 import dataclasses
 import io
 import zipfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 
+from cryptodudez.checks import tables as table_checks
+from cryptodudez.datasets import csv as csvframe
 from cryptodudez.datasets.specs import DATASETS, STOCK_HEADER
 from cryptodudez.ingest import IngestResult, _ingest_typed, ingest_members, unpack
 
@@ -180,3 +183,72 @@ def test_typed_path_takes_clean_members_and_leaves_the_others() -> None:
     assert taken is not None
     assert taken.valid["Symbol"].to_list() == ["AAA"]
     assert [m.name for m in rest] == ["stocks/BBB.csv", "stocks/CCC.csv"]
+
+
+def independent_records(data: bytes) -> int:
+    """Records after the header, counted here in plain Python from the raw bytes.
+
+    A record is a line, or several while a quoted field is open (an odd number of quotes so
+    far); the empty text after the final line terminator is not a line.
+    """
+    lines = data.partition(b"\n")[2].split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    records, open_quote = 0, False
+    for line in lines:
+        records += not open_quote
+        open_quote ^= line.count(b'"') % 2 == 1
+    return records
+
+
+UNTERMINATED = f'{HEADER}\n{GOOD}\n2020-01-03,"10,11,9,10,10,1000\n'.encode()
+ACCOUNTING_CASES = {
+    "unterminated quote": (UNTERMINATED, 1, 1),
+    "quoted field over two lines": (f'{HEADER}\n{GOOD}\n2020-01-03,"1\n0",11,9,10,10,1000\n'
+                                    f"2020-01-06,1,2,1,1,1,5\n".encode(), 2, 1),
+    "trailing blank lines": (f"{HEADER}\n{GOOD}\n\n\r\n".encode(), 1, 2),
+    "last line only a carriage return": (f"{HEADER}\n{GOOD}\n\r".encode(), 1, 1),
+    "crlf, no final newline": (f"{HEADER}\r\n{GOOD}\r\n2020-01-03,1,2,1,1,1,5".encode(), 2, 0),
+    "plain (typed read)": (f"{HEADER}\n{GOOD}\n2020-01-03,1,2,1,1,1,5\n".encode(), 2, 0),
+}
+
+
+@pytest.mark.parametrize(("data", "valid", "quarantined"), ACCOUNTING_CASES.values(),
+                         ids=ACCOUNTING_CASES.keys())
+def test_rows_read_counts_records_apart_from_their_outcome(data: bytes, valid: int,
+                                                           quarantined: int) -> None:
+    result = _ingest({"stocks/AAA.csv": data})
+    member = result.members.row(0, named=True)
+    assert member["rows_read"] == independent_records(data)
+    assert (member["rows_valid"], member["rows_quarantined"]) == (valid, quarantined)
+    assert member["rows_read"] == valid + quarantined
+    assert member["status"] == ("validated" if quarantined == 0
+                                else "validated_with_quarantine")
+
+
+def _drop_unterminated(
+    split_records: Callable[[pl.DataFrame], pl.DataFrame],
+) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """The bug once planted: unterminated-quote records dropped instead of quarantined."""
+    return lambda texts: split_records(texts).filter(pl.col("closed"))
+
+
+def test_a_record_lost_between_framing_and_tables_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the planted bug the file says 2 data lines, 1 valid, 0 quarantined: not validated.
+
+    Before rows_read was counted apart from the outcome, this file was catalogued with
+    ``rows_read=1`` and status ``validated``, and ``rows_accounted`` passed.
+    """
+    monkeypatch.setattr(csvframe, "split_records", _drop_unterminated(csvframe.split_records))
+    result = _ingest({"stocks/AAA.csv": UNTERMINATED})
+    member = result.members.row(0, named=True)
+    assert (member["rows_read"], member["rows_valid"], member["rows_quarantined"]) == (2, 1, 0)
+    assert member["status"] == "rows_unaccounted"
+    assert "1 unaccounted for" in member["reason"]
+    check = table_checks.rows_accounted(
+        "stock_prices", result.members, rows_on_disk=result.tables["stock_prices"].height,
+        quarantine_on_disk=pl.DataFrame(schema={"source": pl.String, "len": pl.UInt32}),
+        superseded=0)
+    assert not check.passed

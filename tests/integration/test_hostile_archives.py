@@ -1,0 +1,58 @@
+"""A hostile archive member through the whole asset: the run succeeds, the good rows land."""
+
+import io
+import random
+import zipfile
+
+import dagster as dg
+import polars as pl
+
+from cryptodudez.assets.lake import lake_ingest
+from cryptodudez.datasets.specs import STOCK_HEADER
+from cryptodudez.resources.lake import QUARANTINE, VALIDATED, partition_key_for
+from tests.helpers import QUIET, table
+
+HEADER = ",".join(STOCK_HEADER)
+
+
+def _random_bytes() -> bytes:
+    """Bytes with a bare carriage return (no quote, no NUL) in the first line: the old crash."""
+    rng = random.Random(7)
+    noise = bytes(rng.choice([b for b in range(256) if b not in (0, 10, 13, 34)])
+                  for _ in range(500))
+    return noise[:40] + b"\r" + noise[40:] + b"\n" + bytes(rng.randrange(256) for _ in range(500))
+
+
+def test_random_bytes_member_does_not_fail_the_run(defs, instance, tmp_path) -> None:
+    good = {f"stocks/{sym}.csv": f"{HEADER}\n2020-01-02,10.0,11.0,9.5,10.5,10.4,1000\n"
+                                 f"2020-01-03,10.5,12.0,10.0,11.5,11.4,{n}\n".encode()
+            for n, sym in enumerate(["AAA", "BBB"], start=1)}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("stocks/AAA.csv", good["stocks/AAA.csv"])
+        z.writestr("stocks/JUNK.csv", _random_bytes())
+        z.writestr("stocks/BBB.csv", good["stocks/BBB.csv"])
+    path = tmp_path / "hostile.zip"
+    path.write_bytes(buf.getvalue())
+    lake = defs.resources["lake"]
+    lake.land(path, "vendor/hostile.zip")
+    pk = partition_key_for("vendor/hostile.zip")
+    instance.add_dynamic_partitions("landed_files", [pk])
+
+    result = dg.materialize([lake_ingest], partition_key=pk, instance=instance,
+                            resources={"lake": lake, "metastore": defs.resources["metastore"]},
+                            run_config=QUIET, raise_on_error=False)
+
+    assert result.success
+    stocks = table(defs, VALIDATED, "stock_prices")
+    assert sorted(stocks["Symbol"].to_list()) == ["AAA", "AAA", "BBB", "BBB"]
+    junk = table(defs, QUARANTINE, "unrecognised")
+    archive_uri = lake.url("raw", "vendor/hostile.zip")
+    assert junk["source"].to_list() == [f"zip://stocks/JUNK.csv::{archive_uri}"]
+    files = defs.resources["metastore"].files().filter(pl.col("member").is_not_null())
+    status = dict(zip(files["member"], files["status"], strict=True))
+    assert status == {"stocks/AAA.csv": "validated", "stocks/BBB.csv": "validated",
+                      "stocks/JUNK.csv": "rejected"}
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks["raw_files_all_members_recognised"] is False
+    assert checks["stock_prices_rows_accounted"] is True
