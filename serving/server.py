@@ -226,12 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="serve GET /predict from the latest model")
     add_server_arguments(parser)
     parser.add_argument("--healthcheck", action="store_true",
-                        help="check the role this container runs (see the health file above) "
-                             "and exit 0 when healthy")
+                        help=f"perform the check the running role recorded in "
+                             f"${HEALTH_FILE_VARIABLE}; exit 0 when healthy")
     args = parser.parse_args(argv)
     if args.healthcheck:
         return healthcheck()
-    # Imported here, not above: the health check runs every few seconds and needs none of it.
+    # Imported here, not above: the health check runs every minute and needs none of it.
     from cryptodudez.settings import Settings  # noqa: PLC0415
     from cryptodudez.storage import LakeStorage  # noqa: PLC0415
 
