@@ -29,6 +29,11 @@ def _partitions(spec_partitions: dg.PartitionsDefinition | None) -> str:
     return type(spec_partitions).__name__
 
 
+def _check_scope(partitions: dg.PartitionsDefinition | None) -> str:
+    """Whether a check keeps a verdict per partition or one for the whole asset."""
+    return "whole asset" if partitions is None else f"partition ({_partitions(partitions)})"
+
+
 def render() -> str:
     """The Markdown document with the Mermaid graph and a table of assets and checks."""
     defs = build_definitions(Settings(lake="/nonexistent-lake"))
@@ -51,8 +56,9 @@ def render() -> str:
     lines.append("```")
     checks = sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(),
                                                            k.name))
-    table = ["| asset | check |", "|---|---|"]
-    table += [f"| `{c.asset_key.to_user_string()}` | `{c.name}` |" for c in checks]
+    table = ["| asset | check | evaluated per |", "|---|---|---|"]
+    table += [f"| `{c.asset_key.to_user_string()}` | `{c.name}` | "
+              f"{_check_scope(graph.get_check_spec(c).partitions_def)} |" for c in checks]
     sensors = ", ".join(f"`{s.name}`" for s in defs.sensors or [])
     jobs = ", ".join(f"`{j.name}`" for j in defs.jobs or [])
     return "\n".join([
