@@ -2,14 +2,15 @@
 
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from litestar.testing import TestClient
 
-from cryptodudez.resources.lake import Lake
+from cryptodudez.resources.lake import MODELS, Lake
 from cryptodudez.transforms.lookup import LookupModel
 from serving.app import ServingSettings, create_app
 from tests.api.live import LiveServer
@@ -84,39 +85,68 @@ def test_no_model_yet_is_503_not_500(lake: Lake) -> None:
 
 
 def test_live_server_swaps_models_under_concurrent_requests(lake: Lake) -> None:
-    old = publish(lake, "v1", scale=1.0)
-    app = create_app(ServingSettings(lake=lake.uri, poll_seconds=0.05))
+    # Both versions are trained and written before any request: training takes seconds (far
+    # longer on a loaded machine, with four request threads holding the GIL), and only the swap
+    # (pointing LATEST at v2, as the pipeline publishes) has to happen under concurrent requests.
+    new = publish(lake, "v2", scale=3.0, seed=1)
+    old = publish(lake, "v1", scale=1.0)  # published last: LATEST points at v1
     query = {"vol_moving_avg": "200000", "adj_close_rolling_med": "30"}
-    with LiveServer(app) as base, httpx.Client(base_url=base, timeout=5.0) as http:
+    old_answer = round(old.predict_one(200000.0, 30.0))
+    new_answer = round(new.predict_one(200000.0, 30.0))
+    assert old_answer != new_answer
+    app = create_app(ServingSettings(lake=lake.uri, poll_seconds=0.05))
+    hammers = 4
+    lock = threading.Lock()
+    answers: Counter[tuple[int, int | None]] = Counter()  # (status, value): how many times
+    answered = [0] * hammers  # requests answered, per hammer
+    stop = threading.Event()
+    # Every wait below is on a condition, with deadlines only a hung server would reach.
+    with LiveServer(app) as base, httpx.Client(base_url=base, timeout=60.0) as http:
         assert http.get("/health").json()["version"] == "v1"
-        stop = threading.Event()
 
-        def hammer() -> list[tuple[int, int | None]]:
-            out = []
-            deadline = time.monotonic() + 20  # bounded in time and in request count
-            with httpx.Client(base_url=base, timeout=5.0) as c:
-                while not stop.is_set() and len(out) < 20_000 and time.monotonic() < deadline:
+        def hammer(i: int) -> None:
+            with httpx.Client(base_url=base, timeout=60.0) as c:
+                while not stop.is_set():
                     r = c.get("/predict", params=query)
-                    out.append((r.status_code, r.json() if r.status_code == 200 else None))
-            return out
+                    with lock:
+                        answers[(r.status_code, r.json() if r.status_code == 200 else None)] += 1
+                        answered[i] += 1
 
-        with ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(hammer) for _ in range(4)]
-            time.sleep(0.3)
-            assert not any(f.done() for f in futures)
-            new = publish(lake, "v2", scale=3.0, seed=1)
-            deadline = time.monotonic() + 10
-            while http.get("/health").json()["version"] != "v2":
-                assert time.monotonic() < deadline, "the new model was never served"
-                time.sleep(0.05)
-            time.sleep(0.2)
-            stop.set()
-            answers = [a for f in futures for a in f.result()]
+        with ThreadPoolExecutor(hammers) as pool:
+            futures = [pool.submit(hammer, i) for i in range(hammers)]
+
+            def wait_until(condition: Callable[[], bool], failure: str) -> None:
+                deadline = time.monotonic() + 120
+                while not condition():
+                    for f in futures:
+                        if f.done():
+                            f.result()  # a hammer's own error, if it raised one
+                            raise AssertionError("a hammer stopped before it was told to")
+                    assert time.monotonic() < deadline, failure
+                    time.sleep(0.01)
+
+            def all_answered() -> bool:
+                with lock:
+                    return all(answered)
+
+            def new_model_answered() -> bool:
+                with lock:
+                    return answers[(200, new_answer)] > 0
+
+            try:
+                wait_until(all_answered, "not every hammer got an answer from v1")
+                lake.write_bytes(lake.path(MODELS, "volume_model", "LATEST"), b"v2")  # the swap
+                wait_until(lambda: http.get("/health").json()["version"] == "v2",
+                           "the new model was never served")
+                wait_until(new_model_answered, "no request was answered by the new model")
+            finally:
+                stop.set()
+            for f in futures:
+                f.result()
     assert answers
     assert {status for status, _ in answers} == {200}
     values = {value for _, value in answers}
-    expected = {round(old.predict_one(200000.0, 30.0)), round(new.predict_one(200000.0, 30.0))}
-    assert values <= expected
+    assert values <= {old_answer, new_answer}
     assert len(values) == 2  # both versions answered, nothing in between
 
 
