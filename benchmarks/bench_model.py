@@ -167,10 +167,12 @@ def child_hgb(lake: str, split: str) -> dict[str, Any]:
             "metrics": vm.metrics(y[test], model.predict(x[test]))}
 
 
-def run_child(args: list[str], quiet_max: float, timeout: float = 3600) -> dict[str, Any]:
+def run_child(args: list[str], quiet_max: float, lake: str,
+              timeout: float = 3600) -> dict[str, Any]:
     load_before = wait_quiet(max_busy=quiet_max)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
+    done = subprocess.run([sys.executable, __file__, "--lake", lake, "--child", *args],
+                          capture_output=True,
                           text=True, check=False, timeout=timeout, cwd=Path(__file__).parent)
     wall = time.perf_counter() - started
     if done.returncode != 0:
@@ -270,17 +272,17 @@ def main(argv: list[str] | None = None) -> int:
     result["naive"] = naive(lake)
     print(f"trained model: {json.dumps(result['trained_model'])}", flush=True)
     if not args.skip_ours:
-        result["ours"] = run_child(["ours", "-"], args.quiet_max)
+        result["ours"] = run_child(["ours", "-"], args.quiet_max, lake)
         print(f"ours: {json.dumps(result['ours'])}", flush=True)
     split_names = [s for s in args.splits.split(",") if s]
     if args.hgb:
-        result["hgb_volume"] = {s: run_child(["hgb", s], args.quiet_max) for s in split_names}
+        result["hgb_volume"] = {s: run_child(["hgb", s], args.quiet_max, lake) for s in split_names}
         print(f"hgb_volume: {json.dumps(result['hgb_volume'])}", flush=True)
     result["rf"] = {}
     for size in [int(s) for s in args.rf_sizes.split(",") if s]:
         for split in split_names:
             key = f"{split}/{size}"
-            result["rf"][key] = run_child(["rf", split, str(size)], args.quiet_max)
+            result["rf"][key] = run_child(["rf", split, str(size)], args.quiet_max, lake)
             print(f"rf {key}: {json.dumps(result['rf'][key])}", flush=True)
             save(args.out, result)
     tm = result["trained_model"]

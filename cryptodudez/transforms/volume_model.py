@@ -106,6 +106,10 @@ def training_frame(features: pl.LazyFrame | pl.DataFrame, *,
     sample taken with :func:`subsample` is nested in it. Sorted by symbol and date. Reads the
     table lazily: only the sample is ever in memory.
     """
+    if not set(TRAINING_COLUMNS) <= set(features.lazy().collect_schema().names()):
+        return pl.DataFrame(schema={"Symbol": pl.String, "Date": pl.String,
+                                    **dict.fromkeys(FEATURES, pl.Float64),
+                                    TARGET: pl.Int64, UNIFORM: pl.Float64})  # no table yet
     usable = features.lazy().select(TRAINING_COLUMNS).drop_nulls()
     # Counted on the numeric columns only (symbol and date are never null in the table).
     total = int(features.lazy().select(*FEATURES, TARGET).drop_nulls().select(pl.len())

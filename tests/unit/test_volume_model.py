@@ -173,3 +173,9 @@ def test_training_needs_more_than_one_symbol() -> None:
     frame = _frame(signal=0.0, symbols=1, days=50)
     with pytest.raises(ValueError, match="at least two symbols"):
         vm.train(frame)
+
+
+def test_no_feature_table_yet_gives_no_training_rows() -> None:
+    empty = vm.training_frame(pl.LazyFrame())
+    assert empty.height == 0
+    assert empty.columns == [*vm.TRAINING_COLUMNS, vm.UNIFORM]
