@@ -80,20 +80,30 @@ def parse_query(raw: bytes) -> dict[str, str]:
 
     Unknown parameters are ignored; a known parameter given twice is a 400 naming it.
     """
+    text = raw.decode("latin-1")
+    encoded = "%" in text or "+" in text  # rare: decode names and values only then
     out: dict[str, str] = {}
-    for part in raw.split(b"&"):
-        key, _, value = part.partition(b"=")
-        name = key.decode("latin-1")
-        if b"%" in key or b"+" in key:
+    for part in text.split("&"):
+        name, _, value = part.partition("=")
+        if encoded:
             name = unquote_plus(name)
-        if name not in _KNOWN:
-            continue
-        if name in out:
-            raise BadRequest(detail=f"query parameter {name!r} is given more than once; "
-                                    "give each parameter once")
-        text = value.decode("latin-1")
-        out[name] = unquote_plus(text) if ("%" in text or "+" in text) else text
+            value = unquote_plus(value)
+        if name in _KNOWN:
+            if name in out:
+                raise BadRequest(detail=f"query parameter {name!r} is given more than once; "
+                                        "give each parameter once")
+            out[name] = value
     return out
+
+
+def _is_decimal(raw: str) -> bool:
+    """``raw`` is in the accepted grammar (plain ``123`` or ``123.45`` without the regex)."""
+    if not raw.isascii():  # str.isdigit alone would take other scripts' digits
+        return False
+    whole, point, fraction = raw.partition(".")
+    if whole.isdigit() and (not point or fraction.isdigit()):
+        return True
+    return _DECIMAL(raw) is not None
 
 
 def parse_parameter(name: str, raw: str | None) -> float:
@@ -102,7 +112,7 @@ def parse_parameter(name: str, raw: str | None) -> float:
     if raw is None or raw == "":
         raise BadRequest(detail=f"missing query parameter {name!r}: a decimal number from 0 to "
                                 f"{limit:g} ({GRAMMAR})")
-    if _DECIMAL(raw) is None:
+    if not _is_decimal(raw):
         raise BadRequest(detail=f"query parameter {name!r} must be a decimal number from 0 to "
                                 f"{limit:g} ({GRAMMAR}), got {_shown(raw)}")
     value = float(raw)  # the grammar leaves no NaN; too many digits give inf, caught below

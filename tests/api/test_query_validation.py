@@ -54,6 +54,7 @@ def _with(name: str, encoded_value: str) -> str:
         ("12%20", "trailing space"),
         ("+12", "leading '+' (a space in a query)"),
         ("%2B12", "explicit plus sign"),
+        ("1e+4", "unencoded '+' in an exponent (a space)"),
         ("12%0A", "trailing newline"),
         ("%0912", "leading tab"),
         ("12%00", "NUL"),
@@ -121,6 +122,13 @@ def test_a_repeated_parameter_is_refused_naming_it(client: TestClient, query: st
                                                    name: str) -> None:
     detail = _detail(client, query)
     assert f"query parameter {name!r} is given more than once" in detail
+
+
+def test_an_encoded_plus_in_the_exponent_is_accepted(client: TestClient) -> None:
+    encoded = client.get("/predict?vol_moving_avg=1.5e%2B4&adj_close_rolling_med=2.5E%2B1")
+    plain = client.get("/predict?vol_moving_avg=15000&adj_close_rolling_med=25")
+    assert encoded.status_code == plain.status_code == 200
+    assert encoded.json() == plain.json()
 
 
 def test_unknown_parameters_are_ignored_even_repeated(client: TestClient) -> None:
