@@ -16,7 +16,7 @@ from litestar.datastructures import CacheControlHeader, State
 from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import OpenAPIResponse, Operation, Parameter, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.static_files import create_static_files_router
@@ -240,7 +240,8 @@ def create_app(settings: ServingSettings) -> Litestar:
         lifespan=[model_store],
         exception_handlers={BadRequest: _bad_request},
         openapi_config=OpenAPIConfig(title="cryptodudez prediction API", version="1.0.0",
-                                     path=SCHEMA_PATH, render_plugins=[_swagger_ui()]),
+                                     path=SCHEMA_PATH,
+                                     render_plugins=[_swagger_ui(), YamlRenderPlugin()]),
         logging_config=None,  # the server (uvicorn) or the embedding program owns logging
     )
 

@@ -75,6 +75,7 @@ def test_health_and_openapi(client: TestClient) -> None:
     schema = client.get("/schema/openapi.json").json()
     params = {p["name"] for p in schema["paths"]["/predict"]["get"]["parameters"]}
     assert params == {"vol_moving_avg", "adj_close_rolling_med"}
+    assert "vol_moving_avg" in client.get("/schema/openapi.yaml").text
 
 
 def test_no_model_yet_is_503_not_500(lake: Lake) -> None:
