@@ -379,6 +379,20 @@ def _typed_rows(members: Sequence[Member], spec: DatasetSpec) -> pl.DataFrame | 
     return _with_position(values, rows, first_line=2)
 
 
+def _typed_readable(members: list[Member], spec: DatasetSpec) -> list[Member]:
+    """The members one typed read accepts: all, or (halving) those of the halves it does.
+
+    Only called once a read of a larger group failed, so one member with bytes the typed
+    read refuses sends that member, not all its neighbours, to exact framing.
+    """
+    if _typed_rows(members, spec) is not None:
+        return members
+    if len(members) == 1:
+        return []
+    half = len(members) // 2
+    return _typed_readable(members[:half], spec) + _typed_readable(members[half:], spec)
+
+
 def _ingest_typed(members: list[Member], spec: DatasetSpec,
                   header: list[str]) -> tuple[_SpecOutcome | None, list[Member]]:
     """Members taken whole from one typed read, and the members left for exact framing.
@@ -391,10 +405,14 @@ def _ingest_typed(members: list[Member], spec: DatasetSpec,
     ncols = len(spec.header)
     plain = [m for m in members if b'"' not in m.data and b"\r" not in m.data]
     values = _typed_rows(plain, spec) if plain else None
-    if values is None and plain:  # retry once without members whose comma count is wrong
-        plain = [m for m in plain
+    if values is None and plain:  # retry without members whose comma count is wrong,
+        plain = [m for m in plain  # then without any member the typed read refuses
                  if m.data.count(b",") == (ncols - 1) * (_data_lines(m.data) + 1)]
         values = _typed_rows(plain, spec) if plain else None
+        if values is None and len(plain) > 1:
+            half = len(plain) // 2
+            plain = _typed_readable(plain[:half], spec) + _typed_readable(plain[half:], spec)
+            values = _typed_rows(plain, spec) if plain else None
     if values is None:
         return None, members
     uris = pl.Series([m.uri for m in plain], dtype=pl.String)
@@ -471,6 +489,23 @@ def _ingest_exact_apart(members: list[Member], spec: DatasetSpec,
             + _ingest_exact_apart(members[half:], spec, header))
 
 
+def _bad_records(bad_lines: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
+    """(``sid``, ``line``, ``reason``) of the records holding bad lines (``sid``, ``line``).
+
+    A record is named by the line it starts on; a bad line inside a multi-line quoted field
+    belongs to the record that started before it.
+    """
+    key = (pl.col("sid") * 2**32 + pl.col("line")).alias("_k")
+    starts = records.select(key, pl.col("sid").alias("_sid"), pl.col("line").alias("_start"))
+    return (
+        bad_lines.with_columns(key).sort("_k")
+        .join_asof(starts.sort("_k"), on="_k", strategy="backward")
+        .filter(pl.col("_sid") == pl.col("sid"))
+        .group_by("sid", "_start", maintain_order=True).agg(pl.col("reason").first())
+        .select("sid", line="_start", reason="reason")
+    )
+
+
 def _records_read(members: Sequence[Member], records: pl.DataFrame) -> dict[str, int]:
     """Records read per member, counted apart from what became of them.
 
@@ -502,7 +537,8 @@ def _ingest_exact(members: list[Member], spec: DatasetSpec, header: list[str]) -
     typed = spec.convert(fields).with_columns(__sid=fields["__sid"])
     if bad_lines.height:
         typed = typed.join(
-            bad_lines.rename({"sid": "__sid", "line": "_line", "reason": "_enc"}),
+            _bad_records(bad_lines, records).rename(
+                {"sid": "__sid", "line": "_line", "reason": "_enc"}),
             on=["__sid", "_line"], how="left", maintain_order="left",
         ).with_columns(
             _parse_error=pl.concat_str([pl.col("_enc"), pl.col("_parse_error")],

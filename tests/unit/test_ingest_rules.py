@@ -11,7 +11,7 @@ import pytest
 
 from cryptodudez.checks import tables as table_checks
 from cryptodudez.datasets import csv as csvframe
-from cryptodudez.datasets.specs import DATASETS, STOCK_HEADER
+from cryptodudez.datasets.specs import DATASETS, STOCK_HEADER, SYMBOLS_HEADER
 from cryptodudez.ingest import IngestResult, _ingest_typed, ingest_members, unpack
 
 HEADER = ",".join(STOCK_HEADER)
@@ -252,3 +252,29 @@ def test_a_record_lost_between_framing_and_tables_is_reported(
         quarantine_on_disk=pl.DataFrame(schema={"source": pl.String, "len": pl.UInt32}),
         superseded=0)
     assert not check.passed
+
+
+def test_invalid_utf8_inside_a_multiline_quoted_field_quarantines_its_record() -> None:
+    header = ",".join(SYMBOLS_HEADER)
+    data = (f"{header}\nY,AAA,Apple,Q,G,N,100,N,N,AAA,AAA,N\n".encode()
+            + b'Y,BBB,"Bad\n\xff name",Q,G,N,100,N,N,BBB,BBB,N\n'
+            + b"Y,CCC,Fine,Q,G,N,100,N,N,CCC,CCC,N\n")
+    result = _ingest({"symbols_valid_meta.csv": data})
+    assert result.tables["symbols_meta"]["Symbol"].to_list() == ["AAA", "CCC"]
+    assert "invalid UTF-8" in _reasons(result, "symbols_meta")[3]
+    _accounting_holds(result)
+
+
+def test_one_member_the_typed_read_refuses_leaves_the_others_on_the_typed_path() -> None:
+    unpacked = unpack("file:///lake/raw/x.zip", _zip({
+        "stocks/AAA.csv": f"{HEADER}\n{GOOD}\n".encode(),
+        "stocks/BAD.csv": f"{HEADER}\n{GOOD}\n".encode() + b"2020-01-0\xff,1,2,1,1,1,5\n",
+        "stocks/CCC.csv": f"{HEADER}\n{GOOD}\n".encode(),
+    }))
+    stock = next(spec for spec in DATASETS if spec.table == "stock_prices")
+    taken, rest = _ingest_typed(unpacked.members, stock, list(STOCK_HEADER))
+    assert taken is not None
+    assert sorted(taken.valid["Symbol"].to_list()) == ["AAA", "CCC"]
+    assert [m.name for m in rest] == ["stocks/BAD.csv"]
+    result = ingest_members(unpacked, DATASETS)
+    assert "invalid UTF-8" in _reasons(result)[3]
