@@ -36,12 +36,12 @@ def test_docs_page_links_only_files_the_server_serves(client: TestClient, page: 
         assert len(asset.content) > 0, link
 
 
-def test_served_assets_carry_swagger_ui_licence_and_types(client: TestClient) -> None:
+def test_assets_are_served_with_their_type_and_a_cache_lifetime(client: TestClient) -> None:
     page = client.get("/schema").text
     js = next(link for link in LINKED.findall(page) if link.endswith("swagger-ui-bundle.js"))
     response = client.get(js)
     assert "javascript" in response.headers["content-type"]
-    assert "cache-control" in response.headers
+    assert response.headers["cache-control"] == "max-age=86400"
     assert client.get(js.replace("swagger-ui-bundle.js", "no-such-file.js")).status_code == 404
 
 
