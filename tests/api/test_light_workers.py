@@ -54,7 +54,7 @@ def published(tmp_path: Path) -> Path:
 
 def test_the_asgi_app_serves_without_the_data_platform(published: Path) -> None:
     done = subprocess.run([sys.executable, "-c", SERVE_IN_PROCESS], env=_env(published),
-                          capture_output=True, text=True, timeout=60, check=False)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip()) > 0
 
@@ -103,10 +103,10 @@ def _workers(group: int) -> list[int]:
 def test_cryptodudez_serve_workers_do_not_load_dagster(
         served: tuple[subprocess.Popen[bytes], str]) -> None:
     proc, base = served
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # only a hung server reaches it (a loaded 2-core CI: ~60 s)
     while True:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        assert time.monotonic() < deadline, "the server did not answer within 60 s"
+        assert time.monotonic() < deadline, "the server did not answer within 300 s"
         try:
             with urllib.request.urlopen(base + QUERY, timeout=5) as response:
                 assert response.status == 200
