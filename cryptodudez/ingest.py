@@ -10,6 +10,13 @@ has a ``TypedRead`` in one typed multi-member polars read, and keeps a member on
 its rows provably parse, have the right field count and pass the schema. Every other member
 takes the exact path: quote-aware framing of String fields, the dataset's converter and
 the pandera schema, which name the reason and line of every reject.
+
+No byte sequence fails an ingest: each member is recognised or rejected on its own, with a
+reason, and a read that fails for a group of members is retried on halves of the group, so
+only the members (or records) that cause the failure are rejected (or quarantined).
+A member's ``rows_read`` is counted from its bytes and framing, apart from what became of
+its records (see ``_records_read``), so ``rows_read = rows_valid + rows_quarantined`` is a
+check that can fail; a member where it does not hold has status ``rows_unaccounted``.
 """
 
 import dataclasses
