@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from cryptodudez.assets.lake import lake_ingest
+from cryptodudez.datasets import csv as csvframe
 from cryptodudez.datasets.specs import STOCK_HEADER
 from cryptodudez.resources.lake import QUARANTINE, VALIDATED, partition_key_for
 from tests.helpers import QUIET, table
@@ -56,3 +57,27 @@ def test_random_bytes_member_does_not_fail_the_run(defs, instance, tmp_path) -> 
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["raw_files_all_members_recognised"] is False
     assert checks["stock_prices_rows_accounted"] is True
+
+
+def test_a_row_lost_in_ingest_fails_rows_accounted(defs, instance, tmp_path,
+                                                   monkeypatch) -> None:
+    """The planted bug (unterminated-quote rows dropped, not quarantined) fails the check."""
+    real = csvframe.split_records
+    monkeypatch.setattr(csvframe, "split_records",
+                        lambda texts: real(texts).filter(pl.col("closed")))
+    path = tmp_path / "AAA.csv"
+    path.write_bytes(f'{HEADER}\n2020-01-02,1,2,1,1,1,5\n2020-01-03,"1,2,1,1,1,5\n'.encode())
+    lake = defs.resources["lake"]
+    lake.land(path, "stocks/AAA.csv")
+    pk = partition_key_for("stocks/AAA.csv")
+    instance.add_dynamic_partitions("landed_files", [pk])
+
+    result = dg.materialize([lake_ingest], partition_key=pk, instance=instance,
+                            resources={"lake": lake, "metastore": defs.resources["metastore"]},
+                            run_config=QUIET, raise_on_error=False)
+
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks["stock_prices_rows_accounted"] is False
+    files = defs.resources["metastore"].files()
+    assert files.select("rows_read", "rows_valid", "rows_quarantined", "status").rows() == [
+        (2, 1, 0, "rows_unaccounted")]
