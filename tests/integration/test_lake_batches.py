@@ -95,9 +95,9 @@ def test_an_interrupted_run_publishes_nothing_and_its_retry_cleans_up(
     real = lake_assets.ingest_members
     calls = {"n": 0}
 
-    def failing_second_batch(*args, **kwargs):
+    def failing_second_batch(*args, **kwargs):  # every attempt dies at its second batch
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] % 2 == 0:
             raise RuntimeError("killed mid-file")
         return real(*args, **kwargs)
 
@@ -108,6 +108,7 @@ def test_an_interrupted_run_publishes_nothing_and_its_retry_cleans_up(
     })
     failed = land_and_ingest(defs, instance, {"x.zip": second}, batch_bytes=1)["x.zip"]
     assert not failed.success
+    assert calls["n"] == 6  # the run's retry policy tried the step three times
     lake: Lake = defs.resources["lake"]
     key = partition_key_for("x.zip")
     assert lake.staged(VALIDATED, "stock_prices", key)  # the first batch waits in staging
