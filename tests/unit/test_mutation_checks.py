@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from cryptodudez.checks.schemas import StockPrices
+from cryptodudez.checks.schemas import StockPrices, SymbolsMeta
 from cryptodudez.checks.tables import (
     TableStats,
     keys_unique,
@@ -56,6 +56,7 @@ def test_schema_conforms_passes_and_counts_every_fragment() -> None:
     result = schema_conforms("stock_prices", stats)
     assert result.passed
     assert result.check_name == "stock_prices_schema_conforms"
+    assert result.asset_key == dg.AssetKey("stock_prices")
     assert _meta(result, "rows") == 3
     assert stats.rows_written == 3
     assert stats.schema_failures == 0
@@ -102,20 +103,13 @@ def test_stats_gather_date_range_symbols_and_a_preview_without_lineage_columns()
     assert stats.schema is not None and "Volume" in stats.schema
 
 
-def test_a_frame_without_dates_or_symbols_leaves_them_unset() -> None:
+def test_a_table_without_dates_has_no_date_range() -> None:
     stats = TableStats()
-    stats.add_written(pl.DataFrame({"tweet_id": [1]}), _NoRules)
+    stats.add_written(pl.DataFrame({"Symbol": ["A"], "Security Name": [None], "ETF": ["Y"]},
+                                   schema_overrides={"Security Name": pl.String}), SymbolsMeta)
     assert stats.date_range is None
-    assert stats.symbols == set()
     assert stats.rows_written == 1
-
-
-class _NoRules:
-    """A schema that accepts every frame (only the bookkeeping is under test)."""
-
-    @staticmethod
-    def validate(frame: pl.DataFrame, *, lazy: bool) -> pl.DataFrame:
-        return frame
+    assert stats.schema_failures == 0
 
 
 # --- quarantine: TableStats.add_quarantined and no_rows_quarantined --------------------------
@@ -132,6 +126,7 @@ def test_no_rows_quarantined_passes_as_a_warning_check_when_nothing_was_rejected
     result = no_rows_quarantined("tweets", stats)
     assert result.passed
     assert result.check_name == "tweets_no_rows_quarantined"
+    assert result.asset_key == dg.AssetKey("tweets")
     assert result.severity == dg.AssetCheckSeverity.WARN
     assert _meta(result, "failing_count") == 0
 
@@ -148,7 +143,7 @@ def test_no_rows_quarantined_counts_rejects_by_reason_most_frequent_first() -> N
     by_reason = _meta(result, "by_reason")
     assert by_reason == {"blank line": 3, "wrong field count": 2,
                          "null in required field Open": 1}
-    assert list(by_reason) == ["blank line", "wrong field count",  # type: ignore[call-overload]
+    assert list(by_reason) == ["blank line", "wrong field count",
                                "null in required field Open"]
 
 
@@ -169,9 +164,11 @@ MEMBERS = pl.DataFrame({
     "uri": ["zip://a.csv::x", "zip://b.csv::x", "zip://c.csv::x", "zip://t.csv::x"],
     "table": ["stock_prices", "stock_prices", "stock_prices", "tweets"],
     "status": ["validated", "validated_with_quarantine", "rejected", "validated"],
-    "rows_read": [10, 5, 0, 7],
+    # c.csv was rejected whole: its 3 data lines are quarantined as one file-level row
+    # (no line), which the row-level quarantine on disk does not count.
+    "rows_read": [10, 5, 3, 7],
     "rows_valid": [10, 4, 0, 7],
-    "rows_quarantined": [0, 1, 0, 0],
+    "rows_quarantined": [0, 1, 3, 0],
 })
 QUARANTINE = pl.DataFrame({"source": ["zip://b.csv::x"], "len": [1]},
                           schema={"source": pl.String, "len": pl.UInt32})
@@ -182,9 +179,10 @@ def test_rows_accounted_reports_the_files_counts_and_only_this_tables_members() 
                             quarantine_on_disk=QUARANTINE, superseded=2)
     assert result.passed
     assert result.check_name == "stock_prices_rows_accounted"
-    assert _meta(result, "rows_read") == 15
+    assert result.asset_key == dg.AssetKey("stock_prices")
+    assert _meta(result, "rows_read") == 18
     assert _meta(result, "rows_valid") == 14
-    assert _meta(result, "rows_quarantined") == 1
+    assert _meta(result, "rows_quarantined") == 4
     assert _meta(result, "rows_written") == 12
     assert _meta(result, "rows_superseded_by_other_files") == 2
     assert _meta(result, "failing_count") == 0
@@ -222,6 +220,7 @@ def test_keys_unique_passes_on_no_repeats_and_names_the_key() -> None:
     result = keys_unique("stock_prices", ("Symbol", "Date"), pl.DataFrame())
     assert result.passed
     assert result.check_name == "stock_prices_keys_unique"
+    assert result.asset_key == dg.AssetKey("stock_prices")
     assert _meta(result, "failing_count") == 0
     assert _meta(result, "key") == "Symbol, Date"
 
@@ -273,6 +272,16 @@ def test_plan_gives_up_only_at_the_limit_and_a_live_run_wins_over_failures() -> 
     assert live.in_flight == ["a.csv"]
     assert live.given_up == []
     assert live.requests == []
+
+
+def test_a_file_in_flight_or_given_up_does_not_stop_the_files_after_it() -> None:
+    busy, done, new = _obj("a.csv", "1"), _obj("b.csv", "1"), _obj("c.csv", "1")
+    runs = [_run(dg.DagsterRunStatus.STARTED, busy),
+            *[_run(dg.DagsterRunStatus.FAILURE, done, n) for n in range(2)]]
+    plan = plan_runs([busy, done, new], runs, max_attempts=2)
+    assert plan.in_flight == ["a.csv"]
+    assert plan.given_up == ["b.csv"]
+    assert [r.partition_key for r in plan.requests] == ["c.csv"]
 
 
 def test_a_run_without_a_version_tag_belongs_to_no_file() -> None:
