@@ -71,6 +71,7 @@ def test_schema_conforms_fails_with_counts_by_rule_summed_over_fragments() -> No
     result = schema_conforms("stock_prices", stats)
     assert not result.passed
     assert result.check_name == "stock_prices_schema_conforms"
+    assert result.asset_key == dg.AssetKey("stock_prices")
     assert _meta(result, "failing_count") == 3
     assert _meta(result, "by_check") == {"high_ge_low": 3}
     assert stats.rows_written == 5
