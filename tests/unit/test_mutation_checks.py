@@ -141,6 +141,7 @@ def test_no_rows_quarantined_counts_rejects_by_reason_most_frequent_first() -> N
     assert not result.passed
     assert result.severity == dg.AssetCheckSeverity.WARN
     assert _meta(result, "failing_count") == 6
+    assert "wrong field count: expected 7, found 3" in str(_meta(result, "sample"))
     by_reason = _meta(result, "by_reason")
     assert by_reason == {"blank line": 3, "wrong field count": 2,
                          "null in required field Open": 1}
@@ -201,6 +202,7 @@ def test_rows_accounted_counts_each_disagreement_and_names_the_member() -> None:
     # table holds 13 rows for 14 valid ones.
     assert _meta(result, "failing_count") == 3
     sample = str(_meta(result, "sample"))
+    assert sample.startswith("| uri | rows_read | rows_valid | rows_quarantined |")
     assert "zip://a.csv::x" in sample
     assert "zip://b.csv::x" in sample
 
@@ -224,6 +226,7 @@ def test_keys_unique_passes_on_no_repeats_and_names_the_key() -> None:
     assert result.asset_key == dg.AssetKey("stock_prices")
     assert _meta(result, "failing_count") == 0
     assert _meta(result, "key") == "Symbol, Date"
+    assert _meta(result, "sample") == "(none)"
 
 
 # --- the landing sensor's decisions --------------------------------------------------------
