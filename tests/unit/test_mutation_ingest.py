@@ -113,3 +113,13 @@ def test_a_multiline_record_counts_once() -> None:
     member = _member(_ingest({"stocks/AAA.csv": data}), "stocks/AAA.csv")
     assert member["rows_read"] == 3
     assert member["rows_read"] == member["rows_valid"] + member["rows_quarantined"]
+
+
+def test_unaccounted_count_subtracts_quarantined_rows_too() -> None:
+    """A member that lost a record while another was quarantined names the exact gap."""
+    from cryptodudez.ingest import _member_status  # noqa: PLC0415 - the rule under test
+
+    status = _member_status(10, 6, 3)
+    assert status["status"] == "rows_unaccounted"
+    assert status["reason"] == "10 records read, but 6 valid and 3 quarantined: 1 unaccounted for"
+    assert _member_status(9, 6, 3) == {"status": "validated_with_quarantine", "reason": None}
