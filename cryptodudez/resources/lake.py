@@ -19,7 +19,6 @@ import hashlib
 import io
 import os
 import posixpath
-import re
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,77 +27,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import quote, unquote
 
 import dagster as dg
 import polars as pl
 import pyarrow.parquet as pq
 from pydantic import PrivateAttr
 
+from cryptodudez.lake.layout import (  # noqa: F401 - re-exported for the engine's users
+    FEATURES,
+    QUARANTINE,
+    RAW,
+    VALIDATED,
+    checked_raw_key,
+    digest,
+    fragment_name,
+    fragment_prefix,
+    partition_key_for,
+    raw_key_for,
+)
 from cryptodudez.locks import file_lock, s3_lease
 from cryptodudez.storage import MODELS, LakeStorage  # noqa: F401 - MODELS re-exported
-
-RAW = "raw"
-VALIDATED = "validated"
-QUARANTINE = "quarantine"
-FEATURES = "features"
-# Characters Dagster does not allow in (multi-)partition keys.
-_KEY_SAFE = "/ -_.()~+=@&;:'!$*#%"
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def checked_raw_key(key: str) -> str:
-    """``key`` when it names a file inside ``raw/``; a ``ValueError`` naming the fault if not.
-
-    Refused: empty keys and segments, absolute paths, ``.``/``..`` segments, backslashes,
-    NUL and other control characters, and hidden names (a segment starting with ``.``, which
-    the lake never lists, so such a file would never be ingested). The same rules hold for a
-    local and an S3 lake, so a key that is safe on one is safe on the other.
-    """
-    problem = None
-    if not key:
-        problem = "is empty"
-    elif _CONTROL.search(key):
-        problem = "contains a control character"
-    elif "\\" in key:
-        problem = "contains a backslash"
-    elif key.startswith("/"):
-        problem = "is an absolute path"
-    elif any(part in ("", ".", "..") for part in key.split("/")):
-        problem = "has an empty, '.' or '..' segment"
-    elif any(part.startswith(".") for part in key.split("/")):
-        problem = "has a hidden segment (starting with '.'), which is never ingested"
-    if problem:
-        msg = f"refusing raw key {key!r}: it {problem}"
-        raise ValueError(msg)
-    return key
-
-
-def partition_key_for(raw_key: str) -> str:
-    """Dynamic partition key of a raw object (its path under ``raw/``, made key-safe)."""
-    return quote(raw_key, safe=_KEY_SAFE.replace("%", ""))
-
-
-def raw_key_for(partition_key: str) -> str:
-    """Inverse of :func:`partition_key_for`."""
-    return unquote(partition_key)
-
-
-def _digest(partition_key: str) -> str:
-    return hashlib.sha256(partition_key.encode()).hexdigest()
-
-
-def fragment_prefix(partition_key: str) -> str:
-    """Common start of the names of the Parquet fragments a partition writes in every table."""
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in partition_key)[-80:]
-    return f"part-{slug}-{_digest(partition_key)[:12]}"
-
-
-def fragment_name(partition_key: str, part: int = 0) -> str:
-    """File name of fragment number ``part`` of a partition (one per ingested batch)."""
-    return f"{fragment_prefix(partition_key)}-{part:05d}.parquet"
 
 
 class BackgroundWriter:
@@ -275,7 +223,7 @@ class Lake(dg.ConfigurableResource):
 
     def staging_dir(self, layer: str, table: str, partition_key: str) -> str:
         """Hidden folder where a partition's new fragments wait until the run commits them."""
-        return self.path(layer, table, ".staging", _digest(partition_key)[:16])
+        return self.path(layer, table, ".staging", digest(partition_key)[:16])
 
     def clear_staging(self, layer: str, table: str, partition_key: str) -> None:
         """Remove what an earlier, interrupted run of the partition left in staging."""

@@ -1,0 +1,72 @@
+"""Where things are in the lake: its layers, raw keys, partition keys and file names.
+
+Dagster-free and I/O-free: the one home of the lake's naming rules, shared by the CSV
+engine, the event lake, the Dagster resource and the CLI.
+"""
+
+import hashlib
+import re
+from urllib.parse import quote, unquote
+
+RAW = "raw"
+VALIDATED = "validated"
+QUARANTINE = "quarantine"
+FEATURES = "features"
+# Characters Dagster does not allow in (multi-)partition keys.
+_KEY_SAFE = "/ -_.()~+=@&;:'!$*#%"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def checked_raw_key(key: str) -> str:
+    """``key`` when it names a file inside ``raw/``; a ``ValueError`` naming the fault if not.
+
+    Refused: empty keys and segments, absolute paths, ``.``/``..`` segments, backslashes,
+    NUL and other control characters, and hidden names (a segment starting with ``.``, which
+    the lake never lists, so such a file would never be ingested). The same rules hold for a
+    local and an S3 lake, so a key that is safe on one is safe on the other.
+    """
+    problem = None
+    if not key:
+        problem = "is empty"
+    elif _CONTROL.search(key):
+        problem = "contains a control character"
+    elif "\\" in key:
+        problem = "contains a backslash"
+    elif key.startswith("/"):
+        problem = "is an absolute path"
+    elif any(part in ("", ".", "..") for part in key.split("/")):
+        problem = "has an empty, '.' or '..' segment"
+    elif any(part.startswith(".") for part in key.split("/")):
+        problem = "has a hidden segment (starting with '.'), which is never ingested"
+    if problem:
+        msg = f"refusing raw key {key!r}: it {problem}"
+        raise ValueError(msg)
+    return key
+
+
+def partition_key_for(raw_key: str) -> str:
+    """Dynamic partition key of a raw object (its path under ``raw/``, made key-safe)."""
+    return quote(raw_key, safe=_KEY_SAFE.replace("%", ""))
+
+
+def raw_key_for(partition_key: str) -> str:
+    """Inverse of :func:`partition_key_for`."""
+    return unquote(partition_key)
+
+
+def digest(partition_key: str) -> str:
+    """A stable hex digest of a partition key (names staging folders and files)."""
+    return hashlib.sha256(partition_key.encode()).hexdigest()
+
+
+def fragment_prefix(partition_key: str) -> str:
+    """Common start of the names of the Parquet fragments a partition writes in every table."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in partition_key)[-80:]
+    return f"part-{slug}-{digest(partition_key)[:12]}"
+
+
+def fragment_name(partition_key: str, part: int = 0) -> str:
+    """File name of fragment number ``part`` of a partition (one per ingested batch)."""
+    return f"{fragment_prefix(partition_key)}-{part:05d}.parquet"
