@@ -1,19 +1,23 @@
 """``cryptodudez``: land files, ingest them without the daemon, run the demo, serve models."""
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections.abc import Sequence
+from datetime import date, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import dagster as dg
 import polars as pl
 
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
 from cryptodudez.definitions import build_definitions
-from cryptodudez.jobs import INGEST_JOB, STOCK_PIPELINE_JOB
+from cryptodudez.jobs import EVENT_DAILY_JOB, STOCK_PIPELINE_JOB
+from cryptodudez.lake import kpi
+from cryptodudez.lake.event_table import EventTable
 from cryptodudez.resources import build_resources
 from cryptodudez.resources.lake import (
     FEATURES,
@@ -24,7 +28,7 @@ from cryptodudez.resources.lake import (
     checked_raw_key,
     partition_key_for,
 )
-from cryptodudez.sensors.landing import not_ingested, run_tags
+from cryptodudez.sensors.landing import not_ingested, route, run_tags
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.settings import PROJECT_DIR, Settings
 from serving.server import add_server_arguments, default_host, probe_url, write_health_file
@@ -32,6 +36,7 @@ from serving.server import command as server_command
 
 SAMPLES_DIR = PROJECT_DIR / "samples"
 # The CLI prints its own progress; Dagster's per-event console log stays in the run's logs.
+MAX_BACKFILL_DAYS = 366
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -109,11 +114,11 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
     """
     instance = _instance(settings)
     defs = build_definitions(settings)
-    job = defs.resolve_job_def(INGEST_JOB)
     lake = _lake(settings)
     objects = lake.list_raw()
-    keys = [partition_key_for(o.key) for o in objects]
-    instance.add_dynamic_partitions("landed_files", keys)
+    for name in ("landed_files", "event_files"):
+        instance.add_dynamic_partitions(name, [partition_key_for(o.key) for o in objects
+                                               if route(o)[1].name == name])
     # The metastore's record of what was ingested is the one the landing sensor reads too.
     metastore = build_resources(settings)["metastore"]
     pending = not_ingested(objects, metastore.ingested_versions())
@@ -125,7 +130,7 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
         started = time.perf_counter()
         if progress:
             _out(f"[{i}/{len(todo)}] ingesting raw/{obj.key} ({obj.size / 1e6:.1f} MB) ...")
-        result = job.execute_in_process(
+        result = defs.resolve_job_def(route(obj)[0]).execute_in_process(
             partition_key=key, instance=instance, raise_on_error=False,
             tags={**run_tags(obj), "cryptodudez/trigger": "cli"},
             run_config=_QUIET if progress else None,
@@ -198,6 +203,8 @@ def summary(settings: Settings) -> str:
     tables = sorted({p.rsplit("/", 2)[-2] for layer in (VALIDATED, QUARANTINE)
                      for p in lake.fs.glob(lake.path(layer, "*", "*.parquet"))})
     for table in tables:
+        if table == "events":
+            continue  # the event lake's Delta table: its own line below
         # Row counts from the Parquet footers; of the quarantine only the reasons are read,
         # so the summary of a 25 M-row lake stays small.
         valid = lake.count_rows(lake.fragments(VALIDATED, table))
@@ -213,6 +220,14 @@ def summary(settings: Settings) -> str:
             ).to_series()
             reasons = ", ".join(f"{r} x{n}" for r, n in top.value_counts(sort=True).rows()[:3])
         lines.append(f"{table:<15}{valid:>16,}{bad.height:>13,}  {reasons}")
+    events = EventTable(lake.storage)
+    if events.exists():
+        files = events.files()
+        quarantine_files = lake.fs.glob(lake.path(QUARANTINE, "events", "*.parquet"))
+        lines.append(f"{'events':<15}{int(files['rows'].sum()):>16,}"
+                     f"{lake.count_rows(quarantine_files):>13,}  "
+                     f"Delta v{events.version()}, {files.height:,} files, "
+                     f"{files['event_type'].n_unique()} types")
     lines += ["", f"validated Parquet:  {lake.url(VALIDATED)}/<table>/",
               f"quarantine Parquet: {lake.url(QUARANTINE)}/<table>/ (source, line, raw, reason)"]
     if not lake.is_s3:
@@ -220,15 +235,85 @@ def summary(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def event_days(settings: Settings, first: date, last: date, *,
+               progress: bool = True) -> dict[str, int]:
+    """Compact each UTC day from ``first`` to ``last`` and compute its KPIs.
+
+    A backfill run in this process: one recorded run per day, no daemon needed.
+    """
+    if last < first:
+        msg = f"--to {last} is before --from {first}"
+        raise CliError(msg)
+    if (last - first).days >= MAX_BACKFILL_DAYS:
+        msg = f"--from {first} --to {last}: at most {MAX_BACKFILL_DAYS} days at a time"
+        raise CliError(msg)
+    instance = _instance(settings)
+    job = build_definitions(settings).resolve_job_def(EVENT_DAILY_JOB)
+    counts = {"days": 0, "failed": 0}
+    day = first
+    while day <= last:
+        started = time.perf_counter()
+        result = job.execute_in_process(
+            partition_key=day.isoformat(), instance=instance, raise_on_error=False,
+            tags={"cryptodudez/trigger": "cli"}, run_config=_QUIET if progress else None)
+        counts["days"] += 1
+        counts["failed"] += 0 if result.success else 1
+        if progress:
+            _out(f"events {day}: compaction + KPIs {'done' if result.success else 'FAILED'} "
+                 f"in {time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
+        day += timedelta(days=1)
+    return counts
+
+
+def kpi_command(settings: Settings, *, day: date | None, shard: str, source: str,
+                out: Path | None, merge_parts: Sequence[Path] | None) -> dict[str, Any]:
+    """``cryptodudez kpi``: one machine's part of a day's KPIs, or the merge of parts."""
+    if merge_parts:
+        parts = []
+        for path in merge_parts:
+            try:
+                parts.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                msg = f"cannot read KPI part {path}: {exc}"
+                raise CliError(msg) from None
+        result = kpi.merge(parts)
+    else:
+        assert day is not None
+        result = kpi.compute(_lake(settings).storage, day, shard=kpi.Shard.parse(shard),
+                             source=source)
+    text = kpi.dumps(result)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    return result
+
+
 def demo(*, settings: Settings) -> int:
     """Land the bundled samples, ingest them, and print what happened."""
-    samples = sorted(SAMPLES_DIR.glob("*.zip"))
+    samples = sorted([*SAMPLES_DIR.glob("*.zip"), *SAMPLES_DIR.glob("*.jsonl.gz")])
     _out(f"landing {len(samples)} sample files into {settings.lake}/raw/samples/")
     land(samples, settings=settings, prefix="samples")
     counts = ingest(settings=settings)
+    table = EventTable(_lake(settings).storage)
+    days = sorted(table.files()["date"].unique().to_list()) if table.exists() else []
+    if days:
+        _out(f"event lake: compacting {days[0]}...{days[-1]} and computing the KPIs ...")
+        counts["failed"] += event_days(settings, days[0], days[-1])["failed"]
     _out("")
     _out(summary(settings))
     _out("")
+    if days:
+        busiest = max(days, key=lambda d: int(
+            table.files().filter(pl.col("date") == d)["rows"].sum()))
+        result = kpi.compute(_lake(settings).storage, busiest)
+        top = sorted(result["types"].items(), key=lambda kv: -kv[1]["events"])[:3]
+        _out(f"KPIs {busiest}: {result['totals']['events']:,} events of "
+             f"{result['totals']['event_types']} types, about "
+             f"{result['totals']['distinct_users']:,} users; top: "
+             + ", ".join(f"{t} {v['events']:,}" for t, v in top))
+        _out(f"  (any machine: {Path(sys.argv[0]).name} kpi --date {busiest} "
+             "[--shard 0/2] [--out part.json], then kpi --merge part0.json part1.json)")
+        _out("")
     _out(sample_prediction(settings))
     _out("")
     _out(f"files: {counts}")
@@ -319,7 +404,15 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
-def _main(argv: Sequence[str]) -> int:
+def _date_arg(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        msg = f"not a date (YYYY-MM-DD): {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cryptodudez", description=__doc__,
                      epilog="--traceback (anywhere): show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -341,32 +434,83 @@ def _main(argv: Sequence[str]) -> int:
     p_web.add_argument("--port", type=int, default=3000)
     sub.add_parser("daemon", help="the Dagster daemon alone: sensors, run queue, backfills "
                    "(production runner role)")
-    args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    if args.command == "land":
-        for uri in land(args.paths, settings=settings, prefix=args.prefix):
-            _out(f"landed {uri}")
-        return 0
-    if args.command == "ingest":
-        counts = ingest(settings=settings)
-        _out(summary(settings))
-        _out(f"files: {counts}")
-        return 0 if counts["failed"] == 0 else 1
-    if args.command == "dagster-home":
-        _out(str(ensure_dagster_home(settings)))
-        return 0
-    if args.command == "ui":
-        _exec_dagster(settings, ["dagster", "dev"], "-h", args.host, "-p", args.port)
-    if args.command == "webserver":
-        webserver(settings, host=args.host, port=args.port)
-    if args.command == "daemon":
-        daemon(settings)
-    if args.command == "serve":
-        serve(settings, host=args.host, port=args.port, workers=args.workers)
-    if args.command == "summary":
-        _out(summary(settings))
-        return 0
-    return demo(settings=settings)
+    p_kpi = sub.add_parser("kpi", help="a day's event KPIs per type over a local or S3 lake, "
+                           "without Dagster (--shard i/n on each machine, then --merge)")
+    what = p_kpi.add_mutually_exclusive_group(required=True)
+    what.add_argument("--date", type=_date_arg, help="UTC day, YYYY-MM-DD")
+    what.add_argument("--merge", nargs="+", type=Path, metavar="PART",
+                      help="merge shard parts written with --out")
+    p_kpi.add_argument("--shard", default="0/1", help="i/n: this machine's share of the types")
+    p_kpi.add_argument("--source", choices=kpi.SOURCES, default="rollups",
+                       help="rollups (default; megabytes, HLL distinct counts) or events "
+                            "(the day's events; exact per type)")
+    p_kpi.add_argument("--out", type=Path, help="write the JSON here (default: stdout)")
+    p_back = sub.add_parser("backfill-events", help="compact and compute the KPIs of a range "
+                            "of UTC days (in this process; each day a recorded run)")
+    p_back.add_argument("--from", dest="first", type=_date_arg, required=True)
+    p_back.add_argument("--to", dest="last", type=_date_arg, required=True)
+    return parser
+
+
+def _cmd_land(settings: Settings, args: argparse.Namespace) -> int:
+    for uri in land(args.paths, settings=settings, prefix=args.prefix):
+        _out(f"landed {uri}")
+    return 0
+
+
+def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    counts = ingest(settings=settings)
+    _out(summary(settings))
+    _out(f"files: {counts}")
+    return 0 if counts["failed"] == 0 else 1
+
+
+def _cmd_kpi(settings: Settings, args: argparse.Namespace) -> int:
+    result = kpi_command(settings, day=args.date, shard=args.shard, source=args.source,
+                         out=args.out, merge_parts=args.merge)
+    if args.out is None:
+        _out(kpi.dumps(result))
+    else:
+        totals = result["totals"]
+        _out(f"{args.out}: {result['date']} shards {result['shards']} of "
+             f"{result['shard_count']}: {totals['events']:,} events, "
+             f"{totals['event_types']} types")
+    return 0
+
+
+def _cmd_backfill_events(settings: Settings, args: argparse.Namespace) -> int:
+    counts = event_days(settings, args.first, args.last)
+    _out(f"days: {counts}")
+    return 0 if counts["failed"] == 0 else 1
+
+
+def _cmd_dagster_home(settings: Settings, args: argparse.Namespace) -> int:
+    _out(str(ensure_dagster_home(settings)))
+    return 0
+
+
+def _cmd_summary(settings: Settings, args: argparse.Namespace) -> int:
+    _out(summary(settings))
+    return 0
+
+
+_COMMANDS = {
+    "land": _cmd_land, "ingest": _cmd_ingest, "kpi": _cmd_kpi,
+    "backfill-events": _cmd_backfill_events, "dagster-home": _cmd_dagster_home,
+    "summary": _cmd_summary,
+    "ui": lambda settings, args: _exec_dagster(settings, ["dagster", "dev"], "-h", args.host,
+                                               "-p", args.port),
+    "webserver": lambda settings, args: webserver(settings, host=args.host, port=args.port),
+    "daemon": lambda settings, args: daemon(settings),
+    "serve": lambda settings, args: serve(settings, host=args.host, port=args.port,
+                                          workers=args.workers),
+    "demo": lambda settings, args: demo(settings=settings),
+}
+
+
+def _main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(argv)
+    return int(_COMMANDS[args.command](Settings.from_env(), args))
 
 
 if __name__ == "__main__":

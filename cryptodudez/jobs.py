@@ -2,11 +2,14 @@
 
 import dagster as dg
 
+from cryptodudez.assets import events as event_assets
 from cryptodudez.assets import lake as lake_assets
 from cryptodudez.assets import stocks
 
 INGEST_JOB = "ingest_landed_file"
 STOCK_PIPELINE_JOB = "stock_pipeline"
+EVENT_INGEST_JOB = "ingest_event_file"
+EVENT_DAILY_JOB = "event_daily"
 
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
@@ -20,4 +23,23 @@ stock_pipeline_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(stocks.stock_features, stocks.volume_model),
     partitions_def=stocks.stock_years,
     description="Recompute stock features for a range of years, then retrain the volume model.",
+)
+
+event_ingest_job = dg.define_asset_job(
+    EVENT_INGEST_JOB,
+    selection=dg.AssetSelection.assets(event_assets.events),
+    partitions_def=event_assets.event_files,
+    description="Validate, deduplicate and publish one landed events file.",
+)
+
+event_daily_job = dg.define_asset_job(
+    EVENT_DAILY_JOB,
+    selection=dg.AssetSelection.assets(event_assets.events_compacted, event_assets.event_kpis),
+    partitions_def=event_assets.event_days,
+    description="Compact one UTC day of events, then compute its KPIs.",
+)
+
+event_daily_schedule = dg.build_schedule_from_partitioned_job(
+    event_daily_job, hour_of_day=1, minute_of_hour=30,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
 )

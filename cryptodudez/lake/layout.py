@@ -70,3 +70,15 @@ def fragment_prefix(partition_key: str) -> str:
 def fragment_name(partition_key: str, part: int = 0) -> str:
     """File name of fragment number ``part`` of a partition (one per ingested batch)."""
     return f"{fragment_prefix(partition_key)}-{part:05d}.parquet"
+
+
+EVENT_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
+
+
+def is_event_file(raw_key: str) -> bool:
+    """True for a landed events file, False for a CSV delivery.
+
+    Events files are JSON lines (optionally gzipped) or anything under ``events/`` (the
+    event lake's landing folder).
+    """
+    return raw_key.startswith("events/") or raw_key.lower().endswith(EVENT_SUFFIXES)

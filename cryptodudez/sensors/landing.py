@@ -12,15 +12,19 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from cryptodudez.assets.events import event_files
 from cryptodudez.assets.lake import landed_files
-from cryptodudez.jobs import INGEST_JOB
+from cryptodudez.jobs import EVENT_INGEST_JOB, INGEST_JOB, event_ingest_job, ingest_job
+from cryptodudez.lake.layout import is_event_file
 from cryptodudez.resources.lake import Lake, RawObject, partition_key_for
 from cryptodudez.resources.metastore import Metastore
 
 LANDED_FILES = "landed_files"
+EVENT_FILES = "event_files"
 RAW_KEY_TAG = "cryptodudez/raw_key"
 FILE_VERSION_TAG = "cryptodudez/file_version"
 MAX_ATTEMPTS = 5
+_JOB_OF = {LANDED_FILES: INGEST_JOB, EVENT_FILES: EVENT_INGEST_JOB}
 _FAILED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
 
@@ -32,6 +36,16 @@ def file_version(obj: RawObject) -> str:
 def run_tags(obj: RawObject) -> dict[str, str]:
     """Tags of every ingest run of ``obj`` (the sensor's and the CLI's alike)."""
     return {RAW_KEY_TAG: obj.key, FILE_VERSION_TAG: file_version(obj)}
+
+
+def route(obj: RawObject) -> tuple[str, dg.DynamicPartitionsDefinition]:
+    """The job and partitions that ingest a landed file.
+
+    Events files go to the event lake, every other file to the CSV lake.
+    """
+    if is_event_file(obj.key):
+        return EVENT_INGEST_JOB, event_files
+    return INGEST_JOB, landed_files
 
 
 def not_ingested(objects: Sequence[RawObject], ingested: Mapping[str, str]) -> list[RawObject]:
@@ -70,12 +84,12 @@ def plan_runs(pending: Sequence[RawObject],
             continue
         plan.requests.append(dg.RunRequest(
             run_key=f"{version}#{len(earlier)}", partition_key=partition_key_for(obj.key),
-            tags=run_tags(obj)))
+            job_name=route(obj)[0], tags=run_tags(obj)))
     return plan
 
 
 @dg.sensor(
-    job_name=INGEST_JOB,
+    jobs=[ingest_job, event_ingest_job],
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Lists raw/ once per tick and ingests every file whose landed version is not "
@@ -89,20 +103,25 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake,
     if not pending:
         return dg.SensorResult(skip_reason=f"all {len(objects)} landed files are ingested")
     runs = context.instance.get_runs(filters=dg.RunsFilter(
-        job_name=INGEST_JOB, tags={FILE_VERSION_TAG: [file_version(o) for o in pending]}))
+        tags={FILE_VERSION_TAG: [file_version(o) for o in pending]}))
     plan = plan_runs(pending, runs)
     if plan.given_up:
         context.log.warning(
             f"not requesting {len(plan.given_up)} files whose last {MAX_ATTEMPTS} ingest "
             f"runs failed (see their runs; `cryptodudez ingest` tries again): "
             f"{plan.given_up[:5]}")
-    known = set(context.instance.get_dynamic_partitions(LANDED_FILES))
-    new_keys = sorted({r.partition_key for r in plan.requests if r.partition_key} - known)
+    adds = []
+    for name, partitions in ((LANDED_FILES, landed_files), (EVENT_FILES, event_files)):
+        known = set(context.instance.get_dynamic_partitions(name))
+        new_keys = sorted({r.partition_key for r in plan.requests
+                           if r.partition_key and r.job_name == _JOB_OF[name]} - known)
+        if new_keys:
+            adds.append(partitions.build_add_request(new_keys))
     if not plan.requests:
         return dg.SensorResult(skip_reason=(
             f"{len(pending)} files not ingested yet: {len(plan.in_flight)} in flight, "
             f"{len(plan.given_up)} given up after {MAX_ATTEMPTS} failed runs"))
     return dg.SensorResult(
         run_requests=plan.requests,
-        dynamic_partitions_requests=[landed_files.build_add_request(new_keys)] if new_keys else [],
+        dynamic_partitions_requests=adds,
     )

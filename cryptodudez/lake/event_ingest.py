@@ -1,0 +1,287 @@
+"""One landed events file into the lake: validate, deduplicate, publish, roll up.
+
+Dagster-free. The steps, each bounded by the batch size rather than the file's size:
+
+1. **Read and validate** the file in batches of whole lines (:mod:`cryptodudez.lake.events`).
+2. **Deduplicate by ``data.id``**: a 128-bit hash (two 64-bit hashes) per id seen in this
+   file and per id the table already holds on the dates the file touches; the first
+   occurrence wins, so a replayed file, an overlapping delivery or a repeat within a file
+   never adds a second row.
+3. **Stage** the new rows and the quarantined lines as Parquet under ``.staging/``.
+4. **Publish** under the lake's publish lock: ids committed by others since step 2 are
+   filtered out, the rows become one Delta commit (:class:`EventTable`), written a group
+   of event types at a time, and the quarantine replaces the file's earlier quarantine.
+   Before the commit, the new ids go to the id index and the new rows' rollups (events and
+   HyperLogLog sketches of ids and users per type, date and hour: what the KPI job reads
+   instead of the day's events), both named after the file version's tag and trusted only
+   once the commit holds files with that tag.
+
+What it returns is what publishing wrote, for the asset's checks.
+"""
+
+import io
+import posixpath
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import polars as pl
+
+from cryptodudez.lake.event_table import EventTable, Written
+from cryptodudez.lake.events import (
+    BATCH_BYTES,
+    QUARANTINE_COLUMNS,
+    file_reject,
+    iter_line_batches,
+    validate_lines,
+)
+from cryptodudez.lake.id_index import index_files, read_ids, write_index
+from cryptodudez.lake.layout import QUARANTINE, fragment_prefix
+from cryptodudez.lake.rollups import ROLLUP_SCHEMA, ROLLUPS, rollup_rows, write_rollups
+from cryptodudez.storage import LakeStorage
+
+STAGING = ".staging"
+GROUP_ROWS = 2_000_000
+
+
+@dataclass(frozen=True)
+class EventFileResult:
+    """What ingesting one landed events file did."""
+
+    partition_key: str
+    source: str
+    records: int
+    """Non-blank lines the framing saw (counted before any parsing)."""
+    valid: int
+    quarantined: int
+    duplicates: int
+    """Valid lines not added: their id was earlier in the file or already in the table."""
+    added_rows: int
+    """Rows the commit's files hold (as their writer reported them)."""
+    staged_rows: int
+    """Rows sent to the commit (counted from the staged files, apart from the writer)."""
+    repeated_ids: int
+    """Ids the index holds more than once on the dates the file touches, after the commit
+    (must be 0)."""
+    table_version: int | None
+    dates: list[date]
+    rollups: pl.DataFrame
+    """The rollup rows of what this file added (per type, date and hour)."""
+    quarantine: pl.DataFrame
+    """The file's quarantine as published (read back)."""
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def _hashes(ids: pl.Expr) -> list[pl.Expr]:
+    return [ids.hash(seed=0).alias("_h0"), ids.hash(seed=1).alias("_h1")]
+
+
+class _SeenIds:
+    """The ids seen so far, as 128-bit hashes (two 64-bit hashes: no practical collision)."""
+
+    def __init__(self) -> None:
+        self.frame = pl.DataFrame(schema={"_h0": pl.UInt64, "_h1": pl.UInt64})
+
+    def add(self, ids: pl.Series) -> None:
+        new = pl.DataFrame({"id": ids}).select(_hashes(pl.col("id")))
+        self.frame = pl.concat([self.frame, new])
+
+    def unseen(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """``rows`` whose id was not seen, first occurrence of each id only."""
+        keyed = rows.with_columns(_hashes(pl.col("id")))
+        fresh = keyed.join(self.frame, on=["_h0", "_h1"], how="anti", maintain_order="left")
+        return fresh.unique(["_h0", "_h1"], keep="first", maintain_order=True).drop(
+            "_h0", "_h1")
+
+
+@dataclass
+class _Staged:
+    """What reading a file left in staging."""
+
+    records: int = 0
+    valid: int = 0
+    quarantined: int = 0
+    parts: list[str] = field(default_factory=list)
+    quarantine_parts: list[str] = field(default_factory=list)
+    dates: set[date] = field(default_factory=set)
+
+
+def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
+                      partition_key: str, version_tag: str, landed_at: datetime,
+                      publish_lock: Callable[[], AbstractContextManager[object]],
+                      batch_bytes: int = BATCH_BYTES,
+                      group_rows: int = GROUP_ROWS) -> EventFileResult:
+    """Ingest the events file at ``raw_path`` (see the module docstring).
+
+    Args:
+        storage: the lake.
+        raw_path: the landed file's path in the lake's filesystem.
+        source: its URI, recorded in every row's ``_source`` and quarantine ``source``.
+        partition_key: the landed file's partition key (lineage ``_partition``).
+        version_tag: names this version of the file's commit, index and rollups (a digest
+            of the partition key and the file's sha256).
+        landed_at: when the file landed (lineage ``_landed_at``).
+        publish_lock: the lake's publish lock (serialises commits between processes).
+        batch_bytes: uncompressed bytes read and validated at a time.
+        group_rows: rows of new events written at a time (bounds the writer's memory).
+    """
+    table = EventTable(storage)
+    staging = storage.path(STAGING, "events", version_tag)
+    fs = storage.fs
+    if fs.exists(staging):
+        fs.rm(staging, recursive=True)
+    fs.makedirs(staging, exist_ok=True)
+    version_loaded = table.version()
+    staged = _read_and_stage(storage, table, raw_path, staging, source=source,
+                             partition_key=partition_key, landed_at=landed_at,
+                             batch_bytes=batch_bytes)
+    with publish_lock():
+        rows = _scan(storage, staged.parts)
+        if staged.parts and table.version() != version_loaded:
+            # Commits since the ids were loaded (another delivery of the same events).
+            late = _SeenIds()
+            late.add(read_ids(storage, index_files(storage, staged.dates, table.live_tags())))
+            rows = rows.with_columns(_hashes(pl.col("id"))).join(
+                late.frame.lazy(), on=["_h0", "_h1"], how="anti", maintain_order="left",
+            ).drop("_h0", "_h1")
+        written, rolled = (_commit(storage, table, rows, partition_key=partition_key,
+                                   version_tag=version_tag, group_rows=group_rows,
+                                   next_version=(version_loaded or 0) + 1)
+                           if staged.parts else (None, pl.DataFrame(schema=ROLLUP_SCHEMA)))
+        quarantine = _publish_quarantine(storage, partition_key, staged.quarantine_parts)
+        version = table.version()
+        held = index_files(storage, staged.dates, table.live_tags())
+        repeated = (pl.scan_parquet(held).select(pl.col("id").is_duplicated().sum())
+                    .collect().item() if held and not storage.is_s3 else
+                    int(read_ids(storage, held).is_duplicated().sum()))
+    if fs.exists(staging):
+        fs.rm(staging, recursive=True)
+    added = written.rows if written else 0
+    reasons = (dict(quarantine.select(pl.col("reason").str.replace(r": .*$", ""))
+                    .group_by("reason").len().iter_rows())
+               if quarantine.height else {})
+    return EventFileResult(
+        partition_key=partition_key, source=source, records=staged.records,
+        valid=staged.valid, quarantined=staged.quarantined,
+        duplicates=staged.valid - added, added_rows=added,
+        staged_rows=int(rolled["events"].sum()) if rolled.height else 0,
+        repeated_ids=int(repeated), table_version=version, dates=sorted(staged.dates),
+        rollups=rolled, quarantine=quarantine, reasons=reasons)
+
+
+def _read_and_stage(storage: LakeStorage, table: EventTable, raw_path: str, staging: str, *,
+                    source: str, partition_key: str, landed_at: datetime,
+                    batch_bytes: int) -> _Staged:
+    """Validate the file batch by batch; stage its new events and its quarantine."""
+    out = _Staged()
+    seen = _SeenIds()
+    live = table.live_tags()
+    with storage.fs.open(raw_path, "rb") as fh:
+        for n, batch in enumerate(iter_line_batches(fh, batch_bytes=batch_bytes)):
+            if isinstance(batch, str):
+                out.quarantine_parts.append(_stage(storage, staging, f"q-{n:05d}",
+                                                   file_reject(source, batch)))
+                out.quarantined += 1
+                out.records += 1  # the unreadable rest counts as one record, quarantined
+                continue
+            checked = validate_lines(batch, source=source)
+            out.records += checked.records
+            out.valid += checked.valid.height
+            out.quarantined += checked.quarantine.height
+            if checked.quarantine.height:
+                out.quarantine_parts.append(_stage(storage, staging, f"q-{n:05d}",
+                                                   checked.quarantine))
+            days = set(checked.valid["date"].unique().to_list()) - out.dates
+            if days:
+                seen.add(read_ids(storage, index_files(storage, days, live)))
+                out.dates |= days
+            fresh = seen.unseen(checked.valid)
+            seen.add(fresh["id"])
+            if fresh.height:
+                rows = fresh.with_columns(
+                    _partition=pl.lit(partition_key, dtype=pl.String),
+                    _landed_at=pl.lit(landed_at, dtype=pl.Datetime("us", "UTC")))
+                out.parts.append(_stage(storage, staging, f"v-{n:05d}", rows))
+    return out
+
+
+def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
+            partition_key: str, version_tag: str, group_rows: int,
+            next_version: int) -> tuple[Written, pl.DataFrame]:
+    """Index, roll up and commit ``rows``, a group of event types at a time."""
+    sizes = rows.group_by("event_type").len().collect()
+    groups = _groups(sizes, group_rows)
+    summary = [rows.filter(pl.col("event_type").is_in(g))
+               .select("id", "event_type", "date", "hour", "user_id").collect()
+               for g in groups]
+    write_index(storage, version_tag, pl.concat([s.select("id", "date") for s in summary]))
+    rolled = pl.concat([rollup_rows(s, partition_key=partition_key, table_version=next_version)
+                        for s in summary])
+    write_rollups(storage, version_tag, rolled)
+    del summary
+    written = table.append(rows, tag=version_tag, groups=groups,
+                           metadata={"cryptodudez.partition": partition_key})
+    return written, rolled
+
+
+def _groups(sizes: pl.DataFrame, group_rows: int) -> list[list[str]]:
+    """Event types in consecutive groups of about ``group_rows`` rows each."""
+    groups: list[list[str]] = [[]]
+    rows = 0
+    for event_type, n in sizes.sort("event_type").iter_rows():
+        if groups[-1] and rows + n > group_rows:
+            groups.append([])
+            rows = 0
+        groups[-1].append(event_type)
+        rows += n
+    return groups
+
+
+def _stage(storage: LakeStorage, folder: str, name: str, frame: pl.DataFrame) -> str:
+    path = posixpath.join(folder, f"{name}.parquet")
+    buf = io.BytesIO()
+    frame.write_parquet(buf, compression="lz4")
+    storage.fs.pipe_file(path, buf.getvalue())
+    return path
+
+
+def _scan(storage: LakeStorage, paths: list[str]) -> pl.LazyFrame:
+    if not paths:
+        return pl.LazyFrame()
+    if not storage.is_s3:
+        return pl.scan_parquet(paths)
+    from cryptodudez.lake.event_table import storage_options  # noqa: PLC0415
+
+    return pl.scan_parquet([f"s3://{p}" for p in paths],
+                           storage_options=storage_options(storage) or None)
+
+
+def quarantine_prefix(partition_key: str) -> str:
+    """Start of the names of a landed events file's quarantine fragments."""
+    return fragment_prefix(partition_key)
+
+
+def _publish_quarantine(storage: LakeStorage, partition_key: str,
+                        staged: list[str]) -> pl.DataFrame:
+    """Replace the file's published quarantine with ``staged``; return it as published."""
+    fs = storage.fs
+    folder = storage.path(QUARANTINE, "events")
+    prefix = quarantine_prefix(partition_key)
+    old = ({p for p in fs.glob(posixpath.join(folder, f"{prefix}-*.parquet"))}
+           if fs.exists(folder) else set())
+    fs.makedirs(folder, exist_ok=True)
+    published = []
+    for n, path in enumerate(staged):
+        dest = posixpath.join(folder, f"{prefix}-{n:05d}.parquet")
+        fs.mv(path, dest)
+        old.discard(dest)
+        published.append(dest)
+    for path in sorted(old):
+        fs.rm(path)
+    if not published:
+        return pl.DataFrame(schema=QUARANTINE_COLUMNS)
+    return pl.concat([pl.read_parquet(io.BytesIO(fs.cat_file(p))) for p in published])
+
+
+__all__ = ["ROLLUPS", "EventFileResult", "ingest_event_file"]

@@ -1,0 +1,301 @@
+"""The ``events`` Delta Lake table: append without duplicates, compact a day, vacuum.
+
+Dagster-free. The table lives at ``validated/events/`` in the lake (a folder or S3), laid out
+``event_type=<type>/date=YYYY-MM-DD/hour=HH/`` so Athena, DuckDB, polars and Spark prune by
+type and time. Delta Lake (the ``deltalake`` package) gives readers atomic commits, time
+travel and vacuum; this module writes the Parquet files itself (polars' partitioned sink,
+streaming, one file per type x hour per landed file) and commits them with
+``create_write_transaction``, so a landed file is one commit and a compacted day is one
+commit that removes the day's small files and adds the rewritten ones.
+
+Writers are serialised by the lake's publish lock (``Lake.publish_lock``), which is why the
+S3 store may use Delta's plain (unsafe-rename) commits: two commits never race.
+"""
+
+import json
+import os
+import posixpath
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+from deltalake.transaction import AddAction, RemoveAction
+
+from cryptodudez.storage import LakeStorage
+
+PARTITION_COLUMNS = ("event_type", "date", "hour")
+TABLE = "events"
+LAYER = "validated"
+COMPACT_GROUP_BYTES = 256 << 20
+"""Compaction reads the day's files in groups of event types of about this many bytes of
+Parquet, so its memory is bounded by the group, not by the day."""
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one commit added (or one compaction rewrote), from the files' own footers."""
+
+    version: int | None
+    files: int
+    rows: int
+    partitions: int
+    removed_files: int = 0
+    removed_rows: int = 0
+
+
+def storage_options(storage: LakeStorage) -> dict[str, str]:
+    """Object-store options for polars and deltalake to reach the lake's S3 (or nothing).
+
+    Credentials come from the usual ``AWS_*`` variables; a local S3 server (moto in tests)
+    is reached over plain HTTP. Delta's unsafe-rename commit is safe here because every
+    writer holds the lake's publish lock.
+    """
+    if not storage.is_s3:
+        return {}
+    options = {"aws_s3_allow_unsafe_rename": "true"}
+    if storage.endpoint_url:
+        options["aws_endpoint_url"] = storage.endpoint_url
+        if storage.endpoint_url.startswith("http://"):
+            options["aws_allow_http"] = "true"
+    region = storage.region_name or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get(
+        "AWS_REGION")
+    if region:
+        options["aws_region"] = region
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        if os.environ.get(key):
+            options[key.lower()] = os.environ[key]
+    return options
+
+
+def _partition_path(event_type: str, day: str, hour: int) -> str:
+    return f"event_type={event_type}/date={day}/hour={hour:02d}"
+
+
+def _stats(num_rows: int) -> str:
+    return json.dumps({"numRecords": num_rows})
+
+
+class EventTable:
+    """The ``events`` table of one lake."""
+
+    def __init__(self, storage: LakeStorage, name: str = TABLE) -> None:
+        self.storage = storage
+        self.name = name
+        self.root = storage.path(LAYER, name)
+        self.uri = storage.url(LAYER, name) if storage.is_s3 else self.root
+        self.options = storage_options(storage)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """True once the table has a first commit."""
+        return bool(DeltaTable.is_deltatable(self.uri, storage_options=self.options or None))
+
+    def table(self) -> DeltaTable:
+        """The table at its latest version."""
+        return DeltaTable(self.uri, storage_options=self.options or None)
+
+    def version(self) -> int | None:
+        """Latest version, or None before the first commit."""
+        return self.table().version() if self.exists() else None
+
+    def scan(self) -> pl.LazyFrame:
+        """The table as a LazyFrame (partition columns included; filters prune files)."""
+        return pl.scan_delta(self.uri, storage_options=self.options or None)
+
+    def files(self) -> pl.DataFrame:
+        """Every live data file: ``path`` (relative), ``size``, ``rows``, partition values."""
+        if not self.exists():
+            return pl.DataFrame(schema={"path": pl.String, "size": pl.Int64, "rows": pl.Int64,
+                                        "event_type": pl.String, "date": pl.Date,
+                                        "hour": pl.Int32})
+        actions = pl.DataFrame(pa.table(self.table().get_add_actions(flatten=True)))
+        return actions.select(
+            "path", pl.col("size_bytes").alias("size"),
+            pl.col("num_records").alias("rows"),
+            pl.col("partition.event_type").alias("event_type"),
+            pl.col("partition.date").cast(pl.Date).alias("date"),
+            pl.col("partition.hour").cast(pl.Int32).alias("hour"))
+
+    def ids_on(self, days: Iterable[date]) -> pl.DataFrame:
+        """``id``, ``_partition`` and partition columns of every row dated ``days``."""
+        wanted = sorted(set(days))
+        if not wanted or not self.exists():
+            return pl.DataFrame(schema={"id": pl.String, "_partition": pl.String,
+                                        "event_type": pl.String, "date": pl.Date,
+                                        "hour": pl.Int32})
+        return (self.scan().filter(pl.col("date").is_in(wanted))
+                .select("id", "_partition", "event_type", "date", "hour").collect())
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, rows: pl.LazyFrame, *, tag: str, groups: list[list[str]] | None = None,
+               metadata: dict[str, str] | None = None) -> Written:
+        """Write ``rows`` as one file per (type, date, hour) and commit them in one version.
+
+        ``tag`` starts every file name, so the files of one landed file version can be told
+        apart (and its id index and rollups trusted: see :meth:`live_tags`). ``groups``
+        (event types) are written one group at a time, bounding memory by the group, not
+        the input. Nothing is visible until the commit; files of an interrupted call are
+        never referenced by the log (``vacuum`` removes them).
+        """
+        added: list[AddAction] = []
+        for n, types in enumerate(groups or [[]]):
+            part = rows.filter(pl.col("event_type").is_in(types)) if types else rows
+            added += self._write_partitioned(part, prefix=f"{tag}-g{n:03d}")
+        if not added:
+            return Written(version=self.version(), files=0, rows=0, partitions=0)
+        self._commit(added, removes=[], schema=self._schema_of(added[0]), metadata=metadata)
+        return Written(version=self.version(), files=len(added),
+                       rows=sum(json.loads(a.stats)["numRecords"] for a in added),
+                       partitions=len({tuple(a.partition_values.values()) for a in added}))
+
+    def live_tags(self) -> set[str]:
+        """Tags of the files the latest version holds (a file is ``<tag>-g<n>-<i>.parquet``)."""
+        if not self.exists():
+            return set()
+        return {posixpath.basename(p).rsplit("-g", 1)[0] for p in self.files()["path"]}
+
+    def compact_day(self, day: date, *, tag: str | None = None,
+                    group_bytes: int = COMPACT_GROUP_BYTES) -> Written:
+        """Rewrite one day as one file per (type, hour), sorted, in a single commit.
+
+        Types are read in groups of about ``group_bytes`` of Parquet (bounded memory). Rows
+        are written sorted by type, hour, time and id; every row and id is kept exactly
+        once (the rewrite reads the day as of one version and commits against it).
+        """
+        files = self.files().filter(pl.col("date") == day)
+        if files.height == 0:
+            return Written(version=self.version(), files=0, rows=0, partitions=0)
+        per_type = files.group_by("event_type").agg(pl.col("size").sum(), pl.len().alias("n"))
+        version = self.version()
+        groups = _groups(per_type.sort("event_type"), group_bytes)
+        added: list[AddAction] = []
+        prefix = tag or compaction_tag(day, version)
+        for n, types in enumerate(groups):
+            rows = (pl.scan_delta(self.uri, version=version,
+                                  storage_options=self.options or None)
+                    .filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
+                    .sort("event_type", "hour", "created_at", "id"))
+            added += self._write_partitioned(rows, prefix=f"{prefix}-g{n:03d}")
+        removes = [RemoveAction(path=p, data_change=False,
+                                deletion_timestamp=int(time.time() * 1000), size=s,
+                                partition_values={"event_type": t, "date": day.isoformat(),
+                                                  "hour": str(h)})
+                   for p, s, t, h in files.select("path", "size", "event_type", "hour")
+                   .iter_rows()]
+        schema = self.table().schema()
+        self._commit(added, removes=removes, schema=schema,
+                     metadata={"cryptodudez.operation": "compact_day",
+                               "cryptodudez.day": day.isoformat()})
+        return Written(version=self.version(), files=len(added),
+                       rows=sum(json.loads(a.stats)["numRecords"] for a in added),
+                       partitions=len({tuple(a.partition_values.values()) for a in added}),
+                       removed_files=files.height, removed_rows=int(files["rows"].sum()))
+
+    def vacuum(self, *, retention_hours: int = 168) -> list[str]:
+        """Delete files no version within ``retention_hours`` references.
+
+        Readers of older versions keep working for that long.
+        """
+        if not self.exists():
+            return []
+        return list(self.table().vacuum(retention_hours=retention_hours, dry_run=False,
+                                        enforce_retention_duration=False))
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _write_partitioned(self, rows: pl.LazyFrame, *, prefix: str) -> list[AddAction]:
+        """One Parquet file per (type, date, hour) of ``rows`` under the table root."""
+        written: list[Any] = []
+        now = int(time.time() * 1000)
+
+        def provider(args: pl.FileProviderArgs) -> str:
+            event_type, day, hour = args.partition_keys.row(0)
+            return (f"event_type={event_type}/date={day}/hour={hour}/"
+                    f"{prefix}-{args.index_in_partition:03d}.parquet")
+
+        target = self.root if not self.storage.is_s3 else self.uri
+        rows.sink_parquet(
+            pl.PartitionBy(target, key={
+                "event_type": pl.col("event_type"),
+                "date": pl.col("date").cast(pl.String),
+                "hour": pl.col("hour").cast(pl.String).str.zfill(2),
+            }, include_key=False, file_path_provider=provider,
+                approximate_bytes_per_file=512 << 20),
+            mkdir=not self.storage.is_s3, compression="zstd", compression_level=3,
+            statistics=True, storage_options=self.options or None,
+            sinked_paths_callback=lambda out: written.extend(out.paths),
+        )
+        base = target.rstrip("/") + "/"
+        actions = []
+        for item in written:
+            rel = str(item.path).removeprefix(base).removeprefix(self.root.rstrip("/") + "/")
+            parts = dict(seg.split("=", 1) for seg in posixpath.dirname(rel).split("/"))
+            actions.append(AddAction(
+                path=rel, size=int(item.num_bytes), modification_time=now, data_change=True,
+                partition_values={"event_type": parts["event_type"], "date": parts["date"],
+                                  "hour": str(int(parts["hour"]))},
+                stats=_stats(int(item.num_rows))))
+        return actions
+
+    def _schema_of(self, action: AddAction) -> pa.Schema:
+        """The table schema: a written file's columns plus the partition columns."""
+        path = posixpath.join(self.root, action.path)
+        with self.storage.fs.open(path, "rb") as fh:
+            data_schema = pq.read_schema(fh)
+        fields = [f for f in data_schema if f.name not in PARTITION_COLUMNS]
+        return pa.schema([pa.field("event_type", pa.string()), pa.field("date", pa.date32()),
+                          pa.field("hour", pa.int32()), *fields])
+
+    def _commit(self, adds: Sequence[AddAction], *, removes: Sequence[RemoveAction],
+                schema: Any, metadata: dict[str, str] | None) -> None:
+        from deltalake import CommitProperties, write_deltalake  # noqa: PLC0415
+
+        properties = CommitProperties(custom_metadata=metadata) if metadata else None
+        if not self.exists():
+            # The first commit creates the table (empty), then the files are added to it.
+            empty = pa.schema(schema) if isinstance(schema, pa.Schema) else schema
+            write_deltalake(self.uri, pa.Table.from_pylist([], schema=empty),
+                            partition_by=list(PARTITION_COLUMNS), mode="append",
+                            storage_options=self.options or None)
+        table = self.table()
+        current = table.schema()
+        if isinstance(schema, pa.Schema):
+            merged = _merged_schema(pa.schema(current.to_arrow()), schema)
+        else:
+            merged = schema
+        table.create_write_transaction(
+            [*adds, *removes], mode="append", schema=merged,
+            partition_by=list(PARTITION_COLUMNS), commit_properties=properties)
+
+
+def compaction_tag(day: date, version: int | None) -> str:
+    """Tag of the files (and id index and rollups) a compaction of ``day`` writes."""
+    return f"compact_{day.isoformat()}_v{version}_{uuid.uuid4().hex[:8]}"
+
+
+def _merged_schema(current: pa.Schema, new: pa.Schema) -> pa.Schema:
+    """``current`` plus the columns of ``new`` it lacks (new ``meta_<field>`` columns)."""
+    names = set(current.names)
+    return pa.schema([*current, *[f for f in new if f.name not in names]])
+
+
+def _groups(per_type: pl.DataFrame, group_bytes: int) -> list[list[str]]:
+    """Event types split into consecutive groups of about ``group_bytes`` each."""
+    groups: list[list[str]] = [[]]
+    size = 0
+    for event_type, type_bytes in per_type.select("event_type", "size").iter_rows():
+        if groups[-1] and size + type_bytes > group_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(event_type)
+        size += type_bytes
+    return groups

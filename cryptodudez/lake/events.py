@@ -1,0 +1,271 @@
+"""Domain events as JSON lines: framing, strict validation and the ``events`` row shape.
+
+Pure functions of bytes: no Dagster, no lake. A landed events file (JSON lines, optionally
+gzipped) is read in batches of whole lines (bounded memory whatever the file's size); every
+non-blank line is one record, counted by the framing before anything is parsed, so "read =
+valid + quarantined" is a check that a lost line can fail.
+
+Validation is of the raw JSON structure, never of a coerced value: ``msgspec`` decodes each
+line into typed structs that refuse ``"type": 7`` (a typed columnar reader would turn it into
+the string ``"7"`` and make a junk partition) or ``"created_at": "1549650668000"``. A line
+that fails is quarantined with its line number, its raw text and msgspec's reason, which
+names the JSON path (``Expected `str`, got `int` - at `$.data.type```).
+"""
+
+import gzip
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, BinaryIO
+
+import msgspec
+import polars as pl
+
+BATCH_BYTES = 64 << 20
+# meta.created_at must be epoch milliseconds between 2000-01-01 and 2100-01-01 (UTC): a
+# value in seconds (1.5e9) or microseconds (1.5e15) is out of range, not silently re-scaled.
+CREATED_AT_MIN = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp() * 1000)
+CREATED_AT_MAX = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp() * 1000)
+TYPE_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+META_COLUMN_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+RAW_LIMIT = 64 << 10  # quarantined raw text is kept up to 64 KiB per line (reason says so)
+GZIP_MAGIC = b"\x1f\x8b"
+
+EventType = Annotated[str, msgspec.Meta(pattern=TYPE_PATTERN)]
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+CreatedAt = Annotated[int, msgspec.Meta(ge=CREATED_AT_MIN, lt=CREATED_AT_MAX)]
+
+
+class _Data(msgspec.Struct):
+    id: EventId
+    type: EventType
+    attributes: msgspec.Raw
+
+
+class _Meta(msgspec.Struct):
+    created_at: CreatedAt
+
+
+class _Event(msgspec.Struct):
+    data: _Data
+    meta: msgspec.Raw
+
+
+_DECODE_EVENT = msgspec.json.Decoder(_Event).decode
+_DECODE_META_TS = msgspec.json.Decoder(_Meta).decode
+_DECODE_META = msgspec.json.Decoder(dict[str, Any]).decode
+
+EVENT_COLUMNS: dict[str, pl.DataType] = {
+    "id": pl.String(),
+    "event_type": pl.String(),
+    "date": pl.Date(),
+    "hour": pl.Int32(),
+    "created_at": pl.Datetime("ms", "UTC"),
+    "user_id": pl.String(),
+    "attributes": pl.String(),
+    "meta": pl.String(),
+    "_source": pl.String(),
+    "_line": pl.Int64(),
+}
+"""The ``events`` table's fixed columns; ``meta_<field>`` String columns follow (one per meta
+field named like ``[a-z][a-z0-9_]*``), and the landing file's lineage is added at publish."""
+
+QUARANTINE_COLUMNS: dict[str, pl.DataType] = {
+    "source": pl.String(), "line": pl.Int64(), "raw": pl.String(), "reason": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class LineBatch:
+    """Whole lines of one file: ``lines[i]`` is line ``first_line + i`` (1-based)."""
+
+    first_line: int
+    lines: list[bytes]
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """One batch validated: ``records`` non-blank lines = valid rows + quarantined rows."""
+
+    valid: pl.DataFrame
+    quarantine: pl.DataFrame
+    records: int
+
+
+def is_gzip(head: bytes) -> bool:
+    """True when ``head`` starts like a gzip stream."""
+    return head[:2] == GZIP_MAGIC
+
+
+def iter_line_batches(fh: BinaryIO, *, batch_bytes: int = BATCH_BYTES,
+                      ) -> Iterator[LineBatch | str]:
+    """Whole lines of a (possibly gzipped) JSON-lines file, about ``batch_bytes`` at a time.
+
+    Yields :class:`LineBatch` objects; when the stream cannot be read to its end (a truncated
+    or corrupt gzip stream), the lines before the damage are yielded and then one string, the
+    reason, so the caller can quarantine the rest of the file instead of failing the run.
+    A final line without a newline is a line.
+    """
+    head = fh.read(2)
+    stream: BinaryIO = fh
+    if is_gzip(head):
+        fh.seek(0)
+        stream = gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[assignment]
+        head = b""
+    carry = head
+    line_no = 1
+    while True:
+        try:
+            chunk = stream.read(batch_bytes)
+        except (OSError, EOFError, zlib.error) as exc:
+            if carry:
+                yield LineBatch(line_no, carry.split(b"\n"))
+            yield f"unreadable after line {line_no + carry.count(b'{chr(10)}')}: {exc}"
+            return
+        if not chunk:
+            if carry:
+                yield LineBatch(line_no, carry.split(b"\n"))
+            return
+        data = carry + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        lines = data[:cut].split(b"\n")
+        carry = data[cut + 1:]
+        yield LineBatch(line_no, lines)
+        line_no += len(lines)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        return f"invalid event: {text}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"malformed JSON: not UTF-8 text ({exc.reason} at byte {exc.start})"
+    return f"malformed JSON: {text}"
+
+
+def _created_at(meta: bytes) -> int:
+    """``meta.created_at`` of a meta object, errors naming their path under ``$.meta``."""
+    try:
+        return _DECODE_META_TS(meta).created_at
+    except msgspec.ValidationError as exc:
+        text = str(exc).replace("- at `$", "- at `$.meta")
+        if "- at `" not in text:
+            text += " - at `$.meta`"
+        raise msgspec.ValidationError(text) from exc
+
+
+def _raw_text(line: bytes) -> str:
+    return line[:RAW_LIMIT].decode("utf-8", errors="replace")
+
+
+def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
+    """Validate every non-blank line of ``batch``; one row per valid event, per reject.
+
+    Blank (whitespace-only) lines are framing, not records. Valid rows carry the event's
+    columns (see :data:`EVENT_COLUMNS`) plus ``meta_<field>`` columns; quarantined rows carry
+    ``source``, ``line``, ``raw`` and ``reason``. Only the four required fields are decoded
+    per line (in C, by msgspec); everything else is set-at-a-time polars on the valid rows.
+    """
+    ids: list[str] = []
+    types: list[str] = []
+    created: list[int] = []
+    attributes: list[bytes] = []
+    metas: list[bytes] = []
+    line_nos: list[int] = []
+    bad_lines: list[int] = []
+    bad_raw: list[str] = []
+    reasons: list[str] = []
+    records = 0
+    line_no = batch.first_line - 1
+    for line in batch.lines:
+        line_no += 1
+        if not line or line.isspace():
+            continue
+        records += 1
+        try:
+            event = _DECODE_EVENT(line)
+            attrs, meta = bytes(event.data.attributes), bytes(event.meta)
+            if attrs[:1] != b"{":
+                raise msgspec.ValidationError("Expected `object` - at `$.data.attributes`")
+            if meta[:1] != b"{":
+                raise msgspec.ValidationError("Expected `object` - at `$.meta`")
+            created.append(_created_at(meta))
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            bad_lines.append(line_no)
+            bad_raw.append(_raw_text(line))
+            reasons.append(_reason(exc))
+            continue
+        ids.append(event.data.id)
+        types.append(event.data.type)
+        attributes.append(attrs)
+        metas.append(meta)
+        line_nos.append(line_no)
+    valid = pl.DataFrame({
+        "id": pl.Series(ids, dtype=pl.String),
+        "event_type": pl.Series(types, dtype=pl.String),
+        "created_at": pl.Series(created, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")),
+        # msgspec already checked these are whole JSON objects (so valid UTF-8 text).
+        "attributes": pl.Series(attributes, dtype=pl.Binary).cast(pl.String),
+        "meta": pl.Series(metas, dtype=pl.Binary).cast(pl.String),
+        "_line": pl.Series(line_nos, dtype=pl.Int64),
+    }).with_columns(
+        date=pl.col("created_at").dt.date(),
+        hour=pl.col("created_at").dt.hour().cast(pl.Int32),
+        user_id=_user_id(pl.col("attributes")),
+        _source=pl.lit(source, dtype=pl.String),
+    )
+    quarantine = pl.DataFrame({
+        "source": pl.Series([source] * len(bad_lines), dtype=pl.String),
+        "line": pl.Series(bad_lines, dtype=pl.Int64),
+        "raw": pl.Series(bad_raw, dtype=pl.String),
+        "reason": pl.Series(reasons, dtype=pl.String),
+    })
+    return EventBatch(_with_meta_columns(valid), quarantine, records)
+
+
+def _user_id(attributes: pl.Expr) -> pl.Expr:
+    """``attributes.user_id`` when it is a JSON string (numbers and objects are not user ids).
+
+    The raw JSON text of the value is matched, not a coerced value: ``"user_id": 7`` gives
+    null, never ``"7"``.
+    """
+    raw = attributes.str.extract(r'"user_id"\s*:\s*("(?:[^"\\]|\\.)*")', 1)
+    return raw.str.json_decode(pl.String)
+
+
+def _with_meta_columns(valid: pl.DataFrame) -> pl.DataFrame:
+    """``valid`` with a String ``meta_<field>`` column per column-safe ``meta`` field.
+
+    Every field besides ``created_at`` whose name is column-safe gets a column; every field
+    also stays in the ``meta`` text. Strings are kept as they are; other values as their JSON text.
+    """
+    fixed = valid.select(*EVENT_COLUMNS)
+    shapes = valid.filter(pl.col("meta").str.count_matches(":") > 1)["meta"].str.replace_all(
+        r':\s*("(?:[^"\\]|\\.)*"|[^,{}\[\]"]+)', ":0").unique()  # one text per key set
+    if shapes.len() == 0:
+        return fixed
+    keys: set[str] = set()
+    for text in shapes.to_list():
+        try:
+            keys.update(_DECODE_META(text.encode()))
+        except msgspec.DecodeError:  # nested values: fall back to the rows themselves
+            keys.update(k for m in valid["meta"].to_list() for k in _DECODE_META(m.encode()))
+            break
+    names = sorted(k for k in keys if k != "created_at" and _META_NAME.match(k))
+    return fixed.with_columns(
+        valid.select(pl.col("meta").str.json_path_match(f"$.{name}").alias(f"meta_{name}")
+                     for name in names))
+
+
+_META_NAME = re.compile(META_COLUMN_PATTERN)
+
+
+def file_reject(source: str, reason: str) -> pl.DataFrame:
+    """A quarantine row for a whole file (or the rest of it) that could not be read."""
+    return pl.DataFrame({"source": [source], "line": [None], "raw": [None], "reason": [reason]},
+                        schema=QUARANTINE_COLUMNS)

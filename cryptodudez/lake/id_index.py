@@ -1,0 +1,73 @@
+"""The ``events`` table's id index: which event ids the table holds, per day.
+
+Dagster-free. Deduplicating a landed file against the table by reading the ``id`` column
+of every data file of the days it touches would read thousands of small files (300 types x
+24 hours a day, more before compaction). The index keeps, per day, one small Parquet file
+of ids per landed file version (and one per compaction) under
+``indexes/events/date=YYYY-MM-DD/<tag>.parquet``.
+
+An index file is written *before* its commit and trusted only when the table's latest
+version holds files with its tag (:meth:`EventTable.live_tags`): a run that died before
+committing leaves an index file nobody trusts, and its retry rewrites it.
+"""
+
+import io
+import posixpath
+from collections.abc import Iterable
+from datetime import date
+
+import polars as pl
+
+from cryptodudez.storage import LakeStorage
+
+INDEXES = "indexes"
+
+
+def _folder(storage: LakeStorage, day: object) -> str:
+    return storage.path(INDEXES, "events", f"date={day}")
+
+
+def index_files(storage: LakeStorage, days: Iterable[date], live: set[str]) -> list[str]:
+    """Trusted index files of ``days`` (their tag is live in the table)."""
+    fs = storage.fs
+    paths = []
+    for day in sorted(set(days)):
+        folder = _folder(storage, day)
+        if fs.exists(folder):
+            paths += [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
+                      if posixpath.basename(p).removesuffix(".parquet") in live]
+    return paths
+
+
+def read_ids(storage: LakeStorage, paths: list[str]) -> pl.Series:
+    """The ids in index files (one column ``id``)."""
+    if not paths:
+        return pl.Series("id", [], dtype=pl.String)
+    return pl.concat([pl.read_parquet(io.BytesIO(storage.fs.cat_file(p)), columns=["id"])
+                      for p in paths])["id"]
+
+
+def write_index(storage: LakeStorage, tag: str, rows: pl.DataFrame) -> list[str]:
+    """Write the ids of ``rows`` (``id``, ``date``) as one index file per date for ``tag``."""
+    written = []
+    for (day,), part in rows.group_by("date"):
+        path = posixpath.join(_folder(storage, day), f"{tag}.parquet")
+        buf = io.BytesIO()
+        part.select("id").sort("id").write_parquet(buf, compression="zstd")
+        storage.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        storage.fs.pipe_file(path, buf.getvalue())
+        written.append(path)
+    return written
+
+
+def prune_day(storage: LakeStorage, day: date, live: set[str]) -> list[str]:
+    """Remove the day's index files whose tag is no longer live (after a compaction)."""
+    fs = storage.fs
+    folder = _folder(storage, day)
+    if not fs.exists(folder):
+        return []
+    stale = [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
+             if posixpath.basename(p).removesuffix(".parquet") not in live]
+    for path in stale:
+        fs.rm(path)
+    return stale

@@ -1,0 +1,199 @@
+"""Daily KPIs of the event lake, computed anywhere the lake's storage is reachable.
+
+Dagster-free, no daemon, no cluster: the "only S3 is up and we have two laptops" job. For a
+day and each event type: events, distinct ids, distinct users (where the attributes carry a
+``user_id``) and events per hour.
+
+Sources:
+
+``rollups`` (default)
+    the hourly rollups written at ingest (megabytes a day): counts are exact, distinct
+    counts are HyperLogLog estimates (Apache DataSketches, ``lg_k`` = 12, about 1.6 %
+    relative standard error).
+``events``
+    the day's events themselves (partition-pruned, four columns read): every number exact
+    per type; the distinct counts across all types are HLL estimates (exact sets of users
+    would not merge in bounded size).
+
+Shards: ``--shard i/n`` takes the event types whose stable hash (SHA-1 of the name) modulo
+``n`` is ``i``, so two laptops share nothing; ``merge`` adds the parts' types (disjoint, so
+per-type numbers are exact) and unions their sketches for the all-types totals. A merged
+result equals the single-machine result exactly for counts and per-type distinct counts;
+the all-types distinct counts are a union of the same sketches.
+"""
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from cryptodudez.lake.event_table import EventTable
+from cryptodudez.lake.rollups import hll_of, hll_union, read_rollups, rollup_files
+from cryptodudez.storage import LakeStorage
+
+SOURCES = ("rollups", "events")
+FORMAT = "cryptodudez.kpi/1"
+
+
+class KpiError(ValueError):
+    """A KPI request or part that cannot be answered (one clear line)."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (``0/1`` is the whole day)."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"i/n"`` with ``0 <= i < n``."""
+        try:
+            i, n = (int(x) for x in text.split("/"))
+        except ValueError:
+            msg = f"--shard {text!r}: expected i/n, for example 0/2"
+            raise KpiError(msg) from None
+        if not 0 <= i < n:
+            msg = f"--shard {text!r}: needs 0 <= i < n"
+            raise KpiError(msg)
+        return cls(i, n)
+
+    def holds(self, event_type: str) -> bool:
+        """True when ``event_type`` belongs to this shard."""
+        h = int.from_bytes(hashlib.sha1(event_type.encode()).digest()[:8], "big")  # noqa: S324
+        return h % self.count == self.index
+
+
+def _b64(blob: bytes | None) -> str | None:
+    return base64.b64encode(blob).decode() if blob is not None else None
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return base64.b64decode(text) if text is not None else None
+
+
+def _estimate(blob: bytes | None) -> int | None:
+    sketch = hll_union([blob])
+    return round(sketch.get_estimate()) if sketch is not None else None
+
+
+def _per_hour(frame: pl.DataFrame) -> list[int]:
+    hours = [0] * 24
+    for hour, n in frame.select("hour", "events").iter_rows():
+        hours[int(hour)] += int(n)
+    return hours
+
+
+def compute(storage: LakeStorage, day: date, *, shard: Shard = Shard(),
+            source: str = "rollups") -> dict[str, Any]:
+    """One machine's part of the day's KPIs (the whole day with the default shard)."""
+    if source not in SOURCES:
+        msg = f"--source {source!r}: expected one of {', '.join(SOURCES)}"
+        raise KpiError(msg)
+    table = EventTable(storage)
+    live = table.live_tags()
+    types: dict[str, dict[str, Any]] = {}
+    if source == "rollups":
+        rows = read_rollups(storage, rollup_files(storage, day, live))
+        rows = rows.filter(pl.col("event_type").map_elements(
+            shard.holds, return_dtype=pl.Boolean)) if shard.count > 1 and rows.height else rows
+        for (event_type,), part in rows.sort("event_type").group_by("event_type",
+                                                                     maintain_order=True):
+            ids = hll_union(part["ids_hll"].to_list())
+            users = hll_union(part["users_hll"].to_list())
+            ids_blob = bytes(ids.serialize_compact()) if ids else None
+            users_blob = bytes(users.serialize_compact()) if users else None
+            types[str(event_type)] = {
+                "events": int(part["events"].sum()),
+                "distinct_ids": _estimate(ids_blob),
+                "distinct_users": _estimate(users_blob),
+                "events_per_hour": _per_hour(part.group_by("hour").agg(pl.col("events").sum())),
+                "ids_hll": _b64(ids_blob), "users_hll": _b64(users_blob),
+            }
+        method = {"events": "exact", "distinct_ids": "hll", "distinct_users": "hll"}
+    else:
+        events = (table.scan().filter(pl.col("date") == day)
+                  .select("event_type", "hour", "id", "user_id").collect()
+                  if table.exists() else pl.DataFrame(schema={
+                      "event_type": pl.String, "hour": pl.Int32, "id": pl.String,
+                      "user_id": pl.String}))
+        wanted = [t for t in events["event_type"].unique().sort().to_list() if shard.holds(t)]
+        events = events.filter(pl.col("event_type").is_in(wanted))
+        stats = events.group_by("event_type").agg(
+            pl.len().alias("events"), pl.col("id").n_unique().alias("distinct_ids"),
+            pl.col("user_id").drop_nulls().n_unique().alias("distinct_users"),
+            pl.col("user_id").drop_nulls().unique().alias("users")).sort("event_type")
+        hours = events.group_by("event_type", "hour").agg(pl.len().alias("events"))
+        for row in stats.iter_rows(named=True):
+            ids_blob = None  # ids are disjoint across types: the table holds each id once
+            users_blob = hll_of(row["users"]) if row["users"] else None
+            types[row["event_type"]] = {
+                "events": row["events"], "distinct_ids": row["distinct_ids"],
+                "distinct_users": row["distinct_users"] if row["users"] else None,
+                "events_per_hour": _per_hour(hours.filter(
+                    pl.col("event_type") == row["event_type"])),
+                "ids_hll": _b64(ids_blob), "users_hll": _b64(users_blob),
+            }
+        method = {"events": "exact",
+                  "distinct_ids": "exact per type; the total sums them (one type per id)",
+                  "distinct_users": "exact per type, hll across types"}
+    return _result(day, [shard], source, method, types)
+
+
+def _result(day: date, shards: Sequence[Shard], source: str, method: dict[str, str],
+            types: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    ids = hll_union([_unb64(t["ids_hll"]) for t in types.values()])
+    users = hll_union([_unb64(t["users_hll"]) for t in types.values()])
+    count = shards[0].count
+    return {
+        "format": FORMAT, "date": day.isoformat(), "source": source,
+        "shards": sorted(s.index for s in shards), "shard_count": count,
+        "complete": sorted(s.index for s in shards) == list(range(count)),
+        "method": method, "hll_lg_k": 12,
+        "totals": {
+            "event_types": len(types),
+            "events": sum(t["events"] for t in types.values()),
+            "distinct_ids": (round(ids.get_estimate()) if ids else
+                             sum(t["distinct_ids"] or 0 for t in types.values())),
+            "distinct_users": round(users.get_estimate()) if users else 0,
+            "distinct_method": "hll (union of the per-type sketches)",
+        },
+        "types": dict(sorted(types.items())),
+    }
+
+
+def merge(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Merge shard parts of one day into the day's KPIs (exact for counts)."""
+    if not parts:
+        msg = "kpi --merge needs at least one part"
+        raise KpiError(msg)
+    first = parts[0]
+    for part in parts:
+        if part.get("format") != FORMAT:
+            msg = f"not a KPI part (format {part.get('format')!r})"
+            raise KpiError(msg)
+        for key in ("date", "source", "shard_count"):
+            if part[key] != first[key]:
+                msg = f"parts disagree on {key}: {first[key]!r} and {part[key]!r}"
+                raise KpiError(msg)
+    indexes = [i for p in parts for i in p["shards"]]
+    if len(indexes) != len(set(indexes)):
+        msg = f"parts overlap: shards {sorted(indexes)} (each shard must appear once)"
+        raise KpiError(msg)
+    types: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        types.update(part["types"])
+    shards = [Shard(i, first["shard_count"]) for i in indexes]
+    return _result(date.fromisoformat(first["date"]), shards, first["source"],
+                   first["method"], types)
+
+
+def dumps(result: dict[str, Any]) -> str:
+    """The result as JSON text."""
+    return json.dumps(result, indent=1, sort_keys=False)

@@ -1,0 +1,129 @@
+"""Hourly rollups of the ``events`` table: counts and mergeable distinct-count sketches.
+
+Dagster-free. Written at ingest (one file per landed file and date) and rewritten when a
+day is compacted, under ``rollups/events/date=YYYY-MM-DD/``, they let the KPI job read
+megabytes instead of the day's events. Each row covers one (landed file, type, date, hour):
+
+``events``
+    rows the table holds (exact; the table holds each id once, so also the distinct ids).
+``ids_hll``, ``users_hll``
+    Apache DataSketches HyperLogLog sketches (``lg_k`` = 12, about 1.6 % standard error) of
+    the ids and of ``attributes.user_id``, merged across hours, files and shards without
+    double counting (a user active in two hours counts once). ``users_hll`` is null where no
+    event of the row carries a user id.
+``table_version``
+    the Delta version the rows were committed against.
+
+Like the id index (:mod:`cryptodudez.lake.id_index`), a rollup file is named after the tag
+of the commit it describes, written before that commit, and read only while the table's
+latest version holds files with that tag; a compaction writes the day's rollups under its
+own tag and the superseded files are removed.
+"""
+
+import io
+import posixpath
+
+import datasketches as ds
+import polars as pl
+
+from cryptodudez.storage import LakeStorage
+
+ROLLUPS = "rollups"
+LG_K = 12
+ROLLUP_SCHEMA = {
+    "_partition": pl.String, "event_type": pl.String, "date": pl.Date, "hour": pl.Int32,
+    "events": pl.Int64, "ids_hll": pl.Binary, "users_hll": pl.Binary,
+    "table_version": pl.Int64,
+}
+
+
+def hll_of(values: list[str]) -> bytes:
+    """A compact HLL sketch (``lg_k`` = :data:`LG_K`) of ``values``."""
+    sketch = ds.hll_sketch(LG_K)
+    for value in values:
+        sketch.update(value)
+    return bytes(sketch.serialize_compact())
+
+
+def hll_union(sketches: list[bytes | None]) -> ds.hll_sketch | None:
+    """The union of serialized sketches (None entries skipped); None when all are None."""
+    union = ds.hll_union(LG_K)
+    seen = False
+    for blob in sketches:
+        if blob is not None:
+            union.update(ds.hll_sketch.deserialize(blob))
+            seen = True
+    return union.get_result() if seen else None
+
+
+def rollup_rows(rows: pl.DataFrame, *, partition_key: str | None = None,
+                table_version: int) -> pl.DataFrame:
+    """Rollup rows of ``rows``, one per (file, type, date, hour).
+
+    ``rows`` holds ``id``, ``event_type``, ``date``, ``hour``, ``user_id`` and, without
+    ``partition_key``, ``_partition``.
+    """
+    if partition_key is not None:
+        rows = rows.with_columns(_partition=pl.lit(partition_key, dtype=pl.String))
+    keys = ["_partition", "event_type", "date", "hour"]
+    grouped = (rows.group_by(keys)
+               .agg(pl.len().cast(pl.Int64).alias("events"), pl.col("id"),
+                    pl.col("user_id").drop_nulls().unique())
+               .sort(keys))
+    return pl.DataFrame({
+        **{k: grouped[k] for k in keys},
+        "events": grouped["events"],
+        "ids_hll": pl.Series([hll_of(v) for v in grouped["id"].to_list()], dtype=pl.Binary),
+        "users_hll": pl.Series([hll_of(v) if v else None for v in grouped["user_id"].to_list()],
+                               dtype=pl.Binary),
+        "table_version": pl.Series([table_version] * grouped.height, dtype=pl.Int64),
+    }, schema=ROLLUP_SCHEMA)
+
+
+def day_folder(storage: LakeStorage, day: object) -> str:
+    """Folder of one day's rollup files."""
+    return storage.path(ROLLUPS, "events", f"date={day}")
+
+
+def write_rollups(storage: LakeStorage, tag: str, rows: pl.DataFrame) -> list[str]:
+    """Write ``rows`` as one file per date named after ``tag``."""
+    written = []
+    for (day,), part in rows.group_by("date"):
+        path = posixpath.join(day_folder(storage, day), f"{tag}.parquet")
+        buf = io.BytesIO()
+        part.sort("_partition", "event_type", "hour").write_parquet(buf, compression="zstd")
+        storage.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        storage.fs.pipe_file(path, buf.getvalue())
+        written.append(path)
+    return written
+
+
+def rollup_files(storage: LakeStorage, day: object, live: set[str]) -> list[str]:
+    """The day's trusted rollup files (their tag is live in the table)."""
+    folder = day_folder(storage, day)
+    fs = storage.fs
+    if not fs.exists(folder):
+        return []
+    return [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
+            if posixpath.basename(p).removesuffix(".parquet") in live]
+
+
+def read_rollups(storage: LakeStorage, paths: list[str]) -> pl.DataFrame:
+    """Rollup rows of ``paths``."""
+    if not paths:
+        return pl.DataFrame(schema=ROLLUP_SCHEMA)
+    fs = storage.fs
+    return pl.concat([pl.read_parquet(io.BytesIO(fs.cat_file(p))) for p in paths])
+
+
+def prune_day(storage: LakeStorage, day: object, live: set[str]) -> list[str]:
+    """Remove the day's rollup files whose tag is no longer live (after a compaction)."""
+    folder = day_folder(storage, day)
+    fs = storage.fs
+    if not fs.exists(folder):
+        return []
+    stale = [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
+             if posixpath.basename(p).removesuffix(".parquet") not in live]
+    for path in stale:
+        fs.rm(path)
+    return stale
