@@ -36,7 +36,11 @@ def test_asset_graph_and_checks() -> None:
     checks = {k.name for k in graph.asset_check_keys}
     assert "stock_prices_schema_conforms" in checks
     assert "tweets_rows_accounted" in checks
-    assert defs.resolve_sensor_def("landing_sensor").job_name == "ingest_landed_file"
+    landing = defs.resolve_sensor_def("landing_sensor")
+    assert sorted(j.name for j in landing.jobs) == ["ingest_event_file", "ingest_landed_file"]
+    assert {"events", "events_compacted", "event_kpis"} <= keys
+    assert {"events_lines_accounted", "events_rows_accounted", "events_ids_unique",
+            "events_compacted_rows_kept"} <= checks
 
 
 def test_settings_from_env_defaults_and_overrides(tmp_path) -> None:

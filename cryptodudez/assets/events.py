@@ -10,14 +10,14 @@ import json
 from datetime import UTC, date, datetime
 
 import dagster as dg
-import polars as pl
 
 from cryptodudez.archives import sha256_of
 from cryptodudez.checks import events as event_checks
 from cryptodudez.checks.tables import partitioned
-from cryptodudez.lake import id_index, kpi, rollups
+from cryptodudez.lake import kpi
+from cryptodudez.lake.compaction import compact_day
 from cryptodudez.lake.event_ingest import ingest_event_file
-from cryptodudez.lake.event_table import EventTable, compaction_tag
+from cryptodudez.lake.event_table import EventTable
 from cryptodudez.lake.events import BATCH_BYTES
 from cryptodudez.lake.layout import digest, raw_key_for
 from cryptodudez.resources.lake import Lake
@@ -30,30 +30,30 @@ KPIS = "kpis"
 
 EVENT_CHECKS = partitioned([
     dg.AssetCheckSpec(
-        "lines_accounted", asset="events", blocking=True,
+        "events_lines_accounted", asset="events", blocking=True,
         description="Every non-blank line of the file (counted by the framing, before any "
                     "parsing) is either a valid event or a quarantined line, and the "
                     "published quarantine holds every rejected line."),
     dg.AssetCheckSpec(
-        "rows_accounted", asset="events", blocking=True,
+        "events_rows_accounted", asset="events", blocking=True,
         description="The commit's files hold exactly the new events sent to it (the "
                     "writer's counts against the staged rows), and valid = added + "
                     "duplicates."),
     dg.AssetCheckSpec(
-        "ids_unique", asset="events", blocking=True,
+        "events_ids_unique", asset="events", blocking=True,
         description="After the commit, no event id is held twice on the days the file "
                     "touches (read from the table's id index)."),
     dg.AssetCheckSpec(
-        "no_lines_quarantined", asset="events",
+        "events_no_lines_quarantined", asset="events",
         description="The file had no malformed line (WARN: a vendor or service fault)."),
 ], event_files)
 COMPACTION_CHECKS = partitioned([
     dg.AssetCheckSpec(
-        "compaction_keeps_every_row", asset="events_compacted", blocking=True,
+        "events_compacted_rows_kept", asset="events_compacted", blocking=True,
         description="The rewritten day holds as many rows as the files it replaced (Delta "
                     "log statistics before, the writer's counts after) and every id once."),
     dg.AssetCheckSpec(
-        "compacted_schema_conforms", asset="events_compacted",
+        "events_compacted_schema_conforms", asset="events_compacted",
         description="The day's rows, read back from the table, satisfy the events pandera "
                     "schema."),
 ], event_days)
@@ -91,6 +91,10 @@ def events(context: dg.AssetExecutionContext, config: EventIngestConfig, lake: L
     metastore.record_files(event_checks.files_row(result, sha=sha, size=obj.size,
                                                   landed_at=obj.landed_at),
                            event_checks.columns_rows(lake.url("raw", raw_key), sha))
+    table = EventTable(lake.storage)
+    if table.exists():
+        metastore.register_table("events", lake.url("validated", "events"),
+                                  table.scan().collect_schema(), table_format="delta")
     metastore.record_ingested(partition_key, version=obj.version, sha256=sha,
                               run_id=context.run_id)
     return dg.MaterializeResult(
@@ -116,33 +120,16 @@ def events(context: dg.AssetExecutionContext, config: EventIngestConfig, lake: L
 )
 def events_compacted(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
     """Compact one day (a no-op for a day without events)."""
-    day = date.fromisoformat(context.partition_key)
-    table = EventTable(lake.storage)
-    with lake.publish_lock():
-        tag = compaction_tag(day, table.version())
-        day_rows = (table.scan().filter(pl.col("date") == day)
-                    .select("id", "event_type", "date", "hour", "user_id", "_partition")
-                    .collect() if table.exists() else None)
-        if day_rows is None or day_rows.height == 0:
-            return dg.MaterializeResult(
-                metadata={"rows": 0, "files": 0},
-                check_results=event_checks.compaction_checks(None, None, None))
-        id_index.write_index(lake.storage, tag, day_rows.select("id", "date"))
-        rows = rollups.rollup_rows(day_rows, table_version=(table.version() or 0) + 1)
-        rollups.write_rollups(lake.storage, tag, rows)
-        written = table.compact_day(day, tag=tag)
-        live = table.live_tags()
-        id_index.prune_day(lake.storage, day, live)
-        rollups.prune_day(lake.storage, day, live)
-        after = (table.scan().filter(pl.col("date") == day)
-                 .select("id", "event_type", "date", "hour", "created_at")
-                 .collect(engine="streaming"))
-        removed = table.vacuum()
+    done = compact_day(lake.storage, date.fromisoformat(context.partition_key),
+                       publish_lock=lake.publish_lock)
+    written = done.written
     return dg.MaterializeResult(
-        metadata={"rows": written.rows, "files": written.files,
-                  "removed_files": written.removed_files, "vacuumed_files": len(removed),
-                  "table_version": written.version},
-        check_results=event_checks.compaction_checks(written, after, day_rows.height))
+        metadata={"rows": written.rows if written else 0,
+                  "files": written.files if written else 0,
+                  "removed_files": written.removed_files if written else 0,
+                  "vacuumed_files": done.vacuumed,
+                  "table_version": written.version if written else None},
+        check_results=event_checks.compaction_checks(written, done.after, done.rows_before))
 
 
 @dg.asset(

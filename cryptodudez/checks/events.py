@@ -27,7 +27,7 @@ class EventRows(pa.DataFrameModel):
     id: str = pa.Field(nullable=False, str_length={"min_value": 1})
     event_type: str = pa.Field(nullable=False, str_matches=TYPE_PATTERN)
     hour: pl.Int32 = pa.Field(nullable=False, ge=0, le=23)
-    created_at: pl.Datetime(time_unit="ms", time_zone="UTC") = pa.Field(  # type: ignore[valid-type]
+    created_at: pl.Datetime(time_unit="us", time_zone="UTC") = pa.Field(  # type: ignore[valid-type]
         nullable=False,
         ge=datetime.fromtimestamp(CREATED_AT_MIN / 1000, tz=UTC),
         lt=datetime.fromtimestamp(CREATED_AT_MAX / 1000, tz=UTC))
@@ -55,15 +55,15 @@ def ingest_checks(result: EventFileResult, quarantine_on_disk: int,
                and result.valid == result.added_rows + result.duplicates)
     sample = result.quarantine.select("line", "reason").head(5)
     return [
-        _result("lines_accounted", "events", lines_ok, lines=result.records,
+        _result("events_lines_accounted", "events", lines_ok, lines=result.records,
                 valid=result.valid, quarantined=result.quarantined,
                 quarantine_on_disk=quarantine_on_disk,
                 unaccounted=result.records - result.valid - result.quarantined),
-        _result("rows_accounted", "events", rows_ok, added=result.added_rows,
+        _result("events_rows_accounted", "events", rows_ok, added=result.added_rows,
                 staged=result.staged_rows, duplicates=result.duplicates),
-        _result("ids_unique", "events", result.repeated_ids == 0,
+        _result("events_ids_unique", "events", result.repeated_ids == 0,
                 repeated_ids=result.repeated_ids),
-        _result("no_lines_quarantined", "events", result.quarantined == 0,
+        _result("events_no_lines_quarantined", "events", result.quarantined == 0,
                 severity=dg.AssetCheckSeverity.WARN, failing_count=result.quarantined,
                 reasons=dg.MetadataValue.json(result.reasons),
                 sample=dg.MetadataValue.md(markdown_table(sample))),
@@ -83,18 +83,18 @@ def compaction_checks(written: Written | None, after: pl.DataFrame | None,
                       rows_before: int | None) -> list[dg.AssetCheckResult]:
     """The ``events_compacted`` checks of one day (a day without events passes)."""
     if written is None or after is None:
-        return [_result("compaction_keeps_every_row", "events_compacted", True, rows=0),
-                _result("compacted_schema_conforms", "events_compacted", True, rows=0)]
+        return [_result("events_compacted_rows_kept", "events_compacted", True, rows=0),
+                _result("events_compacted_schema_conforms", "events_compacted", True, rows=0)]
     distinct = after["id"].n_unique()
     kept = (written.removed_rows == written.rows == after.height == rows_before
             and distinct == after.height)
     failures = schema_failures(after)
     return [
-        _result("compaction_keeps_every_row", "events_compacted", kept,
+        _result("events_compacted_rows_kept", "events_compacted", kept,
                 rows_before=written.removed_rows, rows_written=written.rows,
                 rows_read_back=after.height, distinct_ids=distinct,
                 files_before=written.removed_files, files_after=written.files),
-        _result("compacted_schema_conforms", "events_compacted", failures.height == 0,
+        _result("events_compacted_schema_conforms", "events_compacted", failures.height == 0,
                 failing_count=failures.height,
                 sample=dg.MetadataValue.md(markdown_table(failures.head(5)))),
     ]

@@ -157,11 +157,18 @@ class EventTable:
                        rows=sum(json.loads(a.stats)["numRecords"] for a in added),
                        partitions=len({tuple(a.partition_values.values()) for a in added}))
 
-    def live_tags(self) -> set[str]:
-        """Tags of the files the latest version holds (a file is ``<tag>-g<n>-<i>.parquet``)."""
+    def live_tags(self) -> dict[date, set[str]]:
+        """Per date, the tags of the files the latest version holds there.
+
+        A file is ``<tag>-g<n>-<i>.parquet``. Per date, because one landed file's events
+        span days (late events) and a compaction replaces one day's files only.
+        """
+        live: dict[date, set[str]] = {}
         if not self.exists():
-            return set()
-        return {posixpath.basename(p).rsplit("-g", 1)[0] for p in self.files()["path"]}
+            return live
+        for path, day in self.files().select("path", "date").iter_rows():
+            live.setdefault(day, set()).add(posixpath.basename(path).rsplit("-g", 1)[0])
+        return live
 
     def compact_day(self, day: date, *, tag: str | None = None,
                     group_bytes: int = COMPACT_GROUP_BYTES) -> Written:

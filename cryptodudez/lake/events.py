@@ -24,6 +24,7 @@ import msgspec
 import polars as pl
 
 BATCH_BYTES = 64 << 20
+READ_BYTES = 1 << 16  # read (and decompress) 64 KiB at a time: a damaged gzip loses no more
 # meta.created_at must be epoch milliseconds between 2000-01-01 and 2100-01-01 (UTC): a
 # value in seconds (1.5e9) or microseconds (1.5e15) is out of range, not silently re-scaled.
 CREATED_AT_MIN = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp() * 1000)
@@ -62,7 +63,7 @@ EVENT_COLUMNS: dict[str, pl.DataType] = {
     "event_type": pl.String(),
     "date": pl.Date(),
     "hour": pl.Int32(),
-    "created_at": pl.Datetime("ms", "UTC"),
+    "created_at": pl.Datetime("us", "UTC"),
     "user_id": pl.String(),
     "attributes": pl.String(),
     "meta": pl.String(),
@@ -104,9 +105,9 @@ def iter_line_batches(fh: BinaryIO, *, batch_bytes: int = BATCH_BYTES,
     """Whole lines of a (possibly gzipped) JSON-lines file, about ``batch_bytes`` at a time.
 
     Yields :class:`LineBatch` objects; when the stream cannot be read to its end (a truncated
-    or corrupt gzip stream), the lines before the damage are yielded and then one string, the
-    reason, so the caller can quarantine the rest of the file instead of failing the run.
-    A final line without a newline is a line.
+    or corrupt gzip stream), every whole line before the damage is yielded, then one string,
+    the reason, so the caller can quarantine the rest of the file instead of failing the
+    run. A final line without a newline is a line.
     """
     head = fh.read(2)
     stream: BinaryIO = fh
@@ -114,29 +115,42 @@ def iter_line_batches(fh: BinaryIO, *, batch_bytes: int = BATCH_BYTES,
         fh.seek(0)
         stream = gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[assignment]
         head = b""
-    carry = head
+    pending = [head]
+    size = len(head)
     line_no = 1
+    chunk_bytes = min(batch_bytes, READ_BYTES)
     while True:
         try:
-            chunk = stream.read(batch_bytes)
+            chunk = stream.read(chunk_bytes)
         except (OSError, EOFError, zlib.error) as exc:
-            if carry:
-                yield LineBatch(line_no, carry.split(b"\n"))
-            yield f"unreadable after line {line_no + carry.count(b'{chr(10)}')}: {exc}"
+            data = b"".join(pending)
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                lines = data[:cut].split(b"\n")
+                yield LineBatch(line_no, lines)
+                line_no += len(lines)
+            yield f"unreadable after line {line_no - 1}: {exc}"
             return
-        if not chunk:
-            if carry:
-                yield LineBatch(line_no, carry.split(b"\n"))
+        if chunk:
+            pending.append(chunk)
+            size += len(chunk)
+            if size < batch_bytes:
+                continue
+        data = b"".join(pending)
+        if not chunk:  # the end: the rest, with or without a final newline
+            if data:
+                lines = data.removesuffix(b"\n").split(b"\n")
+                yield LineBatch(line_no, lines)
             return
-        data = carry + chunk
         cut = data.rfind(b"\n")
         if cut < 0:
-            carry = data
+            pending, size = [data], len(data)
             continue
         lines = data[:cut].split(b"\n")
-        carry = data[cut + 1:]
         yield LineBatch(line_no, lines)
         line_no += len(lines)
+        rest = data[cut + 1:]
+        pending, size = [rest], len(rest)
 
 
 def _reason(exc: Exception) -> str:
@@ -208,7 +222,8 @@ def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
     valid = pl.DataFrame({
         "id": pl.Series(ids, dtype=pl.String),
         "event_type": pl.Series(types, dtype=pl.String),
-        "created_at": pl.Series(created, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")),
+        "created_at": pl.Series(created, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC"))
+        .cast(pl.Datetime("us", "UTC")),
         # msgspec already checked these are whole JSON objects (so valid UTF-8 text).
         "attributes": pl.Series(attributes, dtype=pl.Binary).cast(pl.String),
         "meta": pl.Series(metas, dtype=pl.Binary).cast(pl.String),

@@ -27,15 +27,16 @@ def _folder(storage: LakeStorage, day: object) -> str:
     return storage.path(INDEXES, "events", f"date={day}")
 
 
-def index_files(storage: LakeStorage, days: Iterable[date], live: set[str]) -> list[str]:
-    """Trusted index files of ``days`` (their tag is live in the table)."""
+def index_files(storage: LakeStorage, days: Iterable[date],
+                live: dict[date, set[str]]) -> list[str]:
+    """Trusted index files of ``days`` (their tag is live in the table on that day)."""
     fs = storage.fs
     paths = []
     for day in sorted(set(days)):
         folder = _folder(storage, day)
         if fs.exists(folder):
             paths += [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
-                      if posixpath.basename(p).removesuffix(".parquet") in live]
+                      if posixpath.basename(p).removesuffix(".parquet") in live.get(day, ())]
     return paths
 
 

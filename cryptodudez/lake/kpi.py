@@ -97,7 +97,7 @@ def compute(storage: LakeStorage, day: date, *, shard: Shard = Shard(),
         msg = f"--source {source!r}: expected one of {', '.join(SOURCES)}"
         raise KpiError(msg)
     table = EventTable(storage)
-    live = table.live_tags()
+    live = table.live_tags().get(day, set())
     types: dict[str, dict[str, Any]] = {}
     if source == "rollups":
         rows = read_rollups(storage, rollup_files(storage, day, live))
@@ -128,7 +128,7 @@ def compute(storage: LakeStorage, day: date, *, shard: Shard = Shard(),
         stats = events.group_by("event_type").agg(
             pl.len().alias("events"), pl.col("id").n_unique().alias("distinct_ids"),
             pl.col("user_id").drop_nulls().n_unique().alias("distinct_users"),
-            pl.col("user_id").drop_nulls().unique().alias("users")).sort("event_type")
+            pl.col("user_id").drop_nulls().unique().sort().alias("users")).sort("event_type")
         hours = events.group_by("event_type", "hour").agg(pl.len().alias("events"))
         for row in stats.iter_rows(named=True):
             ids_blob = None  # ids are disjoint across types: the table holds each id once

@@ -89,8 +89,13 @@ class Metastore(dg.ConfigurableResource):
         """Upsert file (and archive member) versions and their inferred columns."""
         raise NotImplementedError
 
-    def register_table(self, table: str, location: str, schema: pl.Schema) -> None:
-        """Create or update the catalogue entry of a validated table."""
+    def register_table(self, table: str, location: str, schema: pl.Schema, *,
+                       table_format: str = "parquet") -> None:
+        """Create or update the catalogue entry of a validated table.
+
+        ``table_format`` is ``parquet`` (a folder of Parquet files) or ``delta`` (a Delta
+        Lake table: readers take files and schema from its log).
+        """
         raise NotImplementedError
 
     def files(self) -> pl.DataFrame:
@@ -191,9 +196,12 @@ class DuckDBMetastore(Metastore):
             con.execute("INSERT OR REPLACE INTO columns SELECT * FROM columns_df")
             con.execute("COMMIT")
 
-    def register_table(self, table: str, location: str, schema: pl.Schema) -> None:
+    def register_table(self, table: str, location: str, schema: pl.Schema, *,
+                       table_format: str = "parquet") -> None:
         """Record the table's location and column types."""
         cols = ", ".join(f"{name}:{dtype}" for name, dtype in schema.items())
+        if table_format != "parquet":
+            cols = f"{table_format}: {cols}"
         with self._writing() as con:
             con.execute(
                 "INSERT OR REPLACE INTO tables VALUES (?, ?, ?, ?)",
@@ -314,8 +322,26 @@ class GlueMetastore(Metastore):
                 self._client.create_database(DatabaseInput={"Name": self.database})
         return self._client
 
-    def register_table(self, table: str, location: str, schema: pl.Schema) -> None:
-        """Create or update a Glue table over a Parquet folder."""
+    def register_table(self, table: str, location: str, schema: pl.Schema, *,
+                       table_format: str = "parquet") -> None:
+        """Create or update a Glue table over a Parquet folder or a Delta Lake table.
+
+        A Delta table is registered the way Athena reads it natively
+        (``table_type=DELTA``: files and schema come from the table's log), with its columns
+        listed for people browsing the catalogue.
+        """
+        if table_format == "delta":
+            self._upsert_table({
+                "Name": table, "TableType": "EXTERNAL_TABLE",
+                "Parameters": {"table_type": "DELTA", "EXTERNAL": "TRUE",
+                               "spark.sql.sources.provider": "delta"},
+                "StorageDescriptor": {
+                    "Columns": [{"Name": glue_column_name(n), "Type": glue_type(t),
+                                 "Comment": n} for n, t in schema.items()],
+                    "Location": location.rstrip("/") + "/",
+                },
+            })
+            return
         table_input = {
             "Name": table,
             "TableType": "EXTERNAL_TABLE",
@@ -336,6 +362,9 @@ class GlueMetastore(Metastore):
                 },
             },
         }
+        self._upsert_table(table_input)
+
+    def _upsert_table(self, table_input: dict[str, Any]) -> None:
         try:
             self.glue.create_table(DatabaseName=self.database, TableInput=table_input)
         except self.glue.exceptions.AlreadyExistsException:

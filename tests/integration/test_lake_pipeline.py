@@ -9,7 +9,7 @@ import pytest
 
 from cryptodudez import cli
 from cryptodudez.resources.lake import QUARANTINE, VALIDATED
-from cryptodudez.settings import Settings
+from cryptodudez.settings import PROJECT_DIR, Settings
 from tests.conftest import SAMPLES
 from tests.helpers import land_and_ingest, table
 
@@ -109,8 +109,12 @@ def test_cli_demo_then_ingest_is_up_to_date(tmp_path, monkeypatch, capsys) -> No
     out = capsys.readouterr().out
     assert "stock_prices" in out
     assert "quarantined" in out
+    assert "event lake: compacting" in out
+    assert "KPIs 2026-11-01" in out
     assert cli.main(["ingest"]) == 0
-    assert "'up_to_date': 3" in capsys.readouterr().out
+    samples = [p for p in (PROJECT_DIR / "samples").iterdir() if p.suffix in (".zip", ".gz")]
+    assert len(samples) == 4
+    assert f"'up_to_date': {len(samples)}" in capsys.readouterr().out
     assert (tmp_path / "lake" / "catalog.duckdb").exists()
     assert (tmp_path / "dagster" / "dagster.yaml").exists()
 

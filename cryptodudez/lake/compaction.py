@@ -1,0 +1,57 @@
+"""Compacting one day of the event lake: files, id index and rollups together.
+
+Dagster-free. Under the lake's publish lock: the day's ids and rollups are written under
+the compaction's tag, the day's files are rewritten in one Delta commit (one file per type
+and hour, sorted), and the index and rollup files the commit superseded are removed; files
+no version needs any more are vacuumed after the retention period.
+"""
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from cryptodudez.lake import id_index, rollups
+from cryptodudez.lake.event_table import EventTable, Written, compaction_tag
+from cryptodudez.storage import LakeStorage
+
+READ_BACK = ["id", "event_type", "date", "hour", "created_at"]
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """What a day's compaction did, with the rows read before and after it."""
+
+    written: Written | None
+    rows_before: int
+    after: pl.DataFrame | None
+    vacuumed: int
+
+
+def compact_day(storage: LakeStorage, day: date, *,
+                publish_lock: Callable[[], AbstractContextManager[object]],
+                retention_hours: int = 168) -> Compacted:
+    """Compact ``day`` (nothing to do for a day without events)."""
+    table = EventTable(storage)
+    with publish_lock():
+        if not table.exists():
+            return Compacted(None, 0, None, 0)
+        day_rows = (table.scan().filter(pl.col("date") == day)
+                    .select("id", "event_type", "date", "hour", "user_id", "_partition")
+                    .collect())
+        if day_rows.height == 0:
+            return Compacted(None, 0, None, 0)
+        tag = compaction_tag(day, table.version())
+        id_index.write_index(storage, tag, day_rows.select("id", "date"))
+        rollups.write_rollups(storage, tag, rollups.rollup_rows(
+            day_rows, table_version=(table.version() or 0) + 1))
+        written = table.compact_day(day, tag=tag)
+        live = table.live_tags().get(day, set())
+        id_index.prune_day(storage, day, live)
+        rollups.prune_day(storage, day, live)
+        after = (table.scan().filter(pl.col("date") == day).select(READ_BACK)
+                 .collect(engine="streaming"))
+        vacuumed = table.vacuum(retention_hours=retention_hours)
+    return Compacted(written, day_rows.height, after, len(vacuumed))

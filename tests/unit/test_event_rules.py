@@ -1,0 +1,182 @@
+"""The event validation rules one by one, the framing, and what a valid row holds.
+
+Every rule is a row of ``RULES``: a line, and either the reason it is quarantined with or
+None for a valid event. Reasons name the JSON path of the fault; nothing is coerced.
+"""
+
+import gzip
+import io
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import pytest
+
+from cryptodudez.lake.events import (
+    CREATED_AT_MAX,
+    CREATED_AT_MIN,
+    LineBatch,
+    iter_line_batches,
+    validate_lines,
+)
+
+TS = 1_549_650_668_000  # 2019-02-08T18:31:08Z, the brief's example
+
+
+def event(**over: Any) -> dict[str, Any]:
+    """The brief's example event with fields replaced (``None`` removes a field)."""
+    data: dict[str, Any] = {"id": "0aecd029-1eae-42b1-9ef0-97173247c0e4", "type": "user_created",
+                            "attributes": {"user_id": "5db24a33", "name": "John"}}
+    meta: dict[str, Any] = {"created_at": TS, "service": "service_a"}
+    for key, value in over.items():
+        target, field = (data, key[5:]) if key.startswith("data_") else (meta, key[5:])
+        if value is None:
+            target.pop(field, None)
+        else:
+            target[field] = value
+    return {"data": data, "meta": meta}
+
+
+def line(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+RULES: list[tuple[str, bytes, str | None]] = [
+    ("the brief's example", line(event()), None),
+    ("type with dots and dashes", line(event(data_type="a.b-c_D9")), None),
+    ("type of 128 characters", line(event(data_type="t" * 128)), None),
+    ("empty attributes", line(event(data_attributes={})), None),
+    ("meta with created_at only", line({"data": event()["data"], "meta": {"created_at": TS}}),
+     None),
+    ("earliest created_at", line(event(meta_created_at=CREATED_AT_MIN)), None),
+    ("broken JSON", line(event())[:-5], "malformed JSON"),
+    ("not UTF-8", line(event(data_id="ID")).replace(b"ID", b"\xff\xfe"), "not UTF-8"),
+    ("a JSON array", b"[1, 2]", "Expected `object`, got `array`"),
+    ("a JSON scalar", b"42", "Expected `object`, got `int`"),
+    ("no data", line({"meta": {"created_at": TS}}), "missing required field `data`"),
+    ("no meta", line({"data": event()["data"]}), "missing required field `meta`"),
+    ("no id", line(event(data_id=None)), "missing required field `id` - at `$.data`"),
+    ("empty id", line(event(data_id="")), "at `$.data.id`"),
+    ("id is a number", line(event(data_id=12)), "Expected `str`, got `int` - at `$.data.id`"),
+    ("no type", line(event(data_type=None)), "missing required field `type`"),
+    ("type is a number (never coerced to '7')", line(event(data_type=7)),
+     "Expected `str`, got `int` - at `$.data.type`"),
+    ("type with a slash (not path-safe)", line(event(data_type="a/b")), "$.data.type"),
+    ("type of 129 characters", line(event(data_type="t" * 129)), "$.data.type"),
+    ("empty type", line(event(data_type="")), "$.data.type"),
+    ("no attributes", line(event(data_attributes=None)), "missing required field `attributes`"),
+    ("attributes is a string", line(event(data_attributes="x")),
+     "Expected `object` - at `$.data.attributes`"),
+    ("attributes is a list", line(event(data_attributes=[1])),
+     "Expected `object` - at `$.data.attributes`"),
+    ("data is a list", line({"data": [1], "meta": {"created_at": TS}}),
+     "Expected `object`, got `array` - at `$.data`"),
+    ("meta is a string", line({"data": event()["data"], "meta": "x"}),
+     "Expected `object` - at `$.meta`"),
+    ("no created_at", line(event(meta_created_at=None)),
+     "missing required field `created_at` - at `$.meta`"),
+    ("created_at as a string", line(event(meta_created_at=str(TS))),
+     "Expected `int`, got `str` - at `$.meta.created_at`"),
+    ("created_at as a float", line(event(meta_created_at=TS + 0.5)),
+     "Expected `int`, got `float` - at `$.meta.created_at`"),
+    ("created_at as a boolean", line(event(meta_created_at=True)),
+     "Expected `int`, got `bool` - at `$.meta.created_at`"),
+    ("created_at in seconds", line(event(meta_created_at=TS // 1000)),
+     "Expected `int` >= 946684800000 - at `$.meta.created_at`"),
+    ("created_at in microseconds", line(event(meta_created_at=TS * 1000)),
+     "at `$.meta.created_at`"),
+    ("created_at at the upper bound", line(event(meta_created_at=CREATED_AT_MAX)),
+     "at `$.meta.created_at`"),
+]
+
+
+@pytest.mark.parametrize(("name", "raw", "reason"), RULES, ids=[r[0] for r in RULES])
+def test_rule(name: str, raw: bytes, reason: str | None) -> None:
+    out = validate_lines(LineBatch(7, [raw]), source="s3://lake/raw/events/a.jsonl")
+    assert out.records == 1
+    if reason is None:
+        assert out.valid.height == 1, out.quarantine["reason"].to_list()
+        assert out.quarantine.height == 0
+        assert out.valid["_line"].to_list() == [7]
+    else:
+        assert out.valid.height == 0
+        row = out.quarantine.row(0, named=True)
+        assert reason in row["reason"], row["reason"]
+        assert row["line"] == 7
+        assert row["source"] == "s3://lake/raw/events/a.jsonl"
+        assert row["raw"] == raw.decode("utf-8", errors="replace")
+
+
+def test_a_valid_row_holds_the_event() -> None:
+    attributes = {"user_id": "5db24a33", "name": "John", "favourite_ice_cream": "vanilla"}
+    raw = line({"data": {"id": "e1", "type": "user_created", "attributes": attributes},
+                "meta": {"created_at": TS, "service": "service_a", "retries": 2,
+                         "Bad-Name": "x"}})
+    row = validate_lines(LineBatch(1, [raw]), source="src").valid.row(0, named=True)
+    assert row["id"] == "e1"
+    assert row["event_type"] == "user_created"
+    assert row["created_at"] == datetime(2019, 2, 8, 18, 31, 8, tzinfo=UTC)
+    assert (row["date"].isoformat(), row["hour"]) == ("2019-02-08", 18)
+    assert json.loads(row["attributes"]) == attributes
+    assert row["user_id"] == "5db24a33"
+    assert row["meta_service"] == "service_a"
+    assert row["meta_retries"] == "2"  # other values as their JSON text, never dropped
+    assert "meta_Bad-Name" not in row  # not a column-safe name: kept in the meta text
+    assert json.loads(row["meta"])["Bad-Name"] == "x"
+    assert row["_source"] == "src"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("u-1", "u-1"), (7, None), ({"id": "u"}, None), (None, None), ('quote"inside', 'quote"inside'),
+])
+def test_user_id_only_when_a_string(value: Any, expected: str | None) -> None:
+    raw = line(event(data_attributes={"user_id": value, "user_idx": "no"}))
+    assert validate_lines(LineBatch(1, [raw]), source="s").valid["user_id"].to_list() == [
+        expected]
+
+
+def test_blank_lines_are_framing_not_records() -> None:
+    lines = [line(event(data_id="a")), b"", b"   ", line(event(data_id="b")), b"\t"]
+    out = validate_lines(LineBatch(10, lines), source="s")
+    assert out.records == 2
+    assert out.valid["_line"].to_list() == [10, 13]
+
+
+def test_line_numbers_run_on_across_batches() -> None:
+    body = b"\n".join(line(event(data_id=str(i))) for i in range(50)) + b"\n"
+    body = body.replace(b'"id": "17"', b'"id": 17')
+    seen, bad = [], []
+    for batch in iter_line_batches(io.BytesIO(body), batch_bytes=300):
+        assert isinstance(batch, LineBatch)
+        out = validate_lines(batch, source="s")
+        seen += out.valid["_line"].to_list()
+        bad += out.quarantine["line"].to_list()
+    assert bad == [18]
+    assert sorted(seen + bad) == list(range(1, 51))
+
+
+def test_last_line_without_newline_is_read() -> None:
+    body = line(event(data_id="a")) + b"\n" + line(event(data_id="b"))
+    batches = [b for b in iter_line_batches(io.BytesIO(body)) if isinstance(b, LineBatch)]
+    assert sum(validate_lines(b, source="s").valid.height for b in batches) == 2
+
+
+def test_gzip_is_read_and_a_truncated_stream_reported() -> None:
+    body = b"\n".join(line(event(data_id=str(i))) for i in range(2000)) + b"\n"
+    packed = gzip.compress(body)
+    whole = list(iter_line_batches(io.BytesIO(packed), batch_bytes=1 << 16))
+    assert sum(validate_lines(b, source="s").valid.height for b in whole
+               if isinstance(b, LineBatch)) == 2000
+    cut = list(iter_line_batches(io.BytesIO(packed[: len(packed) // 2]), batch_bytes=1 << 12))
+    assert isinstance(cut[-1], str)
+    assert cut[-1].startswith("unreadable after line")
+    kept = sum(validate_lines(b, source="s").valid.height for b in cut if isinstance(b, LineBatch))
+    assert 0 < kept < 2000
+
+
+def test_valid_frame_schema_is_stable_for_an_all_bad_batch() -> None:
+    out = validate_lines(LineBatch(1, [b"{", b"[]"]), source="s")
+    assert out.valid.height == 0
+    assert out.valid.schema["created_at"] == pl.Datetime("us", "UTC")
+    assert out.quarantine.height == 2
