@@ -16,6 +16,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from cryptodudez import cli
 from cryptodudez.definitions import build_definitions
 from cryptodudez.jobs import EVENT_DAILY_JOB, EVENT_INGEST_JOB
 from cryptodudez.lake import event_ingest, kpi
@@ -326,3 +327,24 @@ def test_an_unreadable_gzip_is_quarantined_not_a_crash(tmp_path: Path) -> None:
     last = result.quarantine.filter(pl.col("line").is_null())
     assert last.height == 1
     assert last["reason"].item().startswith("unreadable after line")
+
+
+def test_kpi_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    cases: list[tuple[list[str], str]] = [
+        (["kpi", "--date", "2026-13-01"], "not a date"),
+        (["kpi", "--date", "2026-11-01", "--shard", "3/2"], "needs 0 <= i < n"),
+        (["kpi", "--merge", str(tmp_path / "missing.json")], "cannot read KPI part"),
+        (["kpi"], "one of the arguments --date --merge is required"),
+        (["backfill-events", "--from", "2026-11-02", "--to", "2026-11-01"], "before --from"),
+    ]
+    for argv, message in cases:
+        try:
+            code = cli.main(argv)
+        except SystemExit as exc:  # argparse's own errors exit from inside the parser
+            code = int(exc.code or 0)
+        assert code == 2
+        err = capsys.readouterr().err
+        assert message in err
+        assert err.count("\n") == 1, err
