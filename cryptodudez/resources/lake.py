@@ -21,7 +21,6 @@ import os
 import posixpath
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,37 +44,9 @@ from cryptodudez.lake.layout import (  # noqa: F401 - re-exported for the engine
     partition_key_for,
     raw_key_for,
 )
+from cryptodudez.lake.store import BackgroundWriter  # also re-exported from here
 from cryptodudez.locks import file_lock, s3_lease
 from cryptodudez.storage import MODELS, LakeStorage  # noqa: F401 - MODELS re-exported
-
-
-class BackgroundWriter:
-    """Writes Parquet files from a background thread, at most ``max_pending`` behind.
-
-    polars releases the GIL while it encodes Parquet, so writing one piece overlaps computing
-    the next. ``drain`` waits for every pending write and re-raises the first failure.
-    """
-
-    def __init__(self, lake: "Lake", *, max_pending: int = 2) -> None:
-        self._lake = lake
-        self._max_pending = max_pending
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet-writer")
-        self._pending: list[Future[None]] = []
-
-    def write(self, path: str, frame: pl.DataFrame) -> None:
-        """Queue ``frame`` for ``path`` (waiting while ``max_pending`` writes are queued)."""
-        self._pending.append(self._pool.submit(self._lake.write_parquet, path, frame))
-        while len(self._pending) > self._max_pending:
-            self._pending.pop(0).result()
-
-    def drain(self) -> None:
-        """Wait for every queued write."""
-        while self._pending:
-            self._pending.pop(0).result()
-
-    def close(self) -> None:
-        """Stop the thread (queued writes not yet started are cancelled)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -238,20 +209,24 @@ class Lake(dg.ConfigurableResource):
             return []
         return sorted(self.fs.glob(posixpath.join(folder, "*.parquet")))
 
-    def commit_staged(self, layer: str, table: str, partition_key: str) -> None:
+    def commit_staged(self, layer: str, table: str, partition_key: str) -> list[str]:
         """Publish the partition's staged fragments in place of its previous ones.
 
         Each fragment is renamed (locally) or copied (on S3) into the table folder whole,
         then the partition's previous fragments that were not replaced are removed.
+        Returns the paths of the fragments committed.
         """
         old = set(self.partition_fragments(layer, table, partition_key))
+        committed = []
         for staged in self.staged(layer, table, partition_key):
             dest = self.path(layer, table, posixpath.basename(staged))
             self.fs.mv(staged, dest)
             old.discard(dest)
+            committed.append(dest)
         for path in sorted(old):
             self.fs.rm(path)
         self.clear_staging(layer, table, partition_key)
+        return committed
 
     @contextmanager
     def publish_lock(self, *, timeout: float = 3600.0) -> Iterator[None]:

@@ -1,0 +1,237 @@
+"""CSV datasets into validated Parquet tables: stage a landed file's batches, then publish.
+
+Dagster-free: the engine behind the ``lake_ingest`` asset (cryptodudez/assets/lake.py), typed
+against :class:`cryptodudez.lake.store.TableStore`, which the Dagster ``Lake`` resource
+satisfies. One landed file is one partition: :class:`PartitionWriter` stages each ingested
+batch's valid rows and quarantine as fragments, and :meth:`PartitionWriter.publish` applies
+"the latest delivery wins" across files (:func:`resolve_across_files`), commits every staged
+fragment together and returns what it wrote (:class:`Published`). :func:`files_frame` builds
+the file's catalogue rows.
+"""
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from cryptodudez.datasets.merge import ORDER, key_hash, resolve_latest, rows_with_repeated_keys
+from cryptodudez.datasets.specs import DATASETS, TABLES, attach_security_names
+from cryptodudez.ingest import UNRECOGNISED_TABLE, IngestResult
+from cryptodudez.lake.layout import QUARANTINE, VALIDATED, fragment_name
+from cryptodudez.lake.store import FragmentWriter, TableStore
+
+SPEC_BY_TABLE = {spec.table: spec for spec in DATASETS}
+# Rows removed from each partition's fragments, per table: the shape of the metastore's
+# ledger of superseded rows (cryptodudez.resources.metastore.SUPERSEDED_SCHEMA).
+REMOVED_SCHEMA: dict[str, Any] = {
+    "partition_key": pl.String, "table_name": pl.String, "rows": pl.Int64}
+
+
+def files_frame(members: pl.DataFrame, *, partition_key: str, file_uri: str, sha: str,
+                size: int, landed_at: datetime) -> pl.DataFrame:
+    """The catalogue rows of one landed file: the file itself, then each of its members.
+
+    ``members`` are the ingest's member rows (with their ``sha256``); every row is stamped
+    with the time it is built as ``recorded_at``.
+    """
+    now = datetime.now(tz=UTC)
+    archive = pl.DataFrame([{
+        "uri": file_uri, "partition_key": partition_key, "member": None,
+        "dataset": "archive" if members["member"].null_count() == 0 and members.height
+        and members["uri"][0] != file_uri else None,
+        "table_name": None, "format": "zip" if file_uri.lower().endswith(".zip") else "csv",
+        "sha256": sha, "size": size, "landed_at": landed_at,
+        "rows_read": int(members["rows_read"].sum()),
+        "rows_valid": int(members["rows_valid"].sum()),
+        "rows_quarantined": int(members["rows_quarantined"].sum()),
+        "status": "ingested", "reason": None, "recorded_at": now,
+    }])
+    member_rows = members.filter(pl.col("uri") != file_uri).select(
+        "uri", pl.lit(partition_key).alias("partition_key"), "member", "dataset",
+        pl.col("table").alias("table_name"), pl.lit("csv").alias("format"),
+        pl.col("sha256"), "size", pl.lit(landed_at).alias("landed_at"),
+        "rows_read", "rows_valid", "rows_quarantined", "status", "reason",
+        pl.lit(now).alias("recorded_at"),
+    )
+    own = members.filter(pl.col("uri") == file_uri)
+    if own.height:  # the landed file is itself the (only) member
+        archive = archive.with_columns(
+            dataset=pl.lit(own["dataset"][0]), table_name=pl.lit(own["table"][0]),
+            status=pl.lit(own["status"][0]), reason=pl.lit(own["reason"][0]),
+        )
+    return pl.concat([archive, member_rows], how="diagonal_relaxed")
+
+
+def resolve_across_files(store: TableStore, table: str, partition_key: str,
+                         own_hashes: pl.Series) -> pl.DataFrame:
+    """Apply "the latest delivery wins" between this file's staged rows and the table.
+
+    ``own_hashes`` are the key hashes of the staged rows, in staging order (computed while
+    staging), so only the other files' fragments are scanned for theirs, and nothing at all
+    is read back when the table held nothing else. Only rows whose key repeats are ever held
+    in memory. Every losing row is removed from the fragment that holds it: this file's staged
+    fragments, or the published fragment of an earlier file it supersedes (rewritten whole,
+    atomically).
+
+    Returns:
+        Rows removed, per partition (``partition_key``, ``table_name``, ``rows``): this
+        file's rows that lost (to later deliveries already in the table, or to a later member
+        of the same file), and other files' rows this one superseded.
+    """
+    removed = pl.DataFrame(schema=REMOVED_SCHEMA)
+    key = list(SPEC_BY_TABLE[table].key)
+    own_old = set(store.partition_fragments(VALIDATED, table, partition_key))
+    staged = store.staged(VALIDATED, table, partition_key)
+    others = [p for p in store.fragments(VALIDATED, table) if p not in own_old]
+    if not staged and not others:
+        return removed
+    hashes = own_hashes
+    if others:
+        theirs = store.scan_parquet(others, key).select(key_hash(key))
+        hashes = pl.concat([hashes, theirs.collect(engine="streaming").to_series()])
+    rows = store.scan_parquet([*staged, *others], [*key, *ORDER], file_path_column="_file")
+    contested = rows_with_repeated_keys(rows, key, hashes=hashes)
+    if contested.height == 0:
+        return removed
+    losers = resolve_latest(contested, key).filter(~pl.col("_wins"))
+    for (path,), drop in losers.group_by("_file"):
+        kept = store.read_parquet([str(path)]).join(drop.select("_source", "_line"),
+                                                     on=["_source", "_line"], how="anti")
+        store.write_parquet(str(path), kept)
+    return losers.group_by("_partition").len().select(
+        partition_key="_partition", table_name=pl.lit(table),
+        rows=pl.col("len").cast(pl.Int64))
+
+
+def _rows_of(removed: pl.DataFrame, partition_key: str) -> dict[str, int]:
+    """Rows ``removed`` from one partition's fragments, per table."""
+    own = removed.filter(pl.col("partition_key") == partition_key)
+    return dict(own.select("table_name", "rows").iter_rows())
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What publishing put in one table of one layer for the partition.
+
+    Attributes:
+        fragments: paths of the fragments committed (they replace the partition's previous
+            ones; the ``store``'s own paths, as its readers see them).
+        rows: rows in them, from the writer's own counts: the rows it staged, less its rows
+            that lost to later deliveries (never read back).
+    """
+
+    fragments: tuple[str, ...]
+    rows: int
+
+
+@dataclass(frozen=True)
+class Published:
+    """What :meth:`PartitionWriter.publish` wrote, so callers need not derive it again.
+
+    Attributes:
+        partition_key: the partition (landed file) published.
+        removed: rows removed from each partition's fragments, per table (``partition_key``,
+            ``table_name``, ``rows``; see :func:`resolve_across_files`).
+        validated: what was committed per table (each of ``TABLES`` and
+            ``UNRECOGNISED_TABLE``, which never holds valid rows).
+        quarantine: what was committed per table (the same tables).
+        schemas: per table that received rows, the schema of its fragments.
+    """
+
+    partition_key: str
+    removed: pl.DataFrame
+    validated: Mapping[str, Committed]
+    quarantine: Mapping[str, Committed]
+    schemas: Mapping[str, pl.Schema]
+
+    def own_removed(self) -> dict[str, int]:
+        """This partition's rows that lost, per table (the ledger of its superseded rows)."""
+        return _rows_of(self.removed, self.partition_key)
+
+    def others_removed(self) -> pl.DataFrame:
+        """Other partitions' rows this one superseded, per partition and table."""
+        return self.removed.filter(pl.col("partition_key") != self.partition_key)
+
+
+@dataclass
+class PartitionWriter:
+    """Stages one landed file's batches in every table, then publishes them together.
+
+    Fragments are written by ``writer`` (a background thread, typically), so writing
+    overlaps parsing of the next batch. Creating the writer clears what an interrupted run
+    of the partition left in staging.
+    """
+
+    store: TableStore
+    writer: FragmentWriter
+    partition_key: str
+    landed_at: datetime
+    schemas: dict[str, pl.Schema] = field(default_factory=dict)
+    parts: dict[tuple[str, str], int] = field(default_factory=dict)
+    rows: dict[tuple[str, str], int] = field(default_factory=dict)
+    symbols: pl.DataFrame | None = None
+    hashes: dict[str, list[pl.Series]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for layer in (VALIDATED, QUARANTINE):
+            for table in (*TABLES, UNRECOGNISED_TABLE):
+                self.store.clear_staging(layer, table, self.partition_key)
+
+    def _stage(self, layer: str, table: str, frame: pl.DataFrame) -> None:
+        part = self.parts.get((layer, table), 0)
+        self.parts[(layer, table)] = part + 1
+        self.rows[(layer, table)] = self.rows.get((layer, table), 0) + frame.height
+        folder = self.store.staging_dir(layer, table, self.partition_key)
+        self.writer.write(posixpath.join(folder, fragment_name(self.partition_key, part)), frame)
+
+    def add(self, result: IngestResult) -> None:
+        """Stage one batch's valid rows and quarantine."""
+        if "symbols_meta" in result.tables:
+            batch = result.tables["symbols_meta"]
+            self.symbols = batch if self.symbols is None else pl.concat([self.symbols, batch])
+        for table, rows in result.tables.items():
+            if table == "stock_prices":
+                if self.symbols is None:
+                    self.symbols = self.store.read_table(VALIDATED, "symbols_meta")
+                rows = attach_security_names(rows, self.symbols)  # noqa: PLW2901
+            frame = rows.with_columns(
+                _landed_at=pl.lit(self.landed_at, dtype=pl.Datetime("us", "UTC")),
+                _partition=pl.lit(self.partition_key),
+            )
+            if frame.height:
+                self.schemas[table] = frame.schema
+            self.hashes.setdefault(table, []).append(
+                frame.select(key_hash(SPEC_BY_TABLE[table].key)).to_series())
+            self._stage(VALIDATED, table, frame)
+        for table, rejects in result.quarantine.items():
+            if rejects.height == 0:
+                continue
+            self._stage(QUARANTINE, table, rejects.with_columns(
+                _partition=pl.lit(self.partition_key)))
+
+    def publish(self) -> Published:
+        """Resolve keys across files, then publish every staged fragment.
+
+        The partition's earlier fragments that a changed file no longer feeds are removed.
+        Call it holding the lake's publish lock.
+        """
+        self.writer.drain()
+        removed = pl.concat([
+            resolve_across_files(
+                self.store, table, self.partition_key,
+                pl.concat(self.hashes.get(table, [pl.Series("_key_hash", [], pl.UInt64)])))
+            for table in TABLES])
+        lost = _rows_of(removed, self.partition_key)
+        committed: dict[str, dict[str, Committed]] = {VALIDATED: {}, QUARANTINE: {}}
+        for layer in (VALIDATED, QUARANTINE):
+            for table in (*TABLES, UNRECOGNISED_TABLE):
+                paths = self.store.commit_staged(layer, table, self.partition_key)
+                rows = self.rows.get((layer, table), 0)
+                if layer == VALIDATED:
+                    rows -= lost.get(table, 0)
+                committed[layer][table] = Committed(tuple(paths), rows)
+        return Published(self.partition_key, removed, committed[VALIDATED],
+                         committed[QUARANTINE], dict(self.schemas))
