@@ -56,11 +56,11 @@ TRACED = {
     ("cryptodudez/datasets/specs.py", "convert_stock_prices"),
     ("cryptodudez/datasets/specs.py", "per_source"),
     ("cryptodudez/assets/lake.py", "lake_ingest"),
-    ("cryptodudez/assets/lake.py", "add"),
-    ("cryptodudez/assets/lake.py", "publish"),
-    ("cryptodudez/assets/lake.py", "_resolve_across_files"),
+    ("cryptodudez/lake/tables.py", "add"),
+    ("cryptodudez/lake/tables.py", "publish"),
+    ("cryptodudez/lake/tables.py", "resolve_across_files"),
     ("cryptodudez/assets/lake.py", "_table_materialization"),
-    ("cryptodudez/assets/lake.py", "_files_frame"),
+    ("cryptodudez/lake/tables.py", "files_frame"),
 }
 
 SAMPLER = """

@@ -20,11 +20,15 @@ What it returns is what publishing wrote, for the asset's checks.
 """
 
 import io
+import os
 import posixpath
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from multiprocessing import get_context
 
 import polars as pl
 
@@ -32,6 +36,8 @@ from cryptodudez.lake.event_table import EventTable, Written
 from cryptodudez.lake.events import (
     BATCH_BYTES,
     QUARANTINE_COLUMNS,
+    EventBatch,
+    LineBatch,
     file_reject,
     iter_line_batches,
     validate_lines,
@@ -111,7 +117,8 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
                       partition_key: str, version_tag: str, landed_at: datetime,
                       publish_lock: Callable[[], AbstractContextManager[object]],
                       batch_bytes: int = BATCH_BYTES,
-                      group_rows: int = GROUP_ROWS) -> EventFileResult:
+                      group_rows: int = GROUP_ROWS,
+                      workers: int | None = None) -> EventFileResult:
     """Ingest the events file at ``raw_path`` (see the module docstring).
 
     Args:
@@ -125,6 +132,7 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
         publish_lock: the lake's publish lock (serialises commits between processes).
         batch_bytes: uncompressed bytes read and validated at a time.
         group_rows: rows of new events written at a time (bounds the writer's memory).
+        workers: validation processes (None: :func:`workers_for` the file's size).
     """
     table = EventTable(storage)
     staging = storage.path(STAGING, "events", version_tag)
@@ -133,9 +141,11 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
         fs.rm(staging, recursive=True)
     fs.makedirs(staging, exist_ok=True)
     version_loaded = table.version()
+    if workers is None:
+        workers = workers_for(int(fs.size(raw_path)), batch_bytes)
     staged = _read_and_stage(storage, table, raw_path, staging, source=source,
                              partition_key=partition_key, landed_at=landed_at,
-                             batch_bytes=batch_bytes)
+                             batch_bytes=batch_bytes, workers=workers)
     with publish_lock():
         rows = _scan(storage, staged.parts)
         if staged.parts and table.version() != version_loaded:
@@ -170,22 +180,58 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
         rollups=rolled, quarantine=quarantine, reasons=reasons)
 
 
+def _validated(batches: Iterator[LineBatch | str], *, source: str,
+               workers: int) -> Iterator[EventBatch | str]:
+    """``validate_lines`` of each batch, in order.
+
+    With ``workers`` > 1 in that many worker processes (validation is a per-line loop that
+    holds the GIL), at most ``workers`` + 1 batches in flight, so memory stays bounded by the
+    batch size.
+    """
+    if workers <= 1:
+        for batch in batches:
+            yield batch if isinstance(batch, str) else validate_lines(batch, source=source)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pending: deque[Future[EventBatch] | str] = deque()
+        for batch in batches:
+            pending.append(batch if isinstance(batch, str)
+                           else pool.submit(validate_lines, batch, source=source))
+            while len(pending) > workers:
+                done = pending.popleft()
+                yield done if isinstance(done, str) else done.result()
+        while pending:
+            done = pending.popleft()
+            yield done if isinstance(done, str) else done.result()
+
+
+def workers_for(size: int, batch_bytes: int) -> int:
+    """Validation processes for a file of ``size`` bytes.
+
+    One (inline) for a file of a couple of batches or less (starting workers costs about a
+    second), else one per usable core, at most four.
+    """
+    if size <= 2 * batch_bytes:
+        return 1
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 def _read_and_stage(storage: LakeStorage, table: EventTable, raw_path: str, staging: str, *,
                     source: str, partition_key: str, landed_at: datetime,
-                    batch_bytes: int) -> _Staged:
+                    batch_bytes: int, workers: int) -> _Staged:
     """Validate the file batch by batch; stage its new events and its quarantine."""
     out = _Staged()
     seen = _SeenIds()
     live = table.live_tags()
     with storage.fs.open(raw_path, "rb") as fh:
-        for n, batch in enumerate(iter_line_batches(fh, batch_bytes=batch_bytes)):
-            if isinstance(batch, str):
+        batches = iter_line_batches(fh, batch_bytes=batch_bytes)
+        for n, checked in enumerate(_validated(batches, source=source, workers=workers)):
+            if isinstance(checked, str):
                 out.quarantine_parts.append(_stage(storage, staging, f"q-{n:05d}",
-                                                   file_reject(source, batch)))
+                                                   file_reject(source, checked)))
                 out.quarantined += 1
                 out.records += 1  # the unreadable rest counts as one record, quarantined
                 continue
-            checked = validate_lines(batch, source=source)
             out.records += checked.records
             out.valid += checked.valid.height
             out.quarantined += checked.quarantine.height
