@@ -348,3 +348,22 @@ def test_kpi_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_pat
         err = capsys.readouterr().err
         assert message in err
         assert err.count("\n") == 1, err
+
+
+def test_worker_processes_give_the_same_lake(deliveries: tuple[Path, GenerationReport],
+                                             tmp_path: Path) -> None:
+    """Validation in two worker processes, in small batches, equals validation inline."""
+    folder, truth = deliveries
+    outcomes = []
+    for workers in (1, 2):
+        storage = LakeStorage(str(tmp_path / f"lake{workers}"))
+        result = event_ingest.ingest_event_file(
+            storage, str(folder / truth.files[0]), source="s", partition_key="events/a",
+            version_tag="tag", landed_at=datetime(2026, 11, 2, tzinfo=UTC),
+            publish_lock=Lake(uri=storage.uri).publish_lock, batch_bytes=200_000,
+            workers=workers)
+        rows = EventTable(storage).scan().drop("_landed_at").collect().sort("id")
+        outcomes.append((rows, result.quarantine.sort("line"), result.records))
+    assert outcomes[0][0].equals(outcomes[1][0])
+    assert outcomes[0][1].equals(outcomes[1][1])
+    assert outcomes[0][2] == outcomes[1][2] == truth.lines_per_file[0]
