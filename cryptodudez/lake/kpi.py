@@ -118,18 +118,30 @@ def compute(storage: LakeStorage, day: date, *, shard: Shard = Shard(),
             }
         method = {"events": "exact", "distinct_ids": "hll", "distinct_users": "hll"}
     else:
-        events = (table.scan().filter(pl.col("date") == day)
-                  .select("event_type", "hour", "id", "user_id").collect()
-                  if table.exists() else pl.DataFrame(schema={
-                      "event_type": pl.String, "hour": pl.Int32, "id": pl.String,
-                      "user_id": pl.String}))
-        wanted = [t for t in events["event_type"].unique().sort().to_list() if shard.holds(t)]
-        events = events.filter(pl.col("event_type").is_in(wanted))
-        stats = events.group_by("event_type").agg(
-            pl.len().alias("events"), pl.col("id").n_unique().alias("distinct_ids"),
-            pl.col("user_id").drop_nulls().n_unique().alias("distinct_users"),
-            pl.col("user_id").drop_nulls().unique().sort().alias("users")).sort("event_type")
-        hours = events.group_by("event_type", "hour").agg(pl.len().alias("events"))
+        # The shard's types from the Delta log (no data read), then one pruned, streaming
+        # scan of the four columns the KPIs need.
+        present = (table.files().filter(pl.col("date") == day)["event_type"].unique()
+                   .sort().to_list() if table.exists() else [])
+        wanted = [t for t in present if shard.holds(t)]
+        events = (table.scan().filter((pl.col("date") == day)
+                                      & pl.col("event_type").is_in(wanted))
+                  .select("event_type", "hour", "id", "user_id")) if wanted else None
+        if events is None:
+            stats = pl.DataFrame(schema={"event_type": pl.String, "events": pl.UInt32,
+                                         "distinct_ids": pl.UInt32,
+                                         "distinct_users": pl.UInt32,
+                                         "users": pl.List(pl.String)})
+            hours = pl.DataFrame(schema={"event_type": pl.String, "hour": pl.Int32,
+                                         "events": pl.UInt32})
+        else:
+            stats, hours = pl.collect_all([
+                events.group_by("event_type").agg(
+                    pl.len().alias("events"), pl.col("id").n_unique().alias("distinct_ids"),
+                    pl.col("user_id").drop_nulls().n_unique().alias("distinct_users"),
+                    pl.col("user_id").drop_nulls().unique().sort().alias("users"),
+                ).sort("event_type"),
+                events.group_by("event_type", "hour").agg(pl.len().alias("events")),
+            ], engine="streaming")
         for row in stats.iter_rows(named=True):
             ids_blob = None  # ids are disjoint across types: the table holds each id once
             users_blob = hll_of(row["users"]) if row["users"] else None
