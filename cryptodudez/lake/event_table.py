@@ -116,7 +116,7 @@ class EventTable:
             return pl.DataFrame(schema={"path": pl.String, "size": pl.Int64, "rows": pl.Int64,
                                         "event_type": pl.String, "date": pl.Date,
                                         "hour": pl.Int32})
-        actions = pl.DataFrame(pa.table(self.table().get_add_actions(flatten=True)))
+        actions = pl.DataFrame(self.table().get_add_actions(flatten=True))
         return actions.select(
             "path", pl.col("size_bytes").alias("size"),
             pl.col("num_records").alias("rows"),

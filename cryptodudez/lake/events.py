@@ -272,9 +272,18 @@ def _with_meta_columns(valid: pl.DataFrame) -> pl.DataFrame:
             keys.update(k for m in valid["meta"].to_list() for k in _DECODE_META(m.encode()))
             break
     names = sorted(k for k in keys if k != "created_at" and _META_NAME.match(k))
-    return fixed.with_columns(
-        valid.select(pl.col("meta").str.json_path_match(f"$.{name}").alias(f"meta_{name}")
-                     for name in names))
+    return fixed.with_columns(_meta_field(valid["meta"], name) for name in names)
+
+
+def _meta_field(meta: pl.Series, name: str) -> pl.Series:
+    """``meta.<name>`` as text: plain string values by a fast literal match; only the rows
+    that hold anything else (escaped strings, numbers, objects) go through a JSON path."""
+    plain = meta.str.extract(rf'"{name}":\s*"([^"\\]*)"', 1)
+    other = plain.is_null() & meta.str.contains(f'"{name}"', literal=True)
+    if other.any():
+        slow = meta.filter(other).str.json_path_match(f"$.{name}")
+        plain = plain.scatter(other.arg_true(), slow)
+    return plain.alias(f"meta_{name}")
 
 
 _META_NAME = re.compile(META_COLUMN_PATTERN)

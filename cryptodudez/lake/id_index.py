@@ -54,7 +54,7 @@ def write_index(storage: LakeStorage, tag: str, rows: pl.DataFrame) -> list[str]
     for (day,), part in rows.group_by("date"):
         path = posixpath.join(_folder(storage, day), f"{tag}.parquet")
         buf = io.BytesIO()
-        part.select("id").sort("id").write_parquet(buf, compression="zstd")
+        part.select("id").write_parquet(buf, compression="zstd")
         storage.fs.makedirs(posixpath.dirname(path), exist_ok=True)
         storage.fs.pipe_file(path, buf.getvalue())
         written.append(path)

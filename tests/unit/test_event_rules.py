@@ -112,7 +112,7 @@ def test_a_valid_row_holds_the_event() -> None:
     attributes = {"user_id": "5db24a33", "name": "John", "favourite_ice_cream": "vanilla"}
     raw = line({"data": {"id": "e1", "type": "user_created", "attributes": attributes},
                 "meta": {"created_at": TS, "service": "service_a", "retries": 2,
-                         "Bad-Name": "x"}})
+                         "note": 'a "quoted" word', "Bad-Name": "x"}})
     row = validate_lines(LineBatch(1, [raw]), source="src").valid.row(0, named=True)
     assert row["id"] == "e1"
     assert row["event_type"] == "user_created"
@@ -122,6 +122,7 @@ def test_a_valid_row_holds_the_event() -> None:
     assert row["user_id"] == "5db24a33"
     assert row["meta_service"] == "service_a"
     assert row["meta_retries"] == "2"  # other values as their JSON text, never dropped
+    assert row["meta_note"] == 'a "quoted" word'  # escaped strings decoded
     assert "meta_Bad-Name" not in row  # not a column-safe name: kept in the meta text
     assert json.loads(row["meta"])["Bad-Name"] == "x"
     assert row["_source"] == "src"
