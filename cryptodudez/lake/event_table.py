@@ -157,8 +157,8 @@ class EventTable:
                        rows=sum(json.loads(a.stats)["numRecords"] for a in added),
                        partitions=len({tuple(a.partition_values.values()) for a in added}))
 
-    def live_tags(self) -> dict[date, set[str]]:
-        """Per date, the tags of the files the latest version holds there.
+    def live_tags(self, day: date | None = None) -> dict[date, set[str]]:
+        """Per date (only ``day`` when given), the tags of the files the latest version holds.
 
         A file is ``<tag>-g<n>-<i>.parquet``. Per date, because one landed file's events
         span days (late events) and a compaction replaces one day's files only.
@@ -166,8 +166,12 @@ class EventTable:
         live: dict[date, set[str]] = {}
         if not self.exists():
             return live
-        for path, day in self.files().select("path", "date").iter_rows():
-            live.setdefault(day, set()).add(posixpath.basename(path).rsplit("-g", 1)[0])
+        if day is not None:
+            paths = self.table().file_uris(
+                file_pruning_predicate=[("date", "=", day.isoformat())])
+            return {day: {posixpath.basename(p).rsplit("-g", 1)[0] for p in paths}}
+        for path, on in self.files().select("path", "date").iter_rows():
+            live.setdefault(on, set()).add(posixpath.basename(path).rsplit("-g", 1)[0])
         return live
 
     def compact_day(self, day: date, *, tag: str | None = None,

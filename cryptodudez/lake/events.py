@@ -276,8 +276,11 @@ def _with_meta_columns(valid: pl.DataFrame) -> pl.DataFrame:
 
 
 def _meta_field(meta: pl.Series, name: str) -> pl.Series:
-    """``meta.<name>`` as text: plain string values by a fast literal match; only the rows
-    that hold anything else (escaped strings, numbers, objects) go through a JSON path."""
+    """``meta.<name>`` as text.
+
+    Plain string values by a fast literal match; only the rows that hold anything else
+    (escaped strings, numbers, objects) go through a JSON path.
+    """
     plain = meta.str.extract(rf'"{name}":\s*"([^"\\]*)"', 1)
     other = plain.is_null() & meta.str.contains(f'"{name}"', literal=True)
     if other.any():
