@@ -14,7 +14,13 @@ from datetime import date
 import polars as pl
 
 from cryptodudez.lake import id_index, rollups
-from cryptodudez.lake.event_table import EventTable, Written, compaction_tag
+from cryptodudez.lake.event_table import (
+    COMPACT_GROUP_BYTES,
+    EventTable,
+    Written,
+    compaction_tag,
+    groups_by_size,
+)
 from cryptodudez.storage import LakeStorage
 
 READ_BACK = ["id", "event_type", "date", "hour", "created_at"]
@@ -32,26 +38,36 @@ class Compacted:
 
 def compact_day(storage: LakeStorage, day: date, *,
                 publish_lock: Callable[[], AbstractContextManager[object]],
-                retention_hours: int = 168) -> Compacted:
+                retention_hours: int = 168,
+                group_bytes: int = COMPACT_GROUP_BYTES) -> Compacted:
     """Compact ``day`` (nothing to do for a day without events)."""
     table = EventTable(storage)
     with publish_lock():
         if not table.exists():
             return Compacted(None, 0, None, 0)
-        day_rows = (table.scan().filter(pl.col("date") == day)
+        files = table.files().filter(pl.col("date") == day)
+        if files.height == 0:
+            return Compacted(None, 0, None, 0)
+        version = table.version()
+        tag = compaction_tag(day, version)
+        rows_before = 0
+        # The day's ids and rollups under the compaction's tag, a group of types at a time
+        # (memory bounded by the group, not the day).
+        sizes = files.group_by("event_type").agg(pl.col("size").sum()).sort("event_type")
+        for n, types in enumerate(groups_by_size(sizes, group_bytes)):
+            rows = (table.scan().filter((pl.col("date") == day)
+                                        & pl.col("event_type").is_in(types))
                     .select("id", "event_type", "date", "hour", "user_id", "_partition")
                     .collect())
-        if day_rows.height == 0:
-            return Compacted(None, 0, None, 0)
-        tag = compaction_tag(day, table.version())
-        id_index.write_index(storage, tag, day_rows.select("id", "date"))
-        rollups.write_rollups(storage, tag, rollups.rollup_rows(
-            day_rows, table_version=(table.version() or 0) + 1))
-        written = table.compact_day(day, tag=tag)
-        live = table.live_tags().get(day, set())
+            rows_before += rows.height
+            id_index.write_index(storage, tag, rows.select("id", "date"), part=n)
+            rollups.write_rollups(storage, tag, rollups.rollup_rows(
+                rows, table_version=(version or 0) + 1), part=n)
+        written = table.compact_day(day, tag=tag, group_bytes=group_bytes)
+        live = table.live_tags(day).get(day, set())
         id_index.prune_day(storage, day, live)
         rollups.prune_day(storage, day, live)
         after = (table.scan().filter(pl.col("date") == day).select(READ_BACK)
                  .collect(engine="streaming"))
         vacuumed = table.vacuum(retention_hours=retention_hours)
-    return Compacted(written, day_rows.height, after, len(vacuumed))
+    return Compacted(written, rows_before, after, len(vacuumed))

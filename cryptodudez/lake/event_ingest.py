@@ -32,7 +32,7 @@ from multiprocessing import get_context
 
 import polars as pl
 
-from cryptodudez.lake.event_table import EventTable, Written
+from cryptodudez.lake.event_table import EventTable, Written, groups_by_size
 from cryptodudez.lake.events import (
     BATCH_BYTES,
     QUARANTINE_COLUMNS,
@@ -257,7 +257,7 @@ def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
             next_version: int) -> tuple[Written, pl.DataFrame]:
     """Index, roll up and commit ``rows``, a group of event types at a time."""
     sizes = rows.group_by("event_type").len().collect()
-    groups = _groups(sizes, group_rows)
+    groups = groups_by_size(sizes, group_rows)
     summary = [rows.filter(pl.col("event_type").is_in(g))
                .select("id", "event_type", "date", "hour", "user_id").collect()
                for g in groups]
@@ -269,19 +269,6 @@ def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
     written = table.append(rows, tag=version_tag, groups=groups,
                            metadata={"cryptodudez.partition": partition_key})
     return written, rolled
-
-
-def _groups(sizes: pl.DataFrame, group_rows: int) -> list[list[str]]:
-    """Event types in consecutive groups of about ``group_rows`` rows each."""
-    groups: list[list[str]] = [[]]
-    rows = 0
-    for event_type, n in sizes.sort("event_type").iter_rows():
-        if groups[-1] and rows + n > group_rows:
-            groups.append([])
-            rows = 0
-        groups[-1].append(event_type)
-        rows += n
-    return groups
 
 
 def _stage(storage: LakeStorage, folder: str, name: str, frame: pl.DataFrame) -> str:

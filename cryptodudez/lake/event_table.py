@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.transaction import AddAction, RemoveAction
 
+from cryptodudez.lake.layout import tag_of
 from cryptodudez.storage import LakeStorage
 
 PARTITION_COLUMNS = ("event_type", "date", "hour")
@@ -169,9 +170,9 @@ class EventTable:
         if day is not None:
             paths = self.table().file_uris(
                 file_pruning_predicate=[("date", "=", day.isoformat())])
-            return {day: {posixpath.basename(p).rsplit("-g", 1)[0] for p in paths}}
+            return {day: {tag_of(p) for p in paths}}
         for path, on in self.files().select("path", "date").iter_rows():
-            live.setdefault(on, set()).add(posixpath.basename(path).rsplit("-g", 1)[0])
+            live.setdefault(on, set()).add(tag_of(path))
         return live
 
     def compact_day(self, day: date, *, tag: str | None = None,
@@ -185,9 +186,9 @@ class EventTable:
         files = self.files().filter(pl.col("date") == day)
         if files.height == 0:
             return Written(version=self.version(), files=0, rows=0, partitions=0)
-        per_type = files.group_by("event_type").agg(pl.col("size").sum(), pl.len().alias("n"))
+        per_type = files.group_by("event_type").agg(pl.col("size").sum())
         version = self.version()
-        groups = _groups(per_type.sort("event_type"), group_bytes)
+        groups = groups_by_size(per_type.sort("event_type"), group_bytes)
         added: list[AddAction] = []
         prefix = tag or compaction_tag(day, version)
         for n, types in enumerate(groups):
@@ -300,12 +301,15 @@ def _merged_schema(current: pa.Schema, new: pa.Schema) -> pa.Schema:
     return pa.schema([*current, *[f for f in new if f.name not in names]])
 
 
-def _groups(per_type: pl.DataFrame, group_bytes: int) -> list[list[str]]:
-    """Event types split into consecutive groups of about ``group_bytes`` each."""
+def groups_by_size(per_type: pl.DataFrame, limit: int) -> list[list[str]]:
+    """Event types (sorted) in consecutive groups whose sizes add up to about ``limit``.
+
+    ``per_type`` holds ``event_type`` and one size column (bytes or rows).
+    """
     groups: list[list[str]] = [[]]
     size = 0
-    for event_type, type_bytes in per_type.select("event_type", "size").iter_rows():
-        if groups[-1] and size + type_bytes > group_bytes:
+    for event_type, type_bytes in per_type.sort("event_type").iter_rows():
+        if groups[-1] and size + type_bytes > limit:
             groups.append([])
             size = 0
         groups[-1].append(event_type)

@@ -18,6 +18,8 @@ from datetime import date
 
 import polars as pl
 
+from cryptodudez.lake.layout import tag_of
+from cryptodudez.lake.layout import tag_part as _part
 from cryptodudez.storage import LakeStorage
 
 INDEXES = "indexes"
@@ -36,7 +38,7 @@ def index_files(storage: LakeStorage, days: Iterable[date],
         folder = _folder(storage, day)
         if fs.exists(folder):
             paths += [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
-                      if posixpath.basename(p).removesuffix(".parquet") in live.get(day, ())]
+                      if tag_of(p) in live.get(day, ())]
     return paths
 
 
@@ -48,13 +50,14 @@ def read_ids(storage: LakeStorage, paths: list[str]) -> pl.Series:
                       for p in paths])["id"]
 
 
-def write_index(storage: LakeStorage, tag: str, rows: pl.DataFrame) -> list[str]:
+def write_index(storage: LakeStorage, tag: str, rows: pl.DataFrame,
+                part: int | None = None) -> list[str]:
     """Write the ids of ``rows`` (``id``, ``date``) as one index file per date for ``tag``."""
     written = []
-    for (day,), part in rows.group_by("date"):
-        path = posixpath.join(_folder(storage, day), f"{tag}.parquet")
+    for (day,), of_day in rows.group_by("date"):
+        path = posixpath.join(_folder(storage, day), f"{tag}{_part(part)}.parquet")
         buf = io.BytesIO()
-        part.select("id").write_parquet(buf, compression="zstd")
+        of_day.select("id").write_parquet(buf, compression="zstd")
         storage.fs.makedirs(posixpath.dirname(path), exist_ok=True)
         storage.fs.pipe_file(path, buf.getvalue())
         written.append(path)
@@ -68,7 +71,7 @@ def prune_day(storage: LakeStorage, day: date, live: set[str]) -> list[str]:
     if not fs.exists(folder):
         return []
     stale = [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
-             if posixpath.basename(p).removesuffix(".parquet") not in live]
+             if tag_of(p) not in live]
     for path in stale:
         fs.rm(path)
     return stale

@@ -82,3 +82,14 @@ def is_event_file(raw_key: str) -> bool:
     event lake's landing folder).
     """
     return raw_key.startswith("events/") or raw_key.lower().endswith(EVENT_SUFFIXES)
+
+
+def tag_of(path: str) -> str:
+    """The commit tag a file of the event lake belongs to: ``<tag>[-g<n>[-<i>]].parquet``."""
+    name = path.rsplit("/", 1)[-1].removesuffix(".parquet")
+    return name.rsplit("-g", 1)[0]
+
+
+def tag_part(part: int | None) -> str:
+    """The ``-g<n>`` suffix of part ``part`` of a tag's file (none for a single file)."""
+    return "" if part is None else f"-g{part:03d}"

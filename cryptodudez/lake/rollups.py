@@ -26,6 +26,8 @@ import posixpath
 import datasketches as ds
 import polars as pl
 
+from cryptodudez.lake.layout import tag_of
+from cryptodudez.lake.layout import tag_part as _part
 from cryptodudez.storage import LakeStorage
 
 ROLLUPS = "rollups"
@@ -85,13 +87,14 @@ def day_folder(storage: LakeStorage, day: object) -> str:
     return storage.path(ROLLUPS, "events", f"date={day}")
 
 
-def write_rollups(storage: LakeStorage, tag: str, rows: pl.DataFrame) -> list[str]:
+def write_rollups(storage: LakeStorage, tag: str, rows: pl.DataFrame,
+                  part: int | None = None) -> list[str]:
     """Write ``rows`` as one file per date named after ``tag``."""
     written = []
-    for (day,), part in rows.group_by("date"):
-        path = posixpath.join(day_folder(storage, day), f"{tag}.parquet")
+    for (day,), of_day in rows.group_by("date"):
+        path = posixpath.join(day_folder(storage, day), f"{tag}{_part(part)}.parquet")
         buf = io.BytesIO()
-        part.sort("_partition", "event_type", "hour").write_parquet(buf, compression="zstd")
+        of_day.sort("_partition", "event_type", "hour").write_parquet(buf, compression="zstd")
         storage.fs.makedirs(posixpath.dirname(path), exist_ok=True)
         storage.fs.pipe_file(path, buf.getvalue())
         written.append(path)
@@ -105,7 +108,7 @@ def rollup_files(storage: LakeStorage, day: object, live: set[str]) -> list[str]
     if not fs.exists(folder):
         return []
     return [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
-            if posixpath.basename(p).removesuffix(".parquet") in live]
+            if tag_of(p) in live]
 
 
 def read_rollups(storage: LakeStorage, paths: list[str]) -> pl.DataFrame:
@@ -123,7 +126,7 @@ def prune_day(storage: LakeStorage, day: object, live: set[str]) -> list[str]:
     if not fs.exists(folder):
         return []
     stale = [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
-             if posixpath.basename(p).removesuffix(".parquet") not in live]
+             if tag_of(p) not in live]
     for path in stale:
         fs.rm(path)
     return stale
