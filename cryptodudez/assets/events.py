@@ -121,7 +121,7 @@ def events(context: dg.AssetExecutionContext, config: EventIngestConfig, lake: L
 def events_compacted(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
     """Compact one day (a no-op for a day without events)."""
     done = compact_day(lake.storage, date.fromisoformat(context.partition_key),
-                       publish_lock=lake.publish_lock)
+                       publish_lock=lake.publish_lock, validate=event_checks.schema_failures)
     written = done.written
     return dg.MaterializeResult(
         metadata={"rows": written.rows if written else 0,
@@ -129,7 +129,7 @@ def events_compacted(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materi
                   "removed_files": written.removed_files if written else 0,
                   "vacuumed_files": done.vacuumed,
                   "table_version": written.version if written else None},
-        check_results=event_checks.compaction_checks(written, done.after, done.rows_before))
+        check_results=event_checks.compaction_checks(done))
 
 
 @dg.asset(

@@ -16,8 +16,8 @@ import pandera.polars as pa
 import polars as pl
 
 from cryptodudez.checks.tables import markdown_table
+from cryptodudez.lake.compaction import Compacted
 from cryptodudez.lake.event_ingest import EventFileResult
-from cryptodudez.lake.event_table import Written
 from cryptodudez.lake.events import CREATED_AT_MAX, CREATED_AT_MIN, TYPE_PATTERN
 
 
@@ -79,20 +79,19 @@ def schema_failures(rows: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame()
 
 
-def compaction_checks(written: Written | None, after: pl.DataFrame | None,
-                      rows_before: int | None) -> list[dg.AssetCheckResult]:
+def compaction_checks(done: Compacted) -> list[dg.AssetCheckResult]:
     """The ``events_compacted`` checks of one day (a day without events passes)."""
-    if written is None or after is None:
+    written = done.written
+    if written is None:
         return [_result("events_compacted_rows_kept", "events_compacted", True, rows=0),
                 _result("events_compacted_schema_conforms", "events_compacted", True, rows=0)]
-    distinct = after["id"].n_unique()
-    kept = (written.removed_rows == written.rows == after.height == rows_before
-            and distinct == after.height)
-    failures = schema_failures(after)
+    kept = (written.removed_rows == written.rows == done.rows_after == done.rows_before
+            and done.distinct_ids_after == done.rows_after)
+    failures = done.failures
     return [
         _result("events_compacted_rows_kept", "events_compacted", kept,
                 rows_before=written.removed_rows, rows_written=written.rows,
-                rows_read_back=after.height, distinct_ids=distinct,
+                rows_read_back=done.rows_after, distinct_ids=done.distinct_ids_after,
                 files_before=written.removed_files, files_after=written.files),
         _result("events_compacted_schema_conforms", "events_compacted", failures.height == 0,
                 failing_count=failures.height,

@@ -48,7 +48,7 @@ from cryptodudez.lake.rollups import ROLLUP_SCHEMA, ROLLUPS, rollup_rows, write_
 from cryptodudez.storage import LakeStorage
 
 STAGING = ".staging"
-GROUP_ROWS = 2_000_000
+GROUP_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -258,17 +258,19 @@ def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
     """Index, roll up and commit ``rows``, a group of event types at a time."""
     sizes = rows.group_by("event_type").len().collect()
     groups = groups_by_size(sizes, group_rows)
-    summary = [rows.filter(pl.col("event_type").is_in(g))
-               .select("id", "event_type", "date", "hour", "user_id").collect()
-               for g in groups]
-    write_index(storage, version_tag, pl.concat([s.select("id", "date") for s in summary]))
-    rolled = pl.concat([rollup_rows(s, partition_key=partition_key, table_version=next_version)
-                        for s in summary])
-    write_rollups(storage, version_tag, rolled)
-    del summary
+    rolled = []
+    for n, types in enumerate(groups):  # one group in memory at a time
+        group = (rows.filter(pl.col("event_type").is_in(types))
+                 .select("id", "event_type", "date", "hour", "user_id").collect())
+        write_index(storage, version_tag, group.select("id", "date"), part=n)
+        rolled.append(rollup_rows(group, partition_key=partition_key,
+                                  table_version=next_version))
+        del group
+    rollups = pl.concat(rolled)
+    write_rollups(storage, version_tag, rollups)
     written = table.append(rows, tag=version_tag, groups=groups,
                            metadata={"cryptodudez.partition": partition_key})
-    return written, rolled
+    return written, rollups
 
 
 def _stage(storage: LakeStorage, folder: str, name: str, frame: pl.DataFrame) -> str:

@@ -34,7 +34,7 @@ from cryptodudez.storage import LakeStorage
 PARTITION_COLUMNS = ("event_type", "date", "hour")
 TABLE = "events"
 LAYER = "validated"
-COMPACT_GROUP_BYTES = 256 << 20
+COMPACT_GROUP_BYTES = 64 << 20
 """Compaction reads the day's files in groups of event types of about this many bytes of
 Parquet, so its memory is bounded by the group, not by the day."""
 
