@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from multiprocessing import get_context
 
+import numpy as np
 import polars as pl
 
 from cryptodudez.lake.event_table import EventTable, Written, groups_by_size
@@ -84,21 +85,70 @@ def _hashes(ids: pl.Expr) -> list[pl.Expr]:
 
 
 class _SeenIds:
-    """The ids seen so far, as 128-bit hashes (two 64-bit hashes: no practical collision)."""
+    """The ids seen so far, as 128-bit hashes (two 64-bit hashes: no practical collision).
+
+    Kept as a few sorted numpy arrays (16 bytes per id, no hash table), merged like a binary
+    counter so there are about log2(batches) of them; a batch is looked up by binary search.
+    """
 
     def __init__(self) -> None:
-        self.frame = pl.DataFrame(schema={"_h0": pl.UInt64, "_h1": pl.UInt64})
+        self.chunks: list[tuple[np.ndarray, np.ndarray]] = []
+
+    @staticmethod
+    def _keys(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+        keyed = pl.DataFrame({"id": ids}).select(_hashes(pl.col("id")))
+        return keyed["_h0"].to_numpy(), keyed["_h1"].to_numpy()
 
     def add(self, ids: pl.Series) -> None:
-        new = pl.DataFrame({"id": ids}).select(_hashes(pl.col("id")))
-        self.frame = pl.concat([self.frame, new])
+        h0, h1 = self._keys(ids)
+        order = np.argsort(h0, kind="stable")
+        self.chunks.append((h0[order], h1[order]))
+        while len(self.chunks) > 1 and len(self.chunks[-2][0]) <= len(self.chunks[-1][0]):
+            (a0, a1), (b0, b1) = self.chunks[-2], self.chunks.pop()
+            h0 = np.concatenate([a0, b0])
+            order = np.argsort(h0, kind="stable")  # two sorted runs: a linear merge
+            self.chunks[-1] = (h0[order], np.concatenate([a1, b1])[order])
+
+    def contains(self, h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
+        """For each (h0, h1), whether it was seen."""
+        found = np.zeros(len(h0), dtype=bool)
+        for c0, c1 in self.chunks:
+            lo = np.searchsorted(c0, h0, side="left")
+            hi = np.searchsorted(c0, h0, side="right")
+            one = hi - lo == 1
+            found[one] |= c1[lo[one]] == h1[one]
+            for i in np.nonzero(hi - lo > 1)[0]:  # equal first hashes: almost never
+                found[i] |= bool((c1[lo[i]:hi[i]] == h1[i]).any())
+        return found
 
     def unseen(self, rows: pl.DataFrame) -> pl.DataFrame:
         """``rows`` whose id was not seen, first occurrence of each id only."""
         keyed = rows.with_columns(_hashes(pl.col("id")))
-        fresh = keyed.join(self.frame, on=["_h0", "_h1"], how="anti", maintain_order="left")
+        seen = self.contains(keyed["_h0"].to_numpy(), keyed["_h1"].to_numpy())
+        fresh = keyed.filter(pl.Series(~seen))
         return fresh.unique(["_h0", "_h1"], keep="first", maintain_order=True).drop(
             "_h0", "_h1")
+
+    def frame(self) -> pl.DataFrame:
+        """Every seen hash pair (for an anti-join of a lazy scan)."""
+        if not self.chunks:
+            return pl.DataFrame(schema={"_h0": pl.UInt64, "_h1": pl.UInt64})
+        return pl.DataFrame({"_h0": np.concatenate([c[0] for c in self.chunks]),
+                             "_h1": np.concatenate([c[1] for c in self.chunks])})
+
+
+def _repeated(storage: LakeStorage, paths: list[str]) -> int:
+    """Ids held more than once in index files, one file in memory at a time (as hashes)."""
+    seen = _SeenIds()
+    repeated = 0
+    for path in paths:
+        ids = read_ids(storage, [path])
+        h0, h1 = _SeenIds._keys(ids)
+        repeated += int(seen.contains(h0, h1).sum())
+        repeated += ids.len() - ids.n_unique()
+        seen.add(ids)
+        del ids
+    return repeated
 
 
 @dataclass
@@ -153,7 +203,7 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
             late = _SeenIds()
             late.add(read_ids(storage, index_files(storage, staged.dates, table.live_tags())))
             rows = rows.with_columns(_hashes(pl.col("id"))).join(
-                late.frame.lazy(), on=["_h0", "_h1"], how="anti", maintain_order="left",
+                late.frame().lazy(), on=["_h0", "_h1"], how="anti", maintain_order="left",
             ).drop("_h0", "_h1")
         written, rolled = (_commit(storage, table, rows, partition_key=partition_key,
                                    version_tag=version_tag, group_rows=group_rows,
@@ -162,9 +212,7 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
         quarantine = _publish_quarantine(storage, partition_key, staged.quarantine_parts)
         version = table.version()
         held = index_files(storage, staged.dates, table.live_tags())
-        repeated = (pl.scan_parquet(held).select(pl.col("id").is_duplicated().sum())
-                    .collect().item() if held and not storage.is_s3 else
-                    int(read_ids(storage, held).is_duplicated().sum()))
+        repeated = _repeated(storage, held)
     if fs.exists(staging):
         fs.rm(staging, recursive=True)
     added = written.rows if written else 0
