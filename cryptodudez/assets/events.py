@@ -37,8 +37,7 @@ EVENT_CHECKS = partitioned([
     dg.AssetCheckSpec(
         "events_rows_accounted", asset="events", blocking=True,
         description="The commit's files hold exactly the new events sent to it (the "
-                    "writer's counts against the staged rows), and valid = added + "
-                    "duplicates."),
+                    "writer's counts against the staged rows)."),
     dg.AssetCheckSpec(
         "events_ids_unique", asset="events", blocking=True,
         description="After the commit, no event id is held twice on the days the file "
