@@ -2,14 +2,16 @@
 
 import dagster as dg
 
+from cryptodudez.assets import eth, stocks
 from cryptodudez.assets import events as event_assets
 from cryptodudez.assets import lake as lake_assets
-from cryptodudez.assets import stocks
 
 INGEST_JOB = "ingest_landed_file"
 STOCK_PIPELINE_JOB = "stock_pipeline"
 EVENT_INGEST_JOB = "ingest_event_file"
 EVENT_DAILY_JOB = "event_daily"
+FEATURE_STORE_JOB = "feature_store"
+ETH_MODEL_JOB = "eth_model"
 
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
@@ -42,4 +44,20 @@ event_daily_job = dg.define_asset_job(
 event_daily_schedule = dg.build_schedule_from_partitioned_job(
     event_daily_job, hour_of_day=1, minute_of_hour=30,
     default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+feature_store_job = dg.define_asset_job(
+    FEATURE_STORE_JOB,
+    selection=dg.AssetSelection.assets(eth.tweet_daily, eth.market_daily, eth.eth_features,
+                                       eth.eth_market_asof),
+    partitions_def=eth.feature_days,
+    description="Recompute the feature views and the ETH spine tables for a range of days.",
+)
+
+eth_model_job = dg.define_asset_job(
+    ETH_MODEL_JOB,
+    selection=dg.AssetSelection.assets(eth.eth_training_set, eth.eth_online_features,
+                                       eth.eth_signal),
+    description="Snapshot a training set, refresh the online row, evaluate and publish the "
+                "ETH signal.",
 )

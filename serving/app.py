@@ -1,5 +1,7 @@
 """The prediction API: ``GET /predict`` answers the predicted volume as an integer.
 
+``GET /signal/eth`` answers the ETH trading signal of a day (:mod:`serving.eth_signal`).
+
 Build it with :func:`create_app`; importing this module touches no file.
 """
 
@@ -25,7 +27,10 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from cryptodudez.storage import LakeStorage
+from serving.eth_signal import PATH as SIGNAL_PATH
+from serving.eth_signal import BadDate, eth_signal, signal_get
 from serving.model_store import MODEL_NAME, ModelStore
+from serving.signal_store import SignalStore
 
 PARAMETERS = ("vol_moving_avg", "adj_close_rolling_med")
 _KNOWN = frozenset(PARAMETERS)
@@ -48,7 +53,7 @@ ASSETS_PATH = f"{SCHEMA_PATH}/static/{SWAGGER_UI.name}"
 
 @dataclass(frozen=True)
 class ServingSettings:
-    """Where the models are and how often to look for a new one."""
+    """Where the models (and signals) are and how often to look for a new version."""
 
     lake: str
     endpoint_url: str | None = None
@@ -213,6 +218,7 @@ def _head(path: str, fn: Callable[..., object]) -> HTTPRouteHandler:
 
 predict_head = _head("/predict", predict)
 health_head = _head("/health", health)
+signal_head = _head(SIGNAL_PATH, eth_signal)
 
 
 def _bad_request(_: Request, exc: HTTPException) -> Response[dict[str, object]]:
@@ -221,7 +227,7 @@ def _bad_request(_: Request, exc: HTTPException) -> Response[dict[str, object]]:
 
 
 def create_app(settings: ServingSettings) -> Litestar:
-    """The API, with the model store opened in the lifespan and kept on ``app.state``."""
+    """The API, with the model and signal stores opened in the lifespan, on ``app.state``."""
     lake = LakeStorage(settings.lake, endpoint_url=settings.endpoint_url,
                        region_name=settings.region)
 
@@ -235,10 +241,21 @@ def create_app(settings: ServingSettings) -> Litestar:
         finally:
             await store.stop()
 
+    @asynccontextmanager
+    async def signal_store(app: Litestar) -> AsyncIterator[None]:
+        store = SignalStore(lake, poll_seconds=settings.poll_seconds)
+        store.start()
+        app.state.signal_store = store
+        try:
+            yield
+        finally:
+            await store.stop()
+
     return Litestar(
-        route_handlers=[predict_get, predict_head, health_get, health_head, _docs_assets()],
-        lifespan=[model_store],
-        exception_handlers={BadRequest: _bad_request},
+        route_handlers=[predict_get, predict_head, health_get, health_head, signal_get,
+                        signal_head, _docs_assets()],
+        lifespan=[model_store, signal_store],
+        exception_handlers={BadRequest: _bad_request, BadDate: _bad_request},
         openapi_config=OpenAPIConfig(title="cryptodudez prediction API", version="1.0.0",
                                      path=SCHEMA_PATH,
                                      render_plugins=[_swagger_ui(), YamlRenderPlugin()]),

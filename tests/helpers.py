@@ -4,6 +4,8 @@ import csv
 import io
 import json
 import zipfile
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +15,7 @@ import polars as pl
 from cryptodudez.resources.lake import MODELS, Lake, partition_key_for
 from cryptodudez.transforms import volume_model as vm
 from cryptodudez.transforms.lookup import LookupModel
+from serving.signal_store import CLASSES, SignalRow, write_signals
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -73,3 +76,23 @@ def publish(lake: Lake, version: str, *, scale: float = 1.0, seed: int = 0) -> L
     lake.write_bytes(f"{folder}/lookup.json", json.dumps(table.to_json()).encode())
     lake.write_bytes(lake.path(MODELS, "volume_model", "LATEST"), version.encode())
     return table
+
+
+def publish_signals(lake: Lake, version: str, dates: Sequence[date], *, served: str = "model",
+                    seed: int = 0) -> list[SignalRow]:
+    """Publish a signal for each of ``dates`` like the signal asset does; returns the rows.
+
+    Probabilities are random (``seed``), the action is the likeliest class, the features are
+    as of midnight UTC of the day, and the first half of the dates are in sample.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, day in enumerate(dates):
+        probabilities = dict(zip(CLASSES, (float(p) for p in rng.dirichlet(np.ones(3))),
+                                 strict=True))
+        rows.append(SignalRow(date=day, action=max(CLASSES, key=probabilities.__getitem__),
+                              probabilities=probabilities,
+                              features_as_of=datetime.combine(day, time(), UTC),
+                              in_sample=i < len(dates) // 2))
+    write_signals(lake, version, rows, served=served)
+    return rows

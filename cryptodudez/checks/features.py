@@ -1,0 +1,257 @@
+"""The feature store's asset checks: schemas and independent recounts.
+
+Each check compares what an asset wrote with a number obtained apart from the code that
+wrote it: DuckDB SQL over the validated tables (tweets per UTC day, returns and volatility
+by window functions), the calendar (spine days), a rebuild from truncated inputs (no
+look-ahead), the stored snapshot's bytes (reproducibility).
+"""
+
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+import duckdb
+import pandera.errors as pa_errors
+import pandera.polars as pa
+import polars as pl
+
+from cryptodudez.checks.tables import markdown_table
+from cryptodudez.features.tweets import ACTIVITY
+
+if TYPE_CHECKING:
+    from cryptodudez.features.labels import LabelConfig
+
+UTC_STAMP = pl.Datetime(time_unit="us", time_zone="UTC")
+
+
+class TweetDaily(pa.DataFrameModel):
+    """One row per UTC day: counts are non-negative, terms never exceed tweets."""
+
+    day: pl.Date = pa.Field(nullable=False, unique=True)
+    tweets: pl.Int64 = pa.Field(nullable=False, ge=0)
+    likes: pl.Int64 = pa.Field(nullable=True, ge=0)
+    retweets: pl.Int64 = pa.Field(nullable=True, ge=0)
+    replies: pl.Int64 = pa.Field(nullable=True, ge=0)
+
+    @pa.dataframe_check(name="terms_at_most_tweets")
+    def terms_at_most_tweets(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """A term is counted in at most every tweet of the day."""
+        terms = [c for c in ACTIVITY if c.startswith("term_")]
+        return data.lazyframe.select(pl.all_horizontal(
+            [(pl.col(c) >= 0) & (pl.col(c) <= pl.col("tweets")) for c in terms]))
+
+    @pa.dataframe_check(name="known_after_it_happened")
+    def known_after_it_happened(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """No value is available before the end of its day."""
+        return data.lazyframe.select(
+            (pl.col("available_at") >= pl.col("event_time"))
+            & (pl.col("engagement_available_at") >= pl.col("available_at")))
+
+
+class MarketDaily(pa.DataFrameModel):
+    """One row per symbol and bar date, features in their ranges."""
+
+    symbol: str = pa.Field(nullable=False)
+    date: pl.Date = pa.Field(nullable=False)
+    vol_20d: float = pa.Field(nullable=True, ge=0)
+    corr_eth_60d: float = pa.Field(nullable=True, ge=-1 - 1e-9, le=1 + 1e-9)
+
+    @pa.dataframe_check(name="one_row_per_symbol_and_date")
+    def one_row_per_symbol_and_date(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """Symbol and date are a key."""
+        return data.lazyframe.select(~pl.struct("symbol", "date").is_duplicated())
+
+    @pa.dataframe_check(name="known_after_it_happened")
+    def known_after_it_happened(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """A bar's features are available no earlier than its close."""
+        return data.lazyframe.select(pl.col("available_at") >= pl.col("event_time"))
+
+
+class EthFeatures(pa.DataFrameModel):
+    """The model's rows: one per spine day, nothing from after the decision."""
+
+    date: pl.Date = pa.Field(nullable=False, unique=True)
+    close: float = pa.Field(nullable=True, gt=0)
+
+    @pa.dataframe_check(name="no_value_from_after_the_decision")
+    def no_value_from_after_the_decision(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """Every attached row's event time is at or before the decision time."""
+        cols = [c for c in data.lazyframe.collect_schema().names() if c.endswith("event_time")]
+        return data.lazyframe.select(pl.all_horizontal(
+            [pl.col(c).is_null() | (pl.col(c) <= pl.col("at")) for c in cols] or [pl.lit(True)]))
+
+
+def schema_failures(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> pl.DataFrame:
+    """Pandera's failure cases of ``frame`` (empty when every row conforms)."""
+    try:
+        schema.validate(frame, lazy=True)
+    except pa_errors.SchemaErrors as exc:
+        return exc.failure_cases.select(pl.all().cast(pl.String))
+    return pl.DataFrame()
+
+
+def schema_check(name: str, frame: pl.DataFrame,
+                 schema: type[pa.DataFrameModel]) -> dg.AssetCheckResult:
+    """A pandera schema as an asset check (no rows: failed, nothing was checked)."""
+    failures = schema_failures(frame, schema) if frame.height else pl.DataFrame()
+    return dg.AssetCheckResult(
+        check_name=name, passed=frame.height > 0 and failures.height == 0,
+        metadata={"rows": frame.height, "failing_count": failures.height,
+                  "sample": dg.MetadataValue.md(markdown_table(failures.head(5)))},
+        description=None if frame.height else "no rows were written: nothing to check")
+
+
+def duckdb_tweets_per_day(tweets: pl.LazyFrame, start: date, end: date) -> pl.DataFrame:
+    """Distinct tweets per UTC day by DuckDB SQL (an implementation apart from polars')."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("tweets", tweets.select("tweet_id", "created_at").collect())
+        return con.sql(f"""
+            SELECT CAST(created_at AS DATE) AS day, count(DISTINCT tweet_id) AS n
+            FROM tweets
+            WHERE tweet_id IS NOT NULL AND created_at IS NOT NULL
+              AND CAST(created_at AS DATE) >= DATE '{start}'
+              AND CAST(created_at AS DATE) < DATE '{end}'
+            GROUP BY 1 ORDER BY 1""").pl()
+    finally:
+        con.close()
+
+
+def tweet_daily_checks(written: pl.DataFrame, recount: pl.DataFrame, *, start: date,
+                       last: date | None) -> list[dg.AssetCheckResult]:
+    """Every day from ``start`` to ``last`` has one row and the SQL recount's tweets."""
+    expected_days = (last - start).days + 1 if last is not None and last >= start else 0
+    merged = written.select("day", "tweets").join(
+        recount.select("day", pl.col("n").cast(pl.Int64)), on="day", how="full",
+        coalesce=True).with_columns(pl.col("tweets", "n").fill_null(0))
+    wrong = merged.filter(pl.col("tweets") != pl.col("n"))
+    return [
+        schema_check("tweet_daily_schema", written, TweetDaily),
+        dg.AssetCheckResult(
+            check_name="tweet_daily_every_day_present",
+            passed=written.height == expected_days and written["day"].n_unique() == expected_days,
+            metadata={"rows": written.height, "calendar_days": expected_days,
+                      "zero_tweet_days": written.filter(pl.col("tweets") == 0).height}),
+        dg.AssetCheckResult(
+            check_name="tweet_daily_matches_sql_recount", passed=wrong.height == 0,
+            metadata={"failing_count": wrong.height, "tweets": int(written["tweets"].sum()),
+                      "tweets_sql": int(recount["n"].sum()) if recount.height else 0,
+                      "sample": dg.MetadataValue.md(markdown_table(wrong.head(5)))}),
+    ]
+
+
+def duckdb_returns(crypto: pl.DataFrame, stocks: pl.DataFrame) -> pl.DataFrame:
+    """Log return and 20-bar volatility by SQL window functions, from the validated rows.
+
+    ``crypto`` and ``stocks`` are validated-table rows (their own column names): coins use
+    ``Close``, stocks and ETFs ``Adj Close``; rows without a positive price are not bars.
+    """
+    con = duckdb.connect()
+    try:
+        con.register("crypto", crypto.select("Symbol", "Date", "Close"))
+        con.register("stocks", stocks.select("Symbol", "Date", "Adj Close"))
+        return con.sql("""
+            WITH b AS (
+              SELECT "Symbol" AS symbol, CAST(left(CAST("Date" AS VARCHAR), 10) AS DATE) AS date,
+                     "Close" AS close FROM crypto
+              UNION ALL
+              SELECT "Symbol", CAST(left(CAST("Date" AS VARCHAR), 10) AS DATE), "Adj Close"
+              FROM stocks),
+            r AS (
+              SELECT symbol, date,
+                ln(close) - ln(lag(close) OVER (PARTITION BY symbol ORDER BY date)) AS ret
+              FROM b WHERE close > 0)
+            SELECT symbol, date, ret,
+              CASE WHEN count(ret) OVER w = 20 THEN stddev_samp(ret) OVER w END AS vol
+            FROM r
+            WINDOW w AS (PARTITION BY symbol ORDER BY date
+                         ROWS BETWEEN 19 PRECEDING AND CURRENT ROW)""").pl()
+    finally:
+        con.close()
+
+
+def market_daily_checks(written: pl.DataFrame, reference: pl.DataFrame,
+                        ) -> list[dg.AssetCheckResult]:
+    """Schema, and returns / volatility equal to the SQL recomputation on sample symbols."""
+    joined = written.join(reference, on=["symbol", "date"], how="inner")
+    ret_bad = (pl.col("log_return").is_null() != pl.col("ret").is_null()) | (
+        (pl.col("log_return") - pl.col("ret")).abs() > 1e-9)
+    vol_bad = (pl.col("vol_20d").is_null() != pl.col("vol").is_null()) | (
+        (pl.col("vol_20d") - pl.col("vol")).abs() > 1e-9)
+    wrong = joined.filter(ret_bad | vol_bad)
+    return [
+        schema_check("market_daily_schema", written, MarketDaily),
+        dg.AssetCheckResult(
+            check_name="market_daily_matches_sql_recomputation",
+            passed=joined.height > 0 and wrong.height == 0,
+            metadata={"rows_compared": joined.height, "failing_count": wrong.height,
+                      "symbols": ", ".join(sorted(reference["symbol"].unique().to_list())),
+                      "sample": dg.MetadataValue.md(markdown_table(
+                          wrong.select("symbol", "date", "log_return", "ret", "vol_20d",
+                                       "vol").head(5)))}),
+    ]
+
+
+def spine_check(written: pl.DataFrame, eth_first: date | None, eth_last: date | None,
+                start: date, end: date) -> dg.AssetCheckResult:
+    """One row per calendar day between ETH's first and last close within the window."""
+    lo = max(start, eth_first) if eth_first else None
+    hi = min(end - timedelta(days=1), eth_last) if eth_last else None
+    expected = (hi - lo).days + 1 if lo and hi and hi >= lo else 0
+    return dg.AssetCheckResult(
+        check_name="eth_features_spine_complete",
+        passed=written.height == expected and written["date"].n_unique() == expected,
+        metadata={"rows": written.height, "calendar_days": expected,
+                  "days_without_close": written.filter(pl.col("close").is_null()).height})
+
+
+def lookahead_check(leaks: dict[str, list[str]], cutoffs: list[str]) -> dg.AssetCheckResult:
+    """The rebuild from inputs truncated at each cutoff gave the same rows."""
+    return dg.AssetCheckResult(
+        check_name="eth_features_no_lookahead", passed=not leaks and bool(cutoffs),
+        metadata={"cutoffs": ", ".join(cutoffs), "leaking_columns": dg.MetadataValue.json(leaks)},
+        description=None if cutoffs else "no day in the window to test")
+
+
+def labels_against_sql(frame: pl.DataFrame, crypto: pl.LazyFrame,
+                       labels: "LabelConfig") -> pl.DataFrame | None:
+    """Rows whose label differs from DuckDB's, for fixed-band horizon labels (else None).
+
+    The reference joins each ETH close to the close ``horizon`` calendar days later by date
+    arithmetic over the validated table's rows, apart from the spine and polars' shifts.
+    """
+    if labels.method != "horizon" or labels.band_kind != "fixed":
+        return None
+    eth = crypto.filter(pl.col("Symbol") == "ETH").select(
+        pl.col("Date").cast(pl.String).str.slice(0, 10).alias("d"), "Close").collect()
+    con = duckdb.connect()
+    try:
+        con.register("eth", eth)
+        reference = con.sql(f"""
+            WITH c AS (SELECT CAST(d AS DATE) AS date, "Close" AS close FROM eth
+                       WHERE "Close" > 0)
+            SELECT a.date,
+              CASE WHEN ln(b.close) - ln(a.close) > {labels.band} THEN 'buy'
+                   WHEN ln(b.close) - ln(a.close) < -{labels.band} THEN 'sell'
+                   WHEN b.close IS NOT NULL THEN 'hodl' END AS sql_label
+            FROM c a LEFT JOIN c b ON b.date = a.date + {labels.horizon}""").pl()
+    finally:
+        con.close()
+    joined = frame.select("date", "label").join(reference, on="date", how="full",
+                                                coalesce=True)
+    return joined.filter(pl.col("label").eq_missing(pl.col("sql_label")).not_())
+
+
+def labels_check(wrong: pl.DataFrame | None, labels: "LabelConfig") -> dg.AssetCheckResult:
+    """The label check's result (skipped, and said so, for labels SQL does not recompute)."""
+    if wrong is None:
+        return dg.AssetCheckResult(
+            check_name="eth_training_set_labels_match_sql", passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"labels": f"{labels.method}/{labels.band_kind}"},
+            description="not recomputed: only fixed-band horizon labels have a SQL twin")
+    return dg.AssetCheckResult(
+        check_name="eth_training_set_labels_match_sql", passed=wrong.height == 0,
+        metadata={"failing_count": wrong.height,
+                  "sample": dg.MetadataValue.md(markdown_table(wrong.head(5)))})

@@ -1,0 +1,120 @@
+"""The whole feature build from the validated tables, Dagster-free.
+
+The assets call these functions on a range of days; the benchmark and the leakage guard
+call :func:`build_all` on whole (or truncated) inputs. Inputs are lazy scans, so each step
+reads only the columns and days it needs.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import polars as pl
+
+from cryptodudez.features import markets, tweets
+from cryptodudez.features.store import eth_features, market_asof
+
+# Rolling windows reach 60 bars back; 150 calendar days of history before a range covers
+# 60 US trading days with holidays to spare (the partition test checks it on real data).
+LOOKBACK = timedelta(days=150)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The validated tables the store reads."""
+
+    crypto: pl.LazyFrame
+    stocks: pl.LazyFrame
+    tweets: pl.LazyFrame
+
+    def until(self, cutoff: datetime) -> "Inputs":
+        """Only what existed by ``cutoff`` (bars of days up to its date, tweets up to it)."""
+        day = cutoff.date().isoformat()
+        return Inputs(
+            crypto=self.crypto.filter(pl.col("Date").cast(pl.String).str.slice(0, 10) <= day),
+            stocks=self.stocks.filter(pl.col("Date").cast(pl.String).str.slice(0, 10) <= day),
+            tweets=self.tweets.filter(pl.col("created_at") <= cutoff),
+        )
+
+    def since(self, start: date) -> "Inputs":
+        """Only rows from ``start`` on (a bounded window for the guard)."""
+        day = start.isoformat()
+        return Inputs(
+            crypto=self.crypto.filter(pl.col("Date").cast(pl.String).str.slice(0, 10) >= day),
+            stocks=self.stocks.filter(pl.col("Date").cast(pl.String).str.slice(0, 10) >= day),
+            tweets=self.tweets.filter(
+                pl.col("created_at") >= datetime.combine(start, time(), UTC)),
+        )
+
+
+def tweet_watermark(tweets_: pl.LazyFrame) -> date | None:
+    """The UTC day of the latest tweet (days after it have no row: unknown, not zero)."""
+    latest = tweets_.select(pl.col("created_at").max()).collect().item()
+    return None if latest is None else latest.astimezone(UTC).date()
+
+
+def market_daily(inputs: Inputs, *, start: date | None = None,
+                 end: date | None = None) -> pl.DataFrame:
+    """Per-symbol and index features for bars with ``start <= date < end``.
+
+    Reads ``LOOKBACK`` of history before ``start`` so every window is complete.
+    """
+    crypto, stocks = inputs.crypto, inputs.stocks
+    if start is not None:
+        since = (start - LOOKBACK).isoformat()
+        crypto = crypto.filter(pl.col("Date").cast(pl.String).str.slice(0, 10) >= since)
+        stocks = stocks.filter(pl.col("Date").cast(pl.String).str.slice(0, 10) >= since)
+    per_symbol = markets.symbol_features(markets.bars(crypto, stocks))
+    frame = pl.concat([per_symbol, markets.equal_weight_indices(per_symbol)])
+    if start is not None:
+        frame = frame.filter(pl.col("date") >= start)
+    if end is not None:
+        frame = frame.filter(pl.col("date") < end)
+    return frame.sort("symbol", "date").collect()
+
+
+def tweet_daily(inputs: Inputs, *, start: date, end: date, watermark: date | None,
+                with_text: bool = True) -> pl.DataFrame:
+    """The tweet views per UTC day for ``start <= day < end`` (one table, one row a day).
+
+    Activity and engagement, and (``with_text``) each day's sentiment and hashed words;
+    a day without tweets has zero tokens and words, and no sentiment (null, not neutral).
+    """
+    activity = tweets.daily_tweet_features(inputs.tweets, start=start, end=end,
+                                           watermark=watermark)
+    if not with_text or activity.height == 0:
+        return activity
+    from cryptodudez.features import text  # noqa: PLC0415 - VADER loads its lexicon
+
+    last: date = activity["day"].max()  # type: ignore[assignment]
+    rows = tweets.deduplicated(inputs.tweets.filter(
+        pl.col("created_at") >= datetime.combine(start, time(), UTC),
+        pl.col("created_at") < datetime.combine(last + timedelta(days=1), time(), UTC),
+    )).select("day", "text").collect()
+    daily = text.daily_text_features(rows)
+    zero = [pl.col(c).fill_null(0) for c in ("clean_tokens", *text.BOW_COLUMNS)]
+    return activity.join(daily, on="day", how="left", maintain_order="left").with_columns(zero)
+@dataclass(frozen=True)
+class Built:
+    """Everything the store derives from its inputs."""
+
+    spine: pl.DataFrame
+    tweet_daily: pl.DataFrame
+    market_daily: pl.DataFrame
+    features: pl.DataFrame
+
+
+def build_all(inputs: Inputs, *, with_text: bool = True) -> Built:
+    """The spine and every view over all the inputs, and the model's feature rows."""
+    spine = markets.eth_spine(inputs.crypto)
+    watermark = tweet_watermark(inputs.tweets)
+    first = inputs.tweets.select(pl.col("created_at").min()).collect().item()
+    start = first.astimezone(UTC).date() if first is not None else date(2010, 1, 1)
+    end = (watermark or start) + timedelta(days=1)
+    tw = tweet_daily(inputs, start=start, end=end, watermark=watermark, with_text=with_text)
+    mk = market_daily(inputs)
+    return Built(spine, tw, mk, eth_features(spine, tw, mk))
+
+
+def all_market_asof(built: Built) -> pl.DataFrame:
+    """Every symbol on every spine day (the long market table)."""
+    return market_asof(built.spine, built.market_daily)

@@ -1,0 +1,156 @@
+"""``GET /signal/eth``: the ETH trading signal of a day (buy, hodl or sell), with probabilities.
+
+The signals come from the :class:`serving.signal_store.SignalStore` on ``app.state``, which
+:func:`serving.app.create_app` opens in its lifespan; importing this module touches no file.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import unquote_plus
+
+import msgspec
+from litestar import MediaType, Request, get
+from litestar.exceptions import HTTPException
+from litestar.openapi.spec import OpenAPIResponse, Operation, Parameter, Schema
+from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+
+from serving.signal_store import CLASSES, ServedSignals
+
+PATH = "/signal/eth"
+DATE = "date"
+DATE_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# fullmatch, not "$", which would also accept a trailing newline; ASCII digits only.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fullmatch
+DATE_GRAMMAR = "a calendar date as YYYY-MM-DD in ASCII digits, for example 2021-03-01"
+
+
+class Signal(msgspec.Struct):
+    """``GET /signal/eth`` body."""
+
+    date: str
+    action: str
+    probabilities: dict[str, float]
+    model_version: str
+    features_as_of: str
+    served: str
+
+
+class BadDate(HTTPException):
+    """A 400 whose ``detail`` names the ``date`` parameter."""
+
+    status_code = HTTP_400_BAD_REQUEST
+
+
+def _shown(raw: str) -> str:
+    """The offending value for a message: at most 40 characters, with the full length."""
+    return repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}... ({len(raw)} characters)"
+
+
+def date_query(raw: bytes) -> str | None:
+    """The percent-decoded value of ``date`` in a query string; None when it is not given.
+
+    Other parameters are ignored; ``date`` given twice is a 400 naming it.
+    """
+    text = raw.decode("latin-1")
+    encoded = "%" in text or "+" in text
+    found: str | None = None
+    for part in text.split("&"):
+        name, _, value = part.partition("=")
+        if encoded:
+            name = unquote_plus(name)
+            value = unquote_plus(value)
+        if name == DATE:
+            if found is not None:
+                raise BadDate(detail=f"query parameter {DATE!r} is given more than once; "
+                                     "give it once")
+            found = value
+    return found
+
+
+def parse_date(raw: str) -> date:
+    """The date of a ``date`` parameter, or a 400 naming it."""
+    if raw == "":
+        raise BadDate(detail=f"query parameter {DATE!r} is empty: give {DATE_GRAMMAR}, or "
+                             "leave it out for the latest date")
+    if not _DATE(raw):
+        raise BadDate(detail=f"query parameter {DATE!r} must be {DATE_GRAMMAR}, "
+                             f"got {_shown(raw)}")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise BadDate(detail=f"query parameter {DATE!r} must be a real calendar date "
+                             f"(YYYY-MM-DD), got {_shown(raw)}: {exc}") from exc
+
+
+def _not_found(day: date, signals: ServedSignals) -> HTTPException:
+    span = (signals.latest - signals.first).days + 1
+    missing = span - len(signals.rows)
+    gaps = f" ({missing} of those days have no features)" if missing else ""
+    return HTTPException(status_code=HTTP_404_NOT_FOUND,
+                         detail=f"no signal for {DATE} {day.isoformat()}: signals exist for "
+                                f"{signals.first.isoformat()}..{signals.latest.isoformat()}"
+                                f"{gaps}")
+
+
+def eth_signal(request: Request) -> Signal:
+    """The ETH signal of the given date (default: the latest date with features)."""
+    raw = date_query(request.scope["query_string"])
+    day = None if raw is None else parse_date(raw)
+    signals: ServedSignals | None = request.app.state.signal_store.current
+    if signals is None:
+        raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE,
+                            detail="no ETH signal has been published yet")
+    row = signals.rows.get(signals.latest if day is None else day)
+    if row is None:
+        raise _not_found(day or signals.latest, signals)
+    return Signal(date=row.date.isoformat(), action=row.action,
+                  probabilities=dict(row.probabilities), model_version=signals.version,
+                  features_as_of=row.features_as_of_text, served=signals.served)
+
+
+@dataclass
+class SignalOperation(Operation):
+    """OpenAPI operation of ``/signal/eth``: documents ``date`` and the error answers.
+
+    The handler parses ``date`` itself (one code path for every error message), so Litestar
+    cannot infer it from its signature.
+    """
+
+    def __post_init__(self) -> None:
+        self.parameters = [
+            Parameter(name=DATE, param_in="query", required=False,
+                      description=f"the day of the signal, {DATE_GRAMMAR}; given at most "
+                                  "once; default: the latest date with features",
+                      schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE,
+                                    pattern=DATE_PATTERN)),
+        ]
+        self.responses = {
+            **(self.responses or {}),
+            "400": OpenAPIResponse(description=f"`{DATE}` is empty, given twice, not "
+                                               "YYYY-MM-DD or not a calendar date; the detail "
+                                               "names it"),
+            "404": OpenAPIResponse(description=f"no features for that `{DATE}`; the detail "
+                                               "says which dates have a signal (first..last)"),
+            "503": OpenAPIResponse(description="no signal has been published yet"),
+        }
+
+
+signal_get = get(
+    PATH,
+    media_type=MediaType.JSON,
+    sync_to_thread=False,
+    summary="ETH trading signal of a day",
+    description=f"The action ({', '.join(CLASSES)}) for ETH on a day, with the probability of "
+                "each, the version that made it and when its features were computed up to. "
+                "`served` is `model`, or `baseline:<name>` when a baseline made the published "
+                "version. A new version is served as soon as it is published, without a "
+                "restart. `HEAD` answers with the same status and headers and no body.",
+    operation_class=SignalOperation,
+    response_description="the signal of the day",
+)(eth_signal)

@@ -1,0 +1,307 @@
+"""The ETH trading signal: its artefact in the lake, and the store that serves it.
+
+Layout::
+
+    models/eth_signal/<version>/signals.json   one version, every date with features
+    models/eth_signal/LATEST                   the published version (written last)
+
+``signals.json`` holds::
+
+    {"version": "v1", "served": "model" | "baseline:<name>", "model_version": "v1",
+     "classes": ["buy", "hodl", "sell"],
+     "rows": [{"date": "2021-03-01", "action": "buy",
+               "probabilities": {"buy": 0.6, "hodl": 0.3, "sell": 0.1},
+               "features_as_of": "2021-03-01T00:00:00Z", "in_sample": false}, ...]}
+
+with the rows sorted by date, one per date. :func:`write_signals` (called by the Dagster
+asset and by the tests) writes a version's file and then ``LATEST``, so a reader that follows
+``LATEST`` never finds half a version; :func:`read_signals` reads one version back and checks
+every field. :class:`SignalStore` polls ``LATEST`` and swaps, in one assignment, to a fully
+loaded version, keeping the one it has when a new one cannot be loaded.
+
+Only the standard library and the lake as plain files are imported here, so an API worker
+never loads Dagster, polars or scikit-learn.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+from cryptodudez.storage import MODELS
+
+SIGNAL_NAME = "eth_signal"
+SIGNALS_FILE = "signals.json"
+CLASSES = ("buy", "hodl", "sell")
+MODEL = "model"
+BASELINE_PREFIX = "baseline:"
+# A version is one path segment: no "/", no ".." and not the pointer's own name.
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*").fullmatch
+_BASELINE = re.compile(r"baseline:[A-Za-z0-9][A-Za-z0-9._-]*").fullmatch
+# fullmatch of ASCII digits: date.fromisoformat alone would also take "20210301".
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fullmatch
+_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z").fullmatch
+_INSTANT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_SUM_TOLERANCE = 1e-6
+log = logging.getLogger(__name__)
+
+
+class ReadableLake(Protocol):
+    """What reading needs: :class:`cryptodudez.storage.LakeStorage` (or the Dagster ``Lake``)."""
+
+    def path(self, *parts: str) -> str:
+        """Path of ``parts`` under the lake's root."""
+        ...
+
+    def read_bytes(self, path: str) -> bytes:
+        """Bytes of a file."""
+        ...
+
+    def exists(self, path: str) -> bool:
+        """True when ``path`` exists."""
+        ...
+
+
+class WritableLake(Protocol):
+    """What writing needs: the Dagster resource ``cryptodudez.resources.lake.Lake``.
+
+    Its ``write_bytes`` is atomic (a temporary file renamed into place locally, one PUT on
+    S3); ``LakeStorage`` only reads.
+    """
+
+    def path(self, *parts: str) -> str:
+        """Path of ``parts`` under the lake's root."""
+        ...
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a file atomically."""
+        ...
+
+
+@dataclass(frozen=True)
+class SignalRow:
+    """The signal of one date.
+
+    Attributes:
+        date: the day the signal is for.
+        action: one of ``CLASSES``.
+        probabilities: the probability of each of ``CLASSES`` (each from 0 to 1, summing
+            to 1).
+        features_as_of: when the features behind the signal were computed up to; naive
+            values are taken as UTC; written to the second.
+        in_sample: True when the date was in the model's training data.
+    """
+
+    date: date
+    action: str
+    probabilities: Mapping[str, float]
+    features_as_of: datetime
+    in_sample: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as ``signals.json`` holds it (checked: a ValueError names what is wrong)."""
+        if isinstance(self.date, datetime) or not isinstance(self.date, date):
+            raise ValueError(f"date must be a date (not a datetime), got {self.date!r}")
+        if not isinstance(self.features_as_of, datetime):
+            raise ValueError(f"{self.date}: features_as_of must be a datetime, "
+                             f"got {self.features_as_of!r}")
+        probabilities = dict(self.probabilities)
+        if set(probabilities) == set(CLASSES):  # else the check below says what is wrong
+            probabilities = {c: probabilities[c] for c in CLASSES}
+        return _check_row({"date": self.date.isoformat(), "action": self.action,
+                           "probabilities": probabilities,
+                           "features_as_of": self.features_as_of_text,
+                           "in_sample": self.in_sample})
+
+    @classmethod
+    def from_json(cls, data: object) -> "SignalRow":
+        """Inverse of :meth:`to_json` (a ValueError names what is wrong)."""
+        row = _check_row(data)
+        return cls(date=date.fromisoformat(row["date"]), action=row["action"],
+                   probabilities={c: float(row["probabilities"][c]) for c in CLASSES},
+                   features_as_of=datetime.strptime(row["features_as_of"], _INSTANT_FORMAT)
+                   .replace(tzinfo=UTC),
+                   in_sample=row["in_sample"])
+
+    @property
+    def features_as_of_text(self) -> str:
+        """``features_as_of`` as written: ``YYYY-MM-DDTHH:MM:SSZ``."""
+        as_of = self.features_as_of
+        as_of = as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of.astimezone(UTC)
+        return as_of.strftime(_INSTANT_FORMAT)
+
+
+@dataclass(frozen=True)
+class ServedSignals:
+    """A loaded version: its rows by date, and the first and latest dates."""
+
+    version: str
+    served: str
+    rows: Mapping[date, SignalRow]
+    first: date
+    latest: date
+
+
+def _check_row(data: object) -> dict[str, Any]:
+    """``data`` if it is a well-formed row of ``signals.json``, else a ValueError saying why."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a row must be an object, got {type(data).__name__}")
+    keys = {"date", "action", "probabilities", "features_as_of", "in_sample"}
+    if set(data) != keys:
+        raise ValueError(f"a row has the keys {sorted(keys)}, got {sorted(data)}")
+    day = data["date"]
+    if not isinstance(day, str) or not _DATE(day):
+        raise ValueError(f"a row's date must be YYYY-MM-DD, got {day!r}")
+    date.fromisoformat(day)  # a ValueError for a day that is not in the calendar
+    if data["action"] not in CLASSES:
+        raise ValueError(f"{day}: action must be one of {list(CLASSES)}, got {data['action']!r}")
+    probabilities = data["probabilities"]
+    if not isinstance(probabilities, dict) or set(probabilities) != set(CLASSES):
+        raise ValueError(f"{day}: probabilities must have exactly the keys {list(CLASSES)}, "
+                         f"got {probabilities!r}")
+    for name, p in probabilities.items():
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
+            raise ValueError(f"{day}: probability of {name!r} must be a number from 0 to 1, "
+                             f"got {p!r}")
+    if not math.isclose(math.fsum(probabilities.values()), 1.0, abs_tol=_SUM_TOLERANCE):
+        raise ValueError(f"{day}: probabilities must sum to 1, got {probabilities!r}")
+    as_of = data["features_as_of"]
+    if not isinstance(as_of, str) or not _INSTANT(as_of):
+        raise ValueError(f"{day}: features_as_of must be YYYY-MM-DDTHH:MM:SSZ, got {as_of!r}")
+    datetime.strptime(as_of, _INSTANT_FORMAT)  # a ValueError for an impossible instant
+    if not isinstance(data["in_sample"], bool):
+        raise ValueError(f"{day}: in_sample must be true or false, got {data['in_sample']!r}")
+    return data
+
+
+def _check_version(version: object) -> str:
+    if not isinstance(version, str) or not _VERSION(version) or version == "LATEST":
+        raise ValueError(f"a version is letters, digits, '.', '_' and '-' (not 'LATEST'), "
+                         f"got {version!r}")
+    return version
+
+
+def _check_served(served: object) -> str:
+    if served != MODEL and not (isinstance(served, str) and _BASELINE(served)):
+        raise ValueError(f"served must be {MODEL!r} or 'baseline:<name>', got {served!r}")
+    return str(served)
+
+
+def write_signals(lake: WritableLake, version: str, rows: Iterable[SignalRow], *,
+                  served: str = MODEL) -> str:
+    """Publish ``rows`` as ``version`` of the ETH signal; returns the path of its file.
+
+    Writes ``models/eth_signal/<version>/signals.json`` (rows sorted by date), then points
+    ``models/eth_signal/LATEST`` at it. Everything is checked before anything is written:
+    a ValueError names a bad version, ``served`` value, row, a repeated date or no rows.
+
+    Args:
+        lake: the lake to write to (the Dagster resource ``Lake``: atomic writes).
+        version: the version's name, one path segment (``v3``, ``2021-03-01T00-00``).
+        rows: one row per date, in any order.
+        served: ``"model"``, or ``"baseline:<name>"`` when a baseline made the signal.
+    """
+    _check_version(version)
+    _check_served(served)
+    encoded = sorted((row.to_json() for row in rows), key=lambda r: str(r["date"]))
+    if not encoded:
+        raise ValueError(f"version {version!r} of {SIGNAL_NAME} has no rows")
+    for before, after in itertools.pairwise(encoded):
+        if before["date"] == after["date"]:
+            raise ValueError(f"date {after['date']} has more than one row")
+    document = {"version": version, "served": served, "model_version": version,
+                "classes": list(CLASSES), "rows": encoded}
+    path = lake.path(MODELS, SIGNAL_NAME, version, SIGNALS_FILE)
+    lake.write_bytes(path, json.dumps(document, allow_nan=False).encode())
+    lake.write_bytes(lake.path(MODELS, SIGNAL_NAME, "LATEST"), version.encode())
+    return path
+
+
+def latest_signal_version(lake: ReadableLake) -> str | None:
+    """The version ``LATEST`` points at, or None before any signal is published."""
+    pointer = lake.path(MODELS, SIGNAL_NAME, "LATEST")
+    if not lake.exists(pointer):
+        return None
+    return lake.read_bytes(pointer).decode().strip() or None
+
+
+def read_signals(lake: ReadableLake, version: str) -> ServedSignals:
+    """Read and check one published version (a ValueError says what is wrong with it)."""
+    _check_version(version)
+    raw = lake.read_bytes(lake.path(MODELS, SIGNAL_NAME, version, SIGNALS_FILE))
+    document = json.loads(raw)
+    if not isinstance(document, dict):
+        raise ValueError(f"{SIGNALS_FILE} of {version!r} is not an object")
+    if document.get("version") != version or document.get("model_version") != version:
+        raise ValueError(f"{SIGNALS_FILE} under {version!r} says version "
+                         f"{document.get('version')!r}, model_version "
+                         f"{document.get('model_version')!r}")
+    if document.get("classes") != list(CLASSES):
+        raise ValueError(f"classes must be {list(CLASSES)}, got {document.get('classes')!r}")
+    served = _check_served(document.get("served"))
+    listed = document.get("rows")
+    if not isinstance(listed, list) or not listed:
+        raise ValueError(f"{SIGNALS_FILE} of {version!r} has no rows")
+    rows: dict[date, SignalRow] = {}
+    for item in listed:
+        row = SignalRow.from_json(item)
+        if rows and row.date <= next(reversed(rows)):
+            raise ValueError(f"rows are not sorted by date with one row per date at {row.date}")
+        rows[row.date] = row
+    return ServedSignals(version=version, served=served, rows=rows, first=next(iter(rows)),
+                         latest=next(reversed(rows)))
+
+
+class SignalStore:
+    """Holds the current signal version; ``refresh`` loads a newer published one if any."""
+
+    def __init__(self, lake: ReadableLake, *, poll_seconds: float = 2.0) -> None:
+        self.lake = lake
+        self.poll_seconds = poll_seconds
+        self.current: ServedSignals | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def refresh(self) -> bool:
+        """Swap to the latest published version; True when the version changed."""
+        version = latest_signal_version(self.lake)
+        if version is None or (self.current is not None and self.current.version == version):
+            return False
+        loaded = read_signals(self.lake, version)
+        self.current = loaded
+        log.info("serving %s version %s (%s)", SIGNAL_NAME, version, loaded.served)
+        return True
+
+    def _refresh_or_keep(self) -> None:
+        try:
+            self.refresh()
+        except (OSError, ValueError, KeyError):
+            log.exception("could not load the latest %s; keeping %s", SIGNAL_NAME,
+                          self.current.version if self.current else None)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            await asyncio.to_thread(self._refresh_or_keep)
+
+    def start(self) -> None:
+        """Load the latest version now and start polling for newer ones.
+
+        Unlike the model store, a version that cannot be loaded at start does not stop the
+        API: ``/signal/eth`` answers 503 until a good version is published.
+        """
+        self._refresh_or_keep()
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+
+    async def stop(self) -> None:
+        """Stop polling."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,317 @@
+"""The feature store's transforms on small generated inputs, and its checks failing."""
+
+import math
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cryptodudez.checks import features as fchecks
+from cryptodudez.features import build, guard, labels, markets, store, tweets
+from cryptodudez.features.labels import LabelConfig
+
+LANDED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def crypto_rows(days: int = 500, seed: int = 0, start: date = date(2020, 1, 1)) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for symbol, vol in (("ETH", 0.04), ("BTC", 0.03), ("ADA", 0.05)):
+        close = 100 * np.exp(np.cumsum(rng.normal(0, vol, days)))
+        frames.append(pl.DataFrame({
+            "Symbol": symbol,
+            "Date": [(start + timedelta(days=i)).isoformat() for i in range(days)],
+            "Close": close, "Volume": rng.uniform(1e6, 2e6, days),
+            "_landed_at": LANDED,
+        }))
+    return pl.concat(frames)
+
+
+def stock_rows(days: int = 500, seed: int = 1, start: date = date(2020, 1, 1)) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    dates = [start + timedelta(days=i) for i in range(days)]
+    dates = [d for d in dates if d.weekday() < 5]  # no weekend bars
+    n = len(dates)
+    return pl.concat([pl.DataFrame({
+        "Symbol": symbol, "Date": [d.isoformat() for d in dates],
+        "Adj Close": 300 * np.exp(np.cumsum(rng.normal(0, 0.01, n))),
+        "Volume": rng.integers(1_000_000, 2_000_000, n), "asset_class": asset_class,
+        "_landed_at": LANDED,
+    }) for symbol, asset_class in (("SPYX", "etf"), ("ACME", "stock"))])
+
+
+def tweet_rows(seed: int = 2, n: int = 400, start: date = date(2020, 1, 1)) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    t0 = datetime.combine(start, datetime.min.time(), UTC)
+    words = ["doge to the moon", "Tesla ships", "ethics matter", "Dodge ram", "I love ETH!",
+             "bitcoin is fine", "hello @someone https://t.co/x", "rockets 🚀"]
+    return pl.DataFrame({
+        "tweet_id": np.arange(n, dtype=np.int64),
+        "created_at": [t0 + timedelta(minutes=int(m)) for m in rng.integers(0, 60 * 24 * 300, n)],
+        "text": [words[i % len(words)] for i in range(n)],
+        "likes": rng.integers(0, 1000, n), "retweets": rng.integers(0, 100, n),
+        "replies": rng.integers(0, 50, n), "_landed_at": LANDED,
+        "_source": "gen", "_line": np.arange(n, dtype=np.int64),
+    })
+
+
+def inputs(**kw) -> build.Inputs:
+    return build.Inputs(crypto=crypto_rows(**kw).lazy(), stocks=stock_rows().lazy(),
+                        tweets=tweet_rows().lazy())
+
+
+# -- tweets --------------------------------------------------------------------------------
+
+def test_days_without_tweets_are_zero_rows_up_to_the_watermark() -> None:
+    t0 = datetime(2021, 3, 1, 12, tzinfo=UTC)
+    rows = pl.DataFrame({"tweet_id": [1, 2], "created_at": [t0, t0 + timedelta(days=3)],
+                         "text": ["a", "b"], "likes": [1, 2], "retweets": [0, 0],
+                         "replies": [0, 0], "_landed_at": [LANDED, LANDED]})
+    out = tweets.daily_tweet_features(rows.lazy(), start=date(2021, 3, 1),
+                                      end=date(2021, 3, 10), watermark=date(2021, 3, 4))
+    assert out["day"].to_list() == [date(2021, 3, d) for d in range(1, 5)]  # none after it
+    assert out["tweets"].to_list() == [1, 0, 0, 1]
+    assert out["likes"].to_list() == [1, 0, 0, 2]
+
+
+def test_terms_match_on_word_boundaries_and_count_tweets() -> None:
+    t0 = datetime(2021, 3, 1, 12, tzinfo=UTC)
+    texts = ["Doge doge DOGE", "dodge", "dogecoin!", "ethics", "ETH up", "teslas"]
+    rows = pl.DataFrame({"tweet_id": range(len(texts)), "created_at": [t0] * len(texts),
+                         "text": texts, "likes": 0, "retweets": 0, "replies": 0,
+                         "_landed_at": LANDED})
+    out = tweets.daily_tweet_features(rows.lazy(), start=date(2021, 3, 1),
+                                      end=date(2021, 3, 2), watermark=date(2021, 3, 1))
+    assert out["term_doge"].item() == 2  # "dodge" is not doge; one tweet counts once
+    assert out["term_ethereum"].item() == 1  # "ethics" is not ETH
+    assert out["term_tesla"].item() == 0  # "teslas" is another word
+
+
+def test_duplicates_count_once_and_the_last_delivery_wins() -> None:
+    t0 = datetime(2021, 3, 1, 23, 30, tzinfo=UTC)
+    rows = pl.DataFrame({
+        "tweet_id": [7, 7, 8], "created_at": [t0, t0, t0], "text": ["x", "x", "y"],
+        "likes": [10, 99, 1], "retweets": 0, "replies": 0,
+        "_landed_at": [LANDED, LANDED + timedelta(days=1), LANDED]})
+    out = tweets.daily_tweet_features(rows.lazy(), start=date(2021, 3, 1),
+                                      end=date(2021, 3, 2), watermark=date(2021, 3, 1))
+    assert out["tweets"].item() == 2
+    assert out["likes"].item() == 100
+    # engagement is known only from the delivery that brought it
+    assert out["engagement_available_at"].item() == LANDED + timedelta(days=1)
+    assert out["available_at"].item() == datetime(2021, 3, 2, tzinfo=UTC)
+
+
+def test_engagement_snapshot_is_never_used_before_its_delivery() -> None:
+    built = build.build_all(inputs(), with_text=False)
+    # the history ends in 2021; the snapshot landed in 2026: unknown at every decision
+    feats = built.features
+    assert feats.filter(pl.col("tw_tweets") > 0).height > 100
+    # the only engagement known in time is that of days without tweets (zero, known when
+    # the day ends): a scraped like count never reaches a decision before its delivery
+    known = feats.filter(pl.col("tw_likes").is_not_null())
+    assert known.height > 0 and known["tw_likes"].max() == 0
+    assert built.tweet_daily["likes"].max() > 0
+
+
+# -- markets -------------------------------------------------------------------------------
+
+def test_us_close_is_16_new_york_in_utc_across_dst() -> None:
+    frame = pl.DataFrame({"Symbol": ["X", "X"], "Date": ["2021-01-04", "2021-07-06"],
+                          "Adj Close": [1.0, 1.1], "Volume": [1, 1], "asset_class": ["stock"] * 2})
+    bars = markets.bars(pl.LazyFrame(schema={"Symbol": pl.String, "Date": pl.String,
+                                             "Close": pl.Float64, "Volume": pl.Float64}),
+                        frame.lazy()).collect().sort("date")
+    assert [t.hour for t in bars["event_time"]] == [21, 20]
+
+
+def test_spine_never_shrinks_and_keeps_a_day_without_a_close() -> None:
+    rows = crypto_rows(days=30).filter(~((pl.col("Symbol") == "ETH")
+                                         & (pl.col("Date") == "2020-01-10")))
+    spine = markets.eth_spine(rows.lazy())
+    assert spine.height == 30
+    assert spine.filter(pl.col("date") == date(2020, 1, 10))["close"].item() is None
+    assert spine["at"][0] == datetime(2020, 1, 1, 23, 59, 59, tzinfo=UTC)
+
+
+def test_weekend_days_see_fridays_bar_with_its_age_and_no_inner_join() -> None:
+    built = build.build_all(inputs(), with_text=False)
+    asof = store.market_asof(built.spine, built.market_daily)
+    spy = asof.filter(pl.col("symbol") == "SPYX")
+    sunday = spy.filter(pl.col("date") == date(2020, 6, 7)).row(0, named=True)
+    assert sunday["event_time"] == datetime(2020, 6, 5, 20, tzinfo=UTC)  # Friday's close
+    assert math.isclose(sunday["age_hours"], 2 * 24 + 3 + 59 / 60 + 59 / 3600)
+    # every spine day keeps every listed symbol: days x symbols, nothing dropped
+    assert asof.filter(pl.col("symbol") == "BTC").height == built.spine.height
+    assert built.features.height == built.spine.height
+
+
+def test_correlation_of_eth_with_itself_is_one_and_a_flat_price_has_none() -> None:
+    rows = crypto_rows(days=120)
+    flat = rows.filter(pl.col("Symbol") == "BTC").with_columns(Symbol=pl.lit("FLAT"),
+                                                               Close=pl.lit(5.0))
+    feats = markets.symbol_features(markets.bars(pl.concat([rows, flat]).lazy(),
+                                                 stock_rows(days=0).lazy())).collect()
+    eth = feats.filter(pl.col("symbol") == "ETH")["corr_eth_60d"].drop_nulls()
+    assert eth.len() > 50 and ((eth - 1).abs() < 1e-9).all()
+    assert feats.filter(pl.col("symbol") == "FLAT")["corr_eth_60d"].null_count() == 120
+
+
+# -- labels --------------------------------------------------------------------------------
+
+def brute_labels(close: list[float | None], config: LabelConfig) -> list[str | None]:
+    out: list[str | None] = []
+    for t in range(len(close)):
+        path = close[t:t + config.horizon + 1]
+        needed = path[:1] if config.method == "triple_barrier" else path[:1] + path[-1:]
+        short = len(path) < config.horizon + 1
+        if (short and config.method == "horizon") or any(c is None for c in needed):
+            out.append(None)
+            continue
+        b = config.band
+        if config.method == "horizon":
+            r = math.log(path[-1] / path[0])
+            out.append("buy" if r > b else "sell" if r < -b else "hodl")
+        else:
+            label: str | None = "hodl"
+            for c in path[1:]:
+                if c is None:  # the path is unknown from here on: no barrier decided yet
+                    label = None
+                    break
+                r = math.log(c / path[0])
+                if r > b:
+                    label = "buy"
+                    break
+                if r < -b:
+                    label = "sell"
+                    break
+            else:  # no barrier touched: hodl only if the whole horizon is known
+                label = None if short else label
+            out.append(label)
+    return out
+
+
+@pytest.mark.parametrize("config", [LabelConfig(), LabelConfig(horizon=7, band=0.03),
+                                    LabelConfig(horizon=5, band=0.04, method="triple_barrier")])
+def test_labels_match_a_brute_force_reference(config: LabelConfig) -> None:
+    spine = markets.eth_spine(crypto_rows(days=200).filter(
+        ~((pl.col("Symbol") == "ETH") & (pl.col("Date") == "2020-03-01"))).lazy())
+    got = labels.label(spine, config)["label"].to_list()
+    assert got == brute_labels(spine["close"].to_list(), config)
+
+
+def test_volatility_band_uses_data_up_to_the_decision_only() -> None:
+    spine = markets.eth_spine(crypto_rows(days=200).lazy())
+    config = LabelConfig(band=1.0, band_kind="volatility")
+    full = labels.label(spine, config)
+    cut = labels.label(spine.head(120), config)
+    assert full["band"].head(120).equals(cut["band"])
+
+
+# -- the leakage guard ---------------------------------------------------------------------
+
+def features_of(i: build.Inputs) -> pl.DataFrame:
+    return build.build_all(i, with_text=False).features
+
+
+def test_the_guard_finds_nothing_in_the_store_and_catches_tomorrows_price() -> None:
+    src = inputs()
+    full = features_of(src)
+    cutoffs = [date(2020, 8, 1), date(2021, 1, 20)]
+    assert guard.leaking_columns(features_of, src, full, cutoffs) == {}
+
+    def leaky(i: build.Inputs) -> pl.DataFrame:
+        f = features_of(i)
+        return f.with_columns(tomorrow_return=pl.col("close").log().diff().shift(-1))
+
+    leaks = guard.leaking_columns(leaky, src, leaky(src), cutoffs)
+    assert set(leaks) == {"tomorrow_return"}
+
+
+# -- offline and online store --------------------------------------------------------------
+
+def test_snapshots_rebuild_byte_for_byte_and_a_different_rebuild_is_refused() -> None:
+    files: dict[str, bytes] = {}
+    io = {"exists": files.__contains__, "read": files.__getitem__,
+          "write": files.__setitem__, "folder": lambda *p: "/".join(p)}
+    config = LabelConfig()
+    first = store.training_set(features_of(inputs()), config)
+    key = store.SnapshotKey("code", "2026-01-01T00:00:00", config)
+    made = store.write_snapshot(key, first, **io)
+    again = store.write_snapshot(key, store.training_set(features_of(inputs()), config), **io)
+    assert made["reused"] is False and again["reused"] is True
+    assert again["sha256"] == made["sha256"]
+    changed = first.with_columns(pl.col("mkt_BTC_vol_20d") * (1 + 1e-12))
+    with pytest.raises(store.SnapshotMismatchError, match="not reproducible"):
+        store.write_snapshot(key, changed, **io)
+
+
+def test_the_snapshot_key_changes_with_code_data_and_labels() -> None:
+    a = store.SnapshotKey("c1", "2026-01-01T00:00:00", LabelConfig())
+    assert len({a.id, store.SnapshotKey("c2", a.watermark, a.labels).id,
+                store.SnapshotKey("c1", "2026-01-02T00:00:00", a.labels).id,
+                store.SnapshotKey("c1", a.watermark, LabelConfig(horizon=2)).id}) == 4
+
+
+def test_online_row_is_fresh_only_when_every_required_view_is() -> None:
+    feats = features_of(inputs())
+    row = store.online_row(feats, datetime(2026, 1, 1, tzinfo=UTC))
+    assert row["date"] == feats["date"].max().isoformat()
+    assert row["fresh"] is False  # the tweets end before the prices: activity is stale
+    assert row["views"]["tweet_activity"]["fresh"] is False
+    assert row["views"]["market_ETH"]["fresh"] is True
+    recent = feats.filter(pl.col("date") <= date(2020, 10, 1))
+    assert store.online_row(recent, datetime(2026, 1, 1, tzinfo=UTC))["fresh"] is True
+
+
+# -- the checks fail on planted faults -----------------------------------------------------
+
+def test_tweet_daily_checks_fail_on_a_wrong_count_and_a_missing_day() -> None:
+    src = inputs()
+    start, end = date(2020, 1, 1), date(2020, 3, 1)
+    frame = build.tweet_daily(src, start=start, end=end, watermark=date(2020, 10, 1),
+                              with_text=False)
+    recount = fchecks.duckdb_tweets_per_day(src.tweets, start, end)
+    ok = fchecks.tweet_daily_checks(frame, recount, start=start, last=end - timedelta(days=1))
+    assert all(r.passed for r in ok)
+    bumped = frame.with_columns(tweets=pl.when(pl.col("day") == date(2020, 1, 5))
+                                .then(pl.col("tweets") + 1).otherwise(pl.col("tweets")))
+    failed = {r.check_name for r in fchecks.tweet_daily_checks(
+        bumped, recount, start=start, last=end - timedelta(days=1)) if not r.passed}
+    assert failed == {"tweet_daily_matches_sql_recount"}
+    gap = frame.filter(pl.col("day") != date(2020, 1, 9))
+    failed = {r.check_name for r in fchecks.tweet_daily_checks(
+        gap, recount, start=start, last=end - timedelta(days=1)) if not r.passed}
+    assert "tweet_daily_every_day_present" in failed
+
+
+def test_market_checks_fail_on_a_shifted_return_and_an_infinite_correlation() -> None:
+    src = inputs()
+    frame = build.market_daily(src)
+    reference = fchecks.duckdb_returns(src.crypto.collect(), src.stocks.collect())
+    assert all(r.passed for r in fchecks.market_daily_checks(frame, reference))
+    shifted = frame.with_columns(log_return=pl.col("log_return").shift(1).over("symbol"))
+    bad = {r.check_name: r.passed for r in fchecks.market_daily_checks(shifted, reference)}
+    assert bad["market_daily_matches_sql_recomputation"] is False
+    inf = frame.with_columns(corr_eth_60d=pl.lit(float("-inf")))
+    bad = {r.check_name: r.passed for r in fchecks.market_daily_checks(inf, reference)}
+    assert bad["market_daily_schema"] is False
+
+
+def test_spine_and_label_checks_fail_on_planted_faults() -> None:
+    src = inputs()
+    feats = features_of(src)
+    first, last = feats["date"].min(), feats["date"].max()
+    assert fchecks.spine_check(feats, first, last, first, last + timedelta(days=1)).passed
+    dropped = feats.filter(pl.col("close").is_not_null() & (pl.col("date") != date(2020, 2, 2)))
+    assert not fchecks.spine_check(dropped, first, last, first, last + timedelta(days=1)).passed
+    config = LabelConfig()
+    ts = store.training_set(feats, config)
+    assert fchecks.labels_against_sql(ts, src.crypto, config).height == 0
+    flipped = ts.with_columns(label=pl.when(pl.col("date") == date(2020, 5, 5))
+                              .then(pl.lit("hodl")).otherwise(pl.col("label")))
+    flipped = flipped.with_columns(label=pl.when(
+        (pl.col("date") == date(2020, 5, 5)) & (ts["label"] == "hodl"))
+        .then(pl.lit("buy")).otherwise(pl.col("label")))
+    assert fchecks.labels_against_sql(flipped, src.crypto, config).height == 1
