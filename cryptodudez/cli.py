@@ -13,9 +13,10 @@ from typing import Any, NoReturn
 import dagster as dg
 import polars as pl
 
+from cryptodudez.assets.eth import ETH_SIGNAL, FIRST_DAY, data_end
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
 from cryptodudez.definitions import build_definitions
-from cryptodudez.jobs import EVENT_DAILY_JOB, STOCK_PIPELINE_JOB
+from cryptodudez.jobs import ETH_MODEL_JOB, EVENT_DAILY_JOB, FEATURE_STORE_JOB, STOCK_PIPELINE_JOB
 from cryptodudez.lake import kpi
 from cryptodudez.lake.event_table import EventTable
 from cryptodudez.resources import build_resources
@@ -28,6 +29,7 @@ from cryptodudez.resources.lake import (
     checked_raw_key,
     partition_key_for,
 )
+from cryptodudez.sensors.feature_store import range_tags, touched_days
 from cryptodudez.sensors.landing import not_ingested, route, run_tags
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.settings import PROJECT_DIR, Settings
@@ -124,8 +126,9 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
     pending = not_ingested(objects, metastore.ingested_versions())
     todo = [(o, partition_key_for(o.key)) for o in pending]
     counts = {"landed": len(objects), "ingested": 0, "up_to_date": len(objects) - len(todo),
-              "failed": 0, "stock_pipeline_runs": 0}
+              "failed": 0, "stock_pipeline_runs": 0, "feature_store_runs": 0}
     earliest: str | None = None
+    touched: tuple[date, date] | None = None
     for i, (obj, key) in enumerate(todo, start=1):
         started = time.perf_counter()
         if progress:
@@ -140,6 +143,10 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
         changed = changed_stock_dates(instance, result.run_id)
         if changed is not None:
             earliest = changed if earliest is None else min(earliest, changed)
+        days = touched_days(instance, result.run_id)
+        if days is not None:
+            touched = days if touched is None else (min(touched[0], days[0]),
+                                                     max(touched[1], days[1]))
         if progress:
             _out(f"      {'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s"
                  f" (run {result.run_id[:8]})")
@@ -150,7 +157,41 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
     if earliest is not None:
         counts["stock_pipeline_runs"] = 1
         counts["failed"] += 0 if _run_stock_pipeline(defs, instance, earliest, progress) else 1
+    if touched is None and lake.fragments(VALIDATED, "crypto_prices") and not lake.exists(
+            lake.path(MODELS, ETH_SIGNAL, "LATEST")):
+        touched = (date.fromisoformat(FIRST_DAY), date.max)
+    if touched is not None:  # never beyond the data: months after it would stay empty
+        end = data_end(lake)
+        touched = (touched[0], min(touched[1], end)) if end else touched
+    if touched is not None:
+        counts["feature_store_runs"] = 1
+        counts["failed"] += 0 if _run_feature_store(defs, instance, touched, progress) else 1
     return counts
+
+
+def _run_feature_store(defs: dg.Definitions, instance: dg.DagsterInstance,
+                       days: tuple[date, date], progress: bool) -> bool:
+    """What the feature-store and ETH-model sensors request, in this process."""
+    tags = range_tags(days)
+    span = (f"{tags['dagster/asset_partition_range_start']}..."
+            f"{tags['dagster/asset_partition_range_end']}")
+    ok = True
+    for job, what in ((FEATURE_STORE_JOB, f"feature store: days {span}"),
+                      (ETH_MODEL_JOB, "ETH model: training set, online row, evaluation, signal")):
+        started = time.perf_counter()
+        if progress:
+            _out(f"{what} ...")
+        result = defs.resolve_job_def(job).execute_in_process(
+            instance=instance, raise_on_error=False,
+            tags={**(tags if job == FEATURE_STORE_JOB else {}), "cryptodudez/trigger": "cli"},
+            run_config=_QUIET if progress else None)
+        if progress:
+            _out(f"      {'done' if result.success else 'FAILED'} in "
+                 f"{time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
+        ok = ok and result.success
+        if not ok:
+            break
+    return ok
 
 
 def _run_stock_pipeline(defs: dg.Definitions, instance: dg.DagsterInstance, earliest: str,
@@ -193,6 +234,27 @@ def sample_prediction(settings: Settings) -> str:
     return (f"GET /predict?{query}\n  -> {answer.status_code} {answer.text}  "
             f"(model {version}; {row['Symbol']} on {row['Date']} actually traded "
             f"{row['Volume']:,})")
+
+
+def sample_signal(settings: Settings) -> str:
+    """Call ``GET /signal/eth`` in-process, with the evaluation's verdict beside it."""
+    from litestar.testing import TestClient  # noqa: PLC0415 - demo only
+
+    from serving.app import ServingSettings, create_app  # noqa: PLC0415
+
+    lake = _lake(settings)
+    pointer = lake.path(MODELS, ETH_SIGNAL, "LATEST")
+    if not lake.exists(pointer):
+        return "no ETH signal yet"
+    version = lake.read_bytes(pointer).decode().strip()
+    report = json.loads(lake.read_bytes(lake.path(MODELS, ETH_SIGNAL, version, "report.json")))
+    app = create_app(ServingSettings(lake=settings.lake, endpoint_url=settings.endpoint_url,
+                                     region=settings.region, poll_seconds=3600))
+    with TestClient(app=app) as client:
+        answer = client.get("/signal/eth")
+    return (f"ETH model: {report['verdict']['summary']}\n"
+            f"GET /signal/eth\n  -> {answer.status_code} {answer.text}\n"
+            f"  (report and charts: {lake.url(MODELS, ETH_SIGNAL, version)}/)")
 
 
 def summary(settings: Settings) -> str:
@@ -315,6 +377,8 @@ def demo(*, settings: Settings) -> int:
              "[--shard 0/2] [--out part.json], then kpi --merge part0.json part1.json)")
         _out("")
     _out(sample_prediction(settings))
+    _out("")
+    _out(sample_signal(settings))
     _out("")
     _out(f"files: {counts}")
     _out(f"serve the model: {Path(sys.argv[0]).name} serve --port 8000, then "

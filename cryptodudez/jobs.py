@@ -50,7 +50,7 @@ feature_store_job = dg.define_asset_job(
     FEATURE_STORE_JOB,
     selection=dg.AssetSelection.assets(eth.tweet_daily, eth.market_daily, eth.eth_features,
                                        eth.eth_market_asof),
-    partitions_def=eth.feature_days,
+    partitions_def=eth.feature_years,
     description="Recompute the feature views and the ETH spine tables for a range of days.",
 )
 

@@ -121,8 +121,11 @@ class TableStats:
                 sample = cases.select(pl.all().cast(pl.String)).head(SAMPLE)
                 self.failure_sample = pl.concat([self.failure_sample, sample],
                                                 how="diagonal_relaxed").head(SAMPLE)
-        if "Date" in frame.columns:
-            dates = pl.col("Date").cast(pl.String)
+        stamp = "Date" if "Date" in frame.columns else (
+            "created_at" if "created_at" in frame.columns else None)
+        if stamp is not None:  # the UTC days the rows are about (what the sensors need)
+            dates = (pl.col(stamp).cast(pl.String) if stamp == "Date"
+                     else pl.col(stamp).dt.date().cast(pl.String))
             low, high = frame.select(dates.min().alias("lo"), dates.max().alias("hi")).row(0)
             if low is not None:
                 lows, highs = (self.date_range or (str(low), str(high)))

@@ -25,14 +25,21 @@ class Inputs:
     crypto: pl.LazyFrame
     stocks: pl.LazyFrame
     tweets: pl.LazyFrame
+    tweets_complete_until: datetime | None = None
+    """The instant up to which the tweet feed is known to be complete (None: its latest
+    tweet). Days after the latest tweet but before this instant had no tweets: zeros."""
 
     def until(self, cutoff: datetime) -> "Inputs":
         """Only what existed by ``cutoff`` (bars of days up to its date, tweets up to it)."""
         day = cutoff.date().isoformat()
+        complete = self.tweets_complete_until or self.tweets.select(
+            pl.col("created_at").max()).collect().item()
         return Inputs(
             crypto=self.crypto.filter(pl.col("Date").cast(pl.String).str.slice(0, 10) <= day),
             stocks=self.stocks.filter(pl.col("Date").cast(pl.String).str.slice(0, 10) <= day),
             tweets=self.tweets.filter(pl.col("created_at") <= cutoff),
+            # the feed read at the cutoff is complete up to it, never beyond what it knew
+            tweets_complete_until=min(cutoff, complete) if complete is not None else None,
         )
 
     def since(self, start: date) -> "Inputs":
@@ -43,12 +50,19 @@ class Inputs:
             stocks=self.stocks.filter(pl.col("Date").cast(pl.String).str.slice(0, 10) >= day),
             tweets=self.tweets.filter(
                 pl.col("created_at") >= datetime.combine(start, time(), UTC)),
+            tweets_complete_until=self.tweets_complete_until,
         )
 
 
-def tweet_watermark(tweets_: pl.LazyFrame) -> date | None:
-    """The UTC day of the latest tweet (days after it have no row: unknown, not zero)."""
-    latest = tweets_.select(pl.col("created_at").max()).collect().item()
+def tweet_watermark(inputs: Inputs) -> date | None:
+    """The last UTC day the tweet feed is complete for (later days: unknown, not zero).
+
+    The day of the latest tweet, unless the inputs say the feed is complete to a later
+    instant (a feed read at a cutoff: quiet days before the cutoff are zeros).
+    """
+    if inputs.tweets_complete_until is not None:
+        return inputs.tweets_complete_until.astimezone(UTC).date()
+    latest = inputs.tweets.select(pl.col("created_at").max()).collect().item()
     return None if latest is None else latest.astimezone(UTC).date()
 
 
@@ -70,6 +84,35 @@ def market_daily(inputs: Inputs, *, start: date | None = None,
     if end is not None:
         frame = frame.filter(pl.col("date") < end)
     return frame.sort("symbol", "date").collect()
+
+
+def market_daily_by_year(inputs: Inputs, *, start: date, end: date) -> pl.DataFrame:
+    """``market_daily`` for ``start <= date < end``, each year computed on its own window.
+
+    Rolling sums in floating point depend (in the last bits) on where a window series
+    starts, so a year recomputed alone would differ from the same year computed inside a
+    longer range, and training sets would not rebuild byte for byte. Here every year is
+    always computed from the same history (``LOOKBACK`` before its 1 January), whatever the
+    run's range. The bars are read once for the whole range and sliced in memory.
+    """
+    years = list(range(start.year, (end - timedelta(days=1)).year + 1)) if end > start else []
+    if not years:
+        return markets.empty()
+    since = (date(years[0], 1, 1) - LOOKBACK).isoformat()
+    day = pl.col("Date").cast(pl.String).str.slice(0, 10)
+    every = markets.bars(inputs.crypto.filter((day >= since) & (day < end.isoformat())),
+                         inputs.stocks.filter((day >= since) & (day < end.isoformat()))
+                         ).collect()
+    frames = []
+    for year in years:
+        first, last = date(year, 1, 1), min(date(year + 1, 1, 1), end)
+        window = every.lazy().filter((pl.col("date") >= first - LOOKBACK)
+                                     & (pl.col("date") < last))
+        per_symbol = markets.symbol_features(window)
+        frame = pl.concat([per_symbol, markets.equal_weight_indices(per_symbol)])
+        frames.append(frame.filter((pl.col("date") >= max(first, start))
+                                   & (pl.col("date") < last)).collect())
+    return pl.concat(frames).sort("symbol", "date")
 
 
 def tweet_daily(inputs: Inputs, *, start: date, end: date, watermark: date | None,
@@ -106,7 +149,7 @@ class Built:
 def build_all(inputs: Inputs, *, with_text: bool = True) -> Built:
     """The spine and every view over all the inputs, and the model's feature rows."""
     spine = markets.eth_spine(inputs.crypto)
-    watermark = tweet_watermark(inputs.tweets)
+    watermark = tweet_watermark(inputs)
     first = inputs.tweets.select(pl.col("created_at").min()).collect().item()
     start = first.astimezone(UTC).date() if first is not None else date(2010, 1, 1)
     end = (watermark or start) + timedelta(days=1)

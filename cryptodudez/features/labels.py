@@ -7,9 +7,9 @@ standard deviation of the 20 daily log returns up to the decision day: data up t
 decision time only). The triple-barrier option labels by the first barrier the path of daily
 closes touches within the horizon (upper: buy, lower: sell, neither: hodl).
 
-A label needs every close it looks at (the decision close and the horizon's close; for the
-triple barrier every close on the path up to the barrier it touches): a day whose horizon runs past the data, or meets a
-missing close it needs, has no label (null), never a guess.
+A label needs every close it looks at: the decision close and the horizon's close (for the
+triple barrier, every close on the path up to the barrier it touches). A day whose horizon
+runs past the data, or meets a missing close it needs, has no label (null), never a guess.
 """
 
 import hashlib

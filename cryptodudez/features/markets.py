@@ -138,7 +138,10 @@ def equal_weight_indices(features: pl.LazyFrame) -> pl.LazyFrame:
               .otherwise(pl.lit(STOCK_INDEX)))
     daily = (features.filter((pl.col("symbol") != ETH) & pl.col("log_return").is_not_null())
              .group_by(member.alias("symbol"), "date")
-             .agg(pl.col("log_return").mean().alias("index_return"),
+             # a sequential sum of the sorted values: the same members give the same bits
+             # (a parallel mean does not: its partial sums depend on the threads)
+             .agg((pl.col("log_return").sort().cum_sum().last() / pl.len())
+                  .alias("index_return"),
                   pl.len().alias("members"), pl.col("event_time").max(),
                   pl.col("available_at").max())
              .sort("symbol", "date"))

@@ -1,10 +1,10 @@
-"""After an ingest run changed prices or tweets, recompute the days it touched.
+"""After an ingest run changed prices or tweets, recompute the years it touched.
 
-The feature views are partitioned by UTC day. A landing that changed tweets of days
-``a..b`` changes exactly those days of ``tweet_daily``; one that changed bars of days
-``a..b`` changes the rolling windows up to 60 bars later too, so the range runs to
-``b + LOOKBACK``. One run covers the range (single-run backfill), then the ETH model job
-snapshots a training set and publishes the signal.
+The feature views are computed by UTC day and partitioned by year. A landing that changed
+tweets of days ``a..b`` changes exactly those days of ``tweet_daily``; one that changed
+bars of days ``a..b`` changes the rolling windows up to 60 bars later too, so the range
+runs to ``b + LOOKBACK``. One run covers the years of that range (single-run backfill),
+then the ETH model job snapshots a training set and publishes the signal.
 """
 
 from datetime import UTC, date, datetime, timedelta
@@ -58,12 +58,12 @@ def touched_days(instance: dg.DagsterInstance, run_id: str) -> tuple[date, date]
 
 
 def range_tags(days: tuple[date, date], now: datetime | None = None) -> dict[str, str]:
-    """Run tags selecting the daily partitions ``days`` (clipped to what exists)."""
+    """Run tags selecting the year partitions holding ``days`` (clipped to what exists)."""
     today = (now or datetime.now(tz=UTC)).date()
     first = max(days[0], date.fromisoformat(FIRST_DAY))
     last = min(days[1], today)
     first = min(first, last)
-    return {RANGE_START: first.isoformat(), RANGE_END: last.isoformat()}
+    return {RANGE_START: f"{first:%Y}", RANGE_END: f"{last:%Y}"}
 
 
 @dg.run_status_sensor(
