@@ -255,3 +255,11 @@ def labels_check(wrong: pl.DataFrame | None, labels: "LabelConfig") -> dg.AssetC
         check_name="eth_training_set_labels_match_sql", passed=wrong.height == 0,
         metadata={"failing_count": wrong.height,
                   "sample": dg.MetadataValue.md(markdown_table(wrong.head(5)))})
+
+
+def served_verdict_check(served: str, edge: bool, sources: set[str]) -> dg.AssetCheckResult:
+    """The published signal is the model exactly when it has an edge, else a named baseline."""
+    follows = (served == "model") == edge and (edge or served.startswith("baseline:"))
+    return dg.AssetCheckResult(
+        check_name="eth_signal_serves_the_verdict", passed=follows and sources == {served},
+        metadata={"served": served, "edge": edge, "row_sources": ", ".join(sorted(sources))})

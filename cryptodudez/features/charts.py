@@ -39,6 +39,7 @@ def price_with_signals(
     actions: Sequence[str] | Iterable[str],
     *,
     title: str = "ETH close with buy and sell signals",
+    log_scale: bool = False,
 ) -> bytes:
     """ETH close as a line, buy days as green ``^`` and sell days as red ``v`` markers.
 
@@ -47,6 +48,7 @@ def price_with_signals(
         close: The close of each day.
         actions: ``"buy"``, ``"sell"`` or ``"hodl"`` per day (HODL days get no marker).
         title: The chart title.
+        log_scale: Draw the close on a log scale (ETH went from under 1 to 4,000 USD).
 
     Returns:
         The chart as PNG bytes.
@@ -65,7 +67,9 @@ def price_with_signals(
         ax.scatter([d[i] for i in days], [c[i] for i in days], marker=marker, color=colour,
                    s=24, zorder=3, label=action)
     ax.set_title(title)
-    ax.set_ylabel("close")
+    ax.set_ylabel("close (log scale)" if log_scale else "close")
+    if log_scale:
+        ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
     figure.autofmt_xdate()

@@ -29,7 +29,8 @@ from serving.signal_store import latest_signal_version, read_signals
 from tests.conftest import SAMPLES, shared
 from tests.helpers import QUIET, land_and_ingest
 
-pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+# One lake for the module: its tests stay on one xdist worker (./run test uses loadgroup).
+pytestmark = [pytest.mark.realdata, pytest.mark.slow, pytest.mark.xdist_group("eth_lake")]
 
 
 class Built:

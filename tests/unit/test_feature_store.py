@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from cryptodudez.assets.eth import EthMarketAsof
 from cryptodudez.checks import features as fchecks
 from cryptodudez.features import build, guard, labels, markets, store, tweets
 from cryptodudez.features.labels import LabelConfig
@@ -315,3 +316,42 @@ def test_spine_and_label_checks_fail_on_planted_faults() -> None:
         (pl.col("date") == date(2020, 5, 5)) & (ts["label"] == "hodl"))
         .then(pl.lit("buy")).otherwise(pl.col("label")))
     assert fchecks.labels_against_sql(flipped, src.crypto, config).height == 1
+
+
+def test_schema_checks_fail_on_planted_rows() -> None:
+    src = inputs()
+    daily = build.tweet_daily(src, start=date(2020, 1, 1), end=date(2020, 2, 1),
+                              watermark=date(2020, 10, 1), with_text=False)
+    assert fchecks.schema_check("t", daily, fchecks.TweetDaily).passed
+    more_terms = daily.with_columns(term_doge=pl.col("tweets") + 1)
+    assert not fchecks.schema_check("t", more_terms, fchecks.TweetDaily).passed
+    early = daily.with_columns(available_at=pl.col("event_time") - timedelta(seconds=1))
+    assert not fchecks.schema_check("t", early, fchecks.TweetDaily).passed
+    assert not fchecks.schema_check("t", daily.head(0), fchecks.TweetDaily).passed  # no rows
+
+    feats = features_of(src)
+    assert fchecks.schema_check("f", feats, fchecks.EthFeatures).passed
+    future = feats.with_columns(mkt_BTC_event_time=pl.col("at") + timedelta(seconds=1))
+    assert not fchecks.schema_check("f", future, fchecks.EthFeatures).passed
+
+    built = build.build_all(src, with_text=False)
+    asof = store.market_asof(built.spine, built.market_daily)
+    assert fchecks.schema_check("a", asof, EthMarketAsof).passed
+    doubled = pl.concat([asof, asof.head(1)])
+    assert not fchecks.schema_check("a", doubled, EthMarketAsof).passed
+
+
+def test_the_lookahead_check_fails_on_any_leak_and_without_a_cutoff() -> None:
+    assert fchecks.lookahead_check({}, ["2021-01-01"]).passed
+    assert not fchecks.lookahead_check({"x": ["2021-01-01"]}, ["2021-01-01"]).passed
+    assert not fchecks.lookahead_check({}, []).passed
+
+
+def test_the_served_signal_check_follows_the_verdict() -> None:
+    ok = fchecks.served_verdict_check
+    assert ok("baseline:buy_and_hold", False, {"baseline:buy_and_hold"}).passed
+    assert ok("model", True, {"model"}).passed
+    assert not ok("model", False, {"model"}).passed  # no edge, yet the model is served
+    assert not ok("baseline:momentum_20d", True, {"baseline:momentum_20d"}).passed
+    assert not ok("buy_and_hold", False, {"buy_and_hold"}).passed  # not named as a baseline
+    assert not ok("model", True, {"model", "baseline:majority"}).passed
