@@ -302,19 +302,6 @@ def _cutoffs(frame: pl.DataFrame) -> list[date]:
     return sorted({dates[dates.len() // 2], dates[-1]})
 
 
-class EthMarketAsof(fchecks.pa.DataFrameModel):
-    """Every symbol on the spine: nothing from after the decision, ages non-negative."""
-
-    date: pl.Date = fchecks.pa.Field(nullable=False)
-    symbol: str = fchecks.pa.Field(nullable=False)
-    age_hours: float = fchecks.pa.Field(nullable=True, ge=0)
-
-    @fchecks.pa.dataframe_check(name="one_row_per_day_and_symbol")
-    def one_row_per_day_and_symbol(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
-        """Day and symbol are a key."""
-        return data.lazyframe.select(~pl.struct("date", "symbol").is_duplicated())
-
-
 @_yearly_asset(
     deps=[MARKET_DAILY_TABLE],
     check_specs=partitioned([
@@ -341,7 +328,8 @@ def eth_market_asof(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materia
     _partition_metadata(context, frame)
     return dg.MaterializeResult(
         metadata={"run_rows": rows, "symbols": frame["symbol"].n_unique() if rows else 0},
-        check_results=[fchecks.schema_check("eth_market_asof_schema", frame, EthMarketAsof)])
+        check_results=[fchecks.schema_check("eth_market_asof_schema", frame,
+                                             fchecks.EthMarketAsof)])
 
 
 class LabelSettings(dg.Config):

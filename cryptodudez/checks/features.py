@@ -81,6 +81,19 @@ class EthFeatures(pa.DataFrameModel):
             [pl.col(c).is_null() | (pl.col(c) <= pl.col("at")) for c in cols] or [pl.lit(True)]))
 
 
+class EthMarketAsof(pa.DataFrameModel):
+    """Every symbol on the spine: nothing from after the decision, ages non-negative."""
+
+    date: pl.Date = pa.Field(nullable=False)
+    symbol: str = pa.Field(nullable=False)
+    age_hours: float = pa.Field(nullable=True, ge=0)
+
+    @pa.dataframe_check(name="one_row_per_day_and_symbol")
+    def one_row_per_day_and_symbol(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """Day and symbol are a key."""
+        return data.lazyframe.select(~pl.struct("date", "symbol").is_duplicated())
+
+
 def schema_failures(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> pl.DataFrame:
     """Pandera's failure cases of ``frame`` (empty when every row conforms)."""
     try:

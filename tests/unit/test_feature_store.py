@@ -7,7 +7,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cryptodudez.assets.eth import EthMarketAsof
 from cryptodudez.checks import features as fchecks
 from cryptodudez.features import build, guard, labels, markets, store, tweets
 from cryptodudez.features.labels import LabelConfig
@@ -336,9 +335,9 @@ def test_schema_checks_fail_on_planted_rows() -> None:
 
     built = build.build_all(src, with_text=False)
     asof = store.market_asof(built.spine, built.market_daily)
-    assert fchecks.schema_check("a", asof, EthMarketAsof).passed
+    assert fchecks.schema_check("a", asof, fchecks.EthMarketAsof).passed
     doubled = pl.concat([asof, asof.head(1)])
-    assert not fchecks.schema_check("a", doubled, EthMarketAsof).passed
+    assert not fchecks.schema_check("a", doubled, fchecks.EthMarketAsof).passed
 
 
 def test_the_lookahead_check_fails_on_any_leak_and_without_a_cutoff() -> None:
