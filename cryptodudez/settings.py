@@ -2,7 +2,8 @@
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -21,6 +22,9 @@ class Settings:
         glue_database: ``CRYPTODUDEZ_GLUE_DATABASE``: Glue database of an S3 lake.
         dagster_home: ``DAGSTER_HOME``: Dagster's run and event storage (default
             ``.dagster/`` in the project).
+        coingecko_env: the ``COINGECKO_*`` variables (mode, key, key type, base URL,
+            recording): offline twin unless a key or ``COINGECKO_MODE=live`` says otherwise.
+            Kept out of ``repr`` (it may hold the API key).
     """
 
     lake: str
@@ -28,6 +32,7 @@ class Settings:
     region: str = "us-east-1"
     glue_database: str = "cryptodudez"
     dagster_home: str = str(PROJECT_DIR / ".dagster")
+    coingecko_env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_production(self) -> bool:
@@ -55,4 +60,5 @@ class Settings:
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             glue_database=env.get("CRYPTODUDEZ_GLUE_DATABASE") or "cryptodudez",
             dagster_home=env.get("DAGSTER_HOME") or str(PROJECT_DIR / ".dagster"),
+            coingecko_env={k: v for k, v in env.items() if k.startswith("COINGECKO_")},
         )

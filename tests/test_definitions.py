@@ -6,6 +6,7 @@ import sys
 import dagster as dg
 
 from cryptodudez.definitions import build_definitions
+from cryptodudez.resources.coingecko import HttpCoinGecko, OfflineCoinGecko
 from cryptodudez.resources.metastore import DuckDBMetastore, GlueMetastore
 from cryptodudez.settings import Settings
 from scripts.asset_graph import OUT, render
@@ -26,6 +27,18 @@ def test_local_and_production_definitions_validate(tmp_path) -> None:
     prod = build_definitions(Settings(lake="s3://bucket/lake", endpoint_url="http://127.0.0.1:1"))
     dg.Definitions.validate_loadable(prod)
     assert isinstance(prod.resources["metastore"], GlueMetastore)
+
+
+def test_coingecko_is_offline_unless_a_key_or_live_mode_is_set(tmp_path) -> None:
+    lake = str(tmp_path / "lake")
+    offline = build_definitions(Settings.from_env({"CRYPTODUDEZ_LAKE": lake}))
+    assert isinstance(offline.resources["coingecko"], OfflineCoinGecko)
+    assert offline.resources["coingecko"].coins_list()  # the shipped recording, no network
+    live = Settings.from_env({"CRYPTODUDEZ_LAKE": lake, "COINGECKO_API_KEY": "secret-key-1"})
+    assert isinstance(build_definitions(live).resources["coingecko"], HttpCoinGecko)
+    assert "secret-key-1" not in repr(live)
+    forced = Settings.from_env({"CRYPTODUDEZ_LAKE": lake, "COINGECKO_MODE": "live"})
+    assert isinstance(build_definitions(forced).resources["coingecko"], HttpCoinGecko)
 
 
 def test_asset_graph_and_checks() -> None:

@@ -2,15 +2,20 @@
 
 from typing import Any
 
+from cryptodudez.resources.coingecko import CoinGecko, build_coingecko
 from cryptodudez.resources.lake import Lake
 from cryptodudez.resources.metastore import DuckDBMetastore, GlueMetastore, Metastore
 from cryptodudez.settings import Settings
 
-__all__ = ["Lake", "Metastore", "build_resources"]
+__all__ = ["CoinGecko", "Lake", "Metastore", "build_resources"]
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
-    """The complete resource set for ``settings``: local (folder + DuckDB) or S3 + Glue."""
+    """The complete resource set for ``settings``: local (folder + DuckDB) or S3 + Glue.
+
+    CoinGecko is chosen apart from the lake: the offline twin (recorded answers) unless
+    ``COINGECKO_API_KEY`` or ``COINGECKO_MODE=live`` selects the HTTP client.
+    """
     lake = Lake(uri=settings.lake, endpoint_url=settings.endpoint_url,
                 region_name=settings.region)
     metastore: Metastore
@@ -20,4 +25,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                                   endpoint_url=settings.endpoint_url)
     else:
         metastore = DuckDBMetastore(path=lake.path("catalog.duckdb"))
-    return {"lake": lake, "metastore": metastore}
+    return {"lake": lake, "metastore": metastore,
+            "coingecko": build_coingecko(settings.coingecko_env)}

@@ -80,8 +80,9 @@ PLAN_ERROR_CODES: dict[int, str] = {
 }
 PLAN_STATUSES = frozenset({401, 402, 403})
 MAX_BODY_BYTES = 64 * 1024 * 1024  # /coins/list is about 2 MB
-DEFAULT_RECORDING = (PROJECT_DIR.parent / "shared" / "data" / "coingecko"
-                     / "bitcoin_usd_daily_2022Q1.csv")
+# The real CoinGecko answer for Bitcoin, 2022-01-01..2022-04-02 (the shared data's file),
+# shipped with the project so the offline twin works on a fresh clone.
+DEFAULT_RECORDING = PROJECT_DIR / "samples" / "coingecko_bitcoin_usd_daily_2022Q1.csv"
 
 # What build_coingecko reads.
 ENV_MODE = "COINGECKO_MODE"            # live | offline; default: live when a key is set
