@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote_plus
 
 import msgspec
@@ -30,6 +31,7 @@ from cryptodudez.storage import LakeStorage
 from serving.eth_signal import PATH as SIGNAL_PATH
 from serving.eth_signal import BadDate, eth_signal, signal_get
 from serving.model_store import MODEL_NAME, ModelStore
+from serving.polling import PollingStore
 from serving.signal_store import SignalStore
 
 PARAMETERS = ("vol_moving_avg", "adj_close_rolling_med")
@@ -231,25 +233,23 @@ def create_app(settings: ServingSettings) -> Litestar:
     lake = LakeStorage(settings.lake, endpoint_url=settings.endpoint_url,
                        region_name=settings.region)
 
-    @asynccontextmanager
-    async def model_store(app: Litestar) -> AsyncIterator[None]:
-        store = ModelStore(lake, poll_seconds=settings.poll_seconds)
-        store.start()
-        app.state.store = store
-        try:
-            yield
-        finally:
-            await store.stop()
+    def lifespan(attribute: str, store: PollingStore[Any]) -> Callable[[Litestar], Any]:
+        """Open ``store`` on ``app.state.<attribute>`` for the app's life."""
 
-    @asynccontextmanager
-    async def signal_store(app: Litestar) -> AsyncIterator[None]:
-        store = SignalStore(lake, poll_seconds=settings.poll_seconds)
-        store.start()
-        app.state.signal_store = store
-        try:
-            yield
-        finally:
-            await store.stop()
+        @asynccontextmanager
+        async def run(app: Litestar) -> AsyncIterator[None]:
+            store.start()
+            setattr(app.state, attribute, store)
+            try:
+                yield
+            finally:
+                await store.stop()
+
+        return run
+
+    model_store = lifespan("store", ModelStore(lake, poll_seconds=settings.poll_seconds))
+    signal_store = lifespan("signal_store",
+                            SignalStore(lake, poll_seconds=settings.poll_seconds))
 
     return Litestar(
         route_handlers=[predict_get, predict_head, health_get, health_head, signal_get,

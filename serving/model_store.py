@@ -8,17 +8,14 @@ Only light modules are imported here (the lake as plain files, the lookup table)
 API worker never loads Dagster, polars or scikit-learn.
 """
 
-import asyncio
-import contextlib
 import json
-import logging
 from dataclasses import dataclass
 
 from cryptodudez.storage import MODELS, LakeStorage
 from cryptodudez.transforms.lookup import LookupModel
+from serving.polling import PollingStore
 
 MODEL_NAME = "volume_model"
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,14 +26,14 @@ class ServedModel:
     model: LookupModel
 
 
-class ModelStore:
+class ModelStore(PollingStore[ServedModel]):
     """Holds the current model; ``refresh`` loads a newer published version if any."""
 
+    name = MODEL_NAME
+
     def __init__(self, lake: LakeStorage, *, poll_seconds: float = 2.0) -> None:
+        super().__init__(poll_seconds=poll_seconds)
         self.lake = lake
-        self.poll_seconds = poll_seconds
-        self.current: ServedModel | None = None
-        self._task: asyncio.Task[None] | None = None
 
     def latest_version(self) -> str | None:
         """The version ``LATEST`` points at, or None before any model is published."""
@@ -49,34 +46,3 @@ class ModelStore:
         """Read one version's lookup table."""
         raw = self.lake.read_bytes(self.lake.path(MODELS, MODEL_NAME, version, "lookup.json"))
         return ServedModel(version, LookupModel.from_json(json.loads(raw)))
-
-    def refresh(self) -> bool:
-        """Swap to the latest published version; True when the model changed."""
-        version = self.latest_version()
-        if version is None or (self.current is not None and self.current.version == version):
-            return False
-        loaded = self.load(version)
-        self.current = loaded
-        log.info("serving %s version %s", MODEL_NAME, version)
-        return True
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_seconds)
-            try:
-                await asyncio.to_thread(self.refresh)
-            except (OSError, ValueError, KeyError):
-                log.exception("could not load the latest model; keeping %s",
-                              self.current.version if self.current else None)
-
-    def start(self) -> None:
-        """Load the latest model now and start polling for newer ones."""
-        self.refresh()
-        self._task = asyncio.get_running_loop().create_task(self._poll())
-
-    async def stop(self) -> None:
-        """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

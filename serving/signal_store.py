@@ -24,10 +24,8 @@ never loads Dagster, polars or scikit-learn.
 """
 
 import asyncio
-import contextlib
 import itertools
 import json
-import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -36,6 +34,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from cryptodudez.storage import MODELS
+from serving.polling import PollingStore
 
 SIGNAL_NAME = "eth_signal"
 SIGNALS_FILE = "signals.json"
@@ -50,7 +49,6 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fullmatch
 _INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z").fullmatch
 _INSTANT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _SUM_TOLERANCE = 1e-6
-log = logging.getLogger(__name__)
 
 
 class ReadableLake(Protocol):
@@ -259,36 +257,22 @@ def read_signals(lake: ReadableLake, version: str) -> ServedSignals:
                          latest=next(reversed(rows)))
 
 
-class SignalStore:
+class SignalStore(PollingStore[ServedSignals]):
     """Holds the current signal version; ``refresh`` loads a newer published one if any."""
 
+    name = SIGNAL_NAME
+
     def __init__(self, lake: ReadableLake, *, poll_seconds: float = 2.0) -> None:
+        super().__init__(poll_seconds=poll_seconds)
         self.lake = lake
-        self.poll_seconds = poll_seconds
-        self.current: ServedSignals | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    def refresh(self) -> bool:
-        """Swap to the latest published version; True when the version changed."""
-        version = latest_signal_version(self.lake)
-        if version is None or (self.current is not None and self.current.version == version):
-            return False
-        loaded = read_signals(self.lake, version)
-        self.current = loaded
-        log.info("serving %s version %s (%s)", SIGNAL_NAME, version, loaded.served)
-        return True
+    def latest_version(self) -> str | None:
+        """The version ``LATEST`` points at, or None before any signal is published."""
+        return latest_signal_version(self.lake)
 
-    def _refresh_or_keep(self) -> None:
-        try:
-            self.refresh()
-        except (OSError, ValueError, KeyError):
-            log.exception("could not load the latest %s; keeping %s", SIGNAL_NAME,
-                          self.current.version if self.current else None)
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_seconds)
-            await asyncio.to_thread(self._refresh_or_keep)
+    def load(self, version: str) -> ServedSignals:
+        """Read one version's signals, checked."""
+        return read_signals(self.lake, version)
 
     def start(self) -> None:
         """Load the latest version now and start polling for newer ones.
@@ -296,12 +280,5 @@ class SignalStore:
         Unlike the model store, a version that cannot be loaded at start does not stop the
         API: ``/signal/eth`` answers 503 until a good version is published.
         """
-        self._refresh_or_keep()
+        self.refresh_or_keep()
         self._task = asyncio.get_running_loop().create_task(self._poll())
-
-    async def stop(self) -> None:
-        """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

@@ -41,3 +41,12 @@ def raw_exchange(port: int, request: bytes, timeout: float = 10.0) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def split_response(answer: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """Status line, headers (lower-case names, without ``date``) and the bytes after them."""
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = dict(line.lower().split(b": ", 1) for line in lines)
+    headers.pop(b"date", None)
+    return status, headers, rest

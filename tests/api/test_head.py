@@ -8,7 +8,7 @@ from litestar.testing import TestClient
 from cryptodudez.resources.lake import Lake
 from cryptodudez.transforms.lookup import LookupModel
 from serving.app import ServingSettings, create_app
-from tests.api.live import LiveServer, raw_exchange
+from tests.api.live import LiveServer, raw_exchange, split_response
 
 PATHS = [
     "/predict?vol_moving_avg=12345&adj_close_rolling_med=25",  # 200
@@ -47,24 +47,15 @@ def test_head_without_a_model_is_503_like_get(lake: Lake) -> None:
         assert health.content == b""
 
 
-def _split(answer: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
-    """Status line, headers (lower-case names, without ``date``) and the bytes after them."""
-    head, _, rest = answer.partition(b"\r\n\r\n")
-    status, *lines = head.split(b"\r\n")
-    headers = dict(line.lower().split(b": ", 1) for line in lines)
-    headers.pop(b"date", None)
-    return status, headers, rest
-
-
 def test_head_over_real_http_sends_no_body(lake: Lake, model: LookupModel) -> None:
     app = create_app(ServingSettings(lake=lake.uri, poll_seconds=60))
     with LiveServer(app) as base:
         port = int(base.rsplit(":", 1)[1])
         for path in PATHS:
             request = f"{{}} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-            get_status, get_headers, get_body = _split(
+            get_status, get_headers, get_body = split_response(
                 raw_exchange(port, request.format("GET").encode()))
-            head_status, head_headers, head_body = _split(
+            head_status, head_headers, head_body = split_response(
                 raw_exchange(port, request.format("HEAD").encode()))
             assert head_status == get_status, path
             assert get_status.split()[1] in (b"200", b"400"), path

@@ -29,7 +29,7 @@ from serving.signal_store import (
     read_signals,
     write_signals,
 )
-from tests.api.live import LiveServer, raw_exchange
+from tests.api.live import LiveServer, raw_exchange, split_response
 from tests.api.test_light_workers import HEAVY
 from tests.helpers import publish, publish_signals
 
@@ -165,15 +165,6 @@ def test_predict_and_health_are_unchanged_beside_the_signal(http: httpx.Client) 
         == 200  # /predict ignores date, as /signal/eth ignores its parameters
 
 
-def _split(answer: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
-    """Status line, headers (lower-case names, without ``date``) and the bytes after them."""
-    head, _, rest = answer.partition(b"\r\n\r\n")
-    status, *lines = head.split(b"\r\n")
-    headers = dict(line.lower().split(b": ", 1) for line in lines)
-    headers.pop(b"date", None)
-    return status, headers, rest
-
-
 @pytest.mark.parametrize(("path", "status"), [
     ("/signal/eth", b"200"),
     ("/signal/eth?date=2021-01-02", b"200"),
@@ -184,8 +175,9 @@ def test_head_is_get_without_the_body(http: httpx.Client, path: str, status: byt
     port = http.base_url.port
     assert port is not None
     request = f"{{}} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    get_status, get_headers, get_body = _split(raw_exchange(port, request.format("GET").encode()))
-    head_status, head_headers, head_body = _split(
+    get_status, get_headers, get_body = split_response(
+        raw_exchange(port, request.format("GET").encode()))
+    head_status, head_headers, head_body = split_response(
         raw_exchange(port, request.format("HEAD").encode()))
     assert get_status.split()[1] == status
     assert head_status == get_status
@@ -261,7 +253,7 @@ def test_a_version_that_cannot_be_loaded_leaves_the_served_one(
     broken = {**good, "version": "v2", "model_version": "v2",
               "rows": [{**good["rows"][0], "action": "moon"}]}
     app = create_app(ServingSettings(lake=lake.uri, poll_seconds=0.05))
-    with caplog.at_level(logging.ERROR, logger="serving.signal_store"), LiveServer(app) as base, \
+    with caplog.at_level(logging.ERROR, logger="serving.polling"), LiveServer(app) as base, \
             httpx.Client(base_url=base, timeout=60.0) as http:
         assert http.get("/signal/eth").json() == expected(old[-1])
         lake.write_bytes(lake.path(MODELS, "eth_signal", "v2", "signals.json"),
