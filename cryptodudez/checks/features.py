@@ -20,6 +20,7 @@ from cryptodudez.features.tweets import ACTIVITY
 
 if TYPE_CHECKING:
     from cryptodudez.features.labels import LabelConfig
+    from serving.signal_store import ServedSignals
 
 UTC_STAMP = pl.Datetime(time_unit="us", time_zone="UTC")
 
@@ -270,9 +271,25 @@ def labels_check(wrong: pl.DataFrame | None, labels: "LabelConfig") -> dg.AssetC
                   "sample": dg.MetadataValue.md(markdown_table(wrong.head(5)))})
 
 
-def served_verdict_check(served: str, edge: bool, sources: set[str]) -> dg.AssetCheckResult:
-    """The published signal is the model exactly when it has an edge, else a named baseline."""
-    follows = (served == "model") == edge and (edge or served.startswith("baseline:"))
+def served_verdict_check(verdict: dict[str, Any],
+                         published: "ServedSignals") -> dg.AssetCheckResult:
+    """The published signal is the model exactly when the evaluation found an edge.
+
+    ``published`` is the version as the API reads it back; without an edge it must name the
+    best baseline (``baseline:<name>``), and every row must come from it.
+    """
+    edge = bool(verdict["edge"])
+    expected = "model" if edge else f"baseline:{verdict['best_baseline']}"
     return dg.AssetCheckResult(
-        check_name="eth_signal_serves_the_verdict", passed=follows and sources == {served},
-        metadata={"served": served, "edge": edge, "row_sources": ", ".join(sorted(sources))})
+        check_name="eth_signal_serves_the_verdict", passed=published.served == expected,
+        metadata={"published": published.served, "expected": expected, "edge": edge,
+                  "rows": len(published.rows)})
+
+
+def eth_close_range(crypto: pl.LazyFrame) -> tuple[date | None, date | None]:
+    """ETH's first and last close day in the validated coin table."""
+    days = crypto.filter((pl.col("Symbol") == "ETH") & (pl.col("Close") > 0)).select(
+        pl.col("Date").cast(pl.String).str.slice(0, 10).str.to_date().alias("d"))
+    lo, hi = days.select(pl.col("d").min().alias("lo"), pl.col("d").max().alias("hi")
+                         ).collect().row(0)
+    return lo, hi

@@ -33,6 +33,19 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _finished(figure: Figure, ax: Any, *, title: str, ylabel: str, log_scale: bool) -> bytes:
+    """Title, axis label, grid, legend and date ticks shared by every chart; the PNG."""
+    ax.set_title(title)
+    ax.set_ylabel(f"{ylabel} (log scale)" if log_scale else ylabel)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    return _png(figure)
+
+
 def price_with_signals(
     dates: Sequence[Any] | Iterable[Any],
     close: Sequence[float] | Iterable[float],
@@ -66,15 +79,7 @@ def price_with_signals(
         days = [i for i, x in enumerate(a) if x == action]
         ax.scatter([d[i] for i in days], [c[i] for i in days], marker=marker, color=colour,
                    s=24, zorder=3, label=action)
-    ax.set_title(title)
-    ax.set_ylabel("close (log scale)" if log_scale else "close")
-    if log_scale:
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    return _png(figure)
+    return _finished(figure, ax, title=title, ylabel="close", log_scale=log_scale)
 
 
 def equity_curves(
@@ -103,12 +108,5 @@ def equity_curves(
         if len(d) != len(e):
             raise ValueError(f"{name}: dates and equity differ in length")
         ax.plot(d, e, linewidth=1.0, label=name)
-    ax.set_yscale("log")
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_title(title)
-    ax.set_ylabel("equity (log scale)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    return _png(figure)
+    return _finished(figure, ax, title=title, ylabel="equity", log_scale=True)

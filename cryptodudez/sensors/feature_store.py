@@ -20,6 +20,7 @@ from cryptodudez.jobs import (
     feature_store_job,
     ingest_job,
 )
+from cryptodudez.sensors.changes import table_changes
 from cryptodudez.sensors.stock_pipeline import RANGE_END, RANGE_START
 
 FEATURE_TABLES = {"tweets": timedelta(0), "crypto_prices": LOOKBACK, "stock_prices": LOOKBACK}
@@ -33,22 +34,15 @@ def touched_days(instance: dg.DagsterInstance, run_id: str) -> tuple[date, date]
     """
     lo: date | None = None
     hi: date | None = None
-    records = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    for record in records:
-        mat = record.asset_materialization
-        if mat is None or mat.asset_key.path[-1] not in FEATURE_TABLES:
+    for change in table_changes(instance, run_id):
+        if change.table not in FEATURE_TABLES:
             continue
-        meta = {k: v.value for k, v in mat.metadata.items()}
-        if meta.get("unchanged"):
-            continue
-        if not meta.get("dagster/row_count") and not meta.get("rows_superseded"):
-            continue
-        reach = FEATURE_TABLES[mat.asset_key.path[-1]]
-        first = date.fromisoformat(str(meta.get("date_min") or FIRST_DAY)[:10])
-        last = date.fromisoformat(str(meta.get("date_max") or date.max.isoformat())[:10])
-        if meta.get("rows_superseded"):
+        reach = FEATURE_TABLES[change.table]
+        if change.superseded:
             first, last = date.fromisoformat(FIRST_DAY), date.max
+        else:
+            first = date.fromisoformat(change.date_min or FIRST_DAY)
+            last = date.fromisoformat(change.date_max) if change.date_max else date.max
         last = date.max if last > date.max - reach else last + reach
         lo = first if lo is None else min(lo, first)
         hi = last if hi is None else max(hi, last)

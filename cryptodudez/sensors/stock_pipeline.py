@@ -6,6 +6,7 @@ import dagster as dg
 
 from cryptodudez.assets.stocks import FIRST_YEAR
 from cryptodudez.jobs import INGEST_JOB, ingest_job, stock_pipeline_job
+from cryptodudez.sensors.changes import table_changes
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -18,22 +19,11 @@ def changed_stock_dates(instance: dg.DagsterInstance, run_id: str) -> str | None
     dates it affected are no longer known from what it wrote.
     """
     earliest: str | None = None
-    records = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-    ).records
-    for record in records:
-        mat = record.asset_materialization
-        if mat is None or mat.asset_key != dg.AssetKey("stock_prices"):
+    for change in table_changes(instance, run_id):
+        if change.table != "stock_prices":
             continue
-        meta = {k: v.value for k, v in mat.metadata.items()}
-        if meta.get("unchanged"):
-            continue
-        rows, superseded = meta.get("dagster/row_count", 0), meta.get("rows_superseded", 0)
-        if not rows and not superseded:
-            continue
-        first = str(meta.get("date_min") or f"{FIRST_YEAR}-01-01")
-        if superseded:
-            first = f"{FIRST_YEAR}-01-01"
+        first = f"{FIRST_YEAR}-01-01" if change.superseded or not change.date_min \
+            else change.date_min
         earliest = first if earliest is None else min(earliest, first)
     return earliest
 

@@ -168,12 +168,16 @@ def test_the_sensor_asks_for_the_days_a_landing_touched(built: Built) -> None:
     assert prices is not None and prices[1] == date(2021, 7, 6) + LOOKBACK
 
 
-def test_stock_sample_only_lake_has_no_eth_rows(tmp_path: Path) -> None:
+def test_an_empty_lake_fails_the_feature_checks_as_nothing_to_check(tmp_path: Path) -> None:
     defs = build_definitions(Settings(lake=str(tmp_path / "lake"),
                                       dagster_home=str(tmp_path / "dh")))
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("feature_store").execute_in_process(
             instance=instance, run_config=QUIET, raise_on_error=False,
             tags={RANGE_START: "2021", RANGE_END: "2021"})
-    # nothing has landed: the views have no rows and their checks say so (never a pass)
+    # nothing has landed: no rows, and a check with nothing to check fails (never a pass)
     assert not result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    schema = evaluations["tweet_daily_schema"]
+    assert not schema.passed
+    assert schema.metadata["rows"].value == 0

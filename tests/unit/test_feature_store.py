@@ -347,10 +347,27 @@ def test_the_lookahead_check_fails_on_any_leak_and_without_a_cutoff() -> None:
 
 
 def test_the_served_signal_check_follows_the_verdict() -> None:
+    from serving.signal_store import ServedSignals  # noqa: PLC0415
+
+    def published(served: str) -> ServedSignals:
+        return ServedSignals(version="v1", served=served, rows={}, first=date(2021, 1, 1),
+                             latest=date(2021, 1, 1))
+
+    no_edge = {"edge": False, "best_baseline": "buy_and_hold"}
+    edge = {"edge": True, "best_baseline": "buy_and_hold"}
     ok = fchecks.served_verdict_check
-    assert ok("baseline:buy_and_hold", False, {"baseline:buy_and_hold"}).passed
-    assert ok("model", True, {"model"}).passed
-    assert not ok("model", False, {"model"}).passed  # no edge, yet the model is served
-    assert not ok("baseline:momentum_20d", True, {"baseline:momentum_20d"}).passed
-    assert not ok("buy_and_hold", False, {"buy_and_hold"}).passed  # not named as a baseline
-    assert not ok("model", True, {"model", "baseline:majority"}).passed
+    assert ok(no_edge, published("baseline:buy_and_hold")).passed
+    assert ok(edge, published("model")).passed
+    assert not ok(no_edge, published("model")).passed  # no edge, yet the model is served
+    assert not ok(edge, published("baseline:buy_and_hold")).passed
+    assert not ok(no_edge, published("baseline:momentum_20d")).passed  # not the best one
+
+
+def test_eth_close_range_reads_the_table_not_the_spine() -> None:
+    rows = crypto_rows(days=30)
+    assert fchecks.eth_close_range(rows.lazy()) == (date(2020, 1, 1), date(2020, 1, 30))
+    # a spine that lost its last day fails against the table's range
+    spine = markets.eth_spine(rows.lazy()).head(29)
+    first, last = fchecks.eth_close_range(rows.lazy())
+    assert not fchecks.spine_check(spine, first, last, date(2020, 1, 1),
+                                   date(2020, 2, 1)).passed

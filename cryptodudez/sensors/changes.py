@@ -1,0 +1,48 @@
+"""What an ingest run changed, per table, read from its recorded materialisations.
+
+The run-status sensors (stock pipeline, feature store) and the CLI's replay of them decide
+what to recompute from this one reading.
+"""
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+
+@dataclass(frozen=True)
+class TableChange:
+    """One table's change in an ingest run.
+
+    Attributes:
+        table: the table's asset name.
+        date_min: the first day of the rows written (``YYYY-MM-DD``), None when unknown.
+        date_max: the last day of the rows written, None when unknown.
+        superseded: rows of earlier deliveries were replaced or removed, so the days they
+            were about are no longer known.
+    """
+
+    table: str
+    date_min: str | None
+    date_max: str | None
+    superseded: bool
+
+
+def table_changes(instance: dg.DagsterInstance, run_id: str) -> list[TableChange]:
+    """The tables an ingest run changed (a file whose rows were unchanged changes nothing)."""
+    changes = []
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    for record in records:
+        mat = record.asset_materialization
+        if mat is None:
+            continue
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        rows, superseded = meta.get("dagster/row_count", 0), meta.get("rows_superseded", 0)
+        if meta.get("unchanged") or (not rows and not superseded):
+            continue
+        changes.append(TableChange(
+            table=mat.asset_key.path[-1],
+            date_min=str(meta["date_min"])[:10] if meta.get("date_min") else None,
+            date_max=str(meta["date_max"])[:10] if meta.get("date_max") else None,
+            superseded=bool(superseded)))
+    return changes
