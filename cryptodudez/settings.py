@@ -25,6 +25,9 @@ class Settings:
         coingecko_env: the ``COINGECKO_*`` variables (mode, key, key type, base URL,
             recording): offline twin unless a key or ``COINGECKO_MODE=live`` says otherwise.
             Kept out of ``repr`` (it may hold the API key).
+        warehouse: ``CRYPTODUDEZ_WAREHOUSE``: the DuckDB file of result tables (default
+            ``<lake>/warehouse.duckdb`` for a local lake, ``<project>/warehouse.duckdb`` for
+            an S3 lake, since DuckDB writes a local file).
     """
 
     lake: str
@@ -33,6 +36,16 @@ class Settings:
     glue_database: str = "cryptodudez"
     dagster_home: str = str(PROJECT_DIR / ".dagster")
     coingecko_env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    warehouse: str = ""
+
+    @property
+    def warehouse_path(self) -> str:
+        """The warehouse file: ``warehouse`` if set, else the default for the lake."""
+        if self.warehouse:
+            return self.warehouse
+        if self.is_production:
+            return str(PROJECT_DIR / "warehouse.duckdb")
+        return str(Path(self.lake) / "warehouse.duckdb")
 
     @property
     def is_production(self) -> bool:
@@ -61,4 +74,6 @@ class Settings:
             glue_database=env.get("CRYPTODUDEZ_GLUE_DATABASE") or "cryptodudez",
             dagster_home=env.get("DAGSTER_HOME") or str(PROJECT_DIR / ".dagster"),
             coingecko_env={k: v for k, v in env.items() if k.startswith("COINGECKO_")},
+            warehouse=str(Path(env["CRYPTODUDEZ_WAREHOUSE"]).expanduser().absolute())
+            if env.get("CRYPTODUDEZ_WAREHOUSE") else "",
         )

@@ -9,10 +9,7 @@ Glue tables of the same names, so Athena can query both.
 
 import contextlib
 import hashlib
-import os
 import re
-import shutil
-import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +21,7 @@ import polars as pl
 from polars.datatypes import DataTypeClass
 from pydantic import PrivateAttr
 
-from cryptodudez.locks import file_lock
+from cryptodudez import duckfile
 from cryptodudez.resources.lake import Lake
 
 FILES_SCHEMA = {
@@ -153,38 +150,14 @@ class DuckDBMetastore(Metastore):
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        folder, name = os.path.split(self.path)
-        os.makedirs(folder or ".", exist_ok=True)
-        with file_lock(self.path + ".lock", timeout=self.lock_timeout_seconds):
-            tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-            if os.path.exists(self.path):
-                shutil.copyfile(self.path, tmp)
-            try:
-                con = duckdb.connect(tmp)
-                try:
-                    con.execute(_DDL)
-                    yield con
-                    con.execute("CHECKPOINT")
-                finally:
-                    con.close()
-                with open(tmp, "rb") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            finally:
-                for leftover in (tmp, tmp + ".wal"):
-                    if os.path.exists(leftover):
-                        os.unlink(leftover)
+        with duckfile.writing(self.path, ddl=_DDL,
+                              lock_timeout=self.lock_timeout_seconds) as con:
+            yield con
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if not os.path.exists(self.path):
-            with self._writing():
-                pass
-        con = _connect_read_only(self.path)
-        try:
+        with duckfile.reading(self.path, ddl=_DDL) as con:
             yield con
-        finally:
-            con.close()
 
     def record_files(self, files: pl.DataFrame, columns: pl.DataFrame) -> None:
         """Upsert rows keyed by (uri, sha256) in one transaction."""
@@ -260,22 +233,6 @@ class DuckDBMetastore(Metastore):
     def _query(self, sql: str) -> pl.DataFrame:
         with self._reading() as con:
             return con.sql(sql).pl()
-
-
-def _connect_read_only(path: str, *, attempts: int = 40) -> duckdb.DuckDBPyConnection:
-    """A read-only connection; retried briefly while another process holds a write lock.
-
-    Only a process that opened the catalogue read-write (the platform never does) can hold
-    it; after about 10 s the error names the file.
-    """
-    for attempt in range(attempts):
-        try:
-            return duckdb.connect(path, read_only=True)
-        except duckdb.IOException:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.25)
-    raise AssertionError  # unreachable
 
 
 _GLUE_TYPES: dict[DataTypeClass, str] = {
