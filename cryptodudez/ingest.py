@@ -29,7 +29,8 @@ import polars as pl
 
 from cryptodudez.archives import Member, Unpacked, member_uri, unpack
 from cryptodudez.datasets import csv as csvframe
-from cryptodudez.datasets.registry import DatasetSpec, closest, recognise
+from cryptodudez.datasets import jsonl
+from cryptodudez.datasets.registry import DatasetSpec, closest, recognise, recognise_fields
 
 QUARANTINE_SCHEMA = {
     "source": pl.String,
@@ -454,6 +455,8 @@ def _ingest_spec(members: list[Member], spec: DatasetSpec, header: list[str]) ->
     Members whose bytes make a read, a conversion or a validation fail are rejected whole,
     each on its own, with the error as the reason; every other member is ingested.
     """
+    if spec.is_json_lines:
+        return _ingest_jsonl(members, spec)
     outcomes = []
     rest = members
     if spec.typed is not None:
@@ -529,6 +532,59 @@ def _records_read(members: Sequence[Member], records: pl.DataFrame) -> dict[str,
             for sid, m in enumerate(members)}
 
 
+def _value_rejects(body: pl.DataFrame, spec: DatasetSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows that pass the schema and are first with their key, and why the others fail.
+
+    The second frame holds ``sid``, ``line`` and ``reason`` (every reason of a row, joined).
+    """
+    failures = _schema_failures(body.drop("__sid"), spec)
+    dups = _duplicates_within_file(body, spec.key)
+    rejected = pl.concat([failures, dups])
+    if not rejected.height:
+        return body, pl.DataFrame(schema={"sid": pl.Int64, "line": pl.Int64,
+                                          "reason": pl.String})
+    rejected = rejected.group_by("index").agg(pl.col("reason").str.join("; "))
+    ok_mask = ~pl.int_range(body.height, dtype=pl.Int64, eager=True).is_in(
+        rejected["index"].implode()
+    )
+    row_rejects = body.select(sid="__sid", line="_line").with_row_index("index").with_columns(
+        pl.col("index").cast(pl.Int64)
+    ).join(rejected, on="index", how="inner").drop("index")
+    return body.filter(ok_mask), row_rejects
+
+
+def _ingest_jsonl(members: list[Member], spec: DatasetSpec) -> _SpecOutcome:
+    """Strict per-line decoding, conversion and validation of JSON-lines members.
+
+    A line that does not decode into the dataset's struct, converts with a reason, fails the
+    schema or repeats a key of its member is quarantined with its line number and text.
+    """
+    decoded = jsonl.decode_members([m.data for m in members], [m.uri for m in members],
+                                   spec.record_type, spec.record_schema)
+    typed = spec.convert(decoded.rows).with_columns(__sid=decoded.rows["__sid"])
+    parse_ok = typed["_parse_error"].is_null()
+    parse_rejects = typed.filter(~parse_ok).select(sid="__sid", line="_line",
+                                                   reason="_parse_error")
+    body, row_rejects = _value_rejects(typed.filter(parse_ok).drop("_parse_error"), spec)
+    value_rejects = pl.concat([row_rejects, parse_rejects])
+    lines = {sid: m.data.split(b"\n") for sid, m in enumerate(members)
+             if sid in set(value_rejects["sid"].to_list())}
+    value_rejects = value_rejects.with_columns(raw=pl.Series(
+        [jsonl.line_text(lines[sid][line - 1]) for sid, line in
+         value_rejects.select("sid", "line").iter_rows()], dtype=pl.String))
+    uris = pl.Series([m.uri for m in members], dtype=pl.String)
+    quarantined = pl.concat([decoded.rejects, value_rejects.select("sid", "line", "raw", "reason")]
+                            ).sort("sid", "line")
+    quarantined = quarantined.select(source=uris.gather(quarantined["sid"]), line="line",
+                                     raw="raw", reason="reason")
+    columns = pl.DataFrame(
+        [(m.uri, i, name, str(dtype)) for m in members
+         for i, (name, dtype) in enumerate(spec.record_schema.items())],
+        schema=COLUMN_SCHEMA, orient="row")
+    return _SpecOutcome(body.drop("__sid"), quarantined, columns,
+                        {m.uri: n for m, n in zip(members, decoded.read, strict=True)})
+
+
 def _ingest_exact(members: list[Member], spec: DatasetSpec, header: list[str]) -> _SpecOutcome:
     """Exact framing, conversion and validation, naming every reject's line and reason."""
     uris = pl.Series("source", [m.uri for m in members], dtype=pl.String)
@@ -555,22 +611,7 @@ def _ingest_exact(members: list[Member], spec: DatasetSpec, header: list[str]) -
     parse_rejects = typed.filter(~parse_ok).select(
         sid="__sid", line="_line", reason="_parse_error"
     )
-    body = typed.filter(parse_ok).drop("_parse_error")
-    failures = _schema_failures(body.drop("__sid"), spec)
-    dups = _duplicates_within_file(body, spec.key)
-    rejected = pl.concat([failures, dups])
-    if rejected.height:
-        rejected = rejected.group_by("index").agg(pl.col("reason").str.join("; "))
-        ok_mask = ~pl.int_range(body.height, dtype=pl.Int64, eager=True).is_in(
-            rejected["index"].implode()
-        )
-        row_rejects = body.select(sid="__sid", line="_line").with_row_index("index").with_columns(
-            pl.col("index").cast(pl.Int64)
-        ).join(rejected, on="index", how="inner").drop("index")
-        body = body.filter(ok_mask)
-    else:
-        row_rejects = pl.DataFrame(schema={"sid": pl.Int64, "line": pl.Int64,
-                                           "reason": pl.String})
+    body, row_rejects = _value_rejects(typed.filter(parse_ok).drop("_parse_error"), spec)
     rejects = pl.concat([row_rejects, parse_rejects])
     packed = (pl.col("sid") * 2**32 + pl.col("line")).alias("_k")
     wanted = rejects.select(packed)["_k"]
@@ -619,12 +660,47 @@ class _Rejection:
     rows: int = 0
 
 
+def _recognise_json_lines(
+        m: Member, specs: Sequence[DatasetSpec]) -> tuple[DatasetSpec, list[str]] | _Rejection:
+    """The JSON-lines dataset most of a member's first lines have the fields of."""
+    samples = jsonl.sample_fields(m.data)
+    spec = recognise_fields(samples, specs)
+    if spec is not None:
+        return spec, list(spec.header)
+    rows = jsonl.records_read(m.data)
+    first = jsonl.line_text(m.data[:2000].split(b"\n", 1)[0])
+    candidates = [s for s in specs if s.is_json_lines]
+    if not samples:
+        return _Rejection(UNRECOGNISED_TABLE, "JSON lines, but none of the first "
+                          f"{jsonl.SAMPLE_LINES} lines is a JSON object", first, rows=rows)
+    fields = max(set(samples), key=samples.count)
+    if candidates:
+        near, score = closest(fields, candidates)
+        if score >= 0.5:
+            missing = sorted(set(near.header) - set(fields))
+            extra = sorted(set(fields) - set(near.header))
+            return _Rejection(near.table, f"schema drift from dataset {near.name}: missing "
+                                          f"{missing}, unexpected {extra}",
+                              first, near.name, rows)
+    return _Rejection(UNRECOGNISED_TABLE,
+                      f"JSON-lines fields match no known dataset: {list(fields)[:40]}",
+                      first, rows=rows)
+
+
 def _recognise_member(m: Member,
                       specs: Sequence[DatasetSpec]) -> tuple[DatasetSpec, list[str]] | _Rejection:
     """The dataset of a member and its header, or why the member is rejected whole."""
     problem = _whole_file_problem(m.data)
     if problem:
         return _Rejection(UNRECOGNISED_TABLE, problem)
+    if jsonl.looks_like_json_lines(m.data):
+        return _recognise_json_lines(m, specs)
+    return _recognise_csv(m, [spec for spec in specs if not spec.is_json_lines])
+
+
+def _recognise_csv(m: Member,
+                   specs: Sequence[DatasetSpec]) -> tuple[DatasetSpec, list[str]] | _Rejection:
+    """The CSV dataset of a member by its header, or why the member is rejected whole."""
     first, rest = csvframe.split_head(m.data)
     if "\r" in first:
         spec = recognise(csvframe.header_of(first.partition("\r")[0]), specs)

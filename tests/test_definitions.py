@@ -8,7 +8,7 @@ import dagster as dg
 from cryptodudez.definitions import build_definitions
 from cryptodudez.resources.coingecko import HttpCoinGecko, OfflineCoinGecko
 from cryptodudez.resources.metastore import DuckDBMetastore, GlueMetastore
-from cryptodudez.settings import Settings
+from cryptodudez.settings import PROJECT_DIR, Settings
 from scripts.asset_graph import OUT, render
 
 
@@ -64,6 +64,10 @@ def test_settings_from_env_defaults_and_overrides(tmp_path) -> None:
                             "AWS_DEFAULT_REGION": "eu-west-1"})
     assert s3.is_production
     assert (s3.endpoint_url, s3.region) == ("http://x", "eu-west-1")
+    assert default.warehouse_path == default.lake + "/warehouse.duckdb"
+    assert s3.warehouse_path == str(PROJECT_DIR / "warehouse.duckdb")
+    chosen = Settings.from_env({"CRYPTODUDEZ_WAREHOUSE": str(tmp_path / "w.duckdb")})
+    assert chosen.warehouse_path == str(tmp_path / "w.duckdb")
 
 
 def test_asset_graph_document_is_generated_from_the_definitions() -> None:

@@ -40,6 +40,10 @@ _TABLE_DOCS = {
     "crypto_prices": "Daily coin prices in USD, one row per coin and day.",
     "tweets": "Canonical tweets from every tweet archive schema, one row per tweet id; "
               "the latest delivery wins.",
+    "coin_trades": "Coin trades (CryptoMood JSON lines), one row per trade uuid: coin, "
+                   "exchange, quote, ts (UTC), price, size, sequence, taker side.",
+    "tweet_sentiments": "Tweet sentiment scores (CryptoMood JSON lines): ts (UTC), the coins "
+                        "the tweet mentions, polarity (-1..1), text; one row per record.",
 }
 _EXTRA_CHECKS = {
     "stock_prices": [("security_name_known", False,
@@ -82,7 +86,8 @@ def _published_stats(lake: Lake, table: str, partition_key: str) -> table_checks
     """
     stats = table_checks.TableStats()
     for path in lake.partition_fragments(VALIDATED, table, partition_key):
-        stats.add_written(lake.read_parquet([path]), SPEC_BY_TABLE[table].schema)
+        spec = SPEC_BY_TABLE[table]
+        stats.add_written(lake.read_parquet([path]), spec.schema, spec.time_column)
     for path in lake.partition_fragments(QUARANTINE, table, partition_key):
         stats.add_quarantined(lake.read_parquet([path]))
     return stats

@@ -118,3 +118,58 @@ class Tweets(pa.DataFrameModel):
 
         strict = False
         coerce = False
+
+
+TAKER_SIDES = ("BUY", "SELL", "BUY_ESTIMATED", "SELL_ESTIMATED", "UNKNOWN")
+
+
+class CoinTrades(pa.DataFrameModel):
+    """Coin trades (CryptoMood), one row per trade uuid."""
+
+    uuid: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    coin: str = pa.Field(nullable=False, str_matches=r"^[A-Z0-9]{2,10}$")
+    exchange: str = pa.Field(nullable=False)
+    quote: str = pa.Field(nullable=False)
+    ts: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(nullable=False)
+    time_exchange: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(nullable=False)
+    price: float = pa.Field(nullable=False, gt=0, lt=1e12)
+    size: float = pa.Field(nullable=False, gt=0, lt=1e15)
+    sequence: pl.Int64 = pa.Field(nullable=False, ge=0)
+    taker_side: str = pa.Field(nullable=False, isin=TAKER_SIDES)
+    type: str = pa.Field(nullable=False, isin=["trade"])
+
+    @pa.dataframe_check(name="ts_not_in_future")
+    def ts_not_in_future(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """No trade is dated after today (UTC)."""
+        return data.lazyframe.select(pl.col("ts").dt.date().cast(pl.String) <= today_utc())
+
+    class Config:
+        """Lineage and the vendor's symbol_id are allowed."""
+
+        strict = False
+        coerce = False
+
+
+class TweetSentiments(pa.DataFrameModel):
+    """Tweet sentiments (CryptoMood), one row per record."""
+
+    sentiment_id: str = pa.Field(nullable=False, str_length={"min_value": 16, "max_value": 16})
+    ts: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(nullable=False)
+    polarity: float = pa.Field(nullable=False, ge=-1.0, le=1.0)
+    text: str = pa.Field(nullable=False)
+
+    @pa.dataframe_check(name="ts_not_in_future")
+    def ts_not_in_future(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """No sentiment is dated after today (UTC)."""
+        return data.lazyframe.select(pl.col("ts").dt.date().cast(pl.String) <= today_utc())
+
+    @pa.dataframe_check(name="names_a_coin")
+    def names_a_coin(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """Every sentiment names at least one coin (it counts for those coins only)."""
+        return data.lazyframe.select(pl.col("coins").list.len() > 0)
+
+    class Config:
+        """The coins list and lineage columns are allowed."""
+
+        strict = False
+        coerce = False

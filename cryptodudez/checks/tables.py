@@ -100,8 +100,12 @@ class TableStats:
     unknown_symbols: set[str] = field(default_factory=set)
     schema: pl.Schema | None = None
 
-    def add_written(self, frame: pl.DataFrame, schema: type[DataFrameModel]) -> None:
-        """Account for one fragment's rows and validate them (collected: values checked)."""
+    def add_written(self, frame: pl.DataFrame, schema: type[DataFrameModel],
+                    time_column: str | None = None) -> None:
+        """Account for one fragment's rows and validate them (collected: values checked).
+
+        ``time_column`` (the dataset's) gives the UTC days the rows are about.
+        """
         if frame.height == 0:
             return
         self.rows_written += frame.height
@@ -121,11 +125,11 @@ class TableStats:
                 sample = cases.select(pl.all().cast(pl.String)).head(SAMPLE)
                 self.failure_sample = pl.concat([self.failure_sample, sample],
                                                 how="diagonal_relaxed").head(SAMPLE)
-        stamp = "Date" if "Date" in frame.columns else (
-            "created_at" if "created_at" in frame.columns else None)
+        stamp = time_column if time_column in frame.columns else None
         if stamp is not None:  # the UTC days the rows are about (what the sensors need)
-            dates = (pl.col(stamp).cast(pl.String) if stamp == "Date"
-                     else pl.col(stamp).dt.date().cast(pl.String))
+            dates = (pl.col(stamp).dt.date().cast(pl.String)
+                     if isinstance(frame.schema[stamp], pl.Datetime)
+                     else pl.col(stamp).cast(pl.String))
             low, high = frame.select(dates.min().alias("lo"), dates.max().alias("hi")).row(0)
             if low is not None:
                 lows, highs = (self.date_range or (str(low), str(high)))

@@ -8,6 +8,7 @@ not change.
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pandera.polars as pa
 import polars as pl
@@ -48,6 +49,12 @@ class DatasetSpec:
         reference: a lookup table other tables of the same archive read (its members are
             ingested first).
         typed: the fast typed read for clean members, if the dataset has one.
+        record_type: for JSON-lines datasets, the strict ``msgspec`` struct of one line
+            (its fields are the dataset's ``header``); ``convert`` then takes the typed rows
+            (see :mod:`cryptodudez.datasets.jsonl`). None for CSV datasets.
+        record_schema: polars dtypes of ``record_type``'s fields, in order.
+        time_column: the column saying when a row happened (the UTC days a delivery is
+            about); None for reference tables.
     """
 
     name: str
@@ -60,10 +67,18 @@ class DatasetSpec:
     typed: TypedRead | None = None
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    record_type: Any = None
+    record_schema: dict[str, pl.DataType] = field(default_factory=dict)
+    time_column: str | None = None
+
+    @property
+    def is_json_lines(self) -> bool:
+        """True for a JSON-lines dataset (recognised by its fields, decoded line by line)."""
+        return self.record_type is not None
 
     def matches(self, columns: Sequence[str]) -> bool:
-        """True when a file's header is exactly this dataset's header."""
-        return tuple(columns) == self.header
+        """True when a CSV file's header is exactly this dataset's header."""
+        return not self.is_json_lines and tuple(columns) == self.header
 
 
 def recognise(columns: Sequence[str], specs: Sequence[DatasetSpec]) -> DatasetSpec | None:
@@ -71,8 +86,23 @@ def recognise(columns: Sequence[str], specs: Sequence[DatasetSpec]) -> DatasetSp
     return next((spec for spec in specs if spec.matches(columns)), None)
 
 
+def recognise_fields(samples: Sequence[tuple[str, ...]],
+                     specs: Sequence[DatasetSpec]) -> DatasetSpec | None:
+    """The JSON-lines spec whose fields most sampled lines have exactly (in any order)."""
+    votes = {spec.name: sum(set(fields) == set(spec.header) for fields in samples)
+             for spec in specs if spec.is_json_lines}
+    best = max(votes, key=lambda name: votes[name], default=None)
+    if best is None or votes[best] == 0:
+        return None
+    return next(spec for spec in specs if spec.name == best)
+
+
 def closest(columns: Sequence[str], specs: Sequence[DatasetSpec]) -> tuple[DatasetSpec, float]:
-    """The spec with the most column-name overlap with ``columns`` (Jaccard), for drift reasons."""
+    """The spec with the most column-name overlap with ``columns`` (Jaccard), for drift reasons.
+
+    Only specs of the same kind are compared: pass CSV specs for a CSV header and JSON-lines
+    specs for a line's fields.
+    """
     cols = set(columns)
 
     def score(spec: DatasetSpec) -> float:

@@ -11,6 +11,7 @@ from typing import cast
 import polars as pl
 
 from cryptodudez.checks import schemas
+from cryptodudez.datasets import cryptomood
 from cryptodudez.datasets.registry import DatasetSpec, TypedRead, parse_all
 
 STOCK_HEADER = ("Date", "Open", "High", "Low", "Close", "Adj Close", "Volume")
@@ -266,6 +267,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         schema=schemas.StockPrices,
         key=("Symbol", "Date"),
         typed=TypedRead(STOCK_TYPED_SCHEMA, assemble_stock_prices),
+        time_column="Date",
         description="Daily bars of one stock or ETF (stock market dataset).",
     ),
     DatasetSpec(
@@ -285,6 +287,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         convert=convert_crypto_prices,
         schema=schemas.CryptoPrices,
         key=("Symbol", "Date"),
+        time_column="Date",
         description="Daily prices of one coin (cryptocurrency historical prices).",
     ),
     DatasetSpec(
@@ -294,6 +297,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         convert=convert_tweets_v1,
         schema=schemas.Tweets,
         key=("tweet_id",),
+        time_column="created_at",
         description="Tweets, epoch-millisecond schema (2010-2020 files).",
     ),
     DatasetSpec(
@@ -303,7 +307,33 @@ DATASETS: tuple[DatasetSpec, ...] = (
         convert=convert_tweets_v2,
         schema=schemas.Tweets,
         key=("tweet_id",),
+        time_column="created_at",
         description="Tweets, local-time schema with timezone offset (2021+ files).",
+    ),
+    DatasetSpec(
+        name="cryptomood_trades",
+        table="coin_trades",
+        header=tuple(cryptomood.TRADE_FIELDS),
+        convert=cryptomood.convert_trades,
+        schema=schemas.CoinTrades,
+        key=("uuid",),
+        record_type=cryptomood.TradeLine,
+        record_schema=cryptomood.TRADE_FIELDS,
+        time_column="ts",
+        description="Coin trades, one JSON object a line (CryptoMood historical_coin_data).",
+    ),
+    DatasetSpec(
+        name="cryptomood_sentiments",
+        table="tweet_sentiments",
+        header=tuple(cryptomood.SENTIMENT_FIELDS),
+        convert=cryptomood.convert_sentiments,
+        schema=schemas.TweetSentiments,
+        key=("sentiment_id",),
+        record_type=cryptomood.SentimentLine,
+        record_schema=cryptomood.SENTIMENT_FIELDS,
+        time_column="ts",
+        description="Tweet sentiment scores with the coins each tweet mentions, one JSON "
+                    "object a line (CryptoMood historical_sentiment_data).",
     ),
 )
 

@@ -89,13 +89,13 @@ def test_catalogue_records_files_members_and_columns(defs, instance) -> None:
     assert {"uri", "dataset", "sha256", "rows_read", "rows_valid", "rows_quarantined",
             "status"} <= set(files.columns)
     archives = files.filter(pl.col("member").is_null())
-    assert archives.height == 3
+    assert archives.height == len(SAMPLE_FILES)
     assert archives["uri"].str.starts_with("file://").all()
     members = files.filter(pl.col("member").is_not_null(), pl.col("status") != "skipped")
     assert (members["rows_read"] == members["rows_valid"] + members["rows_quarantined"]).all()
     assert set(members["dataset"].drop_nulls()) == {
         "stock_market_daily", "nasdaq_symbols", "coin_daily_prices", "tweets_twint_v1",
-        "tweets_twint_v2"}
+        "tweets_twint_v2", "cryptomood_trades", "cryptomood_sentiments"}
     columns = meta.columns()
     eth = columns.filter(pl.col("uri").str.contains("coin_Ethereum.csv::"))
     assert eth.sort("position")["name"].to_list()[:4] == ["SNo", "Name", "Symbol", "Date"]
@@ -113,7 +113,7 @@ def test_cli_demo_then_ingest_is_up_to_date(tmp_path, monkeypatch, capsys) -> No
     assert "KPIs 2026-11-01" in out
     assert cli.main(["ingest"]) == 0
     samples = [p for p in (PROJECT_DIR / "samples").iterdir() if p.suffix in (".zip", ".gz")]
-    assert len(samples) == 4
+    assert len(samples) == 5
     assert f"'up_to_date': {len(samples)}" in capsys.readouterr().out
     assert (tmp_path / "lake" / "catalog.duckdb").exists()
     assert (tmp_path / "dagster" / "dagster.yaml").exists()

@@ -92,9 +92,9 @@ def test_failure_sample_is_capped_and_filled_from_later_fragments() -> None:
 def test_stats_gather_date_range_symbols_and_a_preview_without_lineage_columns() -> None:
     stats = TableStats()
     stats.add_written(_prices(["A", "B"], ["2020-03-01", "2020-02-01"],
-                              names=["A Inc.", None]), StockPrices)
+                              names=["A Inc.", None]), StockPrices, "Date")
     stats.add_written(_prices(["C", "A"], ["2021-01-05", "2019-12-31"],
-                              names=[None, "A Inc."]), StockPrices)
+                              names=[None, "A Inc."]), StockPrices, "Date")
     assert stats.date_range == ("2019-12-31", "2021-01-05")
     assert stats.symbols == {"A", "B", "C"}
     assert stats.unknown_symbols == {"B", "C"}
