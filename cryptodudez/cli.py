@@ -14,11 +14,20 @@ import dagster as dg
 import polars as pl
 
 from cryptodudez.assets.eth import ETH_SIGNAL, FIRST_DAY, data_end
+from cryptodudez.assets.mood import SENTIMENTS, TRADES
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
+from cryptodudez.coingecko.cli_command import run_coingecko_cli
 from cryptodudez.definitions import build_definitions
-from cryptodudez.jobs import ETH_MODEL_JOB, EVENT_DAILY_JOB, FEATURE_STORE_JOB, STOCK_PIPELINE_JOB
+from cryptodudez.jobs import (
+    ETH_MODEL_JOB,
+    EVENT_DAILY_JOB,
+    FEATURE_STORE_JOB,
+    MOOD_JOB,
+    STOCK_PIPELINE_JOB,
+)
 from cryptodudez.lake import kpi
 from cryptodudez.lake.event_table import EventTable
+from cryptodudez.mood import results as mood_results
 from cryptodudez.resources import build_resources
 from cryptodudez.resources.lake import (
     FEATURES,
@@ -29,6 +38,7 @@ from cryptodudez.resources.lake import (
     checked_raw_key,
     partition_key_for,
 )
+from cryptodudez.sensors.changes import table_changes
 from cryptodudez.sensors.feature_store import range_tags, touched_days
 from cryptodudez.sensors.landing import not_ingested, route, run_tags
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
@@ -126,8 +136,9 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
     pending = not_ingested(objects, metastore.ingested_versions())
     todo = [(o, partition_key_for(o.key)) for o in pending]
     counts = {"landed": len(objects), "ingested": 0, "up_to_date": len(objects) - len(todo),
-              "failed": 0, "stock_pipeline_runs": 0, "feature_store_runs": 0}
+              "failed": 0, "stock_pipeline_runs": 0, "feature_store_runs": 0, "mood_runs": 0}
     earliest: str | None = None
+    mood_changed = False
     touched: tuple[date, date] | None = None
     for i, (obj, key) in enumerate(todo, start=1):
         started = time.perf_counter()
@@ -143,6 +154,8 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
         changed = changed_stock_dates(instance, result.run_id)
         if changed is not None:
             earliest = changed if earliest is None else min(earliest, changed)
+        mood_changed = mood_changed or bool(
+            {c.table for c in table_changes(instance, result.run_id)} & {TRADES, SENTIMENTS})
         days = touched_days(instance, result.run_id)
         if days is not None:
             touched = days if touched is None else (min(touched[0], days[0]),
@@ -166,7 +179,33 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
     if touched is not None:
         counts["feature_store_runs"] = 1
         counts["failed"] += 0 if _run_feature_store(defs, instance, touched, progress) else 1
+    if mood_changed or (lake.fragments(VALIDATED, TRADES) and not _mood_results(settings)):
+        counts["mood_runs"] = 1
+        counts["failed"] += 0 if _run_job(defs, instance, MOOD_JOB, "price / sentiment "
+                                          "correlation", progress) else 1
     return counts
+
+
+def _mood_results(settings: Settings) -> int:
+    """How many correlation results the warehouse holds (0 before the first)."""
+    warehouse = build_resources(settings)["warehouse"]
+    return int(warehouse.query("SELECT count(*) AS n FROM mood_results",
+                               ddl=mood_results.TABLES_DDL)["n"][0])
+
+
+def _run_job(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, what: str,
+             progress: bool) -> bool:
+    """Run one unpartitioned job in this process as a recorded run; True on success."""
+    started = time.perf_counter()
+    if progress:
+        _out(f"{what} ...")
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, raise_on_error=False, tags={"cryptodudez/trigger": "cli"},
+        run_config=_QUIET if progress else None)
+    if progress:
+        _out(f"      {'done' if result.success else 'FAILED'} in "
+             f"{time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
+    return result.success
 
 
 def _run_feature_store(defs: dg.Definitions, instance: dg.DagsterInstance,
@@ -255,6 +294,38 @@ def sample_signal(settings: Settings) -> str:
     return (f"ETH model: {report['verdict']['summary']}\n"
             f"GET /signal/eth\n  -> {answer.status_code} {answer.text}\n"
             f"  (report and charts: {lake.url(MODELS, ETH_SIGNAL, version)}/)")
+
+
+def sample_correlation(settings: Settings) -> str:
+    """Call ``GET /correlation`` in-process: each coin's lag-0 line at the default grid."""
+    from litestar.testing import TestClient  # noqa: PLC0415 - demo only
+
+    from serving.app import ServingSettings, create_app  # noqa: PLC0415
+
+    if not _lake(settings).fragments(VALIDATED, TRADES):
+        return "no coin trades yet: no correlation"
+    app = create_app(ServingSettings(lake=settings.lake, endpoint_url=settings.endpoint_url,
+                                     region=settings.region, poll_seconds=3600,
+                                     warehouse=settings.warehouse_path))
+    path = "/correlation?bucket=PT10S,PT1M&max_lag=2"  # the mood asset's default grid
+    with TestClient(app=app) as client:
+        answer = client.get(path)
+    if answer.status_code != 200:
+        return f"GET {path}\n  -> {answer.status_code} {answer.text}"
+    body = answer.json()
+    lines = [f"GET {path}\n  -> 200 ({body['source']}; data {body['data_version']}), lag 0:"]
+    for row in body["results"]:
+        if row["lag"] == 0:
+            r = "null" if row["pearson_r"] is None else f"{row['pearson_r']:+.3f}"
+            q = "" if row["q_value"] is None else f" q={row['q_value']:.3f}"
+            boot = ("" if row["bootstrap_lo"] is None else
+                    f" bootstrap [{row['bootstrap_lo']:+.2f}, {row['bootstrap_hi']:+.2f}]")
+            lines.append(f"     {row['coin']} {row['bucket']} n={row['n']} r={r}{boot}{q}"
+                         + (f" ({row['null_reason']})" if row["null_reason"] else ""))
+    significant = [r for r in body["results"] if r["q_value"] is not None and r["q_value"] < 0.05]
+    lines.append(f"  {len(significant)} of {len(body['results'])} coin x lag rows have "
+                 "q < 0.05 (Benjamini-Hochberg across all of them)")
+    return "\n".join(lines)
 
 
 def summary(settings: Settings) -> str:
@@ -379,6 +450,10 @@ def demo(*, settings: Settings) -> int:
     _out(sample_prediction(settings))
     _out("")
     _out(sample_signal(settings))
+    _out("")
+    _out(sample_correlation(settings))
+    _out("")
+    counts["failed"] += run_coingecko_cli(settings, "bitcoin", "2022-01-01", "2022-03-31")
     _out("")
     _out(f"files: {counts}")
     _out(f"serve the model: {Path(sys.argv[0]).name} serve --port 8000, then "
@@ -513,6 +588,12 @@ def _parser() -> argparse.ArgumentParser:
                             "of UTC days (in this process; each day a recorded run)")
     p_back.add_argument("--from", dest="first", type=_date_arg, required=True)
     p_back.add_argument("--to", dest="last", type=_date_arg, required=True)
+    p_cg = sub.add_parser("coingecko", help="fetch a coin's daily USD prices from CoinGecko for "
+                          "a range of UTC days, store them and their 5-day moving average "
+                          "(one recorded run)")
+    p_cg.add_argument("--coin", default="bitcoin", help="CoinGecko id (default: bitcoin)")
+    p_cg.add_argument("--from", dest="first", required=True, help="first UTC day, YYYY-MM-DD")
+    p_cg.add_argument("--to", dest="last", required=True, help="last UTC day, YYYY-MM-DD")
     return parser
 
 
@@ -569,6 +650,8 @@ _COMMANDS = {
     "serve": lambda settings, args: serve(settings, host=args.host, port=args.port,
                                           workers=args.workers),
     "demo": lambda settings, args: demo(settings=settings),
+    "coingecko": lambda settings, args: run_coingecko_cli(settings, args.coin, args.first,
+                                                          args.last),
 }
 
 

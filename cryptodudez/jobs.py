@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from cryptodudez.assets import eth, stocks
+from cryptodudez.assets import eth, mood, stocks
 from cryptodudez.assets import events as event_assets
 from cryptodudez.assets import lake as lake_assets
 
@@ -12,6 +12,7 @@ EVENT_INGEST_JOB = "ingest_event_file"
 EVENT_DAILY_JOB = "event_daily"
 FEATURE_STORE_JOB = "feature_store"
 ETH_MODEL_JOB = "eth_model"
+MOOD_JOB = "mood"
 
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
@@ -60,4 +61,10 @@ eth_model_job = dg.define_asset_job(
                                        eth.eth_signal),
     description="Snapshot a training set, refresh the online row, evaluate and publish the "
                 "ETH signal.",
+)
+
+mood_job = dg.define_asset_job(
+    MOOD_JOB,
+    selection=dg.AssetSelection.assets(mood.mood_correlation),
+    description="Correlate each coin's bucketed returns with tweet sentiment into the warehouse.",
 )

@@ -31,6 +31,8 @@ from cryptodudez.storage import LakeStorage
 from serving.eth_signal import PATH as SIGNAL_PATH
 from serving.eth_signal import BadDate, eth_signal, signal_get
 from serving.model_store import MODEL_NAME, ModelStore
+from serving.mood import ROUTES as MOOD_ROUTES
+from serving.mood import BadMoodQuery, MoodStore
 from serving.polling import PollingStore
 from serving.signal_store import SignalStore
 
@@ -61,6 +63,7 @@ class ServingSettings:
     endpoint_url: str | None = None
     region: str | None = None
     poll_seconds: float = 2.0
+    warehouse: str | None = None  # the warehouse file (stored correlation results), if any
 
 
 class Health(msgspec.Struct):
@@ -251,11 +254,19 @@ def create_app(settings: ServingSettings) -> Litestar:
     signal_store = lifespan("signal_store",
                             SignalStore(lake, poll_seconds=settings.poll_seconds))
 
+    @asynccontextmanager
+    async def mood_store(app: Litestar) -> AsyncIterator[None]:
+        # Loads nothing until a mood route is called (light workers).
+        app.state.mood_store = MoodStore(lake, warehouse=settings.warehouse,
+                                         poll_seconds=settings.poll_seconds)
+        yield
+
     return Litestar(
         route_handlers=[predict_get, predict_head, health_get, health_head, signal_get,
-                        signal_head, _docs_assets()],
-        lifespan=[model_store, signal_store],
-        exception_handlers={BadRequest: _bad_request, BadDate: _bad_request},
+                        signal_head, *MOOD_ROUTES, _docs_assets()],
+        lifespan=[model_store, signal_store, mood_store],
+        exception_handlers={BadRequest: _bad_request, BadDate: _bad_request,
+                            BadMoodQuery: _bad_request},
         openapi_config=OpenAPIConfig(title="cryptodudez prediction API", version="1.0.0",
                                      path=SCHEMA_PATH,
                                      render_plugins=[_swagger_ui(), YamlRenderPlugin()]),

@@ -30,6 +30,7 @@ Values = Sequence[float | None] | pl.Series | np.ndarray
 
 Z_975 = NormalDist().inv_cdf(0.975)
 MIN_POINTS = 4  # the Fisher interval needs n - 3 > 0
+METHODS = ("pearson", "spearman")  # whose p-values the q-values adjust
 
 TABLE_SCHEMA = {
     "coin": pl.String, "bucket": pl.String, "lag": pl.Int64, "tolerance_buckets": pl.Int64,
@@ -244,17 +245,22 @@ def correlation_table(trades: pl.DataFrame, sentiments: pl.DataFrame, *, coins: 
                       buckets: Sequence[str], max_lag: int, tolerance_buckets: int,
                       start: datetime | None = None, end: datetime | None = None,
                       min_n: int = 8, seed: int = 0, block: int | None = None,
-                      n_boot: int = 2000) -> pl.DataFrame:
+                      n_boot: int = 2000, method: str = "pearson") -> pl.DataFrame:
     """Every coin x bucket x lag, with q-values across all of them.
 
     One row per ``(coin, bucket, lag)`` in the order asked (see :func:`lagged` for the lag
     convention), with :class:`Stat`'s flat fields (:data:`TABLE_SCHEMA`). ``q_value`` is the
-    Benjamini-Hochberg adjustment of ``pearson_p`` over all rows that have one, so asking more
-    questions raises every q. Each series is one coin's: nothing is pooled.
+    Benjamini-Hochberg adjustment of the ``method``'s p-value (``pearson_p`` or
+    ``spearman_p``) over all rows that have one, so asking more questions raises every q.
+    Each series is one coin's: nothing is pooled.
 
     Raises:
-        ValueError: empty or repeated coins or buckets (repeats would count a test twice).
+        ValueError: empty or repeated coins or buckets (repeats would count a test twice),
+            or an unknown method.
     """
+    if method not in METHODS:
+        msg = f"method must be one of {list(METHODS)}, not {method!r}"
+        raise ValueError(msg)
     for name, items in (("coins", coins), ("buckets", buckets)):
         if not items or len(set(items)) != len(items):
             msg = f"{name} must be non-empty and without repeats, not {list(items)}"
@@ -269,7 +275,8 @@ def correlation_table(trades: pl.DataFrame, sentiments: pl.DataFrame, *, coins: 
                                     n_boot=n_boot).items():
                 keys.append((coin, bucket, lag))
                 stats.append(stat)
-    qs = benjamini_hochberg([s.pearson_p for s in stats])
+    qs = benjamini_hochberg([s.spearman_p if method == "spearman" else s.pearson_p
+                             for s in stats])
     rows = [{"coin": coin, "bucket": bucket, "lag": lag, "tolerance_buckets": tolerance_buckets,
              **replace(stat, q_value=q).as_dict()}
             for (coin, bucket, lag), stat, q in zip(keys, stats, qs, strict=True)]

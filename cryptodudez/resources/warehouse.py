@@ -44,4 +44,4 @@ class Warehouse(dg.ConfigurableResource):
               ddl: str = "") -> pl.DataFrame:
         """The result of one read-only query as a polars frame."""
         with self.reading(ddl) as con:
-            return con.execute(sql, params or []).pl()  # type: ignore[attr-defined]
+            return con.sql(sql, params=params or None).pl()

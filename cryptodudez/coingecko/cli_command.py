@@ -1,0 +1,122 @@
+"""``cryptodudez coingecko --coin bitcoin --from 2022-01-01 --to 2022-03-31``.
+
+Runs the CoinGecko price job for a range of UTC days in this process, as one recorded
+Dagster run on the configured instance (``DAGSTER_HOME``), so it shows in the UI like a
+backfill of that range: one run, one request to CoinGecko. A bad argument raises
+``ValueError`` with a one-line message (the CLI prints it and exits with status 2).
+"""
+
+import sys
+import time
+from datetime import date
+
+import dagster as dg
+
+from cryptodudez.assets.coingecko import (
+    COIN_ASSETS,
+    COINGECKO_JOB,
+    FIRST_DAY,
+    coingecko_days,
+)
+from cryptodudez.definitions import build_definitions
+from cryptodudez.settings import Settings
+
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+_SUMMARY = ("prices_served", "prices_changed", "request_window", "warmup_days_absent",
+            "first_trailing_mean", "tables")
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def parse_range(coin: str, start: str, end: str) -> tuple[date, date]:
+    """The first and last day of a run, checked against the coins and days that exist.
+
+    Raises:
+        ValueError: a coin without a price asset, a date that is not ``YYYY-MM-DD``, an
+            empty range, or a day before the partitions start or not yet complete.
+    """
+    if coin not in COIN_ASSETS:
+        known = ", ".join(sorted(COIN_ASSETS))
+        msg = (f"--coin {coin!r}: no price asset for it (known CoinGecko ids: {known}; "
+               "give an id, not a symbol)")
+        raise ValueError(msg)
+    days = []
+    for flag, text in (("--from", start), ("--to", end)):
+        try:
+            days.append(date.fromisoformat(text))
+        except ValueError:
+            msg = f"{flag} {text!r}: not a date (YYYY-MM-DD)"
+            raise ValueError(msg) from None
+    first, last = days
+    if last < first:
+        msg = f"--to {last} is before --from {first}"
+        raise ValueError(msg)
+    if first < date.fromisoformat(FIRST_DAY):
+        msg = f"--from {first}: the daily partitions start on {FIRST_DAY}"
+        raise ValueError(msg)
+    newest = coingecko_days.get_last_partition_key()
+    if newest is None or last > date.fromisoformat(newest):
+        msg = (f"--to {last}: the last complete UTC day is {newest} (a day's price is "
+               "fetched once it has ended)")
+        raise ValueError(msg)
+    return first, last
+
+
+def run_coingecko_cli(settings: Settings, coin: str, start: str, end: str, *,
+                      instance: dg.DagsterInstance | None = None,
+                      definitions: dg.Definitions | None = None) -> int:
+    """Run the price job for ``coin`` from ``start`` to ``end`` and print a short summary.
+
+    Args:
+        settings: the platform's settings (resources, ``DAGSTER_HOME``).
+        coin: the CoinGecko id (``bitcoin``).
+        start: the first UTC day, ``YYYY-MM-DD``.
+        end: the last UTC day, ``YYYY-MM-DD``.
+        instance: the Dagster instance (default: the one in ``DAGSTER_HOME``).
+        definitions: the definitions holding the job (default: the platform's).
+
+    Returns:
+        0 when the run and its checks succeeded, else 1.
+
+    Raises:
+        ValueError: a bad argument, in one line.
+    """
+    first, last = parse_range(coin, start, end)
+    # cryptodudez.cli imports this module for its subcommand; import it back lazily.
+    from cryptodudez.cli import ensure_dagster_home  # noqa: PLC0415
+
+    if instance is None:
+        ensure_dagster_home(settings)
+        instance = dg.DagsterInstance.get()
+    defs = build_definitions(settings) if definitions is None else definitions
+    job = defs.resolve_job_def(COINGECKO_JOB)
+    started = time.perf_counter()
+    _out(f"coingecko: {coin}/usd daily prices {first}..{last} ({(last - first).days + 1} "
+         "days, one run) ...")
+    result = job.execute_in_process(
+        instance=instance, raise_on_error=False, run_config=_QUIET,
+        tags={"dagster/asset_partition_range_start": first.isoformat(),
+              "dagster/asset_partition_range_end": last.isoformat(),
+              "cryptodudez/trigger": "cli"})
+    _out(f"  {'done' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f} s "
+         f"(run {result.run_id[:8]})")
+    mats = [m for m in result.asset_materializations_for_node(COIN_ASSETS[coin])
+            if "run_days" in m.metadata]
+    if mats:
+        metadata = mats[-1].metadata
+        for key in _SUMMARY:
+            _out(f"  {key.replace('_', ' ')}: {metadata[key].value}")
+    for check in result.get_asset_check_evaluations():
+        _out(f"  check {check.check_name}: {'passed' if check.passed else 'FAILED'}"
+             + ("" if check.passed else f" ({check.metadata['failing_rows'].value} rows)"))
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        if error is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+            error = error.cause or error  # the asset's own exception, under Dagster's wrapper
+        if error is not None:
+            _out(f"  error: {' '.join(error.message.split())[:400]}")
+    return 0 if result.success else 1
+

@@ -1,0 +1,494 @@
+"""``/coin``, ``/sentiment``, ``/merged`` and ``/correlation``: prices against tweet sentiment.
+
+Per coin, never pooled, backward in time only (see :mod:`cryptodudez.mood`). The data are the
+lake's validated ``coin_trades`` and ``tweet_sentiments`` tables, read by :class:`MoodStore`
+(reloaded when their fragments change). A correlation the ``mood_correlation`` asset stored
+in the warehouse under the same parameters and data version is served from there; any other
+is computed here with the same functions and kept in a small in-process cache.
+
+Light workers: polars, numpy and scipy are imported on the first request to one of these
+routes, so a worker that only answers ``/predict`` never loads them.
+"""
+
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+import msgspec
+from litestar import MediaType, Request, Response, get
+from litestar.exceptions import HTTPException
+from litestar.openapi.spec import OpenAPIResponse, Operation, Parameter, Schema
+from litestar.openapi.spec.enums import OpenAPIType
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from cryptodudez.storage import LakeStorage
+
+TRADES, SENTIMENTS = "coin_trades", "tweet_sentiments"
+MAX_LIMIT = 1000
+CACHE_SIZE = 256
+_COIN = re.compile(r"[A-Z0-9]{2,10}").fullmatch
+_INT = re.compile(r"[0-9]{1,9}").fullmatch
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fullmatch
+INSTANT_GRAMMAR = ("an ISO-8601 instant with a zone (2018-07-16T20:12:00Z) or a UTC day "
+                   "(2018-07-16)")
+NOTE = ("p-values and Fisher intervals assume independent pairs; buckets are autocorrelated, "
+        "so read the moving-block bootstrap interval and the Benjamini-Hochberg q-value "
+        "(adjusted across every coin, bucket and lag asked)")
+
+
+class BadMoodQuery(HTTPException):
+    """A 400 whose ``detail`` names the offending parameter."""
+
+    status_code = HTTP_400_BAD_REQUEST
+
+
+def _shown(raw: str) -> str:
+    return repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}... ({len(raw)} characters)"
+
+
+def query(raw: bytes, known: frozenset[str]) -> dict[str, str]:
+    """The percent-decoded value of each known parameter; a repeated one is a 400."""
+    out: dict[str, str] = {}
+    for part in raw.decode("latin-1").split("&"):
+        name, _, value = part.partition("=")
+        name, value = unquote_plus(name), unquote_plus(value)
+        if name in known:
+            if name in out:
+                raise BadMoodQuery(detail=f"query parameter {name!r} is given more than once; "
+                                          "give each parameter once")
+            out[name] = value
+    return out
+
+
+def parse_int(name: str, raw: str | None, *, default: int, low: int, high: int) -> int:
+    """A whole number in ``low..high`` (ASCII digits), or a 400 naming ``name``."""
+    if raw is None:
+        return default
+    if not _INT(raw) or not low <= int(raw) <= high:
+        raise BadMoodQuery(detail=f"query parameter {name!r} must be a whole number from "
+                                  f"{low} to {high}, got {_shown(raw)}")
+    return int(raw)
+
+
+def parse_instant(name: str, raw: str | None) -> datetime | None:
+    """An aware UTC instant from ``raw``, or a 400 naming ``name``."""
+    if raw is None or raw == "":
+        return None
+    try:
+        if _DATE(raw):
+            day = date.fromisoformat(raw)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.utcoffset() is None:
+        raise BadMoodQuery(detail=f"query parameter {name!r} must be {INSTANT_GRAMMAR}, "
+                                  f"got {_shown(raw)}")
+    return value.astimezone(UTC)
+
+
+def parse_range(params: dict[str, str]) -> tuple[datetime | None, datetime | None]:
+    """``start`` and ``end``, start before end."""
+    start, end = parse_instant("start", params.get("start")), parse_instant("end",
+                                                                             params.get("end"))
+    if start and end and start >= end:
+        raise BadMoodQuery(detail=f"query parameter 'start' ({start.isoformat()}) must be "
+                                  f"before 'end' ({end.isoformat()})")
+    return start, end
+
+
+def parse_coins(raw: str | None, known: list[str], *, many: bool) -> list[str]:
+    """Coins named in ``raw`` (comma-separated when ``many``), each with trades."""
+    if raw is None or raw == "":
+        if many:
+            return known
+        raise BadMoodQuery(detail=f"missing query parameter 'coin': one of {known}")
+    coins = raw.split(",") if many else [raw]
+    for coin in coins:
+        if not _COIN(coin):
+            raise BadMoodQuery(detail="query parameter 'coin' must be coin symbols in capitals "
+                                      f"(BTC, ETH), got {_shown(raw)}")
+        if coin not in known:
+            raise BadMoodQuery(detail=f"query parameter 'coin': {coin} has no trades; "
+                                      f"known coins: {known}")
+    if len(set(coins)) != len(coins):
+        raise BadMoodQuery(detail=f"query parameter 'coin' repeats a coin: {_shown(raw)}")
+    return coins
+
+
+def parse_buckets(raw: str | None, *, many: bool) -> list[str]:
+    """ISO-8601 bucket durations (comma-separated when ``many``), each checked."""
+    from cryptodudez.mood.series import parse_bucket  # noqa: PLC0415 - light workers
+
+    texts = (raw or "PT10S").split(",") if many else [raw or "PT10S"]
+    for text in texts:
+        try:
+            parse_bucket(text)
+        except ValueError as exc:
+            raise BadMoodQuery(detail=f"query parameter 'bucket': {exc}") from None
+    if len(set(texts)) != len(texts):
+        raise BadMoodQuery(detail=f"query parameter 'bucket' repeats a bucket: {_shown(raw or '')}")
+    return texts
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The mood inputs of one set of table fragments."""
+
+    fragments: tuple[str, ...]
+    trades: "pl.DataFrame"
+    sentiments: "pl.DataFrame"
+    trades_table: "pl.DataFrame"
+    sentiments_table: "pl.DataFrame"
+    version: str
+    coins: list[str]
+
+
+class MoodStore:
+    """The validated trades and sentiments, reloaded when their fragments change."""
+
+    def __init__(self, lake: "LakeStorage", *, warehouse: str | None,
+                 poll_seconds: float = 2.0) -> None:
+        self.lake = lake
+        self.warehouse = warehouse
+        self.poll_seconds = poll_seconds
+        self._loaded: Loaded | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+        self.cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+
+    def _fragments(self) -> tuple[str, ...]:
+        found: list[str] = []
+        for table in (TRADES, SENTIMENTS):
+            folder = self.lake.path("validated", table)
+            if self.lake.fs.exists(folder):
+                found += sorted(p for p in self.lake.fs.glob(f"{folder}/*.parquet")
+                                if not p.rsplit("/", 1)[-1].startswith("."))
+        return tuple(found)
+
+    def _read(self, paths: list[str], empty: dict[str, Any]) -> "pl.DataFrame":
+        import polars as pl  # noqa: PLC0415 - light workers
+
+        if not paths:
+            return pl.DataFrame(schema=empty)
+        frames = []
+        for path in paths:
+            with self.lake.fs.open(path, "rb") as fh:
+                frames.append(pl.read_parquet(fh))
+        return pl.concat(frames, how="diagonal_relaxed")
+
+    def current(self) -> Loaded:
+        """The loaded inputs, re-read when the fragments changed (checked every poll)."""
+        with self._lock:
+            now = time.monotonic()
+            if self._loaded is not None and now - self._checked < self.poll_seconds:
+                return self._loaded
+            self._checked = now
+            fragments = self._fragments()
+            if self._loaded is None or self._loaded.fragments != fragments:
+                self._loaded = self._load(fragments)
+                self.cache.clear()
+            return self._loaded
+
+    def _load(self, fragments: tuple[str, ...]) -> Loaded:
+        import polars as pl  # noqa: PLC0415 - light workers
+
+        from cryptodudez.mood import results  # noqa: PLC0415
+
+        utc = pl.Datetime("us", "UTC")
+        trade_paths = [p for p in fragments if f"/{TRADES}/" in p]
+        mood_paths = [p for p in fragments if f"/{SENTIMENTS}/" in p]
+        trades_table = self._read(trade_paths, {
+            "uuid": pl.String, "coin": pl.String, "exchange": pl.String, "quote": pl.String,
+            "ts": utc, "price": pl.Float64, "size": pl.Float64, "taker_side": pl.String,
+            "_source": pl.String, "_line": pl.Int64})
+        sentiments_table = self._read(mood_paths, {
+            "sentiment_id": pl.String, "ts": utc, "coins": pl.List(pl.String),
+            "polarity": pl.Float64, "text": pl.String, "_source": pl.String,
+            "_line": pl.Int64})
+        trades = results.trades_frame(trades_table)
+        sentiments = results.sentiments_frame(sentiments_table)
+        return Loaded(fragments, trades, sentiments,
+                      trades_table.sort("ts", "_source", "_line"),
+                      sentiments_table.sort("ts", "_source", "_line"),
+                      results.data_version(trades, sentiments),
+                      sorted(trades["coin"].unique().to_list()))
+
+    def cached(self, key: tuple[str, str]) -> bytes | None:
+        """A cached answer (most recently used kept)."""
+        with self._lock:
+            body = self.cache.get(key)
+            if body is not None:
+                self.cache.move_to_end(key)
+            return body
+
+    def remember(self, key: tuple[str, str], body: bytes) -> None:
+        """Cache an answer, dropping the least recently used beyond ``CACHE_SIZE``."""
+        with self._lock:
+            self.cache[key] = body
+            self.cache.move_to_end(key)
+            while len(self.cache) > CACHE_SIZE:
+                self.cache.popitem(last=False)
+
+
+def _store(request: Request) -> Loaded:
+    store: MoodStore = request.app.state.mood_store
+    loaded = store.current()
+    if not loaded.coins:
+        raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE,
+                            detail="no coin trades have been ingested yet")
+    return loaded
+
+
+def _json(body: bytes) -> Response[bytes]:
+    return Response(body, media_type=MediaType.JSON)
+
+
+def _page(frame: "pl.DataFrame", params: dict[str, str]) -> tuple["pl.DataFrame", dict[str, Any]]:
+    limit = parse_int("limit", params.get("limit"), default=100, low=1, high=MAX_LIMIT)
+    offset = parse_int("offset", params.get("offset"), default=0, low=0, high=10**9)
+    total = frame.height
+    nxt = offset + limit if offset + limit < total else None
+    return frame.slice(offset, limit), {"total": total, "limit": limit, "offset": offset,
+                                        "next_offset": nxt}
+
+
+def _in_range(frame: "pl.DataFrame", start: datetime | None,
+              end: datetime | None) -> "pl.DataFrame":
+    import polars as pl  # noqa: PLC0415 - light workers
+
+    if start is not None:
+        frame = frame.filter(pl.col("ts") >= start)
+    if end is not None:
+        frame = frame.filter(pl.col("ts") < end)
+    return frame
+
+
+_PAGED = frozenset({"coin", "start", "end", "limit", "offset"})
+
+
+def coin_trades(request: Request) -> Response[bytes]:
+    """One coin's trades in time order, paged."""
+    import polars as pl  # noqa: PLC0415 - light workers
+
+    params = query(request.scope["query_string"], _PAGED)
+    loaded = _store(request)
+    coin = parse_coins(params.get("coin"), loaded.coins, many=False)[0]
+    start, end = parse_range(params)
+    rows = _in_range(loaded.trades_table.filter(pl.col("coin") == coin), start, end)
+    page, meta = _page(rows.select("ts", "price", "size", "taker_side", "exchange", "quote",
+                                   "uuid"), params)
+    return _json(msgspec.json.encode({"coin": coin, **meta, "data_version": loaded.version,
+                                      "items": page.to_dicts()}))
+
+
+def sentiments(request: Request) -> Response[bytes]:
+    """Tweet sentiments in time order (those mentioning ``coin`` when given), paged."""
+    import polars as pl  # noqa: PLC0415 - light workers
+
+    params = query(request.scope["query_string"], _PAGED)
+    loaded = _store(request)
+    raw_coin = params.get("coin")
+    rows = loaded.sentiments_table
+    coin = None
+    if raw_coin:
+        coin = parse_coins(raw_coin, loaded.coins, many=False)[0]
+        rows = rows.filter(pl.col("coins").list.contains(pl.lit(coin)))
+    start, end = parse_range(params)
+    page, meta = _page(_in_range(rows, start, end).select("ts", "polarity", "coins", "text",
+                                                          "sentiment_id"), params)
+    return _json(msgspec.json.encode({"coin": coin, **meta, "data_version": loaded.version,
+                                      "items": page.to_dicts()}))
+
+
+_MERGED = frozenset({"coin", "bucket", "tolerance", "lag", "start", "end"})
+
+
+def merged_series(request: Request) -> Response[bytes]:
+    """One coin's price buckets, each with the sentiment known by its end (backward join)."""
+    from cryptodudez.mood import results  # noqa: PLC0415 - light workers
+
+    params = query(request.scope["query_string"], _MERGED)
+    loaded = _store(request)
+    coin = parse_coins(params.get("coin"), loaded.coins, many=False)[0]
+    bucket = parse_buckets(params.get("bucket"), many=False)[0]
+    tolerance = parse_int("tolerance", params.get("tolerance"), default=0, low=0, high=1000)
+    lag = parse_int("lag", params.get("lag"), default=0, low=0, high=results.MAX_LAG)
+    start, end = parse_range(params)
+    frame = results.merged_rows(loaded.trades, loaded.sentiments, coin=coin, bucket=bucket,
+                                tolerance_buckets=tolerance, start=start, end=end, lag=lag)
+    rows = frame.select("bucket_start", "bucket_end", "price", "last_trade_ts", "trades",
+                        "log_return", "asof_at", "sentiment_end", "sentiment", "tweets",
+                        "last_tweet_ts")
+    return _json(msgspec.json.encode({
+        "coin": coin, "bucket": bucket, "tolerance": tolerance, "lag": lag,
+        "start": start, "end": end, "data_version": loaded.version, "rows": rows.to_dicts()}))
+
+
+_CORRELATION = frozenset({"coin", "bucket", "tolerance", "max_lag", "method", "start", "end"})
+
+
+def correlation(request: Request) -> Response[bytes]:
+    """The lagged correlation table per coin and bucket, with q-values across all asked."""
+    from cryptodudez.mood import results  # noqa: PLC0415 - light workers
+
+    params = query(request.scope["query_string"], _CORRELATION)
+    store: MoodStore = request.app.state.mood_store
+    loaded = _store(request)
+    coins = parse_coins(params.get("coin"), loaded.coins, many=True)
+    buckets = parse_buckets(params.get("bucket"), many=True)
+    method = params.get("method") or "pearson"
+    if method not in ("pearson", "spearman"):
+        raise BadMoodQuery(detail="query parameter 'method' must be 'pearson' or 'spearman', "
+                                  f"got {_shown(method)}")
+    start, end = parse_range(params)
+    mood = results.MoodParams(
+        coins=tuple(coins), buckets=tuple(buckets),
+        max_lag=parse_int("max_lag", params.get("max_lag"), default=2, low=0,
+                          high=results.MAX_LAG),
+        tolerance_buckets=parse_int("tolerance", params.get("tolerance"), default=0, low=0,
+                                    high=1000),
+        method=method, start=start, end=end)
+    key = (mood.key(), loaded.version)
+    body = store.cached(key)
+    if body is not None:
+        return _json(body)
+    table, source = None, "computed"
+    if store.warehouse:
+        table = _stored(store.warehouse, mood, loaded.version)
+        source = "warehouse" if table is not None else source
+    if table is None:
+        table = results.correlation(loaded.trades, loaded.sentiments, mood)
+    body = msgspec.json.encode({
+        "params": msgspec.json.decode(mood.as_json()), "params_key": key[0],
+        "data_version": loaded.version, "source": source, "note": NOTE,
+        "results": table.to_dicts()})
+    store.remember(key, body)
+    return _json(body)
+
+
+def _stored(path: str, params: Any, version: str) -> "pl.DataFrame | None":
+    """The warehouse's result for ``params`` on ``version``, or None (also without a file)."""
+    import os  # noqa: PLC0415
+
+    import duckdb  # noqa: PLC0415 - light workers
+
+    from cryptodudez import duckfile  # noqa: PLC0415 - light workers
+    from cryptodudez.mood import results  # noqa: PLC0415
+
+    if not os.path.exists(path):
+        return None
+    try:
+        with duckfile.reading(path) as con:
+            return results.read_correlation(con, params, version)
+    except (duckdb.Error, OSError):  # no result table yet, or an older file: compute instead
+        return None
+
+
+def _param(name: str, description: str, kind: OpenAPIType = OpenAPIType.STRING, *,
+           required: bool = False, **schema: Any) -> Parameter:
+    return Parameter(name=name, param_in="query", required=required, description=description,
+                     schema=Schema(type=kind, **schema))
+
+
+_COIN_P = "coin symbol in capitals (BTC, ETH, LTC): one that has trades"
+_START = f"keep events at or after this instant: {INSTANT_GRAMMAR}"
+_END = f"keep events before this instant: {INSTANT_GRAMMAR}"
+_BUCKET = ("time grid, an ISO-8601 duration P[nD][T[nH][nM][nS]] from 1 s to 30 days "
+           "(PT10S, PT1M, PT1H, P1D); buckets are aligned to the Unix epoch")
+_TOLERANCE = ("how many whole buckets older than the as-of instant the joined sentiment "
+              "bucket may end (0..1000, default 0: exactly the bucket lag steps earlier)")
+
+
+def _operation(parameters: list[Any], errors: str) -> type[Operation]:
+    @dataclass
+    class MoodOperation(Operation):
+        def __post_init__(self) -> None:
+            self.parameters = parameters
+            self.responses = {
+                **(self.responses or {}),
+                "400": OpenAPIResponse(description=errors + "; the detail names the parameter"),
+                "503": OpenAPIResponse(description="no coin trades have been ingested yet"),
+            }
+
+    return MoodOperation
+
+
+_PAGING = [_param("limit", f"page size, 1..{MAX_LIMIT} (default 100)", OpenAPIType.INTEGER,
+                  minimum=1, maximum=MAX_LIMIT),
+           _param("offset", "rows to skip (default 0)", OpenAPIType.INTEGER, minimum=0)]
+
+coin_get = get(
+    "/coin", media_type=MediaType.JSON, sync_to_thread=True, summary="Trades of one coin",
+    description="A coin's trades in time order (ts, price, size, taker side, exchange, "
+                "quote currency, uuid), narrowed by `start`/`end`, paged (`next_offset` is "
+                "null on the last page).",
+    operation_class=_operation(
+        [_param("coin", _COIN_P, required=True, pattern="^[A-Z0-9]{2,10}$"),
+         _param("start", _START), _param("end", _END), *_PAGING],
+        "coin missing or unknown, a bad instant, start not before end, limit or offset out "
+        "of range, or a parameter given twice"),
+)(coin_trades)
+
+sentiment_get = get(
+    "/sentiment", media_type=MediaType.JSON, sync_to_thread=True,
+    summary="Tweet sentiments",
+    description="Tweet sentiments in time order (ts, polarity -1..1, the coins the tweet "
+                "mentions, text); with `coin`, only tweets whose coins include it. Paged.",
+    operation_class=_operation(
+        [_param("coin", _COIN_P, pattern="^[A-Z0-9]{2,10}$"), _param("start", _START),
+         _param("end", _END), *_PAGING],
+        "unknown coin, a bad instant, start not before end, limit or offset out of range, "
+        "or a parameter given twice"),
+)(sentiments)
+
+merged_get = get(
+    "/merged", media_type=MediaType.JSON, sync_to_thread=True,
+    summary="A coin's price buckets with the sentiment known at their end",
+    description="Per bucket of `coin`'s trades: the last price, the log return from the "
+                "previous bucket (null across an empty bucket), and the mean sentiment of the "
+                "latest sentiment bucket ending at or before `asof_at` = bucket end - `lag` "
+                "buckets (a backward as-of join: never a later tweet), with the timestamps "
+                "that show it (`sentiment_end` <= `asof_at` <= `bucket_end`).",
+    operation_class=_operation(
+        [_param("coin", _COIN_P, required=True, pattern="^[A-Z0-9]{2,10}$"),
+         _param("bucket", _BUCKET + "; default PT10S"),
+         _param("tolerance", _TOLERANCE, OpenAPIType.INTEGER, minimum=0, maximum=1000),
+         _param("lag", "sentiment lead in buckets, 0..20 (default 0)", OpenAPIType.INTEGER,
+                minimum=0, maximum=20),
+         _param("start", _START), _param("end", _END)],
+        "coin missing or unknown, a bad bucket, tolerance or lag, a bad instant, or a "
+        "parameter given twice"),
+)(merged_series)
+
+correlation_get = get(
+    "/correlation", media_type=MediaType.JSON, sync_to_thread=True,
+    summary="Lagged price / sentiment correlation per coin",
+    description="For each coin and bucket asked and each lag -max_lag..max_lag (lag > 0: "
+                "sentiment leads price): n, Pearson r and Spearman rho with p-values, a 95 % "
+                "Fisher interval, a 95 % seeded moving-block bootstrap interval and the "
+                "Benjamini-Hochberg q-value of the `method`'s p-value across every row. Too few "
+                "pairs (n < 8) or a constant side gives nulls with `null_reason`. Never "
+                "pooled across coins. " + NOTE + ".",
+    operation_class=_operation(
+        [_param("coin", "comma-separated coin symbols (default: every coin with trades)"),
+         _param("bucket", "comma-separated " + _BUCKET + "; default PT10S"),
+         _param("max_lag", "lags -max_lag..max_lag, 0..20 (default 2)", OpenAPIType.INTEGER,
+                minimum=0, maximum=20),
+         _param("tolerance", _TOLERANCE, OpenAPIType.INTEGER, minimum=0, maximum=1000),
+         _param("method", "whose p-values the q-values adjust: pearson (default) or spearman",
+                enum=["pearson", "spearman"]),
+         _param("start", _START), _param("end", _END)],
+        "an unknown or repeated coin or bucket, a bad bucket, max_lag, tolerance or method, "
+        "a bad instant, start not before end, or a parameter given twice"),
+)(correlation)
+
+ROUTES = [coin_get, sentiment_get, merged_get, correlation_get]
