@@ -122,10 +122,22 @@ def price_buckets(trades: pl.DataFrame, coin: str, bucket: str) -> pl.DataFrame:
     per_bucket = (rows.sort("ts", maintain_order=True)
                   .group_by(_bucket_start(width).alias("bucket_start"), maintain_order=True)
                   .agg(pl.col("price").last(), pl.col("ts").last().alias("last_trade_ts"),
-                       pl.len().cast(pl.Int64).alias("trades"))
-                  .sort("bucket_start"))
+                       pl.len().cast(pl.Int64).alias("trades")))
+    return price_series(per_bucket, coin, bucket)
+
+
+def price_series(per_bucket: pl.DataFrame, coin: str, bucket: str) -> pl.DataFrame:
+    """:func:`price_buckets`' output from trades already reduced to one row per bucket.
+
+    ``per_bucket`` holds ``bucket_start`` (Datetime, UTC, on ``bucket``'s epoch-aligned grid),
+    ``price`` (the bucket's last trade), ``last_trade_ts`` and ``trades``, one row per
+    non-empty bucket in any order. The bucket end and the log return (null unless the
+    previous grid bucket has a row) are derived here, so a frame reduced elsewhere (a stream
+    consumer's incremental aggregates) gives exactly the batch series.
+    """
+    width = parse_bucket(bucket)
     adjacent = pl.col("bucket_start").shift(1) == pl.col("bucket_start") - pl.lit(width)
-    return per_bucket.select(
+    return per_bucket.sort("bucket_start").select(
         pl.lit(coin, dtype=pl.String).alias("coin"),
         "bucket_start",
         (pl.col("bucket_start") + pl.lit(width)).alias("bucket_end"),
@@ -191,11 +203,34 @@ def merged(trades: pl.DataFrame, sentiments: pl.DataFrame, coin: str, bucket: st
     if tolerance < timedelta(0):
         msg = f"tolerance must be >= 0, not {tolerance}"
         raise ValueError(msg)
-    width = parse_bucket(bucket)
+    prices, moods = bucketed(trades, sentiments, coin, bucket, start=start, end=end)
+    return join_buckets(prices, moods, bucket, tolerance=tolerance, lag=lag)
+
+
+def bucketed(trades: pl.DataFrame, sentiments: pl.DataFrame, coin: str, bucket: str, *,
+             start: datetime | None = None, end: datetime | None = None,
+             ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``coin``'s :func:`price_buckets` and :func:`sentiment_buckets` in ``[start, end)``."""
     prices = price_buckets(_in_range(_checked(trades, _TRADES, "trades"), start, end),
                            coin, bucket)
     moods = sentiment_buckets(_in_range(_checked(sentiments, _SENTIMENTS, "sentiments"),
                                         start, end), coin, bucket)
+    return prices, moods
+
+
+def join_buckets(prices: pl.DataFrame, moods: pl.DataFrame, bucket: str, *,
+                 tolerance: timedelta, lag: int = 0) -> pl.DataFrame:
+    """:func:`merged`'s join, from series already bucketed on ``bucket``'s grid.
+
+    ``prices`` has :func:`price_buckets`' (or :func:`price_series`') columns and ``moods``
+    :func:`sentiment_buckets`' columns, both for one coin. The batch path (:func:`merged`)
+    and the stream consumer (incremental per-bucket aggregates) share this join, so the same
+    buckets give the same rows (see :func:`merged` for the lag and tolerance semantics).
+    """
+    if tolerance < timedelta(0):
+        msg = f"tolerance must be >= 0, not {tolerance}"
+        raise ValueError(msg)
+    width = parse_bucket(bucket)
     left = prices.with_columns(pl.lit(lag, dtype=pl.Int64).alias("lag"),
                                (pl.col("bucket_end") - pl.lit(width * lag)).alias("asof_at"),
                                ).sort("asof_at")
@@ -230,3 +265,13 @@ def nearest_pooled_r(trades: pl.DataFrame, sentiments: pl.DataFrame) -> float | 
 def backward_pooled_r(trades: pl.DataFrame, sentiments: pl.DataFrame) -> float | None:
     """The same pooled artefact with a backward join (each trade's latest earlier tweet)."""
     return _pooled_r(trades, sentiments, "backward")
+
+
+def bucket_start(bucket: str, ts: str = "ts") -> pl.Expr:
+    """The start of the epoch-aligned ``bucket`` holding column ``ts`` (as :func:`price_buckets`).
+
+    For code that buckets events itself (the stream consumer's incremental aggregates) and
+    must land on exactly the batch grid.
+    """
+    width = parse_bucket(bucket) // timedelta(microseconds=1)
+    return (pl.col(ts).dt.epoch("us") // width * width).cast(_UTC)
