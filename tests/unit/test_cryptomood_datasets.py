@@ -158,3 +158,14 @@ def test_a_line_with_the_other_datasets_fields_is_quarantined_not_misread() -> N
     assert result.tables["coin_trades"].height == 1
     assert result.quarantine["coin_trades"]["reason"][0].startswith(
         "invalid record: Object contains unknown field")
+
+
+def test_plain_members_and_members_with_blank_lines_give_the_same_rows() -> None:
+    with zipfile.ZipFile(SAMPLES / "cryptomood_sample.zip") as z:
+        plain = z.read("cryptomood/historical_coin_data.txt")
+    spaced = plain.replace(b"\n", b"\n \n", 1)  # a whitespace-only line after line 1
+    fast = _ingest(("t.txt", plain)).tables["coin_trades"]
+    slow = _ingest(("t.txt", spaced)).tables["coin_trades"]
+    assert fast.drop("_line").equals(slow.drop("_line"))
+    assert slow["_line"].to_list()[:3] == [1, 3, 4]
+    assert fast["_line"].to_list()[:3] == [1, 2, 3]
