@@ -31,7 +31,6 @@ from typing import Any
 import httpx
 import numpy as np
 import polars as pl
-
 from reference.common import machine_info, wait_quiet
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -75,10 +74,28 @@ def generate(lake: Path, n_trades: int, n_sentiments: int, seed: int = 0) -> Non
         frame.write_parquet(folder / "part-bench-00000.parquet")
 
 
+def in_process(lake: Path) -> dict[str, float]:
+    """ms of one coin's correlation on the 10-second grid, in this process (after a warm-up)."""
+    from cryptodudez.mood import results  # noqa: PLC0415
+
+    trades = results.trades_frame(pl.read_parquet(lake / "validated/coin_trades/*.parquet"))
+    moods = results.sentiments_frame(
+        pl.read_parquet(lake / "validated/tweet_sentiments/*.parquet"))
+    out = {}
+    for max_lag in (0, 2):
+        params = results.MoodParams(coins=("ETH",), buckets=("PT10S",), max_lag=max_lag)
+        results.correlation(trades, moods, params)
+        started = time.perf_counter()
+        results.correlation(trades, moods, params)
+        out[f"eth_pt10s_max_lag_{max_lag}_ms"] = round((time.perf_counter() - started) * 1000,
+                                                       1)
+    return out
+
+
 def serve(lake: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CRYPTODUDEZ_LAKE": str(lake),
            "CRYPTODUDEZ_WAREHOUSE": str(lake / "warehouse.duckdb")}
-    return subprocess.Popen(  # noqa: S603
+    return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "serving.asgi:app", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning", "--workers", "1"],
         cwd=PROJECT, env=env)
@@ -94,7 +111,8 @@ def _free_port() -> int:
 
 def _percentiles(ms: list[float]) -> dict[str, float]:
     values = np.array(ms)
-    return {"n": len(ms), "p50_ms": round(float(np.percentile(values, 50)), 3),
+    return {"n": len(ms), "percentiles": [50, 99],
+            "p50_ms": round(float(np.percentile(values, 50)), 3),
             "p99_ms": round(float(np.percentile(values, 99)), 3),
             "max_ms": round(float(values.max()), 3), "mean_ms": round(float(values.mean()), 3)}
 
@@ -125,6 +143,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lake = Path(tmp) / "lake"
         generate(lake, args.trades, args.sentiments)
+        ten_seconds = in_process(lake)
         port = _free_port()
         server = serve(lake, port)
         try:
@@ -166,6 +185,7 @@ def main() -> None:
         "span": "one UTC day, three coins", "n_boot": 2000,
         "first_load_ms": round(load_ms, 1),
         "uncached": _percentiles(uncached), "cached": _percentiles(cached),
+        "in_process_10s_grid": ten_seconds,
         "targets": TARGETS,
         "measured_at": datetime.now(tz=UTC).isoformat(timespec="seconds"),
         "load": quiet, "machine": machine_info(),

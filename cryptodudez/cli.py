@@ -17,7 +17,9 @@ from cryptodudez.assets.eth import ETH_SIGNAL, FIRST_DAY, data_end
 from cryptodudez.assets.mood import SENTIMENTS, TRADES
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
 from cryptodudez.coingecko.cli_command import run_coingecko_cli
+from cryptodudez.datasets.specs import DATASETS
 from cryptodudez.definitions import build_definitions
+from cryptodudez.ingest import ingest_members, unpack
 from cryptodudez.jobs import (
     ETH_MODEL_JOB,
     EVENT_DAILY_JOB,
@@ -328,6 +330,30 @@ def sample_correlation(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def sample_stream() -> str:
+    """Replay the sample through a private NATS JetStream broker; compare with the batch."""
+    from cryptodudez.stream.demo import run_stream_demo  # noqa: PLC0415 - demo only
+
+    started = time.perf_counter()
+    result = run_stream_demo(SAMPLES_DIR / "cryptomood_sample.zip", timeout=120.0)
+    ingested = ingest_members(unpack("file:///sample.zip",
+                                     (SAMPLES_DIR / "cryptomood_sample.zip").read_bytes()),
+                              DATASETS)
+    trades = mood_results.trades_frame(ingested.tables[TRADES])
+    moods = mood_results.sentiments_frame(ingested.tables[SENTIMENTS])
+    batch = mood_results.correlation(trades, moods, mood_results.MoodParams(
+        coins=tuple(sorted(trades["coin"].unique().to_list())), buckets=("PT10S", "PT1M"),
+        max_lag=2))
+    same = result.correlation.select("coin", "bucket", "lag", "n", "pearson_r").equals(
+        batch.select("coin", "bucket", "lag", "n", "pearson_r"))
+    return (f"stream: {result.published.lines} lines as {result.published.messages} messages "
+            "(a tweet once per coin it names) through NATS JetStream "
+            f"(127.0.0.1, private server), {result.consumed.applied} applied, "
+            f"{result.consumed.quarantined} quarantined, in "
+            f"{time.perf_counter() - started:.1f} s; the streamed correlation "
+            f"{'equals' if same else 'DIFFERS FROM'} the batch one ({batch.height} rows)")
+
+
 def summary(settings: Settings) -> str:
     """What the lake holds: rows validated and quarantined per table, and where."""
     lake = _lake(settings)
@@ -452,6 +478,7 @@ def demo(*, settings: Settings) -> int:
     _out(sample_signal(settings))
     _out("")
     _out(sample_correlation(settings))
+    _out(sample_stream())
     _out("")
     counts["failed"] += run_coingecko_cli(settings, "bitcoin", "2022-01-01", "2022-03-31")
     _out("")

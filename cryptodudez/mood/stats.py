@@ -15,7 +15,7 @@ dependence, and is the interval to read. All values are plain ``float``/``int``/
 (no NaN), so results serialise to JSON as they are.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from statistics import NormalDist
@@ -221,6 +221,26 @@ def benjamini_hochberg(pvalues: Sequence[float | None]) -> list[float | None]:
     return q
 
 
+# The bucketed series of one coin on one grid: (price buckets, sentiment buckets).
+SeriesOf = Callable[[str, str], tuple[pl.DataFrame, pl.DataFrame]]
+
+
+def lagged_series(prices: pl.DataFrame, moods: pl.DataFrame, bucket: str, *,
+                  tolerance_buckets: int, max_lag: int, min_n: int = 8, seed: int = 0,
+                  block: int | None = None, n_boot: int = 2000) -> dict[int, Stat]:
+    """:func:`lagged` from one coin's series already bucketed on ``bucket``'s grid."""
+    if max_lag < 0 or tolerance_buckets < 0:
+        msg = f"max_lag and tolerance_buckets must be >= 0 ({max_lag}, {tolerance_buckets})"
+        raise ValueError(msg)
+    tolerance = parse_bucket(bucket) * tolerance_buckets
+    stats = {}
+    for lag in range(-max_lag, max_lag + 1):
+        frame = join_buckets(prices, moods, bucket, tolerance=tolerance, lag=lag)
+        stats[lag] = correlate(frame["log_return"], frame["sentiment"], min_n=min_n, seed=seed,
+                               block=block, n_boot=n_boot, labels=("log_return", "sentiment"))
+    return stats
+
+
 def lagged(trades: pl.DataFrame, sentiments: pl.DataFrame, coin: str, bucket: str, *,
            tolerance_buckets: int, max_lag: int, start: datetime | None = None,
            end: datetime | None = None, min_n: int = 8, seed: int = 0,
@@ -237,17 +257,9 @@ def lagged(trades: pl.DataFrame, sentiments: pl.DataFrame, coin: str, bucket: st
     Returns:
         ``{lag: Stat}`` for ``lag`` in ``-max_lag .. max_lag``, without q-values.
     """
-    if max_lag < 0 or tolerance_buckets < 0:
-        msg = f"max_lag and tolerance_buckets must be >= 0 ({max_lag}, {tolerance_buckets})"
-        raise ValueError(msg)
-    tolerance = parse_bucket(bucket) * tolerance_buckets
     prices, moods = bucketed(trades, sentiments, coin, bucket, start=start, end=end)
-    stats = {}
-    for lag in range(-max_lag, max_lag + 1):
-        frame = join_buckets(prices, moods, bucket, tolerance=tolerance, lag=lag)
-        stats[lag] = correlate(frame["log_return"], frame["sentiment"], min_n=min_n, seed=seed,
-                               block=block, n_boot=n_boot, labels=("log_return", "sentiment"))
-    return stats
+    return lagged_series(prices, moods, bucket, tolerance_buckets=tolerance_buckets,
+                         max_lag=max_lag, min_n=min_n, seed=seed, block=block, n_boot=n_boot)
 
 
 def correlation_table(trades: pl.DataFrame, sentiments: pl.DataFrame, *, coins: Sequence[str],
@@ -267,6 +279,23 @@ def correlation_table(trades: pl.DataFrame, sentiments: pl.DataFrame, *, coins: 
         ValueError: empty or repeated coins or buckets (repeats would count a test twice),
             or an unknown method.
     """
+    def series_of(coin: str, bucket: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        return bucketed(trades, sentiments, coin, bucket, start=start, end=end)
+
+    return table_of(series_of, coins=coins, buckets=buckets, max_lag=max_lag,
+                    tolerance_buckets=tolerance_buckets, min_n=min_n, seed=seed, block=block,
+                    n_boot=n_boot, method=method)
+
+
+def table_of(series_of: SeriesOf, *, coins: Sequence[str], buckets: Sequence[str],
+             max_lag: int, tolerance_buckets: int, min_n: int = 8, seed: int = 0,
+             block: int | None = None, n_boot: int = 2000,
+             method: str = "pearson") -> pl.DataFrame:
+    """:func:`correlation_table` from bucketed series, wherever they come from.
+
+    ``series_of(coin, bucket)`` gives a coin's price and sentiment buckets on a grid: from
+    raw events (:func:`correlation_table`) or from a stream's incremental aggregates.
+    """
     if method not in METHODS:
         msg = f"method must be one of {list(METHODS)}, not {method!r}"
         raise ValueError(msg)
@@ -278,10 +307,11 @@ def correlation_table(trades: pl.DataFrame, sentiments: pl.DataFrame, *, coins: 
     stats: list[Stat] = []
     for coin in coins:
         for bucket in buckets:
-            for lag, stat in lagged(trades, sentiments, coin, bucket,
-                                    tolerance_buckets=tolerance_buckets, max_lag=max_lag,
-                                    start=start, end=end, min_n=min_n, seed=seed, block=block,
-                                    n_boot=n_boot).items():
+            prices, moods = series_of(coin, bucket)
+            for lag, stat in lagged_series(prices, moods, bucket,
+                                           tolerance_buckets=tolerance_buckets,
+                                           max_lag=max_lag, min_n=min_n, seed=seed,
+                                           block=block, n_boot=n_boot).items():
                 keys.append((coin, bucket, lag))
                 stats.append(stat)
     qs = benjamini_hochberg([s.spearman_p if method == "spearman" else s.pearson_p

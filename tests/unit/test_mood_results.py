@@ -1,5 +1,6 @@
 """Correlation results keyed by parameters and data, and the SQL twin that checks them."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -96,3 +97,10 @@ def test_bad_parameters_are_refused_naming_the_field(changes: dict[str, object],
                                                       message: str) -> None:
     with pytest.raises(ValueError, match=message):
         results.MoodParams(**{"coins": ("BTC",), **changes})  # type: ignore[arg-type]
+
+
+def test_the_committed_real_data_report_is_current() -> None:
+    from scripts.mood_report import OUT, report  # noqa: PLC0415
+
+    assert json.loads(OUT.read_text()) == json.loads(json.dumps(report())), \
+        "run: .venv/bin/python scripts/mood_report.py"

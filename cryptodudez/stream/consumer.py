@@ -1,0 +1,323 @@
+"""A durable JetStream pull consumer keeping per-coin windowed aggregates and the correlation.
+
+The loop: fetch a batch (bounded wait), turn it into a delta (:func:`~cryptodudez.stream.
+apply.prepare`: validation by the lake's engine, key checks, aggregates), commit the delta in
+one DuckDB transaction (:class:`~cryptodudez.stream.state.StateStore`), then ack every
+message of the batch, quarantined ones included. Delivery is at-least-once; the apply is
+idempotent (record keys committed with the aggregates), so the effect is exactly once:
+
+- killed before the commit: nothing of the batch is in the state; the broker redelivers it
+  after ``ack_wait`` and it is applied then;
+- killed after the commit, before the acks: the redelivered messages carry keys already
+  applied under the same stream sequence and are skipped (counted as ``skipped``).
+
+Because aggregates merge commutatively and idempotence is by key, not by a high-water mark,
+a redelivery that arrives after newer messages is still applied exactly once.
+
+The correlation table is recomputed from the aggregates (same functions as the batch) when
+the consumer has caught up, and at most every ``refresh_every`` seconds while it works
+through a backlog; the latest one is kept on the consumer (``correlation``).
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+import nats.js.errors
+import polars as pl
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import api
+
+from cryptodudez.stream.apply import Message, prepare
+from cryptodudez.stream.broker import PREFIX, STREAM, partition_filter
+from cryptodudez.stream.correlation import correlation_from_aggregates
+from cryptodudez.stream.replay import ORIGIN, PUBLISHED_NS
+from cryptodudez.stream.state import Delta, StateStore
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """What a consumer reads, how it batches and what it computes.
+
+    Attributes:
+        durable: the durable consumer's name (its position survives restarts).
+        coins: the coins this consumer owns (its partition); ``None`` for every subject.
+        buckets: the grids the aggregates are kept on.
+        correlation_coins: coins of the correlation table (default: ``coins``, else none).
+        max_lag: lags ``-max_lag..max_lag`` of the correlation table.
+        tolerance_buckets: the as-of join's tolerance, in buckets.
+        n_boot: bootstrap resamples per correlation.
+        batch: messages per fetch.
+        fetch_timeout: seconds a fetch waits for messages.
+        linger: seconds without a new message after which a fetch returns what it has.
+        ack_wait: seconds before the broker redelivers an unacked message.
+        refresh_every: seconds between correlation refreshes during a backlog (None: only
+            when caught up).
+        stream: the stream's name.
+    """
+
+    durable: str = "mood"
+    coins: tuple[str, ...] | None = None
+    buckets: tuple[str, ...] = ("PT10S", "PT1M")
+    correlation_coins: tuple[str, ...] | None = None
+    max_lag: int = 2
+    tolerance_buckets: int = 0
+    n_boot: int = 2000
+    batch: int = 1000
+    fetch_timeout: float = 0.5
+    linger: float = 0.02
+    ack_wait: float = 30.0
+    refresh_every: float | None = 5.0
+    stream: str = STREAM
+
+
+@dataclass
+class RunReport:
+    """What one :meth:`MoodConsumer.run` did."""
+
+    batches: int = 0
+    messages: int = 0
+    applied: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    refreshes: int = 0
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("fetch", "prepare", "commit", "ack", "refresh"), 0.0))
+
+
+Hook = Callable[[Delta, Sequence[Message]], None]
+
+
+def to_message(msg: Msg) -> Message:
+    """A fetched message's stream sequence, subject, payload and lineage headers."""
+    headers = msg.headers or {}
+    stamp = headers.get(PUBLISHED_NS)
+    return Message(seq=msg.metadata.sequence.stream, subject=msg.subject, data=msg.data,
+                   origin=headers.get(ORIGIN), published_ns=int(stamp) if stamp else None)
+
+
+class Puller:
+    """The client side of a pull consumer, without a timer per message.
+
+    One subscription on a private inbox collects what the broker delivers; :meth:`fetch`
+    sends a pull request (``batch``, ``expires``) when none is open and returns when the
+    batch is full, when the request ends (all delivered, or the broker's 408/409 status), or
+    when nothing new arrived for ``linger`` seconds, whichever comes first. A message
+    delivered after a fetch returned waits in the buffer for the next fetch (it is never
+    dropped; an unacked message is redelivered by the broker anyway).
+    """
+
+    def __init__(self, nc: Client, stream: str, consumer: str) -> None:
+        self._nc = nc
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._inbox = nc.new_inbox()
+        self._buffer: list[Msg] = []
+        self._open: str | None = None  # reply subject of the open pull request
+        self._requests = 0
+        self._want = 0
+        self._left = 0  # messages the open request may still deliver
+        self._wake = asyncio.Event()
+        self._sub: Subscription | None = None
+
+    async def start(self, pending: int) -> None:
+        """Subscribe to the inbox (``pending``: most messages buffered)."""
+        self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_msg,
+                                             pending_msgs_limit=pending)
+
+    async def stop(self) -> None:
+        """Unsubscribe; messages delivered and not acked will be redelivered."""
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_msg(self, msg: Msg) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None:
+            self._buffer.append(msg)
+            if self._open is not None:  # deliveries keep their own subject: count them
+                self._left -= 1
+                if self._left == 0:  # the request is complete: the broker sends no status
+                    self._open = None
+            if len(self._buffer) == 1 or len(self._buffer) >= self._want or self._open is None:
+                self._wake.set()
+        elif status != "100" and msg.subject == self._open:  # status: on the reply subject
+            self._open = None
+            self._wake.set()
+
+    async def fetch(self, batch: int, *, timeout: float, linger: float) -> list[Msg]:
+        """Up to ``batch`` messages, waiting at most about ``timeout`` seconds."""
+        self._want = batch
+        if self._open is None and len(self._buffer) < batch:
+            self._requests += 1
+            self._open = f"{self._inbox}.{self._requests}"
+            self._left = batch - len(self._buffer)
+            request = {"batch": self._left, "expires": int(timeout * 1e9)}
+            await self._nc.publish(self._next, msgspec.json.encode(request),
+                                   reply=self._open)
+        deadline = time.monotonic() + timeout + 1.0  # the broker's 408 is due at ``timeout``
+        while len(self._buffer) < batch and self._open is not None:
+            now = time.monotonic()
+            if now >= deadline:
+                self._open = None  # the request is lost or expired: send a new one
+                break
+            held = len(self._buffer)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(),
+                                       min(linger, deadline - now) if held else deadline - now)
+            if held and len(self._buffer) == held:
+                break  # nothing new for ``linger`` seconds: go with what there is
+        out, self._buffer = self._buffer[:batch], self._buffer[batch:]
+        return out
+
+
+class MoodConsumer:
+    """One worker of a partition: a durable pull consumer and its state file.
+
+    Args:
+        nc: a connected client.
+        store: the partition's state file.
+        config: what to read and compute.
+        before_commit: called with each delta before its commit (tests inject failures).
+        after_commit: called after each commit, before the acks (tests inject failures;
+            benchmarks measure lag).
+    """
+
+    def __init__(self, nc: Client, store: StateStore, config: ConsumerConfig, *,
+                 before_commit: Hook | None = None, after_commit: Hook | None = None) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=5.0)
+        self.store = store
+        self.config = config
+        self.before_commit = before_commit
+        self.after_commit = after_commit
+        self.correlation: pl.DataFrame | None = None
+        self._puller: Puller | None = None
+        self._refreshed_at = 0.0
+        self._dirty = False
+
+    def consumer_config(self) -> api.ConsumerConfig:
+        """The durable's configuration: explicit acks, from the start of the stream."""
+        filters = partition_filter(self.config.coins) if self.config.coins else None
+        return api.ConsumerConfig(
+            durable_name=self.config.durable, name=self.config.durable,
+            deliver_policy=api.DeliverPolicy.ALL, ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.config.ack_wait, max_ack_pending=max(10 * self.config.batch, 1000),
+            filter_subject=None if filters else f"{PREFIX}.>", filter_subjects=filters)
+
+    async def start(self) -> None:
+        """Create the durable (or reuse it) and subscribe to its deliveries."""
+        try:
+            await self.js.consumer_info(self.config.stream, self.config.durable)
+        except nats.js.errors.NotFoundError:
+            await self.js.add_consumer(self.config.stream, self.consumer_config())
+        self._puller = Puller(self.nc, self.config.stream, self.config.durable)
+        await self._puller.start(pending=4 * self.config.batch + 1000)
+
+    async def stop(self) -> None:
+        """Unsubscribe (the durable and its unacked messages stay on the broker)."""
+        if self._puller is not None:
+            await self._puller.stop()
+            self._puller = None
+
+    async def _fetch(self) -> list[Msg]:
+        assert self._puller is not None, "call start() first"
+        return await self._puller.fetch(self.config.batch, timeout=self.config.fetch_timeout,
+                                        linger=self.config.linger)
+
+    async def caught_up(self) -> bool:
+        """True when the durable has nothing left to deliver and nothing awaiting an ack."""
+        info = await self.js.consumer_info(self.config.stream, self.config.durable)
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    def refresh(self) -> pl.DataFrame | None:
+        """Recompute the correlation table from the aggregates (None without coins)."""
+        coins = self.config.correlation_coins or self.config.coins
+        if not coins:
+            return None
+        self.correlation = correlation_from_aggregates(
+            self.store.price_aggregates(), self.store.sentiment_aggregates(), coins=coins,
+            buckets=self.config.buckets, max_lag=self.config.max_lag,
+            tolerance_buckets=self.config.tolerance_buckets, n_boot=self.config.n_boot)
+        self._refreshed_at = time.monotonic()
+        self._dirty = False
+        return self.correlation
+
+    def _apply(self, msgs: Sequence[Msg], report: RunReport) -> tuple[Delta, list[Message]]:
+        """Prepare and commit one batch."""
+        clock = time.perf_counter()
+        messages = [to_message(m) for m in msgs]
+        delta = prepare(messages, buckets=self.config.buckets, keys=self.store.keys,
+                        quarantined=self.store.quarantined, stream=self.config.stream)
+        report.timings["prepare"] += time.perf_counter() - clock
+        if self.before_commit is not None:
+            self.before_commit(delta, messages)
+        clock = time.perf_counter()
+        self.store.commit(delta)
+        report.timings["commit"] += time.perf_counter() - clock
+        if self.after_commit is not None:
+            self.after_commit(delta, messages)
+        return delta, messages
+
+    async def handle(self, msgs: Sequence[Msg], report: RunReport) -> None:
+        """Apply one fetched batch, commit it, then ack it."""
+        delta, messages = self._apply(msgs, report)
+        clock = time.perf_counter()
+        for m in msgs:
+            await m.ack()
+        report.timings["ack"] += time.perf_counter() - clock
+        report.batches += 1
+        report.messages += len(messages)
+        report.applied += delta.keys.height
+        report.quarantined += delta.quarantine.height
+        report.skipped += delta.skipped
+        self._dirty = True
+
+    async def run(self, *, until_caught_up: bool = True, max_batches: int | None = None,
+                  ) -> RunReport:
+        """Fetch, apply, commit and ack until caught up (or ``max_batches``, or forever).
+
+        Batches are applied one at a time, in order, each acked only after its commit (a
+        variant that fetched the next batch while a worker thread applied the current one
+        was slower on 2 cores: the apply is mostly GIL-bound Python). Callers bound the whole
+        run with ``asyncio.wait_for``; every broker call inside is bounded by its own timeout.
+        """
+        if self._puller is None:
+            await self.start()
+        report = RunReport()
+        started = time.perf_counter()
+        while max_batches is None or report.batches < max_batches:
+            clock = time.perf_counter()
+            msgs = await self._fetch()
+            report.timings["fetch"] += time.perf_counter() - clock
+            if msgs:
+                await self.handle(msgs, report)
+                self._refresh_if_due(report)
+                continue
+            if self._dirty:
+                self._timed_refresh(report)
+            if until_caught_up and await self.caught_up():
+                break
+            await asyncio.sleep(0)
+        if self._dirty:
+            self._timed_refresh(report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _refresh_if_due(self, report: RunReport) -> None:
+        every = self.config.refresh_every
+        if every is not None and time.monotonic() - self._refreshed_at >= every:
+            self._timed_refresh(report)
+
+    def _timed_refresh(self, report: RunReport) -> None:
+        clock = time.perf_counter()
+        if self.refresh() is not None:
+            report.refreshes += 1
+        self._dirty = False
+        report.timings["refresh"] += time.perf_counter() - clock

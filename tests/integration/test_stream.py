@@ -1,0 +1,284 @@
+"""The real stream end to end (issue 10, scope 4): NATS JetStream on 127.0.0.1.
+
+One private ``nats-server -js`` for the module (the project's own ``jetstream_server``); each
+test starts from an empty stream. The shipped sample's 402 lines are replayed through the
+broker and consumed by the durable pull consumer; the reference is the batch path over the
+lake engine's tables for the same windows (PT10S and PT1M, lags -2..2). Every broker call
+and every run is bounded (``asyncio.wait_for``), so a broken broker fails a test, never
+hangs it.
+"""
+
+import asyncio
+import contextlib
+import zipfile
+from collections.abc import Coroutine, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nats.js.errors
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from cryptodudez.archives import Member, Unpacked
+from cryptodudez.datasets.specs import DATASETS
+from cryptodudez.ingest import ingest_members
+from cryptodudez.mood.series import price_buckets, sentiment_buckets
+from cryptodudez.mood.stats import correlation_table
+from cryptodudez.stream.apply import Message
+from cryptodudez.stream.broker import (
+    STREAM,
+    Broker,
+    connect,
+    ensure_stream,
+    jetstream_server,
+    run_sync,
+    subject,
+)
+from cryptodudez.stream.consumer import ConsumerConfig, MoodConsumer, RunReport
+from cryptodudez.stream.demo import DemoResult, run_stream_demo
+from cryptodudez.stream.replay import MSG_ID, ORIGIN, Line, publish_lines, read_lines
+from cryptodudez.stream.state import Delta, StateStore, series_of
+
+pytestmark = pytest.mark.xdist_group("nats")
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "cryptomood_sample.zip"
+COINS = ("BTC", "ETH", "LTC")
+BUCKETS = ("PT10S", "PT1M")
+MESSAGES = 477  # 308 trades + 94 tweets published once per coin they mention (169 copies)
+TIMEOUT = 20.0
+
+
+class Crash(RuntimeError):
+    """The injected failure: the consumer process dies at this point."""
+
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = TIMEOUT) -> T:
+    return run_sync(lambda: coro, timeout)
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[Broker]:
+    with jetstream_server(ready_timeout=10.0) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The batch result: the engine's tables and the correlation table over them."""
+    with zipfile.ZipFile(SAMPLE) as archive:
+        members = [Member(f"zip://{n}", n, archive.read(n)) for n in archive.namelist()]
+    result = ingest_members(Unpacked(members=members), DATASETS)
+    trades, tweets = result.tables["coin_trades"], result.tables["tweet_sentiments"]
+    table = correlation_table(trades, tweets, coins=COINS, buckets=BUCKETS, max_lag=2,
+                              tolerance_buckets=0, n_boot=200)
+    return trades, tweets, table
+
+
+@pytest.fixture
+def empty_stream(broker: Broker) -> str:
+    async def reset() -> None:
+        nc = await connect(broker.url)
+        js = nc.jetstream()
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(STREAM)
+        await ensure_stream(js)
+        await nc.close()
+
+    run(reset())
+    return broker.url
+
+
+def config(**changes: Any) -> ConsumerConfig:
+    base = {"correlation_coins": COINS, "buckets": BUCKETS, "max_lag": 2, "n_boot": 200,
+            "batch": 64, "fetch_timeout": 0.2, "ack_wait": 2.0, "refresh_every": None}
+    return ConsumerConfig(**{**base, **changes})
+
+
+async def publish(url: str, lines: Sequence[Line] | None = None) -> Any:
+    nc = await connect(url)
+    report = await publish_lines(nc, lines if lines is not None else read_lines([SAMPLE]))
+    await nc.close()
+    return report
+
+
+async def consume(url: str, state: Path, cfg: ConsumerConfig, **hooks: Any,
+                  ) -> tuple[RunReport, pl.DataFrame | None]:
+    nc = await connect(url)
+    try:
+        with StateStore(state, cfg.durable) as store:
+            consumer = MoodConsumer(nc, store, cfg, **hooks)
+            report = await consumer.run()
+            return report, consumer.correlation
+    finally:
+        await nc.close()
+
+
+def assert_state_is_batch(state: Path, durable: str, trades: pl.DataFrame,
+                          tweets: pl.DataFrame, coins: Sequence[str] = COINS) -> None:
+    with StateStore(state, durable) as store:
+        prices, moods = store.price_aggregates(), store.sentiment_aggregates()
+        assert set(prices["coin"]) == set(coins)
+        for coin in coins:
+            for bucket in BUCKETS:
+                price, mood = series_of(prices, moods, coin, bucket)
+                assert_frame_equal(price, price_buckets(trades, coin, bucket))
+                assert_frame_equal(mood, sentiment_buckets(tweets, coin, bucket),
+                                   check_exact=False, rel_tol=1e-12, abs_tol=1e-15)
+        assert store.progress().applied == trades.filter(pl.col("coin").is_in(coins)).height \
+            + tweets.explode("coins").filter(pl.col("coins").is_in(coins)).height
+
+
+async def stream_state(url: str) -> Any:
+    nc = await connect(url)
+    info = await nc.jetstream().stream_info(STREAM)
+    await nc.close()
+    return info.state
+
+
+def test_streamed_aggregates_and_correlation_equal_the_batch(
+        empty_stream: str, tmp_path: Path, batch: tuple[pl.DataFrame, ...]) -> None:
+    trades, tweets, table = batch
+    published = run(publish(empty_stream))
+    assert (published.lines, published.messages, published.duplicates) == (402, MESSAGES, 0)
+    report, streamed = run(consume(empty_stream, tmp_path / "state.duckdb", config()))
+    assert (report.messages, report.applied, report.quarantined, report.skipped) == (
+        MESSAGES, MESSAGES, 0, 0)
+    assert report.batches == -(-MESSAGES // 64)
+    assert_state_is_batch(tmp_path / "state.duckdb", "mood", trades, tweets)
+    assert streamed is not None
+    assert_frame_equal(streamed, table, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+    assert streamed.filter(pl.col("n") > 0).height == streamed.height  # real numbers, no gaps
+
+
+@pytest.mark.parametrize("moment", ["before_commit", "after_commit"])
+def test_a_consumer_killed_mid_stream_loses_and_doubles_nothing(
+        empty_stream: str, tmp_path: Path, batch: tuple[pl.DataFrame, ...],
+        moment: str) -> None:
+    trades, tweets, table = batch
+    run(publish(empty_stream))
+    state = tmp_path / "state.duckdb"
+    seen: list[int] = []
+
+    def die_on_third_batch(delta: Delta, messages: Sequence[Message]) -> None:
+        seen.append(len(messages))
+        if len(seen) == 3:
+            raise Crash(moment)
+
+    with pytest.raises(Crash):
+        run(consume(empty_stream, state, config(), **{moment: die_on_third_batch}))
+    with StateStore(state, "mood") as store:
+        committed = store.progress().applied
+    assert committed == 64 * (2 if moment == "before_commit" else 3)
+
+    report, streamed = run(consume(empty_stream, state, config()))
+    redelivered = 64  # the third batch was never acked: the broker delivers it again
+    assert report.messages == MESSAGES - 3 * 64 + redelivered
+    assert report.skipped == (redelivered if moment == "after_commit" else 0)
+    assert report.applied == MESSAGES - committed
+    assert_state_is_batch(state, "mood", trades, tweets)
+    assert streamed is not None
+    assert_frame_equal(streamed, table, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_republishing_the_same_lines_doubles_nothing(
+        empty_stream: str, tmp_path: Path, batch: tuple[pl.DataFrame, ...]) -> None:
+    trades, tweets, _ = batch
+    run(publish(empty_stream))
+    run(consume(empty_stream, tmp_path / "state.duckdb", config()))
+    again = run(publish(empty_stream))
+    assert (again.messages, again.duplicates, again.first_seq) == (MESSAGES, MESSAGES, None)
+    assert run(stream_state(empty_stream)).messages == MESSAGES
+    report, _ = run(consume(empty_stream, tmp_path / "state.duckdb", config()))
+    assert (report.messages, report.applied) == (0, 0)
+    assert_state_is_batch(tmp_path / "state.duckdb", "mood", trades, tweets)
+
+
+def test_a_malformed_message_is_quarantined_and_the_stream_goes_on(
+        empty_stream: str, tmp_path: Path, batch: tuple[pl.DataFrame, ...]) -> None:
+    trades, tweets, table = batch
+    lines = list(read_lines([SAMPLE]))
+    run(publish(empty_stream, lines[:200]))
+
+    async def publish_bad() -> None:
+        nc = await connect(empty_stream)
+        js = nc.jetstream()
+        for i, (name, data) in enumerate([
+                (subject("trades", "BTC"), b'{"coins": ["BTC"], "price": 1'),
+                (subject("trades", "BTC"), lines[0].data.replace(b'"price": ', b'"price": "')
+                 .replace(b', "sequence"', b'", "sequence"')),
+                (subject("sentiments", None), b'{"coins": [], "text": "x"}')]):
+            ack = await js.publish(name, data, headers={MSG_ID: f"bad-{i}",
+                                                        ORIGIN: f"test:{i}"}, timeout=5)
+            assert not ack.duplicate
+        await nc.close()
+
+    run(publish_bad())
+    run(publish(empty_stream, lines[200:]))
+    report, streamed = run(consume(empty_stream, tmp_path / "state.duckdb", config()))
+    assert (report.messages, report.quarantined) == (MESSAGES + 3, 3)
+    with StateStore(tmp_path / "state.duckdb", "mood") as store:
+        quarantine = store.quarantine()
+    assert quarantine["origin"].to_list() == ["test:0", "test:1", "test:2"]
+    reasons = quarantine["reason"].to_list()
+    assert "invalid record" in reasons[0]
+    assert "Expected `float`, got `str` - at `$.price`" in reasons[1]
+    assert "schema drift" in reasons[2] or "invalid record" in reasons[2]
+    assert_state_is_batch(tmp_path / "state.duckdb", "mood", trades, tweets)
+    assert streamed is not None
+    assert_frame_equal(streamed, table, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+
+    async def nothing_left() -> tuple[int, int]:
+        nc = await connect(empty_stream)
+        info = await nc.jetstream().consumer_info(STREAM, "mood")
+        await nc.close()
+        return info.num_pending, info.num_ack_pending
+
+    assert run(nothing_left()) == (0, 0)  # quarantined messages were acked, not redelivered
+
+
+def test_coin_partitions_consumed_apart_add_up_to_the_batch(
+        empty_stream: str, tmp_path: Path, batch: tuple[pl.DataFrame, ...]) -> None:
+    trades, tweets, _ = batch
+    run(publish(empty_stream))
+    partitions = {"btc": ("BTC",), "eth-ltc": ("ETH", "LTC")}
+
+    async def both() -> list[tuple[RunReport, pl.DataFrame | None]]:
+        return await asyncio.gather(*[
+            consume(empty_stream, tmp_path / f"{name}.duckdb",
+                    config(durable=f"mood-{name}", coins=coins, correlation_coins=None))
+            for name, coins in partitions.items()])
+
+    reports = run(both())
+    assert sum(r.messages for r, _ in reports) == MESSAGES
+    for name, coins in partitions.items():
+        assert_state_is_batch(tmp_path / f"{name}.duckdb", f"mood-{name}", trades, tweets,
+                              coins)
+
+
+def test_the_demo_replays_the_sample_and_returns_the_batch_table(
+        tmp_path: Path, batch: tuple[pl.DataFrame, ...]) -> None:
+    *_, table = batch
+    result = run_stream_demo(SAMPLE, state_dir=tmp_path, n_boot=200, timeout=TIMEOUT)
+    assert (result.published.lines, result.consumed.applied) == (402, MESSAGES)
+    assert_frame_equal(result.correlation.filter(pl.col("bucket").is_in(BUCKETS)), table,
+                       check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_a_server_that_cannot_start_fails_fast(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nats-server"), \
+            jetstream_server(tmp_path, binary=tmp_path / "no-such-server"):
+        pass
+
+
+
+def test_the_demo_runs_inside_a_running_event_loop() -> None:
+    """From a notebook or an async caller: a loop already runs in this thread."""
+    async def caller() -> DemoResult:
+        return run_stream_demo(timeout=TIMEOUT)
+
+    result = asyncio.run(caller())
+    assert result.consumed.applied == result.published.messages
