@@ -5,6 +5,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -28,6 +29,8 @@ class Settings:
         warehouse: ``CRYPTODUDEZ_WAREHOUSE``: the DuckDB file of result tables (default
             ``<lake>/warehouse.duckdb`` for a local lake, ``<project>/warehouse.duckdb`` for
             an S3 lake, since DuckDB writes a local file).
+        engine: ``CRYPTODUDEZ_ENGINE``: ``polars`` (default) or ``spark``, the engine of the
+            transforms that have a Spark twin (the stock rolling features).
     """
 
     lake: str
@@ -37,6 +40,7 @@ class Settings:
     dagster_home: str = str(PROJECT_DIR / ".dagster")
     coingecko_env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     warehouse: str = ""
+    engine: Literal["polars", "spark"] = "polars"
 
     @property
     def warehouse_path(self) -> str:
@@ -76,4 +80,12 @@ class Settings:
             coingecko_env={k: v for k, v in env.items() if k.startswith("COINGECKO_")},
             warehouse=str(Path(env["CRYPTODUDEZ_WAREHOUSE"]).expanduser().absolute())
             if env.get("CRYPTODUDEZ_WAREHOUSE") else "",
+            engine=_engine(env.get("CRYPTODUDEZ_ENGINE") or "polars"),
         )
+
+
+def _engine(text: str) -> Literal["polars", "spark"]:
+    if text not in ("polars", "spark"):
+        msg = f"CRYPTODUDEZ_ENGINE={text!r}: use polars or spark"
+        raise ValueError(msg)
+    return "spark" if text == "spark" else "polars"

@@ -15,13 +15,13 @@ import duckdb
 import polars as pl
 
 from cryptodudez.checks.tables import SAMPLE, markdown_table
+from cryptodudez.resources.compute import Compute
 from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED, Lake
 from cryptodudez.transforms import volume_model as vm
 from cryptodudez.transforms.stock_features import FEATURES as FEATURE_COLUMNS
 from cryptodudez.transforms.stock_features import (
     POSITION,
     WINDOW,
-    features_by_period,
     rows_by_period,
 )
 
@@ -108,7 +108,8 @@ with warnings.catch_warnings():
 
 
 @_features_asset
-def stock_features(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+def stock_features(context: dg.AssetExecutionContext, lake: Lake,
+                   compute: Compute) -> dg.MaterializeResult:
     """Every validated stock/ETF bar plus its 30-row rolling features, one file per year.
 
     ``vol_moving_avg`` is the mean of Volume and ``adj_close_rolling_med`` the median of
@@ -125,7 +126,7 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
     expected = [0] * len(years)
     if bars.collect_schema().names():
         expected = rows_by_period(bars, bounds)
-        frames = features_by_period(bars, bounds)
+        frames = compute.stock_features_by_period(bars, bounds)  # polars, or Spark's twin
         symbols = _sample_symbols(bars, start=bounds[0], end=bounds[-1])
     checks = _FeatureChecks(symbols)
     preview = pl.DataFrame()

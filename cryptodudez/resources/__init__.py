@@ -3,12 +3,13 @@
 from typing import Any
 
 from cryptodudez.resources.coingecko import CoinGecko, build_coingecko
+from cryptodudez.resources.compute import Compute
 from cryptodudez.resources.lake import Lake
 from cryptodudez.resources.metastore import DuckDBMetastore, GlueMetastore, Metastore
 from cryptodudez.resources.warehouse import Warehouse
 from cryptodudez.settings import Settings
 
-__all__ = ["CoinGecko", "Lake", "Metastore", "Warehouse", "build_resources"]
+__all__ = ["CoinGecko", "Compute", "Lake", "Metastore", "Warehouse", "build_resources"]
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -28,4 +29,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         metastore = DuckDBMetastore(path=lake.path("catalog.duckdb"))
     return {"lake": lake, "metastore": metastore,
             "coingecko": build_coingecko(settings.coingecko_env),
-            "warehouse": Warehouse(path=settings.warehouse_path)}
+            "warehouse": Warehouse(path=settings.warehouse_path),
+            "compute": Compute(engine=settings.engine)}

@@ -10,10 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cryptodudez.assets import stocks
 from cryptodudez.assets.stocks import feature_path, stock_features
+from cryptodudez.resources.compute import Compute
 from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
+from cryptodudez.transforms import stock_features as transforms
 from cryptodudez.transforms.stock_features import FEATURES as FEATURE_COLUMNS
 from cryptodudez.transforms.stock_features import rolling_features
 from cryptodudez.transforms.volume_model import SAMPLE_ROWS, LookupModel
@@ -145,7 +146,8 @@ def test_each_year_of_a_range_run_records_its_own_row_count(defs, instance) -> N
     """One range run, four years: each partition's row count is that year's, not the run's."""
     land_and_ingest(defs, instance, STOCKS)
     lake = defs.resources["lake"]
-    result = dg.materialize([stock_features], instance=instance, resources={"lake": lake},
+    result = dg.materialize([stock_features], instance=instance,
+                            resources={"lake": lake, "compute": Compute()},
                             tags=_range_tags("2019", "2024"), run_config=QUIET)
     assert result.success
     # Independent counts: the validated input and the written year files, by year of Date.
@@ -158,7 +160,7 @@ def test_each_year_of_a_range_run_records_its_own_row_count(defs, instance) -> N
 
 
 def _planted(keep: Callable[[pl.DataFrame], pl.DataFrame]):
-    real = stocks.features_by_period
+    real = transforms.features_by_period
 
     def features_by_period(*args, **kwargs):
         for frame in real(*args, **kwargs):
@@ -168,7 +170,7 @@ def _planted(keep: Callable[[pl.DataFrame], pl.DataFrame]):
 
 def _check_results(defs, instance) -> dict[str, bool]:
     result = dg.materialize([stock_features], instance=instance,
-                            resources={"lake": defs.resources["lake"]},
+                            resources={"lake": defs.resources["lake"], "compute": Compute()},
                             tags=_range_tags("2019", "2024"), run_config=QUIET,
                             raise_on_error=False)
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
@@ -177,7 +179,7 @@ def _check_results(defs, instance) -> dict[str, bool]:
 def test_feature_checks_fail_when_a_run_writes_no_rows(defs, instance, monkeypatch) -> None:
     """A planted empty result: no feature check may pass over zero rows."""
     land_and_ingest(defs, instance, STOCKS)
-    monkeypatch.setattr(stocks, "features_by_period", _planted(lambda f: f.clear()))
+    monkeypatch.setattr(transforms, "features_by_period", _planted(lambda f: f.clear()))
     checks = _check_results(defs, instance)
     assert checks and not any(checks.values()), checks
 
@@ -185,7 +187,7 @@ def test_feature_checks_fail_when_a_run_writes_no_rows(defs, instance, monkeypat
 def test_feature_checks_fail_when_rows_are_lost(defs, instance, monkeypatch) -> None:
     """A planted loss of the last row of every year fails the row-count check."""
     land_and_ingest(defs, instance, STOCKS)
-    monkeypatch.setattr(stocks, "features_by_period", _planted(lambda f: f.head(-1)))
+    monkeypatch.setattr(transforms, "features_by_period", _planted(lambda f: f.head(-1)))
     checks = _check_results(defs, instance)
     assert checks["stock_features_one_row_per_validated_bar"] is False
     assert checks["stock_features_nulls_are_first_29_rows"] is True  # the loss is all it sees

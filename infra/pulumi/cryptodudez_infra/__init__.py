@@ -1,0 +1,1 @@
+"""Component resources of the cryptodudez AWS deployment (see ../README.md)."""
