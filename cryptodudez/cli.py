@@ -20,6 +20,7 @@ from cryptodudez.coingecko.cli_command import run_coingecko_cli
 from cryptodudez.datasets.specs import DATASETS
 from cryptodudez.definitions import build_definitions
 from cryptodudez.ingest import ingest_members, unpack
+from cryptodudez.instance import write_instance_yaml
 from cryptodudez.jobs import (
     ETH_MODEL_JOB,
     EVENT_DAILY_JOB,
@@ -62,15 +63,17 @@ def _out(text: str = "") -> None:
 def ensure_dagster_home(settings: Settings) -> Path:
     """Create ``DAGSTER_HOME`` if it is missing (telemetry off in a new one).
 
+    With ``CRYPTODUDEZ_DAGSTER_PG_URL`` set, its ``dagster.yaml`` puts the run, event and
+    schedule storage in that Postgres database (production; docs/production-instance.md).
+
     No rule of the platform lives here: ingest runs may run side by side under any
     instance configuration (they serialise only their publishing, on the lake's own lock).
     """
     home = Path(settings.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+    write_instance_yaml(home, settings.dagster_pg_url or None,
+                        overwrite=bool(settings.dagster_pg_url))
     return home
 
 

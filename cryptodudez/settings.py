@@ -29,6 +29,8 @@ class Settings:
         warehouse: ``CRYPTODUDEZ_WAREHOUSE``: the DuckDB file of result tables (default
             ``<lake>/warehouse.duckdb`` for a local lake, ``<project>/warehouse.duckdb`` for
             an S3 lake, since DuckDB writes a local file).
+        dagster_pg_url: ``CRYPTODUDEZ_DAGSTER_PG_URL``: Postgres URL of Dagster's storage
+            (production); empty: SQLite files in ``dagster_home``.
         engine: ``CRYPTODUDEZ_ENGINE``: ``polars`` (default) or ``spark``, the engine of the
             transforms that have a Spark twin (the stock rolling features).
     """
@@ -38,6 +40,7 @@ class Settings:
     region: str = "us-east-1"
     glue_database: str = "cryptodudez"
     dagster_home: str = str(PROJECT_DIR / ".dagster")
+    dagster_pg_url: str = field(default="", repr=False)  # may hold a password
     coingecko_env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     warehouse: str = ""
     engine: Literal["polars", "spark"] = "polars"
@@ -77,6 +80,7 @@ class Settings:
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             glue_database=env.get("CRYPTODUDEZ_GLUE_DATABASE") or "cryptodudez",
             dagster_home=env.get("DAGSTER_HOME") or str(PROJECT_DIR / ".dagster"),
+            dagster_pg_url=env.get("CRYPTODUDEZ_DAGSTER_PG_URL") or "",
             coingecko_env={k: v for k, v in env.items() if k.startswith("COINGECKO_")},
             warehouse=str(Path(env["CRYPTODUDEZ_WAREHOUSE"]).expanduser().absolute())
             if env.get("CRYPTODUDEZ_WAREHOUSE") else "",

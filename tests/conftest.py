@@ -1,7 +1,9 @@
 """Shared fixtures: temporary lakes, Dagster instances, and the real data when present."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -38,3 +40,22 @@ def instance() -> Iterator[dg.DagsterInstance]:
     """A temporary persistent (SQLite) Dagster instance."""
     with dg.instance_for_test() as inst:
         yield inst
+
+
+# Debian's chromium (apt-get install chromium); Playwright drives it, it never downloads one.
+CHROMIUM = Path(os.environ.get("CRYPTODUDEZ_TEST_CHROMIUM", "/usr/lib/chromium/chromium"))
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the whole session (skipped when it is not installed)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                              timeout=30_000)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -9,6 +9,7 @@ hangs it.
 """
 
 import asyncio
+import concurrent.futures
 import contextlib
 import zipfile
 from collections.abc import Coroutine, Iterator, Sequence
@@ -280,5 +281,8 @@ def test_the_demo_runs_inside_a_running_event_loop() -> None:
     async def caller() -> DemoResult:
         return run_stream_demo(timeout=TIMEOUT)
 
-    result = asyncio.run(caller())
+    # In a thread of its own: the session's Playwright browser keeps a loop running in this
+    # worker's main thread, where asyncio.run would be refused before the test even starts.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        result = pool.submit(asyncio.run, caller()).result(timeout=TIMEOUT * 2)
     assert result.consumed.applied == result.published.messages

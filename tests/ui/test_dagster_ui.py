@@ -1,0 +1,187 @@
+"""The Dagster UI in a real browser: webserver and daemon over a lake with a sample ingested.
+
+Playwright drives Debian's Chromium (``executable_path``; never ``playwright install``): the
+asset graph, a partition's metadata, the checks tab, and a "Materialize all" run that the
+daemon dequeues and that reaches success. Screenshots go to ``docs/images/ui/``.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import dagster as dg
+import pytest
+
+from cryptodudez import cli
+from cryptodudez.instance import free_port, write_instance_yaml
+from cryptodudez.settings import PROJECT_DIR, Settings
+
+pytestmark = [pytest.mark.xdist_group("ui"), pytest.mark.slow]
+expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
+
+SAMPLE = PROJECT_DIR / "samples" / "cryptomood_sample.zip"
+PARTITION = "cryptomood_sample.zip"
+SHOTS = PROJECT_DIR / "docs" / "images" / "ui"
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 120
+RUN_TIMEOUT_S = 180
+# Dagster's "Join the community" dialog stays away once this key is set (useStateWithStorage
+# in the webserver's bundle: ``useStateWithStorage('communityNux', ...)``).
+DISMISS_COMMUNITY = "window.localStorage.setItem('communityNux', 'true');"
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGINT to the process group, then SIGKILL if it is still there after 20 s."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGINT, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class DagsterUI(NamedTuple):
+    base: str  # http://127.0.0.1:<port>
+    home: Path  # its DAGSTER_HOME (SQLite)
+
+
+@pytest.fixture(scope="module")
+def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
+    """Webserver + daemon over a lake with the cryptomood sample ingested."""
+    root = tmp_path_factory.mktemp("dagster_ui")
+    settings = Settings(lake=str(root / "lake"), dagster_home=str(root / "dagster"))
+    write_instance_yaml(Path(settings.dagster_home), None)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DAGSTER_HOME", settings.dagster_home)  # restored after the ingest
+        cli.land([SAMPLE], settings=settings)
+        counts = cli.ingest(settings=settings, progress=False)
+    assert counts["ingested"] == 1, counts
+    assert counts["failed"] == 0, counts
+
+    port = free_port()
+    proc_env = {**os.environ, "DAGSTER_HOME": settings.dagster_home,
+                "CRYPTODUDEZ_LAKE": settings.lake, "DAGSTER_DISABLE_TELEMETRY": "1"}
+    logs = root / "logs"
+    logs.mkdir()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, cmd in (
+            ("webserver", [str(BIN / "dagster-webserver"), "-w", "workspace.yaml",
+                           "-h", "127.0.0.1", "-p", str(port)]),
+            ("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]),
+        ):
+            with (logs / f"{name}.log").open("wb") as log:
+                procs.append(subprocess.Popen(cmd, cwd=PROJECT_DIR, env=proc_env, stdout=log,
+                                              stderr=subprocess.STDOUT,
+                                              start_new_session=True))
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                _get_json(f"{base}/server_info")
+                break
+            except OSError:
+                dead = [p.args for p in procs if p.poll() is not None]
+                if dead or time.monotonic() > deadline:
+                    tail = (logs / "webserver.log").read_text(errors="replace")[-3000:]
+                    pytest.fail(f"the Dagster webserver did not start ({dead=}):\n{tail}")
+                time.sleep(1)
+        yield DagsterUI(base, Path(settings.dagster_home))
+    finally:
+        for proc in procs:
+            _stop(proc)
+
+
+@pytest.fixture
+def page(browser: Any, dagster_ui: DagsterUI) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 860},
+                                  base_url=dagster_ui.base)
+    context.add_init_script(DISMISS_COMMUNITY)
+    context.set_default_timeout(60_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def test_asset_graph_lists_the_groups_and_assets(page: Any) -> None:
+    page.goto("/asset-groups")  # the global lineage: one node per group
+    for group in ("lake", "validated", "mood", "models", "feature_store"):
+        expect(page.get_by_text(group, exact=True).first).to_be_visible()
+    expect(page.get_by_text("Join the Dagster community")).to_have_count(0)
+    _shot(page, "asset_graph")
+    page.goto("/locations/cryptodudez/asset-groups/mood")  # a group's lineage: its assets
+    for name in ("coin_trades", "tweet_sentiments", "mood_correlation"):
+        expect(page.get_by_text(name, exact=True).first).to_be_visible()
+    expect(page.get_by_text("3 / 3 Passed")).to_be_visible()
+    _shot(page, "mood_group")
+
+
+def test_partition_shows_the_ingest_metadata(page: Any) -> None:
+    page.goto(f"/assets/coin_trades?view=partitions&partition={PARTITION}")
+    expect(page.get_by_text("Latest materialization")).to_be_visible()
+    for key in ("dagster/row_count", "rows_quarantined", "rows_superseded"):
+        expect(page.get_by_text(key, exact=True).first).to_be_visible()
+    expect(page.get_by_text("ingest_landed_file").first).to_be_visible()
+    _shot(page, "partition_metadata")
+
+
+def test_checks_tab_lists_the_checks(page: Any) -> None:
+    page.goto("/assets/coin_trades?view=checks")
+    expect(page.get_by_text("Checks (4)")).to_be_visible()
+    for check in ("coin_trades_rows_accounted", "coin_trades_keys_unique",
+                  "coin_trades_schema_conforms"):
+        expect(page.get_by_text(check, exact=True).first).to_be_visible()
+    expect(page.get_by_text("Succeeded").first).to_be_visible()
+    _shot(page, "checks")
+
+
+def test_materialize_all_reaches_success(page: Any, dagster_ui: DagsterUI) -> None:
+    """The group's materialize-all button ("Materialize" for a one-asset group).
+
+    The webserver queues the run, the daemon dequeues and launches it, and it succeeds.
+    """
+    before = set(_run_ids(dagster_ui.home))
+    page.goto("/locations/cryptodudez/asset-groups/mood")
+    expect(page.get_by_text("mood_correlation", exact=True).first).to_be_visible()
+    # The button's accessible name carries its icon's ligature: match on the visible text.
+    page.locator("button", has_text=re.compile(r"Materialize( all)?$")).first.click()
+    deadline = time.monotonic() + 30
+    while not (new := set(_run_ids(dagster_ui.home)) - before):
+        assert time.monotonic() < deadline, "no run was launched"
+        time.sleep(0.5)
+    (run_id,) = new
+    page.goto(f"/runs/{run_id}")
+    expect(page.get_by_text("Success", exact=True).first).to_be_visible(
+        timeout=RUN_TIMEOUT_S * 1000)
+    expect(page.get_by_text("mood_correlation").first).to_be_visible()
+    _shot(page, "materialize_all_success")
+
+
+def _run_ids(home: Path) -> list[str]:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return [r.run_id for r in instance.get_runs()]
