@@ -117,6 +117,8 @@ def page(browser: Any, dagster_ui: DagsterUI) -> Iterator[Any]:
                                   base_url=dagster_ui.base)
     context.add_init_script(DISMISS_COMMUNITY)
     context.set_default_timeout(60_000)
+    # expect() has its own 5 s default: too short while the other worker loads the machine.
+    expect.set_options(timeout=60_000)
     try:
         yield context.new_page()
     finally:
