@@ -4,9 +4,15 @@
 #   docker run -p 8000:8000 -v lake:/data/lake cryptodudez serve     # the prediction API alone
 #
 # Roles (each its own container, all from this image; `dagster dev` is for local use only):
-#   webserver  Dagster UI and GraphQL on :3000 (dagster-webserver -w workspace.yaml)
-#   daemon     sensors, run queue and backfills: launches and runs the pipeline's runs
-#              (dagster-daemon run -w workspace.yaml); run exactly one
+#   webserver  Dagster UI and GraphQL on :3000 (dagster-webserver)
+#   daemon     sensors, run queue and backfills: launches the pipeline's runs
+#              (dagster-daemon run); run exactly one
+#   code-location
+#              the definitions behind a Dagster code server on :4000 (dagster code-server
+#              start); runs are launched from it. With CRYPTODUDEZ_CODE_LOCATION=host:4000
+#              the webserver and the daemon load the code from it (a workspace with a
+#              grpc_server entry, written into DAGSTER_HOME at start), never in-process;
+#              without it they load workspace.yaml themselves (one host, no code-location)
 #   serve      GET /predict on :8000 from the lake's latest model; workers default to the
 #              CPUs the container's quota allows (--cpus), override with --workers N
 #   one-off    docker run --rm -v lake:/data/lake -v dagster:/data/dagster cryptodudez ingest
@@ -20,11 +26,18 @@
 #       image: cryptodudez
 #       command: ["webserver"]
 #       init: true
+#       environment: {CRYPTODUDEZ_CODE_LOCATION: "code-location:4000"}
 #       ports: ["3000:3000"]
 #       volumes: ["lake:/data/lake", "dagster:/data/dagster"]
 #     daemon:
 #       image: cryptodudez
 #       command: ["daemon"]
+#       init: true
+#       environment: {CRYPTODUDEZ_CODE_LOCATION: "code-location:4000"}
+#       volumes: ["lake:/data/lake", "dagster:/data/dagster"]
+#     code-location:
+#       image: cryptodudez
+#       command: ["code-location"]
 #       init: true
 #       volumes: ["lake:/data/lake", "dagster:/data/dagster"]
 #     api:
@@ -39,8 +52,9 @@
 # State lives in two volumes: /data/lake (the lake; or CRYPTODUDEZ_LAKE=s3://bucket/prefix)
 # and /data/dagster (DAGSTER_HOME: run history, sensor cursors, daemon heartbeats), so a
 # restarted container resumes where it stopped. The webserver and the daemon share
-# DAGSTER_HOME's SQLite files on one host; across hosts configure dagster-postgres in
-# $DAGSTER_HOME/dagster.yaml instead.
+# DAGSTER_HOME's SQLite files on one host; across hosts set CRYPTODUDEZ_DAGSTER_PG_URL, or
+# DAGSTER_PG_HOST, DAGSTER_PG_DB, DAGSTER_PG_USERNAME and DAGSTER_PG_PASSWORD (as ECS does),
+# and each role writes a dagster.yaml on dagster-postgres at start.
 #
 # Listening: the image sets CRYPTODUDEZ_HOST=0.0.0.0, so `serve` and `webserver` listen on
 # every interface of the container (outside a container both default to 127.0.0.1).
@@ -49,6 +63,8 @@
 # HEALTHCHECK runs that check without loading Dagster unless it has to:
 #   serve      GET http://127.0.0.1:<port>/health
 #   webserver  GET http://127.0.0.1:<port>/server_info
+#   code-location
+#              dagster api grpc-health-check -p <port>
 #   daemon     dagster-daemon liveness-check (every daemon wrote a heartbeat in the last 300 s;
 #              this check loads Dagster, a few CPU-seconds each minute)
 # The check gives up after $CRYPTODUDEZ_HEALTHCHECK_TIMEOUT (25 s; keep it below --timeout).
@@ -87,7 +103,7 @@ ENV PATH="/app/.venv/bin:$PATH" \
 # Declared after the chown above, so new volumes start owned by the app user.
 VOLUME ["/data/lake", "/data/dagster"]
 USER 10001:10001
-EXPOSE 3000 8000
+EXPOSE 3000 4000 8000
 HEALTHCHECK --interval=60s --timeout=30s --start-period=120s --retries=3 \
     CMD ["python", "-m", "serving", "--healthcheck"]
 ENTRYPOINT ["cryptodudez"]

@@ -20,7 +20,7 @@ from cryptodudez.coingecko.cli_command import run_coingecko_cli
 from cryptodudez.datasets.specs import DATASETS
 from cryptodudez.definitions import build_definitions
 from cryptodudez.ingest import ingest_members, unpack
-from cryptodudez.instance import write_instance_yaml
+from cryptodudez.instance import DEFINITIONS_MODULE, write_instance_yaml, write_workspace_yaml
 from cryptodudez.jobs import (
     ETH_MODEL_JOB,
     EVENT_DAILY_JOB,
@@ -41,12 +41,18 @@ from cryptodudez.resources.lake import (
     checked_raw_key,
     partition_key_for,
 )
-from cryptodudez.sensors.changes import table_changes
+from cryptodudez.sensors.changes import changes_of
 from cryptodudez.sensors.feature_store import range_tags, touched_days
 from cryptodudez.sensors.landing import not_ingested, route, run_tags
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.settings import PROJECT_DIR, Settings
-from serving.server import add_server_arguments, default_host, probe_url, write_health_file
+from serving.server import (
+    add_server_arguments,
+    default_host,
+    probe_host,
+    probe_url,
+    write_health_file,
+)
 from serving.server import command as server_command
 
 SAMPLES_DIR = PROJECT_DIR / "samples"
@@ -63,8 +69,9 @@ def _out(text: str = "") -> None:
 def ensure_dagster_home(settings: Settings) -> Path:
     """Create ``DAGSTER_HOME`` if it is missing (telemetry off in a new one).
 
-    With ``CRYPTODUDEZ_DAGSTER_PG_URL`` set, its ``dagster.yaml`` puts the run, event and
-    schedule storage in that Postgres database (production; docs/production-instance.md).
+    With ``CRYPTODUDEZ_DAGSTER_PG_URL`` (or the ``DAGSTER_PG_*`` variables) set, its
+    ``dagster.yaml`` puts the run, event and schedule storage in that Postgres database
+    (production; docs/production-instance.md).
 
     No rule of the platform lives here: ingest runs may run side by side under any
     instance configuration (they serialise only their publishing, on the lake's own lock).
@@ -72,8 +79,10 @@ def ensure_dagster_home(settings: Settings) -> Path:
     home = Path(settings.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
-    write_instance_yaml(home, settings.dagster_pg_url or None,
-                        overwrite=bool(settings.dagster_pg_url))
+    pg_env_port = int(os.environ.get("DAGSTER_PG_PORT") or 5432) if settings.dagster_pg_env \
+        else None
+    write_instance_yaml(home, settings.dagster_pg_url or None, pg_env_port=pg_env_port,
+                        overwrite=bool(settings.dagster_pg_url) or settings.dagster_pg_env)
     return home
 
 
@@ -160,7 +169,7 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
         if changed is not None:
             earliest = changed if earliest is None else min(earliest, changed)
         mood_changed = mood_changed or bool(
-            {c.table for c in table_changes(instance, result.run_id)} & {TRADES, SENTIMENTS})
+            changes_of(instance, result.run_id, {TRADES, SENTIMENTS}))
         days = touched_days(instance, result.run_id)
         if days is not None:
             touched = days if touched is None else (min(touched[0], days[0]),
@@ -507,12 +516,21 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> NoRe
 DAEMON_HEARTBEAT_TOLERANCE_SECONDS = 300
 
 
-def _exec_dagster(settings: Settings, command: Sequence[str], *options: str) -> NoReturn:
-    """Become a Dagster ``command`` on the project's workspace, with ``DAGSTER_HOME`` set."""
-    os.environ["DAGSTER_HOME"] = str(ensure_dagster_home(settings))
+def _exec_dagster(settings: Settings, command: Sequence[str], *options: str,
+                  target: Sequence[str] | None = None) -> NoReturn:
+    """Become a Dagster ``command`` with ``DAGSTER_HOME`` set, on the project's code.
+
+    The code is ``target`` if given; else the code server ``CRYPTODUDEZ_CODE_LOCATION``
+    names (a workspace written into ``DAGSTER_HOME``); else the project's ``workspace.yaml``,
+    loading the definitions in this process tree.
+    """
+    home = ensure_dagster_home(settings)
+    os.environ["DAGSTER_HOME"] = str(home)
     os.environ["CRYPTODUDEZ_LAKE"] = settings.lake
-    workspace = PROJECT_DIR / "workspace.yaml"
-    target = ["-w", str(workspace)] if workspace.exists() else ["-m", "cryptodudez.definitions"]
+    if target is None:
+        workspace = (write_workspace_yaml(home, settings.code_location)
+                     if settings.code_location else PROJECT_DIR / "workspace.yaml")
+        target = ["-w", str(workspace)] if workspace.exists() else ["-m", DEFINITIONS_MODULE]
     executable = Path(sys.executable).with_name(command[0])
     argv = [str(executable), *command[1:], *target, *options]
     os.execv(executable, argv)  # noqa: S606 - this command becomes the Dagster process
@@ -522,6 +540,22 @@ def webserver(settings: Settings, *, host: str, port: int) -> NoReturn:
     """Become the Dagster webserver (UI and GraphQL) alone: production's UI role."""
     write_health_file({"role": "webserver", "url": probe_url(host, port, "/server_info")})
     _exec_dagster(settings, ["dagster-webserver"], "-h", host, "-p", str(port))
+
+
+def code_location(settings: Settings, *, host: str, port: int) -> NoReturn:
+    """Become the Dagster code server of the definitions: production's code-location role.
+
+    The webserver and the daemon reach it through ``CRYPTODUDEZ_CODE_LOCATION=host:port``;
+    the runs it launches import the same image's code.
+    """
+    write_health_file({
+        "role": "code-location",
+        "command": [str(Path(sys.executable).with_name("dagster")), "api",
+                    "grpc-health-check", "-p", str(port), "-h", probe_host(host)],
+        "env": {"DAGSTER_HOME": str(Path(settings.dagster_home).absolute())},
+    })
+    _exec_dagster(settings, ["dagster", "code-server", "start"], "-h", host, "-p", str(port),
+                  target=["-m", DEFINITIONS_MODULE])
 
 
 def daemon(settings: Settings) -> NoReturn:
@@ -603,6 +637,12 @@ def _parser() -> argparse.ArgumentParser:
     p_web.add_argument("--port", type=int, default=3000)
     sub.add_parser("daemon", help="the Dagster daemon alone: sensors, run queue, backfills "
                    "(production runner role)")
+    p_code = sub.add_parser("code-location", help="the Dagster code server of the definitions "
+                            "alone (production code-location role; the webserver and the "
+                            "daemon find it through CRYPTODUDEZ_CODE_LOCATION=host:port)")
+    p_code.add_argument("--host", default=default_host(),
+                        help="address to listen on (default: $CRYPTODUDEZ_HOST, else 127.0.0.1)")
+    p_code.add_argument("--port", type=int, default=4000)
     p_kpi = sub.add_parser("kpi", help="a day's event KPIs per type over a local or S3 lake, "
                            "without Dagster (--shard i/n on each machine, then --merge)")
     what = p_kpi.add_mutually_exclusive_group(required=True)
@@ -677,6 +717,8 @@ _COMMANDS = {
                                                "-p", args.port),
     "webserver": lambda settings, args: webserver(settings, host=args.host, port=args.port),
     "daemon": lambda settings, args: daemon(settings),
+    "code-location": lambda settings, args: code_location(settings, host=args.host,
+                                                          port=args.port),
     "serve": lambda settings, args: serve(settings, host=args.host, port=args.port,
                                           workers=args.workers),
     "demo": lambda settings, args: demo(settings=settings),

@@ -44,20 +44,59 @@ def postgres_instance_config(url: str) -> dict[str, Any]:
     return {**_TELEMETRY_OFF, "storage": {"postgres": {"postgres_url": psycopg2_url(url)}}}
 
 
-def instance_config(pg_url: str | None) -> dict[str, Any]:
-    """``dagster.yaml`` content: Postgres when ``pg_url`` is set.
+def postgres_env_instance_config(port: int = 5432) -> dict[str, Any]:
+    """``dagster.yaml`` content of an instance on Postgres given by ``DAGSTER_PG_*`` variables.
 
+    The file names the variables, never their values: Dagster reads them at start, so the
+    password stays in the environment (ECS injects it from Secrets Manager). The driver is
+    psycopg2, as for a URL.
+    """
+    return {**_TELEMETRY_OFF, "storage": {"postgres": {"postgres_db": {
+        "hostname": {"env": "DAGSTER_PG_HOST"}, "db_name": {"env": "DAGSTER_PG_DB"},
+        "username": {"env": "DAGSTER_PG_USERNAME"}, "password": {"env": "DAGSTER_PG_PASSWORD"},
+        "port": port, "scheme": "postgresql+psycopg2"}}}}
+
+
+def instance_config(pg_url: str | None, *, pg_env_port: int | None = None) -> dict[str, Any]:
+    """``dagster.yaml`` content: Postgres when ``pg_url`` (or ``pg_env_port``) is set.
+
+    ``pg_env_port``: the database is given by the ``DAGSTER_PG_*`` variables, on this port.
     Else Dagster's default: SQLite files in ``DAGSTER_HOME``.
     """
-    return postgres_instance_config(pg_url) if pg_url else dict(_TELEMETRY_OFF)
+    if pg_url:
+        return postgres_instance_config(pg_url)
+    if pg_env_port is not None:
+        return postgres_env_instance_config(pg_env_port)
+    return dict(_TELEMETRY_OFF)
 
 
-def write_instance_yaml(home: Path, pg_url: str | None, *, overwrite: bool = False) -> Path:
+def write_instance_yaml(home: Path, pg_url: str | None, *, overwrite: bool = False,
+                        pg_env_port: int | None = None) -> Path:
     """Write ``home/dagster.yaml`` (kept when it exists unless ``overwrite``)."""
     home.mkdir(parents=True, exist_ok=True)
     path = home / "dagster.yaml"
     if overwrite or not path.exists():
-        path.write_text(yaml.safe_dump(instance_config(pg_url), sort_keys=False))
+        config = instance_config(pg_url, pg_env_port=pg_env_port)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+CODE_LOCATION_NAME = "cryptodudez"
+DEFINITIONS_MODULE = "cryptodudez.definitions"
+
+
+def workspace_config(code_location: str) -> dict[str, Any]:
+    """A workspace whose one location is the code server at ``host:port``."""
+    host, _, port = code_location.rpartition(":")
+    return {"load_from": [{"grpc_server": {"host": host, "port": int(port),
+                                           "location_name": CODE_LOCATION_NAME}}]}
+
+
+def write_workspace_yaml(home: Path, code_location: str) -> Path:
+    """Write ``home/workspace.yaml`` pointing at the code server (rewritten every start)."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "workspace.yaml"
+    path.write_text(yaml.safe_dump(workspace_config(code_location), sort_keys=False))
     return path
 
 

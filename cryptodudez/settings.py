@@ -32,7 +32,15 @@ class Settings:
         dagster_pg_url: ``CRYPTODUDEZ_DAGSTER_PG_URL``: Postgres URL of Dagster's storage
             (production); empty: SQLite files in ``dagster_home``.
         engine: ``CRYPTODUDEZ_ENGINE``: ``polars`` (default) or ``spark``, the engine of the
-            transforms that have a Spark twin (the stock rolling features).
+            transforms that have a Spark twin (stock rolling features, daily tweet features,
+            event-day compaction).
+        code_location: ``CRYPTODUDEZ_CODE_LOCATION``: ``host:port`` of a separate Dagster
+            code server (``cryptodudez code-location``); empty: the webserver and the daemon
+            load the definitions themselves.
+        dagster_pg_env: ``DAGSTER_PG_HOST`` (with ``DAGSTER_PG_DB``, ``DAGSTER_PG_USERNAME``,
+            ``DAGSTER_PG_PASSWORD``, optional ``DAGSTER_PG_PORT``) is set: Dagster's storage is
+            that Postgres database, the password read from the environment at start (ECS
+            injects it from Secrets Manager), never written to a file.
     """
 
     lake: str
@@ -44,6 +52,8 @@ class Settings:
     coingecko_env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     warehouse: str = ""
     engine: Literal["polars", "spark"] = "polars"
+    code_location: str = ""
+    dagster_pg_env: bool = False
 
     @property
     def warehouse_path(self) -> str:
@@ -85,7 +95,37 @@ class Settings:
             warehouse=str(Path(env["CRYPTODUDEZ_WAREHOUSE"]).expanduser().absolute())
             if env.get("CRYPTODUDEZ_WAREHOUSE") else "",
             engine=_engine(env.get("CRYPTODUDEZ_ENGINE") or "polars"),
+            code_location=_host_port(env.get("CRYPTODUDEZ_CODE_LOCATION") or ""),
+            dagster_pg_env=_pg_env(env),
         )
+
+
+PG_ENV = ("DAGSTER_PG_HOST", "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD")
+"""The variables of a Postgres instance given by parts (the ECS services get these)."""
+
+
+def _pg_env(env: Mapping[str, str]) -> bool:
+    if not env.get(PG_ENV[0]):
+        return False
+    missing = [name for name in PG_ENV[1:] if not env.get(name)]
+    if missing:
+        msg = f"DAGSTER_PG_HOST is set but {', '.join(missing)} is not"
+        raise ValueError(msg)
+    port = env.get("DAGSTER_PG_PORT") or "5432"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        msg = f"DAGSTER_PG_PORT={port!r}: not a TCP port"
+        raise ValueError(msg)
+    return True
+
+
+def _host_port(text: str) -> str:
+    if not text:
+        return ""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        msg = f"CRYPTODUDEZ_CODE_LOCATION={text!r}: use host:port"
+        raise ValueError(msg)
+    return text
 
 
 def _engine(text: str) -> Literal["polars", "spark"]:

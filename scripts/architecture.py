@@ -7,7 +7,6 @@ header, the AWS deployment from the resources the Pulumi program registers under
 file is out of date.
 """
 
-import argparse
 import json
 import re
 import subprocess
@@ -20,6 +19,7 @@ import dagster as dg
 import yaml
 
 from cryptodudez.definitions import build_definitions
+from cryptodudez.generated import write_or_check
 from cryptodudez.lake.layout import QUARANTINE, RAW, VALIDATED
 from cryptodudez.settings import PROJECT_DIR, Settings
 from cryptodudez.storage import MODELS
@@ -351,18 +351,8 @@ def render(stack: dict[str, Any] | None = None) -> str:
 
 def main() -> int:
     """Write (or with ``--check`` verify) docs/architecture.md."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        current = OUT.read_text() if OUT.exists() else ""
-        if current != text:
-            sys.stderr.write(f"{OUT} is out of date: run scripts/architecture.py\n")
-            return 1
-        return 0
-    OUT.write_text(text)
-    return 0
+    return write_or_check(OUT, render, description=__doc__ or "",
+                          command="python scripts/architecture.py")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,10 @@ Generated from the definitions, never drawn by hand; ``--check`` exits 1 when th
 of date.
 """
 
-import argparse
-import sys
-
 import dagster as dg
 
 from cryptodudez.definitions import build_definitions
+from cryptodudez.generated import write_or_check
 from cryptodudez.settings import PROJECT_DIR, Settings
 
 OUT = PROJECT_DIR / "docs" / "asset-graph.md"
@@ -80,19 +78,8 @@ def render() -> str:
 
 def main() -> int:
     """Write (or with ``--check`` verify) docs/asset-graph.md."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        current = OUT.read_text() if OUT.exists() else ""
-        if current != text:
-            sys.stderr.write(f"{OUT} is out of date: run scripts/asset_graph.py\n")
-            return 1
-        return 0
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(text)
-    return 0
+    return write_or_check(OUT, render, description=__doc__ or "",
+                          command="python scripts/asset_graph.py")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ when the committed file differs (a test runs it). Usage::
     python scripts/mood_report.py [--check]
 """
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from cryptodudez.datasets.specs import DATASETS
+from cryptodudez.generated import write_or_check
 from cryptodudez.ingest import ingest_members, unpack
 from cryptodudez.mood import results
 from cryptodudez.mood.series import backward_pooled_r, nearest_pooled_r
@@ -64,18 +63,9 @@ def report() -> dict[str, Any]:
 
 def main() -> int:
     """Write the report, or with ``--check`` compare it with the committed one."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="fail if the file is stale")
-    args = parser.parse_args()
-    text = json.dumps(report(), indent=1) + "\n"
-    if args.check:
-        if not OUT.exists() or OUT.read_text() != text:
-            sys.stderr.write(f"{OUT} is stale: run python scripts/mood_report.py\n")
-            return 1
-        return 0
-    OUT.write_text(text)
-    sys.stdout.write(f"wrote {OUT}\n")
-    return 0
+    return write_or_check(OUT, lambda: json.dumps(report(), indent=1) + "\n",
+                          description=__doc__.split("\n\n")[0],
+                          command="python scripts/mood_report.py")
 
 
 if __name__ == "__main__":

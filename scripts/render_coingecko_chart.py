@@ -6,14 +6,13 @@ asset's chart of the same days. ``--check`` exits 1 when the file differs from a
 render (Agg draws the same bytes for the same rows with the same matplotlib and FreeType).
 """
 
-import argparse
-import sys
 from datetime import UTC, date, datetime
 
 import duckdb
 
 from cryptodudez.coingecko import job
 from cryptodudez.coingecko.chart import moving_average_chart
+from cryptodudez.generated import write_or_check
 from cryptodudez.resources.coingecko import OfflineCoinGecko
 from cryptodudez.settings import PROJECT_DIR
 
@@ -34,19 +33,8 @@ def render() -> bytes:
 
 def main() -> int:
     """Write (or with ``--check`` verify) the chart."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    png = render()
-    if args.check:
-        if not OUT.exists() or OUT.read_bytes() != png:
-            sys.stderr.write(f"{OUT} is out of date: run scripts/render_coingecko_chart.py\n")
-            return 1
-        return 0
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_bytes(png)
-    sys.stdout.write(f"wrote {OUT} ({len(png):,} bytes)\n")
-    return 0
+    return write_or_check(OUT, render, description=__doc__ or "",
+                          command="python scripts/render_coingecko_chart.py")
 
 
 if __name__ == "__main__":

@@ -118,13 +118,18 @@ def command(*, host: str, port: int, workers: int) -> list[str]:
             "--workers", str(workers)]
 
 
+def probe_host(host: str) -> str:
+    """The address at which a local probe reaches a server listening on ``host``."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - recognising the wildcard, not binding it
+        return LOCAL_HOST
+    if host == "::":
+        return "::1"
+    return host
+
+
 def probe_url(host: str, port: int, path: str) -> str:
     """URL at which a local health probe reaches a server listening on ``host:port``."""
-    if host in ("", "0.0.0.0"):  # noqa: S104 - recognising the wildcard, not binding it
-        host = LOCAL_HOST
-    elif host == "::":
-        host = "::1"
-    return f"http://{_url_host(host)}:{port}{path}"
+    return f"http://{_url_host(probe_host(host))}:{port}{path}"
 
 
 def _url_host(host: str) -> str:

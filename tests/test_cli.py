@@ -124,3 +124,32 @@ def test_settings_refuse_unknown_lake_schemes() -> None:
     with pytest.raises(ValueError, match="needs a bucket"):
         Settings.from_env({"CRYPTODUDEZ_LAKE": "s3://"})
     assert Settings.from_env({"CRYPTODUDEZ_LAKE": "file:///tmp/x"}).lake == "/tmp/x"
+
+
+@pytest.mark.parametrize("value", ["code-location", "host:", ":4000", "host:99999", "h:x"])
+def test_settings_refuse_a_code_location_that_is_not_host_port(value: str) -> None:
+    with pytest.raises(ValueError, match=r"CRYPTODUDEZ_CODE_LOCATION=.*use host:port"):
+        Settings.from_env({"CRYPTODUDEZ_CODE_LOCATION": value})
+    assert Settings.from_env({"CRYPTODUDEZ_CODE_LOCATION": "cl.internal:4000"}
+                             ).code_location == "cl.internal:4000"
+
+
+def test_settings_need_every_dagster_pg_variable_once_the_host_is_set() -> None:
+    parts = {"DAGSTER_PG_HOST": "db", "DAGSTER_PG_DB": "dagster",
+             "DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": "pw"}
+    assert Settings.from_env(parts).dagster_pg_env
+    assert not Settings.from_env({}).dagster_pg_env
+    with pytest.raises(ValueError, match="DAGSTER_PG_HOST is set but DAGSTER_PG_PASSWORD"):
+        Settings.from_env({k: v for k, v in parts.items() if k != "DAGSTER_PG_PASSWORD"})
+    with pytest.raises(ValueError, match="DAGSTER_PG_PORT='0'"):
+        Settings.from_env({**parts, "DAGSTER_PG_PORT": "0"})
+
+
+def test_a_bad_code_location_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = {**os.environ, "CRYPTODUDEZ_CODE_LOCATION": "nowhere",
+           "DAGSTER_HOME": str(tmp_path / "dh"), "CRYPTODUDEZ_LAKE": str(tmp_path / "lake")}
+    done = subprocess.run([sys.executable, "-m", "cryptodudez.cli", "webserver"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "CRYPTODUDEZ_CODE_LOCATION='nowhere'" in done.stderr

@@ -167,10 +167,10 @@ def test_runs_as_a_numeric_non_root_user() -> None:
 def test_entry_commands_are_exec_form_and_production_roles() -> None:
     assert entrypoint() == ["cryptodudez"]
     command = default_command()
-    assert command[0] in {"webserver", "daemon", "serve"}, \
+    assert command[0] in {"webserver", "daemon", "code-location", "serve"}, \
         f"`{' '.join(command)}`: `dagster dev` (`ui`) is not a production entry point"
     header = DOCKERFILE.read_text().split("\nARG ", 1)[0]
-    for role in ('["webserver"]', '["daemon"]', '["serve"]'):
+    for role in ('["webserver"]', '["daemon"]', '["code-location"]', '["serve"]'):
         assert role in header, f"the header documents how to run {role}"
 
 

@@ -186,14 +186,18 @@ def wait_for(role: Role, url: str) -> bytes:
         time.sleep(0.2)
 
 
-def listening(port: int) -> set[str]:
-    """IPv4 addresses with a listening TCP socket on ``port`` (from /proc/net/tcp)."""
+def listening(port: int, table: str = "/proc/net/tcp") -> set[str]:
+    """Addresses with a listening TCP socket on ``port`` (IPv4 from /proc/net/tcp; IPv6,
+    as ``::`` for the wildcard or the hex address, from /proc/net/tcp6)."""
     found = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+    for line in Path(table).read_text().splitlines()[1:]:
         fields = line.split()
         address, port_hex = fields[1].split(":")
         if int(port_hex, 16) == port and fields[3] == "0A":
-            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+            if len(address) == 8:
+                found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+            else:
+                found.add("::" if int(address, 16) == 0 else address)
     return found
 
 
@@ -306,6 +310,27 @@ def test_daemon_as_the_image_runs_it(tmp_path: Path, roles: list[Role]) -> None:
     assert "liveness-check: exit 0: Daemon live" in done.stdout
     assert list(Path(env["DAGSTER_HOME"]).iterdir()), "DAGSTER_HOME holds the instance"
     role.alive()
+
+
+@linux_only
+@pytest.mark.slow
+def test_code_location_as_the_image_runs_it(tmp_path: Path, roles: list[Role]) -> None:
+    env = container_env(tmp_path)
+    port = _free_port()
+    role = start(roles, [*entrypoint(), "code-location", "--port", str(port)], env,
+                 tmp_path / "logs")
+    check_env = {**env, "CRYPTODUDEZ_HEALTHCHECK_TIMEOUT": str(START_SECONDS)}
+    deadline = time.monotonic() + 2 * START_SECONDS
+    while (healthy := run_healthcheck(check_env)).returncode:  # loads the definitions first
+        role.alive()
+        assert time.monotonic() < deadline, f"not healthy within {2 * START_SECONDS} s: " \
+            f"{healthy.stdout}"
+        time.sleep(2)
+    # gRPC binds the wildcard as a dual-stack IPv6 socket: every interface either way.
+    assert listening(port) | listening(port, "/proc/net/tcp6") & {"::"} in ({"0.0.0.0"}, {"::"})
+    assert "grpc-health-check" in healthy.stdout
+    role.stop()
+    assert run_healthcheck(check_env).returncode != 0
 
 
 def test_serve_with_an_unreadable_lake_fails_in_one_line(tmp_path: Path) -> None:

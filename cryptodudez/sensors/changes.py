@@ -1,12 +1,16 @@
 """What an ingest run changed, per table, read from its recorded materialisations.
 
-The run-status sensors (stock pipeline, feature store) and the CLI's replay of them decide
-what to recompute from this one reading.
+The run-status sensors (stock pipeline, feature store, mood) and the CLI's replay of them
+decide what to recompute from this one reading: each skips a run that is not an ingest run
+(``skip_unless_ingest``) and reads the changes of the tables it derives from (``changes_of``).
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import dagster as dg
+
+from cryptodudez.jobs import INGEST_JOB
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,16 @@ def table_changes(instance: dg.DagsterInstance, run_id: str) -> list[TableChange
             date_max=str(meta["date_max"])[:10] if meta.get("date_max") else None,
             superseded=bool(superseded)))
     return changes
+
+
+def changes_of(instance: dg.DagsterInstance, run_id: str,
+               tables: Collection[str]) -> list[TableChange]:
+    """The changes an ingest run made to ``tables`` (in the order they were recorded)."""
+    return [c for c in table_changes(instance, run_id) if c.table in tables]
+
+
+def skip_unless_ingest(run: dg.DagsterRun) -> dg.SkipReason | None:
+    """Why a run-status sensor skips ``run`` (None for an ingest run, which it reads)."""
+    if run.job_name != INGEST_JOB:
+        return dg.SkipReason(f"{run.job_name} is not an ingest run")
+    return None

@@ -15,12 +15,11 @@ from cryptodudez.assets.eth import FIRST_DAY
 from cryptodudez.features.build import LOOKBACK
 from cryptodudez.jobs import (
     FEATURE_STORE_JOB,
-    INGEST_JOB,
     eth_model_job,
     feature_store_job,
     ingest_job,
 )
-from cryptodudez.sensors.changes import table_changes
+from cryptodudez.sensors.changes import changes_of, skip_unless_ingest
 from cryptodudez.sensors.stock_pipeline import RANGE_END, RANGE_START
 
 FEATURE_TABLES = {"tweets": timedelta(0), "crypto_prices": LOOKBACK, "stock_prices": LOOKBACK}
@@ -34,9 +33,7 @@ def touched_days(instance: dg.DagsterInstance, run_id: str) -> tuple[date, date]
     """
     lo: date | None = None
     hi: date | None = None
-    for change in table_changes(instance, run_id):
-        if change.table not in FEATURE_TABLES:
-            continue
+    for change in changes_of(instance, run_id, FEATURE_TABLES):
         reach = FEATURE_TABLES[change.table]
         if change.superseded:
             first, last = date.fromisoformat(FIRST_DAY), date.max
@@ -69,8 +66,8 @@ def range_tags(days: tuple[date, date], now: datetime | None = None) -> dict[str
 def feature_store_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
     """Request the feature store for the days an ingest run touched."""
     run = context.dagster_run
-    if run.job_name != INGEST_JOB:
-        return dg.SkipReason(f"{run.job_name} is not an ingest run")
+    if skip := skip_unless_ingest(run):
+        return skip
     days = touched_days(context.instance, run.run_id)
     if days is None:
         return dg.SkipReason("the ingest run changed no prices or tweets")

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from cryptodudez.assets.mood import SENTIMENTS, TRADES
-from cryptodudez.jobs import INGEST_JOB, ingest_job, mood_job
-from cryptodudez.sensors.changes import table_changes
+from cryptodudez.jobs import ingest_job, mood_job
+from cryptodudez.sensors.changes import changes_of, skip_unless_ingest
 
 
 @dg.run_status_sensor(
@@ -17,10 +17,10 @@ from cryptodudez.sensors.changes import table_changes
 def mood_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
     """Request the mood job after an ingest run that changed its input tables."""
     run = context.dagster_run
-    if run.job_name != INGEST_JOB:
-        return dg.SkipReason(f"{run.job_name} is not an ingest run")
-    changed = sorted({c.table for c in table_changes(context.instance, run.run_id)}
-                     & {TRADES, SENTIMENTS})
+    if skip := skip_unless_ingest(run):
+        return skip
+    changed = sorted({c.table for c in changes_of(context.instance, run.run_id,
+                                                  {TRADES, SENTIMENTS})})
     if not changed:
         return dg.SkipReason("the ingest run changed no trades or sentiments")
     return dg.RunRequest(run_key=f"mood:{run.run_id}",

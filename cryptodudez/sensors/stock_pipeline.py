@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from cryptodudez.assets.stocks import FIRST_YEAR
-from cryptodudez.jobs import INGEST_JOB, ingest_job, stock_pipeline_job
-from cryptodudez.sensors.changes import table_changes
+from cryptodudez.jobs import ingest_job, stock_pipeline_job
+from cryptodudez.sensors.changes import changes_of, skip_unless_ingest
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -19,9 +19,7 @@ def changed_stock_dates(instance: dg.DagsterInstance, run_id: str) -> str | None
     dates it affected are no longer known from what it wrote.
     """
     earliest: str | None = None
-    for change in table_changes(instance, run_id):
-        if change.table != "stock_prices":
-            continue
+    for change in changes_of(instance, run_id, {"stock_prices"}):
         first = f"{FIRST_YEAR}-01-01" if change.superseded or not change.date_min \
             else change.date_min
         earliest = first if earliest is None else min(earliest, first)
@@ -50,8 +48,8 @@ def pipeline_tags(earliest: str, now: datetime | None = None) -> dict[str, str]:
 def stock_pipeline_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
     """Request the stock pipeline for the years an ingest run touched."""
     run = context.dagster_run
-    if run.job_name != INGEST_JOB:
-        return dg.SkipReason(f"{run.job_name} is not an ingest run")
+    if skip := skip_unless_ingest(run):
+        return skip
     earliest = changed_stock_dates(context.instance, run.run_id)
     if earliest is None:
         return dg.SkipReason("the ingest run changed no stock prices")

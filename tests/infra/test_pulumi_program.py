@@ -14,6 +14,8 @@ import yaml
 from cryptodudez_infra.config import StackConfig, declared_keys
 from cryptodudez_infra.policy import REQUIRED_TAGS, UNTAGGABLE, Violation, policy_violations
 
+from cryptodudez import cli
+from cryptodudez.settings import Settings
 from tests.infra.conftest import PROGRAM
 
 BUCKET = "aws:s3/bucket:Bucket"
@@ -171,7 +173,15 @@ def test_four_fargate_services_from_one_image_with_the_dockerfile_commands(
     assert containers["webserver"]["command"] == ["webserver", "--port", "3000"]
     assert containers["daemon"]["command"] == ["daemon"]
     assert containers["api"]["command"] == ["serve", "--port", "8000"]
-    assert containers["code-location"]["entryPoint"] == ["dagster"]
+    assert containers["code-location"]["command"] == ["code-location", "--port", "4000"]
+    assert not any("entryPoint" in c for c in containers.values()), "the image's entry point"
+    parser = cli._parser()  # every command is one of the image's CLI commands, as parsed
+    for container in containers.values():
+        parser.parse_args(container["command"])
+    dagster_env = {e["name"]: e["value"] for e in containers["daemon"]["environment"]}
+    settings = Settings.from_env({**dagster_env, "DAGSTER_PG_PASSWORD": "from-secrets-manager"})
+    assert settings.code_location == "code-location.cryptodudez-dev.internal:4000"
+    assert settings.dagster_pg_env
     env = {e["name"]: e["value"] for e in containers["api"]["environment"]}
     assert env["CRYPTODUDEZ_LAKE"] == stack["outputs"]["lake_uri"]
     assert env["CRYPTODUDEZ_GLUE_DATABASE"] == "cryptodudez"

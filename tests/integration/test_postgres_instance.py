@@ -4,11 +4,13 @@ the ingest job and the landing sensor against it, runs and events stored in Post
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import psycopg2
 import pytest
 
+from cryptodudez import cli
 from cryptodudez.definitions import build_definitions
 from cryptodudez.instance import PG_BIN, private_postgres, write_instance_yaml
 from cryptodudez.jobs import INGEST_JOB
@@ -93,3 +95,27 @@ def test_landing_sensor_and_ingest_job_on_postgres(pg_url: str, pg_instance: dg.
     partitions = _rows(pg_url, "SELECT partition FROM dynamic_partitions "
                        "WHERE partitions_def_name = 'landed_files'")
     assert partitions == [("stocks/stock_market_sample.zip",)]
+
+
+def test_the_instance_from_dagster_pg_variables_keeps_the_password_out_of_files(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the ECS services get: the database by parts, the password from Secrets Manager."""
+    from dagster_postgres import PostgresRunStorage  # noqa: PLC0415
+
+    parts = urlsplit(pg_url)
+    secret = "only-in-the-environment"  # the private cluster trusts loopback: any password
+    env = {"DAGSTER_PG_HOST": str(parts.hostname), "DAGSTER_PG_PORT": str(parts.port),
+           "DAGSTER_PG_DB": parts.path.lstrip("/"), "DAGSTER_PG_USERNAME": str(parts.username),
+           "DAGSTER_PG_PASSWORD": secret, "DAGSTER_HOME": str(tmp_path / "dagster"),
+           "CRYPTODUDEZ_LAKE": str(tmp_path / "lake")}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    home = cli.ensure_dagster_home(Settings.from_env())
+    text = (home / "dagster.yaml").read_text()
+    assert secret not in text
+    assert "DAGSTER_PG_PASSWORD" in text
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        run = instance.create_run_for_job(dg.GraphDefinition("probe").to_job())
+        assert instance.get_run_by_id(run.run_id) is not None
+    assert _rows(pg_url, f"select count(*) from runs where run_id = '{run.run_id}'") == [(1,)]

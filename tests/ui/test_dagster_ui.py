@@ -2,7 +2,8 @@
 
 Playwright drives Debian's Chromium (``executable_path``; never ``playwright install``): the
 asset graph, a partition's metadata, the checks tab, and a "Materialize all" run that the
-daemon dequeues and that reaches success. Screenshots go to ``docs/images/ui/``.
+daemon dequeues and that reaches success. Screenshots go to a temporary folder, or to
+``$CRYPTODUDEZ_UI_SHOTS`` (``scripts/ui_screenshots.sh`` refreshes ``docs/images/ui/`` so).
 """
 
 import json
@@ -19,6 +20,7 @@ from typing import Any, NamedTuple
 
 import dagster as dg
 import pytest
+import yaml
 
 from cryptodudez import cli
 from cryptodudez.instance import free_port, write_instance_yaml
@@ -29,7 +31,6 @@ expect = pytest.importorskip("playwright.sync_api", reason="playwright is not in
 
 SAMPLE = PROJECT_DIR / "samples" / "cryptomood_sample.zip"
 PARTITION = "cryptomood_sample.zip"
-SHOTS = PROJECT_DIR / "docs" / "images" / "ui"
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 120
 RUN_TIMEOUT_S = 180
@@ -59,6 +60,25 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
+def _start(procs: list[subprocess.Popen[bytes]], logs: Path, name: str, args: list[str],
+           env: dict[str, str]) -> None:
+    with (logs / f"{name}.log").open("wb") as log:
+        procs.append(subprocess.Popen([str(BIN / "cryptodudez"), *args], cwd=PROJECT_DIR,
+                                      env=env, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+
+
+def _wait_for_code_server(port: int, procs: list[subprocess.Popen[bytes]], logs: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    check = [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(port),
+             "-h", "127.0.0.1"]
+    while subprocess.run(check, capture_output=True, timeout=60, check=False).returncode:
+        if procs[-1].poll() is not None or time.monotonic() > deadline:
+            tail = (logs / "code-location.log").read_text(errors="replace")[-3000:]
+            pytest.fail(f"the code server did not start:\n{tail}")
+        time.sleep(1)
+
+
 class DagsterUI(NamedTuple):
     base: str  # http://127.0.0.1:<port>
     home: Path  # its DAGSTER_HOME (SQLite)
@@ -66,7 +86,7 @@ class DagsterUI(NamedTuple):
 
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
-    """Webserver + daemon over a lake with the cryptomood sample ingested."""
+    """Code server, webserver and daemon over a lake with the cryptomood sample ingested."""
     root = tmp_path_factory.mktemp("dagster_ui")
     settings = Settings(lake=str(root / "lake"), dagster_home=str(root / "dagster"))
     write_instance_yaml(Path(settings.dagster_home), None)
@@ -77,22 +97,22 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
     assert counts["ingested"] == 1, counts
     assert counts["failed"] == 0, counts
 
-    port = free_port()
+    port, code_port = free_port(), free_port()
+    # Production's split: the code server alone, the webserver and the daemon reaching it by
+    # CRYPTODUDEZ_CODE_LOCATION; each started by the image's own command.
     proc_env = {**os.environ, "DAGSTER_HOME": settings.dagster_home,
-                "CRYPTODUDEZ_LAKE": settings.lake, "DAGSTER_DISABLE_TELEMETRY": "1"}
+                "CRYPTODUDEZ_LAKE": settings.lake, "DAGSTER_DISABLE_TELEMETRY": "1",
+                "CRYPTODUDEZ_CODE_LOCATION": f"127.0.0.1:{code_port}"}
     logs = root / "logs"
     logs.mkdir()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for name, cmd in (
-            ("webserver", [str(BIN / "dagster-webserver"), "-w", "workspace.yaml",
-                           "-h", "127.0.0.1", "-p", str(port)]),
-            ("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]),
-        ):
-            with (logs / f"{name}.log").open("wb") as log:
-                procs.append(subprocess.Popen(cmd, cwd=PROJECT_DIR, env=proc_env, stdout=log,
-                                              stderr=subprocess.STDOUT,
-                                              start_new_session=True))
+        _start(procs, logs, "code-location", ["code-location", "--host", "127.0.0.1",
+                                              "--port", str(code_port)], proc_env)
+        _wait_for_code_server(code_port, procs, logs)
+        _start(procs, logs, "webserver", ["webserver", "--host", "127.0.0.1",
+                                          "--port", str(port)], proc_env)
+        _start(procs, logs, "daemon", ["daemon"], proc_env)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -105,6 +125,9 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
                     tail = (logs / "webserver.log").read_text(errors="replace")[-3000:]
                     pytest.fail(f"the Dagster webserver did not start ({dead=}):\n{tail}")
                 time.sleep(1)
+        workspace = yaml.safe_load((Path(settings.dagster_home) / "workspace.yaml").read_text())
+        assert workspace["load_from"] == [{"grpc_server": {
+            "host": "127.0.0.1", "port": code_port, "location_name": "cryptodudez"}}]
         yield DagsterUI(base, Path(settings.dagster_home))
     finally:
         for proc in procs:
@@ -125,44 +148,54 @@ def page(browser: Any, dagster_ui: DagsterUI) -> Iterator[Any]:
         context.close()
 
 
-def _shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go: ``$CRYPTODUDEZ_UI_SHOTS``, else a temporary folder."""
+    configured = os.environ.get("CRYPTODUDEZ_UI_SHOTS")
+    folder = Path(configured) if configured else tmp_path_factory.mktemp("ui_shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
-def test_asset_graph_lists_the_groups_and_assets(page: Any) -> None:
+def _shot(page: Any, name: str, shots: Path) -> None:
+    path = shots / f"{name}.png"
+    page.screenshot(path=str(path))
+    assert path.read_bytes().startswith(b"\x89PNG"), f"no screenshot written to {path}"
+
+
+def test_asset_graph_lists_the_groups_and_assets(page: Any, shots: Path) -> None:
     page.goto("/asset-groups")  # the global lineage: one node per group
     for group in ("lake", "validated", "mood", "models", "feature_store"):
         expect(page.get_by_text(group, exact=True).first).to_be_visible()
     expect(page.get_by_text("Join the Dagster community")).to_have_count(0)
-    _shot(page, "asset_graph")
+    _shot(page, "asset_graph", shots)
     page.goto("/locations/cryptodudez/asset-groups/mood")  # a group's lineage: its assets
     for name in ("coin_trades", "tweet_sentiments", "mood_correlation"):
         expect(page.get_by_text(name, exact=True).first).to_be_visible()
     expect(page.get_by_text("3 / 3 Passed")).to_be_visible()
-    _shot(page, "mood_group")
+    _shot(page, "mood_group", shots)
 
 
-def test_partition_shows_the_ingest_metadata(page: Any) -> None:
+def test_partition_shows_the_ingest_metadata(page: Any, shots: Path) -> None:
     page.goto(f"/assets/coin_trades?view=partitions&partition={PARTITION}")
     expect(page.get_by_text("Latest materialization")).to_be_visible()
     for key in ("dagster/row_count", "rows_quarantined", "rows_superseded"):
         expect(page.get_by_text(key, exact=True).first).to_be_visible()
     expect(page.get_by_text("ingest_landed_file").first).to_be_visible()
-    _shot(page, "partition_metadata")
+    _shot(page, "partition_metadata", shots)
 
 
-def test_checks_tab_lists_the_checks(page: Any) -> None:
+def test_checks_tab_lists_the_checks(page: Any, shots: Path) -> None:
     page.goto("/assets/coin_trades?view=checks")
     expect(page.get_by_text("Checks (4)")).to_be_visible()
     for check in ("coin_trades_rows_accounted", "coin_trades_keys_unique",
                   "coin_trades_schema_conforms"):
         expect(page.get_by_text(check, exact=True).first).to_be_visible()
     expect(page.get_by_text("Succeeded").first).to_be_visible()
-    _shot(page, "checks")
+    _shot(page, "checks", shots)
 
 
-def test_materialize_all_reaches_success(page: Any, dagster_ui: DagsterUI) -> None:
+def test_materialize_all_reaches_success(page: Any, dagster_ui: DagsterUI, shots: Path) -> None:
     """The group's materialize-all button ("Materialize" for a one-asset group).
 
     The webserver queues the run, the daemon dequeues and launches it, and it succeeds.
@@ -181,7 +214,7 @@ def test_materialize_all_reaches_success(page: Any, dagster_ui: DagsterUI) -> No
     expect(page.get_by_text("Success", exact=True).first).to_be_visible(
         timeout=RUN_TIMEOUT_S * 1000)
     expect(page.get_by_text("mood_correlation").first).to_be_visible()
-    _shot(page, "materialize_all_success")
+    _shot(page, "materialize_all_success", shots)
 
 
 def _run_ids(home: Path) -> list[str]:

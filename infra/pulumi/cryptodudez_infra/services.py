@@ -25,7 +25,6 @@ class ServiceSpec:
     memory: int
     security_group: pulumi.Input[str]
     port: int | None = None
-    entry_point: list[str] | None = None
     desired_count: int = 1
     dagster_storage: bool = True
     health_path: str | None = None
@@ -71,11 +70,10 @@ class Services(pulumi.ComponentResource):
             ServiceSpec("daemon", ["daemon"], 512, 1024, network.daemon_sg.id),
             ServiceSpec(
                 "code-location",
-                # awsvpc: the task's own interface; only the code-location SG lets anyone in.
-                ["code-server", "start", "-m", "cryptodudez.definitions",
-                 "-h", "0.0.0.0", "-p", str(CODE_LOCATION_PORT)],  # noqa: S104
+                # awsvpc: the task's own interface (the image listens on 0.0.0.0); only the
+                # code-location SG lets anyone in.
+                ["code-location", "--port", str(CODE_LOCATION_PORT)],
                 1024, 4096, network.code_sg.id, port=CODE_LOCATION_PORT,
-                entry_point=["dagster"],
                 statements=[*iam.lake_read(arns), *iam.lake_write(arns),
                             *iam.glue(arns, write=True),
                             statement("LandingQueue",
@@ -147,8 +145,6 @@ class Services(pulumi.ComponentResource):
                     "awslogs-group": log_group.name, "awslogs-region": region,
                     "awslogs-stream-prefix": spec.name}},
             }
-            if spec.entry_point:
-                container["entryPoint"] = spec.entry_point
             task = aws.ecs.TaskDefinition(
                 svc, family=f"{prefix}-{spec.name}", cpu=str(spec.cpu),
                 memory=str(spec.memory), network_mode="awsvpc",

@@ -1,0 +1,84 @@
+"""The run-status sensors read an ingest run's table changes the same way.
+
+A stand-in ingest job (the real job's name, materialisations shaped like the lake's) feeds
+the three sensors that follow ingest: each skips other jobs and runs that changed none of
+its tables, and requests a run when one of its tables changed.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from cryptodudez.jobs import INGEST_JOB
+from cryptodudez.sensors.changes import changes_of, skip_unless_ingest
+from cryptodudez.sensors.feature_store import feature_store_sensor
+from cryptodudez.sensors.mood import mood_sensor
+from cryptodudez.sensors.stock_pipeline import stock_pipeline_sensor
+
+
+def _run_of(instance: dg.DagsterInstance, job_name: str,
+            changed: dict[str, dict[str, Any]]) -> dg.DagsterRun:
+    @dg.op
+    def land(context: dg.OpExecutionContext) -> None:
+        for table, meta in changed.items():
+            context.log_event(dg.AssetMaterialization(asset_key=table, metadata=meta))
+
+    @dg.job(name=job_name)
+    def job() -> None:
+        land()
+
+    result = job.execute_in_process(instance=instance)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    return run
+
+
+def _ask(sensor: Any, instance: dg.DagsterInstance, run: dg.DagsterRun) -> Any:
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_instance=instance, dagster_run=run,
+        dagster_event=instance.get_records_for_run(run.run_id).records[-1].event_log_entry
+        .dagster_event)  # type: ignore[arg-type]
+    return sensor(context)
+
+
+ROWS = {"dagster/row_count": 10, "date_min": "2021-03-01", "date_max": "2021-03-02"}
+SENSORS: dict[str, tuple[Any, Callable[[Mapping[str, str]], bool]]] = {
+    "coin_trades": (mood_sensor, lambda tags: tags["cryptodudez/changed"] == "coin_trades"),
+    "stock_prices": (stock_pipeline_sensor,
+                     lambda tags: tags["dagster/asset_partition_range_start"] == "2021"),
+    "tweets": (feature_store_sensor,
+               lambda tags: tags["dagster/asset_partition_range_start"] == "2021"),
+}
+
+
+@pytest.mark.parametrize("table", sorted(SENSORS))
+def test_each_sensor_requests_after_its_table_changed_and_skips_otherwise(table: str) -> None:
+    sensor, tags_ok = SENSORS[table]
+    with dg.instance_for_test() as instance:
+        changed = _run_of(instance, INGEST_JOB, {table: ROWS})
+        request = _ask(sensor, instance, changed)
+        assert isinstance(request, dg.RunRequest), request
+        assert tags_ok(request.tags), request.tags
+        assert request.tags["cryptodudez/after_run"] == changed.run_id
+
+        other_table = _run_of(instance, INGEST_JOB, {"unrelated_table": ROWS})
+        assert isinstance(_ask(sensor, instance, other_table), dg.SkipReason)
+        unchanged = _run_of(instance, INGEST_JOB, {table: {**ROWS, "unchanged": True}})
+        assert isinstance(_ask(sensor, instance, unchanged), dg.SkipReason)
+        not_ingest = _run_of(instance, "some_other_job", {table: ROWS})
+        skip = _ask(sensor, instance, not_ingest)
+        assert isinstance(skip, dg.SkipReason)
+        assert "some_other_job is not an ingest run" in (skip.skip_message or "")
+
+
+def test_changes_of_keeps_only_the_named_tables_and_skip_names_the_job() -> None:
+    with dg.instance_for_test() as instance:
+        run = _run_of(instance, INGEST_JOB, {
+            "tweets": ROWS, "coin_trades": {"dagster/row_count": 0, "rows_superseded": 3},
+            "stock_prices": {"dagster/row_count": 0}})
+        assert skip_unless_ingest(run) is None
+        found = changes_of(instance, run.run_id, {"coin_trades", "stock_prices"})
+        assert [(c.table, c.superseded) for c in found] == [("coin_trades", True)]
+        assert changes_of(instance, run.run_id, set()) == []
