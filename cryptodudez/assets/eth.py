@@ -24,6 +24,7 @@ from cryptodudez.features import build, charts, guard, markets, store, tweets
 from cryptodudez.features import evaluation as ev
 from cryptodudez.features.labels import LabelConfig, class_balance
 from cryptodudez.features.views import MARKET_DAILY, TWEET_ACTIVITY
+from cryptodudez.resources.compute import Compute
 from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED, Lake
 from serving.signal_store import SignalRow, read_signals, write_signals
 
@@ -181,12 +182,14 @@ def _yearly_asset(**kwargs: Any) -> Any:
                                       "tweet ids per UTC day (session time zone UTC)."),
     ], feature_years),
 )
-def tweet_daily(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+def tweet_daily(context: dg.AssetExecutionContext, lake: Lake,
+                compute: Compute) -> dg.MaterializeResult:
     """Elon Musk's tweets per UTC day: activity, terms, engagement, sentiment and words."""
     start, end = _window(context)
     src = inputs(lake)
     watermark = build.tweet_watermark(src)
-    frame = build.tweet_daily(src, start=start, end=end, watermark=watermark).rename(
+    frame = build.tweet_daily(src, start=start, end=end, watermark=watermark,
+                              activity_of=compute.chosen().daily_tweet_features).rename(
         {"day": "date"})
     rows = write_days(lake, TWEET_DAILY, frame, start=start, end=end)
     _partition_metadata(context, frame)

@@ -20,6 +20,7 @@ from cryptodudez.lake.event_ingest import ingest_event_file
 from cryptodudez.lake.event_table import EventTable
 from cryptodudez.lake.events import BATCH_BYTES
 from cryptodudez.lake.layout import digest, raw_key_for
+from cryptodudez.resources.compute import Compute
 from cryptodudez.resources.lake import Lake
 from cryptodudez.resources.metastore import Metastore
 
@@ -117,10 +118,12 @@ def events(context: dg.AssetExecutionContext, config: EventIngestConfig, lake: L
                 "single Delta commit; its id index and rollups rewritten; files no version "
                 "needs any more vacuumed.",
 )
-def events_compacted(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
-    """Compact one day (a no-op for a day without events)."""
+def events_compacted(context: dg.AssetExecutionContext, lake: Lake,
+                     compute: Compute) -> dg.MaterializeResult:
+    """Compact one day (a no-op for a day without events) with the chosen engine."""
     done = compact_day(lake.storage, date.fromisoformat(context.partition_key),
-                       publish_lock=lake.publish_lock, validate=event_checks.schema_failures)
+                       publish_lock=lake.publish_lock, validate=event_checks.schema_failures,
+                       writer=compute.chosen().day_writer())
     written = done.written
     return dg.MaterializeResult(
         metadata={"rows": written.rows if written else 0,

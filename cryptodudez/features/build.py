@@ -7,6 +7,7 @@ reads only the columns and days it needs.
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Protocol
 
 import polars as pl
 
@@ -115,15 +116,25 @@ def market_daily_by_year(inputs: Inputs, *, start: date, end: date) -> pl.DataFr
     return pl.concat(frames).sort("symbol", "date")
 
 
+class DailyTweetFeatures(Protocol):
+    """``tweets.daily_tweet_features`` or an engine's twin of it."""
+
+    def __call__(self, tweets: pl.LazyFrame, *, start: date, end: date,
+                 watermark: date | None) -> pl.DataFrame:
+        """Activity and engagement per UTC day."""
+        ...  # pragma: no cover
+
+
 def tweet_daily(inputs: Inputs, *, start: date, end: date, watermark: date | None,
-                with_text: bool = True) -> pl.DataFrame:
+                with_text: bool = True,
+                activity_of: DailyTweetFeatures = tweets.daily_tweet_features) -> pl.DataFrame:
     """The tweet views per UTC day for ``start <= day < end`` (one table, one row a day).
 
-    Activity and engagement, and (``with_text``) each day's sentiment and hashed words;
-    a day without tweets has zero tokens and words, and no sentiment (null, not neutral).
+    Activity and engagement (computed by ``activity_of``: polars by default, or the
+    engine's twin), and (``with_text``) each day's sentiment and hashed words; a day
+    without tweets has zero tokens and words, and no sentiment (null, not neutral).
     """
-    activity = tweets.daily_tweet_features(inputs.tweets, start=start, end=end,
-                                           watermark=watermark)
+    activity = activity_of(inputs.tweets, start=start, end=end, watermark=watermark)
     if not with_text or activity.height == 0:
         return activity
     from cryptodudez.features import text  # noqa: PLC0415 - VADER loads its lexicon

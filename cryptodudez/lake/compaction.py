@@ -16,6 +16,7 @@ import polars as pl
 from cryptodudez.lake import id_index, rollups
 from cryptodudez.lake.event_table import (
     COMPACT_GROUP_BYTES,
+    DayWriter,
     EventTable,
     Written,
     compaction_tag,
@@ -44,11 +45,14 @@ def compact_day(storage: LakeStorage, day: date, *,
                 publish_lock: Callable[[], AbstractContextManager[object]],
                 retention_hours: int = 168,
                 group_bytes: int = COMPACT_GROUP_BYTES,
-                validate: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> Compacted:
+                validate: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+                writer: DayWriter | None = None) -> Compacted:
     """Compact ``day`` (nothing to do for a day without events).
 
     ``validate`` sees the rewritten day read back, a group of types at a time, and returns
-    the failures it found (the asset passes the events pandera schema).
+    the failures it found (the asset passes the events pandera schema). ``writer`` rewrites
+    the day's files (default: polars; ``cryptodudez.spark.event_compaction.spark_writer``
+    for Spark); the commit, index, rollups and read-back are the same for both.
     """
     table = EventTable(storage)
     with publish_lock():
@@ -72,7 +76,7 @@ def compact_day(storage: LakeStorage, day: date, *,
             id_index.write_index(storage, tag, rows.select("id", "date"), part=n)
             rollups.write_rollups(storage, tag, rollups.rollup_rows(
                 rows, table_version=(version or 0) + 1), part=n)
-        written = table.compact_day(day, tag=tag, group_bytes=group_bytes)
+        written = table.compact_day(day, tag=tag, group_bytes=group_bytes, writer=writer)
         live = table.live_tags(day).get(day, set())
         id_index.prune_day(storage, day, live)
         rollups.prune_day(storage, day, live)

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 import pyarrow as pa
@@ -37,6 +37,23 @@ LAYER = "validated"
 COMPACT_GROUP_BYTES = 64 << 20
 """Compaction reads the day's files in groups of event types of about this many bytes of
 Parquet, so its memory is bounded by the group, not by the day."""
+
+
+class DayWriter(Protocol):
+    """How :meth:`EventTable.compact_day` rewrites a day's files (polars or Spark)."""
+
+    def __call__(self, table: "EventTable", day: date, *, version: int | None,
+                 groups: list[list[str]], prefix: str) -> list[AddAction]:
+        """Rewrite ``day`` of ``table`` as of ``version``; return the files' AddActions.
+
+        The files go under the table root, one per (type, hour) of ``day``, rows sorted
+        by type, hour, ``created_at`` and id, named ``<prefix>-g<n>-<i>.parquet`` where
+        ``n`` is the index of the type's group in ``groups``. Nothing is committed: the
+        caller commits the AddActions with the day's RemoveActions.
+        :func:`polars_day_writer` is the default;
+        ``cryptodudez.spark.event_compaction.spark_writer`` is its Spark twin.
+        """
+        ...  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -176,12 +193,15 @@ class EventTable:
         return live
 
     def compact_day(self, day: date, *, tag: str | None = None,
-                    group_bytes: int = COMPACT_GROUP_BYTES) -> Written:
+                    group_bytes: int = COMPACT_GROUP_BYTES,
+                    writer: DayWriter | None = None) -> Written:
         """Rewrite one day as one file per (type, hour), sorted, in a single commit.
 
         Types are read in groups of about ``group_bytes`` of Parquet (bounded memory). Rows
         are written sorted by type, hour, time and id; every row and id is kept exactly
         once (the rewrite reads the day as of one version and commits against it).
+        ``writer`` writes the files (default :func:`polars_day_writer`; the Spark twin is
+        ``cryptodudez.spark.event_compaction.spark_writer``).
         """
         files = self.files().filter(pl.col("date") == day)
         if files.height == 0:
@@ -189,14 +209,9 @@ class EventTable:
         per_type = files.group_by("event_type").agg(pl.col("size").sum())
         version = self.version()
         groups = groups_by_size(per_type.sort("event_type"), group_bytes)
-        added: list[AddAction] = []
         prefix = tag or compaction_tag(day, version)
-        for n, types in enumerate(groups):
-            rows = (pl.scan_delta(self.uri, version=version,
-                                  storage_options=self.options or None)
-                    .filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
-                    .sort("event_type", "hour", "created_at", "id"))
-            added += self._write_partitioned(rows, prefix=f"{prefix}-g{n:03d}")
+        added = (writer or polars_day_writer)(self, day, version=version, groups=groups,
+                                              prefix=prefix)
         removes = [RemoveAction(path=p, data_change=False,
                                 deletion_timestamp=int(time.time() * 1000), size=s,
                                 partition_values={"event_type": t, "date": day.isoformat(),
@@ -288,6 +303,18 @@ class EventTable:
         table.create_write_transaction(
             [*adds, *removes], mode="append", schema=merged,
             partition_by=list(PARTITION_COLUMNS), commit_properties=properties)
+
+
+def polars_day_writer(table: EventTable, day: date, *, version: int | None,
+                      groups: list[list[str]], prefix: str) -> list[AddAction]:
+    """The default :class:`DayWriter`: polars, one group of types in memory at a time."""
+    added: list[AddAction] = []
+    for n, types in enumerate(groups):
+        rows = (pl.scan_delta(table.uri, version=version, storage_options=table.options or None)
+                .filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
+                .sort("event_type", "hour", "created_at", "id"))
+        added += table._write_partitioned(rows, prefix=f"{prefix}-g{n:03d}")
+    return added
 
 
 def compaction_tag(day: date, version: int | None) -> str:

@@ -1,36 +1,104 @@
 """The engine that computes the heavy transforms: polars in-process, or Spark.
 
-The asset and its checks are the same with either engine; Spark's output is made identical
-to polars' (rows, order, columns and types; values as the parity tests bound them).
+Each transform with a Spark twin is one method of :class:`Engine`; :class:`PolarsEngine` and
+:class:`SparkEngine` implement all of them, and the :class:`Compute` resource hands the
+assets the one ``CRYPTODUDEZ_ENGINE`` chose. The asset and its checks are the same with
+either engine; the parity tests (``tests/spark/``) hold Spark's output identical to polars'.
 """
 
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from datetime import date
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import dagster as dg
 import polars as pl
 
+from cryptodudez.features import tweets as polars_tweets
+from cryptodudez.lake.event_table import DayWriter, polars_day_writer
 from cryptodudez.transforms import stock_features as polars_features
+
+if TYPE_CHECKING:  # pyspark is an optional extra, imported only by the Spark engine
+    from pyspark.sql import SparkSession
+
+
+class Engine(Protocol):
+    """The transforms that have a Spark twin."""
+
+    def stock_features_by_period(self, bars: pl.LazyFrame,
+                                 bounds: Sequence[str]) -> Iterator[pl.DataFrame]:
+        """``transforms.stock_features.features_by_period(bars, bounds)``."""
+        ...  # pragma: no cover
+
+    def daily_tweet_features(self, tweets: pl.LazyFrame, *, start: date, end: date,
+                             watermark: date | None) -> pl.DataFrame:
+        """``features.tweets.daily_tweet_features(tweets, ...)``."""
+        ...  # pragma: no cover
+
+    def day_writer(self) -> DayWriter:
+        """How an event day's compaction rewrites its files."""
+        ...  # pragma: no cover
+
+
+class PolarsEngine:
+    """The transforms in the run's process, a batch at a time."""
+
+    def stock_features_by_period(self, bars: pl.LazyFrame,
+                                 bounds: Sequence[str]) -> Iterator[pl.DataFrame]:
+        """A few million rows at a time."""
+        return polars_features.features_by_period(bars, bounds)
+
+    def daily_tweet_features(self, tweets: pl.LazyFrame, *, start: date, end: date,
+                             watermark: date | None) -> pl.DataFrame:
+        """One query over the range."""
+        return polars_tweets.daily_tweet_features(tweets, start=start, end=end,
+                                                  watermark=watermark)
+
+    def day_writer(self) -> DayWriter:
+        """One group of types in memory at a time."""
+        return polars_day_writer
+
+
+class SparkEngine:
+    """The Spark twins, in the running SparkSession or a ``local[cores]`` one."""
+
+    def __init__(self, cores: int) -> None:
+        self.cores = cores
+
+    def _session(self) -> "SparkSession":
+        from cryptodudez.spark.session import local_session  # noqa: PLC0415
+
+        return local_session(cores=self.cores)
+
+    def stock_features_by_period(self, bars: pl.LazyFrame,
+                                 bounds: Sequence[str]) -> Iterator[pl.DataFrame]:
+        """The whole range in one job (held in the driver once, as polars and Arrow)."""
+        from cryptodudez.spark.stock_features import features_by_period_of  # noqa: PLC0415
+
+        return features_by_period_of(self._session(), bars, bounds)
+
+    def daily_tweet_features(self, tweets: pl.LazyFrame, *, start: date, end: date,
+                             watermark: date | None) -> pl.DataFrame:
+        """One Spark job with a single shuffle."""
+        from cryptodudez.spark.tweet_features import daily_tweet_features_of  # noqa: PLC0415
+
+        return daily_tweet_features_of(self._session(), tweets, start=start, end=end,
+                                       watermark=watermark)
+
+    def day_writer(self) -> DayWriter:
+        """Spark reads the day's files and writes one sorted file per (type, hour)."""
+        from cryptodudez.spark.event_compaction import spark_writer  # noqa: PLC0415
+
+        return spark_writer(self._session())
 
 
 class Compute(dg.ConfigurableResource):
-    """Chooses the engine of the stock features (``CRYPTODUDEZ_ENGINE``: polars or spark)."""
+    """Chooses the engine of the transforms with a Spark twin (``CRYPTODUDEZ_ENGINE``)."""
 
     engine: Literal["polars", "spark"] = "polars"
     """``polars`` computes in the run's process; ``spark`` in a SparkSession."""
     spark_cores: int = 2
     """Cores of the local Spark session (``local[n]``), when no session is running yet."""
 
-    def stock_features_by_period(self, bars: pl.LazyFrame,
-                                 bounds: Sequence[str]) -> Iterator[pl.DataFrame]:
-        """``features_by_period(bars, bounds)`` computed by the chosen engine.
-
-        Spark computes the whole range in one job (the polars engine reads a few million
-        rows at a time); the frames are the same.
-        """
-        if self.engine == "polars":
-            return polars_features.features_by_period(bars, bounds)
-        from cryptodudez.spark.session import local_session  # noqa: PLC0415  # optional extra
-        from cryptodudez.spark.stock_features import features_by_period_of  # noqa: PLC0415
-
-        return features_by_period_of(local_session(cores=self.spark_cores), bars, bounds)
+    def chosen(self) -> Engine:
+        """The configured engine."""
+        return PolarsEngine() if self.engine == "polars" else SparkEngine(self.spark_cores)
