@@ -8,6 +8,7 @@ from cryptodudez_infra.database import Database
 from cryptodudez_infra.iam import LakeArns
 from cryptodudez_infra.lake import Lake
 from cryptodudez_infra.network import Network
+from cryptodudez_infra.registry import Registry
 from cryptodudez_infra.services import Services
 from cryptodudez_infra.spark import Spark
 
@@ -33,15 +34,17 @@ arns = LakeArns(
     glue_database=pulumi.Output.from_input(f"{glue_arn}:database/{cfg.glue_database}"),
     glue_tables=pulumi.Output.from_input(f"{glue_arn}:table/{cfg.glue_database}/*"),
     landing_queue=lake.landing_queue.arn)
+registry = Registry("registry", prefix=cfg.prefix, tags=cfg.tags)
+image = cfg.image_uri or pulumi.Output.concat(registry.url, ":", cfg.image_tag)
 services = Services(
-    "services", prefix=cfg.prefix, region=region, image=cfg.image_uri, vpc_id=network.vpc.id,
+    "services", prefix=cfg.prefix, region=region, image=image, vpc_id=network.vpc.id,
     public_subnet_ids=[s.id for s in network.public_subnets],
     private_subnet_ids=[s.id for s in network.private_subnets], network=network,
     lake_uri=lake.uri, glue_database=cfg.glue_database, arns=arns,
     db_address=database.instance.address, db_secret_arn=database.secret_arn,
     db_key_arn=database.key.arn, landing_queue_url=lake.landing_queue.url,
     api_desired_count=cfg.api_desired_count, log_retention_days=cfg.log_retention_days,
-    tags=cfg.tags)
+    certificate_arn=cfg.certificate_arn, tags=cfg.tags)
 spark = Spark("spark", prefix=cfg.prefix, release_label=cfg.emr_release_label, arns=arns,
               tags=cfg.tags)
 
@@ -50,6 +53,8 @@ pulumi.export("lake_bucket", lake.bucket.bucket)
 pulumi.export("landing_queue_url", lake.landing_queue.url)
 pulumi.export("glue_database", catalog.database.name)
 pulumi.export("url", services.url)
+pulumi.export("image_repository_url", registry.url)
+pulumi.export("image", image)
 pulumi.export("dagster_db_endpoint", database.instance.address)
 pulumi.export("dagster_db_secret_arn", database.secret_arn)
 pulumi.export("emr_application_id", spark.application.id)

@@ -19,6 +19,7 @@ PROGRAM = PROJECT_DIR / "infra" / "pulumi"
 RUNNER = PROGRAM / "tests" / "run_mocked.py"
 UNSAFE = ("public_bucket", "sse_s3", "wildcard_iam", "untagged_queue", "public_db")
 TIMEOUT = 180
+CERTIFICATE = "arn:aws:acm:eu-central-1:123456789012:certificate/0b1c2d3e"
 
 if str(PROGRAM) not in sys.path:
     sys.path.insert(0, str(PROGRAM))
@@ -43,7 +44,8 @@ def _result(process: subprocess.Popen[str]) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def _runs() -> Iterator[dict[str, subprocess.Popen[str]]]:
     unsafe_args = [arg for variant in UNSAFE for arg in ("--unsafe", variant)]
-    runs = {"safe": _start(), "unsafe": _start(*unsafe_args)}
+    runs = {"safe": _start(), "unsafe": _start(*unsafe_args),
+            "https": _start("--config", f"cryptodudez:certificateArn={CERTIFICATE}")}
     yield runs
     for process in runs.values():
         if process.poll() is None:
@@ -61,3 +63,9 @@ def stack(_runs: dict[str, subprocess.Popen[str]]) -> dict[str, Any]:
 def unsafe_stack(_runs: dict[str, subprocess.Popen[str]]) -> dict[str, Any]:
     """The same with every deliberately unsafe change of the runner applied."""
     return _result(_runs["unsafe"])
+
+
+@pytest.fixture(scope="session")
+def https_stack(_runs: dict[str, subprocess.Popen[str]]) -> dict[str, Any]:
+    """The program with an ACM certificate configured."""
+    return _result(_runs["https"])

@@ -16,7 +16,7 @@ from cryptodudez_infra.policy import REQUIRED_TAGS, UNTAGGABLE, Violation, polic
 
 from cryptodudez import cli
 from cryptodudez.settings import Settings
-from tests.infra.conftest import PROGRAM
+from tests.infra.conftest import CERTIFICATE, PROGRAM
 
 BUCKET = "aws:s3/bucket:Bucket"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -169,7 +169,9 @@ def test_four_fargate_services_from_one_image_with_the_dockerfile_commands(
     assert services["api"]["desiredCount"] == 2
     containers = {c["name"]: c for t in of(stack, "aws:ecs/taskDefinition:TaskDefinition")
                   for c in json.loads(t["inputs"]["containerDefinitions"])}
-    assert {c["image"] for c in containers.values()} == {"cryptodudez:latest"}
+    repo = one(stack, "aws:ecr/repository:Repository")["inputs"]["name"]
+    assert {c["image"] for c in containers.values()} == {
+        f"123456789012.dkr.ecr.eu-central-1.amazonaws.com/{repo}:0.1.0"}
     assert containers["webserver"]["command"] == ["webserver", "--port", "3000"]
     assert containers["daemon"]["command"] == ["daemon"]
     assert containers["api"]["command"] == ["serve", "--port", "8000"]
@@ -271,3 +273,85 @@ def test_policy_rejects_each_unsafe_change(stack: dict[str, Any], type_: str, ch
 
 def test_policy_accepts_the_recorded_stack_in_process(stack: dict[str, Any]) -> None:
     assert policy_violations(stack["resources"]) == []
+
+
+def _listeners(stack: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    return {int(r["inputs"]["port"]): r for r in of(stack, "aws:lb/listener:Listener")}
+
+
+def test_without_a_certificate_plain_http_only_from_the_allowed_network(
+        stack: dict[str, Any]) -> None:
+    listeners = _listeners(stack)
+    assert sorted(listeners) == [80]
+    assert listeners[80]["inputs"]["protocol"] == "HTTP"
+    assert stack["outputs"]["url"].startswith("http://")
+    alb_sg = next(g for g in of(stack, "aws:ec2/securityGroup:SecurityGroup")
+                  if g["name"] == "network-alb-sg")
+    assert {c for rule in alb_sg["inputs"]["ingress"] for c in rule["cidrBlocks"]} == {
+        "10.0.0.0/8"}
+
+
+def test_with_a_certificate_https_only_and_http_redirects(https_stack: dict[str, Any]) -> None:
+    listeners = _listeners(https_stack)
+    assert sorted(listeners) == [80, 443]
+    https = listeners[443]["inputs"]
+    assert https["protocol"] == "HTTPS" and https["certificateArn"] == CERTIFICATE
+    assert https["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert listeners[80]["inputs"]["defaultActions"] == [{"type": "redirect", "redirect": {
+        "port": "443", "protocol": "HTTPS", "statusCode": "HTTP_301"}}]
+    rules = of(https_stack, "aws:lb/listenerRule:ListenerRule")
+    assert rules and {r["inputs"]["listenerArn"] for r in rules} == {listeners[443]["arn"]}
+    assert https_stack["outputs"]["url"].startswith("https://")
+    assert https_stack["violations"] == []
+
+
+def test_the_image_registry_is_immutable_scanned_and_encrypted(stack: dict[str, Any]) -> None:
+    repo = one(stack, "aws:ecr/repository:Repository")["inputs"]
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repo["encryptionConfigurations"] == [{"encryptionType": "KMS"}]
+    lifecycle = json.loads(one(stack, "aws:ecr/lifecyclePolicy:LifecyclePolicy")
+                           ["inputs"]["policy"])
+    assert lifecycle["rules"][0]["selection"]["countNumber"] == 30
+
+
+def _https_mutated(https_stack: dict[str, Any], change: Any) -> list[dict[str, Any]]:
+    return [change(r) for r in copy.deepcopy(https_stack["resources"])]
+
+
+def _set(resource: dict[str, Any], type_: str, port: int | None = None,
+         **inputs: Any) -> dict[str, Any]:
+    if resource["type"] != type_ or (port is not None and
+                                     int(resource["inputs"].get("port", 0)) != port):
+        return resource
+    return {**resource, "inputs": {**resource["inputs"], **inputs}}
+
+
+@pytest.mark.parametrize(("change", "rule"), [
+    (lambda r: _set(r, "aws:lb/listener:Listener", 443,
+                    sslPolicy="ELBSecurityPolicy-2016-08"), "alb-tls-policy"),
+    (lambda r: _set(r, "aws:lb/listener:Listener", 80, defaultActions=[
+        {"type": "forward", "targetGroupArn": "arn:tg"}]), "alb-plaintext"),
+    (lambda r: _set(r, "aws:lb/listenerRule:ListenerRule", listenerArn="arn:aws:lb:"
+                    "eu-central-1:123456789012:services-http"), "alb-plaintext"),
+    (lambda r: _set(r, "aws:ecr/repository:Repository", imageTagMutability="MUTABLE"),
+     "ecr-immutable-tags"),
+    (lambda r: _set(r, "aws:ecr/repository:Repository",
+                    imageScanningConfiguration={"scanOnPush": False}), "ecr-scan-on-push"),
+])
+def test_policy_rejects_unsafe_listener_and_registry_changes(
+        https_stack: dict[str, Any], change: Any, rule: str) -> None:
+    assert policy_violations(https_stack["resources"]) == []
+    assert rule in {v.rule for v in policy_violations(_https_mutated(https_stack, change))}
+
+
+def test_policy_rejects_plain_http_open_to_the_internet(stack: dict[str, Any]) -> None:
+    def open_alb(resource: dict[str, Any]) -> dict[str, Any]:
+        if resource["name"] != "network-alb-sg":
+            return resource
+        ingress = [{**rule, "cidrBlocks": ["0.0.0.0/0"]} for rule in resource["inputs"]["ingress"]]
+        return {**resource, "inputs": {**resource["inputs"], "ingress": ingress}}
+
+    assert policy_violations(stack["resources"]) == []
+    found = {v.rule for v in policy_violations([open_alb(r) for r in stack["resources"]])}
+    assert "alb-public-plaintext" in found

@@ -24,6 +24,8 @@ class StackConfig:
     environment: str
     owner: str
     image_uri: str
+    image_tag: str
+    certificate_arn: str
     lake_prefix: str
     glue_database: str
     raw_noncurrent_glacier_days: int

@@ -14,9 +14,9 @@ ZONES = 2
 class Network(pulumi.ComponentResource):
     """VPC, subnets, one NAT gateway, S3 gateway endpoint and the security groups.
 
-    Traffic: allowed CIDR -> load balancer (:80) -> webserver (:3000) and API (:8000); the
-    webserver and daemon -> code location (:4000); webserver, daemon and code location ->
-    Postgres (:5432). Nothing else is open inbound.
+    Traffic: allowed CIDR -> load balancer (:443, or :80 without a certificate) ->
+    webserver (:3000) and API (:8000); the webserver and daemon -> code location (:4000);
+    webserver, daemon and code location -> Postgres (:5432). Nothing else is open inbound.
     """
 
     def __init__(self, name: str, *, prefix: str, region: str, zones: Sequence[str], cidr: str,
@@ -69,7 +69,9 @@ class Network(pulumi.ComponentResource):
 
         self.alb_sg = self._group(name, "alb", prefix, tags, [
             {"protocol": "tcp", "from_port": 80, "to_port": 80, "cidr_blocks": [allowed_cidr],
-             "description": "HTTP from the allowed network"}])
+             "description": "HTTP from the allowed network"},
+            {"protocol": "tcp", "from_port": 443, "to_port": 443,
+             "cidr_blocks": [allowed_cidr], "description": "HTTPS from the allowed network"}])
         self.webserver_sg = self._group(name, "webserver", prefix, tags, [
             {"protocol": "tcp", "from_port": 3000, "to_port": 3000,
              "security_groups": [self.alb_sg.id], "description": "Dagster UI from the ALB"}])

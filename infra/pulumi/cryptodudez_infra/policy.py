@@ -27,7 +27,18 @@ UNTAGGABLE = frozenset({
     "aws:iam/rolePolicy:RolePolicy",
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
     "aws:ec2/routeTableAssociation:RouteTableAssociation",
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy",
 })
+LISTENER = "aws:lb/listener:Listener"
+LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+ECR_REPOSITORY = "aws:ecr/repository:Repository"
+TLS_POLICIES = frozenset({"ELBSecurityPolicy-TLS13-1-2-2021-06",
+                          "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+                          "ELBSecurityPolicy-TLS13-1-3-2021-06"})
+"""Listener policies allowing only TLS 1.2 and 1.3 with forward-secret ciphers."""
+ANYWHERE = "0.0.0.0/0"
 BUCKET = "aws:s3/bucket:Bucket"
 IDENTITY_POLICIES = frozenset({"aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy",
                                "aws:iam/userPolicy:UserPolicy",
@@ -140,6 +151,54 @@ def _rds_violations(resources: list[Mapping[str, Any]]) -> Iterator[Violation]:
                             "master password not managed in Secrets Manager")
 
 
+def _forwards(actions: Any) -> bool:
+    return any(a.get("type") == "forward" for a in _as_list(actions))
+
+
+def _alb_violations(resources: list[Mapping[str, Any]]) -> Iterator[Violation]:
+    """HTTPS listeners use a TLS 1.2+ policy; plain HTTP never serves traffic next to HTTPS,
+    and never from anywhere on the internet."""
+    listeners = [r for r in resources if r["type"] == LISTENER]
+    rules = [r for r in resources if r["type"] == LISTENER_RULE]
+    groups = {r["id"]: r for r in resources if r["type"] == SECURITY_GROUP}
+    balancers = {r["arn"]: r for r in resources if r["type"] == LOAD_BALANCER}
+    https_balancers = {r["inputs"].get("loadBalancerArn") for r in listeners
+                       if r["inputs"].get("protocol") == "HTTPS"}
+    for listener in listeners:
+        inputs = listener["inputs"]
+        if inputs.get("protocol") == "HTTPS" and inputs.get("sslPolicy") not in TLS_POLICIES:
+            yield Violation("alb-tls-policy", _key(listener),
+                            f"TLS policy {inputs.get('sslPolicy')!r} allows old protocols")
+        if inputs.get("protocol") != "HTTP":
+            continue
+        serves = _forwards(inputs.get("defaultActions")) or any(
+            r["inputs"].get("listenerArn") == listener["arn"]
+            and _forwards(r["inputs"].get("actions")) for r in rules)
+        if not serves:
+            continue
+        balancer = inputs.get("loadBalancerArn")
+        if balancer in https_balancers:
+            yield Violation("alb-plaintext", _key(listener),
+                            "plain HTTP serves traffic next to an HTTPS listener")
+        lb = balancers.get(balancer)
+        open_groups = [g for g in (groups.get(i) for i in
+                                   _as_list(lb["inputs"].get("securityGroups")) if lb)
+                       if g and any(ANYWHERE in _as_list(rule.get("cidrBlocks"))
+                                    for rule in _as_list(g["inputs"].get("ingress")))]
+        if open_groups:
+            yield Violation("alb-public-plaintext", _key(listener),
+                            "plain HTTP served to 0.0.0.0/0")
+
+
+def _registry_violations(resources: list[Mapping[str, Any]]) -> Iterator[Violation]:
+    for repo in (r for r in resources if r["type"] == ECR_REPOSITORY):
+        inputs = repo["inputs"]
+        if inputs.get("imageTagMutability") != "IMMUTABLE":
+            yield Violation("ecr-immutable-tags", _key(repo), "image tags can be overwritten")
+        if not (inputs.get("imageScanningConfiguration") or {}).get("scanOnPush"):
+            yield Violation("ecr-scan-on-push", _key(repo), "images are not scanned on push")
+
+
 def policy_violations(resources: Iterable[Mapping[str, Any]]) -> list[Violation]:
     """Every rule the registered ``resources`` break (empty when the stack is compliant).
 
@@ -152,4 +211,4 @@ def policy_violations(resources: Iterable[Mapping[str, Any]]) -> list[Violation]
     """
     listed = list(resources)
     return [*_bucket_violations(listed), *_iam_violations(listed), *_tag_violations(listed),
-            *_rds_violations(listed)]
+            *_rds_violations(listed), *_alb_violations(listed), *_registry_violations(listed)]

@@ -12,6 +12,8 @@ from cryptodudez_infra.network import Network
 from cryptodudez_infra.tags import named, statement
 
 EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+"""TLS 1.3 and 1.2 with forward-secret ciphers only (AWS's recommended listener policy)."""
 CODE_LOCATION_PORT = 4000
 
 
@@ -40,13 +42,14 @@ class Services(pulumi.ComponentResource):
     (the prediction API, :8000, behind the ALB on ``/predict*`` and ``/health``).
     """
 
-    def __init__(self, name: str, *, prefix: str, region: str, image: str,
+    def __init__(self, name: str, *, prefix: str, region: str, image: pulumi.Input[str],
                  vpc_id: pulumi.Input[str], public_subnet_ids: Sequence[pulumi.Input[str]],
                  private_subnet_ids: Sequence[pulumi.Input[str]], network: Network,
                  lake_uri: pulumi.Input[str], glue_database: str, arns: iam.LakeArns,
                  db_address: pulumi.Input[str], db_secret_arn: pulumi.Input[str],
                  db_key_arn: pulumi.Input[str], landing_queue_url: pulumi.Input[str],
                  api_desired_count: int, log_retention_days: int, tags: dict[str, str],
+                 certificate_arn: str = "",
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cryptodudez:services:Services", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -99,12 +102,23 @@ class Services(pulumi.ComponentResource):
             {"name": "CRYPTODUDEZ_LANDING_QUEUE_URL", "value": landing_queue_url},
         ]
 
-        self.listener = aws.lb.Listener(
-            f"{name}-http", load_balancer_arn=self.alb.arn, port=80, protocol="HTTP",
-            default_actions=[{"type": "fixed-response", "fixed_response": {
-                "content_type": "text/plain", "message_body": "not found",
-                "status_code": "404"}}],
-            tags=named(tags, f"{prefix}-http"), opts=child)
+        not_found = [{"type": "fixed-response", "fixed_response": {
+            "content_type": "text/plain", "message_body": "not found", "status_code": "404"}}]
+        if certificate_arn:
+            # HTTPS only: :443 with a TLS 1.2+ policy; :80 answers nothing but a redirect.
+            self.listener = aws.lb.Listener(
+                f"{name}-https", load_balancer_arn=self.alb.arn, port=443, protocol="HTTPS",
+                ssl_policy=TLS_POLICY, certificate_arn=certificate_arn,
+                default_actions=not_found, tags=named(tags, f"{prefix}-https"), opts=child)
+            aws.lb.Listener(
+                f"{name}-http", load_balancer_arn=self.alb.arn, port=80, protocol="HTTP",
+                default_actions=[{"type": "redirect", "redirect": {
+                    "port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}],
+                tags=named(tags, f"{prefix}-http"), opts=child)
+        else:
+            self.listener = aws.lb.Listener(
+                f"{name}-http", load_balancer_arn=self.alb.arn, port=80, protocol="HTTP",
+                default_actions=not_found, tags=named(tags, f"{prefix}-http"), opts=child)
         self.log_groups: dict[str, aws.cloudwatch.LogGroup] = {}
         self.services: dict[str, aws.ecs.Service] = {}
         for priority, spec in enumerate(specs, start=1):
@@ -190,5 +204,6 @@ class Services(pulumi.ComponentResource):
                 deployment_maximum_percent=100 if spec.name == "daemon" else 200,
                 propagate_tags="SERVICE", enable_execute_command=False,
                 tags=named(tags, f"{prefix}-{spec.name}"), opts=child)
-        self.url = pulumi.Output.concat("http://", self.alb.dns_name)
+        scheme = "https://" if certificate_arn else "http://"
+        self.url = pulumi.Output.concat(scheme, self.alb.dns_name)
         self.register_outputs({"url": self.url, "cluster": self.cluster.name})

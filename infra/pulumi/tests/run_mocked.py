@@ -1,6 +1,6 @@
 """Run the Pulumi program under ``pulumi.runtime.set_mocks`` and print what it registered.
 
-    python infra/pulumi/tests/run_mocked.py [--unsafe VARIANT ...]
+    python infra/pulumi/tests/run_mocked.py [--unsafe VARIANT ...] [--config KEY=VALUE ...]
 
 Prints one JSON document: ``{"resources": [{"type", "name", "id", "arn", "inputs"}...],
 "outputs": {...}, "violations": [...]}``. No Pulumi CLI, no AWS provider plugin and no
@@ -69,6 +69,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs.update(dnsName=f"{args.name}.elb.example")
         elif args.typ == "aws:kms/key:Key":
             outputs.update(keyId=f"key-{args.name}")
+        elif args.typ == "aws:ecr/repository:Repository":
+            outputs.update(
+                repositoryUrl=f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{args.inputs['name']}")
         return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs
@@ -106,10 +109,14 @@ def _unsafe(variants: list[str]) -> pulumi.ResourceTransformation:
     return transform
 
 
-def run(unsafe: list[str]) -> dict[str, Any]:
-    """Run ``__main__.py`` under the mocks; the registered resources, outputs and violations."""
+def run(unsafe: list[str], config: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``__main__.py`` under the mocks; the registered resources, outputs and violations.
+
+    ``config``: stack configuration (``cryptodudez:key`` to value), as ``pulumi config set``.
+    """
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="cryptodudez", stack="mocked", preview=False)
+    pulumi.runtime.set_all_config(config or {})
     outputs: dict[str, Any] = {}
 
     @pulumi.runtime.test
@@ -121,7 +128,7 @@ def run(unsafe: list[str]) -> dict[str, Any]:
                     if k in ("lake", "services", "database", "spark")}
         return pulumi.Output.all(
             lake_uri=exported["lake"].uri, url=exported["services"].url,
-            secret=exported["database"].secret_arn,
+            secret=exported["database"].secret_arn, image=namespace["image"],
         ).apply(outputs.update)
 
     program()
@@ -134,8 +141,11 @@ def main() -> int:
     """Print the mocked run as JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--unsafe", action="append", choices=UNSAFE, default=[])
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="stack configuration, e.g. cryptodudez:certificateArn=arn:...")
     args = parser.parse_args()
-    json.dump(run(args.unsafe), sys.stdout, indent=1, sort_keys=True, default=str)
+    config = dict(item.split("=", 1) for item in args.config)
+    json.dump(run(args.unsafe, config), sys.stdout, indent=1, sort_keys=True, default=str)
     sys.stdout.write("\n")
     return 0
 
