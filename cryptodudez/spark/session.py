@@ -31,6 +31,9 @@ LOCAL_CONF = {
     "spark.driver.memory": "1g",
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",
+    # Above 32 explicit paths Spark lists files with one task per path: seconds on a local
+    # session (an event day's compaction reads hundreds); a cluster keeps parallel listing.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
 }
 """Settings of a session on this machine only (a cluster sets its own)."""
 
