@@ -53,7 +53,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from bench_pipeline import step_durations, timed
+from bench_pipeline import step_durations, timed, timed_child
 from reference.common import machine_info, wait_quiet
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -155,15 +155,7 @@ CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
 def run_child(kind: str, args: list[str], log: Path, quiet_max: float,
               quiet_wait: float = 120.0) -> dict[str, Any]:
     """One child under ``time -v`` after waiting for quiet; its JSON line as ``child``."""
-    load = wait_quiet(max_busy=quiet_max, max_wait=quiet_wait)
-    run = timed([sys.executable, __file__, "--child", kind, *args], dict(os.environ), log)
-    tail = run.pop("output_tail")
-    lines = [ln for ln in tail.splitlines() if ln.startswith("{")]
-    run["child"] = json.loads(lines[-1]) if lines else None
-    if run["returncode"] != 0 or run["child"] is None:
-        run["output_tail"] = tail[-3000:]
-    run["load"] = load
-    return run
+    return timed_child(__file__, kind, args, log, quiet_max=quiet_max, quiet_wait=quiet_wait)
 
 
 def generate_input(events: int, seed: int) -> dict[str, Any]:

@@ -143,6 +143,27 @@ def timed(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
     }
 
 
+def timed_child(script: str, kind: str, args: list[str], log: Path, *, quiet_max: float,
+                quiet_wait: float = 120.0, timeout_s: float | None = None) -> dict[str, Any]:
+    """``python script --child kind args`` under :func:`timed`, after waiting for quiet.
+
+    The child prints its result as a JSON line; it is returned as ``child`` (with the
+    output's tail when the child failed) next to the load seen before the start.
+    """
+    load = wait_quiet(max_busy=quiet_max, max_wait=quiet_wait)
+    cmd = [sys.executable, script, "--child", kind, *args]
+    if timeout_s:
+        cmd = ["timeout", "--kill-after=30", str(int(timeout_s)), *cmd]
+    run = timed(cmd, dict(os.environ), log)
+    tail = run.pop("output_tail")
+    lines = [ln for ln in tail.splitlines() if ln.startswith("{")]
+    run["child"] = json.loads(lines[-1]) if lines else None
+    if run["returncode"] != 0 or run["child"] is None:
+        run["output_tail"] = tail[-3000:]
+    run["load"] = load
+    return run
+
+
 def step_durations(dagster_home: str) -> dict[str, Any]:
     """Seconds per step of every run the instance recorded, from Dagster's own events."""
     code = f"""
