@@ -5,7 +5,7 @@ the three sensors that follow ingest: each skips other jobs and runs that change
 its tables, and requests a run when one of its tables changed.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -53,24 +53,42 @@ SENSORS: dict[str, tuple[Any, Callable[[Mapping[str, str]], bool]]] = {
 }
 
 
-@pytest.mark.parametrize("table", sorted(SENSORS))
-def test_each_sensor_requests_after_its_table_changed_and_skips_otherwise(table: str) -> None:
-    sensor, tags_ok = SENSORS[table]
+@pytest.fixture(scope="module")
+def runs() -> Iterator[tuple[dg.DagsterInstance, dict[str, dg.DagsterRun]]]:
+    """One instance: an ingest run changing every sensor's table, and the runs to skip."""
     with dg.instance_for_test() as instance:
-        changed = _run_of(instance, INGEST_JOB, {table: ROWS})
-        request = _ask(sensor, instance, changed)
-        assert isinstance(request, dg.RunRequest), request
-        assert tags_ok(request.tags), request.tags
-        assert request.tags["cryptodudez/after_run"] == changed.run_id
+        yield instance, {
+            "changed": _run_of(instance, INGEST_JOB, dict.fromkeys(SENSORS, ROWS)),
+            "other_table": _run_of(instance, INGEST_JOB, {"unrelated_table": ROWS}),
+            "unchanged": _run_of(instance, INGEST_JOB, {
+                table: {**ROWS, "unchanged": True} for table in SENSORS}),
+            "not_ingest": _run_of(instance, "some_other_job", dict.fromkeys(SENSORS, ROWS)),
+        }
 
-        other_table = _run_of(instance, INGEST_JOB, {"unrelated_table": ROWS})
-        assert isinstance(_ask(sensor, instance, other_table), dg.SkipReason)
-        unchanged = _run_of(instance, INGEST_JOB, {table: {**ROWS, "unchanged": True}})
-        assert isinstance(_ask(sensor, instance, unchanged), dg.SkipReason)
-        not_ingest = _run_of(instance, "some_other_job", {table: ROWS})
-        skip = _ask(sensor, instance, not_ingest)
-        assert isinstance(skip, dg.SkipReason)
-        assert "some_other_job is not an ingest run" in (skip.skip_message or "")
+
+@pytest.mark.parametrize("table", sorted(SENSORS))
+def test_each_sensor_requests_after_its_table_changed_and_skips_otherwise(
+        table: str, runs: tuple[dg.DagsterInstance, dict[str, dg.DagsterRun]]) -> None:
+    sensor, tags_ok = SENSORS[table]
+    instance, by_kind = runs
+    request = _ask(sensor, instance, by_kind["changed"])
+    assert isinstance(request, dg.RunRequest), request
+    assert tags_ok(request.tags), request.tags
+    assert request.tags["cryptodudez/after_run"] == by_kind["changed"].run_id
+    assert isinstance(_ask(sensor, instance, by_kind["other_table"]), dg.SkipReason)
+    assert isinstance(_ask(sensor, instance, by_kind["unchanged"]), dg.SkipReason)
+    skip = _ask(sensor, instance, by_kind["not_ingest"])
+    assert isinstance(skip, dg.SkipReason)
+    assert "some_other_job is not an ingest run" in (skip.skip_message or "")
+
+
+def test_a_sensor_ignores_the_tables_of_the_others(
+        runs: tuple[dg.DagsterInstance, dict[str, dg.DagsterRun]]) -> None:
+    instance, _ = runs
+    only_tweets = _run_of(instance, INGEST_JOB, {"tweets": ROWS})
+    assert isinstance(_ask(mood_sensor, instance, only_tweets), dg.SkipReason)
+    assert isinstance(_ask(stock_pipeline_sensor, instance, only_tweets), dg.SkipReason)
+    assert isinstance(_ask(feature_store_sensor, instance, only_tweets), dg.RunRequest)
 
 
 def test_changes_of_keeps_only_the_named_tables_and_skip_names_the_job() -> None:
