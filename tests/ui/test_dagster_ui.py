@@ -84,9 +84,13 @@ class DagsterUI(NamedTuple):
     home: Path  # its DAGSTER_HOME (SQLite)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
-    """Code server, webserver and daemon over a lake with the cryptomood sample ingested."""
+    """Code server, webserver and daemon over a lake with the cryptomood sample ingested.
+
+    Session scope: xdist interleaves other modules' tests on this worker, and a module-scoped
+    fixture would be torn down and started again (over a minute each time) between them.
+    """
     root = tmp_path_factory.mktemp("dagster_ui")
     settings = Settings(lake=str(root / "lake"), dagster_home=str(root / "dagster"))
     write_instance_yaml(Path(settings.dagster_home), None)
