@@ -10,6 +10,7 @@ import pytest
 
 from cryptodudez.definitions import build_definitions
 from cryptodudez.settings import PROJECT_DIR, Settings
+from tests.helpers import ungrouped
 
 SHARED_DATA = PROJECT_DIR.parent / "shared" / "data"
 SAMPLES = PROJECT_DIR / "samples"
@@ -21,6 +22,15 @@ def shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path}")
     return path
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under ``--dist loadgroup``, refuse to run if the workers would split an xdist_group."""
+    if session.config.getoption("loadgroup", default=False):
+        split = ungrouped(session.items)
+        if split:
+            raise pytest.UsageError(f"--dist loadgroup would split {len(split)} grouped tests "
+                                    f"across workers (first: {split[0]}); see the pytest pin")
 
 
 @pytest.fixture
