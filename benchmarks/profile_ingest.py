@@ -60,6 +60,9 @@ TRACED = {
     ("cryptodudez/lake/tables.py", "publish"),
     ("cryptodudez/lake/tables.py", "resolve_across_files"),
     ("cryptodudez/assets/lake.py", "_table_materialization"),
+    ("cryptodudez/assets/lake.py", "_published_stats"),
+    ("cryptodudez/assets/lake.py", "_results"),
+    ("cryptodudez/checks/tables.py", "add_written"),
     ("cryptodudez/lake/tables.py", "files_frame"),
 }
 

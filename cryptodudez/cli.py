@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import dagster as dg
 import polars as pl
 
-from cryptodudez.assets.eth import ETH_SIGNAL, FIRST_DAY, data_end
+from cryptodudez.assets.eth import ETH_SIGNAL, FIRST_DAY, data_end, missing_inputs
 from cryptodudez.assets.mood import SENTIMENTS, TRADES
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
 from cryptodudez.coingecko.cli_command import run_coingecko_cli
@@ -184,12 +184,7 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
     if earliest is not None:
         counts["stock_pipeline_runs"] = 1
         counts["failed"] += 0 if _run_stock_pipeline(defs, instance, earliest, progress) else 1
-    if touched is None and lake.fragments(VALIDATED, "crypto_prices") and not lake.exists(
-            lake.path(MODELS, ETH_SIGNAL, "LATEST")):
-        touched = (date.fromisoformat(FIRST_DAY), date.max)
-    if touched is not None:  # never beyond the data: months after it would stay empty
-        end = data_end(lake)
-        touched = (touched[0], min(touched[1], end)) if end else touched
+    touched = _feature_days(lake, touched, progress)
     if touched is not None:
         counts["feature_store_runs"] = 1
         counts["failed"] += 0 if _run_feature_store(defs, instance, touched, progress) else 1
@@ -198,6 +193,22 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
         counts["failed"] += 0 if _run_job(defs, instance, MOOD_JOB, "price / sentiment "
                                           "correlation", progress) else 1
     return counts
+
+
+def _feature_days(lake: Lake, touched: tuple[date, date] | None,
+                  progress: bool) -> tuple[date, date] | None:
+    """The days the feature store must recompute after the ingest runs, or None."""
+    if touched is None and lake.fragments(VALIDATED, "crypto_prices") and not lake.exists(
+            lake.path(MODELS, ETH_SIGNAL, "LATEST")):
+        touched = (date.fromisoformat(FIRST_DAY), date.max)
+    if touched is None:
+        return None
+    if missing := missing_inputs(lake):
+        if progress:
+            _out(f"feature store: skipped, the lake holds no {' and no '.join(missing)} yet")
+        return None
+    end = data_end(lake)  # never beyond the data: months after it would stay empty
+    return (touched[0], min(touched[1], end)) if end else touched
 
 
 def _mood_results(settings: Settings) -> int:

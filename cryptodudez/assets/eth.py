@@ -71,6 +71,16 @@ def inputs(lake: Lake) -> build.Inputs:
                         tweets=_table(lake, VALIDATED, "tweets", _TWEET_COLS))
 
 
+# Without ETH's prices there is no label, and without tweets no tweet features: the feature
+# store then has nothing to compute, and its runs would only fail their empty-table checks.
+REQUIRED_INPUTS = ("crypto_prices", "tweets")
+
+
+def missing_inputs(lake: Lake) -> list[str]:
+    """The validated tables the feature store needs that the lake does not hold yet."""
+    return [table for table in REQUIRED_INPUTS if not lake.fragments(VALIDATED, table)]
+
+
 def data_end(lake: Lake) -> date | None:
     """The last day any feature can change: the latest bar or tweet, plus the windows."""
     src = inputs(lake)

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from cryptodudez.assets.eth import FIRST_DAY
+from cryptodudez.assets.eth import FIRST_DAY, missing_inputs
 from cryptodudez.features.build import LOOKBACK
 from cryptodudez.jobs import (
     FEATURE_STORE_JOB,
@@ -19,6 +19,7 @@ from cryptodudez.jobs import (
     feature_store_job,
     ingest_job,
 )
+from cryptodudez.resources.lake import Lake
 from cryptodudez.sensors.changes import changes_of, skip_unless_ingest
 from cryptodudez.sensors.stock_pipeline import RANGE_END, RANGE_START
 
@@ -63,7 +64,8 @@ def range_tags(days: tuple[date, date], now: datetime | None = None) -> dict[str
     name="feature_store_sensor",
     description="Recomputes the feature days an ingest run touched (prices or tweets).",
 )
-def feature_store_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
+def feature_store_sensor(context: dg.RunStatusSensorContext,
+                         lake: Lake) -> dg.RunRequest | dg.SkipReason:
     """Request the feature store for the days an ingest run touched."""
     run = context.dagster_run
     if skip := skip_unless_ingest(run):
@@ -71,6 +73,9 @@ def feature_store_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest | 
     days = touched_days(context.instance, run.run_id)
     if days is None:
         return dg.SkipReason("the ingest run changed no prices or tweets")
+    if missing := missing_inputs(lake):
+        return dg.SkipReason(f"the feature store needs {', '.join(missing)}, "
+                             "which the lake does not hold yet")
     return dg.RunRequest(run_key=f"feature_store:{run.run_id}",
                          tags={**range_tags(days), "cryptodudez/after_run": run.run_id})
 

@@ -140,3 +140,18 @@ def test_corrupt_landed_file_is_quarantined_not_a_crashed_run(defs, instance, tm
     assert q["line"][0] is None
     assert q["reason"][0].startswith(("empty file", "corrupt zip archive"))
     assert Path(defs.resources["lake"].path("raw", "broken.zip")).read_bytes() == bad
+
+
+def test_cli_ingest_of_stocks_alone_serves_the_volume_model_and_waits_for_the_eth_inputs(
+        tmp_path, capsys) -> None:
+    # A stock-market user lands only stocks: the feature store (ETH prices and tweets) has
+    # nothing to compute, so it is skipped with its reason instead of failing empty checks.
+    settings = Settings(lake=str(tmp_path / "lake"), dagster_home=str(tmp_path / "dagster"))
+    cli.land([PROJECT_DIR / "samples" / "stock_market_sample.zip"], settings=settings,
+             prefix="stocks")
+    counts = cli.ingest(settings=settings)
+    out = capsys.readouterr().out
+    assert counts["failed"] == 0, out
+    assert counts["stock_pipeline_runs"] == 1
+    assert counts["feature_store_runs"] == 0
+    assert "feature store: skipped, the lake holds no crypto_prices and no tweets yet" in out

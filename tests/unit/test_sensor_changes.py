@@ -11,11 +11,17 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from cryptodudez.definitions import build_definitions
 from cryptodudez.jobs import INGEST_JOB
+from cryptodudez.resources import build_resources
+from cryptodudez.resources.lake import Lake
 from cryptodudez.sensors.changes import changes_of, skip_unless_ingest
 from cryptodudez.sensors.feature_store import feature_store_sensor
 from cryptodudez.sensors.mood import mood_sensor
 from cryptodudez.sensors.stock_pipeline import stock_pipeline_sensor
+from cryptodudez.settings import Settings
+from tests.conftest import SAMPLES
+from tests.helpers import land_and_ingest
 
 
 def _run_of(instance: dg.DagsterInstance, job_name: str,
@@ -35,12 +41,31 @@ def _run_of(instance: dg.DagsterInstance, job_name: str,
     return run
 
 
-def _ask(sensor: Any, instance: dg.DagsterInstance, run: dg.DagsterRun) -> Any:
+def _ask(sensor: Any, instance: dg.DagsterInstance, run: dg.DagsterRun,
+         lake: Lake | None = None) -> Any:
     context = dg.build_run_status_sensor_context(
         sensor_name=sensor.name, dagster_instance=instance, dagster_run=run,
         dagster_event=instance.get_records_for_run(run.run_id).records[-1].event_log_entry
-        .dagster_event)  # type: ignore[arg-type]
+        .dagster_event,  # type: ignore[arg-type]
+        resources={"lake": lake or FEATURE_LAKE["full"]})
     return sensor(context)
+
+
+FEATURE_LAKE: dict[str, Lake] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def feature_lakes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A lake holding the feature store's inputs (coin prices and tweets), and an empty one."""
+    root = tmp_path_factory.mktemp("lakes")
+    full = Settings(lake=str(root / "full"), dagster_home=str(root / "dh"))
+    with dg.instance_for_test() as instance:
+        land_and_ingest(build_definitions(full), instance, {
+            f"samples/{name}": SAMPLES / name
+            for name in ("cryptocurrency_sample.zip", "elon_musk_tweets_sample.zip")})
+    FEATURE_LAKE["full"] = build_resources(full)["lake"]
+    FEATURE_LAKE["empty"] = build_resources(Settings(lake=str(root / "empty"),
+                                                     dagster_home=str(root / "dh")))["lake"]
 
 
 ROWS = {"dagster/row_count": 10, "date_min": "2021-03-01", "date_max": "2021-03-02"}
@@ -89,6 +114,16 @@ def test_a_sensor_ignores_the_tables_of_the_others(
     assert isinstance(_ask(mood_sensor, instance, only_tweets), dg.SkipReason)
     assert isinstance(_ask(stock_pipeline_sensor, instance, only_tweets), dg.SkipReason)
     assert isinstance(_ask(feature_store_sensor, instance, only_tweets), dg.RunRequest)
+
+
+def test_the_feature_store_waits_for_coin_prices_and_tweets(
+        runs: tuple[dg.DagsterInstance, dict[str, dg.DagsterRun]]) -> None:
+    instance, _ = runs
+    only_stocks = _run_of(instance, INGEST_JOB, {"stock_prices": ROWS})
+    assert isinstance(_ask(feature_store_sensor, instance, only_stocks), dg.RunRequest)
+    skip = _ask(feature_store_sensor, instance, only_stocks, FEATURE_LAKE["empty"])
+    assert isinstance(skip, dg.SkipReason)
+    assert "needs crypto_prices, tweets" in (skip.skip_message or "")
 
 
 def test_changes_of_keeps_only_the_named_tables_and_skip_names_the_job() -> None:
