@@ -9,6 +9,7 @@ datasets first, so a table that looks up another (stock prices look up the symbo
 always finds the reference rows of the same archive already ingested.
 """
 
+import functools
 import hashlib
 import io
 import zipfile
@@ -36,6 +37,11 @@ class Member:
     uri: str
     name: str
     data: bytes
+
+    @functools.cached_property
+    def newlines(self) -> int:
+        """How many newline bytes ``data`` holds (counted once: the ingest asks several times)."""
+        return self.data.count(b"\n")
 
 
 @dataclass

@@ -30,6 +30,7 @@ import polars as pl
 from cryptodudez.archives import Member, Unpacked, member_uri, unpack
 from cryptodudez.datasets import csv as csvframe
 from cryptodudez.datasets import jsonl
+from cryptodudez.datasets.merge import repeated_values
 from cryptodudez.datasets.registry import DatasetSpec, closest, recognise, recognise_fields
 
 QUARANTINE_SCHEMA = {
@@ -85,13 +86,20 @@ def _whole_file_problem(data: bytes) -> str | None:
     return None
 
 
-def _data_lines(data: bytes) -> int:
+def _data_lines(data: bytes, newlines: int | None = None) -> int:
     """Lines after the header (the empty text after a final line terminator is no line).
 
-    Counted in the bytes (``bytes.count``), independently of how the lines are parsed.
+    Counted in the bytes (``bytes.count``, or ``newlines`` when already counted),
+    independently of how the lines are parsed.
     """
-    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    lines = (data.count(b"\n") if newlines is None else newlines) + (
+        0 if data.endswith(b"\n") else 1)
     return max(lines - 1, 0)
+
+
+def _member_lines(member: Member) -> int:
+    """:func:`_data_lines` of a member's bytes, from its newline count."""
+    return _data_lines(member.data, member.newlines)
 
 
 def _error_reason(exc: Exception) -> str:
@@ -326,7 +334,7 @@ def _schema_failures(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
 def _duplicates_within_file(frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
     """Rows whose key already appeared earlier in the same member, with the first line."""
     cols = ["__sid", *key]
-    if not frame.select(pl.struct(cols).hash().is_duplicated().any()).item():
+    if repeated_values(frame.select(pl.struct(cols).hash()).to_series()).len() == 0:
         return pl.DataFrame(schema={"index": pl.Int64, "reason": pl.String})
     first = frame.select(pl.struct(cols).is_first_distinct()).to_series()
     if first.all():
@@ -376,7 +384,7 @@ def _typed_rows(members: Sequence[Member], spec: DatasetSpec) -> pl.DataFrame | 
     fields gets nulls, which makes its row unclean.
     """
     assert spec.typed is not None
-    rows = [_data_lines(m.data) for m in members]
+    rows = [_member_lines(m) for m in members]
     try:
         values = pl.read_csv([m.data for m in members], has_header=True, quote_char=None,
                              schema=spec.typed.schema, ignore_errors=True)
@@ -415,7 +423,7 @@ def _ingest_typed(members: list[Member], spec: DatasetSpec,
     values = _typed_rows(plain, spec) if plain else None
     if values is None and plain:  # retry without members whose comma count is wrong,
         plain = [m for m in plain  # then without any member the typed read refuses
-                 if m.data.count(b",") == (ncols - 1) * (_data_lines(m.data) + 1)]
+                 if m.data.count(b",") == (ncols - 1) * (_member_lines(m) + 1)]
         values = _typed_rows(plain, spec) if plain else None
         if values is None and len(plain) > 1:
             half = len(plain) // 2
@@ -443,7 +451,7 @@ def _ingest_typed(members: list[Member], spec: DatasetSpec,
         return None, rest
     sample = _sample_fields(taken, [f"f{i}" for i in range(ncols)])
     columns = infer_types(sample, header, [m.uri for m in taken])
-    read = {m.uri: _data_lines(m.data) for m in taken}  # plain: one line is one record
+    read = {m.uri: _member_lines(m) for m in taken}  # plain: one line is one record
     outcome = _SpecOutcome(body.drop("__sid"), pl.DataFrame(schema=QUARANTINE_SCHEMA), columns,
                            read)
     return outcome, rest
@@ -528,7 +536,7 @@ def _records_read(members: Sequence[Member], records: pl.DataFrame) -> dict[str,
     """
     continued = dict(records.group_by("sid").agg(
         pl.col("raw").str.count_matches("\n", literal=True).sum()).iter_rows())
-    return {m.uri: _data_lines(m.data) - int(continued.get(sid, 0))
+    return {m.uri: _member_lines(m) - int(continued.get(sid, 0))
             for sid, m in enumerate(members)}
 
 
@@ -707,7 +715,7 @@ def _recognise_csv(m: Member,
         return _Rejection(spec.table if spec else UNRECOGNISED_TABLE,
                           "lines end in a lone carriage return (CR-only line endings): only "
                           "LF or CRLF line endings are read",
-                          first[:2000], spec.name if spec else None, _data_lines(m.data))
+                          first[:2000], spec.name if spec else None, _member_lines(m))
     header = csvframe.header_of(first)
     spec = recognise(header, specs)
     if spec is None:
@@ -717,10 +725,10 @@ def _recognise_csv(m: Member,
             extra = [c for c in header if c not in near.header]
             return _Rejection(near.table, f"schema drift from dataset {near.name}: missing "
                                           f"{missing}, unexpected {extra}",
-                              first[:2000], near.name, _data_lines(m.data))
+                              first[:2000], near.name, _member_lines(m))
         return _Rejection(UNRECOGNISED_TABLE,
                           f"columns match no known dataset: {header[:40]}", first[:2000],
-                          rows=_data_lines(m.data))
+                          rows=_member_lines(m))
     if not rest.strip():
         return _Rejection(spec.table, "header only: no data rows", first[:2000], spec.name)
     return spec, header
@@ -767,7 +775,7 @@ def ingest_members(unpacked: Unpacked, specs: Sequence[DatasetSpec]) -> IngestRe
         columns.append(outcome.columns)
         for m, reason in outcome.rejected:
             reject(m.uri, m.name, len(m.data), table=spec.table, reason=reason, raw=None,
-                   dataset=spec.name, rows=_data_lines(m.data))
+                   dataset=spec.name, rows=_member_lines(m))
         valid_n = (dict(outcome.valid.group_by("_source").len().iter_rows())
                    if outcome.valid.width else {})
         bad_n = dict(outcome.quarantined.group_by("source").len().iter_rows())

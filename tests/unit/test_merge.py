@@ -3,9 +3,16 @@
 from datetime import UTC, datetime
 
 import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cryptodudez.checks.tables import keys_unique
-from cryptodudez.datasets.merge import repeated_keys, resolve_latest, rows_with_repeated_keys
+from cryptodudez.datasets.merge import (
+    repeated_keys,
+    repeated_values,
+    resolve_latest,
+    rows_with_repeated_keys,
+)
 
 
 def test_latest_landed_wins_then_last_read() -> None:
@@ -56,3 +63,12 @@ def test_landed_time_decides_even_when_partition_names_sort_the_other_way() -> N
         True, False, False, True, False, True, False]
     assert resolve_latest(rows.reverse(), ["id"])["_wins"].to_list() == [
         False, True, False, True, False, False, True]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**64 - 1) | st.sampled_from([0, 7, 2**64 - 1]),
+                max_size=60))
+def test_repeated_values_are_exactly_the_values_seen_twice(values: list[int]) -> None:
+    expected = {v for v in values if values.count(v) > 1}
+    found = repeated_values(pl.Series(values, dtype=pl.UInt64))
+    assert found.len() == len(expected)
+    assert set(found.to_list()) == expected
