@@ -8,7 +8,7 @@ and the Spark run really ran Spark jobs (the polars run none).
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import polars as pl
@@ -27,7 +27,8 @@ from tests.helpers import QUIET, land_and_ingest
 
 pytestmark = pytest.mark.xdist_group("spark")
 SAMPLES = PROJECT_DIR / "samples"
-ENGINES = ("polars", "spark")
+Engine = Literal["polars", "spark"]
+ENGINES: tuple[Engine, ...] = ("polars", "spark")
 DAY = date(2026, 10, 31)
 
 
@@ -39,9 +40,8 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
 
-def _settings(root: Path, engine: str) -> Settings:
-    return Settings(lake=str(root / "lake"), dagster_home=str(root / "dh"),
-                    engine=engine)  # type: ignore[arg-type]
+def _settings(root: Path, engine: Engine) -> Settings:
+    return Settings(lake=str(root / "lake"), dagster_home=str(root / "dh"), engine=engine)
 
 
 def test_event_compaction_through_the_spark_engine(spark: SparkSession, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -48,22 +48,6 @@ pytestmark = pytest.mark.xdist_group("spark")
 
 DAY = date(2026, 11, 1)
 CRYPTOMOOD = ("historical_coin_data.txt", "historical_sentiment_data.txt")
-
-
-@pytest.fixture(scope="module")
-def fast_spark(spark: SparkSession) -> Iterator[SparkSession]:
-    """``spark`` listing a few hundred explicit files in the driver, not in a Spark job.
-
-    (Spark lists more than 32 paths with one task per path, seconds on a local session.)
-    """
-    key = "spark.sql.sources.parallelPartitionDiscovery.threshold"
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, "100000")
-    yield spark
-    if before is None:
-        spark.conf.unset(key)
-    else:
-        spark.conf.set(key, before)
 
 
 def ingest(storage: LakeStorage, path: Path) -> None:
@@ -182,7 +166,7 @@ def kpis(storage: LakeStorage, day: date) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory,
-              fast_spark: SparkSession) -> dict[str, Any]:
+              spark: SparkSession) -> dict[str, Any]:
     """One generated lake compacted by polars in one copy and by Spark in another."""
     folder = tmp_path_factory.mktemp("compaction")
     source = generated_lake(folder / "source", events=1_500, types=3, seed=21)
@@ -192,7 +176,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory,
     lakes = {"polars": copy_of(source, folder / "polars"),
              "spark": copy_of(source, folder / "spark")}
     done = {"polars": compact(lakes["polars"], DAY, None),
-            "spark": compact(lakes["spark"], DAY, ec.spark_writer(fast_spark))}
+            "spark": compact(lakes["spark"], DAY, ec.spark_writer(spark))}
     return {"folder": folder, "source": source, "before": before, "kpis": kpis_before,
             "version_before": version_before, "lakes": lakes, "done": done}
 
@@ -296,13 +280,13 @@ def test_kpis_and_rollups_agree(generated: dict[str, Any]) -> None:
 
 
 def test_time_travel_then_second_compaction_and_vacuum(generated: dict[str, Any],
-                                                       fast_spark: SparkSession) -> None:
+                                                       spark: SparkSession) -> None:
     lakes = generated["lakes"]
     for lake in lakes.values():
         old = day_rows(lake, DAY, version=generated["version_before"])
         assert old.equals(generated["before"])
     again = {"polars": compact(lakes["polars"], DAY, polars_day_writer),
-             "spark": compact(lakes["spark"], DAY, ec.spark_writer(fast_spark))}
+             "spark": compact(lakes["spark"], DAY, ec.spark_writer(spark))}
     assert report(again["spark"]) == report(again["polars"])
     assert differences(lakes["spark"], lakes["polars"], DAY) == []
     for lake in lakes.values():
@@ -338,20 +322,20 @@ def plant(monkeypatch: pytest.MonkeyPatch, *, sort: tuple[str, ...] = ec.SORT,
     monkeypatch.setattr(ec, "compacted", altered)
 
 
-def test_unaltered_twin(tiny: dict[str, Any], tmp_path: Path, fast_spark: SparkSession,
+def test_unaltered_twin(tiny: dict[str, Any], tmp_path: Path, spark: SparkSession,
                         monkeypatch: pytest.MonkeyPatch) -> None:
     plant(monkeypatch)
     lake = copy_of(tiny["source"], tmp_path / "spark")
-    compact(lake, DAY, ec.spark_writer(fast_spark))
+    compact(lake, DAY, ec.spark_writer(spark))
     assert differences(lake, tiny["reference"], DAY) == []
 
 
 def test_planted_fault_sort_without_created_at_is_caught(
-        tiny: dict[str, Any], tmp_path: Path, fast_spark: SparkSession,
+        tiny: dict[str, Any], tmp_path: Path, spark: SparkSession,
         monkeypatch: pytest.MonkeyPatch) -> None:
     plant(monkeypatch, sort=("event_type", "date", "hour", "id"))
     lake = copy_of(tiny["source"], tmp_path / "spark")
-    done = compact(lake, DAY, ec.spark_writer(fast_spark))
+    done = compact(lake, DAY, ec.spark_writer(spark))
     found = differences(lake, tiny["reference"], DAY)
     assert found and all("rows differ" in f for f in found)
     # The compaction's own checks cannot see an order: only the parity comparison does.
@@ -359,12 +343,12 @@ def test_planted_fault_sort_without_created_at_is_caught(
 
 
 def test_planted_fault_lost_row_is_caught(tiny: dict[str, Any], tmp_path: Path,
-                                          fast_spark: SparkSession,
+                                          spark: SparkSession,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     victim = tiny["before"]["id"][7]
     plant(monkeypatch, rows=lambda frame: frame.filter(F.col("id") != victim))
     lake = copy_of(tiny["source"], tmp_path / "spark")
-    done = compact(lake, DAY, ec.spark_writer(fast_spark))
+    done = compact(lake, DAY, ec.spark_writer(spark))
     found = differences(lake, tiny["reference"], DAY)
     assert any("rows differ" in f for f in found)
     assert any("read back differs" in f for f in found)
@@ -394,7 +378,7 @@ def cryptomood_events(folder: Path) -> Path:
 
 
 def test_real_cryptomood_events_compact_alike(tmp_path: Path,
-                                              fast_spark: SparkSession) -> None:
+                                              spark: SparkSession) -> None:
     if not (shared("cryptomood") / CRYPTOMOOD[0]).exists():
         pytest.skip("../shared/data/cryptomood is absent")
     day = date(2018, 7, 16)
@@ -405,7 +389,7 @@ def test_real_cryptomood_events_compact_alike(tmp_path: Path,
     lakes = {"polars": copy_of(source, tmp_path / "polars"),
              "spark": copy_of(source, tmp_path / "spark")}
     done = {"polars": compact(lakes["polars"], day, None),
-            "spark": compact(lakes["spark"], day, ec.spark_writer(fast_spark))}
+            "spark": compact(lakes["spark"], day, ec.spark_writer(spark))}
     assert differences(lakes["spark"], lakes["polars"], day) == []
     assert day_rows(lakes["spark"], day).equals(before)
     assert report(done["spark"]) == report(done["polars"])
