@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reference.common import busy_cores, machine_info, wait_quiet
+from reference.common import cpu_counters, machine_info, wait_quiet
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
@@ -92,27 +92,40 @@ class _Sampler(threading.Thread):
             self.peak_mb = max(self.peak_mb, _tree_rss_mb(self.pid))
             ticks += 1
             if ticks % 25 == 0:  # every ~5 s: cores busy machine-wide minus our tree's
-                self.others.append(busy_cores(0.5) - _tree_cpu_share(self.pid))
+                self.others.append(_others_cores(self.pid))
             self.stop.wait(0.2)
 
 
-def _tree_cpu_share(pid: int, seconds: float = 0.5) -> float:
-    def ticks() -> int:
-        total, todo = 0, [pid]
-        while todo:
-            p = todo.pop()
-            try:
-                with open(f"/proc/{p}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-            except OSError:
-                continue
-            todo += _children(p)
-        return total
+def _tree_ticks(pid: int) -> dict[int, int]:
+    """CPU clock ticks (user + system) used so far by each process of ``pid``'s tree."""
+    ticks, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks[p] = int(fields[11]) + int(fields[12])
+        except OSError:
+            continue
+        todo += _children(p)
+    return ticks
 
-    before = ticks()
+
+def _others_cores(pid: int, seconds: float = 0.5) -> float:
+    """Cores used by processes outside ``pid``'s tree over the next ``seconds``.
+
+    The machine's counters and the tree's ticks are read over the same window, and the tree's
+    use is summed per process: a process that exits during the window drops out of both
+    readings instead of subtracting its whole lifetime (which once gave 396.9 cores).
+    """
+    before, (busy0, total0) = _tree_ticks(pid), cpu_counters()
     time.sleep(seconds)
-    return (ticks() - before) / os.sysconf("SC_CLK_TCK") / seconds
+    after, (busy1, total1) = _tree_ticks(pid), cpu_counters()
+    ncpu = os.cpu_count() or 1
+    machine = (busy1 - busy0) / max(total1 - total0, 1) * ncpu
+    tree = sum(t - before.get(p, 0) for p, t in after.items())
+    tree_cores = tree / os.sysconf("SC_CLK_TCK") / seconds
+    return min(max(machine - tree_cores, 0.0), float(ncpu))
 
 
 def timed(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:

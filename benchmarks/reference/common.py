@@ -47,7 +47,7 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _cpu_counters() -> tuple[int, int]:
+def cpu_counters() -> tuple[int, int]:
     with open("/proc/stat") as f:
         fields = [int(v) for v in f.readline().split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
@@ -56,9 +56,9 @@ def _cpu_counters() -> tuple[int, int]:
 
 def busy_cores(seconds: float = 1.0) -> float:
     """Cores in use machine-wide over the next ``seconds``."""
-    busy0, total0 = _cpu_counters()
+    busy0, total0 = cpu_counters()
     time.sleep(seconds)
-    busy1, total1 = _cpu_counters()
+    busy1, total1 = cpu_counters()
     ncpu = os.cpu_count() or 1
     return (busy1 - busy0) / max(total1 - total0, 1) * ncpu
 
