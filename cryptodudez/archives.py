@@ -130,7 +130,11 @@ def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     signature, name_length, extra_length = _LOCAL_HEADER.unpack(fp.read(_LOCAL_HEADER.size))
     if signature != _FILE_HEADER_MAGIC:
         raise zipfile.BadZipFile("Bad magic number for file header")
-    fp.seek(name_length + extra_length, io.SEEK_CUR)
+    name = fp.read(name_length).decode("utf-8" if info.flag_bits & 0x800 else "cp437")
+    if name != info.orig_filename:  # as zipfile refuses it
+        raise zipfile.BadZipFile(f"File name in directory {info.orig_filename!r} and header "
+                                 f"{name!r} differ.")
+    fp.seek(extra_length, io.SEEK_CUR)
     compressed = fp.read(info.compress_size)
     if len(compressed) != info.compress_size:
         raise EOFError(f"truncated member {info.filename!r}")

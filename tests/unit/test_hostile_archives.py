@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -320,3 +321,18 @@ def test_read_member_gives_what_zipfile_reads_and_refuses_what_it_refuses(
     assert isinstance(ours, type) == isinstance(theirs, type)
     if not isinstance(ours, type):
         assert ours == theirs
+
+
+def test_read_member_refuses_a_local_header_naming_another_file() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("stocks/AAA.csv", b"x" * 100)
+    raw = buf.getvalue()
+    local_name = raw.index(b"stocks/AAA.csv")  # the local header's copy comes first
+    damaged = zipfile.ZipFile(io.BytesIO(raw[:local_name] + b"stocks/BBB.csv"
+                                         + raw[local_name + 14:]))
+    info = damaged.infolist()[0]
+    assert info.filename == "stocks/AAA.csv"
+    for reader in (damaged.read, lambda i: read_member(damaged, i)):
+        with pytest.raises(zipfile.BadZipFile, match="differ"):
+            reader(info)
