@@ -49,6 +49,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from reference.common import portable
+
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 OUT_DIR = BENCH_DIR / "out"
@@ -591,7 +593,7 @@ def run_all(args: argparse.Namespace, kinds: list[str], code_dir: Path,
     args.results_dir.mkdir(parents=True, exist_ok=True)
     json_path = args.results_dir / f"bench_ingest{suffix}.json"
     md_path = args.results_dir / f"bench_ingest{suffix}.md"
-    json_path.write_text(json.dumps(results, indent=2, default=str))
+    json_path.write_text(json.dumps(portable(results), indent=2, default=str))
     text = markdown(results)
     md_path.write_text(text)
     print()

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reference.common import cpu_counters, machine_info, wait_quiet
+from reference.common import cpu_counters, machine_info, portable, wait_quiet
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result["verdicts"]))
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{args.out}.json"
-    path.write_text(json.dumps(result, indent=2, default=float))
+    path.write_text(json.dumps(portable(result), indent=2, default=float))
     print(f"results: {path}")
     if not args.keep and args.work is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,24 @@ def rss_mb(pids: list[int]) -> float:
         except OSError:
             continue
     return total / 1024
+
+
+def portable(value: Any) -> Any:
+    """``value`` with this machine's absolute paths made relative, for committed results.
+
+    In every string, the project folder becomes ``.``, the read-only data beside it
+    ``../shared`` and the temporary folder ``<tmp>``; numbers and keys are unchanged.
+    """
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    for folder, short in ((PROJECT_DIR.parent / "shared", "../shared"), (PROJECT_DIR, "."),
+                          (Path(tempfile.gettempdir()), "<tmp>")):
+        value = value.replace(str(folder), short)
+    return value
 
 
 def save(name: str, results: dict[str, Any]) -> Path:
