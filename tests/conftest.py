@@ -10,7 +10,7 @@ import pytest
 
 from cryptodudez.definitions import build_definitions
 from cryptodudez.settings import PROJECT_DIR, Settings
-from tests.helpers import ungrouped
+from tests.xdist_guard import refuse_split_group
 
 SHARED_DATA = PROJECT_DIR.parent / "shared" / "data"
 SAMPLES = PROJECT_DIR / "samples"
@@ -24,13 +24,9 @@ def shared(*parts: str) -> Path:
     return path
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Under ``--dist loadgroup``, refuse to run if the workers would split an xdist_group."""
-    if session.config.getoption("loadgroup", default=False):
-        split = ungrouped(session.items)
-        if split:
-            raise pytest.UsageError(f"--dist loadgroup would split {len(split)} grouped tests "
-                                    f"across workers (first: {split[0]}); see the pytest pin")
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under ``--dist loadgroup``, a grouped test that lost its group fails (see the pin)."""
+    refuse_split_group(item)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import polars as pl
-import pytest
 
 from cryptodudez.resources.lake import MODELS, Lake, partition_key_for
 from cryptodudez.transforms import volume_model as vm
@@ -98,12 +97,3 @@ def publish_signals(lake: Lake, version: str, dates: Sequence[date], *, served: 
     write_signals(lake, version, rows, served=served)
     return rows
 
-
-def ungrouped(items: Sequence[pytest.Item]) -> list[str]:
-    """Node ids of ``xdist_group`` tests that lack the ``@group`` suffix ``--dist loadgroup`` needs.
-
-    xdist 3.8 keeps a group on one worker only through that suffix; pytest 9.2 silently drops it
-    (pytest-xdist#1386), so each worker then builds every group's expensive fixture itself.
-    """
-    return [item.nodeid for item in items
-            if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
