@@ -41,21 +41,17 @@ def _run_of(instance: dg.DagsterInstance, job_name: str,
     return run
 
 
-def _ask(sensor: Any, instance: dg.DagsterInstance, run: dg.DagsterRun,
-         lake: Lake | None = None) -> Any:
+def _ask(sensor: Any, instance: dg.DagsterInstance, run: dg.DagsterRun, lake: Lake) -> Any:
     context = dg.build_run_status_sensor_context(
         sensor_name=sensor.name, dagster_instance=instance, dagster_run=run,
         dagster_event=instance.get_records_for_run(run.run_id).records[-1].event_log_entry
         .dagster_event,  # type: ignore[arg-type]
-        resources={"lake": lake or FEATURE_LAKE["full"]})
+        resources={"lake": lake})
     return sensor(context)
 
 
-FEATURE_LAKE: dict[str, Lake] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def feature_lakes(tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.fixture(scope="module")
+def lakes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Lake]:
     """A lake holding the feature store's inputs (coin prices and tweets), and an empty one."""
     root = tmp_path_factory.mktemp("lakes")
     full = Settings(lake=str(root / "full"), dagster_home=str(root / "dh"))
@@ -63,9 +59,8 @@ def feature_lakes(tmp_path_factory: pytest.TempPathFactory) -> None:
         land_and_ingest(build_definitions(full), instance, {
             f"samples/{name}": SAMPLES / name
             for name in ("cryptocurrency_sample.zip", "elon_musk_tweets_sample.zip")})
-    FEATURE_LAKE["full"] = build_resources(full)["lake"]
-    FEATURE_LAKE["empty"] = build_resources(Settings(lake=str(root / "empty"),
-                                                     dagster_home=str(root / "dh")))["lake"]
+    empty = Settings(lake=str(root / "empty"), dagster_home=str(root / "dh"))
+    return {"full": build_resources(full)["lake"], "empty": build_resources(empty)["lake"]}
 
 
 ROWS = {"dagster/row_count": 10, "date_min": "2021-03-01", "date_max": "2021-03-02"}
@@ -93,35 +88,39 @@ def runs() -> Iterator[tuple[dg.DagsterInstance, dict[str, dg.DagsterRun]]]:
 
 @pytest.mark.parametrize("table", sorted(SENSORS))
 def test_each_sensor_requests_after_its_table_changed_and_skips_otherwise(
-        table: str, runs: tuple[dg.DagsterInstance, dict[str, dg.DagsterRun]]) -> None:
+        table: str, runs: tuple[dg.DagsterInstance, dict[str, dg.DagsterRun]],
+        lakes: dict[str, Lake]) -> None:
     sensor, tags_ok = SENSORS[table]
     instance, by_kind = runs
-    request = _ask(sensor, instance, by_kind["changed"])
+    request = _ask(sensor, instance, by_kind["changed"], lakes["full"])
     assert isinstance(request, dg.RunRequest), request
     assert tags_ok(request.tags), request.tags
     assert request.tags["cryptodudez/after_run"] == by_kind["changed"].run_id
-    assert isinstance(_ask(sensor, instance, by_kind["other_table"]), dg.SkipReason)
-    assert isinstance(_ask(sensor, instance, by_kind["unchanged"]), dg.SkipReason)
-    skip = _ask(sensor, instance, by_kind["not_ingest"])
+    assert isinstance(_ask(sensor, instance, by_kind["other_table"], lakes["full"]), dg.SkipReason)
+    assert isinstance(_ask(sensor, instance, by_kind["unchanged"], lakes["full"]), dg.SkipReason)
+    skip = _ask(sensor, instance, by_kind["not_ingest"], lakes["full"])
     assert isinstance(skip, dg.SkipReason)
     assert "some_other_job is not an ingest run" in (skip.skip_message or "")
 
 
 def test_a_sensor_ignores_the_tables_of_the_others(
-        runs: tuple[dg.DagsterInstance, dict[str, dg.DagsterRun]]) -> None:
+        runs: tuple[dg.DagsterInstance, dict[str, dg.DagsterRun]],
+        lakes: dict[str, Lake]) -> None:
     instance, _ = runs
-    only_tweets = _run_of(instance, INGEST_JOB, {"tweets": ROWS})
-    assert isinstance(_ask(mood_sensor, instance, only_tweets), dg.SkipReason)
-    assert isinstance(_ask(stock_pipeline_sensor, instance, only_tweets), dg.SkipReason)
-    assert isinstance(_ask(feature_store_sensor, instance, only_tweets), dg.RunRequest)
+    only_tweets, full = _run_of(instance, INGEST_JOB, {"tweets": ROWS}), lakes["full"]
+    assert isinstance(_ask(mood_sensor, instance, only_tweets, full), dg.SkipReason)
+    assert isinstance(_ask(stock_pipeline_sensor, instance, only_tweets, full), dg.SkipReason)
+    assert isinstance(_ask(feature_store_sensor, instance, only_tweets, full), dg.RunRequest)
 
 
 def test_the_feature_store_waits_for_coin_prices_and_tweets(
-        runs: tuple[dg.DagsterInstance, dict[str, dg.DagsterRun]]) -> None:
+        runs: tuple[dg.DagsterInstance, dict[str, dg.DagsterRun]],
+        lakes: dict[str, Lake]) -> None:
     instance, _ = runs
     only_stocks = _run_of(instance, INGEST_JOB, {"stock_prices": ROWS})
-    assert isinstance(_ask(feature_store_sensor, instance, only_stocks), dg.RunRequest)
-    skip = _ask(feature_store_sensor, instance, only_stocks, FEATURE_LAKE["empty"])
+    full = lakes["full"]
+    assert isinstance(_ask(feature_store_sensor, instance, only_stocks, full), dg.RunRequest)
+    skip = _ask(feature_store_sensor, instance, only_stocks, lakes["empty"])
     assert isinstance(skip, dg.SkipReason)
     assert "needs crypto_prices, tweets" in (skip.skip_message or "")
 
