@@ -67,9 +67,9 @@ def compact_day(storage: LakeStorage, day: date, *,
         # The day's ids and rollups under the compaction's tag, a group of types at a time
         # (memory bounded by the group, not the day).
         sizes = files.group_by("event_type").agg(pl.col("size").sum()).sort("event_type")
+        before = table.scan(version)  # one scan for every group (the log is resolved once)
         for n, types in enumerate(groups_by_size(sizes, group_bytes)):
-            rows = (table.scan().filter((pl.col("date") == day)
-                                        & pl.col("event_type").is_in(types))
+            rows = (before.filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
                     .select("id", "event_type", "date", "hour", "user_id", "_partition")
                     .collect())
             rows_before += rows.height
@@ -81,9 +81,9 @@ def compact_day(storage: LakeStorage, day: date, *,
         id_index.prune_day(storage, day, live)
         rollups.prune_day(storage, day, live)
         rows_after, hashes, failures = 0, [], []
+        after = table.scan()
         for types in groups_by_size(sizes, group_bytes):
-            back = (table.scan().filter((pl.col("date") == day)
-                                        & pl.col("event_type").is_in(types))
+            back = (after.filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
                     .select(READ_BACK).collect())
             rows_after += back.height
             hashes.append(back["id"].hash(seed=0))

@@ -124,9 +124,14 @@ class EventTable:
         """Latest version, or None before the first commit."""
         return self.table().version() if self.exists() else None
 
-    def scan(self) -> pl.LazyFrame:
-        """The table as a LazyFrame (partition columns included; filters prune files)."""
-        return pl.scan_delta(self.uri, storage_options=self.options or None)
+    def scan(self, version: int | None = None) -> pl.LazyFrame:
+        """The table (at ``version``, default the latest) as a LazyFrame.
+
+        Partition columns are included and filters prune files. polars resolves the Delta
+        log on the first collect and keeps it: reuse one scan for several filtered reads of
+        one version (a fresh scan per read costs about 0.1 s at 5,000 files).
+        """
+        return pl.scan_delta(self.uri, version=version, storage_options=self.options or None)
 
     def files(self) -> pl.DataFrame:
         """Every live data file: ``path`` (relative), ``size``, ``rows``, partition values."""
@@ -309,9 +314,9 @@ def polars_day_writer(table: EventTable, day: date, *, version: int | None,
                       groups: list[list[str]], prefix: str) -> list[AddAction]:
     """The default :class:`DayWriter`: polars, one group of types in memory at a time."""
     added: list[AddAction] = []
+    source = table.scan(version)  # one scan: the log is resolved once, not per group
     for n, types in enumerate(groups):
-        rows = (pl.scan_delta(table.uri, version=version, storage_options=table.options or None)
-                .filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
+        rows = (source.filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
                 .sort("event_type", "hour", "created_at", "id"))
         added += table._write_partitioned(rows, prefix=f"{prefix}-g{n:03d}")
     return added

@@ -140,7 +140,7 @@ def test_compaction_keeps_every_row_and_id_once(lake_after: dict[str, Any],
     files_before = table.files().filter(pl.col("date") == DAY)
     # Small groups: the day is read, indexed and rolled up a few types at a time.
     done = compact_day(storage, DAY, publish_lock=Lake(uri=storage.uri).publish_lock,
-                       group_bytes=400_000)
+                       group_bytes=4_000_000)
     written = done.written
     assert len(list((Path(storage.uri) / "indexes" / "events" / f"date={DAY}").iterdir())) > 1
     assert written is not None
