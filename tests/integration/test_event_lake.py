@@ -152,6 +152,9 @@ def test_compaction_keeps_every_row_and_id_once(lake_after: dict[str, Any],
     assert files_before.height > files_after.height
     assert not files_after.select(pl.struct("event_type", "hour").is_duplicated().any()).item()
     assert _numbers(kpi.compute(storage, DAY, source="events")) == _numbers(kpis_before)
+    # Readers of the compacted table start from a checkpoint of its latest version.
+    log = Path(storage.uri) / "validated" / "events" / "_delta_log"
+    assert json.loads((log / "_last_checkpoint").read_text())["version"] == table.version()
 
 
 def _numbers(result: dict[str, Any]) -> dict[str, Any]:
