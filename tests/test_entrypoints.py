@@ -20,7 +20,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
+import sqlalchemy
 
 from cryptodudez.resources.lake import Lake
 from cryptodudez.settings import PROJECT_DIR
@@ -30,7 +32,7 @@ from tests.test_dockerfile import default_command, entrypoint, healthcheck, imag
 
 # Bound on a process's start: 5 to 20 s when idle, over 60 s on a shared 2-core machine.
 START_SECONDS = 180
-# What dagster-daemon logs once its daemons' loops start (and write their first heartbeats).
+# What dagster-daemon logs (on stdout) once its daemons' loops start.
 STARTED = "Instance is configured with the following daemons"
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -123,6 +125,11 @@ class Role:
         if self.proc.poll() is not None:
             pytest.fail(f"exited with {self.proc.returncode}: "
                         f"{self.stderr.read_text(errors='replace')[-3000:]}")
+
+    def output(self) -> str:
+        """Everything it printed so far, stdout then stderr (Dagster logs to stdout)."""
+        return (self.stdout.read_text(errors="replace") + "\n"
+                + self.stderr.read_text(errors="replace"))
 
     def first_line(self) -> str:
         """The first line it prints on stdout (waiting for it while it runs)."""
@@ -283,6 +290,16 @@ def test_webserver_as_the_image_runs_it(tmp_path: Path, roles: list[Role]) -> No
     assert run_healthcheck(env).returncode != 0
 
 
+def _all_daemons_beat(home: str) -> bool:
+    """True once every daemon the instance requires has written a heartbeat."""
+    try:
+        with dg.DagsterInstance.from_config(home) as instance:
+            return set(instance.get_required_daemon_types()) <= set(
+                instance.get_daemon_heartbeats())
+    except sqlalchemy.exc.OperationalError:  # the daemon is writing (SQLite lock): not yet
+        return False
+
+
 @linux_only
 @pytest.mark.slow
 def test_daemon_as_the_image_runs_it(tmp_path: Path, roles: list[Role]) -> None:
@@ -291,14 +308,18 @@ def test_daemon_as_the_image_runs_it(tmp_path: Path, roles: list[Role]) -> None:
     # The check loads Dagster: seconds when idle, but over 30 s seen on a shared 2-core machine.
     check_env = {**env, "CRYPTODUDEZ_HEALTHCHECK_TIMEOUT": str(START_SECONDS)}
     deadline = time.monotonic() + 2 * START_SECONDS
-    # Checking before the daemon's loop runs only slows its start (each check loads Dagster
-    # too): first wait, cheaply, for its start-up log line (or a minute, should the wording
-    # change), then check until every daemon (sensors, run queue, ...) wrote its heartbeat.
+    # Each HEALTHCHECK run loads Dagster in a new process (seconds of CPU that slow the
+    # daemon's own start on 2 cores), so wait cheaply first: for the start-up log line (or
+    # a minute, should the wording change), then, reading the instance from this process,
+    # until every required daemon (sensors, run queue, ...) wrote a heartbeat (or the
+    # deadline). Only then run the image's HEALTHCHECK, until it says live.
     patience = time.monotonic() + 60
-    while STARTED not in role.stderr.read_text(errors="replace") and \
-            time.monotonic() < patience:
+    while STARTED not in role.output() and time.monotonic() < patience:
         role.alive()
         time.sleep(0.5)
+    while not _all_daemons_beat(env["DAGSTER_HOME"]) and time.monotonic() < deadline:
+        role.alive()
+        time.sleep(1)
     while True:
         role.alive()
         done = run_healthcheck(check_env)

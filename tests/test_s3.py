@@ -44,6 +44,10 @@ from cryptodudez.settings import PROJECT_DIR, Settings
 from serving.app import ServingSettings, create_app
 from tests.helpers import publish
 
+# One moto server and one ingested S3 lake for the module: its tests stay on one
+# xdist worker (./run test uses --dist loadgroup), so the fixtures are built once.
+pytestmark = pytest.mark.xdist_group("s3")
+
 SAMPLES = sorted((PROJECT_DIR / "samples").glob("*.zip"))
 REGION = "us-east-1"
 TABLES = ("stock_prices", "crypto_prices", "tweets", "symbols_meta", "coin_trades",

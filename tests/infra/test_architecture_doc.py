@@ -2,7 +2,13 @@
 
 from typing import Any
 
+import pytest
+
 from scripts import architecture
+
+# The infra tests stay on one xdist worker (./run test uses --dist loadgroup), so the
+# Pulumi program runs under mocks once (session fixtures in tests/infra/conftest.py).
+pytestmark = pytest.mark.xdist_group("pulumi")
 
 
 def test_architecture_doc_is_current(stack: dict[str, Any]) -> None:

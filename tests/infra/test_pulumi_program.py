@@ -18,6 +18,10 @@ from cryptodudez import cli
 from cryptodudez.settings import Settings
 from tests.infra.conftest import CERTIFICATE, PROGRAM
 
+# The infra tests stay on one xdist worker (./run test uses --dist loadgroup), so the
+# Pulumi program runs under mocks once (session fixtures in tests/infra/conftest.py).
+pytestmark = pytest.mark.xdist_group("pulumi")
+
 BUCKET = "aws:s3/bucket:Bucket"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 RDS = "aws:rds/instance:Instance"

@@ -30,6 +30,10 @@ from cryptodudez.sensors.landing import landing_sensor
 from cryptodudez.settings import Settings
 from cryptodudez.storage import LakeStorage
 
+# One generated delivery and one ingested lake for the module: its tests stay on one
+# xdist worker (./run test uses --dist loadgroup), so the fixtures are built once.
+pytestmark = pytest.mark.xdist_group("event_lake")
+
 DAY = date(2026, 11, 1)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

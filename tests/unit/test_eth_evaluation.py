@@ -13,6 +13,10 @@ from sklearn.model_selection import KFold, TimeSeriesSplit
 from cryptodudez.features import charts
 from cryptodudez.features import evaluation as ev
 
+# Its tests stay on one xdist worker (./run test uses --dist loadgroup), so the module's
+# evaluations are computed once.
+pytestmark = pytest.mark.xdist_group("eth_evaluation")
+
 ROWS = 1_500
 NOISE = [f"noise_{k}" for k in range(5)]
 

@@ -23,6 +23,10 @@ from cryptodudez.settings import Settings
 from tests.conftest import SAMPLES
 from tests.helpers import land_and_ingest
 
+# Its tests stay on one xdist worker (./run test uses --dist loadgroup), so the module's
+# lakes are built once.
+pytestmark = pytest.mark.xdist_group("sensor_changes")
+
 
 def _run_of(instance: dg.DagsterInstance, job_name: str,
             changed: dict[str, dict[str, Any]]) -> dg.DagsterRun:
