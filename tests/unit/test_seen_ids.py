@@ -61,4 +61,12 @@ def _first_occurrences(batches: list[list[str]]) -> None:
     expected = list(dict.fromkeys(i for ids in batches for i in ids))
     assert kept == expected
     assert sum(len(c[0]) for c in seen.chunks) == len(expected)
-    assert all(len(c[0]) <= max(event_ingest.MERGE_CAP, 12) for c in seen.chunks)
+
+
+def test_merges_stop_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(event_ingest, "MERGE_CAP", 4)
+    seen = _SeenIds()
+    for batch in (["a", "b"], ["c", "d"], ["e", "f"], ["g", "h"]):
+        seen.add(pl.Series(batch))
+    assert [len(c[0]) for c in seen.chunks] == [4, 4]  # uncapped: one chunk of 8
+    assert seen.contains(*_SeenIds._keys(pl.Series(["h", "z"]))).tolist() == [True, False]
