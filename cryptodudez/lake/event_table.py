@@ -129,7 +129,7 @@ class EventTable:
 
         Partition columns are included and filters prune files. polars resolves the Delta
         log on the first collect and keeps it: reuse one scan for several filtered reads of
-        one version (a fresh scan per read costs about 0.1 s at 5,000 files).
+        one version instead of resolving the log for each.
         """
         return pl.scan_delta(self.uri, version=version, storage_options=self.options or None)
 
@@ -229,7 +229,7 @@ class EventTable:
                                "cryptodudez.day": day.isoformat()})
         # A compacted day is where readers start: a checkpoint lets them (the KPI job,
         # polars, Spark, Athena) load one Parquet file of live actions instead of replaying
-        # every JSON commit (on a 2 M-event lake: 0.18 s to 0.06 s per table load).
+        # every JSON commit (docs/events.md, session 8).
         self.table().create_checkpoint()
         return Written(version=self.version(), files=len(added),
                        rows=sum(json.loads(a.stats)["numRecords"] for a in added),
