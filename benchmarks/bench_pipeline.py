@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reference.common import cpu_counters, machine_info, portable, wait_quiet
+from reference.common import cores_between, cpu_counters, machine_info, portable, wait_quiet
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
@@ -118,14 +118,12 @@ def _others_cores(pid: int, seconds: float = 0.5) -> float:
     use is summed per process: a process that exits during the window drops out of both
     readings instead of subtracting its whole lifetime (which once gave 396.9 cores).
     """
-    before, (busy0, total0) = _tree_ticks(pid), cpu_counters()
+    before, counters = _tree_ticks(pid), cpu_counters()
     time.sleep(seconds)
-    after, (busy1, total1) = _tree_ticks(pid), cpu_counters()
-    ncpu = os.cpu_count() or 1
-    machine = (busy1 - busy0) / max(total1 - total0, 1) * ncpu
+    after, machine = _tree_ticks(pid), cores_between(counters, cpu_counters())
     tree = sum(t - before.get(p, 0) for p, t in after.items())
     tree_cores = tree / os.sysconf("SC_CLK_TCK") / seconds
-    return min(max(machine - tree_cores, 0.0), float(ncpu))
+    return min(max(machine - tree_cores, 0.0), float(os.cpu_count() or 1))
 
 
 def timed(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:

@@ -55,13 +55,17 @@ def cpu_counters() -> tuple[int, int]:
     return sum(fields[:8]) - idle, sum(fields[:8])
 
 
+def cores_between(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Cores in use machine-wide between two :func:`cpu_counters` readings."""
+    (busy0, total0), (busy1, total1) = before, after
+    return (busy1 - busy0) / max(total1 - total0, 1) * (os.cpu_count() or 1)
+
+
 def busy_cores(seconds: float = 1.0) -> float:
     """Cores in use machine-wide over the next ``seconds``."""
-    busy0, total0 = cpu_counters()
+    before = cpu_counters()
     time.sleep(seconds)
-    busy1, total1 = cpu_counters()
-    ncpu = os.cpu_count() or 1
-    return (busy1 - busy0) / max(total1 - total0, 1) * ncpu
+    return cores_between(before, cpu_counters())
 
 
 def wait_quiet(*, max_busy: float = 0.5, max_wait: float = 300.0) -> dict[str, Any]:

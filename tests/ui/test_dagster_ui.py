@@ -81,20 +81,15 @@ def _wait_for_code_server(port: int, procs: list[subprocess.Popen[bytes]], logs:
     """
     deadline = time.monotonic() + START_TIMEOUT_S
     log = logs / "code-location.log"
-
-    def failed() -> None:
-        if procs[-1].poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the code server did not start:\n"
-                        f"{log.read_text(errors='replace')[-3000:]}")
-
-    while CODE_SERVER_STARTED not in log.read_text(errors="replace"):
-        if procs[-1].poll() is not None or time.monotonic() > deadline - 60:
-            break
+    while (CODE_SERVER_STARTED not in log.read_text(errors="replace")
+           and procs[-1].poll() is None and time.monotonic() < deadline - 60):
         time.sleep(0.5)
     check = [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(port),
              "-h", "127.0.0.1"]
     while subprocess.run(check, capture_output=True, timeout=60, check=False).returncode:
-        failed()
+        if procs[-1].poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the code server did not start:\n"
+                        f"{log.read_text(errors='replace')[-3000:]}")
         time.sleep(1)
 
 
