@@ -28,6 +28,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from multiprocessing import get_context
 
 import numpy as np
@@ -37,7 +38,6 @@ from cryptodudez.lake.event_table import EventTable, Written, groups_by_size
 from cryptodudez.lake.events import (
     BATCH_BYTES,
     QUARANTINE_COLUMNS,
-    EventBatch,
     LineBatch,
     file_reject,
     iter_line_batches,
@@ -50,6 +50,8 @@ from cryptodudez.storage import LakeStorage
 
 STAGING = ".staging"
 GROUP_ROWS = 1_000_000
+INLINE_BYTES = 128 << 20
+"""Files up to this size are validated in the ingesting process, larger ones in workers."""
 MERGE_CAP = 1 << 22
 """Ids in one sorted chunk of the deduplication state at most (64 MiB of hashes)."""
 
@@ -105,7 +107,10 @@ class _SeenIds:
         return keyed["_h0"].to_numpy(), keyed["_h1"].to_numpy()
 
     def add(self, ids: pl.Series) -> None:
-        h0, h1 = self._keys(ids)
+        self.add_keys(*self._keys(ids))
+
+    def add_keys(self, h0: np.ndarray, h1: np.ndarray) -> None:
+        """Add the ids hashed as ``(h0, h1)``."""
         order = np.argsort(h0, kind="stable")
         self.chunks.append((h0[order], h1[order]))
         while (len(self.chunks) > 1 and len(self.chunks[-2][0]) <= len(self.chunks[-1][0])
@@ -135,13 +140,16 @@ class _SeenIds:
         found[order] = hit
         return found
 
+    def fresh_rows(self, h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
+        """Positions (ascending) of the ids not seen, the first occurrence of each only."""
+        keyed = pl.DataFrame({"_h0": h0, "_h1": h1}).with_row_index("_row")
+        fresh = keyed.filter(pl.Series(~self.contains(h0, h1)))
+        return fresh.unique(["_h0", "_h1"], keep="first", maintain_order=True)[
+            "_row"].to_numpy()
+
     def unseen(self, rows: pl.DataFrame) -> pl.DataFrame:
         """``rows`` whose id was not seen, first occurrence of each id only."""
-        keyed = rows.with_columns(_hashes(pl.col("id")))
-        seen = self.contains(keyed["_h0"].to_numpy(), keyed["_h1"].to_numpy())
-        fresh = keyed.filter(pl.Series(~seen))
-        return fresh.unique(["_h0", "_h1"], keep="first", maintain_order=True).drop(
-            "_h0", "_h1")
+        return rows[self.fresh_rows(*self._keys(rows["id"]))]
 
     def frame(self) -> pl.DataFrame:
         """Every seen hash pair (for an anti-join of a lazy scan)."""
@@ -165,6 +173,51 @@ def _repeated(storage: LakeStorage, paths: list[str]) -> int:
     return repeated
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """One batch validated, hashed and serialised (by a worker process, or inline).
+
+    What crosses between processes is a few blocks of bytes and two arrays, never frames
+    of Python objects: the main process only deduplicates the hashes and stores the bytes.
+    """
+
+    records: int
+    valid: int
+    quarantined: int
+    days: list[date]
+    h0: np.ndarray
+    h1: np.ndarray
+    """The 128-bit hash of each valid row's id, in row order (see :class:`_SeenIds`)."""
+    rows: bytes
+    """The valid rows with their lineage and a ``_row`` position, as Parquet (or empty)."""
+    quarantine: bytes
+    """The quarantined lines as Parquet (or empty)."""
+
+
+def prepare_batch(batch: LineBatch, *, source: str, partition_key: str,
+                  landed_at: datetime) -> _Prepared:
+    """Validate ``batch``; hash its ids; serialise its rows and its quarantine."""
+    checked = validate_lines(batch, source=source)
+    valid = checked.valid
+    h0, h1 = _SeenIds._keys(valid["id"])
+    rows = valid.with_row_index("_row").with_columns(
+        _partition=pl.lit(partition_key, dtype=pl.String),
+        _landed_at=pl.lit(landed_at, dtype=pl.Datetime("us", "UTC")))
+    return _Prepared(
+        records=checked.records, valid=valid.height, quarantined=checked.quarantine.height,
+        days=valid["date"].unique().to_list(), h0=h0, h1=h1,
+        rows=_parquet(rows) if valid.height else b"",
+        quarantine=_parquet(checked.quarantine) if checked.quarantine.height else b"")
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A staged file of valid rows, and the positions (``_row``) of those not to publish."""
+
+    path: str
+    drop: np.ndarray
+
+
 @dataclass
 class _Staged:
     """What reading a file left in staging."""
@@ -172,7 +225,7 @@ class _Staged:
     records: int = 0
     valid: int = 0
     quarantined: int = 0
-    parts: list[str] = field(default_factory=list)
+    parts: list[_Part] = field(default_factory=list)
     quarantine_parts: list[str] = field(default_factory=list)
     dates: set[date] = field(default_factory=set)
 
@@ -206,7 +259,7 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
     fs.makedirs(staging, exist_ok=True)
     version_loaded = table.version()
     if workers is None:
-        workers = workers_for(int(fs.size(raw_path)), batch_bytes)
+        workers = workers_for(int(fs.size(raw_path)))
     staged = _read_and_stage(storage, table, raw_path, staging, source=source,
                              partition_key=partition_key, landed_at=landed_at,
                              batch_bytes=batch_bytes, workers=workers)
@@ -242,9 +295,9 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
         rollups=rolled, quarantine=quarantine, reasons=reasons)
 
 
-def _validated(batches: Iterator[LineBatch | str], *, source: str,
-               workers: int) -> Iterator[EventBatch | str]:
-    """``validate_lines`` of each batch, in order.
+def _prepared(batches: Iterator[LineBatch | str], prepare: Callable[[LineBatch], _Prepared], *,
+              workers: int) -> Iterator[_Prepared | str]:
+    """``prepare`` of each batch, in order (reasons for unreadable rests as they are).
 
     With ``workers`` > 1 in that many worker processes (validation is a per-line loop that
     holds the GIL), at most ``workers`` + 1 batches in flight, so memory stays bounded by the
@@ -252,13 +305,13 @@ def _validated(batches: Iterator[LineBatch | str], *, source: str,
     """
     if workers <= 1:
         for batch in batches:
-            yield batch if isinstance(batch, str) else validate_lines(batch, source=source)
+            yield batch if isinstance(batch, str) else prepare(batch)
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        pending: deque[Future[EventBatch] | str] = deque()
+        pending: deque[Future[_Prepared] | str] = deque()
         for batch in batches:
             pending.append(batch if isinstance(batch, str)
-                           else pool.submit(validate_lines, batch, source=source))
+                           else pool.submit(prepare, batch))
             while len(pending) > workers:
                 done = pending.popleft()
                 yield done if isinstance(done, str) else done.result()
@@ -267,13 +320,13 @@ def _validated(batches: Iterator[LineBatch | str], *, source: str,
             yield done if isinstance(done, str) else done.result()
 
 
-def workers_for(size: int, batch_bytes: int) -> int:
+def workers_for(size: int) -> int:
     """Validation processes for a file of ``size`` bytes.
 
-    One (inline) for a file of a couple of batches or less (starting workers costs about a
-    second), else one per usable core, at most four.
+    One (inline) up to :data:`INLINE_BYTES` (starting workers costs about a second), else
+    one per usable core, at most four.
     """
-    if size <= 2 * batch_bytes:
+    if size <= INLINE_BYTES:
         return 1
     return max(1, min(4, len(os.sched_getaffinity(0))))
 
@@ -285,32 +338,34 @@ def _read_and_stage(storage: LakeStorage, table: EventTable, raw_path: str, stag
     out = _Staged()
     seen = _SeenIds()
     live = table.live_tags()
-    with storage.fs.open(raw_path, "rb") as fh:
+    fs = storage.fs
+    with fs.open(raw_path, "rb") as fh:
         batches = iter_line_batches(fh, batch_bytes=batch_bytes)
-        for n, checked in enumerate(_validated(batches, source=source, workers=workers)):
-            if isinstance(checked, str):
+        prepare = partial(prepare_batch, source=source, partition_key=partition_key,
+                          landed_at=landed_at)
+        for n, ready in enumerate(_prepared(batches, prepare, workers=workers)):
+            if isinstance(ready, str):
                 out.quarantine_parts.append(_stage(storage, staging, f"q-{n:05d}",
-                                                   file_reject(source, checked)))
+                                                   _parquet(file_reject(source, ready))))
                 out.quarantined += 1
                 out.records += 1  # the unreadable rest counts as one record, quarantined
                 continue
-            out.records += checked.records
-            out.valid += checked.valid.height
-            out.quarantined += checked.quarantine.height
-            if checked.quarantine.height:
+            out.records += ready.records
+            out.valid += ready.valid
+            out.quarantined += ready.quarantined
+            if ready.quarantine:
                 out.quarantine_parts.append(_stage(storage, staging, f"q-{n:05d}",
-                                                   checked.quarantine))
-            days = set(checked.valid["date"].unique().to_list()) - out.dates
+                                                   ready.quarantine))
+            days = set(ready.days) - out.dates
             if days:
                 seen.add(read_ids(storage, index_files(storage, days, live)))
                 out.dates |= days
-            fresh = seen.unseen(checked.valid)
-            seen.add(fresh["id"])
-            if fresh.height:
-                rows = fresh.with_columns(
-                    _partition=pl.lit(partition_key, dtype=pl.String),
-                    _landed_at=pl.lit(landed_at, dtype=pl.Datetime("us", "UTC")))
-                out.parts.append(_stage(storage, staging, f"v-{n:05d}", rows))
+            keep = seen.fresh_rows(ready.h0, ready.h1)
+            seen.add_keys(ready.h0[keep], ready.h1[keep])
+            if len(keep):
+                drop = np.setdiff1d(np.arange(ready.valid, dtype=np.uint32), keep)
+                out.parts.append(_Part(_stage(storage, staging, f"v-{n:05d}", ready.rows),
+                                       drop))
     return out
 
 
@@ -335,23 +390,35 @@ def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
     return written, rollups
 
 
-def _stage(storage: LakeStorage, folder: str, name: str, frame: pl.DataFrame) -> str:
-    path = posixpath.join(folder, f"{name}.parquet")
+def _parquet(frame: pl.DataFrame) -> bytes:
     buf = io.BytesIO()
     frame.write_parquet(buf, compression="lz4")
-    storage.fs.pipe_file(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def _stage(storage: LakeStorage, folder: str, name: str, data: bytes) -> str:
+    path = posixpath.join(folder, f"{name}.parquet")
+    storage.fs.pipe_file(path, data)
     return path
 
 
-def _scan(storage: LakeStorage, paths: list[str]) -> pl.LazyFrame:
-    if not paths:
+def _scan(storage: LakeStorage, parts: list[_Part]) -> pl.LazyFrame:
+    """The staged rows to publish: every part without its dropped positions."""
+    if not parts:
         return pl.LazyFrame()
-    if not storage.is_s3:
-        return pl.scan_parquet(paths)
-    from cryptodudez.lake.event_table import storage_options  # noqa: PLC0415
+    options = None
+    if storage.is_s3:
+        from cryptodudez.lake.event_table import storage_options  # noqa: PLC0415
 
-    return pl.scan_parquet([f"s3://{p}" for p in paths],
-                           storage_options=storage_options(storage) or None)
+        options = storage_options(storage) or None
+    scans = []
+    for part in parts:
+        rows = pl.scan_parquet(f"s3://{part.path}" if storage.is_s3 else part.path,
+                               storage_options=options)
+        if len(part.drop):
+            rows = rows.filter(~pl.col("_row").is_in(pl.Series(part.drop)))
+        scans.append(rows.drop("_row"))
+    return pl.concat(scans)
 
 
 def quarantine_prefix(partition_key: str) -> str:

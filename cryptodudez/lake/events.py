@@ -23,7 +23,9 @@ from typing import Annotated, Any, BinaryIO
 import msgspec
 import polars as pl
 
-BATCH_BYTES = 64 << 20
+BATCH_BYTES = 8 << 20
+"""Bytes of lines validated at a time: small batches keep two validation processes busy to
+the end of a file and bound what is in flight (docs/events.md, session 9)."""
 READ_BYTES = 1 << 16  # read (and decompress) 64 KiB at a time: a damaged gzip loses no more
 # meta.created_at must be epoch milliseconds between 2000-01-01 and 2100-01-01 (UTC): a
 # value in seconds (1.5e9) or microseconds (1.5e15) is out of range, not silently re-scaled.
@@ -39,17 +41,17 @@ EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 CreatedAt = Annotated[int, msgspec.Meta(ge=CREATED_AT_MIN, lt=CREATED_AT_MAX)]
 
 
-class _Data(msgspec.Struct):
+class _Data(msgspec.Struct, gc=False):  # no cycles: not tracked
     id: EventId
     type: EventType
     attributes: msgspec.Raw
 
 
-class _Meta(msgspec.Struct):
+class _Meta(msgspec.Struct, gc=False):  # no cycles: not tracked
     created_at: CreatedAt
 
 
-class _Event(msgspec.Struct):
+class _Event(msgspec.Struct, gc=False):  # no cycles: not tracked
     data: _Data
     meta: msgspec.Raw
 
@@ -80,10 +82,25 @@ QUARANTINE_COLUMNS: dict[str, pl.DataType] = {
 
 @dataclass(frozen=True)
 class LineBatch:
-    """Whole lines of one file: ``lines[i]`` is line ``first_line + i`` (1-based)."""
+    """Whole lines of one file as one block: line ``first_line + i`` (1-based) is ``lines[i]``.
+
+    The lines stay one ``bytes`` object (separated by newlines, no final newline) until a
+    validator splits them, so a batch reaches a worker process as one copy rather than as a
+    list of a few hundred thousand small objects to pickle one by one.
+    """
 
     first_line: int
-    lines: list[bytes]
+    data: bytes
+
+    @property
+    def lines(self) -> list[bytes]:
+        """The lines, split."""
+        return self.data.split(b"\n")
+
+    @property
+    def end_line(self) -> int:
+        """The line number after the batch's last line."""
+        return self.first_line + self.data.count(b"\n") + 1
 
 
 @dataclass(frozen=True)
@@ -126,9 +143,9 @@ def iter_line_batches(fh: BinaryIO, *, batch_bytes: int = BATCH_BYTES,
             data = b"".join(pending)
             cut = data.rfind(b"\n")
             if cut >= 0:
-                lines = data[:cut].split(b"\n")
-                yield LineBatch(line_no, lines)
-                line_no += len(lines)
+                batch = LineBatch(line_no, data[:cut])
+                yield batch
+                line_no = batch.end_line
             yield f"unreadable after line {line_no - 1}: {exc}"
             return
         if chunk:
@@ -139,16 +156,15 @@ def iter_line_batches(fh: BinaryIO, *, batch_bytes: int = BATCH_BYTES,
         data = b"".join(pending)
         if not chunk:  # the end: the rest, with or without a final newline
             if data:
-                lines = data.removesuffix(b"\n").split(b"\n")
-                yield LineBatch(line_no, lines)
+                yield LineBatch(line_no, data.removesuffix(b"\n"))
             return
         cut = data.rfind(b"\n")
         if cut < 0:
             pending, size = [data], len(data)
             continue
-        lines = data[:cut].split(b"\n")
-        yield LineBatch(line_no, lines)
-        line_no += len(lines)
+        batch = LineBatch(line_no, data[:cut])
+        yield batch
+        line_no = batch.end_line
         rest = data[cut + 1:]
         pending, size = [rest], len(rest)
 
@@ -173,6 +189,9 @@ def _created_at(meta: bytes) -> int:
         raise msgspec.ValidationError(text) from exc
 
 
+_LINE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+
+
 def _raw_text(line: bytes) -> str:
     return line[:RAW_LIMIT].decode("utf-8", errors="replace")
 
@@ -195,30 +214,33 @@ def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
     bad_raw: list[str] = []
     reasons: list[str] = []
     records = 0
-    line_no = batch.first_line - 1
-    for line in batch.lines:
-        line_no += 1
+    # The loop runs once per line: its names are bound locally (it is most of the time).
+    decode, created_at, errors = _DECODE_EVENT, _created_at, _LINE_ERRORS
+    add_id, add_type, add_created = ids.append, types.append, created.append
+    add_attributes, add_meta, add_line = attributes.append, metas.append, line_nos.append
+    for line_no, line in enumerate(batch.lines, batch.first_line):
         if not line or line.isspace():
             continue
         records += 1
         try:
-            event = _DECODE_EVENT(line)
-            attrs, meta = bytes(event.data.attributes), bytes(event.meta)
+            event = decode(line)
+            data = event.data
+            attrs, meta = bytes(data.attributes), bytes(event.meta)
             if attrs[:1] != b"{":
                 raise msgspec.ValidationError("Expected `object` - at `$.data.attributes`")
             if meta[:1] != b"{":
                 raise msgspec.ValidationError("Expected `object` - at `$.meta`")
-            created.append(_created_at(meta))
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            add_created(created_at(meta))
+        except errors as exc:
             bad_lines.append(line_no)
             bad_raw.append(_raw_text(line))
             reasons.append(_reason(exc))
             continue
-        ids.append(event.data.id)
-        types.append(event.data.type)
-        attributes.append(attrs)
-        metas.append(meta)
-        line_nos.append(line_no)
+        add_id(data.id)
+        add_type(data.type)
+        add_attributes(attrs)
+        add_meta(meta)
+        add_line(line_no)
     valid = pl.DataFrame({
         "id": pl.Series(ids, dtype=pl.String),
         "event_type": pl.Series(types, dtype=pl.String),

@@ -93,7 +93,7 @@ RULES: list[tuple[str, bytes, str | None]] = [
 
 @pytest.mark.parametrize(("name", "raw", "reason"), RULES, ids=[r[0] for r in RULES])
 def test_rule(name: str, raw: bytes, reason: str | None) -> None:
-    out = validate_lines(LineBatch(7, [raw]), source="s3://lake/raw/events/a.jsonl")
+    out = validate_lines(LineBatch(7, raw), source="s3://lake/raw/events/a.jsonl")
     assert out.records == 1
     if reason is None:
         assert out.valid.height == 1, out.quarantine["reason"].to_list()
@@ -113,7 +113,7 @@ def test_a_valid_row_holds_the_event() -> None:
     raw = line({"data": {"id": "e1", "type": "user_created", "attributes": attributes},
                 "meta": {"created_at": TS, "service": "service_a", "retries": 2,
                          "note": 'a "quoted" word', "Bad-Name": "x"}})
-    row = validate_lines(LineBatch(1, [raw]), source="src").valid.row(0, named=True)
+    row = validate_lines(LineBatch(1, raw), source="src").valid.row(0, named=True)
     assert row["id"] == "e1"
     assert row["event_type"] == "user_created"
     assert row["created_at"] == datetime(2019, 2, 8, 18, 31, 8, tzinfo=UTC)
@@ -133,13 +133,13 @@ def test_a_valid_row_holds_the_event() -> None:
 ])
 def test_user_id_only_when_a_string(value: Any, expected: str | None) -> None:
     raw = line(event(data_attributes={"user_id": value, "user_idx": "no"}))
-    assert validate_lines(LineBatch(1, [raw]), source="s").valid["user_id"].to_list() == [
+    assert validate_lines(LineBatch(1, raw), source="s").valid["user_id"].to_list() == [
         expected]
 
 
 def test_blank_lines_are_framing_not_records() -> None:
     lines = [line(event(data_id="a")), b"", b"   ", line(event(data_id="b")), b"\t"]
-    out = validate_lines(LineBatch(10, lines), source="s")
+    out = validate_lines(LineBatch(10, b"\n".join(lines)), source="s")
     assert out.records == 2
     assert out.valid["_line"].to_list() == [10, 13]
 
@@ -177,7 +177,7 @@ def test_gzip_is_read_and_a_truncated_stream_reported() -> None:
 
 
 def test_valid_frame_schema_is_stable_for_an_all_bad_batch() -> None:
-    out = validate_lines(LineBatch(1, [b"{", b"[]"]), source="s")
+    out = validate_lines(LineBatch(1, b"{\n[]"), source="s")
     assert out.valid.height == 0
     assert out.valid.schema["created_at"] == pl.Datetime("us", "UTC")
     assert out.quarantine.height == 2
