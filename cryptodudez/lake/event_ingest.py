@@ -188,8 +188,10 @@ class _Prepared:
     h0: np.ndarray
     h1: np.ndarray
     """The 128-bit hash of each valid row's id, in row order (see :class:`_SeenIds`)."""
+    lines: np.ndarray
+    """Each valid row's line number (``_line``: unique within the file), in row order."""
     rows: bytes
-    """The valid rows with their lineage and a ``_row`` position, as Parquet (or empty)."""
+    """The valid rows with their lineage, as Parquet (or empty)."""
     quarantine: bytes
     """The quarantined lines as Parquet (or empty)."""
 
@@ -200,22 +202,14 @@ def prepare_batch(batch: LineBatch, *, source: str, partition_key: str,
     checked = validate_lines(batch, source=source)
     valid = checked.valid
     h0, h1 = _SeenIds._keys(valid["id"])
-    rows = valid.with_row_index("_row").with_columns(
+    rows = valid.with_columns(
         _partition=pl.lit(partition_key, dtype=pl.String),
         _landed_at=pl.lit(landed_at, dtype=pl.Datetime("us", "UTC")))
     return _Prepared(
         records=checked.records, valid=valid.height, quarantined=checked.quarantine.height,
-        days=valid["date"].unique().to_list(), h0=h0, h1=h1,
+        days=valid["date"].unique().to_list(), h0=h0, h1=h1, lines=valid["_line"].to_numpy(),
         rows=_parquet(rows) if valid.height else b"",
         quarantine=_parquet(checked.quarantine) if checked.quarantine.height else b"")
-
-
-@dataclass(frozen=True)
-class _Part:
-    """A staged file of valid rows, and the positions (``_row``) of those not to publish."""
-
-    path: str
-    drop: np.ndarray
 
 
 @dataclass
@@ -225,7 +219,9 @@ class _Staged:
     records: int = 0
     valid: int = 0
     quarantined: int = 0
-    parts: list[_Part] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+    dropped: list[np.ndarray] = field(default_factory=list)
+    """Per part, the ``_line`` of its rows not to publish (their id was seen before)."""
     quarantine_parts: list[str] = field(default_factory=list)
     dates: set[date] = field(default_factory=set)
 
@@ -264,7 +260,7 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
                              partition_key=partition_key, landed_at=landed_at,
                              batch_bytes=batch_bytes, workers=workers)
     with publish_lock():
-        rows = _scan(storage, staged.parts)
+        rows = _scan(storage, staged)
         if staged.parts and table.version() != version_loaded:
             # Commits since the ids were loaded (another delivery of the same events).
             late = _SeenIds()
@@ -363,9 +359,11 @@ def _read_and_stage(storage: LakeStorage, table: EventTable, raw_path: str, stag
             keep = seen.fresh_rows(ready.h0, ready.h1)
             seen.add_keys(ready.h0[keep], ready.h1[keep])
             if len(keep):
-                drop = np.setdiff1d(np.arange(ready.valid, dtype=np.uint32), keep)
-                out.parts.append(_Part(_stage(storage, staging, f"v-{n:05d}", ready.rows),
-                                       drop))
+                out.parts.append(_stage(storage, staging, f"v-{n:05d}", ready.rows))
+                if len(keep) < ready.valid:
+                    gone = np.ones(ready.valid, dtype=bool)
+                    gone[keep] = False
+                    out.dropped.append(ready.lines[gone])
     return out
 
 
@@ -402,23 +400,20 @@ def _stage(storage: LakeStorage, folder: str, name: str, data: bytes) -> str:
     return path
 
 
-def _scan(storage: LakeStorage, parts: list[_Part]) -> pl.LazyFrame:
-    """The staged rows to publish: every part without its dropped positions."""
-    if not parts:
+def _scan(storage: LakeStorage, staged: _Staged) -> pl.LazyFrame:
+    """The staged rows to publish: one scan of every part, without the dropped lines."""
+    if not staged.parts:
         return pl.LazyFrame()
-    options = None
-    if storage.is_s3:
+    if not storage.is_s3:
+        rows = pl.scan_parquet(staged.parts)
+    else:
         from cryptodudez.lake.event_table import storage_options  # noqa: PLC0415
 
-        options = storage_options(storage) or None
-    scans = []
-    for part in parts:
-        rows = pl.scan_parquet(f"s3://{part.path}" if storage.is_s3 else part.path,
-                               storage_options=options)
-        if len(part.drop):
-            rows = rows.filter(~pl.col("_row").is_in(pl.Series(part.drop)))
-        scans.append(rows.drop("_row"))
-    return pl.concat(scans)
+        rows = pl.scan_parquet([f"s3://{p}" for p in staged.parts],
+                               storage_options=storage_options(storage) or None)
+    if staged.dropped:
+        rows = rows.filter(~pl.col("_line").is_in(pl.Series(np.concatenate(staged.dropped))))
+    return rows
 
 
 def quarantine_prefix(partition_key: str) -> str:
