@@ -75,7 +75,7 @@ def valid_rows(path: Path) -> Any:
             ready = event_ingest.prepare_batch(batch, source="bench",
                                                partition_key="events/bench",
                                                landed_at=datetime(2026, 11, 1, tzinfo=UTC))
-            frames.append(pl.read_parquet(ready.rows).drop("_row"))
+            frames.append(pl.read_parquet(ready.rows))
     return pl.concat(frames).rechunk()
 
 

@@ -370,13 +370,19 @@ def _read_and_stage(storage: LakeStorage, table: EventTable, raw_path: str, stag
 def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
             partition_key: str, version_tag: str, group_rows: int,
             next_version: int) -> tuple[Written, pl.DataFrame]:
-    """Index, roll up and commit ``rows``, a group of event types at a time."""
-    sizes = rows.group_by("event_type").len().collect()
+    """Index, roll up and commit ``rows``, a group of event types at a time.
+
+    The staged parts are not partitioned by type, so every read of a group scans them all:
+    streaming, so the filter runs batch by batch and only the group is ever held (the
+    in-memory engine would read the projected columns of every staged row first).
+    """
+    sizes = rows.group_by("event_type").len().collect(engine="streaming")
     groups = groups_by_size(sizes, group_rows)
     rolled = []
     for n, types in enumerate(groups):  # one group in memory at a time
         group = (rows.filter(pl.col("event_type").is_in(types))
-                 .select("id", "event_type", "date", "hour", "user_id").collect())
+                 .select("id", "event_type", "date", "hour", "user_id")
+                 .collect(engine="streaming"))
         write_index(storage, version_tag, group.select("id", "date"), part=n)
         rolled.append(rollup_rows(group, partition_key=partition_key,
                                   table_version=next_version))

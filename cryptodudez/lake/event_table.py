@@ -35,10 +35,6 @@ PARTITION_COLUMNS = ("event_type", "date", "hour")
 TABLE = "events"
 LAYER = "validated"
 Codec = Literal["snappy", "zstd"]
-INGEST_COMPRESSION: Codec = "snappy"
-"""Codec of the files an ingest writes: thousands of small files a day, rewritten (zstd)
-by the day's compaction; snappy costs less CPU per file than zstd and every Parquet reader
-(Athena, Spark, DuckDB, polars) reads it (docs/events.md, session 9)."""
 COMPACT_GROUP_BYTES = 64 << 20
 """Compaction reads the day's files in groups of event types of about this many bytes of
 Parquet, so its memory is bounded by the group, not by the day."""
@@ -165,8 +161,7 @@ class EventTable:
     # -- writing ---------------------------------------------------------------------------
 
     def append(self, rows: pl.LazyFrame, *, tag: str, groups: list[list[str]] | None = None,
-               metadata: dict[str, str] | None = None,
-               compression: Codec = INGEST_COMPRESSION) -> Written:
+               metadata: dict[str, str] | None = None) -> Written:
         """Write ``rows`` as one file per (type, date, hour) and commit them in one version.
 
         ``tag`` starts every file name, so the files of one landed file version can be told
@@ -178,8 +173,7 @@ class EventTable:
         added: list[AddAction] = []
         for n, types in enumerate(groups or [[]]):
             part = rows.filter(pl.col("event_type").is_in(types)) if types else rows
-            added += self._write_partitioned(part, prefix=f"{tag}-g{n:03d}",
-                                             compression=compression)
+            added += self._write_partitioned(part, prefix=f"{tag}-g{n:03d}")
         if not added:
             return Written(version=self.version(), files=0, rows=0, partitions=0)
         self._commit(added, removes=[], schema=self._schema_of(added[0]), metadata=metadata)
@@ -257,7 +251,10 @@ class EventTable:
 
     def _write_partitioned(self, rows: pl.LazyFrame, *, prefix: str,
                            compression: Codec = "zstd") -> list[AddAction]:
-        """One Parquet file per (type, date, hour) of ``rows`` under the table root."""
+        """One Parquet file per (type, date, hour) of ``rows`` under the table root.
+
+        ``compression`` is zstd for the table; ``benchmarks/bench_event_stages.py`` compares.
+        """
         written: list[Any] = []
         now = int(time.time() * 1000)
 
@@ -273,9 +270,9 @@ class EventTable:
                 "date": pl.col("date").cast(pl.String),
                 "hour": pl.col("hour").cast(pl.String).str.zfill(2),
             }, include_key=False, file_path_provider=provider),
-            # zstd (polars' default) for the long-lived files a compaction writes; the
-            # ingest's small files, rewritten by the next compaction, take the cheaper
-            # codec (INGEST_COMPRESSION). Larger files or higher levels measured slower.
+            # zstd (polars' default): snappy wrote the same 9,342 files no faster and 1.5x
+            # larger (benchmarks/bench_event_stages.py); a higher level or larger files
+            # measured slower.
             compression=compression,
             mkdir=not self.storage.is_s3, statistics=True,
             storage_options=self.options or None,
