@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     path = source["path"]
     result: dict[str, Any] = {
         "command": "python benchmarks/bench_event_stages.py " + " ".join(sys.argv[1:]),
-        "machine": machine_info(), "input": {k: source[k] for k in ("path", "events", "mb")},
+        "machine": machine_info(),
+        "input": {**{k: source[k] for k in ("events", "mb")}, "path": str(source["path"])},
         "quiet_before": wait_quiet(max_busy=0.3)}
     batch_runs: dict[int, list[dict[str, Any]]] = {mb: [] for mb in args.batch_mb}
     for _ in range(args.repeats):

@@ -378,20 +378,35 @@ def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
     """
     sizes = rows.group_by("event_type").len().collect(engine="streaming")
     groups = groups_by_size(sizes, group_rows)
+    counts = dict(sizes.iter_rows())
+    # One slice in memory at a time: a group of types, or a range of hours of a group bigger
+    # than ``group_rows`` (a single frequent type: its size grows with the file).
+    slices = [pl.col("event_type").is_in(types) & pl.col("hour").is_between(*hours)
+              for types in groups
+              for hours in hour_ranges(sum(counts[t] for t in types), group_rows)]
     rolled = []
-    for n, types in enumerate(groups):  # one group in memory at a time
-        group = (rows.filter(pl.col("event_type").is_in(types))
-                 .select("id", "event_type", "date", "hour", "user_id")
+    for part, where in enumerate(slices):
+        group = (rows.filter(where).select("id", "event_type", "date", "hour", "user_id")
                  .collect(engine="streaming"))
-        write_index(storage, version_tag, group.select("id", "date"), part=n)
+        write_index(storage, version_tag, group.select("id", "date"), part=part)
         rolled.append(rollup_rows(group, partition_key=partition_key,
                                   table_version=next_version))
         del group
     rollups = pl.concat(rolled)
     write_rollups(storage, version_tag, rollups)
-    written = table.append(rows, tag=version_tag, groups=groups,
+    written = table.append(rows, tag=version_tag, slices=slices,
                            metadata={"cryptodudez.partition": partition_key})
     return written, rollups
+
+
+def hour_ranges(rows: int, limit: int) -> list[tuple[int, int]]:
+    """The hours 0-23 as ``ceil(rows / limit)`` (at most 24) inclusive ranges of equal length.
+
+    Events spread over the day, so each range holds about ``limit`` rows or fewer.
+    """
+    count = min(24, max(1, -(-rows // limit)))
+    bounds = [round(i * 24 / count) for i in range(count + 1)]
+    return [(bounds[i], bounds[i + 1] - 1) for i in range(count)]
 
 
 def _parquet(frame: pl.DataFrame) -> bytes:

@@ -160,20 +160,20 @@ class EventTable:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def append(self, rows: pl.LazyFrame, *, tag: str, groups: list[list[str]] | None = None,
+    def append(self, rows: pl.LazyFrame, *, tag: str, slices: list[pl.Expr] | None = None,
                metadata: dict[str, str] | None = None) -> Written:
         """Write ``rows`` as one file per (type, date, hour) and commit them in one version.
 
         ``tag`` starts every file name, so the files of one landed file version can be told
-        apart (and its id index and rollups trusted: see :meth:`live_tags`). ``groups``
-        (event types) are written one group at a time, bounding memory by the group, not
-        the input. Nothing is visible until the commit; files of an interrupted call are
-        never referenced by the log (``vacuum`` removes them).
+        apart (and its id index and rollups trusted: see :meth:`live_tags`). ``slices``
+        (disjoint filters: groups of event types, or hours of them) are written one at a
+        time, bounding memory by the slice, not the input. Nothing is visible until the
+        commit; files of an interrupted call are never referenced by the log (``vacuum``
+        removes them).
         """
         added: list[AddAction] = []
-        for n, types in enumerate(groups or [[]]):
-            part = rows.filter(pl.col("event_type").is_in(types)) if types else rows
-            added += self._write_partitioned(part, prefix=f"{tag}-g{n:03d}")
+        for n, where in enumerate(slices or [pl.lit(value=True)]):
+            added += self._write_partitioned(rows.filter(where), prefix=f"{tag}-g{n:03d}")
         if not added:
             return Written(version=self.version(), files=0, rows=0, partitions=0)
         self._commit(added, removes=[], schema=self._schema_of(added[0]), metadata=metadata)

@@ -32,6 +32,8 @@ from cryptodudez.storage import LakeStorage
 
 ROLLUPS = "rollups"
 LG_K = 12
+SKETCH_SLICE = 4
+"""Rollup rows (type x date x hour) whose ids are turned into Python objects at a time."""
 ROLLUP_SCHEMA = {
     "_partition": pl.String, "event_type": pl.String, "date": pl.Date, "hour": pl.Int32,
     "events": pl.Int64, "ids_hll": pl.Binary, "users_hll": pl.Binary,
@@ -72,12 +74,18 @@ def rollup_rows(rows: pl.DataFrame, *, partition_key: str | None = None,
                .agg(pl.len().cast(pl.Int64).alias("events"), pl.col("id"),
                     pl.col("user_id").drop_nulls().unique())
                .sort(keys))
+    # The sketches are fed from Python objects: a few hours' ids at a time, never a whole
+    # group's (one event type can hold millions of ids).
+    ids_hll: list[bytes] = []
+    users_hll: list[bytes | None] = []
+    for part in grouped.select("id", "user_id").iter_slices(SKETCH_SLICE):
+        ids_hll += [hll_of(v) for v in part["id"].to_list()]
+        users_hll += [hll_of(v) if v else None for v in part["user_id"].to_list()]
     return pl.DataFrame({
         **{k: grouped[k] for k in keys},
         "events": grouped["events"],
-        "ids_hll": pl.Series([hll_of(v) for v in grouped["id"].to_list()], dtype=pl.Binary),
-        "users_hll": pl.Series([hll_of(v) if v else None for v in grouped["user_id"].to_list()],
-                               dtype=pl.Binary),
+        "ids_hll": pl.Series(ids_hll, dtype=pl.Binary),
+        "users_hll": pl.Series(users_hll, dtype=pl.Binary),
         "table_version": pl.Series([table_version] * grouped.height, dtype=pl.Int64),
     }, schema=ROLLUP_SCHEMA)
 

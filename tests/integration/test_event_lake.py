@@ -366,21 +366,32 @@ def test_kpi_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_pat
 
 def test_worker_processes_give_the_same_lake(deliveries: tuple[Path, GenerationReport],
                                              tmp_path: Path) -> None:
-    """Validation in two worker processes, in small batches, equals validation inline."""
+    """Validation in two worker processes, in small batches, equals validation inline.
+
+    The second ingest also indexes and rolls up in slices of at most 500 rows (ranges of
+    hours of each type), against whole types in the first.
+    """
     folder, truth = deliveries
     outcomes = []
-    for workers in (1, 2):
+    rolled = []
+    for workers, group_rows in ((1, event_ingest.GROUP_ROWS), (2, 500)):
         storage = LakeStorage(str(tmp_path / f"lake{workers}"))
         result = event_ingest.ingest_event_file(
             storage, str(folder / truth.files[0]), source="s", partition_key="events/a",
             version_tag="tag", landed_at=datetime(2026, 11, 2, tzinfo=UTC),
             publish_lock=Lake(uri=storage.uri).publish_lock, batch_bytes=200_000,
-            workers=workers)
+            group_rows=group_rows, workers=workers)
         rows = EventTable(storage).scan().drop("_landed_at").collect().sort("id")
         outcomes.append((rows, result.quarantine.sort("line"), result.records))
+        rolled.append(result.rollups.select("event_type", "date", "hour", "events")
+                      .sort("event_type", "date", "hour"))
+        index = event_ingest.read_ids(storage, event_ingest.index_files(
+            storage, set(rows["date"]), EventTable(storage).live_tags()))
+        assert index.sort().equals(rows["id"].sort(), check_names=False)
     assert outcomes[0][0].equals(outcomes[1][0])
     assert outcomes[0][1].equals(outcomes[1][1])
     assert outcomes[0][2] == outcomes[1][2] == truth.lines_per_file[0]
+    assert rolled[0].equals(rolled[1])
     # A re-delivery through the workers: their id hashes meet the id index's (hashed in
     # this process), so nothing is added.
     storage = LakeStorage(str(tmp_path / "lake2"))
