@@ -4,7 +4,7 @@ Runs ``ingest_event_file`` on the generated file of ``--events`` lines (``bench_
 reused; made when missing) in a fresh lake under ``benchmarks/out/``, samples this process's
 RSS every 0.2 s in a thread, and wraps the engine's steps (read-and-stage; the commit, whose
 own share is reading each group of types; per group the id index and the rollups; the rollup
-files; the Delta append; the quarantine; the repeat check) to record the RSS at each step's end
+files; the id buckets' resolve; the Delta append; the quarantine; the repeat check) to record the RSS at each step's end
 and the highest RSS seen while each step was the innermost one running.
 The worker processes are not included (they hold one batch each). Times are not the point
 (the wrappers and the sampler cost little, but nothing here waits for a quiet machine).
@@ -31,6 +31,7 @@ from reference.common import machine_info, portable
 
 from cryptodudez.lake import event_ingest
 from cryptodudez.lake.event_table import EventTable
+from cryptodudez.lake.id_buckets import IdBuckets
 from cryptodudez.lake.layout import digest, partition_key_for
 from cryptodudez.storage import LakeStorage
 
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in STEPS:
         recorder.wrap(event_ingest, name)
     recorder.wrap(EventTable, "append")
+    recorder.wrap(IdBuckets, "dropped_lines")
     threading.Thread(target=recorder.sample, daemon=True).start()
     storage = LakeStorage(str(lake))
     key = partition_key_for("events/events-0000.jsonl")

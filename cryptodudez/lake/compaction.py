@@ -68,14 +68,17 @@ def compact_day(storage: LakeStorage, day: date, *,
         # (memory bounded by the group, not the day).
         sizes = files.group_by("event_type").agg(pl.col("size").sum()).sort("event_type")
         before = table.scan(version)  # one scan for every group (the log is resolved once)
+        rolled = []
         for n, types in enumerate(groups_by_size(sizes, group_bytes)):
             rows = (before.filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
                     .select("id", "event_type", "date", "hour", "user_id", "_partition")
                     .collect())
             rows_before += rows.height
             id_index.write_index(storage, tag, rows.select("id", "date"), part=n)
-            rollups.write_rollups(storage, tag, rollups.rollup_rows(
-                rows, table_version=(version or 0) + 1), part=n)
+            rolled.append(rollups.rollup_rows(rows, table_version=(version or 0) + 1))
+            del rows
+        # One file per bucket of types (a KPI shard reads its own types' files only).
+        rollups.write_bucketed(storage, tag, pl.concat(rolled))
         written = table.compact_day(day, tag=tag, group_bytes=group_bytes, writer=writer)
         live = table.live_tags(day).get(day, set())
         id_index.prune_day(storage, day, live)

@@ -3,14 +3,17 @@
 Dagster-free. The steps, each bounded by the batch size rather than the file's size:
 
 1. **Read and validate** the file in batches of whole lines (:mod:`cryptodudez.lake.events`).
-2. **Deduplicate by ``data.id``**: a 128-bit hash (two 64-bit hashes) per id seen in this
-   file and per id the table already holds on the dates the file touches; the first
-   occurrence wins, so a replayed file, an overlapping delivery or a repeat within a file
-   never adds a second row.
-3. **Stage** the new rows and the quarantined lines as Parquet under ``.staging/``.
-4. **Publish** under the lake's publish lock: ids committed by others since step 2 are
-   filtered out, the rows become one Delta commit (:class:`EventTable`), written a group
-   of event types at a time, and the quarantine replaces the file's earlier quarantine.
+2. **Stage** the valid rows and the quarantined lines as Parquet under ``.staging/``; each
+   valid row's id (a 128-bit hash) and line, and every id the table already holds on the
+   dates the file touches, go to hash-range buckets on local disk
+   (:mod:`cryptodudez.lake.id_buckets`).
+3. **Deduplicate by ``data.id``** under the lake's publish lock, one bucket at a time (ids
+   committed by others meanwhile count as held): the first occurrence wins and a held id
+   wins over every line, so a replayed file, an overlapping delivery or a repeat within a
+   file never adds a second row.
+4. **Publish** under the same lock: the rows not dropped become one Delta commit
+   (:class:`EventTable`), written a group of event types at a time, and the quarantine
+   replaces the file's earlier quarantine.
    Before the commit, the new ids go to the id index and the new rows' rollups (events and
    HyperLogLog sketches of ids and users per type, date and hour: what the KPI job reads
    instead of the day's events), both named after the file version's tag and trusted only
@@ -43,6 +46,7 @@ from cryptodudez.lake.events import (
     iter_line_batches,
     validate_lines,
 )
+from cryptodudez.lake.id_buckets import HELD, IdBuckets, buckets_for, id_hashes
 from cryptodudez.lake.id_index import index_files, read_ids, write_index
 from cryptodudez.lake.layout import QUARANTINE, fragment_prefix
 from cryptodudez.lake.rollups import ROLLUP_SCHEMA, ROLLUPS, rollup_rows, write_rollups
@@ -52,8 +56,9 @@ STAGING = ".staging"
 GROUP_ROWS = 1_000_000
 INLINE_BYTES = 128 << 20
 """Files up to this size are validated in the ingesting process, larger ones in workers."""
-MERGE_CAP = 1 << 22
-"""Ids in one sorted chunk of the deduplication state at most (64 MiB of hashes)."""
+LINE_BYTES = 200
+"""Bytes per line assumed to size the id buckets from the file's size (generated events
+average about 230)."""
 
 
 @dataclass(frozen=True)
@@ -88,89 +93,12 @@ def _hashes(ids: pl.Expr) -> list[pl.Expr]:
     return [ids.hash(seed=0).alias("_h0"), ids.hash(seed=1).alias("_h1")]
 
 
-class _SeenIds:
-    """The ids seen so far, as 128-bit hashes (two 64-bit hashes: no practical collision).
-
-    Kept as a few sorted numpy arrays (16 bytes per id, no hash table), merged like a binary
-    counter up to :data:`MERGE_CAP` ids a chunk, so there are about log2(batches) small
-    chunks plus one per ``MERGE_CAP`` ids; a batch is looked up by binary search. The cap
-    bounds the copies a merge makes (two arrays and an order of the merged size, 40 bytes
-    per id) whatever the file's size.
-    """
-
-    def __init__(self) -> None:
-        self.chunks: list[tuple[np.ndarray, np.ndarray]] = []
-
-    @staticmethod
-    def _keys(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-        keyed = pl.DataFrame({"id": ids}).select(_hashes(pl.col("id")))
-        return keyed["_h0"].to_numpy(), keyed["_h1"].to_numpy()
-
-    def add(self, ids: pl.Series) -> None:
-        self.add_keys(*self._keys(ids))
-
-    def add_keys(self, h0: np.ndarray, h1: np.ndarray) -> None:
-        """Add the ids hashed as ``(h0, h1)``."""
-        order = np.argsort(h0, kind="stable")
-        self.chunks.append((h0[order], h1[order]))
-        while (len(self.chunks) > 1 and len(self.chunks[-2][0]) <= len(self.chunks[-1][0])
-               and len(self.chunks[-2][0]) + len(self.chunks[-1][0]) <= MERGE_CAP):
-            (a0, a1), (b0, b1) = self.chunks[-2], self.chunks.pop()
-            h0 = np.concatenate([a0, b0])
-            order = np.argsort(h0, kind="stable")  # two sorted runs: a linear merge
-            self.chunks[-1] = (h0[order], np.concatenate([a1, b1])[order])
-
-    def contains(self, h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
-        """For each (h0, h1), whether it was seen.
-
-        The queries are looked up in sorted order, so the binary searches walk each chunk
-        forwards and stay in cache (docs/events.md, session 8).
-        """
-        order = np.argsort(h0)
-        q0, q1 = h0[order], h1[order]
-        hit = np.zeros(len(h0), dtype=bool)
-        for c0, c1 in self.chunks:
-            lo = np.searchsorted(c0, q0, side="left")
-            hi = np.searchsorted(c0, q0, side="right")
-            one = hi - lo == 1
-            hit[one] |= c1[lo[one]] == q1[one]
-            for i in np.nonzero(hi - lo > 1)[0]:  # equal first hashes: almost never
-                hit[i] |= bool((c1[lo[i]:hi[i]] == q1[i]).any())
-        found = np.empty(len(h0), dtype=bool)
-        found[order] = hit
-        return found
-
-    def fresh_rows(self, h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
-        """Positions (ascending) of the ids not seen, the first occurrence of each only."""
-        keyed = pl.DataFrame({"_h0": h0, "_h1": h1}).with_row_index("_row")
-        fresh = keyed.filter(pl.Series(~self.contains(h0, h1)))
-        return fresh.unique(["_h0", "_h1"], keep="first", maintain_order=True)[
-            "_row"].to_numpy()
-
-    def unseen(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """``rows`` whose id was not seen, first occurrence of each id only."""
-        return rows[self.fresh_rows(*self._keys(rows["id"]))]
-
-    def frame(self) -> pl.DataFrame:
-        """Every seen hash pair (for an anti-join of a lazy scan)."""
-        if not self.chunks:
-            return pl.DataFrame(schema={"_h0": pl.UInt64, "_h1": pl.UInt64})
-        return pl.DataFrame({"_h0": np.concatenate([c[0] for c in self.chunks]),
-                             "_h1": np.concatenate([c[1] for c in self.chunks])})
-
-
-def _repeated(storage: LakeStorage, paths: list[str]) -> int:
-    """Ids held more than once in index files, one file in memory at a time (as hashes)."""
-    seen = _SeenIds()
-    repeated = 0
-    for path in paths:
-        ids = read_ids(storage, [path])
-        h0, h1 = _SeenIds._keys(ids)
-        repeated += int(seen.contains(h0, h1).sum())
-        repeated += ids.len() - ids.n_unique()
-        seen.add(ids)
-        del ids
-    return repeated
+def _repeated(storage: LakeStorage, paths: list[str], buckets: int) -> int:
+    """Ids held more than once in index files (one file, then one bucket, in memory)."""
+    with IdBuckets(buckets) as held:
+        for path in paths:
+            held.add(*id_hashes(read_ids(storage, [path])), HELD)
+        return held.repeats()
 
 
 @dataclass(frozen=True)
@@ -187,7 +115,7 @@ class _Prepared:
     days: list[date]
     h0: np.ndarray
     h1: np.ndarray
-    """The 128-bit hash of each valid row's id, in row order (see :class:`_SeenIds`)."""
+    """The 128-bit hash of each valid row's id, in row order (see :mod:`.id_buckets`)."""
     lines: np.ndarray
     """Each valid row's line number (``_line``: unique within the file), in row order."""
     rows: bytes
@@ -201,7 +129,7 @@ def prepare_batch(batch: LineBatch, *, source: str, partition_key: str,
     """Validate ``batch``; hash its ids; serialise its rows and its quarantine."""
     checked = validate_lines(batch, source=source)
     valid = checked.valid
-    h0, h1 = _SeenIds._keys(valid["id"])
+    h0, h1 = id_hashes(valid["id"])
     rows = valid.with_columns(
         _partition=pl.lit(partition_key, dtype=pl.String),
         _landed_at=pl.lit(landed_at, dtype=pl.Datetime("us", "UTC")))
@@ -220,8 +148,8 @@ class _Staged:
     valid: int = 0
     quarantined: int = 0
     parts: list[str] = field(default_factory=list)
-    dropped: list[np.ndarray] = field(default_factory=list)
-    """Per part, the ``_line`` of its rows not to publish (their id was seen before)."""
+    part_lines: list[tuple[int, int, int]] = field(default_factory=list)
+    """Per part, its first and last ``_line`` and its row count."""
     quarantine_parts: list[str] = field(default_factory=list)
     dates: set[date] = field(default_factory=set)
 
@@ -256,26 +184,28 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
     version_loaded = table.version()
     if workers is None:
         workers = workers_for(int(fs.size(raw_path)))
-    staged = _read_and_stage(storage, table, raw_path, staging, source=source,
-                             partition_key=partition_key, landed_at=landed_at,
-                             batch_bytes=batch_bytes, workers=workers)
-    with publish_lock():
-        rows = _scan(storage, staged)
-        if staged.parts and table.version() != version_loaded:
-            # Commits since the ids were loaded (another delivery of the same events).
-            late = _SeenIds()
-            late.add(read_ids(storage, index_files(storage, staged.dates, table.live_tags())))
-            rows = rows.with_columns(_hashes(pl.col("id"))).join(
-                late.frame().lazy(), on=["_h0", "_h1"], how="anti", maintain_order="left",
-            ).drop("_h0", "_h1")
-        written, rolled = (_commit(storage, table, rows, partition_key=partition_key,
-                                   version_tag=version_tag, group_rows=group_rows,
-                                   next_version=(version_loaded or 0) + 1)
-                           if staged.parts else (None, pl.DataFrame(schema=ROLLUP_SCHEMA)))
-        quarantine = _publish_quarantine(storage, partition_key, staged.quarantine_parts)
-        version = table.version()
-        held = index_files(storage, staged.dates, table.live_tags())
-        repeated = _repeated(storage, held)
+    with IdBuckets(buckets_for(int(fs.size(raw_path)) // LINE_BYTES)) as ids:
+        live = table.live_tags()
+        staged = _read_and_stage(storage, raw_path, staging, ids, live, source=source,
+                                 partition_key=partition_key, landed_at=landed_at,
+                                 batch_bytes=batch_bytes, workers=workers)
+        with publish_lock():
+            if staged.parts and table.version() != version_loaded:
+                # Commits since the ids were loaded (another delivery of the same events):
+                # the ids of the files they added count as held too.
+                since = {d: tags - live.get(d, set()) for d, tags in table.live_tags().items()}
+                for path in index_files(storage, staged.dates, since):
+                    ids.add_held(read_ids(storage, [path]))
+            rows = _scan(storage, staged, ids.dropped_lines()) if staged.parts else None
+            written, rolled = (_commit(storage, table, rows, partition_key=partition_key,
+                                       version_tag=version_tag, group_rows=group_rows,
+                                       next_version=(version_loaded or 0) + 1)
+                               if rows is not None else
+                               (None, pl.DataFrame(schema=ROLLUP_SCHEMA)))
+            quarantine = _publish_quarantine(storage, partition_key, staged.quarantine_parts)
+            version = table.version()
+            held = index_files(storage, staged.dates, table.live_tags())
+            repeated = _repeated(storage, held, ids.buckets)
     if fs.exists(staging):
         fs.rm(staging, recursive=True)
     added = written.rows if written else 0
@@ -327,13 +257,15 @@ def workers_for(size: int) -> int:
     return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
-def _read_and_stage(storage: LakeStorage, table: EventTable, raw_path: str, staging: str, *,
-                    source: str, partition_key: str, landed_at: datetime,
-                    batch_bytes: int, workers: int) -> _Staged:
-    """Validate the file batch by batch; stage its new events and its quarantine."""
+def _read_and_stage(storage: LakeStorage, raw_path: str, staging: str, ids: IdBuckets,
+                    live: dict[date, set[str]], *, source: str, partition_key: str,
+                    landed_at: datetime, batch_bytes: int, workers: int) -> _Staged:
+    """Validate the file batch by batch; stage its valid rows and its quarantine.
+
+    Every valid row's id goes to ``ids`` with its line, and the ids the table holds on each
+    date the file touches as held: which rows are new is decided once the file is read.
+    """
     out = _Staged()
-    seen = _SeenIds()
-    live = table.live_tags()
     fs = storage.fs
     with fs.open(raw_path, "rb") as fh:
         batches = iter_line_batches(fh, batch_bytes=batch_bytes)
@@ -352,18 +284,15 @@ def _read_and_stage(storage: LakeStorage, table: EventTable, raw_path: str, stag
             if ready.quarantine:
                 out.quarantine_parts.append(_stage(storage, staging, f"q-{n:05d}",
                                                    ready.quarantine))
-            days = set(ready.days) - out.dates
-            if days:
-                seen.add(read_ids(storage, index_files(storage, days, live)))
-                out.dates |= days
-            keep = seen.fresh_rows(ready.h0, ready.h1)
-            seen.add_keys(ready.h0[keep], ready.h1[keep])
-            if len(keep):
+            for day in sorted(set(ready.days) - out.dates):
+                for path in index_files(storage, [day], live):  # one file at a time
+                    ids.add_held(read_ids(storage, [path]))
+                out.dates.add(day)
+            if ready.valid:
+                ids.add(ready.h0, ready.h1, ready.lines)
                 out.parts.append(_stage(storage, staging, f"v-{n:05d}", ready.rows))
-                if len(keep) < ready.valid:
-                    gone = np.ones(ready.valid, dtype=bool)
-                    gone[keep] = False
-                    out.dropped.append(ready.lines[gone])
+                out.part_lines.append((int(ready.lines.min()), int(ready.lines.max()),
+                                       ready.valid))
     return out
 
 
@@ -421,20 +350,29 @@ def _stage(storage: LakeStorage, folder: str, name: str, data: bytes) -> str:
     return path
 
 
-def _scan(storage: LakeStorage, staged: _Staged) -> pl.LazyFrame:
-    """The staged rows to publish: one scan of every part, without the dropped lines."""
-    if not staged.parts:
-        return pl.LazyFrame()
+def _scan(storage: LakeStorage, staged: _Staged, dropped: np.ndarray) -> pl.LazyFrame | None:
+    """The staged rows to publish, without the ``dropped`` lines; None when none is left.
+
+    ``dropped`` is ascending. Parts whose every row is dropped are not read (a replayed
+    file reads nothing), and only the dropped lines of the parts read go into the filter.
+    """
+    parts, filtered = [], []
+    for path, (first, last, count) in zip(staged.parts, staged.part_lines, strict=True):
+        lo, hi = np.searchsorted(dropped, [first, last + 1])
+        if hi - lo < count:
+            parts.append(path)
+            filtered.append(dropped[lo:hi])
+    if not parts:
+        return None
     if not storage.is_s3:
-        rows = pl.scan_parquet(staged.parts)
+        rows = pl.scan_parquet(parts)
     else:
         from cryptodudez.lake.event_table import storage_options  # noqa: PLC0415
 
-        rows = pl.scan_parquet([f"s3://{p}" for p in staged.parts],
+        rows = pl.scan_parquet([f"s3://{p}" for p in parts],
                                storage_options=storage_options(storage) or None)
-    if staged.dropped:
-        rows = rows.filter(~pl.col("_line").is_in(pl.Series(np.concatenate(staged.dropped))))
-    return rows
+    drop = np.concatenate(filtered)
+    return rows.filter(~pl.col("_line").is_in(pl.Series(drop))) if len(drop) else rows
 
 
 def quarantine_prefix(partition_key: str) -> str:

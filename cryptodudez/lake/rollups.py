@@ -20,8 +20,12 @@ latest version holds files with that tag; a compaction writes the day's rollups 
 own tag and the superseded files are removed.
 """
 
+import hashlib
 import io
 import posixpath
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import datasketches as ds
 import polars as pl
@@ -34,11 +38,20 @@ ROLLUPS = "rollups"
 LG_K = 12
 SKETCH_SLICE = 4
 """Rollup rows (type x date x hour) whose ids are turned into Python objects at a time."""
+TYPE_BUCKETS = 16
+"""Files a compacted day's rollups are split into, by :func:`type_hash` modulo 16: a KPI
+shard ``i/n`` with ``n`` dividing 16 reads only the files of its own types."""
+_BUCKET_NAME = re.compile(r"-g(\d+)-of(\d+)\.parquet$")
 ROLLUP_SCHEMA = {
     "_partition": pl.String, "event_type": pl.String, "date": pl.Date, "hour": pl.Int32,
     "events": pl.Int64, "ids_hll": pl.Binary, "users_hll": pl.Binary,
     "table_version": pl.Int64,
 }
+
+
+def type_hash(event_type: str) -> int:
+    """A stable 64-bit hash of an event type's name (the first 8 bytes of its SHA-1)."""
+    return int.from_bytes(hashlib.sha1(event_type.encode()).digest()[:8], "big")  # noqa: S324
 
 
 def hll_of(values: list[str]) -> bytes:
@@ -109,22 +122,82 @@ def write_rollups(storage: LakeStorage, tag: str, rows: pl.DataFrame,
     return written
 
 
-def rollup_files(storage: LakeStorage, day: object, live: set[str]) -> list[str]:
-    """The day's trusted rollup files (their tag is live in the table)."""
+def write_bucketed(storage: LakeStorage, tag: str, rows: pl.DataFrame) -> list[str]:
+    """Write one day's ``rows`` as :data:`TYPE_BUCKETS` files by the type's hash.
+
+    Named ``<tag>-g<bucket>-of<TYPE_BUCKETS>.parquet``; a bucket without rows has no file.
+    """
+    if rows.height == 0:
+        return []
+    (day,) = rows["date"].unique().to_list()
+    types = rows["event_type"].unique().to_list()
+    bucket = pl.DataFrame({"event_type": types,
+                           "_bucket": [type_hash(t) % TYPE_BUCKETS for t in types]},
+                          schema={"event_type": pl.String, "_bucket": pl.Int64})
+    written = []
+    for (n,), of_bucket in rows.join(bucket, on="event_type").group_by("_bucket"):
+        path = posixpath.join(day_folder(storage, day),
+                              f"{tag}{_part(int(n))}-of{TYPE_BUCKETS}.parquet")
+        buf = io.BytesIO()
+        (of_bucket.drop("_bucket").sort("_partition", "event_type", "hour")
+         .write_parquet(buf, compression="zstd"))
+        storage.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        storage.fs.pipe_file(path, buf.getvalue())
+        written.append(path)
+    return sorted(written)
+
+
+def rollup_files(storage: LakeStorage, day: object, live: set[str] | None,
+                 shard: tuple[int, int] = (0, 1)) -> list[str]:
+    """The day's trusted rollup files (their tag is live in the table) for shard ``(i, n)``.
+
+    With ``live`` None, every file, trusted or not (see :func:`read_trusted`). Files of type
+    buckets that hold none of the shard's types are left out: a file of bucket ``b`` of
+    ``k`` (:func:`write_bucketed`) holds only types whose hash is ``b`` modulo ``k``, and
+    when ``n`` divides ``k`` those types are in shard ``b`` modulo ``n``. Other files may
+    hold any type: the reader still filters rows by type.
+    """
     folder = day_folder(storage, day)
     fs = storage.fs
     if not fs.exists(folder):
         return []
-    return [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
-            if tag_of(p) in live]
+    index, count = shard
+    paths = []
+    for path in sorted(fs.glob(posixpath.join(folder, "*.parquet"))):
+        if live is not None and tag_of(path) not in live:
+            continue
+        bucket = _BUCKET_NAME.search(path)
+        if bucket and int(bucket[2]) % count == 0 and int(bucket[1]) % count != index:
+            continue
+        paths.append(path)
+    return paths
 
 
-def read_rollups(storage: LakeStorage, paths: list[str]) -> pl.DataFrame:
-    """Rollup rows of ``paths``."""
+def read_rollups(storage: LakeStorage, paths: list[str],
+                 columns: list[str] | None = None) -> pl.DataFrame:
+    """Rollup rows of ``paths`` (only ``columns`` when given)."""
     if not paths:
-        return pl.DataFrame(schema=ROLLUP_SCHEMA)
+        return pl.DataFrame(schema=ROLLUP_SCHEMA).select(columns or list(ROLLUP_SCHEMA))
     fs = storage.fs
-    return pl.concat([pl.read_parquet(io.BytesIO(fs.cat_file(p))) for p in paths])
+    return pl.concat([pl.read_parquet(io.BytesIO(fs.cat_file(p)), columns=columns)
+                      for p in paths])
+
+
+def read_trusted(storage: LakeStorage, day: object, shard: tuple[int, int],
+                 live: Callable[[], set[str]], columns: list[str] | None = None) -> pl.DataFrame:
+    """Rollup rows of the day's trusted files for shard ``(i, n)`` (see :func:`rollup_files`).
+
+    The files are read in a thread while ``live()`` (the tags the table's latest version holds
+    on the day: it loads the Delta log) runs, and the rows of untrusted files dropped after:
+    the two waits overlap instead of adding up.
+    """
+    paths = rollup_files(storage, day, None, shard)
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(lambda: [read_rollups(storage, [p], columns) for p in paths])
+        trusted = live()
+        frames = reading.result()
+    kept = [f for p, f in zip(paths, frames, strict=True) if tag_of(p) in trusted]
+    return pl.concat(kept) if kept else read_rollups(storage, [], columns)
 
 
 def prune_day(storage: LakeStorage, day: object, live: set[str]) -> list[str]:

@@ -20,11 +20,12 @@ import pytest
 from cryptodudez import cli
 from cryptodudez.definitions import build_definitions
 from cryptodudez.jobs import EVENT_DAILY_JOB, EVENT_INGEST_JOB
-from cryptodudez.lake import event_ingest, kpi
+from cryptodudez.lake import event_ingest, kpi, rollups
 from cryptodudez.lake.compaction import compact_day
 from cryptodudez.lake.event_table import EventTable
 from cryptodudez.lake.eventgen import GenerationReport, generate
 from cryptodudez.lake.events import CREATED_AT_MAX, CREATED_AT_MIN
+from cryptodudez.lake.id_buckets import IdBuckets
 from cryptodudez.lake.layout import digest, partition_key_for
 from cryptodudez.resources.lake import Lake
 from cryptodudez.sensors.landing import landing_sensor
@@ -157,6 +158,21 @@ def test_compaction_keeps_every_row_and_id_once(lake_after: dict[str, Any],
     assert files_before.height > files_after.height
     assert not files_after.select(pl.struct("event_type", "hour").is_duplicated().any()).item()
     assert _numbers(kpi.compute(storage, DAY, source="events")) == _numbers(kpis_before)
+    # The day's rollups are now one file per bucket of types: a shard whose count divides
+    # the buckets reads its own types' files only, and every shard count merges exactly.
+    live = table.live_tags(DAY)[DAY]
+    every = rollups.rollup_files(storage, DAY, live)
+    assert every and all(p.endswith(f"-of{rollups.TYPE_BUCKETS}.parquet") for p in every)
+    mine = rollups.rollup_files(storage, DAY, live, (1, 2))
+    assert 0 < len(mine) < len(every)
+    assert all(kpi.Shard(1, 2).holds(t)
+               for t in rollups.read_rollups(storage, mine)["event_type"].unique())
+    whole = kpi.compute(storage, DAY)
+    assert {t: v["events"] for t, v in whole["types"].items()} == \
+        {t: v["events"] for t, v in kpis_before["types"].items()}
+    for count in (2, 3, 4):
+        parts = [kpi.compute(storage, DAY, shard=kpi.Shard(i, count)) for i in range(count)]
+        assert kpi.merge(parts)["types"] == whole["types"]
     # Readers of the compacted table start from a checkpoint of its latest version.
     log = Path(storage.uri) / "validated" / "events" / "_delta_log"
     assert json.loads((log / "_last_checkpoint").read_text())["version"] == table.version()
@@ -284,8 +300,7 @@ def test_ids_unique_fails_when_deduplication_is_broken(
     assert _checks(_run_ingest(settings, instance))["events_ids_unique"] is True
     folder, truth = deliveries
     landed.land(folder / truth.files[0], "events/a-again.jsonl")
-    monkeypatch.setattr(event_ingest._SeenIds, "fresh_rows",
-                        lambda self, h0, h1: np.arange(len(h0)))
+    monkeypatch.setattr(IdBuckets, "dropped_lines", lambda self: np.empty(0, dtype=np.int64))
     assert _checks(_run_ingest(settings, instance, "events/a-again.jsonl"))["events_ids_unique"] \
         is False
 
