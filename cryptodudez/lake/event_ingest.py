@@ -305,14 +305,21 @@ def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
     streaming, so the filter runs batch by batch and only the group is ever held (the
     in-memory engine would read the projected columns of every staged row first).
     """
-    sizes = rows.group_by("event_type").len().collect(engine="streaming")
+    per_hour = rows.group_by("event_type", "hour").len().collect(engine="streaming")
+    sizes = per_hour.group_by("event_type").agg(pl.col("len").sum()).sort("event_type")
     groups = groups_by_size(sizes, group_rows)
-    counts = dict(sizes.iter_rows())
     # One slice in memory at a time: a group of types, or a range of hours of a group bigger
-    # than ``group_rows`` (a single frequent type: its size grows with the file).
-    slices = [pl.col("event_type").is_in(types) & pl.col("hour").is_between(*hours)
-              for types in groups
-              for hours in hour_ranges(sum(counts[t] for t in types), group_rows)]
+    # than ``group_rows`` (a single frequent type: its size grows with the file), cut where
+    # the group's own hourly counts reach the limit.
+    slices = []
+    for types in groups:
+        counts = (per_hour.filter(pl.col("event_type").is_in(types))
+                  .group_by("hour").agg(pl.col("len").sum()))
+        hourly = [0] * 24
+        for hour, n in counts.iter_rows():
+            hourly[int(hour)] = int(n)
+        slices += [pl.col("event_type").is_in(types) & pl.col("hour").is_between(lo, hi)
+                   for lo, hi in hour_ranges(hourly, group_rows)]
     rolled = []
     for part, where in enumerate(slices):
         group = (rows.filter(where).select("id", "event_type", "date", "hour", "user_id")
@@ -328,14 +335,22 @@ def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
     return written, rollups
 
 
-def hour_ranges(rows: int, limit: int) -> list[tuple[int, int]]:
-    """The hours 0-23 as ``ceil(rows / limit)`` (at most 24) inclusive ranges of equal length.
+def hour_ranges(per_hour: list[int], limit: int) -> list[tuple[int, int]]:
+    """The hours 0-23 as consecutive inclusive ranges of at most ``limit`` rows each.
 
-    Events spread over the day, so each range holds about ``limit`` rows or fewer.
+    ``per_hour`` holds the rows of each hour (24 counts). A range closes before the hour that
+    would take it over ``limit``; an hour holding more than ``limit`` rows alone is a range
+    of its own (the finest cut there is).
     """
-    count = min(24, max(1, -(-rows // limit)))
-    bounds = [round(i * 24 / count) for i in range(count + 1)]
-    return [(bounds[i], bounds[i + 1] - 1) for i in range(count)]
+    ranges: list[tuple[int, int]] = []
+    start = held = 0
+    for hour, rows in enumerate(per_hour):
+        if hour > start and held + rows > limit:
+            ranges.append((start, hour - 1))
+            start, held = hour, 0
+        held += rows
+    ranges.append((start, 23))
+    return ranges
 
 
 def _parquet(frame: pl.DataFrame) -> bytes:

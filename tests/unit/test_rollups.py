@@ -1,9 +1,12 @@
 """Rollup rows: counts and sketches per (type, date, hour), fed a few rows at a time."""
 
+import itertools
 from datetime import date
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cryptodudez.lake import rollups
 from cryptodudez.lake.event_ingest import hour_ranges
@@ -35,9 +38,22 @@ def test_each_rollup_row_sketches_its_own_ids_and_users(
     assert [_estimate(b) for b in out["users_hll"]] == [None, None, 1, 1, 2, 2, 3]
 
 
-@pytest.mark.parametrize(("rows", "limit"), [(10, 100), (101, 100), (300, 100), (5000, 1), (0, 5)])
-def test_hour_ranges_cover_the_day_once(rows: int, limit: int) -> None:
-    ranges = hour_ranges(rows, limit)
-    hours = [h for lo, hi in ranges for h in range(lo, hi + 1)]
-    assert hours == list(range(24))
-    assert len(ranges) == min(24, max(1, -(-rows // limit)))
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 50), min_size=24, max_size=24), st.integers(1, 120))
+def test_hour_ranges_cover_the_day_once_within_the_limit(per_hour: list[int],
+                                                         limit: int) -> None:
+    ranges = hour_ranges(per_hour, limit)
+    assert [h for lo, hi in ranges for h in range(lo, hi + 1)] == list(range(24))
+    for lo, hi in ranges:
+        held = sum(per_hour[lo:hi + 1])
+        assert held <= limit or lo == hi  # over the limit only as a single hour
+    # Greedy: no two neighbouring ranges would fit in one.
+    for (lo, _), (_, hi) in itertools.pairwise(ranges):
+        assert sum(per_hour[lo:hi + 1]) > limit
+
+
+def test_a_skewed_day_is_cut_where_its_rows_are() -> None:
+    per_hour = [0] * 24
+    per_hour[20], per_hour[21] = 900, 900  # evening-heavy: equal-length ranges would not do
+    assert hour_ranges(per_hour, 1000) == [(0, 20), (21, 23)]
+    assert hour_ranges([10] * 24, 1000) == [(0, 23)]
