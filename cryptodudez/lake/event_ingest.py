@@ -53,6 +53,8 @@ from cryptodudez.lake.rollups import ROLLUP_SCHEMA, ROLLUPS, rollup_rows, write_
 from cryptodudez.storage import LakeStorage
 
 STAGING = ".staging"
+ROLLUP_COUNTS = ["_partition", "event_type", "date", "hour", "events"]
+"""The rollup columns an ingest returns (the sketches stay in the rollup files)."""
 GROUP_ROWS = 1_000_000
 INLINE_BYTES = 128 << 20
 """Files up to this size are validated in the ingesting process, larger ones in workers."""
@@ -83,7 +85,8 @@ class EventFileResult:
     table_version: int | None
     dates: list[date]
     rollups: pl.DataFrame
-    """The rollup rows of what this file added (per type, date and hour)."""
+    """The counts of the rollup rows of what this file added (per type, date and hour; the
+    sketches are in the rollup files)."""
     quarantine: pl.DataFrame
     """The file's quarantine as published (read back)."""
     reasons: dict[str, int] = field(default_factory=dict)
@@ -201,7 +204,7 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
                                        version_tag=version_tag, group_rows=group_rows,
                                        next_version=(version_loaded or 0) + 1)
                                if rows is not None else
-                               (None, pl.DataFrame(schema=ROLLUP_SCHEMA)))
+                               (None, pl.DataFrame(schema=ROLLUP_SCHEMA).select(ROLLUP_COUNTS)))
             quarantine = _publish_quarantine(storage, partition_key, staged.quarantine_parts)
             version = table.version()
             held = index_files(storage, staged.dates, table.live_tags())
@@ -249,8 +252,9 @@ def _prepared(batches: Iterator[LineBatch | str], prepare: Callable[[LineBatch],
 def workers_for(size: int) -> int:
     """Validation processes for a file of ``size`` bytes.
 
-    One (inline) up to :data:`INLINE_BYTES` (starting workers costs about a second), else
-    one per usable core, at most four.
+    One (inline) up to :data:`INLINE_BYTES`, since each worker is a fresh interpreter that
+    imports polars and the validator before its first batch (a fixed cost a small file does
+    not repay); else one per usable core, at most four.
     """
     if size <= INLINE_BYTES:
         return 1
@@ -320,19 +324,21 @@ def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
             hourly[int(hour)] = int(n)
         slices += [pl.col("event_type").is_in(types) & pl.col("hour").is_between(lo, hi)
                    for lo, hi in hour_ranges(hourly, group_rows)]
-    rolled = []
+    counted = []
     for part, where in enumerate(slices):
         group = (rows.filter(where).select("id", "event_type", "date", "hour", "user_id")
                  .collect(engine="streaming"))
         write_index(storage, version_tag, group.select("id", "date"), part=part)
-        rolled.append(rollup_rows(group, partition_key=partition_key,
-                                  table_version=next_version))
+        rolled = rollup_rows(group, partition_key=partition_key, table_version=next_version)
         del group
-    rollups = pl.concat(rolled)
-    write_rollups(storage, version_tag, rollups)
+        # The slice's sketches go to its own rollup files at once: only the counts are kept
+        # (a big file's sketches would otherwise pile up here, about 5 KB per type and hour).
+        write_rollups(storage, version_tag, rolled, part=part)
+        counted.append(rolled.select(ROLLUP_COUNTS))
+        del rolled
     written = table.append(rows, tag=version_tag, slices=slices,
                            metadata={"cryptodudez.partition": partition_key})
-    return written, rollups
+    return written, pl.concat(counted)
 
 
 def hour_ranges(per_hour: list[int], limit: int) -> list[tuple[int, int]]:

@@ -24,8 +24,6 @@ import hashlib
 import io
 import posixpath
 import re
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import datasketches as ds
 import polars as pl
@@ -151,8 +149,8 @@ def rollup_files(storage: LakeStorage, day: object, live: set[str] | None,
                  shard: tuple[int, int] = (0, 1)) -> list[str]:
     """The day's trusted rollup files (their tag is live in the table) for shard ``(i, n)``.
 
-    With ``live`` None, every file, trusted or not (see :func:`read_trusted`). Files of type
-    buckets that hold none of the shard's types are left out: a file of bucket ``b`` of
+    With ``live`` None, every file, trusted or not (the KPI job checks afterwards). Files of
+    type buckets that hold none of the shard's types are left out: a file of bucket ``b`` of
     ``k`` (:func:`write_bucketed`) holds only types whose hash is ``b`` modulo ``k``, and
     when ``n`` divides ``k`` those types are in shard ``b`` modulo ``n``. Other files may
     hold any type: the reader still filters rows by type.
@@ -181,23 +179,6 @@ def read_rollups(storage: LakeStorage, paths: list[str],
     fs = storage.fs
     return pl.concat([pl.read_parquet(io.BytesIO(fs.cat_file(p)), columns=columns)
                       for p in paths])
-
-
-def read_trusted(storage: LakeStorage, day: object, shard: tuple[int, int],
-                 live: Callable[[], set[str]], columns: list[str] | None = None) -> pl.DataFrame:
-    """Rollup rows of the day's trusted files for shard ``(i, n)`` (see :func:`rollup_files`).
-
-    The files are read in a thread while ``live()`` (the tags the table's latest version holds
-    on the day: it loads the Delta log) runs, and the rows of untrusted files dropped after:
-    the two waits overlap instead of adding up.
-    """
-    paths = rollup_files(storage, day, None, shard)
-    with ThreadPoolExecutor(1) as pool:
-        reading = pool.submit(lambda: [read_rollups(storage, [p], columns) for p in paths])
-        trusted = live()
-        frames = reading.result()
-    kept = [f for p, f in zip(paths, frames, strict=True) if tag_of(p) in trusted]
-    return pl.concat(kept) if kept else read_rollups(storage, [], columns)
 
 
 def prune_day(storage: LakeStorage, day: object, live: set[str]) -> list[str]:

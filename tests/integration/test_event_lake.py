@@ -26,7 +26,7 @@ from cryptodudez.lake.event_table import EventTable
 from cryptodudez.lake.eventgen import GenerationReport, generate
 from cryptodudez.lake.events import CREATED_AT_MAX, CREATED_AT_MIN
 from cryptodudez.lake.id_buckets import IdBuckets
-from cryptodudez.lake.layout import digest, partition_key_for
+from cryptodudez.lake.layout import digest, partition_key_for, tag_of
 from cryptodudez.resources.lake import Lake
 from cryptodudez.sensors.landing import landing_sensor
 from cryptodudez.settings import Settings
@@ -182,6 +182,22 @@ def _numbers(result: dict[str, Any]) -> dict[str, Any]:
     """Per-type KPIs without the sketches (their bytes depend on insertion order)."""
     return {t: {k: v for k, v in kpis.items() if not k.endswith("_hll")}
             for t, kpis in result["types"].items()}
+
+
+def test_kpi_ignores_rollups_of_a_commit_that_never_happened(
+        lake_after: dict[str, Any]) -> None:
+    """A rollup file whose tag no table version holds (a run that died before its commit)
+    is read with the others, then dropped once the Delta log says so."""
+    storage = lake_after["storage"]
+    before = kpi.compute(storage, DAY)
+    folder = Path(rollups.day_folder(storage, DAY))
+    ghost = folder / "0123456789abcdef-g000.parquet"
+    ghost.write_bytes(next(folder.glob("*.parquet")).read_bytes())
+    try:
+        assert tag_of(str(ghost)) not in EventTable(storage).live_tags(DAY)[DAY]
+        assert kpi.compute(storage, DAY) == before
+    finally:
+        ghost.unlink()
 
 
 def test_kpi_two_shards_merged_equal_one_machine(lake_after: dict[str, Any]) -> None:
