@@ -1,8 +1,9 @@
 """Hourly rollups of the ``events`` table: counts and mergeable distinct-count sketches.
 
-Dagster-free. Written at ingest (one file per landed file and date) and rewritten when a
-day is compacted, under ``rollups/events/date=YYYY-MM-DD/``, they let the KPI job read
-megabytes instead of the day's events. Each row covers one (landed file, type, date, hour):
+Dagster-free. Written at ingest (one file per slice of a landed file's types and date) and
+rewritten when a day is compacted (16 files by type hash), under
+``rollups/events/date=YYYY-MM-DD/``, they let the KPI job read megabytes instead of the
+day's events. Each row covers one (landed file, type, date, hour):
 
 ``events``
     rows the table holds (exact; the table holds each id once, so also the distinct ids).
