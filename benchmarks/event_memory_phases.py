@@ -2,10 +2,11 @@
 
 Runs ``ingest_event_file`` on the generated file of ``--events`` lines (``bench_events.py``'s,
 reused; made when missing) in a fresh lake under ``benchmarks/out/``, samples this process's
-RSS every 0.2 s in a thread, and wraps the engine's steps (read-and-stage; the commit, whose
-own share is reading each group of types; per group the id index and the rollups; the rollup
-files; the id buckets' resolve; the Delta append; the quarantine; the repeat check) to record the RSS at each step's end
-and the highest RSS seen while each step was the innermost one running.
+RSS every 0.2 s in a thread, and wraps the engine's steps (read-and-stage; the id buckets'
+resolve; the commit, whose own share is reading each group of types; per group the id index
+and the rollups; the rollup files; the Delta append; the quarantine; the repeat check) to
+record the RSS at each step's end and the highest RSS seen while each step was the innermost
+one running.
 The worker processes are not included (they hold one batch each). Times are not the point
 (the wrappers and the sampler cost little, but nothing here waits for a quiet machine).
 
