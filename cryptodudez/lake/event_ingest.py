@@ -92,10 +92,6 @@ class EventFileResult:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
-def _hashes(ids: pl.Expr) -> list[pl.Expr]:
-    return [ids.hash(seed=0).alias("_h0"), ids.hash(seed=1).alias("_h1")]
-
-
 def _repeated(storage: LakeStorage, paths: list[str], buckets: int) -> int:
     """Ids held more than once in index files (one file, then one bucket, in memory)."""
     with IdBuckets(buckets) as held:
@@ -332,7 +328,8 @@ def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
         rolled = rollup_rows(group, partition_key=partition_key, table_version=next_version)
         del group
         # The slice's sketches go to its own rollup files at once: only the counts are kept
-        # (a big file's sketches would otherwise pile up here, about 5 KB per type and hour).
+        # (a big file's sketches would otherwise pile up here: 45 MB for the 7,200 type-hours
+        # of a compacted 20 M-event day, counted by hand).
         write_rollups(storage, version_tag, rolled, part=part)
         counted.append(rolled.select(ROLLUP_COUNTS))
         del rolled

@@ -55,8 +55,6 @@ class IdBuckets:
         self.folder = folder or tempfile.mkdtemp(prefix="cryptodudez-ids-")
         self._buffers: list[list[np.ndarray]] = [[] for _ in range(buckets)]
         self._buffered = 0
-        self.ids = 0
-        """Ids added (held ones included)."""
 
     def __enter__(self) -> "IdBuckets":
         return self
@@ -93,7 +91,6 @@ class IdBuckets:
             for n in np.nonzero(np.diff(bounds))[0]:
                 self._buffers[n].append(keys[bounds[n]:bounds[n + 1]])
         self._buffered += len(keys)
-        self.ids += len(keys)
         if self._buffered >= BUFFER_IDS:
             self.flush()
 

@@ -107,18 +107,21 @@ def day_folder(storage: LakeStorage, day: object) -> str:
     return storage.path(ROLLUPS, "events", f"date={day}")
 
 
+def _put(storage: LakeStorage, path: str, rows: pl.DataFrame) -> str:
+    """Write ``rows`` to ``path``, sorted as every rollup file is."""
+    buf = io.BytesIO()
+    rows.sort("_partition", "event_type", "hour").write_parquet(buf, compression="zstd")
+    storage.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    storage.fs.pipe_file(path, buf.getvalue())
+    return path
+
+
 def write_rollups(storage: LakeStorage, tag: str, rows: pl.DataFrame,
                   part: int | None = None) -> list[str]:
     """Write ``rows`` as one file per date named after ``tag``."""
-    written = []
-    for (day,), of_day in rows.group_by("date"):
-        path = posixpath.join(day_folder(storage, day), f"{tag}{_part(part)}.parquet")
-        buf = io.BytesIO()
-        of_day.sort("_partition", "event_type", "hour").write_parquet(buf, compression="zstd")
-        storage.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        storage.fs.pipe_file(path, buf.getvalue())
-        written.append(path)
-    return written
+    return [_put(storage, posixpath.join(day_folder(storage, day), f"{tag}{_part(part)}.parquet"),
+                 of_day)
+            for (day,), of_day in rows.group_by("date")]
 
 
 def write_bucketed(storage: LakeStorage, tag: str, rows: pl.DataFrame) -> list[str]:
@@ -133,17 +136,11 @@ def write_bucketed(storage: LakeStorage, tag: str, rows: pl.DataFrame) -> list[s
     bucket = pl.DataFrame({"event_type": types,
                            "_bucket": [type_hash(t) % TYPE_BUCKETS for t in types]},
                           schema={"event_type": pl.String, "_bucket": pl.Int64})
-    written = []
-    for (n,), of_bucket in rows.join(bucket, on="event_type").group_by("_bucket"):
-        path = posixpath.join(day_folder(storage, day),
-                              f"{tag}{_part(int(n))}-of{TYPE_BUCKETS}.parquet")
-        buf = io.BytesIO()
-        (of_bucket.drop("_bucket").sort("_partition", "event_type", "hour")
-         .write_parquet(buf, compression="zstd"))
-        storage.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        storage.fs.pipe_file(path, buf.getvalue())
-        written.append(path)
-    return sorted(written)
+    return sorted(
+        _put(storage, posixpath.join(day_folder(storage, day),
+                                     f"{tag}{_part(int(n))}-of{TYPE_BUCKETS}.parquet"),
+             of_bucket.drop("_bucket"))
+        for (n,), of_bucket in rows.join(bucket, on="event_type").group_by("_bucket"))
 
 
 def rollup_files(storage: LakeStorage, day: object, live: set[str] | None,

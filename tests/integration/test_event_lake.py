@@ -8,6 +8,7 @@ engine's own bookkeeping.
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -393,6 +394,37 @@ def test_kpi_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_pat
         err = capsys.readouterr().err
         assert message in err
         assert err.count("\n") == 1, err
+
+
+def test_a_delivery_committed_meanwhile_counts_as_held(
+        deliveries: tuple[Path, GenerationReport], tmp_path: Path) -> None:
+    """Two overlapping deliveries ingested at once: the one that publishes second adds the
+    other's ids to its buckets as held (its own were loaded before that commit)."""
+    folder, truth = deliveries
+    path = folder / truth.files[0]
+    alone = ingest(LakeStorage(str(tmp_path / "alone")), path, "events/a").added_rows
+    lines = path.read_bytes().splitlines(keepends=True)
+    overlap = tmp_path / "overlap.jsonl"
+    overlap.write_bytes(b"".join(lines[len(lines) // 2:]))
+    storage = LakeStorage(str(tmp_path / "lake"))
+    lake = Lake(uri=storage.uri)
+    other: list[event_ingest.EventFileResult] = []
+
+    @contextmanager
+    def other_commits_first() -> Iterator[None]:
+        if not other:  # the other delivery publishes while this one was reading
+            other.append(ingest(storage, overlap, "events/other.jsonl"))
+        with lake.publish_lock():
+            yield
+
+    result = event_ingest.ingest_event_file(
+        storage, str(path), source="s", partition_key="events/a", version_tag="a",
+        landed_at=datetime(2026, 11, 2, tzinfo=UTC), publish_lock=other_commits_first)
+    ids = EventTable(storage).scan().select("id").collect()["id"]
+    assert other and other[0].added_rows > 0
+    assert ids.len() == ids.n_unique() == alone
+    assert result.added_rows == alone - other[0].added_rows
+    assert result.repeated_ids == 0
 
 
 def test_worker_processes_give_the_same_lake(deliveries: tuple[Path, GenerationReport],

@@ -51,7 +51,6 @@ def test_dropped_lines_are_repeats_and_held_ids(held: list[tuple[int, int]],
             assert ids.dropped_lines().tolist() == expected
             everything = held + [k for b in batches for k in b]
             assert ids.repeats() == len(everything) - len(set(everything))
-            assert ids.ids == len(everything)
 
 
 def test_bucket_files_are_removed_and_nothing_is_left() -> None:
