@@ -36,6 +36,14 @@ TABLE = "events"
 LAYER = "validated"
 Codec = Literal["snappy", "zstd"]
 COMPACT_GROUP_BYTES = 64 << 20
+# Rows per Parquet row group in the files an ingest writes. polars' partitioned sink keeps
+# one open writer per (type, date, hour) of a slice and each buffers a whole row group
+# before it flushes, so with polars' default (512 x 512 rows) the buffers of a big file's
+# hundreds of partitions grew with the input. Measured by hand with /usr/bin/time on the
+# engine alone (docs/events.md, session 11): 805,556 KB at 2 M events against 884,960 KB at
+# 20 M with the default; 769,888 against 748,392 KB with 16,384. Compaction keeps the
+# default: it writes one partition at a time and wants large row groups for readers.
+INGEST_ROW_GROUP = 16_384
 """Compaction reads the day's files in groups of event types of about this many bytes of
 Parquet, so its memory is bounded by the group, not by the day."""
 
@@ -173,7 +181,8 @@ class EventTable:
         """
         added: list[AddAction] = []
         for n, where in enumerate(slices or [pl.lit(value=True)]):
-            added += self._write_partitioned(rows.filter(where), prefix=f"{tag}-g{n:03d}")
+            added += self._write_partitioned(rows.filter(where), prefix=f"{tag}-g{n:03d}",
+                                             row_group_size=INGEST_ROW_GROUP)
         if not added:
             return Written(version=self.version(), files=0, rows=0, partitions=0)
         self._commit(added, removes=[], schema=self._schema_of(added[0]), metadata=metadata)
@@ -250,10 +259,13 @@ class EventTable:
     # -- internals -------------------------------------------------------------------------
 
     def _write_partitioned(self, rows: pl.LazyFrame, *, prefix: str,
-                           compression: Codec = "zstd") -> list[AddAction]:
+                           compression: Codec = "zstd",
+                           row_group_size: int | None = None) -> list[AddAction]:
         """One Parquet file per (type, date, hour) of ``rows`` under the table root.
 
         ``compression`` is zstd for the table; ``benchmarks/bench_event_stages.py`` compares.
+        ``row_group_size`` (rows) bounds what each open partition writer buffers; ``None``
+        is polars' default.
         """
         written: list[Any] = []
         now = int(time.time() * 1000)
@@ -273,7 +285,7 @@ class EventTable:
             # zstd (polars' default): snappy wrote the same 9,342 files no faster and 1.5x
             # larger (benchmarks/bench_event_stages.py); a higher level or larger files
             # measured slower.
-            compression=compression,
+            compression=compression, row_group_size=row_group_size,
             mkdir=not self.storage.is_s3, statistics=True,
             storage_options=self.options or None,
             sinked_paths_callback=lambda out: written.extend(out.paths),

@@ -16,12 +16,13 @@ from typing import Any
 import dagster as dg
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from cryptodudez import cli
 from cryptodudez.definitions import build_definitions
 from cryptodudez.jobs import EVENT_DAILY_JOB, EVENT_INGEST_JOB
-from cryptodudez.lake import event_ingest, kpi, rollups
+from cryptodudez.lake import event_ingest, event_table, kpi, rollups
 from cryptodudez.lake.compaction import compact_day
 from cryptodudez.lake.event_table import EventTable
 from cryptodudez.lake.eventgen import GenerationReport, generate
@@ -467,3 +468,32 @@ def test_worker_processes_give_the_same_lake(deliveries: tuple[Path, GenerationR
     assert again.duplicates == again.valid
     assert EventTable(storage).scan().select(pl.len()).collect().item() == \
         outcomes[1][0].height
+
+
+def test_ingest_writes_small_row_groups_and_compaction_large(tmp_path: Path) -> None:
+    """Each open partition writer of an ingest buffers at most ``INGEST_ROW_GROUP`` rows
+    (what keeps a big file's memory flat); a compacted file keeps polars' larger groups."""
+    rows = 3 * event_table.INGEST_ROW_GROUP + 5
+    start = int(datetime(2026, 11, 1, 7, tzinfo=UTC).timestamp() * 1000)
+    path = tmp_path / "one-hour.jsonl"
+    path.write_text("".join(
+        json.dumps({"data": {"id": f"e{i}", "type": "trade", "attributes": {}},
+                    "meta": {"created_at": start + i}}) + "\n" for i in range(rows)))
+    storage = LakeStorage(str(tmp_path / "lake"))
+    assert ingest(storage, path, "events/one-hour.jsonl").added_rows == rows
+    table = EventTable(storage)
+
+    def row_groups() -> list[int]:
+        out = []
+        for rel in table.files()["path"]:
+            meta = pq.ParquetFile(Path(storage.uri) / "validated" / "events" / rel).metadata
+            out += [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        return out
+
+    ingested = row_groups()
+    assert sum(ingested) == rows
+    assert max(ingested) == event_table.INGEST_ROW_GROUP
+    compact_day(storage, date(2026, 11, 1), publish_lock=Lake(uri=storage.uri).publish_lock)
+    compacted = row_groups()
+    assert sum(compacted) == rows
+    assert max(compacted) > event_table.INGEST_ROW_GROUP
