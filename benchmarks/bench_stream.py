@@ -17,6 +17,10 @@ committed minus its publish stamp. Scenarios (each on a fresh stream):
     publisher unpaced and consumer at the same time: end-to-end throughput.
 ``paced``
     publisher paced at each of ``--rates`` messages/s: the lag at a sustained rate.
+``client``
+    the stream filled first, then pulled and acked with the consumer's own fetch loop
+    (``Puller``, ``to_message``, one ack per message) and nothing else: no validation, no
+    state. The ceiling of any consumer built on the Python client (nats-py) on this machine.
 
 Nothing here asserts on time. The machine may be shared: each scenario records the CPU that
 other processes used while it ran (``others_cores``, from ``/proc/stat``).
@@ -260,6 +264,49 @@ async def _consume(url: str, state: Path, expected: int, batch: int, timeout: fl
                 key=lambda b: -b["max_lag_s"])[:5]}
 
 
+async def _consume_bare(url: str, expected: int, batch: int, timeout: float) -> dict[str, Any]:
+    """Pull and ack ``expected`` messages with the consumer's fetch loop, doing nothing else."""
+    from nats.js import api  # noqa: PLC0415
+
+    from cryptodudez.stream.broker import STREAM, connect  # noqa: PLC0415
+    from cryptodudez.stream.consumer import Puller, to_message  # noqa: PLC0415
+
+    nc = await connect(url)
+    await nc.jetstream().add_consumer(STREAM, api.ConsumerConfig(
+        durable_name="bare", deliver_policy=api.DeliverPolicy.ALL,
+        ack_policy=api.AckPolicy.EXPLICIT, ack_wait=120.0, max_ack_pending=10 * batch))
+    puller = Puller(nc, STREAM, "bare")
+    await puller.start(pending=4 * batch + 1000)
+    cpu, started = time.process_time(), time.perf_counter()
+    timings = dict.fromkeys(("fetch", "to_message", "ack"), 0.0)
+    received = 0
+
+    async def loop() -> None:
+        nonlocal received
+        while received < expected:
+            clock = time.perf_counter()
+            msgs = await puller.fetch(batch, timeout=0.5, linger=0.02)
+            timings["fetch"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            messages = [to_message(m) for m in msgs]
+            timings["to_message"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            for m in msgs:
+                await m.ack()
+            timings["ack"] += time.perf_counter() - clock
+            received += len(messages)
+
+    await asyncio.wait_for(loop(), timeout)
+    seconds = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu
+    await puller.stop()
+    await nc.close()
+    return {"messages": received, "seconds": seconds, "msgs_per_s": received / seconds,
+            "cpu_s": cpu_s, "cpu_us_per_msg": cpu_s / max(received, 1) * 1e6,
+            "stage_us_per_msg": {k: v / max(received, 1) * 1e6 for k, v in timings.items()},
+            "finished_wall": time.time()}
+
+
 def _merge(a: Any, b: Any) -> Any:
     for name in ("batches", "messages", "applied", "quarantined", "skipped", "refreshes"):
         setattr(a, name, getattr(a, name) + getattr(b, name))
@@ -303,12 +350,16 @@ def scenario_stream(kind: str, args: argparse.Namespace, *, messages: int,
         server0 = _proc_cpu_s(broker.pid)
         cpu0 = time.process_time()
         publisher = _spawn_publisher(broker.url, messages, rate, args.window, args.timeout)
-        if kind == "consume":
+        if kind in ("consume", "client"):
             published = _publisher_result(publisher, args.timeout)
-        consumed = asyncio.run(_consume(broker.url, Path(scratch) / "state.duckdb", expected,
-                                        args.batch, args.timeout,
-                                        publisher=publisher))
-        if kind != "consume":
+        if kind == "client":
+            consumed = asyncio.run(_consume_bare(broker.url, expected, args.batch,
+                                                 args.timeout))
+        else:
+            consumed = asyncio.run(_consume(broker.url, Path(scratch) / "state.duckdb",
+                                            expected, args.batch, args.timeout,
+                                            publisher=publisher))
+        if kind not in ("consume", "client"):
             published = _publisher_result(publisher, args.timeout)
         busy1 = _busy_jiffies()
         server_cpu = _proc_cpu_s(broker.pid) - server0
@@ -316,12 +367,13 @@ def scenario_stream(kind: str, args: argparse.Namespace, *, messages: int,
     ours = (time.process_time() - cpu0) + published["cpu_total_s"] + server_cpu
     machine = (busy1 - busy0) / os.sysconf("SC_CLK_TCK")
     wall = consumed["finished_wall"] - published["started_wall"]
-    if kind == "consume":
+    if kind in ("consume", "client"):
         wall = consumed["seconds"]
     result = {
         "scenario": kind, "rate_target": rate, "published": published, "consumed": consumed,
         "end_to_end_seconds": wall,
-        "end_to_end_msgs_per_s": consumed["messages"] / wall if kind != "consume" else None,
+        "end_to_end_msgs_per_s": (consumed["messages"] / wall
+                                  if kind not in ("consume", "client") else None),
         "server": {"cpu_s": server_cpu, "peak_rss_mb": server_hwm},
         "consumer_peak_rss_mb": _proc_hwm_mb(os.getpid()),
         "others_cores": max(0.0, (machine - ours) / wall) if wall else None,
