@@ -346,7 +346,7 @@ def scenario_stream(kind: str, args: argparse.Namespace, *, messages: int,
         asyncio.run(fresh())
         expected = generate(messages)[1]
         _reset_hwm()
-        busy0 = _busy_jiffies()
+        busy0, span0 = _busy_jiffies(), time.time()
         server0 = _proc_cpu_s(broker.pid)
         cpu0 = time.process_time()
         publisher = _spawn_publisher(broker.url, messages, rate, args.window, args.timeout)
@@ -361,7 +361,7 @@ def scenario_stream(kind: str, args: argparse.Namespace, *, messages: int,
                                             publisher=publisher))
         if kind not in ("consume", "client"):
             published = _publisher_result(publisher, args.timeout)
-        busy1 = _busy_jiffies()
+        busy1, span1 = _busy_jiffies(), time.time()
         server_cpu = _proc_cpu_s(broker.pid) - server0
         server_hwm = _proc_hwm_mb(broker.pid)
     ours = (time.process_time() - cpu0) + published["cpu_total_s"] + server_cpu
@@ -376,8 +376,11 @@ def scenario_stream(kind: str, args: argparse.Namespace, *, messages: int,
                                   if kind not in ("consume", "client") else None),
         "server": {"cpu_s": server_cpu, "peak_rss_mb": server_hwm},
         "consumer_peak_rss_mb": _proc_hwm_mb(os.getpid()),
-        "others_cores": max(0.0, (machine - ours) / wall) if wall else None,
-        "machine_cores_busy": machine / wall if wall else None,
+        # CPU over the whole span the busy counters cover (the publisher's start-up
+        # included), not over the end-to-end or consume time alone.
+        "measured_span_s": span1 - span0,
+        "others_cores": max(0.0, (machine - ours) / (span1 - span0)),
+        "machine_cores_busy": machine / (span1 - span0),
     }
     return result
 

@@ -189,7 +189,8 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
                                  partition_key=partition_key, landed_at=landed_at,
                                  batch_bytes=batch_bytes, workers=workers)
         with publish_lock():
-            if staged.parts and table.version() != version_loaded:
+            current = table.version()
+            if staged.parts and current != version_loaded:
                 # Commits since the ids were loaded (another delivery of the same events):
                 # the ids of the files they added count as held too.
                 since = {d: tags - live.get(d, set()) for d, tags in table.live_tags().items()}
@@ -198,7 +199,7 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
             rows = _scan(storage, staged, ids.dropped_lines()) if staged.parts else None
             written, rolled = (_commit(storage, table, rows, partition_key=partition_key,
                                        version_tag=version_tag, group_rows=group_rows,
-                                       next_version=(version_loaded or 0) + 1)
+                                       next_version=(current or 0) + 1)
                                if rows is not None else
                                (None, pl.DataFrame(schema=ROLLUP_SCHEMA).select(ROLLUP_COUNTS)))
             quarantine = _publish_quarantine(storage, partition_key, staged.quarantine_parts)
@@ -328,8 +329,8 @@ def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
         rolled = rollup_rows(group, partition_key=partition_key, table_version=next_version)
         del group
         # The slice's sketches go to its own rollup files at once: only the counts are kept
-        # (a big file's sketches would otherwise pile up here: 45 MB for the 7,200 type-hours
-        # of a compacted 20 M-event day, counted by hand).
+        # (a big file's sketches would otherwise pile up here until the commit: a few KB per
+        # type x date x hour, thousands of them for a big file).
         write_rollups(storage, version_tag, rolled, part=part)
         counted.append(rolled.select(ROLLUP_COUNTS))
         del rolled

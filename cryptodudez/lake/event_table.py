@@ -36,16 +36,18 @@ TABLE = "events"
 LAYER = "validated"
 Codec = Literal["snappy", "zstd"]
 COMPACT_GROUP_BYTES = 64 << 20
-# Rows per Parquet row group in the files an ingest writes. polars' partitioned sink keeps
-# one open writer per (type, date, hour) of a slice and each buffers a whole row group
-# before it flushes, so with polars' default (512 x 512 rows) the buffers of a big file's
-# hundreds of partitions grew with the input. Measured by hand with /usr/bin/time on the
-# engine alone (docs/events.md, session 11): 805,556 KB at 2 M events against 884,960 KB at
-# 20 M with the default; 769,888 against 748,392 KB with 16,384. Compaction keeps the
-# default: it writes one partition at a time and wants large row groups for readers.
-INGEST_ROW_GROUP = 16_384
 """Compaction reads the day's files in groups of event types of about this many bytes of
 Parquet, so its memory is bounded by the group, not by the day."""
+INGEST_ROW_GROUP = 16_384
+"""Rows per Parquet row group in the files an ingest writes.
+
+polars' partitioned sink keeps one open writer per (type, date, hour) of a slice, and each
+buffers a whole row group before it writes: with polars' default (512 x 512 rows) the
+buffers of a big file's partitions grew with the input. Measured by hand with
+``/usr/bin/time`` on the engine alone (docs/events.md, session 11): 805,556 KB at 2 M events
+against 884,960 KB at 20 M with the default, 769,888 against 748,392 KB with 16,384.
+Compaction keeps the default: its memory is bounded by the group of types
+(:data:`COMPACT_GROUP_BYTES`) and its readers want large row groups."""
 
 
 class DayWriter(Protocol):

@@ -96,7 +96,8 @@ Hook = Callable[[Delta, Sequence[Message]], None]
 
 # A JetStream delivery's reply subject (ADR-15): ``$JS.ACK.<stream>.<consumer>.<delivered>.
 # <stream seq>.<consumer seq>.<ns>.<pending>`` (9 tokens), or the form with a domain and an
-# account hash after ``ACK`` (12 tokens, nats-py's ``Msg.Ack`` names the positions).
+# account hash after ``ACK`` and a random token at the end (12 tokens; like nats-py, any
+# count from 11 on is accepted, and nats-py's ``Msg.Ack`` names the positions).
 _V1_TOKENS = 9
 _V1_STREAM_SEQ = 5
 

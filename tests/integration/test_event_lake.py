@@ -426,6 +426,12 @@ def test_a_delivery_committed_meanwhile_counts_as_held(
     assert ids.len() == ids.n_unique() == alone
     assert result.added_rows == alone - other[0].added_rows
     assert result.repeated_ids == 0
+    # Its rollups name the version it committed, not the one it had loaded before.
+    assert result.table_version == other[0].table_version + 1
+    mine = [p for day in result.dates for p in rollups.rollup_files(storage, day, {"a"})]
+    assert mine
+    versions = rollups.read_rollups(storage, mine, columns=["table_version"])
+    assert versions["table_version"].unique().to_list() == [result.table_version]
 
 
 def test_worker_processes_give_the_same_lake(deliveries: tuple[Path, GenerationReport],
