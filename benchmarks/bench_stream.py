@@ -350,7 +350,8 @@ def scenario_stream(kind: str, args: argparse.Namespace, *, messages: int,
         server0 = _proc_cpu_s(broker.pid)
         cpu0 = time.process_time()
         publisher = _spawn_publisher(broker.url, messages, rate, args.window, args.timeout)
-        if kind in ("consume", "client"):
+        prefilled = kind in ("consume", "client")  # the stream is filled, then consumed
+        if prefilled:
             published = _publisher_result(publisher, args.timeout)
         if kind == "client":
             consumed = asyncio.run(_consume_bare(broker.url, expected, args.batch,
@@ -359,21 +360,19 @@ def scenario_stream(kind: str, args: argparse.Namespace, *, messages: int,
             consumed = asyncio.run(_consume(broker.url, Path(scratch) / "state.duckdb",
                                             expected, args.batch, args.timeout,
                                             publisher=publisher))
-        if kind not in ("consume", "client"):
+        if not prefilled:
             published = _publisher_result(publisher, args.timeout)
         busy1, span1 = _busy_jiffies(), time.time()
         server_cpu = _proc_cpu_s(broker.pid) - server0
         server_hwm = _proc_hwm_mb(broker.pid)
     ours = (time.process_time() - cpu0) + published["cpu_total_s"] + server_cpu
     machine = (busy1 - busy0) / os.sysconf("SC_CLK_TCK")
-    wall = consumed["finished_wall"] - published["started_wall"]
-    if kind in ("consume", "client"):
-        wall = consumed["seconds"]
+    wall = (consumed["seconds"] if prefilled
+            else consumed["finished_wall"] - published["started_wall"])
     result = {
         "scenario": kind, "rate_target": rate, "published": published, "consumed": consumed,
         "end_to_end_seconds": wall,
-        "end_to_end_msgs_per_s": (consumed["messages"] / wall
-                                  if kind not in ("consume", "client") else None),
+        "end_to_end_msgs_per_s": None if prefilled else consumed["messages"] / wall,
         "server": {"cpu_s": server_cpu, "peak_rss_mb": server_hwm},
         "consumer_peak_rss_mb": _proc_hwm_mb(os.getpid()),
         # CPU over the whole span the busy counters cover (the publisher's start-up
