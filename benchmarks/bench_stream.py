@@ -43,11 +43,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
-
-import msgspec
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "cryptomood_sample.zip"
@@ -58,26 +56,15 @@ SPAN = timedelta(seconds=200)  # the sample spans about 188 s: copies never shar
 def generate(messages: int) -> tuple[list[Any], int]:
     """Lines (``cryptodudez.stream.replay.Line``) that route to at least ``messages``
     messages, and how many they route to."""
-    from cryptodudez.stream.replay import Line, read_lines, route  # noqa: PLC0415
+    from cryptodudez.stream.replay import Line, read_lines, route, shifted  # noqa: PLC0415
 
     base = list(read_lines([SAMPLE]))
-    decode, encode = msgspec.json.decode, msgspec.json.encode
     lines: list[Any] = []
     routed = 0
     copy = 0
     while routed < messages:
-        shift = SPAN * copy
         for line in base:
-            record = decode(line.data)
-            for name in ("timestamp", "time_exchange"):
-                if name in record:
-                    instant = datetime.fromisoformat(record[name]) + shift
-                    record[name] = instant.isoformat().replace("+00:00", "Z")
-            if "uuid" in record:
-                record["uuid"] = f"{record['uuid']}-{copy}"
-            if "text" in record:
-                record["text"] = f"{record['text']} #{copy}"
-            data = encode(record)
+            data = shifted(line.data, copy, SPAN)
             lines.append(Line("generated", len(lines) + 1, line.kind, data))
             routed += len(route(line.kind, data))
             if routed >= messages:
@@ -167,18 +154,20 @@ def scenario_validate(messages: int, batch: int) -> dict[str, Any]:
     from cryptodudez.stream.apply import Message, prepare  # noqa: PLC0415
     from cryptodudez.stream.broker import subject  # noqa: PLC0415
     from cryptodudez.stream.replay import route  # noqa: PLC0415
+    from cryptodudez.stream.state import AppliedKeys  # noqa: PLC0415
 
     lines, _ = generate(messages)
     routed = [(subject(line.kind, coin), line.data)
               for line in lines for coin in route(line.kind, line.data)]
     msgs = [Message(i + 1, name, data) for i, (name, data) in enumerate(routed)]
-    prepare(msgs[:500], buckets=("PT10S", "PT1M"), keys={}, quarantined=())  # warm-up
-    keys: dict[Any, int] = {}
+    prepare(msgs[:500], buckets=("PT10S", "PT1M"), keys=AppliedKeys(10**9),
+            quarantined=())  # warm-up
+    keys = AppliedKeys(10**9)  # nothing is dropped here
     started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, len(msgs), batch):
         delta = prepare(msgs[start:start + batch], buckets=("PT10S", "PT1M"), keys=keys,
                         quarantined=())
-        keys.update(((k, c, r), s) for k, c, r, s in delta.keys.iter_rows())
+        keys.add(delta.keys.iter_rows())
     seconds = time.perf_counter() - started
     engine = _engine_only(msgs, batch)
     return {"messages": len(msgs), "seconds": seconds, "msgs_per_s": len(msgs) / seconds,
@@ -208,7 +197,7 @@ def _engine_only(msgs: Sequence[Any], batch: int) -> float:
 
 
 async def _consume(url: str, state: Path, expected: int, batch: int, timeout: float, *,
-                   publisher: subprocess.Popen[str]) -> dict[str, Any]:
+                   publisher: subprocess.Popen[str], key_horizon: str) -> dict[str, Any]:
     from cryptodudez.stream.broker import connect  # noqa: PLC0415
     from cryptodudez.stream.consumer import ConsumerConfig, MoodConsumer  # noqa: PLC0415
     from cryptodudez.stream.state import StateStore  # noqa: PLC0415
@@ -232,7 +221,7 @@ async def _consume(url: str, state: Path, expected: int, batch: int, timeout: fl
                          ack_wait=120.0)
     cpu = time.process_time()
     started = time.perf_counter()
-    with StateStore(state, cfg.durable) as store:
+    with StateStore(state, cfg.durable, key_horizon=key_horizon) as store:
         consumer = MoodConsumer(nc, store, cfg, after_commit=record)
         await consumer.start()
         total = None
@@ -245,10 +234,14 @@ async def _consume(url: str, state: Path, expected: int, batch: int, timeout: fl
                 msg = f"the publisher failed ({publisher.returncode}) before it published all"
                 raise RuntimeError(msg)
         progress = store.progress()
+        keys_held = len(store.keys)
+        keys_in_file = store.keys_in_file()
     await nc.close()
     finished = time.perf_counter()
     return {"messages": total.messages, "applied": progress.applied,
             "quarantined": progress.quarantined, "batches": total.batches,
+            "key_horizon": key_horizon, "keys_pruned": total.pruned,
+            "keys_held": keys_held, "keys_in_file": keys_in_file,
             "seconds": finished - started,
             "busy_seconds": finished - (first_applied[0] if first_applied else started),
             "msgs_per_s": total.messages / (finished - started), "cpu_s":
@@ -308,7 +301,8 @@ async def _consume_bare(url: str, expected: int, batch: int, timeout: float) -> 
 
 
 def _merge(a: Any, b: Any) -> Any:
-    for name in ("batches", "messages", "applied", "quarantined", "skipped", "refreshes"):
+    for name in ("batches", "messages", "applied", "quarantined", "skipped", "refreshes",
+                 "pruned"):
         setattr(a, name, getattr(a, name) + getattr(b, name))
     for key, value in b.timings.items():
         a.timings[key] += value
@@ -359,7 +353,8 @@ def scenario_stream(kind: str, args: argparse.Namespace, *, messages: int,
         else:
             consumed = asyncio.run(_consume(broker.url, Path(scratch) / "state.duckdb",
                                             expected, args.batch, args.timeout,
-                                            publisher=publisher))
+                                            publisher=publisher,
+                                            key_horizon=args.key_horizon))
         if not prefilled:
             published = _publisher_result(publisher, args.timeout)
         busy1, span1 = _busy_jiffies(), time.time()
@@ -397,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--window", type=int, default=8000)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--scenarios", default="validate,consume,burst,paced")
+    parser.add_argument("--key-horizon", default="PT1H",
+                        help="the consumer's key horizon (ISO-8601 duration of event time)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
     if args.role == "publish":
@@ -408,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "python": platform.python_version(),
                     "loadavg_before": os.getloadavg()},
         "messages": args.messages, "paced_messages": args.paced_messages,
-        "batch": args.batch, "window": args.window,
+        "batch": args.batch, "window": args.window, "key_horizon": args.key_horizon,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "scenarios": {}}
     runs: list[tuple[str, str, float | None]] = []
     for kind in args.scenarios.split(","):

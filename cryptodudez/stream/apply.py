@@ -10,12 +10,15 @@ quarantined with exactly the reason a line of a landed file would get. When the 
 rejects a whole member (its first lines are not the dataset's, or it holds NUL bytes), that
 subject's messages are validated again one member per message, so each gets its own reason.
 Then the stream's own rules: a trade must be on its coin's subject, a tweet's subject coin
-must be one it mentions, and a record key applied before under another stream sequence is a
+must be one it mentions, a record older than where the consumer dropped its keys (the key
+horizon, :meth:`~cryptodudez.stream.state.StateStore.prune`) is too late to be checked
+(quarantined), and a record key applied before under another stream sequence is a
 duplicate (quarantined); under the same sequence it is a redelivery (skipped).
 """
 
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
@@ -29,8 +32,8 @@ from cryptodudez.stream.state import (
     PRICE_AGG_SCHEMA,
     QUARANTINE_SCHEMA,
     SENTIMENT_AGG_SCHEMA,
+    AppliedKeys,
     Delta,
-    Key,
 )
 
 TABLE_OF_KIND = {TRADES: "coin_trades", SENTIMENTS: "tweet_sentiments"}
@@ -165,7 +168,11 @@ def _aggregates(kind: str, rows: pl.DataFrame, buckets: Sequence[str]) -> pl.Dat
     return pl.concat(parts).select(list(schema)).cast(schema)  # type: ignore[arg-type]
 
 
-def prepare(messages: Sequence[Message], *, buckets: Sequence[str], keys: Mapping[Key, int],
+def _instant(us: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)).isoformat()
+
+
+def prepare(messages: Sequence[Message], *, buckets: Sequence[str], keys: AppliedKeys,
             quarantined: Container[int], stream: str = STREAM) -> Delta:
     """The delta of one batch, given the keys applied and messages quarantined before.
 
@@ -176,7 +183,7 @@ def prepare(messages: Sequence[Message], *, buckets: Sequence[str], keys: Mappin
     Args:
         messages: the batch, any order.
         buckets: the grids to aggregate on (ISO-8601 durations).
-        keys: ``(kind, coin, key) -> stream sequence`` of every record applied before.
+        keys: the keys of the records applied before (and where old ones were dropped).
         quarantined: stream sequences quarantined before.
         stream: the stream's name (for the members' URIs).
     """
@@ -184,7 +191,7 @@ def prepare(messages: Sequence[Message], *, buckets: Sequence[str], keys: Mappin
     skipped = len(messages) - len(fresh)
     validated = _validate(fresh, stream)
     reasons: dict[int, str] = dict(validated.quarantine)
-    applied_keys: list[tuple[str, str, str, int]] = []
+    applied_keys: list[tuple[str, str, str, int, int]] = []
     prices = pl.DataFrame(schema=PRICE_AGG_SCHEMA)
     sentiments = pl.DataFrame(schema=SENTIMENT_AGG_SCHEMA)
     seen: set[int] = set(reasons)
@@ -194,20 +201,26 @@ def prepare(messages: Sequence[Message], *, buckets: Sequence[str], keys: Mappin
         keep = []
         key_column = _KEY_COLUMN[kind]
         coin_column = "coin" if kind == TRADES else "subject_coin"
-        for seq, coin, key, rule in checked.select(
-                "seq", coin_column, key_column, "_rule").iter_rows():
+        for seq, coin, key, ts_us, rule in checked.select(
+                "seq", coin_column, key_column, pl.col("ts").dt.epoch("us"),
+                "_rule").iter_rows():
             if rule is not None:
                 reasons[seq] = rule
                 continue
             before = keys.get((kind, coin, key))
-            if before == seq:
+            if before is None and keys.too_late(ts_us):
+                reasons[seq] = (f"too late: event time {_instant(ts_us)} is before "
+                                f"{_instant(keys.pruned_before_us or 0)}, where this consumer "
+                                "dropped its record keys (the key horizon), so it cannot be "
+                                "checked for a duplicate")
+            elif before == seq:
                 skipped += 1
             elif before is not None:
                 reasons[seq] = (f"duplicate key ({key_column}) {key}: applied before from "
                                 f"stream sequence {before}")
             else:
                 keep.append(seq)
-                applied_keys.append((kind, coin, key, seq))
+                applied_keys.append((kind, coin, key, seq, ts_us))
         if not keep:
             continue
         kept = checked.filter(pl.col("seq").is_in(pl.Series(keep, dtype=pl.Int64).implode()))

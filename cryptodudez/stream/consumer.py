@@ -58,6 +58,9 @@ class ConsumerConfig:
         ack_wait: seconds before the broker redelivers an unacked message.
         refresh_every: seconds between correlation refreshes during a backlog (None: only
             when caught up).
+        prune_every: seconds between drops of old record keys
+            (:meth:`~cryptodudez.stream.state.StateStore.prune`, one request for the
+            durable's ack floor each); they are also dropped when a run ends.
         stream: the stream's name.
     """
 
@@ -73,6 +76,7 @@ class ConsumerConfig:
     linger: float = 0.02
     ack_wait: float = 30.0
     refresh_every: float | None = 5.0
+    prune_every: float = 10.0
     stream: str = STREAM
 
 
@@ -86,9 +90,10 @@ class RunReport:
     quarantined: int = 0
     skipped: int = 0
     refreshes: int = 0
+    pruned: int = 0  # record keys dropped behind the key horizon
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("fetch", "prepare", "commit", "ack", "refresh"), 0.0))
+        ("fetch", "prepare", "commit", "ack", "refresh", "prune"), 0.0))
 
 
 Hook = Callable[[Delta, Sequence[Message]], None]
@@ -228,6 +233,7 @@ class MoodConsumer:
         self.correlation: pl.DataFrame | None = None
         self._puller: Puller | None = None
         self._refreshed_at = 0.0
+        self._pruned_at = time.monotonic()
         self._dirty = False
 
     def consumer_config(self) -> api.ConsumerConfig:
@@ -263,6 +269,17 @@ class MoodConsumer:
         """True when the durable has nothing left to deliver and nothing awaiting an ack."""
         info = await self.js.consumer_info(self.config.stream, self.config.durable)
         return info.num_pending == 0 and info.num_ack_pending == 0
+
+    async def prune(self) -> int:
+        """Drop the record keys behind the key horizon whose messages are all acked.
+
+        The durable's ack floor comes from the broker (acks are sent without waiting, so a
+        floor read just after them may lag: that only keeps keys longer). Returns how many
+        keys were dropped.
+        """
+        info = await self.js.consumer_info(self.config.stream, self.config.durable)
+        self._pruned_at = time.monotonic()
+        return self.store.prune(info.ack_floor.stream_seq if info.ack_floor else 0)
 
     def refresh(self) -> pl.DataFrame | None:
         """Recompute the correlation table from the aggregates (None without coins)."""
@@ -327,6 +344,8 @@ class MoodConsumer:
             if msgs:
                 await self.handle(msgs, report)
                 self._refresh_if_due(report)
+                if time.monotonic() - self._pruned_at >= self.config.prune_every:
+                    await self._timed_prune(report)
                 continue
             if self._dirty:
                 self._timed_refresh(report)
@@ -335,8 +354,15 @@ class MoodConsumer:
             await asyncio.sleep(0)
         if self._dirty:
             self._timed_refresh(report)
+        if report.batches:
+            await self._timed_prune(report)
         report.seconds = time.perf_counter() - started
         return report
+
+    async def _timed_prune(self, report: RunReport) -> None:
+        clock = time.perf_counter()
+        report.pruned += await self.prune()
+        report.timings["prune"] += time.perf_counter() - clock
 
     def _refresh_if_due(self, report: RunReport) -> None:
         every = self.config.refresh_every

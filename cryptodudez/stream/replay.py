@@ -19,6 +19,7 @@ import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -123,6 +124,26 @@ def read_lines(paths: Iterable[Path], report: PublishReport | None = None) -> It
                                              archive.read(info), report)
         else:
             yield from _lines_of(str(path), path.read_bytes(), report)
+
+
+def shifted(data: bytes, copy: int, span: timedelta) -> bytes:
+    """Copy ``copy`` of a trade or tweet line: timestamps ``copy * span`` later, keys suffixed.
+
+    The trade ``uuid`` gets ``-<copy>`` and the tweet ``text`` `` #<copy>`` (a tweet's key
+    is derived from its text and time), so every copy's records are distinct and valid:
+    synthetic streams spread over event time, for benchmarks and tests.
+    """
+    record = msgspec.json.decode(data)
+    shift = span * copy
+    for name in ("timestamp", "time_exchange"):
+        if name in record:
+            instant = datetime.fromisoformat(record[name]) + shift
+            record[name] = instant.isoformat().replace("+00:00", "Z")
+    if "uuid" in record:
+        record["uuid"] = f"{record['uuid']}-{copy}"
+    if "text" in record:
+        record["text"] = f"{record['text']} #{copy}"
+    return msgspec.json.encode(record)
 
 
 class _PubAck(msgspec.Struct):

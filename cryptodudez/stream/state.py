@@ -13,10 +13,21 @@ sequence (republished after the broker's dedupe window) is quarantined as a dupl
 as the lake quarantines a repeated key. The keys live in the file and, for speed, in memory
 (loaded on open).
 
+The keys are kept for a horizon of event time (``key_horizon``, one hour by default), not
+forever: :meth:`StateStore.prune` drops, from memory and the file in one transaction, the keys
+of records older than the newest applied event minus the horizon, but only those whose
+messages the broker has acknowledged as acked (at or below the durable's ack floor), because
+an unacked message may still be redelivered and must then be recognised. A record older than
+where keys were dropped (``pruned_before_us``) can no longer be checked for a duplicate: it is
+quarantined as too late, not applied blindly. So memory and the key table grow with the event
+rate times the horizon, not with the length of the stream.
+
 Timestamps are stored as microseconds since the epoch (UTC), exactly as polars holds them.
 """
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Self
 
@@ -30,7 +41,8 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS progress (
         consumer VARCHAR PRIMARY KEY, applied_seq BIGINT NOT NULL, messages BIGINT NOT NULL,
         applied BIGINT NOT NULL, quarantined BIGINT NOT NULL, skipped BIGINT NOT NULL,
-        batches BIGINT NOT NULL)""",
+        batches BIGINT NOT NULL, watermark_us BIGINT, pruned_before_us BIGINT,
+        ack_floor BIGINT NOT NULL DEFAULT 0)""",
     """CREATE TABLE IF NOT EXISTS price_agg (
         coin VARCHAR NOT NULL, bucket VARCHAR NOT NULL, bucket_start_us BIGINT NOT NULL,
         price DOUBLE NOT NULL, last_trade_us BIGINT NOT NULL, last_seq BIGINT NOT NULL,
@@ -41,7 +53,7 @@ _DDL = (
         PRIMARY KEY (coin, bucket, bucket_start_us))""",
     """CREATE TABLE IF NOT EXISTS applied_keys (
         kind VARCHAR NOT NULL, coin VARCHAR NOT NULL, key VARCHAR NOT NULL,
-        seq BIGINT NOT NULL, PRIMARY KEY (kind, coin, key))""",
+        seq BIGINT NOT NULL, ts_us BIGINT NOT NULL, PRIMARY KEY (kind, coin, key))""",
     """CREATE TABLE IF NOT EXISTS quarantine (
         seq BIGINT PRIMARY KEY, subject VARCHAR NOT NULL, origin VARCHAR, raw VARCHAR,
         reason VARCHAR NOT NULL)""",
@@ -66,9 +78,10 @@ ON CONFLICT (coin, bucket, bucket_start_us) DO UPDATE SET
     last_tweet_us = greatest(excluded.last_tweet_us, sentiment_agg.last_tweet_us)
 """
 _UPSERT_PROGRESS = """
-INSERT INTO progress VALUES (?, ?, ?, ?, ?, ?, 1)
+INSERT INTO progress VALUES (?, ?, ?, ?, ?, ?, 1, ?, NULL, 0)
 ON CONFLICT (consumer) DO UPDATE SET
     applied_seq = greatest(progress.applied_seq, excluded.applied_seq),
+    watermark_us = greatest(progress.watermark_us, excluded.watermark_us),
     messages = progress.messages + excluded.messages,
     applied = progress.applied + excluded.applied,
     quarantined = progress.quarantined + excluded.quarantined,
@@ -82,11 +95,80 @@ PRICE_AGG_SCHEMA = {"coin": pl.String, "bucket": pl.String, "bucket_start_us": p
 SENTIMENT_AGG_SCHEMA = {"coin": pl.String, "bucket": pl.String, "bucket_start_us": pl.Int64,
                         "polarity_sum": pl.Float64, "tweets": pl.Int64,
                         "last_tweet_us": pl.Int64}
-KEYS_SCHEMA = {"kind": pl.String, "coin": pl.String, "key": pl.String, "seq": pl.Int64}
+KEYS_SCHEMA = {"kind": pl.String, "coin": pl.String, "key": pl.String, "seq": pl.Int64,
+               "ts_us": pl.Int64}
 QUARANTINE_SCHEMA = {"seq": pl.Int64, "subject": pl.String, "origin": pl.String,
                      "raw": pl.String, "reason": pl.String}
 
 Key = tuple[str, str, str]  # (kind, coin, record key)
+DEFAULT_KEY_HORIZON = "PT1H"
+SLOTS_PER_HORIZON = 4  # keys are dropped a quarter of the horizon at a time
+
+
+@dataclass
+class AppliedKeys:
+    """The record keys applied (``key -> stream sequence``), grouped by event-time slot.
+
+    A key is found whatever its record's event time (a record republished with another
+    timestamp is still a duplicate); the slots (``ts_us // slot_us``) only say which keys go
+    together when old ones are dropped.
+
+    Attributes:
+        slot_us: the width of a slot, in microseconds.
+        pruned_before_us: the keys of every record with an earlier event time were dropped
+            (``None``: nothing dropped yet).
+    """
+
+    slot_us: int
+    pruned_before_us: int | None = None
+    _seq: dict[Key, int] = field(default_factory=dict)
+    _slots: dict[int, list[Key]] = field(default_factory=dict)
+    _slot_max_seq: dict[int, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._seq)
+
+    def get(self, key: Key) -> int | None:
+        """The stream sequence ``key`` was applied under, if it is held."""
+        return self._seq.get(key)
+
+    def add(self, rows: Iterable[tuple[str, str, str, int, int]]) -> None:
+        """Hold ``(kind, coin, key, seq, ts_us)`` rows."""
+        for kind, coin, key, seq, ts_us in rows:
+            k = (kind, coin, key)
+            self._seq[k] = seq
+            slot = ts_us // self.slot_us
+            self._slots.setdefault(slot, []).append(k)
+            self._slot_max_seq[slot] = max(seq, self._slot_max_seq.get(slot, seq))
+
+    def too_late(self, ts_us: int) -> bool:
+        """Whether a record of event time ``ts_us`` is older than where keys were dropped."""
+        return self.pruned_before_us is not None and ts_us < self.pruned_before_us
+
+    def boundary(self, before_us: int, ack_floor: int) -> int:
+        """How far keys may be dropped, given the event time and the ack floor allowed.
+
+        The slot edge at or before ``before_us`` below which every slot holds only messages
+        at or below ``ack_floor`` (acked: never redelivered); never earlier than
+        :attr:`pruned_before_us`.
+        """
+        edge = before_us // self.slot_us
+        blocked = [slot for slot in self._slots
+                   if slot < edge and self._slot_max_seq[slot] > ack_floor]
+        found = min([edge, *blocked]) * self.slot_us
+        return found if self.pruned_before_us is None else max(found, self.pruned_before_us)
+
+    def drop_before(self, boundary: int) -> int:
+        """Drop the keys of records older than ``boundary`` (a slot edge); how many."""
+        edge = boundary // self.slot_us
+        dropped = 0
+        for slot in [slot for slot in self._slots if slot < edge]:
+            for k in self._slots.pop(slot):
+                del self._seq[k]
+                dropped += 1
+            del self._slot_max_seq[slot]
+        self.pruned_before_us = boundary
+        return dropped
 
 
 @dataclass
@@ -115,19 +197,41 @@ class Progress:
 
 
 class StateStore:
-    """A consumer's DuckDB state file (use as a context manager)."""
+    """A consumer's DuckDB state file (use as a context manager).
 
-    def __init__(self, path: Path, consumer: str) -> None:
+    Args:
+        path: the file.
+        consumer: the consumer's name (its progress row).
+        key_horizon: how long, in event time behind the newest applied record, record keys
+            are kept for duplicate checks (an ISO-8601 duration, see :meth:`prune`).
+    """
+
+    def __init__(self, path: Path, consumer: str, *,
+                 key_horizon: str = DEFAULT_KEY_HORIZON) -> None:
+        horizon = parse_bucket(key_horizon)
         self.path = path
         self.consumer = consumer
+        self.horizon_us = horizon // timedelta(microseconds=1)
         self._con = duckdb.connect(str(path))
         for ddl in _DDL:
             self._con.execute(ddl)
-        self.keys: dict[Key, int] = {
-            (kind, coin, key): seq for kind, coin, key, seq in
-            self._con.sql("SELECT kind, coin, key, seq FROM applied_keys").fetchall()}
-        self.quarantined: set[int] = {
-            seq for (seq,) in self._con.sql("SELECT seq FROM quarantine").fetchall()}
+        columns = {name for (name,) in self._con.sql(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'applied_keys'",
+        ).fetchall()}
+        if "ts_us" not in columns:
+            self._con.close()
+            msg = (f"{path}: a state file of an older version (its applied_keys table has no "
+                   "ts_us column); start the consumer on a new file and a new durable")
+            raise ValueError(msg)
+        ((pruned, floor),) = self._con.sql(
+            "SELECT max(pruned_before_us), coalesce(max(ack_floor), 0) FROM progress "
+            "WHERE consumer = ?", params=[consumer]).fetchall()
+        self.keys = AppliedKeys(max(self.horizon_us // SLOTS_PER_HORIZON, 1), pruned)
+        self.keys.add(self._con.sql(
+            "SELECT kind, coin, key, seq, ts_us FROM applied_keys").fetchall())
+        self.ack_floor: int = floor
+        self.quarantined: set[int] = {seq for (seq,) in self._con.sql(
+            "SELECT seq FROM quarantine WHERE seq > ?", params=[floor]).fetchall()}
 
     def __enter__(self) -> Self:
         return self
@@ -154,7 +258,7 @@ class StateStore:
                 con.unregister("batch_sentiments")
             if delta.keys.height:
                 con.register("batch_keys", delta.keys.to_arrow())
-                con.execute("INSERT INTO applied_keys SELECT kind, coin, key, seq "
+                con.execute("INSERT INTO applied_keys SELECT kind, coin, key, seq, ts_us "
                             "FROM batch_keys")
                 con.unregister("batch_keys")
             if delta.quarantine.height:
@@ -164,13 +268,51 @@ class StateStore:
                 con.unregister("batch_quarantine")
             con.execute(_UPSERT_PROGRESS, [
                 self.consumer, delta.max_seq, delta.messages, delta.keys.height,
-                delta.quarantine.height, delta.skipped])
+                delta.quarantine.height, delta.skipped, delta.keys["ts_us"].max()])
             con.commit()
         except BaseException:
             con.rollback()
             raise
-        self.keys.update(((k, c, r), s) for k, c, r, s in delta.keys.iter_rows())
+        self.keys.add(delta.keys.iter_rows())
         self.quarantined.update(delta.quarantine["seq"].to_list())
+
+    def prune(self, ack_floor: int) -> int:
+        """Drop the keys no longer needed; how many were dropped.
+
+        A key goes when its record's event time is more than the horizon behind the newest
+        applied record and every message of its slot is at or below ``ack_floor`` (the
+        durable's: those are acked and never redelivered). From then on a record older than
+        the new :attr:`AppliedKeys.pruned_before_us` is quarantined as too late. Quarantined
+        sequences at or below ``ack_floor`` leave memory too (they stay in the table).
+        One transaction; memory follows only on commit.
+        """
+        ((watermark,),) = self._con.sql(
+            "SELECT max(watermark_us) FROM progress WHERE consumer = ?",
+            params=[self.consumer]).fetchall()
+        boundary = (self.keys.pruned_before_us if watermark is None
+                    else self.keys.boundary(watermark - self.horizon_us, ack_floor))
+        floor = max(ack_floor, self.ack_floor)
+        con = self._con
+        con.begin()
+        try:
+            if boundary is not None:
+                con.execute("DELETE FROM applied_keys WHERE ts_us < ?", [boundary])
+            con.execute("UPDATE progress SET pruned_before_us = ?, ack_floor = ? "
+                        "WHERE consumer = ?", [boundary, floor, self.consumer])
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        self.ack_floor = floor
+        self.quarantined = {seq for seq in self.quarantined if seq > floor}
+        if boundary is None:
+            return 0
+        return self.keys.drop_before(boundary)
+
+    def keys_in_file(self) -> int:
+        """How many record keys the file holds (as many as :attr:`keys` after a prune)."""
+        ((count,),) = self._con.sql("SELECT count(*) FROM applied_keys").fetchall()
+        return int(count)
 
     def progress(self) -> Progress:
         """The progress row (zeros before the first batch)."""

@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import zipfile
 from collections.abc import Coroutine, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,7 +39,14 @@ from cryptodudez.stream.broker import (
 )
 from cryptodudez.stream.consumer import ConsumerConfig, MoodConsumer, RunReport
 from cryptodudez.stream.demo import DemoResult, run_stream_demo
-from cryptodudez.stream.replay import MSG_ID, ORIGIN, Line, publish_lines, read_lines
+from cryptodudez.stream.replay import (
+    MSG_ID,
+    ORIGIN,
+    Line,
+    publish_lines,
+    read_lines,
+    shifted,
+)
 from cryptodudez.stream.state import Delta, StateStore, series_of
 
 pytestmark = pytest.mark.xdist_group("nats")
@@ -106,11 +114,11 @@ async def publish(url: str, lines: Sequence[Line] | None = None) -> Any:
     return report
 
 
-async def consume(url: str, state: Path, cfg: ConsumerConfig, **hooks: Any,
-                  ) -> tuple[RunReport, pl.DataFrame | None]:
+async def consume(url: str, state: Path, cfg: ConsumerConfig, *, key_horizon: str = "PT1H",
+                  **hooks: Any) -> tuple[RunReport, pl.DataFrame | None]:
     nc = await connect(url)
     try:
-        with StateStore(state, cfg.durable) as store:
+        with StateStore(state, cfg.durable, key_horizon=key_horizon) as store:
             consumer = MoodConsumer(nc, store, cfg, **hooks)
             report = await consumer.run()
             return report, consumer.correlation
@@ -267,6 +275,64 @@ def test_the_demo_replays_the_sample_and_returns_the_batch_table(
     assert (result.published.lines, result.consumed.applied) == (402, MESSAGES)
     assert_frame_equal(result.correlation.filter(pl.col("bucket").is_in(BUCKETS)), table,
                        check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_keys_are_dropped_behind_the_horizon_but_never_those_the_broker_may_redeliver(
+        empty_stream: str, tmp_path: Path) -> None:
+    """Twelve copies of the sample, 200 s of event time apart (40 minutes), key horizon ten
+    minutes, keys dropped after every batch against the durable's real ack floor. The
+    consumer dies after committing its third batch (of copy 0); restarted, it works through
+    the other copies, dropping old keys, before the broker redelivers that batch (``ack_wait``
+    5 s): its keys must still be there, so it is skipped, not quarantined as too late."""
+    span, copies, horizon = timedelta(seconds=200), 12, "PT10M"
+    base = list(read_lines([SAMPLE]))
+    lines = [Line(f"copy{k}", line.line, line.kind, shifted(line.data, k, span))
+             for k in range(copies) for line in base]
+    members = [Member(f"gen://{kind}", kind, b"\n".join(
+        line.data for line in lines if line.kind == kind)) for kind in ("trades", "sentiments")]
+    tables = ingest_members(Unpacked(members=members), DATASETS).tables
+    run(publish(empty_stream, lines))
+    state = tmp_path / "state.duckdb"
+    cfg = config(ack_wait=5.0, prune_every=0.0)
+    seen: list[int] = []
+
+    def die_on_third_batch(delta: Delta, messages: Sequence[Message]) -> None:
+        seen.append(len(messages))
+        if len(seen) == 3:
+            raise Crash("after_commit")
+
+    with pytest.raises(Crash):
+        run(consume(empty_stream, state, cfg, key_horizon=horizon,
+                    after_commit=die_on_third_batch))
+    stores: list[StateStore] = []
+    boundary_at_redelivery: list[int | None] = []
+
+    def note_redelivery(delta: Delta, messages: Sequence[Message]) -> None:
+        if delta.skipped:
+            boundary_at_redelivery.append(stores[0].keys.pruned_before_us)
+
+    async def restarted() -> RunReport:
+        nc = await connect(empty_stream)
+        try:
+            with StateStore(state, cfg.durable, key_horizon=horizon) as store:
+                stores.append(store)
+                return await MoodConsumer(nc, store, cfg, before_commit=note_redelivery).run()
+        finally:
+            await nc.close()
+
+    report = run(restarted(), timeout=TIMEOUT * 2)
+    assert (report.skipped, report.quarantined) == (64, 0)
+    assert report.pruned > 0
+    # When the batch came again, keys had been dropped (up to a boundary), but not past the
+    # batch's own (copy 0, 20:11:50 to 20:14:58 UTC): the ack floor held them; once it was
+    # acked, keys were dropped past all of copy 0.
+    copy0_end = datetime(2018, 7, 16, 20, 15, tzinfo=UTC).timestamp() * 1e6
+    assert len(boundary_at_redelivery) == 1
+    assert boundary_at_redelivery[0] is not None
+    assert boundary_at_redelivery[0] < copy0_end < (stores[0].keys.pruned_before_us or 0)
+    assert_state_is_batch(state, "mood", tables["coin_trades"], tables["tweet_sentiments"])
+    with StateStore(state, "mood", key_horizon=horizon) as store:
+        assert store.keys_in_file() == len(store.keys) <= 5 * MESSAGES
 
 
 def test_a_server_that_cannot_start_fails_fast(tmp_path: Path) -> None:

@@ -1,0 +1,214 @@
+"""The stream consumer's record keys are kept for a horizon of event time, not forever.
+
+A stream that runs for months must not hold every key it ever applied. The keys of records
+older than the newest applied record minus the horizon are dropped, but only once the broker
+has them acked (at or below the durable's ack floor): an unacked message may be redelivered
+and must then be recognised. A record older than where keys were dropped is quarantined as
+too late, never applied blindly. The reference is the batch path over the same lines.
+"""
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import msgspec
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from cryptodudez.archives import Member, Unpacked
+from cryptodudez.datasets.specs import DATASETS
+from cryptodudez.ingest import ingest_members
+from cryptodudez.mood.series import price_buckets, sentiment_buckets
+from cryptodudez.stream.apply import Message, prepare
+from cryptodudez.stream.broker import subject
+from cryptodudez.stream.replay import read_lines, route, shifted
+from cryptodudez.stream.state import AppliedKeys, StateStore, series_of
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "cryptomood_sample.zip"
+BUCKETS = ("PT10S", "PT1M")
+SPAN = timedelta(seconds=200)  # the sample spans about 188 s: copies never overlap
+COPIES = 24  # 80 minutes of event time
+PER_COPY = 477  # messages of one copy of the sample
+HORIZON = "PT10M"  # slots of 150 s
+
+
+def copies(n: int) -> list[list[Message]]:
+    """The sample's messages ``n`` times, copy ``k`` shifted by ``k * SPAN``, seqs in order."""
+    base = list(read_lines([SAMPLE]))
+    out: list[list[Message]] = []
+    seq = 0
+    for k in range(n):
+        batch = []
+        for line in base:
+            data = shifted(line.data, k, SPAN)
+            for coin in route(line.kind, data):
+                seq += 1
+                batch.append(Message(seq, subject(line.kind, coin), data, f"copy{k}:{line.line}"))
+        out.append(batch)
+    return out
+
+
+@pytest.fixture(scope="module")
+def stream() -> list[list[Message]]:
+    return copies(COPIES)
+
+
+@pytest.fixture(scope="module")
+def batch(stream: list[list[Message]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The engine's tables over every copy's lines (each tweet once, as landed)."""
+    lines: dict[str, list[bytes]] = {"trades": [], "sentiments": []}
+    for messages in stream:
+        seen: set[bytes] = set()
+        for m in messages:
+            kind = m.subject.split(".")[1]
+            if m.data not in seen:
+                seen.add(m.data)
+                lines[kind].append(m.data)
+    members = [Member(f"gen://{kind}.jsonl", f"{kind}.jsonl", b"\n".join(rows))
+               for kind, rows in lines.items()]
+    result = ingest_members(Unpacked(members=members), DATASETS)
+    return result.tables["coin_trades"], result.tables["tweet_sentiments"]
+
+
+def apply(store: StateStore, messages: list[Message]) -> None:
+    store.commit(prepare(messages, buckets=BUCKETS, keys=store.keys,
+                         quarantined=store.quarantined))
+
+
+def assert_matches_batch(store: StateStore, trades: pl.DataFrame,
+                         tweets: pl.DataFrame) -> None:
+    prices, moods = store.price_aggregates(), store.sentiment_aggregates()
+    for coin in ("BTC", "ETH", "LTC"):
+        for bucket in BUCKETS:
+            price, mood = series_of(prices, moods, coin, bucket)
+            assert_frame_equal(price, price_buckets(trades, coin, bucket))
+            assert_frame_equal(mood, sentiment_buckets(tweets, coin, bucket),
+                               check_exact=False, rel_tol=1e-12, abs_tol=1e-15)
+
+
+def newest_us(messages: list[Message]) -> int:
+    """The newest event time of a copy (microseconds), read from its ``timestamp`` fields."""
+    stamps = [msgspec.json.decode(m.data)["timestamp"] for m in messages]
+    newest = max(datetime.fromisoformat(s) for s in stamps)
+    return int(newest.timestamp() * 1_000_000)
+
+
+def test_keys_behind_the_horizon_are_dropped_and_the_result_is_still_the_batch(
+        tmp_path: Path, stream: list[list[Message]],
+        batch: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    held: list[int] = []
+    with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as store:
+        for messages in stream:
+            apply(store, messages)
+            store.prune(ack_floor=messages[-1].seq)  # everything so far acked
+            held.append(len(store.keys))
+            assert store.keys_in_file() == len(store.keys)
+        assert_matches_batch(store, *batch)
+        progress = store.progress()
+        assert (progress.applied, progress.quarantined) == (COPIES * PER_COPY, 0)
+        # the horizon (600 s) plus at most one slot (150 s) of keys: 4 or 5 copies of 200 s
+        assert max(held[8:]) <= 5 * PER_COPY < COPIES * PER_COPY
+        assert held[-1] >= 3 * PER_COPY  # what is inside the horizon stays
+        boundary = store.keys.pruned_before_us
+        assert boundary is not None
+        newest = newest_us(stream[-1])
+        assert newest - 600_000_000 - 150_000_000 < boundary <= newest - 600_000_000
+    with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as again:
+        assert (len(again.keys), again.keys.pruned_before_us) == (held[-1], boundary)
+
+
+def test_a_record_older_than_the_dropped_keys_is_quarantined_as_too_late(
+        tmp_path: Path, stream: list[list[Message]],
+        batch: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as store:
+        for messages in stream:
+            apply(store, messages)
+            store.prune(ack_floor=messages[-1].seq)
+        next_seq = stream[-1][-1].seq + 1
+        old = stream[0][0]  # a trade of copy 0, its key long dropped, published again
+        recent = stream[-1][0]  # a trade of the newest copy, its key held
+        late = prepare([Message(next_seq, old.subject, old.data),
+                        Message(next_seq + 1, recent.subject, recent.data)],
+                       buckets=BUCKETS, keys=store.keys, quarantined=store.quarantined)
+        reasons = late.quarantine["reason"].to_list()
+        assert reasons[0].startswith("too late: event time 2018-07-16T20:11:51.747745+00:00 is "
+                                     "before 2018-07-16T")
+        assert "cannot be checked for a duplicate" in reasons[0]
+        assert reasons[1].startswith("duplicate key (uuid) ")
+        assert late.keys.height == 0
+        store.commit(late)
+        assert_matches_batch(store, *batch)  # nothing counted twice
+
+
+def test_keys_of_unacked_messages_are_kept_and_their_redelivery_is_skipped(
+        tmp_path: Path, stream: list[list[Message]],
+        batch: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as store:
+        apply(store, stream[0])
+        apply(store, stream[1])
+        floor = stream[0][-1].seq  # copy 0 acked; copy 1 committed but its acks lost
+        for messages in stream[2:]:
+            apply(store, messages)
+            store.prune(ack_floor=floor)
+        assert store.keys.pruned_before_us is not None
+        assert all(store.keys.get(("trades", m.subject.split(".")[2],
+                                   m.data.split(b'"uuid":"')[1].split(b'"')[0].decode()))
+                   == m.seq for m in stream[1] if ".trades." in m.subject)
+        redelivered = prepare(stream[1], buckets=BUCKETS, keys=store.keys,
+                              quarantined=store.quarantined)
+        assert (redelivered.skipped, redelivered.quarantine.height,
+                redelivered.keys.height) == (PER_COPY, 0, 0)
+        store.commit(redelivered)
+        assert_matches_batch(store, *batch)
+        assert store.prune(ack_floor=stream[-1][-1].seq) > 0  # acked now: dropped
+        assert len(store.keys) <= 5 * PER_COPY
+
+
+def test_quarantined_sequences_leave_memory_once_acked_and_stay_in_the_file(
+        tmp_path: Path, stream: list[list[Message]]) -> None:
+    broken = Message(1, "cryptomood.trades.BTC", b'{"coins": ["BTC"], "price": ')
+    with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as store:
+        apply(store, [broken])
+        assert store.quarantined == {1}
+        again = prepare([broken], buckets=BUCKETS, keys=store.keys,
+                        quarantined=store.quarantined)
+        assert (again.skipped, again.quarantine.height) == (1, 0)  # a redelivery
+        store.prune(ack_floor=0)
+        assert store.quarantined == {1}  # not acked yet: kept
+        store.prune(ack_floor=1)
+        assert store.quarantined == set()
+        assert store.quarantine()["seq"].to_list() == [1]
+    with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as again_open:
+        assert again_open.quarantined == set()
+        assert again_open.ack_floor == 1
+
+
+def test_the_boundary_stops_at_the_first_slot_with_an_unacked_message() -> None:
+    keys = AppliedKeys(slot_us=100)
+    keys.add([("trades", "BTC", "a", 1, 50), ("trades", "BTC", "b", 2, 150),
+              ("trades", "BTC", "c", 5, 250), ("trades", "BTC", "d", 3, 350),
+              ("trades", "BTC", "e", 4, 450)])
+    assert keys.boundary(before_us=399, ack_floor=10) == 300  # a slot edge, never past it
+    assert keys.boundary(before_us=420, ack_floor=4) == 200  # slot 2 holds seq 5
+    assert keys.boundary(before_us=420, ack_floor=0) == 0
+    assert keys.drop_before(200) == 2
+    assert (keys.get(("trades", "BTC", "a")), keys.get(("trades", "BTC", "c"))) == (None, 5)
+    assert keys.boundary(before_us=150, ack_floor=10) == 200  # never moves back
+    assert (keys.too_late(199), keys.too_late(200)) == (True, False)
+    assert not AppliedKeys(slot_us=100).too_late(0)  # nothing dropped: nothing too late
+
+
+def test_a_state_file_of_the_previous_layout_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE applied_keys (kind VARCHAR NOT NULL, coin VARCHAR NOT NULL, "
+                    "key VARCHAR NOT NULL, seq BIGINT NOT NULL, "
+                    "PRIMARY KEY (kind, coin, key))")
+    with pytest.raises(ValueError, match=r"old\.duckdb: a state file of an older version"):
+        StateStore(path, "t")
+
+
+def test_a_bad_key_horizon_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'ten minutes'"):
+        StateStore(tmp_path / "s.duckdb", "t", key_horizon="ten minutes")
