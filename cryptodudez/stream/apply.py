@@ -34,6 +34,7 @@ from cryptodudez.stream.state import (
     SENTIMENT_AGG_SCHEMA,
     AppliedKeys,
     Delta,
+    Key,
 )
 
 TABLE_OF_KIND = {TRADES: "coin_trades", SENTIMENTS: "tweet_sentiments"}
@@ -169,11 +170,38 @@ def _aggregates(kind: str, rows: pl.DataFrame, buckets: Sequence[str]) -> pl.Dat
 
 
 def _instant(us: int) -> str:
+    """An epoch-microsecond instant as ISO-8601 text (for the reasons of ``prepare``)."""
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)).isoformat()
 
 
+_REDELIVERY = "redelivery"  # a sentinel of _key_rule (compared by identity)
+
+
+def _key_rule(key: Key, seq: int, ts_us: int, *, keys: AppliedKeys,
+              taken: Mapping[Key, int], key_column: str) -> str | None:
+    """Why a valid record is not applied (or :data:`_REDELIVERY`); None to apply it.
+
+    ``taken``: the keys this batch applied already (the engine may have validated the
+    batch's messages apart, so it never compared them).
+    """
+    before = keys.get(key)
+    if before is None:
+        before = taken.get(key)
+    if before is None and keys.too_late(ts_us):
+        return (f"too late: event time {_instant(ts_us)} is before "
+                f"{_instant(keys.pruned_before_us or 0)}, where this consumer dropped its "
+                "record keys (the key horizon), so it cannot be checked for a duplicate")
+    if before == seq:
+        return _REDELIVERY
+    if before is not None:
+        return (f"duplicate key ({key_column}) {key[2]}: applied before from stream "
+                f"sequence {before}")
+    return None
+
+
 def prepare(messages: Sequence[Message], *, buckets: Sequence[str], keys: AppliedKeys,
-            quarantined: Container[int], stream: str = STREAM) -> Delta:
+            quarantined: Container[int], acked_through: int = 0,
+            stream: str = STREAM) -> Delta:
     """The delta of one batch, given the keys applied and messages quarantined before.
 
     Every message ends up applied (its key in ``Delta.keys``), quarantined (with a reason)
@@ -185,9 +213,14 @@ def prepare(messages: Sequence[Message], *, buckets: Sequence[str], keys: Applie
         buckets: the grids to aggregate on (ISO-8601 durations).
         keys: the keys of the records applied before (and where old ones were dropped).
         quarantined: stream sequences quarantined before.
+        acked_through: the durable's ack floor when last read: every message at or below it
+            was committed before it was acked, so a delivery of one is a redelivery.
         stream: the stream's name (for the members' URIs).
     """
-    fresh = [m for m in messages if m.seq not in quarantined]
+    unique = {m.seq: m for m in reversed(messages)}  # a sequence twice in a batch: once
+    fresh = sorted((m for m in unique.values()
+                    if m.seq > acked_through and m.seq not in quarantined),
+                   key=lambda m: m.seq)
     skipped = len(messages) - len(fresh)
     validated = _validate(fresh, stream)
     reasons: dict[int, str] = dict(validated.quarantine)
@@ -195,8 +228,9 @@ def prepare(messages: Sequence[Message], *, buckets: Sequence[str], keys: Applie
     prices = pl.DataFrame(schema=PRICE_AGG_SCHEMA)
     sentiments = pl.DataFrame(schema=SENTIMENT_AGG_SCHEMA)
     seen: set[int] = set(reasons)
+    taken: dict[Key, int] = {}  # keys applied by this batch (the engine may see them apart)
     for kind, rows in validated.rows.items():
-        checked = rows.with_columns(_stream_rule(kind).alias("_rule"))
+        checked = rows.with_columns(_stream_rule(kind).alias("_rule")).sort("seq")
         seen.update(checked["seq"].to_list())
         keep = []
         key_column = _KEY_COLUMN[kind]
@@ -204,23 +238,17 @@ def prepare(messages: Sequence[Message], *, buckets: Sequence[str], keys: Applie
         for seq, coin, key, ts_us, rule in checked.select(
                 "seq", coin_column, key_column, pl.col("ts").dt.epoch("us"),
                 "_rule").iter_rows():
-            if rule is not None:
-                reasons[seq] = rule
-                continue
-            before = keys.get((kind, coin, key))
-            if before is None and keys.too_late(ts_us):
-                reasons[seq] = (f"too late: event time {_instant(ts_us)} is before "
-                                f"{_instant(keys.pruned_before_us or 0)}, where this consumer "
-                                "dropped its record keys (the key horizon), so it cannot be "
-                                "checked for a duplicate")
-            elif before == seq:
-                skipped += 1
-            elif before is not None:
-                reasons[seq] = (f"duplicate key ({key_column}) {key}: applied before from "
-                                f"stream sequence {before}")
-            else:
+            k = (kind, coin, key)
+            reason = rule if rule is not None else _key_rule(
+                k, seq, ts_us, keys=keys, taken=taken, key_column=key_column)
+            if reason is None:
                 keep.append(seq)
+                taken[k] = seq
                 applied_keys.append((kind, coin, key, seq, ts_us))
+            elif reason is _REDELIVERY:
+                skipped += 1
+            else:
+                reasons[seq] = reason
         if not keep:
             continue
         kept = checked.filter(pl.col("seq").is_in(pl.Series(keep, dtype=pl.Int64).implode()))

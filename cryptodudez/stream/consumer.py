@@ -21,11 +21,13 @@ through a backlog; the latest one is kept on the consumer (``correlation``).
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
+import nats.errors
 import nats.js.errors
 import polars as pl
 from nats.aio.client import Client
@@ -97,6 +99,7 @@ class RunReport:
 
 
 Hook = Callable[[Delta, Sequence[Message]], None]
+_LOG = logging.getLogger(__name__)
 
 
 # A JetStream delivery's reply subject (ADR-15): ``$JS.ACK.<stream>.<consumer>.<delivered>.
@@ -246,7 +249,15 @@ class MoodConsumer:
             filter_subject=None if filters else f"{PREFIX}.>", filter_subjects=filters)
 
     async def start(self) -> None:
-        """Create the durable (or reuse it) and subscribe to its deliveries."""
+        """Check the state file's stream, create the durable (or reuse it), subscribe.
+
+        Raises:
+            ValueError: the state file was built from another stream (or this one before it
+                was created again).
+        """
+        info = await self.js.stream_info(self.config.stream)
+        if info.created is not None:
+            self.store.bind_stream(self.config.stream, info.created.isoformat())
         try:
             await self.js.consumer_info(self.config.stream, self.config.durable)
         except nats.js.errors.NotFoundError:
@@ -277,8 +288,12 @@ class MoodConsumer:
         floor read just after them may lag: that only keeps keys longer). Returns how many
         keys were dropped.
         """
-        info = await self.js.consumer_info(self.config.stream, self.config.durable)
         self._pruned_at = time.monotonic()
+        try:
+            info = await self.js.consumer_info(self.config.stream, self.config.durable)
+        except (TimeoutError, nats.errors.Error) as exc:  # housekeeping: try again later
+            _LOG.warning("no ack floor from the broker (%s); keys not dropped this time", exc)
+            return 0
         return self.store.prune(info.ack_floor.stream_seq if info.ack_floor else 0)
 
     def refresh(self) -> pl.DataFrame | None:
@@ -299,7 +314,8 @@ class MoodConsumer:
         clock = time.perf_counter()
         messages = [to_message(m) for m in msgs]
         delta = prepare(messages, buckets=self.config.buckets, keys=self.store.keys,
-                        quarantined=self.store.quarantined, stream=self.config.stream)
+                        quarantined=self.store.quarantined,
+                        acked_through=self.store.ack_floor, stream=self.config.stream)
         report.timings["prepare"] += time.perf_counter() - clock
         if self.before_commit is not None:
             self.before_commit(delta, messages)

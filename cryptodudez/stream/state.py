@@ -25,6 +25,7 @@ rate times the horizon, not with the length of the stream.
 Timestamps are stored as microseconds since the epoch (UTC), exactly as polars holds them.
 """
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -54,6 +55,8 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS applied_keys (
         kind VARCHAR NOT NULL, coin VARCHAR NOT NULL, key VARCHAR NOT NULL,
         seq BIGINT NOT NULL, ts_us BIGINT NOT NULL, PRIMARY KEY (kind, coin, key))""",
+    """CREATE TABLE IF NOT EXISTS stream_identity (
+        consumer VARCHAR PRIMARY KEY, stream VARCHAR NOT NULL, created VARCHAR NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS quarantine (
         seq BIGINT PRIMARY KEY, subject VARCHAR NOT NULL, origin VARCHAR, raw VARCHAR,
         reason VARCHAR NOT NULL)""",
@@ -109,21 +112,22 @@ SLOTS_PER_HORIZON = 4  # keys are dropped a quarter of the horizon at a time
 class AppliedKeys:
     """The record keys applied (``key -> stream sequence``), grouped by event-time slot.
 
-    A key is found whatever its record's event time (a record republished with another
-    timestamp is still a duplicate); the slots (``ts_us // slot_us``) only say which keys go
-    together when old ones are dropped.
+    A key is found whatever its record's event time; the slots (``ts_us // slot_us``) only
+    say which keys go together when old ones are dropped. A record republished with a
+    newer timestamp is found as long as the original's slot is held.
 
     Attributes:
         slot_us: the width of a slot, in microseconds.
-        pruned_before_us: the keys of every record with an earlier event time were dropped
-            (``None``: nothing dropped yet).
+        pruned_before_us: one microsecond after the newest event time of a key dropped:
+            every key of an earlier record is gone (``None``: nothing dropped yet).
     """
 
     slot_us: int
     pruned_before_us: int | None = None
-    _seq: dict[Key, int] = field(default_factory=dict)
-    _slots: dict[int, list[Key]] = field(default_factory=dict)
-    _slot_max_seq: dict[int, int] = field(default_factory=dict)
+    _seq: dict[Key, int] = field(default_factory=dict, init=False, repr=False)
+    _slots: dict[int, list[Key]] = field(default_factory=dict, init=False, repr=False)
+    _slot_max_seq: dict[int, int] = field(default_factory=dict, init=False, repr=False)
+    _slot_max_ts: dict[int, int] = field(default_factory=dict, init=False, repr=False)
 
     def __len__(self) -> int:
         return len(self._seq)
@@ -140,33 +144,41 @@ class AppliedKeys:
             slot = ts_us // self.slot_us
             self._slots.setdefault(slot, []).append(k)
             self._slot_max_seq[slot] = max(seq, self._slot_max_seq.get(slot, seq))
+            self._slot_max_ts[slot] = max(ts_us, self._slot_max_ts.get(slot, ts_us))
 
     def too_late(self, ts_us: int) -> bool:
-        """Whether a record of event time ``ts_us`` is older than where keys were dropped."""
+        """Whether a record of event time ``ts_us`` is older than keys that were dropped."""
         return self.pruned_before_us is not None and ts_us < self.pruned_before_us
 
-    def boundary(self, before_us: int, ack_floor: int) -> int:
-        """How far keys may be dropped, given the event time and the ack floor allowed.
+    def droppable(self, before_us: int, ack_floor: int) -> int | None:
+        """How far keys may be dropped (one µs after the newest key that may go), or None.
 
-        The slot edge at or before ``before_us`` below which every slot holds only messages
-        at or below ``ack_floor`` (acked: never redelivered); never earlier than
-        :attr:`pruned_before_us`.
+        A slot may go when it ends at or before ``before_us`` and so does every slot before
+        it, and none of them holds a message above ``ack_floor`` (unacked messages may be
+        redelivered, and must then be recognised).
         """
-        edge = before_us // self.slot_us
+        edge = before_us // self.slot_us  # slots below it end at or before before_us
         blocked = [slot for slot in self._slots
                    if slot < edge and self._slot_max_seq[slot] > ack_floor]
-        found = min([edge, *blocked]) * self.slot_us
-        return found if self.pruned_before_us is None else max(found, self.pruned_before_us)
+        edge = min([edge, *blocked])
+        older = [self._slot_max_ts[slot] for slot in self._slots if slot < edge]
+        return max(older) + 1 if older else None
 
     def drop_before(self, boundary: int) -> int:
-        """Drop the keys of records older than ``boundary`` (a slot edge); how many."""
-        edge = boundary // self.slot_us
+        """Drop every slot whose keys are all older than ``boundary``; how many keys went.
+
+        Raises:
+            ValueError: ``boundary`` is earlier than :attr:`pruned_before_us`.
+        """
+        if self.pruned_before_us is not None and boundary < self.pruned_before_us:
+            msg = f"keys were dropped up to {self.pruned_before_us}; {boundary} is earlier"
+            raise ValueError(msg)
         dropped = 0
-        for slot in [slot for slot in self._slots if slot < edge]:
+        for slot in [slot for slot, ts in self._slot_max_ts.items() if ts < boundary]:
             for k in self._slots.pop(slot):
                 del self._seq[k]
                 dropped += 1
-            del self._slot_max_seq[slot]
+            del self._slot_max_seq[slot], self._slot_max_ts[slot]
         self.pruned_before_us = boundary
         return dropped
 
@@ -194,6 +206,8 @@ class Progress:
     quarantined: int
     skipped: int
     batches: int
+    watermark_us: int | None = None  # the newest event time applied
+    ack_floor: int = 0  # the durable's ack floor when keys were last dropped
 
 
 class StateStore:
@@ -208,30 +222,60 @@ class StateStore:
 
     def __init__(self, path: Path, consumer: str, *,
                  key_horizon: str = DEFAULT_KEY_HORIZON) -> None:
-        horizon = parse_bucket(key_horizon)
+        try:
+            horizon = parse_bucket(key_horizon)
+        except ValueError as exc:
+            msg = f"key_horizon: {exc}"
+            raise ValueError(msg) from None
         self.path = path
         self.consumer = consumer
         self.horizon_us = horizon // timedelta(microseconds=1)
         self._con = duckdb.connect(str(path))
-        for ddl in _DDL:
-            self._con.execute(ddl)
+        try:
+            self._open(path)
+        except BaseException:
+            self._con.close()
+            raise
+
+    def _open(self, path: Path) -> None:
         columns = {name for (name,) in self._con.sql(
             "SELECT column_name FROM duckdb_columns() WHERE table_name = 'applied_keys'",
         ).fetchall()}
-        if "ts_us" not in columns:
-            self._con.close()
+        if columns and "ts_us" not in columns:
             msg = (f"{path}: a state file of an older version (its applied_keys table has no "
                    "ts_us column); start the consumer on a new file and a new durable")
             raise ValueError(msg)
+        for ddl in _DDL:
+            self._con.execute(ddl)
         ((pruned, floor),) = self._con.sql(
             "SELECT max(pruned_before_us), coalesce(max(ack_floor), 0) FROM progress "
-            "WHERE consumer = ?", params=[consumer]).fetchall()
+            "WHERE consumer = ?", params=[self.consumer]).fetchall()
         self.keys = AppliedKeys(max(self.horizon_us // SLOTS_PER_HORIZON, 1), pruned)
         self.keys.add(self._con.sql(
             "SELECT kind, coin, key, seq, ts_us FROM applied_keys").fetchall())
         self.ack_floor: int = floor
         self.quarantined: set[int] = {seq for (seq,) in self._con.sql(
             "SELECT seq FROM quarantine WHERE seq > ?", params=[floor]).fetchall()}
+
+    def bind_stream(self, stream: str, created: str) -> None:
+        """Tie the file to one stream (its name and creation time); refuse any other.
+
+        The file's sequences, ack floor and keys mean something only for the stream they
+        came from: a stream deleted and created again numbers its messages from 1 again.
+
+        Raises:
+            ValueError: the file was built from another stream, naming both.
+        """
+        rows = self._con.sql("SELECT stream, created FROM stream_identity WHERE consumer = ?",
+                             params=[self.consumer]).fetchall()
+        if not rows:
+            self._con.execute("INSERT INTO stream_identity VALUES (?, ?, ?)",
+                              [self.consumer, stream, created])
+        elif rows[0] != (stream, created):
+            msg = (f"{self.path}: this state was built from stream {rows[0][0]} created "
+                   f"{rows[0][1]}, not from stream {stream} created {created} (a stream "
+                   "created again numbers its messages anew); start on a new state file")
+            raise ValueError(msg)
 
     def __enter__(self) -> Self:
         return self
@@ -264,7 +308,7 @@ class StateStore:
             if delta.quarantine.height:
                 con.register("batch_quarantine", delta.quarantine.to_arrow())
                 con.execute("INSERT INTO quarantine SELECT seq, subject, origin, raw, reason "
-                            "FROM batch_quarantine")
+                            "FROM batch_quarantine ON CONFLICT DO NOTHING")
                 con.unregister("batch_quarantine")
             con.execute(_UPSERT_PROGRESS, [
                 self.consumer, delta.max_seq, delta.messages, delta.keys.height,
@@ -276,38 +320,43 @@ class StateStore:
         self.keys.add(delta.keys.iter_rows())
         self.quarantined.update(delta.quarantine["seq"].to_list())
 
-    def prune(self, ack_floor: int) -> int:
+    def prune(self, ack_floor: int, *, now_us: int | None = None) -> int:
         """Drop the keys no longer needed; how many were dropped.
 
-        A key goes when its record's event time is more than the horizon behind the newest
-        applied record and every message of its slot is at or below ``ack_floor`` (the
-        durable's: those are acked and never redelivered). From then on a record older than
-        the new :attr:`AppliedKeys.pruned_before_us` is quarantined as too late. Quarantined
-        sequences at or below ``ack_floor`` leave memory too (they stay in the table).
+        A slot of keys goes when it ends more than the horizon behind the newest applied
+        event time (but never behind the clock: ``now_us``, the wall clock by default, caps
+        it, so a record dated in the future cannot push every other one out) and no message
+        of it, or of an older slot, is above the ack floor (acked messages are never
+        redelivered to this durable). A record older than the end of the newest slot
+        dropped (:attr:`AppliedKeys.pruned_before_us`) is quarantined as too late from then
+        on. The ack floor used is the highest seen (``ack_floor`` or the one stored): a
+        message at or below it was committed before it was acked, so a delivery of it is a
+        redelivery; quarantined sequences at or below it leave memory (not the table).
         One transaction; memory follows only on commit.
         """
         ((watermark,),) = self._con.sql(
             "SELECT max(watermark_us) FROM progress WHERE consumer = ?",
             params=[self.consumer]).fetchall()
-        boundary = (self.keys.pruned_before_us if watermark is None
-                    else self.keys.boundary(watermark - self.horizon_us, ack_floor))
         floor = max(ack_floor, self.ack_floor)
+        clock = time.time_ns() // 1000 if now_us is None else now_us
+        boundary = None if watermark is None else self.keys.droppable(
+            min(watermark, clock) - self.horizon_us, floor)
         con = self._con
         con.begin()
         try:
             if boundary is not None:
                 con.execute("DELETE FROM applied_keys WHERE ts_us < ?", [boundary])
-            con.execute("UPDATE progress SET pruned_before_us = ?, ack_floor = ? "
-                        "WHERE consumer = ?", [boundary, floor, self.consumer])
+                con.execute("UPDATE progress SET pruned_before_us = ? WHERE consumer = ?",
+                            [boundary, self.consumer])
+            con.execute("UPDATE progress SET ack_floor = ? WHERE consumer = ?",
+                        [floor, self.consumer])
             con.commit()
         except BaseException:
             con.rollback()
             raise
         self.ack_floor = floor
         self.quarantined = {seq for seq in self.quarantined if seq > floor}
-        if boundary is None:
-            return 0
-        return self.keys.drop_before(boundary)
+        return 0 if boundary is None else self.keys.drop_before(boundary)
 
     def keys_in_file(self) -> int:
         """How many record keys the file holds (as many as :attr:`keys` after a prune)."""
@@ -317,8 +366,9 @@ class StateStore:
     def progress(self) -> Progress:
         """The progress row (zeros before the first batch)."""
         rows = self._con.sql(
-            "SELECT applied_seq, messages, applied, quarantined, skipped, batches "
-            "FROM progress WHERE consumer = ?", params=[self.consumer]).fetchall()
+            "SELECT applied_seq, messages, applied, quarantined, skipped, batches, "
+            "watermark_us, ack_floor FROM progress WHERE consumer = ?",
+            params=[self.consumer]).fetchall()
         return Progress(*(rows[0] if rows else (0, 0, 0, 0, 0, 0)))
 
     def price_aggregates(self) -> pl.DataFrame:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import nats.js.errors
 import polars as pl
 import pytest
@@ -45,9 +46,10 @@ from cryptodudez.stream.replay import (
     Line,
     publish_lines,
     read_lines,
+    route,
     shifted,
 )
-from cryptodudez.stream.state import Delta, StateStore, series_of
+from cryptodudez.stream.state import Delta, Progress, StateStore, series_of
 
 pytestmark = pytest.mark.xdist_group("nats")
 
@@ -279,60 +281,109 @@ def test_the_demo_replays_the_sample_and_returns_the_batch_table(
 
 def test_keys_are_dropped_behind_the_horizon_but_never_those_the_broker_may_redeliver(
         empty_stream: str, tmp_path: Path) -> None:
-    """Twelve copies of the sample, 200 s of event time apart (40 minutes), key horizon ten
-    minutes, keys dropped after every batch against the durable's real ack floor. The
-    consumer dies after committing its third batch (of copy 0); restarted, it works through
-    the other copies, dropping old keys, before the broker redelivers that batch (``ack_wait``
-    5 s): its keys must still be there, so it is skipped, not quarantined as too late."""
-    span, copies, horizon = timedelta(seconds=200), 12, "PT10M"
+    """Sixteen copies of the sample, 200 s of event time apart, key horizon ten minutes
+    (slots of 150 s), keys dropped after every batch against the durable's real ack floor;
+    the BTC partition only, so stream and consumer sequences differ. The consumer dies after
+    committing a batch of copy 6; restarted, it goes on and drops old keys, and the broker
+    redelivers that batch after ``ack_wait`` (5 s), by when its records are more than the
+    horizon behind: their keys must still be held (the ack floor), so the batch is skipped,
+    not quarantined as too late."""
+    span, copies, horizon = timedelta(seconds=200), 16, "PT10M"
     base = list(read_lines([SAMPLE]))
     lines = [Line(f"copy{k}", line.line, line.kind, shifted(line.data, k, span))
              for k in range(copies) for line in base]
     members = [Member(f"gen://{kind}", kind, b"\n".join(
         line.data for line in lines if line.kind == kind)) for kind in ("trades", "sentiments")]
     tables = ingest_members(Unpacked(members=members), DATASETS).tables
+    per_copy = sum(route(line.kind, line.data).count("BTC") for line in base)
     run(publish(empty_stream, lines))
     state = tmp_path / "state.duckdb"
-    cfg = config(ack_wait=5.0, prune_every=0.0)
-    seen: list[int] = []
+    cfg = config(durable="mood-btc", coins=("BTC",), correlation_coins=None, ack_wait=5.0,
+                 prune_every=0.0)
+    crash_at = 6 * per_copy // 64 + 1  # the batch holding the start of copy 6
+    crashed: list[Sequence[Message]] = []
 
-    def die_on_third_batch(delta: Delta, messages: Sequence[Message]) -> None:
-        seen.append(len(messages))
-        if len(seen) == 3:
+    def die(delta: Delta, messages: Sequence[Message]) -> None:
+        crashed.append(messages)
+        if len(crashed) == crash_at:
             raise Crash("after_commit")
 
     with pytest.raises(Crash):
-        run(consume(empty_stream, state, cfg, key_horizon=horizon,
-                    after_commit=die_on_third_batch))
+        run(consume(empty_stream, state, cfg, key_horizon=horizon, after_commit=die))
+    batch_ts = [msgspec.json.decode(m.data)["timestamp"] for m in crashed[-1]]
+    batch_newest = max(datetime.fromisoformat(t) for t in batch_ts).timestamp() * 1e6
     stores: list[StateStore] = []
-    boundary_at_redelivery: list[int | None] = []
+    at_redelivery: list[tuple[int, Progress, int | None]] = []  # skipped, progress, boundary
 
-    def note_redelivery(delta: Delta, messages: Sequence[Message]) -> None:
+    def note(delta: Delta, messages: Sequence[Message]) -> None:
         if delta.skipped:
-            boundary_at_redelivery.append(stores[0].keys.pruned_before_us)
+            at_redelivery.append((delta.skipped, stores[0].progress(),
+                                  stores[0].keys.pruned_before_us))
 
     async def restarted() -> RunReport:
         nc = await connect(empty_stream)
         try:
             with StateStore(state, cfg.durable, key_horizon=horizon) as store:
                 stores.append(store)
-                return await MoodConsumer(nc, store, cfg, before_commit=note_redelivery).run()
+                return await MoodConsumer(nc, store, cfg, before_commit=note).run()
         finally:
             await nc.close()
 
     report = run(restarted(), timeout=TIMEOUT * 2)
     assert (report.skipped, report.quarantined) == (64, 0)
-    assert report.pruned > 0
-    # When the batch came again, keys had been dropped (up to a boundary), but not past the
-    # batch's own (copy 0, 20:11:50 to 20:14:58 UTC): the ack floor held them; once it was
-    # acked, keys were dropped past all of copy 0.
-    copy0_end = datetime(2018, 7, 16, 20, 15, tzinfo=UTC).timestamp() * 1e6
-    assert len(boundary_at_redelivery) == 1
-    assert boundary_at_redelivery[0] is not None
-    assert boundary_at_redelivery[0] < copy0_end < (stores[0].keys.pruned_before_us or 0)
-    assert_state_is_batch(state, "mood", tables["coin_trades"], tables["tweet_sentiments"])
-    with StateStore(state, "mood", key_horizon=horizon) as store:
-        assert store.keys_in_file() == len(store.keys) <= 5 * MESSAGES
+    assert sum(skipped for skipped, *_ in at_redelivery) == 64
+    _, progress, boundary = at_redelivery[0]
+    # the precondition that makes this test mean something: when the batch came again, its
+    # records were more than the horizon and a slot behind the newest applied, so without
+    # the ack floor their keys would have gone
+    assert progress.watermark_us - 600e6 - 150e6 > batch_newest
+    # and keys had been dropped past copy 0 (20:11:50 to 20:14:58 UTC), not past the batch
+    assert boundary is not None
+    assert datetime(2018, 7, 16, 20, 15, tzinfo=UTC).timestamp() * 1e6 < boundary
+    assert boundary <= min(datetime.fromisoformat(t) for t in batch_ts).timestamp() * 1e6
+    assert_state_is_batch(state, "mood-btc", tables["coin_trades"],
+                          tables["tweet_sentiments"], ("BTC",))
+    with StateStore(state, "mood-btc", key_horizon=horizon) as store:
+        assert store.keys_in_file() == len(store.keys) <= 5 * per_copy
+
+
+def test_no_ack_floor_from_the_broker_skips_the_drop_and_says_so(
+        empty_stream: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Dropping keys is housekeeping: a failed ``consumer_info`` must not end the run."""
+    run(publish(empty_stream, list(read_lines([SAMPLE]))[:50]))
+
+    async def prune_without_durable() -> int:
+        nc = await connect(empty_stream)
+        try:
+            with StateStore(tmp_path / "state.duckdb", "mood") as store:
+                consumer = MoodConsumer(nc, store, config())
+                await consumer.run()
+                await consumer.js.delete_consumer(STREAM, "mood")
+                return await consumer.prune()
+        finally:
+            await nc.close()
+
+    assert run(prune_without_durable()) == 0
+    assert "no ack floor from the broker" in caplog.text
+
+
+def test_a_state_file_of_a_stream_created_again_is_refused(
+        empty_stream: str, tmp_path: Path) -> None:
+    """Sequences restart at 1 in a stream created again: the file's keys, floor and
+    quarantine no longer mean anything there, so the consumer refuses to start on it."""
+    run(publish(empty_stream, list(read_lines([SAMPLE]))[:50]))
+    run(consume(empty_stream, tmp_path / "state.duckdb", config()))
+
+    async def recreate() -> None:
+        nc = await connect(empty_stream)
+        await nc.jetstream().delete_stream(STREAM)
+        await ensure_stream(nc.jetstream())
+        await nc.close()
+
+    run(recreate())
+    with pytest.raises(ValueError, match=r"state\.duckdb: this state was built from stream "
+                       r"CRYPTOMOOD created .*, not from stream CRYPTOMOOD created"):
+        run(consume(empty_stream, tmp_path / "state.duckdb", config()))
 
 
 def test_a_server_that_cannot_start_fails_fast(tmp_path: Path) -> None:

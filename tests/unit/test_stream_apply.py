@@ -216,3 +216,27 @@ def test_a_failed_commit_leaves_no_trace(tmp_path: Path,
         assert len(store.keys) == 100
         apply_all(store, messages[100:], 1000)
         assert_matches_batch(store, *batch)
+
+
+def test_a_key_twice_in_a_batch_validated_apart_is_applied_once(tmp_path: Path) -> None:
+    """A NUL byte makes the engine reject the subject's member whole, so its messages are
+    validated one by one and the engine never compares them: the batch must."""
+    batch = [Message(1, "cryptomood.trades.BTC", b"\x00\x01"),
+             Message(3, "cryptomood.trades.BTC", TRADE),
+             Message(2, "cryptomood.trades.BTC", TRADE)]
+    with StateStore(tmp_path / "state.duckdb", "t") as store:
+        delta = prepare(batch, buckets=BUCKETS, keys=store.keys, quarantined=store.quarantined)
+        assert delta.keys["seq"].to_list() == [2]  # the earlier sequence wins
+        assert delta.quarantine["reason"].to_list()[1] == (
+            "duplicate key (uuid) u-1: applied before from stream sequence 2")
+        store.commit(delta)  # no primary-key violation: the batch is not a poison pill
+        assert (store.progress().applied, store.progress().quarantined) == (1, 2)
+
+
+def test_a_sequence_twice_in_a_batch_counts_once(tmp_path: Path) -> None:
+    message = Message(7, "cryptomood.trades.BTC", TRADE)
+    with StateStore(tmp_path / "state.duckdb", "t") as store:
+        delta = prepare([message, message], buckets=BUCKETS, keys=store.keys,
+                        quarantined=store.quarantined)
+        assert (delta.keys.height, delta.skipped, delta.quarantine.height) == (1, 1, 0)
+        assert delta.prices["trades"].to_list() == [1, 1]

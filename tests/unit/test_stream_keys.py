@@ -7,7 +7,7 @@ and must then be recognised. A record older than where keys were dropped is quar
 too late, never applied blindly. The reference is the batch path over the same lines.
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -112,8 +112,8 @@ def test_keys_behind_the_horizon_are_dropped_and_the_result_is_still_the_batch(
         assert held[-1] >= 3 * PER_COPY  # what is inside the horizon stays
         boundary = store.keys.pruned_before_us
         assert boundary is not None
-        newest = newest_us(stream[-1])
-        assert newest - 600_000_000 - 150_000_000 < boundary <= newest - 600_000_000
+        newest = newest_us(stream[-1])  # after the newest key dropped: a slot or two back
+        assert newest - 600_000_000 - 2 * 150_000_000 < boundary <= newest - 600_000_000
     with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as again:
         assert (len(again.keys), again.keys.pruned_before_us) == (held[-1], boundary)
 
@@ -184,19 +184,91 @@ def test_quarantined_sequences_leave_memory_once_acked_and_stay_in_the_file(
         assert again_open.ack_floor == 1
 
 
-def test_the_boundary_stops_at_the_first_slot_with_an_unacked_message() -> None:
+def test_keys_go_slot_by_slot_up_to_the_first_slot_with_an_unacked_message() -> None:
     keys = AppliedKeys(slot_us=100)
     keys.add([("trades", "BTC", "a", 1, 50), ("trades", "BTC", "b", 2, 150),
               ("trades", "BTC", "c", 5, 250), ("trades", "BTC", "d", 3, 350),
-              ("trades", "BTC", "e", 4, 450)])
-    assert keys.boundary(before_us=399, ack_floor=10) == 300  # a slot edge, never past it
-    assert keys.boundary(before_us=420, ack_floor=4) == 200  # slot 2 holds seq 5
-    assert keys.boundary(before_us=420, ack_floor=0) == 0
-    assert keys.drop_before(200) == 2
+              ("trades", "BTC", "e", 4, 650)])
+    # slots ending by before_us, up to the first with a message above the floor; the
+    # boundary is one µs after the newest key that goes
+    assert keys.droppable(before_us=399, ack_floor=10) == 251
+    assert keys.droppable(before_us=999, ack_floor=10) == 651
+    assert keys.droppable(before_us=420, ack_floor=4) == 151  # slot 2 holds seq 5
+    assert keys.droppable(before_us=420, ack_floor=0) is None
+    assert keys.droppable(before_us=99, ack_floor=10) is None
+    assert keys.drop_before(151) == 2
     assert (keys.get(("trades", "BTC", "a")), keys.get(("trades", "BTC", "c"))) == (None, 5)
-    assert keys.boundary(before_us=150, ack_floor=10) == 200  # never moves back
-    assert (keys.too_late(199), keys.too_late(200)) == (True, False)
+    assert (keys.too_late(150), keys.too_late(151)) == (True, False)
+    with pytest.raises(ValueError, match="dropped up to 151; 100 is earlier"):
+        keys.drop_before(100)
     assert not AppliedKeys(slot_us=100).too_late(0)  # nothing dropped: nothing too late
+
+
+def test_nothing_is_too_late_before_a_key_was_dropped(
+        tmp_path: Path, stream: list[list[Message]]) -> None:
+    """An older copy replayed after a newer one, with every key still held, is applied."""
+    with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as store:
+        apply(store, stream[7])
+        assert store.prune(ack_floor=0) == 0  # nothing acked: nothing may go
+        older = [Message(10_000 + m.seq, m.subject, m.data) for m in stream[0]]
+        apply(store, older)
+        assert store.keys.pruned_before_us is None
+        assert (store.progress().applied, store.progress().quarantined) == (2 * PER_COPY, 0)
+
+
+def test_a_record_dated_ahead_of_the_clock_moves_no_key_out(
+        tmp_path: Path, stream: list[list[Message]]) -> None:
+    """Event times past the wall clock do not count: keys go only behind now - horizon."""
+    with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as store:
+        for messages in stream:
+            apply(store, messages)
+        now = newest_us(stream[5])  # as if the clock stood at copy 5: the rest is ahead
+        store.prune(ack_floor=stream[-1][-1].seq, now_us=now)
+        assert store.keys.pruned_before_us is not None
+        assert store.keys.pruned_before_us <= now - 600_000_000
+        assert len(store.keys) >= (COPIES - 3) * PER_COPY
+
+
+def test_one_record_far_ahead_shortens_the_dedupe_but_loses_nothing(
+        tmp_path: Path, stream: list[list[Message]]) -> None:
+    """A trade dated today among 2018 ones: every 2018 key is then behind the horizon and
+    goes once acked, but later 2018 records are still applied, not refused as too late."""
+    first = stream[0][0]
+    record = msgspec.json.decode(first.data)
+    now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    record.update(uuid="ahead", timestamp=now, time_exchange=now)
+    ahead = Message(100_000, first.subject, msgspec.json.encode(record))
+    with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as store:
+        apply(store, [*stream[0], ahead])
+        assert store.prune(ack_floor=100_000) == PER_COPY  # copy 0's keys: all behind
+        for messages in stream[1:4]:
+            apply(store, messages)
+            store.prune(ack_floor=messages[-1].seq)
+        progress = store.progress()
+        assert (progress.applied, progress.quarantined) == (4 * PER_COPY + 1, 0)
+
+
+def test_a_delivery_at_or_below_the_ack_floor_is_a_redelivery(
+        tmp_path: Path, stream: list[list[Message]]) -> None:
+    """Acked means committed: once keys and quarantined sequences left memory, a message
+    the broker delivers again (a durable created again, a redelivery in flight) is skipped."""
+    broken = Message(stream[0][-1].seq + 1, "cryptomood.trades.BTC", b'{"coins": ["BTC"]')
+    with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as store:
+        apply(store, [*stream[0], broken])
+        for messages in stream[1:8]:
+            apply(store, messages)
+        store.prune(ack_floor=stream[7][-1].seq)
+        assert store.quarantined == set()
+        assert store.keys.get(("trades", "ETH", "77ba9eed-c909-4903-8315-1bfb96c49b6e-0")) \
+            is None
+        again = prepare([*stream[0], broken], buckets=BUCKETS, keys=store.keys,
+                        quarantined=store.quarantined, acked_through=store.ack_floor)
+        assert (again.skipped, again.keys.height, again.quarantine.height) == (
+            PER_COPY + 1, 0, 0)
+        store.commit(again)
+        assert store.progress().quarantined == 1
+        store.prune(ack_floor=0)  # a durable created again: its floor starts over
+        assert store.ack_floor == store.progress().ack_floor == stream[7][-1].seq
 
 
 def test_a_state_file_of_the_previous_layout_is_refused_by_name(tmp_path: Path) -> None:
@@ -210,5 +282,5 @@ def test_a_state_file_of_the_previous_layout_is_refused_by_name(tmp_path: Path) 
 
 
 def test_a_bad_key_horizon_is_refused_by_name(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="'ten minutes'"):
+    with pytest.raises(ValueError, match="key_horizon: bucket 'ten minutes'"):
         StateStore(tmp_path / "s.duckdb", "t", key_horizon="ten minutes")
