@@ -187,10 +187,11 @@ def _key_rule(key: Key, seq: int, ts_us: int, *, keys: AppliedKeys,
     before = keys.get(key)
     if before is None:
         before = taken.get(key)
-    if before is None and keys.too_late(ts_us):
+    if before is None and keys.too_late(key, ts_us):
         return (f"too late: event time {_instant(ts_us)} is before "
-                f"{_instant(keys.pruned_before_us or 0)}, where this consumer dropped its "
-                "record keys (the key horizon), so it cannot be checked for a duplicate")
+                f"{_instant(keys.pruned_before[(key[0], key[1])])}, where this consumer "
+                f"dropped its {key[0]} keys of {key[1]} (the key horizon), so it cannot be "
+                "checked for a duplicate")
     if before == seq:
         return _REDELIVERY
     if before is not None:

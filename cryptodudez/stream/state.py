@@ -15,12 +15,12 @@ as the lake quarantines a repeated key. The keys live in the file and, for speed
 
 The keys are kept for a horizon of event time (``key_horizon``, one hour by default), not
 forever: :meth:`StateStore.prune` drops, from memory and the file in one transaction, the keys
-of records older than the newest applied event minus the horizon, but only those whose
-messages the broker has acknowledged as acked (at or below the durable's ack floor), because
-an unacked message may still be redelivered and must then be recognised. A record older than
-where keys were dropped (``pruned_before_us``) can no longer be checked for a duplicate: it is
-quarantined as too late, not applied blindly. So memory and the key table grow with the event
-rate times the horizon, not with the length of the stream.
+of records older than their part's newest event time (its kind and coin; capped by the wall
+clock) minus the horizon, but only those whose messages the broker reports acked (at or
+below the durable's ack floor), because an unacked message may still be redelivered and must
+then be recognised. A record older than the newest key its part dropped can no longer be
+checked for a duplicate: it is quarantined as too late, not applied blindly. So memory and
+the key table grow with the event rate times the horizon, not with the length of the stream.
 
 Timestamps are stored as microseconds since the epoch (UTC), exactly as polars holds them.
 """
@@ -42,8 +42,7 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS progress (
         consumer VARCHAR PRIMARY KEY, applied_seq BIGINT NOT NULL, messages BIGINT NOT NULL,
         applied BIGINT NOT NULL, quarantined BIGINT NOT NULL, skipped BIGINT NOT NULL,
-        batches BIGINT NOT NULL, watermark_us BIGINT, pruned_before_us BIGINT,
-        ack_floor BIGINT NOT NULL DEFAULT 0)""",
+        batches BIGINT NOT NULL, ack_floor BIGINT NOT NULL DEFAULT 0)""",
     """CREATE TABLE IF NOT EXISTS price_agg (
         coin VARCHAR NOT NULL, bucket VARCHAR NOT NULL, bucket_start_us BIGINT NOT NULL,
         price DOUBLE NOT NULL, last_trade_us BIGINT NOT NULL, last_seq BIGINT NOT NULL,
@@ -55,6 +54,9 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS applied_keys (
         kind VARCHAR NOT NULL, coin VARCHAR NOT NULL, key VARCHAR NOT NULL,
         seq BIGINT NOT NULL, ts_us BIGINT NOT NULL, PRIMARY KEY (kind, coin, key))""",
+    """CREATE TABLE IF NOT EXISTS key_parts (
+        kind VARCHAR NOT NULL, coin VARCHAR NOT NULL, pruned_before_us BIGINT NOT NULL,
+        PRIMARY KEY (kind, coin))""",
     """CREATE TABLE IF NOT EXISTS stream_identity (
         consumer VARCHAR PRIMARY KEY, stream VARCHAR NOT NULL, created VARCHAR NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS quarantine (
@@ -81,10 +83,9 @@ ON CONFLICT (coin, bucket, bucket_start_us) DO UPDATE SET
     last_tweet_us = greatest(excluded.last_tweet_us, sentiment_agg.last_tweet_us)
 """
 _UPSERT_PROGRESS = """
-INSERT INTO progress VALUES (?, ?, ?, ?, ?, ?, 1, ?, NULL, 0)
+INSERT INTO progress VALUES (?, ?, ?, ?, ?, ?, 1, 0)
 ON CONFLICT (consumer) DO UPDATE SET
     applied_seq = greatest(progress.applied_seq, excluded.applied_seq),
-    watermark_us = greatest(progress.watermark_us, excluded.watermark_us),
     messages = progress.messages + excluded.messages,
     applied = progress.applied + excluded.applied,
     quarantined = progress.quarantined + excluded.quarantined,
@@ -108,26 +109,33 @@ DEFAULT_KEY_HORIZON = "PT1H"
 SLOTS_PER_HORIZON = 4  # keys are dropped a quarter of the horizon at a time
 
 
+Part = tuple[str, str]  # (kind, coin): the keys of one subject, with their own event time
+_Slot = tuple[str, str, int]  # (kind, coin, ts_us // slot_us)
+
+
 @dataclass
 class AppliedKeys:
-    """The record keys applied (``key -> stream sequence``), grouped by event-time slot.
+    """The record keys applied (``key -> stream sequence``), by part and event-time slot.
 
-    A key is found whatever its record's event time; the slots (``ts_us // slot_us``) only
-    say which keys go together when old ones are dropped. A record republished with a
-    newer timestamp is found as long as the original's slot is held.
+    A key is found whatever its record's event time; the slots (``ts_us // slot_us`` within
+    a ``(kind, coin)`` part) only say which keys go together when old ones are dropped.
+    Each part keeps its own event time, so trades replayed a day ahead of the tweets about
+    the same coins, or one coin ahead of another, push no other part's keys out. A record
+    republished with a newer timestamp is found as long as the original's slot is held.
 
     Attributes:
         slot_us: the width of a slot, in microseconds.
-        pruned_before_us: one microsecond after the newest event time of a key dropped:
-            every key of an earlier record is gone (``None``: nothing dropped yet).
+        pruned_before: per part, one microsecond after the newest event time of a key
+            dropped: every key of an earlier record of that part is gone (a part without
+            an entry has dropped nothing).
     """
 
     slot_us: int
-    pruned_before_us: int | None = None
+    pruned_before: dict[Part, int] = field(default_factory=dict)
     _seq: dict[Key, int] = field(default_factory=dict, init=False, repr=False)
-    _slots: dict[int, list[Key]] = field(default_factory=dict, init=False, repr=False)
-    _slot_max_seq: dict[int, int] = field(default_factory=dict, init=False, repr=False)
-    _slot_max_ts: dict[int, int] = field(default_factory=dict, init=False, repr=False)
+    _slots: dict[_Slot, list[Key]] = field(default_factory=dict, init=False, repr=False)
+    _slot_max_seq: dict[_Slot, int] = field(default_factory=dict, init=False, repr=False)
+    _slot_max_ts: dict[_Slot, int] = field(default_factory=dict, init=False, repr=False)
 
     def __len__(self) -> int:
         return len(self._seq)
@@ -141,45 +149,65 @@ class AppliedKeys:
         for kind, coin, key, seq, ts_us in rows:
             k = (kind, coin, key)
             self._seq[k] = seq
-            slot = ts_us // self.slot_us
+            slot = (kind, coin, ts_us // self.slot_us)
             self._slots.setdefault(slot, []).append(k)
             self._slot_max_seq[slot] = max(seq, self._slot_max_seq.get(slot, seq))
             self._slot_max_ts[slot] = max(ts_us, self._slot_max_ts.get(slot, ts_us))
 
-    def too_late(self, ts_us: int) -> bool:
-        """Whether a record of event time ``ts_us`` is older than keys that were dropped."""
-        return self.pruned_before_us is not None and ts_us < self.pruned_before_us
+    def too_late(self, key: Key, ts_us: int) -> bool:
+        """Whether a record of event time ``ts_us`` is older than keys its part dropped."""
+        before = self.pruned_before.get((key[0], key[1]))
+        return before is not None and ts_us < before
 
-    def droppable(self, before_us: int, ack_floor: int) -> int | None:
-        """How far keys may be dropped (one µs after the newest key that may go), or None.
+    def watermarks(self) -> dict[Part, int]:
+        """The newest event time held, per part."""
+        out: dict[Part, int] = {}
+        for (kind, coin, _), ts in self._slot_max_ts.items():
+            out[(kind, coin)] = max(ts, out.get((kind, coin), ts))
+        return out
 
-        A slot may go when it ends at or before ``before_us`` and so does every slot before
-        it, and none of them holds a message above ``ack_floor`` (unacked messages may be
-        redelivered, and must then be recognised).
+    def droppable(self, horizon_us: int, now_us: int, ack_floor: int) -> dict[Part, int]:
+        """How far each part's keys may be dropped (one µs after the newest key to go).
+
+        In a part, a slot may go when it ends at or before the part's newest event time
+        (capped by ``now_us``: a record dated ahead of the clock does not count) minus
+        ``horizon_us``, and so does every slot before it, and none of them holds a message
+        above ``ack_floor`` (unacked messages may be redelivered, and must then be
+        recognised). Parts with nothing to drop are left out.
         """
-        edge = before_us // self.slot_us  # slots below it end at or before before_us
-        blocked = [slot for slot in self._slots
-                   if slot < edge and self._slot_max_seq[slot] > ack_floor]
-        edge = min([edge, *blocked])
-        older = [self._slot_max_ts[slot] for slot in self._slots if slot < edge]
-        return max(older) + 1 if older else None
+        slots: dict[Part, list[int]] = {}
+        for kind, coin, slot in self._slots:
+            slots.setdefault((kind, coin), []).append(slot)
+        out: dict[Part, int] = {}
+        for part, newest in self.watermarks().items():
+            edge = (min(newest, now_us) - horizon_us) // self.slot_us
+            blocked = [slot for slot in slots[part]
+                       if slot < edge and self._slot_max_seq[(*part, slot)] > ack_floor]
+            edge = min([edge, *blocked])
+            older = [self._slot_max_ts[(*part, slot)] for slot in slots[part] if slot < edge]
+            if older:
+                out[part] = max(older) + 1
+        return out
 
-    def drop_before(self, boundary: int) -> int:
-        """Drop every slot whose keys are all older than ``boundary``; how many keys went.
+    def drop_before(self, boundaries: dict[Part, int]) -> int:
+        """Drop the slots whose keys are all older than their part's boundary; how many went.
 
         Raises:
-            ValueError: ``boundary`` is earlier than :attr:`pruned_before_us`.
+            ValueError: a boundary is earlier than where its part dropped keys before.
         """
-        if self.pruned_before_us is not None and boundary < self.pruned_before_us:
-            msg = f"keys were dropped up to {self.pruned_before_us}; {boundary} is earlier"
-            raise ValueError(msg)
+        for part, boundary in boundaries.items():
+            if boundary < self.pruned_before.get(part, boundary):
+                msg = (f"{part} keys were dropped up to {self.pruned_before[part]}; "
+                       f"{boundary} is earlier")
+                raise ValueError(msg)
         dropped = 0
-        for slot in [slot for slot, ts in self._slot_max_ts.items() if ts < boundary]:
+        for slot in [slot for slot, ts in self._slot_max_ts.items()
+                     if ts < boundaries.get((slot[0], slot[1]), ts)]:
             for k in self._slots.pop(slot):
                 del self._seq[k]
                 dropped += 1
             del self._slot_max_seq[slot], self._slot_max_ts[slot]
-        self.pruned_before_us = boundary
+        self.pruned_before.update(boundaries)
         return dropped
 
 
@@ -206,7 +234,6 @@ class Progress:
     quarantined: int
     skipped: int
     batches: int
-    watermark_us: int | None = None  # the newest event time applied
     ack_floor: int = 0  # the durable's ack floor when keys were last dropped
 
 
@@ -247,10 +274,12 @@ class StateStore:
             raise ValueError(msg)
         for ddl in _DDL:
             self._con.execute(ddl)
-        ((pruned, floor),) = self._con.sql(
-            "SELECT max(pruned_before_us), coalesce(max(ack_floor), 0) FROM progress "
-            "WHERE consumer = ?", params=[self.consumer]).fetchall()
-        self.keys = AppliedKeys(max(self.horizon_us // SLOTS_PER_HORIZON, 1), pruned)
+        ((floor,),) = self._con.sql(
+            "SELECT coalesce(max(ack_floor), 0) FROM progress WHERE consumer = ?",
+            params=[self.consumer]).fetchall()
+        self.keys = AppliedKeys(max(self.horizon_us // SLOTS_PER_HORIZON, 1), {
+            (kind, coin): before for kind, coin, before in self._con.sql(
+                "SELECT kind, coin, pruned_before_us FROM key_parts").fetchall()})
         self.keys.add(self._con.sql(
             "SELECT kind, coin, key, seq, ts_us FROM applied_keys").fetchall())
         self.ack_floor: int = floor
@@ -312,7 +341,7 @@ class StateStore:
                 con.unregister("batch_quarantine")
             con.execute(_UPSERT_PROGRESS, [
                 self.consumer, delta.max_seq, delta.messages, delta.keys.height,
-                delta.quarantine.height, delta.skipped, delta.keys["ts_us"].max()])
+                delta.quarantine.height, delta.skipped])
             con.commit()
         except BaseException:
             con.rollback()
@@ -323,31 +352,37 @@ class StateStore:
     def prune(self, ack_floor: int, *, now_us: int | None = None) -> int:
         """Drop the keys no longer needed; how many were dropped.
 
-        A slot of keys goes when it ends more than the horizon behind the newest applied
-        event time (but never behind the clock: ``now_us``, the wall clock by default, caps
-        it, so a record dated in the future cannot push every other one out) and no message
-        of it, or of an older slot, is above the ack floor (acked messages are never
-        redelivered to this durable). A record older than the end of the newest slot
-        dropped (:attr:`AppliedKeys.pruned_before_us`) is quarantined as too late from then
-        on. The ack floor used is the highest seen (``ack_floor`` or the one stored): a
-        message at or below it was committed before it was acked, so a delivery of it is a
-        redelivery; quarantined sequences at or below it leave memory (not the table).
+        A slot of keys goes when it ends more than the horizon behind the newest event time
+        of its part (its kind and coin; capped by ``now_us``, the wall clock by default, so
+        a record dated in the future cannot push the others out) and no message of it, or
+        of an older slot of the part, is above the ack floor (acked messages are never
+        redelivered to this durable): :meth:`AppliedKeys.droppable`. A record older than
+        the newest key its part dropped (:attr:`AppliedKeys.pruned_before`) is quarantined
+        as too late from then on. The ack floor used is the highest seen (``ack_floor`` or
+        the one stored): a message at or below it was committed before it was acked, so a
+        delivery of it is a redelivery; quarantined sequences at or below it leave memory
+        (not the table).
         One transaction; memory follows only on commit.
         """
-        ((watermark,),) = self._con.sql(
-            "SELECT max(watermark_us) FROM progress WHERE consumer = ?",
-            params=[self.consumer]).fetchall()
         floor = max(ack_floor, self.ack_floor)
         clock = time.time_ns() // 1000 if now_us is None else now_us
-        boundary = None if watermark is None else self.keys.droppable(
-            min(watermark, clock) - self.horizon_us, floor)
+        boundaries = self.keys.droppable(self.horizon_us, clock, floor)
         con = self._con
         con.begin()
         try:
-            if boundary is not None:
-                con.execute("DELETE FROM applied_keys WHERE ts_us < ?", [boundary])
-                con.execute("UPDATE progress SET pruned_before_us = ? WHERE consumer = ?",
-                            [boundary, self.consumer])
+            if boundaries:
+                bounds = pl.DataFrame(
+                    [(kind, coin, before) for (kind, coin), before in boundaries.items()],
+                    schema={"kind": pl.String, "coin": pl.String, "before_us": pl.Int64},
+                    orient="row")
+                con.register("bounds", bounds.to_arrow())
+                con.execute("DELETE FROM applied_keys USING bounds WHERE applied_keys.kind = "
+                            "bounds.kind AND applied_keys.coin = bounds.coin AND "
+                            "applied_keys.ts_us < bounds.before_us")
+                con.execute("INSERT INTO key_parts SELECT kind, coin, before_us FROM bounds "
+                            "ON CONFLICT (kind, coin) DO UPDATE SET pruned_before_us = "
+                            "excluded.pruned_before_us")
+                con.unregister("bounds")
             con.execute("UPDATE progress SET ack_floor = ? WHERE consumer = ?",
                         [floor, self.consumer])
             con.commit()
@@ -356,7 +391,7 @@ class StateStore:
             raise
         self.ack_floor = floor
         self.quarantined = {seq for seq in self.quarantined if seq > floor}
-        return 0 if boundary is None else self.keys.drop_before(boundary)
+        return self.keys.drop_before(boundaries)
 
     def keys_in_file(self) -> int:
         """How many record keys the file holds (as many as :attr:`keys` after a prune)."""
@@ -367,7 +402,7 @@ class StateStore:
         """The progress row (zeros before the first batch)."""
         rows = self._con.sql(
             "SELECT applied_seq, messages, applied, quarantined, skipped, batches, "
-            "watermark_us, ack_floor FROM progress WHERE consumer = ?",
+            "ack_floor FROM progress WHERE consumer = ?",
             params=[self.consumer]).fetchall()
         return Progress(*(rows[0] if rows else (0, 0, 0, 0, 0, 0)))
 

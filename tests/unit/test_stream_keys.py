@@ -29,6 +29,7 @@ SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "cryptomood_sample.zi
 BUCKETS = ("PT10S", "PT1M")
 SPAN = timedelta(seconds=200)  # the sample spans about 188 s: copies never overlap
 COPIES = 24  # 80 minutes of event time
+COINS = ("BTC", "ETH", "LTC")
 PER_COPY = 477  # messages of one copy of the sample
 HORIZON = "PT10M"  # slots of 150 s
 
@@ -79,7 +80,7 @@ def apply(store: StateStore, messages: list[Message]) -> None:
 def assert_matches_batch(store: StateStore, trades: pl.DataFrame,
                          tweets: pl.DataFrame) -> None:
     prices, moods = store.price_aggregates(), store.sentiment_aggregates()
-    for coin in ("BTC", "ETH", "LTC"):
+    for coin in COINS:
         for bucket in BUCKETS:
             price, mood = series_of(prices, moods, coin, bucket)
             assert_frame_equal(price, price_buckets(trades, coin, bucket))
@@ -110,12 +111,14 @@ def test_keys_behind_the_horizon_are_dropped_and_the_result_is_still_the_batch(
         # the horizon (600 s) plus at most one slot (150 s) of keys: 4 or 5 copies of 200 s
         assert max(held[8:]) <= 5 * PER_COPY < COPIES * PER_COPY
         assert held[-1] >= 3 * PER_COPY  # what is inside the horizon stays
-        boundary = store.keys.pruned_before_us
-        assert boundary is not None
-        newest = newest_us(stream[-1])  # after the newest key dropped: a slot or two back
-        assert newest - 600_000_000 - 2 * 150_000_000 < boundary <= newest - 600_000_000
+        boundaries = dict(store.keys.pruned_before)
+        assert set(boundaries) == {("trades", c) for c in COINS} | {
+            ("sentiments", c) for c in COINS}
+        for part, newest in store.keys.watermarks().items():
+            # one µs after the newest key dropped: a slot or two behind the horizon
+            assert newest - 600e6 - 2 * 150e6 < boundaries[part] <= newest - 600e6
     with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as again:
-        assert (len(again.keys), again.keys.pruned_before_us) == (held[-1], boundary)
+        assert (len(again.keys), again.keys.pruned_before) == (held[-1], boundaries)
 
 
 def test_a_record_older_than_the_dropped_keys_is_quarantined_as_too_late(
@@ -151,7 +154,7 @@ def test_keys_of_unacked_messages_are_kept_and_their_redelivery_is_skipped(
         for messages in stream[2:]:
             apply(store, messages)
             store.prune(ack_floor=floor)
-        assert store.keys.pruned_before_us is not None
+        assert store.keys.pruned_before
         assert all(store.keys.get(("trades", m.subject.split(".")[2],
                                    m.data.split(b'"uuid":"')[1].split(b'"')[0].decode()))
                    == m.seq for m in stream[1] if ".trades." in m.subject)
@@ -186,22 +189,43 @@ def test_quarantined_sequences_leave_memory_once_acked_and_stay_in_the_file(
 
 def test_keys_go_slot_by_slot_up_to_the_first_slot_with_an_unacked_message() -> None:
     keys = AppliedKeys(slot_us=100)
-    keys.add([("trades", "BTC", "a", 1, 50), ("trades", "BTC", "b", 2, 150),
-              ("trades", "BTC", "c", 5, 250), ("trades", "BTC", "d", 3, 350),
-              ("trades", "BTC", "e", 4, 650)])
-    # slots ending by before_us, up to the first with a message above the floor; the
-    # boundary is one µs after the newest key that goes
-    assert keys.droppable(before_us=399, ack_floor=10) == 251
-    assert keys.droppable(before_us=999, ack_floor=10) == 651
-    assert keys.droppable(before_us=420, ack_floor=4) == 151  # slot 2 holds seq 5
-    assert keys.droppable(before_us=420, ack_floor=0) is None
-    assert keys.droppable(before_us=99, ack_floor=10) is None
-    assert keys.drop_before(151) == 2
-    assert (keys.get(("trades", "BTC", "a")), keys.get(("trades", "BTC", "c"))) == (None, 5)
-    assert (keys.too_late(150), keys.too_late(151)) == (True, False)
-    with pytest.raises(ValueError, match="dropped up to 151; 100 is earlier"):
-        keys.drop_before(100)
-    assert not AppliedKeys(slot_us=100).too_late(0)  # nothing dropped: nothing too late
+    btc, eth = ("trades", "BTC"), ("trades", "ETH")
+    keys.add([(*btc, "a", 1, 50), (*btc, "b", 2, 150), (*btc, "c", 5, 250),
+              (*btc, "d", 3, 350), (*btc, "e", 4, 650), (*eth, "f", 6, 120)])
+    # per part: the slots ending by its newest event time minus the horizon, up to the
+    # first with a message above the floor; one µs after the newest key that goes
+    assert keys.droppable(horizon_us=300, now_us=10**6, ack_floor=10) == {btc: 251}
+    # a part's newest slot never goes: ETH keeps its one key even with no horizon at all
+    assert keys.droppable(horizon_us=0, now_us=10**6, ack_floor=10) == {btc: 351}
+    assert keys.droppable(horizon_us=300, now_us=10**6, ack_floor=4) == {btc: 151}
+    assert keys.droppable(horizon_us=300, now_us=10**6, ack_floor=0) == {}
+    assert keys.droppable(horizon_us=300, now_us=350, ack_floor=10) == {}  # the clock caps
+    assert keys.drop_before({btc: 151}) == 2
+    assert (keys.get((*btc, "a")), keys.get((*btc, "c")), keys.get((*eth, "f"))) == (None, 5, 6)
+    assert (keys.too_late((*btc, "x"), 150), keys.too_late((*btc, "x"), 151)) == (True, False)
+    assert not keys.too_late((*eth, "x"), 0)  # ETH dropped nothing: nothing too late
+    with pytest.raises(ValueError, match="keys were dropped up to 151; 100 is earlier"):
+        keys.drop_before({btc: 100})
+
+
+def test_each_kind_and_coin_keeps_its_own_event_time(
+        tmp_path: Path, stream: list[list[Message]],
+        batch: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    """Every trade of the 24 copies first, then every tweet: the trades' keys go as the
+    trades advance, and the tweets (80 minutes older than the newest trade) are still
+    applied, since no tweet key was dropped."""
+    trades = [m for messages in stream for m in messages if ".trades." in m.subject]
+    tweets = [m for messages in stream for m in messages if ".sentiments." in m.subject]
+    with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as store:
+        for start in range(0, len(trades), 500):
+            apply(store, trades[start:start + 500])
+            store.prune(ack_floor=trades[min(start + 499, len(trades) - 1)].seq)
+        assert {kind for kind, _ in store.keys.pruned_before} == {"trades"}
+        for start in range(0, len(tweets), 500):
+            apply(store, tweets[start:start + 500])
+            store.prune(ack_floor=max(m.seq for m in tweets[:start + 500]))
+        assert store.progress().quarantined == 0
+        assert_matches_batch(store, *batch)
 
 
 def test_nothing_is_too_late_before_a_key_was_dropped(
@@ -212,7 +236,7 @@ def test_nothing_is_too_late_before_a_key_was_dropped(
         assert store.prune(ack_floor=0) == 0  # nothing acked: nothing may go
         older = [Message(10_000 + m.seq, m.subject, m.data) for m in stream[0]]
         apply(store, older)
-        assert store.keys.pruned_before_us is None
+        assert store.keys.pruned_before == {}
         assert (store.progress().applied, store.progress().quarantined) == (2 * PER_COPY, 0)
 
 
@@ -224,15 +248,16 @@ def test_a_record_dated_ahead_of_the_clock_moves_no_key_out(
             apply(store, messages)
         now = newest_us(stream[5])  # as if the clock stood at copy 5: the rest is ahead
         store.prune(ack_floor=stream[-1][-1].seq, now_us=now)
-        assert store.keys.pruned_before_us is not None
-        assert store.keys.pruned_before_us <= now - 600_000_000
+        assert store.keys.pruned_before
+        assert max(store.keys.pruned_before.values()) <= now - 600_000_000
         assert len(store.keys) >= (COPIES - 3) * PER_COPY
 
 
 def test_one_record_far_ahead_shortens_the_dedupe_but_loses_nothing(
         tmp_path: Path, stream: list[list[Message]]) -> None:
-    """A trade dated today among 2018 ones: every 2018 key is then behind the horizon and
-    goes once acked, but later 2018 records are still applied, not refused as too late."""
+    """A trade dated today among 2018 ones: every 2018 key of its part (ETH trades) is then
+    behind the horizon and goes once acked, the other parts keep theirs, and later 2018
+    records are still applied, not refused as too late."""
     first = stream[0][0]
     record = msgspec.json.decode(first.data)
     now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -240,7 +265,8 @@ def test_one_record_far_ahead_shortens_the_dedupe_but_loses_nothing(
     ahead = Message(100_000, first.subject, msgspec.json.encode(record))
     with StateStore(tmp_path / "s.duckdb", "t", key_horizon=HORIZON) as store:
         apply(store, [*stream[0], ahead])
-        assert store.prune(ack_floor=100_000) == PER_COPY  # copy 0's keys: all behind
+        eth_trades = sum(m.subject == first.subject for m in stream[0])
+        assert store.prune(ack_floor=100_000) == eth_trades
         for messages in stream[1:4]:
             apply(store, messages)
             store.prune(ack_floor=messages[-1].seq)
