@@ -406,8 +406,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--window", type=int, default=8000)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--scenarios", default="validate,consume,burst,paced")
-    parser.add_argument("--key-horizon", default="PT1H",
-                        help="the consumer's key horizon (ISO-8601 duration of event time)")
+    parser.add_argument("--key-horizon", default="PT1H",  # the recorded runs' horizon
+                        help="the consumer's key horizon (ISO-8601 duration of event time; "
+                             "default PT1H, not the library's PT10M, as in the recorded runs)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
     if args.role == "publish":

@@ -13,7 +13,7 @@ sequence (republished after the broker's dedupe window) is quarantined as a dupl
 as the lake quarantines a repeated key. The keys live in the file and, for speed, in memory
 (loaded on open).
 
-The keys are kept for a horizon of event time (``key_horizon``, one hour by default), not
+The keys are kept for a horizon of event time (``key_horizon``, ten minutes by default), not
 forever: :meth:`StateStore.prune` drops, from memory and the file in one transaction, the keys
 of records older than their part's newest event time (its kind and coin; capped by the wall
 clock) minus the horizon, but only those whose messages the broker reports acked (at or
@@ -105,7 +105,7 @@ QUARANTINE_SCHEMA = {"seq": pl.Int64, "subject": pl.String, "origin": pl.String,
                      "raw": pl.String, "reason": pl.String}
 
 Key = tuple[str, str, str]  # (kind, coin, record key)
-DEFAULT_KEY_HORIZON = "PT1H"
+DEFAULT_KEY_HORIZON = "PT10M"  # about 420 bytes a key held (docs/stream.md)
 SLOTS_PER_HORIZON = 4  # keys are dropped a quarter of the horizon at a time
 
 
