@@ -166,6 +166,11 @@ class Puller:
         self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_msg,
                                              pending_msgs_limit=pending)
 
+    @property
+    def held(self) -> int:
+        """Messages delivered and buffered here, not yet fetched."""
+        return len(self._buffer)
+
     async def stop(self) -> None:
         """Unsubscribe; messages delivered and not acked will be redelivered."""
         if self._sub is not None:
@@ -249,21 +254,40 @@ class MoodConsumer:
             filter_subject=None if filters else f"{PREFIX}.>", filter_subjects=filters)
 
     async def start(self) -> None:
-        """Check the state file's stream, create the durable (or reuse it), subscribe.
+        """Check the state file against the stream and durable, then subscribe.
+
+        Creates the durable when missing; an existing one must have the configuration's
+        filter.
 
         Raises:
-            ValueError: the state file was built from another stream (or this one before it
-                was created again).
+            ValueError: the state file belongs to another durable, stream or filter (or to
+                this stream before it was created again), or the durable exists with
+                another filter than the configuration's.
         """
-        info = await self.js.stream_info(self.config.stream)
-        if info.created is not None:
-            self.store.bind_stream(self.config.stream, info.created.isoformat())
+        cfg = self.config
+        if self.store.consumer != cfg.durable:
+            msg = (f"{self.store.path}: the state of consumer {self.store.consumer}, not of "
+                   f"the durable {cfg.durable}")
+            raise ValueError(msg)
+        wanted = self.consumer_config()
+        subjects = wanted.filter_subjects or [wanted.filter_subject or ""]
+        stream = await self.js.stream_info(cfg.stream)
+        if stream.created is None:
+            msg = f"the broker did not say when stream {cfg.stream} was created"
+            raise ValueError(msg)
         try:
-            await self.js.consumer_info(self.config.stream, self.config.durable)
+            info = await self.js.consumer_info(cfg.stream, cfg.durable)
         except nats.js.errors.NotFoundError:
-            await self.js.add_consumer(self.config.stream, self.consumer_config())
-        self._puller = Puller(self.nc, self.config.stream, self.config.durable)
-        await self._puller.start(pending=4 * self.config.batch + 1000)
+            await self.js.add_consumer(cfg.stream, wanted)
+        else:
+            existing = info.config.filter_subjects or [info.config.filter_subject or ""]
+            if sorted(existing) != sorted(subjects):
+                msg = (f"durable {cfg.durable} on stream {cfg.stream} filters {existing}, "
+                       f"not {subjects}: delete it or use another durable name")
+                raise ValueError(msg)
+        self.store.bind(cfg.stream, stream.created.isoformat(), subjects)
+        self._puller = Puller(self.nc, cfg.stream, cfg.durable)
+        await self._puller.start(pending=4 * cfg.batch + 1000)
 
     async def stop(self) -> None:
         """Unsubscribe (the durable and its unacked messages stay on the broker)."""
@@ -282,17 +306,24 @@ class MoodConsumer:
         return info.num_pending == 0 and info.num_ack_pending == 0
 
     async def prune(self) -> int:
-        """Drop the record keys behind the key horizon whose messages are all acked.
+        """Drop the record keys behind the key horizon, when nothing delivered is unapplied.
 
-        The durable's ack floor comes from the broker (acks are sent without waiting, so a
-        floor read just after them may lag: that only keeps keys longer). Returns how many
-        keys were dropped.
+        Only while no delivered message waits for its commit (none buffered here, none
+        unacked on the broker): such a message has no key yet, so a drop could pass its
+        event time and refuse it as too late when it is applied or redelivered (after a
+        crash before its commit, for one). Then the durable's ack floor from the broker
+        bounds what goes (:meth:`~cryptodudez.stream.state.StateStore.prune`). Returns how
+        many keys were dropped; 0 when the drop was put off or the broker did not answer.
         """
         self._pruned_at = time.monotonic()
+        if self._puller is not None and self._puller.held:
+            return 0
         try:
             info = await self.js.consumer_info(self.config.stream, self.config.durable)
         except (TimeoutError, nats.errors.Error) as exc:  # housekeeping: try again later
             _LOG.warning("no ack floor from the broker (%s); keys not dropped this time", exc)
+            return 0
+        if info.num_ack_pending:
             return 0
         return self.store.prune(info.ack_floor.stream_seq if info.ack_floor else 0)
 

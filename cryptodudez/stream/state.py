@@ -26,7 +26,7 @@ Timestamps are stored as microseconds since the epoch (UTC), exactly as polars h
 """
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -58,11 +58,28 @@ _DDL = (
         kind VARCHAR NOT NULL, coin VARCHAR NOT NULL, pruned_before_us BIGINT NOT NULL,
         PRIMARY KEY (kind, coin))""",
     """CREATE TABLE IF NOT EXISTS stream_identity (
-        consumer VARCHAR PRIMARY KEY, stream VARCHAR NOT NULL, created VARCHAR NOT NULL)""",
+        consumer VARCHAR PRIMARY KEY, stream VARCHAR NOT NULL, created VARCHAR NOT NULL,
+        subjects VARCHAR NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS quarantine (
         seq BIGINT PRIMARY KEY, subject VARCHAR NOT NULL, origin VARCHAR, raw VARCHAR,
         reason VARCHAR NOT NULL)""",
 )
+
+
+def _columns_of_ddl() -> dict[str, list[str]]:
+    """Each table's columns, in order, as the DDL above creates them (one home: the DDL)."""
+    with duckdb.connect(":memory:") as con:
+        for ddl in _DDL:
+            con.execute(ddl)
+        out: dict[str, list[str]] = {}
+        for table, column in con.sql(
+                "SELECT table_name, column_name FROM duckdb_columns() "
+                "ORDER BY table_name, column_index").fetchall():
+            out.setdefault(table, []).append(column)
+    return out
+
+
+_COLUMNS = _columns_of_ddl()
 _NEWER = ("(excluded.last_trade_us > price_agg.last_trade_us OR (excluded.last_trade_us = "
           "price_agg.last_trade_us AND excluded.last_seq > price_agg.last_seq))")
 _MERGE_PRICES = f"""
@@ -265,15 +282,26 @@ class StateStore:
             raise
 
     def _open(self, path: Path) -> None:
-        columns = {name for (name,) in self._con.sql(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'applied_keys'",
-        ).fetchall()}
-        if columns and "ts_us" not in columns:
-            msg = (f"{path}: a state file of an older version (its applied_keys table has no "
-                   "ts_us column); start the consumer on a new file and a new durable")
+        found: dict[str, list[str]] = {}
+        for table, column in self._con.sql(
+                "SELECT table_name, column_name FROM duckdb_columns() "
+                "WHERE schema_name = 'main' ORDER BY table_name, column_index").fetchall():
+            found.setdefault(table, []).append(column)
+        changed = sorted(table for table, columns in found.items()
+                         if table in _COLUMNS and columns != _COLUMNS[table])
+        if changed:
+            msg = (f"{path}: a state file of another version (table {changed[0]} differs); "
+                   "start the consumer on a new file and a new durable")
             raise ValueError(msg)
         for ddl in _DDL:
             self._con.execute(ddl)
+        others = {name for (name,) in self._con.sql(
+            "SELECT consumer FROM progress UNION SELECT consumer FROM stream_identity",
+        ).fetchall()} - {self.consumer}
+        if others:
+            msg = (f"{path}: the state of consumer {sorted(others)[0]}, not of "
+                   f"{self.consumer}: one file holds one consumer's state")
+            raise ValueError(msg)
         ((floor,),) = self._con.sql(
             "SELECT coalesce(max(ack_floor), 0) FROM progress WHERE consumer = ?",
             params=[self.consumer]).fetchall()
@@ -286,24 +314,29 @@ class StateStore:
         self.quarantined: set[int] = {seq for (seq,) in self._con.sql(
             "SELECT seq FROM quarantine WHERE seq > ?", params=[floor]).fetchall()}
 
-    def bind_stream(self, stream: str, created: str) -> None:
-        """Tie the file to one stream (its name and creation time); refuse any other.
+    def bind(self, stream: str, created: str, subjects: Sequence[str]) -> None:
+        """Tie the file to one stream (its name and creation time) and one filter.
 
-        The file's sequences, ack floor and keys mean something only for the stream they
-        came from: a stream deleted and created again numbers its messages from 1 again.
+        The file's sequences, ack floor and keys mean something only for the stream and the
+        subjects they came from: a stream created again numbers its messages from 1, and a
+        filtered durable's ack floor passes the sequences of other partitions' subjects.
 
         Raises:
-            ValueError: the file was built from another stream, naming both.
+            ValueError: the file was built from another stream or filter, naming both.
         """
-        rows = self._con.sql("SELECT stream, created FROM stream_identity WHERE consumer = ?",
-                             params=[self.consumer]).fetchall()
+        wanted = (stream, created, ",".join(sorted(subjects)))
+        rows = self._con.sql(
+            "SELECT stream, created, subjects FROM stream_identity WHERE consumer = ?",
+            params=[self.consumer]).fetchall()
         if not rows:
-            self._con.execute("INSERT INTO stream_identity VALUES (?, ?, ?)",
-                              [self.consumer, stream, created])
-        elif rows[0] != (stream, created):
+            self._con.execute("INSERT INTO stream_identity VALUES (?, ?, ?, ?)",
+                              [self.consumer, *wanted])
+        elif rows[0] != wanted:
             msg = (f"{self.path}: this state was built from stream {rows[0][0]} created "
-                   f"{rows[0][1]}, not from stream {stream} created {created} (a stream "
-                   "created again numbers its messages anew); start on a new state file")
+                   f"{rows[0][1]} with subjects {rows[0][2]}, not from stream {stream} "
+                   f"created {created} with subjects {wanted[2]} (a stream created again "
+                   "numbers its messages anew; another filter has another ack floor); start "
+                   "on a new state file")
             raise ValueError(msg)
 
     def __enter__(self) -> Self:

@@ -303,8 +303,17 @@ def test_a_state_file_of_the_previous_layout_is_refused_by_name(tmp_path: Path) 
         con.execute("CREATE TABLE applied_keys (kind VARCHAR NOT NULL, coin VARCHAR NOT NULL, "
                     "key VARCHAR NOT NULL, seq BIGINT NOT NULL, "
                     "PRIMARY KEY (kind, coin, key))")
-    with pytest.raises(ValueError, match=r"old\.duckdb: a state file of an older version"):
+    with pytest.raises(ValueError, match=r"old\.duckdb: a state file of another version \(table "
+                       r"applied_keys differs\)"):
         StateStore(path, "t")
+
+
+def test_one_file_holds_one_consumers_state(tmp_path: Path,
+                                            stream: list[list[Message]]) -> None:
+    with StateStore(tmp_path / "s.duckdb", "a") as store:
+        apply(store, stream[0][:10])
+    with pytest.raises(ValueError, match=r"s\.duckdb: the state of consumer a, not of b"):
+        StateStore(tmp_path / "s.duckdb", "b")
 
 
 def test_a_bad_key_horizon_is_refused_by_name(tmp_path: Path) -> None:
