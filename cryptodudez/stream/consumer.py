@@ -166,11 +166,6 @@ class Puller:
         self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_msg,
                                              pending_msgs_limit=pending)
 
-    @property
-    def held(self) -> int:
-        """Messages delivered and buffered here, not yet fetched."""
-        return len(self._buffer)
-
     async def stop(self) -> None:
         """Unsubscribe; messages delivered and not acked will be redelivered."""
         if self._sub is not None:
@@ -242,6 +237,7 @@ class MoodConsumer:
         self._puller: Puller | None = None
         self._refreshed_at = 0.0
         self._pruned_at = time.monotonic()
+        self._redelivery_due_through = 0  # no key may go before the ack floor passes it
         self._dirty = False
 
     def consumer_config(self) -> api.ConsumerConfig:
@@ -280,6 +276,8 @@ class MoodConsumer:
         except nats.js.errors.NotFoundError:
             await self.js.add_consumer(cfg.stream, wanted)
         else:
+            # what was delivered before this start and is not acked comes again
+            self._redelivery_due_through = info.delivered.stream_seq if info.delivered else 0
             existing = info.config.filter_subjects or [info.config.filter_subject or ""]
             if sorted(existing) != sorted(subjects):
                 msg = (f"durable {cfg.durable} on stream {cfg.stream} filters {existing}, "
@@ -305,27 +303,32 @@ class MoodConsumer:
         info = await self.js.consumer_info(self.config.stream, self.config.durable)
         return info.num_pending == 0 and info.num_ack_pending == 0
 
-    async def prune(self) -> int:
-        """Drop the record keys behind the key horizon, when nothing delivered is unapplied.
+    @property
+    def redelivery_due_through(self) -> int:
+        """The highest stream sequence delivered without a commit (it will come again)."""
+        return self._redelivery_due_through
 
-        Only while no delivered message waits for its commit (none buffered here, none
-        unacked on the broker): such a message has no key yet, so a drop could pass its
-        event time and refuse it as too late when it is applied or redelivered (after a
-        crash before its commit, for one). Then the durable's ack floor from the broker
-        bounds what goes (:meth:`~cryptodudez.stream.state.StateStore.prune`). Returns how
-        many keys were dropped; 0 when the drop was put off or the broker did not answer.
+    async def prune(self) -> int:
+        """Drop the record keys behind the key horizon, once no redelivery is due.
+
+        A message delivered before this consumer started (to a worker that died before its
+        commit), or in a batch whose commit failed, has no key, and the broker delivers it
+        again after ``ack_wait``: a drop meanwhile could pass its event time and refuse it
+        as too late. So nothing goes until the durable's ack floor has passed the last such
+        delivery; then the floor bounds what goes
+        (:meth:`~cryptodudez.stream.state.StateStore.prune`). Returns how many keys were
+        dropped; 0 when the drop was put off or the broker did not answer.
         """
         self._pruned_at = time.monotonic()
-        if self._puller is not None and self._puller.held:
-            return 0
         try:
             info = await self.js.consumer_info(self.config.stream, self.config.durable)
         except (TimeoutError, nats.errors.Error) as exc:  # housekeeping: try again later
             _LOG.warning("no ack floor from the broker (%s); keys not dropped this time", exc)
             return 0
-        if info.num_ack_pending:
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        if floor < self._redelivery_due_through:
             return 0
-        return self.store.prune(info.ack_floor.stream_seq if info.ack_floor else 0)
+        return self.store.prune(floor)
 
     def refresh(self) -> pl.DataFrame | None:
         """Recompute the correlation table from the aggregates (None without coins)."""
@@ -359,7 +362,13 @@ class MoodConsumer:
 
     async def handle(self, msgs: Sequence[Msg], report: RunReport) -> None:
         """Apply one fetched batch, commit it, then ack it."""
-        delta, messages = self._apply(msgs, report)
+        try:
+            delta, messages = self._apply(msgs, report)
+        except BaseException:  # the batch will be delivered again: no key goes before that
+            self._redelivery_due_through = max([
+                self._redelivery_due_through,
+                *(stream_sequence(m.reply) for m in msgs if m.reply)])
+            raise
         clock = time.perf_counter()
         for m in msgs:
             await m.ack()

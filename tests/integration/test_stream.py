@@ -390,6 +390,36 @@ def test_a_durable_with_another_filter_or_another_durables_file_is_refused(
         run(other_name())
 
 
+def test_a_batch_whose_commit_failed_holds_the_drop_until_it_comes_again(
+        empty_stream: str, tmp_path: Path) -> None:
+    """In one process: the commit of the second batch fails, the caller runs on."""
+    run(publish(empty_stream))
+    failed: list[int] = []
+
+    def fail_second(delta: Delta, messages: Sequence[Message]) -> None:
+        if not failed and delta.max_seq > 64:
+            failed.append(max(m.seq for m in messages))
+            raise Crash("before_commit")
+
+    async def go() -> tuple[int, int]:
+        nc = await connect(empty_stream)
+        try:
+            with StateStore(tmp_path / "state.duckdb", "mood") as store:
+                consumer = MoodConsumer(nc, store, config(prune_every=0.0),
+                                        before_commit=fail_second)
+                with contextlib.suppress(Crash):
+                    await consumer.run()
+                due = consumer.redelivery_due_through
+                await consumer.run()  # the failed batch comes again after ack_wait
+                return due, store.progress().applied
+        finally:
+            await nc.close()
+
+    due, applied = run(go())
+    assert due == failed[0]
+    assert applied == MESSAGES
+
+
 def test_no_ack_floor_from_the_broker_skips_the_drop_and_says_so(
         empty_stream: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Dropping keys is housekeeping: a failed ``consumer_info`` must not end the run."""
