@@ -271,6 +271,7 @@ class MoodConsumer:
         if stream.created is None:
             msg = f"the broker did not say when stream {cfg.stream} was created"
             raise ValueError(msg)
+        self.store.bind(cfg.stream, stream.created.isoformat(), subjects)  # before any durable
         try:
             info = await self.js.consumer_info(cfg.stream, cfg.durable)
         except nats.js.errors.NotFoundError:
@@ -283,7 +284,6 @@ class MoodConsumer:
                 msg = (f"durable {cfg.durable} on stream {cfg.stream} filters {existing}, "
                        f"not {subjects}: delete it or use another durable name")
                 raise ValueError(msg)
-        self.store.bind(cfg.stream, stream.created.isoformat(), subjects)
         self._puller = Puller(self.nc, cfg.stream, cfg.durable)
         await self._puller.start(pending=4 * cfg.batch + 1000)
 

@@ -366,8 +366,10 @@ def test_a_durable_with_another_filter_or_another_durables_file_is_refused(
     btc = config(durable="mood-p", coins=("BTC",), correlation_coins=None)
     run(consume(empty_stream, state, btc))
     wider = config(durable="mood-p", coins=("BTC", "ETH"), correlation_coins=None)
+    with pytest.raises(ValueError, match=r"with subjects cryptomood\.sentiments\.BTC,"):
+        run(consume(empty_stream, state, wider))  # the file says BTC only
     with pytest.raises(ValueError, match=r"durable mood-p on stream CRYPTOMOOD filters "):
-        run(consume(empty_stream, state, wider))
+        run(consume(empty_stream, tmp_path / "fresh.duckdb", wider))  # the durable does
 
     async def drop_durable() -> None:
         nc = await connect(empty_stream)
