@@ -276,6 +276,8 @@ class MoodConsumer:
             info = await self.js.consumer_info(cfg.stream, cfg.durable)
         except nats.js.errors.NotFoundError:
             await self.js.add_consumer(cfg.stream, wanted)
+            if self.store.progress().batches:  # a durable created again replays it all:
+                self._redelivery_due_through = stream.state.last_seq  # wait until it has
         else:
             # what was delivered before this start and is not acked comes again
             self._redelivery_due_through = info.delivered.stream_seq if info.delivered else 0
@@ -365,9 +367,11 @@ class MoodConsumer:
         try:
             delta, messages = self._apply(msgs, report)
         except BaseException:  # the batch will be delivered again: no key goes before that
-            self._redelivery_due_through = max([
-                self._redelivery_due_through,
-                *(stream_sequence(m.reply) for m in msgs if m.reply)])
+            seqs = []
+            for m in msgs:
+                with contextlib.suppress(ValueError):
+                    seqs.append(stream_sequence(m.reply))
+            self._redelivery_due_through = max([self._redelivery_due_through, *seqs])
             raise
         clock = time.perf_counter()
         for m in msgs:

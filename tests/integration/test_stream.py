@@ -301,12 +301,11 @@ def test_keys_are_dropped_behind_the_horizon_but_never_while_a_delivery_waits(
     state = tmp_path / "state.duckdb"
     cfg = config(durable="mood-btc", coins=("BTC",), correlation_coins=None, ack_wait=8.0,
                  prune_every=0.0)
-    crash_at = 6 * per_copy // 64 + 1  # the batch holding the start of copy 6
     crashed: list[Sequence[Message]] = []
 
-    def die(delta: Delta, messages: Sequence[Message]) -> None:
-        crashed.append(messages)
-        if len(crashed) == crash_at:
+    def die(delta: Delta, messages: Sequence[Message]) -> None:  # the first batch of copy 6
+        if any((m.origin or "").startswith("copy6:") for m in messages):
+            crashed.append(messages)
             raise Crash(moment)
 
     with pytest.raises(Crash):
@@ -380,6 +379,18 @@ def test_a_durable_with_another_filter_or_another_durables_file_is_refused(
     with pytest.raises(ValueError, match=r"with subjects cryptomood\.sentiments\.BTC,"):
         run(consume(empty_stream, state, wider))
 
+    async def durable_left() -> bool:
+        nc = await connect(empty_stream)
+        try:
+            await nc.jetstream().consumer_info(STREAM, "mood-p")
+        except nats.js.errors.NotFoundError:
+            return False
+        finally:
+            await nc.close()
+        return True
+
+    assert not run(durable_left())  # refused before a durable was made
+
     async def other_name() -> None:
         nc = await connect(empty_stream)
         try:
@@ -394,21 +405,35 @@ def test_a_durable_with_another_filter_or_another_durables_file_is_refused(
 
 def test_a_batch_whose_commit_failed_holds_the_drop_until_it_comes_again(
         empty_stream: str, tmp_path: Path) -> None:
-    """In one process: the commit of the second batch fails, the caller runs on."""
-    run(publish(empty_stream))
+    """In one process: the commit of the first batch of copy 6 (of 10) fails and the caller
+    runs on. Keys stop going until the broker has delivered that batch again (after
+    ``ack_wait``) and it is acked, then go on; every record is applied once."""
+    span, copies, horizon = timedelta(seconds=200), 10, "PT10M"
+    base = list(read_lines([SAMPLE]))
+    lines = [Line(f"copy{k}", line.line, line.kind, shifted(line.data, k, span))
+             for k in range(copies) for line in base]
+    run(publish(empty_stream, lines))
+    part = ("trades", "BTC")
     failed: list[int] = []
+    seen: dict[str, int | None] = {}
+    stores: list[StateStore] = []
 
-    def fail_second(delta: Delta, messages: Sequence[Message]) -> None:
-        if not failed and delta.max_seq > 64:
-            failed.append(max(m.seq for m in messages))
+    def fail_once(delta: Delta, messages: Sequence[Message]) -> None:
+        copy6 = any((m.origin or "").startswith("copy6:") for m in messages)
+        if copy6 and not failed:
+            failed.extend(m.seq for m in messages)
+            seen["at_failure"] = stores[0].keys.pruned_before.get(part)
             raise Crash("before_commit")
+        if failed and failed[0] in {m.seq for m in messages}:
+            seen["at_redelivery"] = stores[0].keys.pruned_before.get(part)
 
     async def go() -> tuple[int, int]:
         nc = await connect(empty_stream)
         try:
-            with StateStore(tmp_path / "state.duckdb", "mood") as store:
-                consumer = MoodConsumer(nc, store, config(prune_every=0.0),
-                                        before_commit=fail_second)
+            with StateStore(tmp_path / "state.duckdb", "mood", key_horizon=horizon) as store:
+                stores.append(store)
+                consumer = MoodConsumer(nc, store, config(prune_every=0.0, ack_wait=3.0),
+                                        before_commit=fail_once)
                 with contextlib.suppress(Crash):
                     await consumer.run()
                 due = consumer.redelivery_due_through
@@ -418,8 +443,33 @@ def test_a_batch_whose_commit_failed_holds_the_drop_until_it_comes_again(
             await nc.close()
 
     due, applied = run(go())
-    assert due == failed[0]
-    assert applied == MESSAGES
+    assert due == max(failed)
+    assert applied == copies * MESSAGES
+    assert seen["at_failure"] is not None  # keys had gone before the failure,
+    assert seen["at_redelivery"] == seen["at_failure"]  # none while the batch waited,
+    assert (stores[0].keys.pruned_before[part] or 0) > seen["at_failure"]  # and after
+
+
+def test_a_durable_created_again_holds_the_drop_until_it_has_replayed(
+        empty_stream: str, tmp_path: Path) -> None:
+    """A new durable delivers the stream from its start; whatever an earlier worker left
+    uncommitted is in it, so no key goes until the floor passes the stream's last message."""
+    run(publish(empty_stream))
+    state = tmp_path / "state.duckdb"
+    run(consume(empty_stream, state, config()))
+
+    async def again() -> int:
+        nc = await connect(empty_stream)
+        try:
+            await nc.jetstream().delete_consumer(STREAM, "mood")
+            with StateStore(state, "mood") as store:
+                consumer = MoodConsumer(nc, store, config())
+                await consumer.start()
+                return consumer.redelivery_due_through
+        finally:
+            await nc.close()
+
+    assert run(again()) == MESSAGES
 
 
 def test_no_ack_floor_from_the_broker_skips_the_drop_and_says_so(
