@@ -218,10 +218,8 @@ def prepare(messages: Sequence[Message], *, buckets: Sequence[str], keys: Applie
             was committed before it was acked, so a delivery of one is a redelivery.
         stream: the stream's name (for the members' URIs).
     """
-    unique = {m.seq: m for m in reversed(messages)}  # a sequence twice in a batch: once
-    fresh = sorted((m for m in unique.values()
-                    if m.seq > acked_through and m.seq not in quarantined),
-                   key=lambda m: m.seq)
+    unique = {m.seq: m for m in messages}  # a sequence twice in a batch counts once
+    fresh = [m for m in unique.values() if m.seq > acked_through and m.seq not in quarantined]
     skipped = len(messages) - len(fresh)
     validated = _validate(fresh, stream)
     reasons: dict[int, str] = dict(validated.quarantine)

@@ -25,6 +25,7 @@ the key table grow with the event rate times the horizon, not with the length of
 Timestamps are stored as microseconds since the epoch (UTC), exactly as polars holds them.
 """
 
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ _DDL = (
 )
 
 
+@functools.cache
 def _columns_of_ddl() -> dict[str, list[str]]:
     """Each table's columns, in order, as the DDL above creates them (one home: the DDL)."""
     with duckdb.connect(":memory:") as con:
@@ -78,8 +80,6 @@ def _columns_of_ddl() -> dict[str, list[str]]:
             out.setdefault(table, []).append(column)
     return out
 
-
-_COLUMNS = _columns_of_ddl()
 _NEWER = ("(excluded.last_trade_us > price_agg.last_trade_us OR (excluded.last_trade_us = "
           "price_agg.last_trade_us AND excluded.last_seq > price_agg.last_seq))")
 _MERGE_PRICES = f"""
@@ -288,7 +288,7 @@ class StateStore:
                 "WHERE schema_name = 'main' ORDER BY table_name, column_index").fetchall():
             found.setdefault(table, []).append(column)
         changed = sorted(table for table, columns in found.items()
-                         if table in _COLUMNS and columns != _COLUMNS[table])
+                         if columns != _columns_of_ddl().get(table, columns))
         if changed:
             msg = (f"{path}: a state file of another version (table {changed[0]} differs); "
                    "start the consumer on a new file and a new durable")

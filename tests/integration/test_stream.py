@@ -26,7 +26,6 @@ from polars.testing import assert_frame_equal
 from cryptodudez.archives import Member, Unpacked
 from cryptodudez.datasets.specs import DATASETS
 from cryptodudez.ingest import ingest_members
-from cryptodudez.mood.series import price_buckets, sentiment_buckets
 from cryptodudez.mood.stats import correlation_table
 from cryptodudez.stream.apply import Message
 from cryptodudez.stream.broker import (
@@ -49,7 +48,8 @@ from cryptodudez.stream.replay import (
     route,
     shifted,
 )
-from cryptodudez.stream.state import Delta, StateStore, series_of
+from cryptodudez.stream.state import Delta, StateStore
+from tests.stream_helpers import assert_aggregates_are_batch
 
 pytestmark = pytest.mark.xdist_group("nats")
 
@@ -131,14 +131,8 @@ async def consume(url: str, state: Path, cfg: ConsumerConfig, *, key_horizon: st
 def assert_state_is_batch(state: Path, durable: str, trades: pl.DataFrame,
                           tweets: pl.DataFrame, coins: Sequence[str] = COINS) -> None:
     with StateStore(state, durable) as store:
-        prices, moods = store.price_aggregates(), store.sentiment_aggregates()
-        assert set(prices["coin"]) == set(coins)
-        for coin in coins:
-            for bucket in BUCKETS:
-                price, mood = series_of(prices, moods, coin, bucket)
-                assert_frame_equal(price, price_buckets(trades, coin, bucket))
-                assert_frame_equal(mood, sentiment_buckets(tweets, coin, bucket),
-                                   check_exact=False, rel_tol=1e-12, abs_tol=1e-15)
+        assert set(store.price_aggregates()["coin"]) == set(coins)
+        assert_aggregates_are_batch(store, trades, tweets, coins=coins, buckets=BUCKETS)
         assert store.progress().applied == trades.filter(pl.col("coin").is_in(coins)).height \
             + tweets.explode("coins").filter(pl.col("coins").is_in(coins)).height
 

@@ -14,16 +14,15 @@ import duckdb
 import msgspec
 import polars as pl
 import pytest
-from polars.testing import assert_frame_equal
 
 from cryptodudez.archives import Member, Unpacked
 from cryptodudez.datasets.specs import DATASETS
 from cryptodudez.ingest import ingest_members
-from cryptodudez.mood.series import price_buckets, sentiment_buckets
 from cryptodudez.stream.apply import Message, prepare
 from cryptodudez.stream.broker import subject
 from cryptodudez.stream.replay import read_lines, route, shifted
-from cryptodudez.stream.state import AppliedKeys, StateStore, series_of
+from cryptodudez.stream.state import AppliedKeys, StateStore
+from tests.stream_helpers import assert_aggregates_are_batch
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "cryptomood_sample.zip"
 BUCKETS = ("PT10S", "PT1M")
@@ -79,13 +78,7 @@ def apply(store: StateStore, messages: list[Message]) -> None:
 
 def assert_matches_batch(store: StateStore, trades: pl.DataFrame,
                          tweets: pl.DataFrame) -> None:
-    prices, moods = store.price_aggregates(), store.sentiment_aggregates()
-    for coin in COINS:
-        for bucket in BUCKETS:
-            price, mood = series_of(prices, moods, coin, bucket)
-            assert_frame_equal(price, price_buckets(trades, coin, bucket))
-            assert_frame_equal(mood, sentiment_buckets(tweets, coin, bucket),
-                               check_exact=False, rel_tol=1e-12, abs_tol=1e-15)
+    assert_aggregates_are_batch(store, trades, tweets, coins=COINS, buckets=BUCKETS)
 
 
 def newest_us(messages: list[Message]) -> int:
