@@ -15,6 +15,8 @@ import polars as pl
 
 Coin = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{2,10}$")]
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]  # RFC 3339 with a zone; never naive
+# What an Int64 column holds: msgspec decodes any JSON integer, however large.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 _UTC = pl.Datetime("us", "UTC")
 SYMBOL_ID = r"^([A-Z0-9]+)_SPOT_([A-Z0-9]+)_([A-Z0-9]+)$"
 
@@ -24,7 +26,7 @@ class TradeLine(msgspec.Struct, forbid_unknown_fields=True):
 
     coins: list[Coin]
     price: float
-    sequence: int
+    sequence: Int64
     size: float
     symbol_id: str
     taker_side: str

@@ -26,6 +26,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
+# What one line can raise: msgspec's own errors, UnicodeDecodeError for a string that is not
+# UTF-8, RecursionError for values nested deeper than Python's recursion limit.
+_LINE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError,
+                RecursionError)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid record: not UTF-8 text ({exc.reason} at byte {exc.start})"
+    if isinstance(exc, RecursionError):
+        return "invalid record: nested too deeply"
+    return f"invalid record: {exc}"
+
+
 def looks_like_json_lines(data: bytes) -> bool:
     """True when the first non-blank character (after a UTF-8 BOM) is ``{``."""
     head = data[:4096].removeprefix(_BOM).lstrip()
@@ -61,7 +75,7 @@ def sample_fields(data: bytes) -> list[tuple[str, ...]]:
     for _, line in _lines(data[: 1 << 20])[:SAMPLE_LINES]:
         try:
             found.append(tuple(sorted(_KEYS(line))))
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except _LINE_ERRORS:
             continue
     return found
 
@@ -127,7 +141,7 @@ def decode_members(datas: Sequence[bytes], sources: Sequence[str],
             body = data.removesuffix(b"\n")
             try:
                 decoded = many(b"[" + body.replace(b"\n", b",") + b"]")
-            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            except _LINE_ERRORS:
                 decoded = None
             if decoded is not None and len(decoded) == read[-1]:
                 records += decoded
@@ -137,7 +151,7 @@ def decode_members(datas: Sequence[bytes], sources: Sequence[str],
         lines = _lines(data)
         try:
             decoded = many(b"[" + b",".join(text for _, text in lines) + b"]")
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        except _LINE_ERRORS:
             decoded = None
         if decoded is not None and len(decoded) == len(lines):
             records += decoded
@@ -147,8 +161,8 @@ def decode_members(datas: Sequence[bytes], sources: Sequence[str],
         for n, text in lines:
             try:
                 records.append(one(text))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                rejects.append((sid, n, line_text(text), f"invalid record: {exc}"))
+            except _LINE_ERRORS as exc:
+                rejects.append((sid, n, line_text(text), _reason(exc)))
                 continue
             sids.append(sid)
             line_numbers.append(n)

@@ -58,6 +58,18 @@ def _int(col: str) -> pl.Expr:
     return pl.coalesce(exact, pl.when(integral).then(as_float.cast(pl.Int64, strict=False)))
 
 
+# Epoch milliseconds a datetime can hold (years 1 to 9999). Outside it polars' cast to a
+# datetime panics (a ``BaseException`` no error handling catches) instead of giving null.
+EPOCH_MS_RANGE = (-62_135_596_800_000, 253_402_300_799_999)
+
+
+def _epoch_ms(col: str) -> pl.Expr:
+    """Epoch milliseconds as a UTC datetime; null (a parse error) outside ``EPOCH_MS_RANGE``."""
+    ms = _int(col)
+    return (pl.when(ms.is_between(*EPOCH_MS_RANGE)).then(ms)
+            .cast(pl.Datetime("ms")).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+
+
 def _date(col: str, fmt: str = "%Y-%m-%d") -> pl.Expr:
     return pl.col(col).str.strptime(pl.Date, fmt, strict=False)
 
@@ -229,8 +241,7 @@ def convert_tweets_v1(fields: pl.DataFrame) -> pl.DataFrame:
     parsed = {
         "id": _int("id"),
         "conversation_id": _int("conversation_id"),
-        "created_at": _int("created_at").cast(pl.Datetime("ms")).cast(pl.Datetime("us"))
-        .dt.replace_time_zone("UTC"),
+        "created_at": _epoch_ms("created_at"),
         **{src: _int(src) for src in counts.values()},
     }
     return _tweet_common(fields, parsed, counts)

@@ -171,6 +171,8 @@ def iter_line_batches(fh: BinaryIO, *, batch_bytes: int = BATCH_BYTES,
 
 def _reason(exc: Exception) -> str:
     text = str(exc)
+    if isinstance(exc, RecursionError):
+        return "malformed JSON: nested too deeply"
     if isinstance(exc, msgspec.ValidationError):
         return f"invalid event: {text}"
     if isinstance(exc, UnicodeDecodeError):
@@ -189,7 +191,9 @@ def _created_at(meta: bytes) -> int:
         raise msgspec.ValidationError(text) from exc
 
 
-_LINE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+# msgspec raises RecursionError for values nested deeper than Python's recursion limit.
+_LINE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError,
+                RecursionError)
 
 
 def _raw_text(line: bytes) -> str:
@@ -246,11 +250,17 @@ def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
         "event_type": pl.Series(types, dtype=pl.String),
         "created_at": pl.Series(created, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC"))
         .cast(pl.Datetime("us", "UTC")),
-        # msgspec already checked these are whole JSON objects (so valid UTF-8 text).
-        "attributes": pl.Series(attributes, dtype=pl.Binary).cast(pl.String),
-        "meta": pl.Series(metas, dtype=pl.Binary).cast(pl.String),
+        "attributes": pl.Series(attributes, dtype=pl.Binary),
+        "meta": pl.Series(metas, dtype=pl.Binary),
         "_line": pl.Series(line_nos, dtype=pl.Int64),
-    }).with_columns(
+    })
+    # msgspec checked these are whole JSON objects, but not the UTF-8 of their strings (a Raw
+    # value is skipped over); the cast to text does, for the whole batch at once.
+    try:
+        valid = valid.with_columns(pl.col("attributes", "meta").cast(pl.String))
+    except pl.exceptions.ComputeError:
+        valid = _quarantine_not_utf8(valid, batch, bad_lines, bad_raw, reasons)
+    valid = valid.with_columns(
         date=pl.col("created_at").dt.date(),
         hour=pl.col("created_at").dt.hour().cast(pl.Int32),
         user_id=_user_id(pl.col("attributes")),
@@ -261,8 +271,36 @@ def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
         "line": pl.Series(bad_lines, dtype=pl.Int64),
         "raw": pl.Series(bad_raw, dtype=pl.String),
         "reason": pl.Series(reasons, dtype=pl.String),
-    })
+    }).sort("line")
     return EventBatch(_with_meta_columns(valid), quarantine, records)
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _quarantine_not_utf8(valid: pl.DataFrame, batch: LineBatch, bad_lines: list[int],
+                         bad_raw: list[str], reasons: list[str]) -> pl.DataFrame:
+    """``valid`` without the rows whose attributes or meta are not UTF-8, appended to the rest.
+
+    Only called when a batch's cast to text failed, so the check per row is the rare path.
+    """
+    lines = batch.lines
+    keep = []
+    for line_no, attrs, meta in valid.select("_line", "attributes", "meta").iter_rows():
+        where = ("$.data.attributes" if not _is_utf8(attrs)
+                 else "$.meta" if not _is_utf8(meta) else None)
+        keep.append(where is None)
+        if where is not None:
+            bad_lines.append(line_no)
+            bad_raw.append(_raw_text(lines[line_no - batch.first_line]))
+            reasons.append(f"malformed JSON: not UTF-8 text (in `{where}`)")
+    return valid.filter(pl.Series(keep, dtype=pl.Boolean)).with_columns(
+        pl.col("attributes", "meta").cast(pl.String))
 
 
 def _user_id(attributes: pl.Expr) -> pl.Expr:

@@ -78,10 +78,14 @@ LINE_RULES = [
     (_line(TRADE, taker_side="MAYBE"), "taker_side failed isin"),
     (_line(TRADE, timestamp="2999-01-01T00:00:00Z"), "failed ts_not_in_future"),
     (_line(TRADE), "duplicate key (uuid) in the same file, first at line 1"),
+    # msgspec decodes any JSON integer; beyond Int64 the column could not be built
+    (_line(TRADE, sequence=10**30),
+     "invalid record: Expected `int` <= 9223372036854775807 - at `$.sequence`"),
 ]
 
 
-@pytest.mark.parametrize(("line", "reason"), LINE_RULES)
+@pytest.mark.parametrize(("line", "reason"), LINE_RULES,
+                         ids=[reason[:40] for _, reason in LINE_RULES])
 def test_every_bad_trade_line_is_quarantined_with_its_reason(line: bytes, reason: str) -> None:
     good = _line(TRADE)
     result = _ingest(("trades.txt", good + b"\n" + line + b"\n" + _line(TRADE, uuid="b") + b"\n"))
@@ -100,10 +104,17 @@ SENTIMENT_RULES = [
     (_line(SENTIMENT, sentiment_polarity=None), "invalid record: Expected `float`, got `null`"),
     (_line(SENTIMENT, text=7), "invalid record: Expected `str`, got `int` - at `$.text`"),
     (_line(SENTIMENT, coins=["BTC", "LTC"]), "duplicate key (sentiment_id) in the same file"),
+    (_line(SENTIMENT, text="TEVAL").replace(b"VAL", b"\xffST"),
+     "invalid record: not UTF-8 text"),
+    # nested deeper than the recursion limit: the struct refuses it at once, but the lines
+    # sampled to recognise the member are decoded as any JSON, which recursed
+    (_line(SENTIMENT, text="NEST").replace(b'"NEST"', b"[" * 5000 + b"]" * 5000),
+     "invalid record: Expected `str`, got `array` - at `$.text`"),
 ]
 
 
-@pytest.mark.parametrize(("line", "reason"), SENTIMENT_RULES)
+@pytest.mark.parametrize(("line", "reason"), SENTIMENT_RULES,
+                         ids=[reason[:40] for _, reason in SENTIMENT_RULES])
 def test_every_bad_sentiment_line_is_quarantined_with_its_reason(line: bytes,
                                                                  reason: str) -> None:
     result = _ingest(("moods.txt", _line(SENTIMENT) + b"\n" + line + b"\n"))

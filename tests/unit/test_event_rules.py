@@ -88,6 +88,14 @@ RULES: list[tuple[str, bytes, str | None]] = [
      "at `$.meta.created_at`"),
     ("created_at at the upper bound", line(event(meta_created_at=CREATED_AT_MAX)),
      "at `$.meta.created_at`"),
+    # msgspec skips over a Raw value without checking its strings' UTF-8; the cast does.
+    ("not UTF-8 inside attributes", line(event(data_attributes={"k": "VAL"}))
+     .replace(b"VAL", b"\xc3("), "not UTF-8 text (in `$.data.attributes`)"),
+    ("not UTF-8 inside meta", line(event(meta_service="VAL")).replace(b"VAL", b"\xff"),
+     "not UTF-8 text (in `$.meta`)"),
+    ("attributes nested deeper than the recursion limit",
+     line(event(data_attributes={"a": "NEST"})).replace(b'"NEST"', b"[" * 5000 + b"]" * 5000),
+     "malformed JSON: nested too deeply"),
 ]
 
 
@@ -106,6 +114,23 @@ def test_rule(name: str, raw: bytes, reason: str | None) -> None:
         assert row["line"] == 7
         assert row["source"] == "s3://lake/raw/events/a.jsonl"
         assert row["raw"] == raw.decode("utf-8", errors="replace")
+
+
+def test_bad_text_among_good_lines_quarantines_only_its_own_lines() -> None:
+    """The batch's cast to text fails as a whole; the rows it failed on are found one by one."""
+    good = [line(event(data_id=f"id-{i}")) for i in range(4)]
+    bad_attrs = line(event(data_id="bad-a", data_attributes={"k": "VAL"})).replace(b"VAL", b"\xff")
+    bad_meta = line(event(data_id="bad-m", meta_service="VAL")).replace(b"VAL", b"\xc3(")
+    raw = b"\n".join([good[0], bad_attrs, good[1], bad_meta, good[2], good[3]])
+    out = validate_lines(LineBatch(1, raw), source="s")
+    assert out.records == 6
+    assert out.valid["id"].to_list() == ["id-0", "id-1", "id-2", "id-3"]
+    assert out.valid["_line"].to_list() == [1, 3, 5, 6]
+    assert out.quarantine.select("line", "reason").rows() == [
+        (2, "malformed JSON: not UTF-8 text (in `$.data.attributes`)"),
+        (4, "malformed JSON: not UTF-8 text (in `$.meta`)")]
+    assert out.quarantine["raw"].to_list() == [
+        bad_attrs.decode(errors="replace"), bad_meta.decode(errors="replace")]
 
 
 def test_a_valid_row_holds_the_event() -> None:

@@ -81,6 +81,21 @@ def test_tweets_v1_epoch_millis() -> None:
     assert "unparseable nretweets: 'oops'" in out["_parse_error"][0]
 
 
+def test_tweets_v1_epoch_millis_out_of_range_is_a_parse_error() -> None:
+    """Beyond what a datetime holds, polars' cast panics; such a value is a parse error."""
+    values = ["9223372036854775807", "-9223372036854775808", "9007199254740993",
+              "253402300800000", "253402300799999"]
+    cols = {key: [None] * len(values) for key in specs.TWEETS_V1_HEADER}
+    cols |= {"id": ["10"] * len(values), "created_at": values, "tweet": ["x"] * len(values),
+             "nlikes": ["1"] * len(values), "nretweets": ["0"] * len(values),
+             "nreplies": ["0"] * len(values)}
+    out = specs.convert_tweets_v1(_fields(cols, "file:///t.csv"))
+    for value, error in zip(values[:4], out["_parse_error"][:4], strict=True):
+        assert f"unparseable created_at: '{value}'" in error
+    assert out["created_at"][4] == datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+    assert out["_parse_error"][4] is None
+
+
 def test_attach_security_names_keeps_unknown_symbols_null() -> None:
     stocks = pl.DataFrame({"Symbol": ["A", "Z"], "Security Name": [None, None]},
                           schema={"Symbol": pl.String, "Security Name": pl.String})
