@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 import msgspec
 from litestar import HttpMethod, Litestar, MediaType, Request, Response, Router, get, route
 from litestar.datastructures import CacheControlHeader, State
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin, YamlRenderPlugin
@@ -159,6 +159,7 @@ class PredictOperation(Operation):
             "400": OpenAPIResponse(description="a parameter is missing, given twice, not a "
                                                "decimal number in ASCII digits, negative or "
                                                "above its limit; the detail names it"),
+            "503": OpenAPIResponse(description="no model has been trained yet"),
         }
 
 
@@ -289,4 +290,11 @@ def _docs_assets() -> Router:
     """The Swagger UI files (JavaScript, CSS, icons) under ``ASSETS_PATH``."""
     return create_static_files_router(path=ASSETS_PATH, directories=[SWAGGER_UI],
                                       name="docs_assets", include_in_schema=False,
-                                      cache_control=CacheControlHeader(max_age=86400))
+                                      cache_control=CacheControlHeader(max_age=86400),
+                                      before_request=_no_nul)
+
+
+def _no_nul(request: Request) -> None:
+    """A NUL byte in a file path is a 404 (the file system's ``ValueError`` was a 500)."""
+    if "\x00" in request.url.path:
+        raise NotFoundException(detail="no such file")

@@ -22,7 +22,14 @@ from urllib.parse import unquote_plus
 import msgspec
 from litestar import MediaType, Request, Response, get
 from litestar.exceptions import HTTPException
-from litestar.openapi.spec import OpenAPIResponse, Operation, Parameter, Schema
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Operation,
+    Parameter,
+    Reference,
+    Schema,
+)
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
 
@@ -33,6 +40,7 @@ if TYPE_CHECKING:
 
 TRADES, SENTIMENTS = "coin_trades", "tweet_sentiments"
 MAX_LIMIT = 1000
+MAX_OFFSET = 999_999_999  # nine digits, as ``_INT`` reads them
 CACHE_SIZE = 256
 _COIN = re.compile(r"[A-Z0-9]{2,10}").fullmatch
 _INT = re.compile(r"[0-9]{1,9}").fullmatch
@@ -87,12 +95,14 @@ def parse_instant(name: str, raw: str | None) -> datetime | None:
             day = date.fromisoformat(raw)
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
         value = datetime.fromisoformat(raw)
-    except ValueError:
-        value = None
-    if value is None or value.utcoffset() is None:
+        # near year 1 or 9999 an offset can put the UTC instant outside what a datetime holds
+        instant = value.astimezone(UTC) if value.utcoffset() is not None else None
+    except (ValueError, OverflowError):
+        instant = None
+    if instant is None:
         raise BadMoodQuery(detail=f"query parameter {name!r} must be {INSTANT_GRAMMAR}, "
                                   f"got {_shown(raw)}")
-    return value.astimezone(UTC)
+    return instant
 
 
 def parse_range(params: dict[str, str]) -> tuple[datetime | None, datetime | None]:
@@ -126,16 +136,23 @@ def parse_coins(raw: str | None, known: list[str], *, many: bool) -> list[str]:
 
 def parse_buckets(raw: str | None, *, many: bool) -> list[str]:
     """ISO-8601 bucket durations (comma-separated when ``many``), each checked."""
+    from cryptodudez.mood.results import MAX_BUCKETS  # noqa: PLC0415 - light workers
     from cryptodudez.mood.series import parse_bucket  # noqa: PLC0415 - light workers
 
     texts = (raw or "PT10S").split(",") if many else [raw or "PT10S"]
+    if len(texts) > MAX_BUCKETS:
+        raise BadMoodQuery(detail=f"query parameter 'bucket' names {len(texts)} buckets; "
+                                  f"at most {MAX_BUCKETS}")
+    seen: dict[Any, str] = {}
     for text in texts:
         try:
-            parse_bucket(text)
+            width = parse_bucket(text)
         except ValueError as exc:
             raise BadMoodQuery(detail=f"query parameter 'bucket': {exc}") from None
-    if len(set(texts)) != len(texts):
-        raise BadMoodQuery(detail=f"query parameter 'bucket' repeats a bucket: {_shown(raw or '')}")
+        if width in seen:  # the same grid spelled twice (PT60S, PT1M) is one test, not two
+            raise BadMoodQuery(detail=f"query parameter 'bucket' repeats a bucket: {text} is "
+                                      f"the same grid as {seen[width]}")
+        seen[width] = text
     return texts
 
 
@@ -254,7 +271,7 @@ def _json(body: bytes) -> Response[bytes]:
 
 def _page(frame: "pl.DataFrame", params: dict[str, str]) -> tuple["pl.DataFrame", dict[str, Any]]:
     limit = parse_int("limit", params.get("limit"), default=100, low=1, high=MAX_LIMIT)
-    offset = parse_int("offset", params.get("offset"), default=0, low=0, high=10**9)
+    offset = parse_int("offset", params.get("offset"), default=0, low=0, high=MAX_OFFSET)
     total = frame.height
     nxt = offset + limit if offset + limit < total else None
     return frame.slice(offset, limit), {"total": total, "limit": limit, "offset": offset,
@@ -317,12 +334,12 @@ def merged_series(request: Request) -> Response[bytes]:
     from cryptodudez.mood import results  # noqa: PLC0415 - light workers
 
     params = query(request.scope["query_string"], _MERGED)
-    loaded = _store(request)
-    coin = parse_coins(params.get("coin"), loaded.coins, many=False)[0]
     bucket = parse_buckets(params.get("bucket"), many=False)[0]
     tolerance = parse_int("tolerance", params.get("tolerance"), default=0, low=0, high=1000)
     lag = parse_int("lag", params.get("lag"), default=0, low=0, high=results.MAX_LAG)
     start, end = parse_range(params)
+    loaded = _store(request)  # the coins known are the data's
+    coin = parse_coins(params.get("coin"), loaded.coins, many=False)[0]
     frame = results.merged_rows(loaded.trades, loaded.sentiments, coin=coin, bucket=bucket,
                                 tolerance_buckets=tolerance, start=start, end=end, lag=lag)
     rows = frame.select("bucket_start", "bucket_end", "price", "last_trade_ts", "trades",
@@ -342,21 +359,20 @@ def correlation(request: Request) -> Response[bytes]:
 
     params = query(request.scope["query_string"], _CORRELATION)
     store: MoodStore = request.app.state.mood_store
-    loaded = _store(request)
-    coins = parse_coins(params.get("coin"), loaded.coins, many=True)
     buckets = parse_buckets(params.get("bucket"), many=True)
     method = params.get("method") or "pearson"
     if method not in ("pearson", "spearman"):
         raise BadMoodQuery(detail="query parameter 'method' must be 'pearson' or 'spearman', "
                                   f"got {_shown(method)}")
     start, end = parse_range(params)
+    max_lag = parse_int("max_lag", params.get("max_lag"), default=2, low=0,
+                        high=results.MAX_LAG)
+    tolerance = parse_int("tolerance", params.get("tolerance"), default=0, low=0, high=1000)
+    loaded = _store(request)  # the coins known are the data's
+    coins = parse_coins(params.get("coin"), loaded.coins, many=True)
     mood = results.MoodParams(
-        coins=tuple(coins), buckets=tuple(buckets),
-        max_lag=parse_int("max_lag", params.get("max_lag"), default=2, low=0,
-                          high=results.MAX_LAG),
-        tolerance_buckets=parse_int("tolerance", params.get("tolerance"), default=0, low=0,
-                                    high=1000),
-        method=method, start=start, end=end)
+        coins=tuple(coins), buckets=tuple(buckets), max_lag=max_lag,
+        tolerance_buckets=tolerance, method=method, start=start, end=end)
     key = (mood.key(), loaded.version)
     body = store.cached(key)
     if body is not None:
@@ -408,13 +424,47 @@ _TOLERANCE = ("how many whole buckets older than the as-of instant the joined se
               "bucket may end (0..1000, default 0: exactly the bucket lag steps earlier)")
 
 
-def _operation(parameters: list[Any], errors: str) -> type[Operation]:
+def _type(kind: OpenAPIType, description: str | None = None, *, nullable: bool = False,
+          **schema: Any) -> Schema:
+    types: Any = [kind, OpenAPIType.NULL] if nullable else kind
+    return Schema(type=types, description=description, **schema)
+
+
+_TEXT, _NUMBER, _INTEGER = OpenAPIType.STRING, OpenAPIType.NUMBER, OpenAPIType.INTEGER
+_INSTANT: dict[str, Any] = {"format": "date-time"}
+_PAGE = {"total": _type(_INTEGER, "rows matching, over all pages"),
+         "limit": _type(_INTEGER), "offset": _type(_INTEGER),
+         "next_offset": _type(_INTEGER, "offset of the next page; null on the last",
+                              nullable=True),
+         "data_version": _type(_TEXT, "digest of the trades and sentiments read")}
+
+
+def _rows(description: str, **columns: Schema | Reference) -> Schema:
+    return Schema(type=OpenAPIType.ARRAY, description=description,
+                  items=Schema(type=OpenAPIType.OBJECT, properties=dict(columns)))
+
+
+def _object(**properties: Schema | Reference) -> Schema:
+    return Schema(type=OpenAPIType.OBJECT, properties=dict(properties),
+                  required=sorted(properties))
+
+
+def _operation(parameters: list[Any], errors: str, body: Schema) -> type[Operation]:
+    """The route's documented parameters and responses (its handler parses the query itself).
+
+    The handlers return JSON bytes already encoded, so Litestar cannot infer the body's
+    schema: ``body`` documents it.
+    """
     @dataclass
     class MoodOperation(Operation):
         def __post_init__(self) -> None:
             self.parameters = parameters
+            ok = (self.responses or {}).get("200")
             self.responses = {
                 **(self.responses or {}),
+                "200": OpenAPIResponse(
+                    description=ok.description if isinstance(ok, OpenAPIResponse) else "OK",
+                    content={MediaType.JSON: OpenAPIMediaType(schema=body)}),
                 "400": OpenAPIResponse(description=errors + "; the detail names the parameter"),
                 "503": OpenAPIResponse(description="no coin trades have been ingested yet"),
             }
@@ -424,7 +474,8 @@ def _operation(parameters: list[Any], errors: str) -> type[Operation]:
 
 _PAGING = [_param("limit", f"page size, 1..{MAX_LIMIT} (default 100)", OpenAPIType.INTEGER,
                   minimum=1, maximum=MAX_LIMIT),
-           _param("offset", "rows to skip (default 0)", OpenAPIType.INTEGER, minimum=0)]
+           _param("offset", f"rows to skip, 0..{MAX_OFFSET} (default 0)", OpenAPIType.INTEGER,
+                  minimum=0, maximum=MAX_OFFSET)]
 
 coin_get = get(
     "/coin", media_type=MediaType.JSON, sync_to_thread=True, summary="Trades of one coin",
@@ -435,7 +486,11 @@ coin_get = get(
         [_param("coin", _COIN_P, required=True, pattern="^[A-Z0-9]{2,10}$"),
          _param("start", _START), _param("end", _END), *_PAGING],
         "coin missing or unknown, a bad instant, start not before end, limit or offset out "
-        "of range, or a parameter given twice"),
+        "of range, or a parameter given twice",
+        _object(coin=_type(_TEXT), **_PAGE, items=_rows(
+            "the page's trades in time order", ts=_type(_TEXT, **_INSTANT),
+            price=_type(_NUMBER), size=_type(_NUMBER), taker_side=_type(_TEXT),
+            exchange=_type(_TEXT), quote=_type(_TEXT, "quote currency"), uuid=_type(_TEXT)))),
 )(coin_trades)
 
 sentiment_get = get(
@@ -447,7 +502,12 @@ sentiment_get = get(
         [_param("coin", _COIN_P, pattern="^[A-Z0-9]{2,10}$"), _param("start", _START),
          _param("end", _END), *_PAGING],
         "unknown coin, a bad instant, start not before end, limit or offset out of range, "
-        "or a parameter given twice"),
+        "or a parameter given twice",
+        _object(coin=_type(_TEXT, "the coin asked, or null", nullable=True), **_PAGE,
+                items=_rows("the page's sentiments in time order", ts=_type(_TEXT, **_INSTANT),
+                            polarity=_type(_NUMBER, minimum=-1, maximum=1),
+                            coins=Schema(type=OpenAPIType.ARRAY, items=_type(_TEXT)),
+                            text=_type(_TEXT), sentiment_id=_type(_TEXT)))),
 )(sentiments)
 
 merged_get = get(
@@ -466,7 +526,20 @@ merged_get = get(
                 minimum=0, maximum=20),
          _param("start", _START), _param("end", _END)],
         "coin missing or unknown, a bad bucket, tolerance or lag, a bad instant, or a "
-        "parameter given twice"),
+        "parameter given twice",
+        _object(coin=_type(_TEXT), bucket=_type(_TEXT), tolerance=_type(_INTEGER),
+                lag=_type(_INTEGER), start=_type(_TEXT, nullable=True, **_INSTANT),
+                end=_type(_TEXT, nullable=True, **_INSTANT),
+                data_version=_PAGE["data_version"], rows=_rows(
+                    "one per bucket with trades, in time order",
+                    bucket_start=_type(_TEXT, **_INSTANT), bucket_end=_type(_TEXT, **_INSTANT),
+                    price=_type(_NUMBER, "last trade price"),
+                    last_trade_ts=_type(_TEXT, **_INSTANT), trades=_type(_INTEGER),
+                    log_return=_type(_NUMBER, nullable=True),
+                    asof_at=_type(_TEXT, **_INSTANT),
+                    sentiment_end=_type(_TEXT, nullable=True, **_INSTANT),
+                    sentiment=_type(_NUMBER, nullable=True), tweets=_type(_INTEGER),
+                    last_tweet_ts=_type(_TEXT, nullable=True, **_INSTANT)))),
 )(merged_series)
 
 correlation_get = get(
@@ -480,7 +553,8 @@ correlation_get = get(
                 "pooled across coins. " + NOTE + ".",
     operation_class=_operation(
         [_param("coin", "comma-separated coin symbols (default: every coin with trades)"),
-         _param("bucket", "comma-separated " + _BUCKET + "; default PT10S"),
+         _param("bucket", "comma-separated " + _BUCKET + "; at most 8, no grid twice; "
+                "default PT10S"),
          _param("max_lag", "lags -max_lag..max_lag, 0..20 (default 2)", OpenAPIType.INTEGER,
                 minimum=0, maximum=20),
          _param("tolerance", _TOLERANCE, OpenAPIType.INTEGER, minimum=0, maximum=1000),
@@ -488,7 +562,16 @@ correlation_get = get(
                 enum=["pearson", "spearman"]),
          _param("start", _START), _param("end", _END)],
         "an unknown or repeated coin or bucket, a bad bucket, max_lag, tolerance or method, "
-        "a bad instant, start not before end, or a parameter given twice"),
+        "a bad instant, start not before end, or a parameter given twice",
+        _object(params=Schema(type=OpenAPIType.OBJECT, description="the parameters, "
+                              "canonical (defaults filled in, instants in UTC)"),
+                params_key=_type(_TEXT, "digest of params"),
+                data_version=_PAGE["data_version"],
+                source=_type(_TEXT, "where the table came from", enum=["computed",
+                                                                       "warehouse"]),
+                note=_type(_TEXT),
+                results=_rows("one per coin, bucket and lag: n, r, rho, p-values, intervals, "
+                              "q-value, or nulls with null_reason"))),
 )(correlation)
 
 ROUTES = [coin_get, sentiment_get, merged_get, correlation_get]

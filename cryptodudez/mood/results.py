@@ -21,6 +21,7 @@ import polars as pl
 from cryptodudez.mood.series import merged, parse_bucket
 from cryptodudez.mood.stats import METHODS, TABLE_SCHEMA, correlation_table
 
+MAX_BUCKETS = 8  # grids per request: each costs 2*max_lag+1 joins and bootstraps per coin
 MAX_LAG = 20  # lags -20..20 (41 joins per coin and bucket) is plenty for buckets of data
 MAX_BOOT = 10_000
 
@@ -83,10 +84,13 @@ class MoodParams:
         problems = []
         if not self.coins or len(set(self.coins)) != len(self.coins):
             problems.append(f"coins must be non-empty and without repeats, not {self.coins}")
-        if not self.buckets or len(set(self.buckets)) != len(self.buckets):
+        # the same grid spelled twice (PT60S, PT1M) is a repeat: it would count twice in the
+        # q-values' number of tests
+        widths = [parse_bucket(bucket) for bucket in self.buckets]  # raises naming the bucket
+        if not self.buckets or len(set(widths)) != len(widths):
             problems.append(f"buckets must be non-empty and without repeats, not {self.buckets}")
-        for bucket in self.buckets:
-            parse_bucket(bucket)  # raises naming the bucket
+        if len(self.buckets) > MAX_BUCKETS:
+            problems.append(f"at most {MAX_BUCKETS} buckets, not {len(self.buckets)}")
         if not 0 <= self.max_lag <= MAX_LAG:
             problems.append(f"max_lag must lie in 0..{MAX_LAG}, not {self.max_lag}")
         if not 0 <= self.tolerance_buckets <= 1000:

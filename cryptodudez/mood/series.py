@@ -31,8 +31,8 @@ MIN_BUCKET = timedelta(seconds=1)
 MAX_BUCKET = timedelta(days=30)
 
 _DURATION = re.compile(
-    r"P(?!$)(?:(?P<d>\d{1,9})D)?(?:T(?=\d)(?:(?P<h>\d{1,9})H)?(?:(?P<m>\d{1,9})M)?"
-    r"(?:(?P<s>\d{1,9})S)?)?")
+    r"P(?!$)(?:(?P<d>[0-9]{1,9})D)?(?:T(?=[0-9])(?:(?P<h>[0-9]{1,9})H)?"
+    r"(?:(?P<m>[0-9]{1,9})M)?(?:(?P<s>[0-9]{1,9})S)?)?")  # ASCII digits only, not \d
 _UTC = pl.Datetime("us", "UTC")
 _TRADES: dict[str, pl.DataType] = {"coin": pl.String(), "ts": _UTC, "price": pl.Float64()}
 _SENTIMENTS: dict[str, pl.DataType] = {"coins": pl.List(pl.String), "ts": _UTC,
@@ -51,14 +51,16 @@ def parse_bucket(text: str) -> timedelta:
         ValueError: naming the value, when it is not such a duration or out of bounds.
     """
     match = _DURATION.fullmatch(text) if isinstance(text, str) else None
+    raw = str(text)  # shown cut short: the value may be a whole query string
+    shown = repr(text) if len(raw) <= 40 else f"{raw[:40]!r}... ({len(raw)} characters)"
     if match is None:
-        msg = (f"bucket {text!r} is not an ISO-8601 duration of the form "
+        msg = (f"bucket {shown} is not an ISO-8601 duration of the form "
                "P[nD][T[nH][nM][nS]] (for example PT10S, PT1M, PT1H30M, P1D)")
         raise ValueError(msg)
     days, hours, minutes, seconds = (int(match.group(g) or 0) for g in "dhms")
     total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
     if not MIN_BUCKET.total_seconds() <= total <= MAX_BUCKET.total_seconds():
-        msg = (f"bucket {text!r} is {total} s; it must lie between {MIN_BUCKET} "
+        msg = (f"bucket {shown} is {total} s; it must lie between {MIN_BUCKET} "
                f"and {MAX_BUCKET}")
         raise ValueError(msg)
     return timedelta(seconds=total)

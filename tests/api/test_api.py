@@ -12,7 +12,7 @@ from litestar.testing import TestClient
 
 from cryptodudez.resources.lake import MODELS, Lake
 from cryptodudez.transforms.lookup import LookupModel
-from serving.app import ServingSettings, create_app
+from serving.app import ASSETS_PATH, ServingSettings, create_app
 from tests.api.live import LiveServer
 from tests.helpers import publish
 
@@ -83,6 +83,29 @@ def test_no_model_yet_is_503_not_500(lake: Lake) -> None:
         response = c.get("/predict?vol_moving_avg=1&adj_close_rolling_med=1")
         assert response.status_code == 503
         assert c.get("/health").json()["status"] == "no_model"
+
+
+def test_on_an_empty_lake_a_bad_parameter_is_still_a_400(lake: Lake) -> None:
+    """Parameters are checked before the data: 503 only for a request that is otherwise good."""
+    with TestClient(app=create_app(ServingSettings(lake=lake.uri, poll_seconds=60))) as c:
+        for path, named in [("/correlation?max_lag=-1", "'max_lag'"),
+                            ("/correlation?bucket=PT0S", "'bucket'"),
+                            ("/merged?coin=ETH&lag=21", "'lag'"),
+                            ("/merged?coin=ETH&start=never", "'start'")]:
+            response = c.get(path)
+            assert response.status_code == 400, (path, response.text)
+            assert named in response.json()["detail"]
+        assert c.get("/correlation").status_code == 503
+        assert c.get("/merged?coin=ETH").status_code == 503
+        schema = c.get("/schema/openapi.json").json()
+        assert "503" in schema["paths"]["/predict"]["get"]["responses"]
+
+
+def test_a_nul_byte_in_a_docs_asset_path_is_a_404(client: TestClient) -> None:
+    """The static files' file system raised ValueError (a 500) on a NUL byte."""
+    response = client.get(f"{ASSETS_PATH}/%00")
+    assert response.status_code == 404, response.text
+    assert client.get(f"{ASSETS_PATH}/swagger-ui.css").status_code == 200
 
 
 def test_live_server_swaps_models_under_concurrent_requests(lake: Lake) -> None:

@@ -218,6 +218,15 @@ def test_coin_and_sentiment_pages_and_filters(api) -> None:
     ("/merged?coin=ETH&lag=21", "'lag'"), ("/correlation?max_lag=21", "'max_lag'"),
     ("/correlation?method=kendall", "'method'"), ("/correlation?coin=ETH,ETH", "'coin'"),
     ("/correlation?bucket=PT10S,PT10S", "'bucket'"), ("/correlation?end=2018-13-01", "'end'"),
+    # an offset that puts the UTC instant beyond year 1 or 9999 (was a 500)
+    ("/coin?coin=ETH&start=0001-01-01T00:00:00%2B01:00", "'start'"),
+    ("/sentiment?end=9999-12-31T23:59:59-01:00", "'end'"),
+    # the same grid spelled twice would count twice among the q-values' tests
+    ("/correlation?bucket=PT1M,PT60S", "'bucket'"),
+    ("/correlation?bucket=PT10S,PT010S", "'bucket'"),
+    ("/correlation?bucket=PT%D9%A1%D9%A0S", "'bucket'"),  # Arabic-Indic digits
+    ("/correlation?bucket=" + ",".join(f"PT{s}S" for s in range(1, 10)), "'bucket'"),  # 9 > 8
+    ("/coin?coin=ETH&offset=1000000000", "'offset'"),
 ])
 def test_a_bad_parameter_is_a_400_naming_it(api, path: str, named: str) -> None:
     status, body = _get(api, path)
@@ -237,3 +246,20 @@ def test_the_openapi_schema_documents_the_routes_and_their_parameters(api) -> No
         "/correlation": {"coin", "bucket", "max_lag", "tolerance", "method", "start", "end"},
     }
     assert "400" in schema["paths"]["/correlation"]["get"]["responses"]
+    # the handlers return encoded bytes: the body's schema is documented, not inferred
+    bodies = {path: schema["paths"][path]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"] for path in params}
+    assert {path: body["type"] for path, body in bodies.items()} == dict.fromkeys(params,
+                                                                                 "object")
+    assert set(bodies["/coin"]["properties"]["items"]["items"]["properties"]) == {
+        "ts", "price", "size", "taker_side", "exchange", "quote", "uuid"}
+    status, merged_body = _get(api, "/merged?coin=ETH&bucket=PT1M")
+    assert set(merged_body) == set(bodies["/merged"]["properties"])
+    assert set(merged_body["rows"][0]) == set(
+        bodies["/merged"]["properties"]["rows"]["items"]["properties"])
+    status, page = _get(api, "/sentiment?limit=1")
+    assert set(page) == set(bodies["/sentiment"]["properties"])
+    assert set(page["items"][0]) == set(
+        bodies["/sentiment"]["properties"]["items"]["items"]["properties"])
+    status, table = _get(api, "/correlation?coin=ETH")
+    assert set(table) == set(bodies["/correlation"]["properties"])

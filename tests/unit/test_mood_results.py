@@ -88,6 +88,9 @@ def test_the_key_and_the_data_version_change_with_what_they_summarise() -> None:
     ({"coins": ()}, "coins must be non-empty"),
     ({"coins": ("BTC", "BTC")}, "without repeats"),
     ({"buckets": ("P1M",)}, "is not an ISO-8601 duration"),
+    ({"buckets": ("PT1M", "PT60S")}, "buckets must be non-empty and without repeats"),
+    ({"buckets": tuple(f"PT{s}S" for s in range(1, 10))}, "at most 8 buckets, not 9"),
+    ({"buckets": ("PT\u0661\u0660S",)}, "is not an ISO-8601 duration"),  # Arabic-Indic 10
     ({"max_lag": 21}, "max_lag must lie in 0..20"),
     ({"method": "kendall"}, "method must be one of"),
     ({"start": datetime(2018, 1, 1)}, "start must carry a time zone"),
