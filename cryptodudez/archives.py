@@ -15,6 +15,7 @@ import io
 import struct
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -208,6 +209,23 @@ def iter_unpacked(file_uri: str, fh: BinaryIO, specs: Sequence[DatasetSpec], *,
     except _ZIP_ERRORS as exc:
         yield Unpacked(rejected=[(file_uri, name, f"corrupt zip archive: {exc}")])
         return
+    if not infos:
+        yield Unpacked(rejected=[(file_uri, name, "zip archive holds no files")])
+        return
+    repeated = Counter(i.filename for i in infos)
+    repeated = Counter({k: n for k, n in repeated.items() if n > 1})
+    if repeated:
+        # A member is known by its name (its URI, its rows' lineage): two of one name would
+        # be one member whose rows overwrite each other, and which one an unzip keeps differs
+        # between tools. Neither is read; the archive stays in raw/ for its sender to fix.
+        yield Unpacked(rejected=[
+            (member_uri(file_uri, member), member,
+             f"zip archive holds {count} members named {member!r}: which one is meant is "
+             "ambiguous, so none of them is read")
+            for member, count in repeated.items()])
+        infos = [i for i in infos if i.filename not in repeated]
+        if not infos:
+            return
     ranks = {i.filename: _peek_rank(archive, i, specs) for i in infos}
     ordered = sorted(infos, key=lambda i: ranks[i.filename])  # stable: archive order within
     yield from _prefetched(lambda batch: _load(archive, file_uri, batch),

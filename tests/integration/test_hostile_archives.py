@@ -2,6 +2,7 @@
 
 import io
 import random
+import warnings
 import zipfile
 
 import dagster as dg
@@ -81,3 +82,48 @@ def test_a_row_lost_in_ingest_fails_rows_accounted(defs, instance, tmp_path,
     files = defs.resources["metastore"].files()
     assert files.select("rows_read", "rows_valid", "rows_quarantined", "status").rows() == [
         (2, 1, 0, "rows_unaccounted")]
+
+
+def _ingest_zip(defs, instance, tmp_path, key: str,
+                members: list[tuple[str, bytes]]) -> dg.ExecuteInProcessResult:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about a repeated name
+        for name, data in members:
+            z.writestr(name, data)
+    path = tmp_path / key.rsplit("/", 1)[-1]
+    path.write_bytes(buf.getvalue())
+    lake = defs.resources["lake"]
+    lake.land(path, key)
+    pk = partition_key_for(key)
+    instance.add_dynamic_partitions("landed_files", [pk])
+    return dg.materialize([lake_ingest], partition_key=pk, instance=instance,
+                          resources={"lake": lake, "metastore": defs.resources["metastore"]},
+                          run_config=QUIET, raise_on_error=False)
+
+
+def test_a_zip_without_files_is_rejected_not_a_failed_run(defs, instance, tmp_path) -> None:
+    """It was a failed run on every attempt (``pl.concat`` of no member tables)."""
+    result = _ingest_zip(defs, instance, tmp_path, "vendor/empty.zip", [])
+    assert result.success
+    files = defs.resources["metastore"].files()
+    assert files.select("status", "reason").rows() == [("rejected", "zip archive holds no files")]
+
+
+def test_two_members_of_one_name_are_both_rejected_and_nothing_is_lost(defs, instance,
+                                                                         tmp_path) -> None:
+    """Known by one name, their rows overwrote each other and the run failed its checks."""
+    rows = "2020-01-02,10.0,11.0,9.5,10.5,10.4,1000\n"
+    result = _ingest_zip(defs, instance, tmp_path, "vendor/twice.zip", [
+        ("stocks/AAA.csv", f"{HEADER}\n{rows}".encode()),
+        ("stocks/AAA.csv", f"{HEADER}\n{rows.replace('1000', '2000')}".encode()),
+        ("stocks/BBB.csv", f"{HEADER}\n{rows}".encode())])
+    assert result.success
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks["stock_prices_rows_accounted"] is True
+    assert table(defs, VALIDATED, "stock_prices")["Symbol"].to_list() == ["BBB"]
+    files = defs.resources["metastore"].files().filter(pl.col("member").is_not_null())
+    assert sorted(files.select("member", "status", "reason").rows()) == [
+        ("stocks/AAA.csv", "rejected", "zip archive holds 2 members named 'stocks/AAA.csv': "
+                                       "which one is meant is ambiguous, so none of them is read"),
+        ("stocks/BBB.csv", "validated", None)]
