@@ -17,6 +17,50 @@ _QUOTED_FIELD = r'"(?:[^"]|"")*"'
 _WELL_QUOTED = rf'^(?:{_QUOTED_FIELD}|[^",]*)(?:,(?:{_QUOTED_FIELD}|[^",]*))*$'
 
 
+# One line's fields, read as RFC 4180 frames them: a quote opens a quoted field only at the
+# field's start, and a quoted field ends at a quote not doubled. Text after a closing quote
+# (``"a"b``) and a quote inside an unquoted field (``10"5``) are framed leniently, as part of
+# their field; ``well_quoted`` then quarantines the record that holds them.
+_CONTENT = r'(?:[^"]|"")*'  # inside a quoted field, on one line
+_CLOSED = rf'"{_CONTENT}"(?:[^",][^,]*)?'  # a quoted field closed on this line, junk after
+_FIELD = rf'(?:{_CLOSED}|[^",][^,]*|)'
+# Whether a line ends inside an open quoted field, when it starts outside one and inside one.
+_OPEN_FROM_OUTSIDE = rf'^(?:{_FIELD},)*"{_CONTENT}$'
+_OPEN_FROM_INSIDE = rf'^{_CONTENT}$|^{_CONTENT}"(?:[^",][^,]*)?(?:,{_FIELD})*,"{_CONTENT}$'
+
+
+def _open_after(lines: pl.DataFrame) -> pl.Series:
+    """Whether a quoted field is still open after each line of ``lines``.
+
+    ``lines`` holds ``raw``, ``quotes`` and ``line``, each source's lines in order, sources
+    one after another.
+    Each line maps "open before" to "open after": a line without quotes keeps the state; one
+    that ends open from either state sets it; one that ends closed from either state clears
+    it; one that opens a field from outside and closes one from inside flips it. The state
+    after a line is then that of the last line with quotes (or the source's start, closed),
+    which is the last line that set or cleared it, flipped once per flipping line since: a
+    cumulative sum and forward fills over the lines with quotes only, no loop. Counting quotes
+    instead (as before) let one stray quote in an unquoted field (``Sq"t``) open a field that
+    swallowed the rest of the file into one record.
+    """
+    first, has = pl.col("line") == 1, pl.col("quotes") > 0
+    from_out, from_in = pl.col("from_out"), pl.col("from_in")
+    flip = (from_out & ~from_in).cast(pl.Int64)
+    sets = from_out == from_in  # both open, or both closed
+    flips = flip.cum_sum()
+    base = pl.when(sets).then(from_out).when(first).then(pl.lit(value=False)).forward_fill()
+    flips_at_base = pl.when(sets | first).then(flips - flip).forward_fill()
+    # A source's first line starts it (closed) even without quotes: then it keeps the state.
+    changes = (lines.lazy().with_row_index("i")
+               .filter(has | first)
+               .with_columns(from_out=has & pl.col("raw").str.contains(_OPEN_FROM_OUTSIDE),
+                             from_in=~has | pl.col("raw").str.contains(_OPEN_FROM_INSIDE))
+               .select("i", state=base ^ ((flips - flips_at_base) % 2 == 1))
+               .collect())
+    return (pl.repeat(None, lines.height, dtype=pl.Boolean, eager=True)
+            .scatter(changes["i"], changes["state"]).forward_fill().alias("open_after"))
+
+
 def split_records(texts: pl.DataFrame) -> pl.DataFrame:
     """Split whole file texts into CSV records.
 
@@ -40,7 +84,11 @@ def split_records(texts: pl.DataFrame) -> pl.DataFrame:
         .filter(~((pl.col("line") == pl.col("n_lines")) & (pl.col("raw") == "")))
         .with_columns(raw=pl.col("raw").str.strip_suffix("\r"))
         .with_columns(quotes=pl.col("raw").str.count_matches('"', literal=True))
-        .with_columns(open_after=(pl.col("quotes").cum_sum().over("source") % 2) == 1)
+        .collect()
+    )
+    lines = (
+        lines.lazy()
+        .with_columns(_open_after(lines))
         .with_columns(
             starts=~pl.col("open_after").shift(1, fill_value=False).over("source"),
         )

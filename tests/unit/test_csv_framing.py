@@ -1,5 +1,8 @@
 """The CSV framing keeps every record's start line and original text."""
 
+import csv
+import io
+
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -82,3 +85,70 @@ def test_well_quoted_follows_rfc_4180(raw: str, expected: bool) -> None:
 def test_a_last_line_of_only_a_carriage_return_is_a_blank_record() -> None:
     assert _records("a,b\n1,2\n\r")["raw"].to_list() == ["a,b", "1,2", ""]
     assert _records("a,b\r\n1,2\r\n")["raw"].to_list() == ["a,b", "1,2"]
+
+
+def test_a_stray_quote_in_an_unquoted_field_is_its_own_record_only() -> None:
+    """A quote opens a field only at the field's start (RFC 4180). Counting quotes made the
+    stray one open a field that swallowed every later line into one quarantined record."""
+    recs = _records('id,name\n1,Sq"t\n2,ok\n3,"quoted, fine"\n4,"a\nb"\n5,x\n')
+    assert recs["line"].to_list() == [1, 2, 3, 4, 5, 7]
+    assert recs["raw"][1] == '1,Sq"t'
+    assert recs["closed"].all()
+    assert pl.select(well_quoted(pl.lit('1,Sq"t'))).item() is False  # quarantined, alone
+
+
+def test_a_line_that_closes_one_quoted_field_and_opens_another() -> None:
+    recs = _records('id,a,b\n1,"x\ny","z\nw"\n2,"""q"",\n""r""",s\n3,t\n')
+    assert recs["line"].to_list() == [1, 2, 5, 7]
+    assert recs["raw"].to_list()[1:] == ['1,"x\ny","z\nw"', '2,"""q"",\n""r""",s', "3,t"]
+    assert recs["closed"].all()
+
+
+_CELLS = st.text(alphabet='ab ,"\n', max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_CELLS, min_size=1, max_size=4), min_size=1, max_size=8))
+def test_framing_of_rfc_4180_text_matches_the_csv_module(rows: list[list[str]]) -> None:
+    """Any text Python's csv writer produces is framed into exactly its records."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    text = out.getvalue()
+    recs = _records(text)
+    assert recs["closed"].all()
+    assert [next(csv.reader(io.StringIO(raw))) for raw in recs["raw"]] == rows
+    starts, line = [], 1
+    for raw in recs["raw"]:
+        starts.append(line)
+        line += raw.count("\n") + 1
+    assert recs["line"].to_list() == starts
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.text(alphabet="ab c", min_size=1, max_size=4), min_size=2,
+                         max_size=4), min_size=2, max_size=8),
+       st.data())
+def test_a_stray_quote_changes_only_its_own_record(rows: list[list[str]], data) -> None:
+    """A quote put inside one unquoted field (never first) leaves every other record whole."""
+    at = data.draw(st.integers(0, len(rows) - 1))
+    col = data.draw(st.integers(0, len(rows[at]) - 1))
+    cell = rows[at][col]
+    pos = data.draw(st.integers(1, len(cell)))
+    rows[at][col] = cell[:pos] + '"' + cell[pos:]
+    text = "".join(",".join(row) + "\n" for row in rows)
+    recs = _records(text)
+    assert recs["raw"].to_list() == [",".join(row) for row in rows]
+    assert recs["closed"].all()
+
+
+def test_a_file_left_open_does_not_open_the_next_file() -> None:
+    # source 0 ends open twice over: by a flip (line 2) and by a line open from either state
+    texts = pl.DataFrame({"source": [0, 1, 2],
+                          "text": ['id,t\n1,"open\n2,x\n', 'id,t\nx","y\n',
+                                   "id,t\n1,a\n2,b\n"]},
+                         schema={"source": pl.Int64, "text": pl.String})
+    recs = split_records(texts)
+    assert recs.filter(pl.col("source") == 2)["raw"].to_list() == ["id,t", "1,a", "2,b"]
+    assert recs.filter(pl.col("source") == 2)["closed"].all()
+    assert recs.filter(pl.col("source") == 0)["closed"].to_list() == [True, False]
+    assert recs.filter(pl.col("source") == 1)["closed"].to_list() == [True, False]
