@@ -46,6 +46,7 @@ from cryptodudez.sensors.feature_store import range_tags, touched_days
 from cryptodudez.sensors.landing import not_ingested, route, run_tags
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.settings import PROJECT_DIR, Settings
+from cryptodudez.transforms import volume_model as vm
 from serving.server import (
     add_server_arguments,
     default_host,
@@ -177,13 +178,9 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
         if progress:
             _out(f"      {'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s"
                  f" (run {result.run_id[:8]})")
-    has_stocks = bool(lake.fragments(VALIDATED, "stock_prices"))
-    if earliest is None and has_stocks and not lake.exists(
-            lake.path(MODELS, VOLUME_MODEL, "LATEST")):
-        earliest = f"{FIRST_YEAR}-01-01"
-    if earliest is not None:
-        counts["stock_pipeline_runs"] = 1
-        counts["failed"] += 0 if _run_stock_pipeline(defs, instance, earliest, progress) else 1
+    ran, ok = _stock_pipeline(defs, instance, lake, earliest, progress)
+    counts["stock_pipeline_runs"] += ran
+    counts["failed"] += 0 if ok else 1
     touched = _feature_days(lake, touched, progress)
     if touched is not None:
         counts["feature_store_runs"] = 1
@@ -258,8 +255,49 @@ def _run_feature_store(defs: dg.Definitions, instance: dg.DagsterInstance,
     return ok
 
 
+NOT_TRAINABLE = ("no feature row has both 30-day features and a volume (a symbol needs 30 "
+                 "trading days); the features are built, the model waits for more data")
+
+
+def _trainable(lake: Lake) -> bool:
+    """Whether the stock features hold a row the volume model can train on."""
+    return vm.has_training_rows(
+        lake.scan_table(FEATURES, STOCK_FEATURES, list(vm.TRAINING_COLUMNS)))
+
+
+def _stock_pipeline(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake,
+                    earliest: str | None, progress: bool) -> tuple[int, bool]:
+    """Run the stock pipeline from ``earliest`` (or, with no model yet, from the start).
+
+    Returns the runs launched (0 or 1) and whether the step succeeded. Too few feature rows
+    for a first model is not a failure: the features are built and the model waits.
+    """
+    has_stocks = bool(lake.fragments(VALIDATED, "stock_prices"))
+    no_model = not lake.exists(lake.path(MODELS, VOLUME_MODEL, "LATEST"))
+    if earliest is None and has_stocks and no_model:
+        if lake.fragments(FEATURES, STOCK_FEATURES) and not _trainable(lake):
+            if progress:  # nothing changed since: running again would fail the same way
+                _out(f"stock pipeline: no volume model yet: {NOT_TRAINABLE}")
+            return 0, True
+        earliest = f"{FIRST_YEAR}-01-01"
+    if earliest is None:
+        return 0, True
+    result = _run_stock_pipeline(defs, instance, earliest, progress)
+    if not result.success and no_model and _only_the_model_failed(result) \
+            and not _trainable(lake):
+        if progress:
+            _out(f"      no volume model yet: {NOT_TRAINABLE}")
+        return 1, True
+    return 1, result.success
+
+
+def _only_the_model_failed(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether a stock pipeline run failed in the volume model's step alone."""
+    return {e.step_key for e in result.get_step_failure_events()} == {VOLUME_MODEL}
+
+
 def _run_stock_pipeline(defs: dg.Definitions, instance: dg.DagsterInstance, earliest: str,
-                        progress: bool) -> bool:
+                        progress: bool) -> dg.ExecuteInProcessResult:
     tags = pipeline_tags(earliest)
     years = f"{tags['dagster/asset_partition_range_start']}..." \
             f"{tags['dagster/asset_partition_range_end']}"
@@ -273,7 +311,7 @@ def _run_stock_pipeline(defs: dg.Definitions, instance: dg.DagsterInstance, earl
     if progress:
         _out(f"      {'done' if result.success else 'FAILED'} in "
              f"{time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
-    return result.success
+    return result
 
 
 def sample_prediction(settings: Settings) -> str:

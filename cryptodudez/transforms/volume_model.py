@@ -96,6 +96,13 @@ def select_shrinkage(scores: dict[float, dict[str, float]], naive: dict[str, flo
     return min(eligible, key=lambda s: (eligible[s]["mae_log1p"], s))
 
 
+def has_training_rows(features: pl.LazyFrame | pl.DataFrame) -> bool:
+    """Whether any feature row has both features and a volume (what training needs)."""
+    if not set(TRAINING_COLUMNS) <= set(features.lazy().collect_schema().names()):
+        return False
+    return features.lazy().select(TRAINING_COLUMNS).drop_nulls().head(1).collect().height > 0
+
+
 def training_frame(features: pl.LazyFrame | pl.DataFrame, *,
                    rows: int = LOAD_ROWS) -> pl.DataFrame:
     """Rows usable for training (both features, volume known): a deterministic sample.

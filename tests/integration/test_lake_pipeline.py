@@ -155,3 +155,27 @@ def test_cli_ingest_of_stocks_alone_serves_the_volume_model_and_waits_for_the_et
     assert counts["stock_pipeline_runs"] == 1
     assert counts["feature_store_runs"] == 0
     assert "feature store: skipped, the lake holds no crypto_prices and no tweets yet" in out
+
+
+def test_too_few_stock_rows_for_a_model_is_not_a_failed_ingest(tmp_path, monkeypatch,
+                                                               capsys) -> None:
+    """Ten days of one stock give features but no row with 30-day ones: no model, exit 0.
+
+    Every ``ingest`` failed (exit 1) while no model existed, and ran the pipeline again.
+    """
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    header = "Date,Open,High,Low,Close,Adj Close,Volume\n"
+    rows = "".join(f"2020-01-{d:02d},10,11,9,10.5,10.4,{1000 + d}\n" for d in range(2, 12))
+    path = tmp_path / "short.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("stocks/AAPL.csv", header + rows)
+    assert cli.main(["land", str(path)]) == 0
+    assert cli.main(["ingest"]) == 0
+    out = capsys.readouterr().out
+    assert "no volume model yet" in out
+    assert "'failed': 0" in out and "'stock_pipeline_runs': 1" in out
+    assert cli.main(["ingest"]) == 0  # nothing changed: the pipeline is not run again
+    out = capsys.readouterr().out
+    assert "no volume model yet" in out
+    assert "'failed': 0" in out and "'stock_pipeline_runs': 0" in out
