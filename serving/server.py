@@ -16,9 +16,14 @@ of Dagster so that it stays cheap to run every few seconds:
   written when unset), and ``python -m serving --healthcheck`` (the image's ``HEALTHCHECK``)
   performs that check: ``GET /health`` for the API, ``GET /server_info`` for the Dagster
   webserver, ``dagster-daemon liveness-check`` (recent heartbeats) for the daemon.
+
+A bad option or setting is one line on stderr, never a traceback: status 2 for the server, 1
+("unhealthy", Docker's only failure status) for the health check.
 """
 
 import argparse
+import contextlib
+import http.client
 import json
 import math
 import os
@@ -27,7 +32,7 @@ import sys
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from cryptodudez.storage import LakeStorage
@@ -43,6 +48,8 @@ _CGROUP_V1_CPU_DIRS = ("cpu", "cpu,cpuacct", "cpuacct,cpu")
 # changes. The daemon's check loads Dagster: a few seconds on an idle machine, 30 s and more on
 # an overloaded one.
 HEALTHCHECK_TIMEOUT_SECONDS = 25.0
+DESCRIPTION = ("serve the latest model and the lake's results over HTTP: /predict, /health, "
+               "/signal/eth, /coin, /sentiment, /merged, /correlation (OpenAPI at /schema)")
 
 
 def default_host(env: Mapping[str, str] | None = None) -> str:
@@ -102,14 +109,42 @@ def available_cpus(root: Path | None = None, *, affinity: int | None = None) -> 
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """The server's options (shared by ``python -m serving`` and ``cryptodudez serve``)."""
+    """The server's options (shared by ``python -m serving`` and ``cryptodudez serve``).
+
+    A parser without a description gets ``DESCRIPTION``, so that ``--help`` names the routes.
+    """
+    parser.description = parser.description or DESCRIPTION
     parser.add_argument("--host", default=default_host(),
                         help=f"address to listen on (default: ${HOST_VARIABLE}, else "
                              f"{LOCAL_HOST})")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=available_cpus(),
-                        help="server processes (default: one per CPU the container's "
-                             "quota allows)")
+    parser.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 "
+                        "(default: 8000)")
+    parser.add_argument("--workers", type=_workers, default=available_cpus(),
+                        help="server processes, at least 1 (default: one per CPU the "
+                             "container's quota allows)")
+
+
+def _port(text: str) -> int:
+    # Port 0 would bind a port chosen by the system, which the health file cannot name.
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        msg = f"not a TCP port (1-65535): {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return port
+
+
+def _workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        msg = f"not a number of processes (1 or more): {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return workers
 
 
 def command(*, host: str, port: int, workers: int) -> list[str]:
@@ -142,16 +177,27 @@ def write_health_file(check: Mapping[str, object],
 
     Written to ``$CRYPTODUDEZ_HEALTH_FILE``; nothing is written when it is unset. Returns the
     file written, if any.
+
+    Raises:
+        ValueError: the file cannot be written there (a folder, no permission), in one line
+            naming the setting.
     """
     env = os.environ if env is None else env
     target = env.get(HEALTH_FILE_VARIABLE)
     if not target:
         return None
     path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(path.name + ".tmp")
-    staged.write_text(json.dumps(check))
-    staged.replace(path)  # a concurrent check reads the old or the new file, never half of one
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staged.write_text(json.dumps(check))
+        staged.replace(path)  # a concurrent check reads the old or the new file, never half
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
+        msg = (f"{HEALTH_FILE_VARIABLE}={target!r}: cannot write the health file there "
+               f"({exc.strerror or exc})")
+        raise ValueError(msg) from exc
     return path
 
 
@@ -159,33 +205,45 @@ def healthcheck(env: Mapping[str, str] | None = None, *, timeout: float | None =
     """Perform the check the running role recorded: 0 when healthy, 1 otherwise.
 
     Prints one line saying what was checked and the outcome. ``timeout`` (seconds) defaults to
-    ``$CRYPTODUDEZ_HEALTHCHECK_TIMEOUT``, else ``HEALTHCHECK_TIMEOUT_SECONDS``.
+    ``$CRYPTODUDEZ_HEALTHCHECK_TIMEOUT``, else ``HEALTHCHECK_TIMEOUT_SECONDS``. A bad setting
+    or health file is unhealthy too (status 1, the only failure status Docker defines), said
+    in one line.
     """
     env = os.environ if env is None else env
     if timeout is None:
-        timeout = float(env.get(HEALTHCHECK_TIMEOUT_VARIABLE) or HEALTHCHECK_TIMEOUT_SECONDS)
+        setting = env.get(HEALTHCHECK_TIMEOUT_VARIABLE) or str(HEALTHCHECK_TIMEOUT_SECONDS)
+        try:
+            timeout = float(setting)
+        except ValueError:
+            timeout = math.nan
+        if not 0 < timeout < math.inf:
+            return _report(1, f"unhealthy: {HEALTHCHECK_TIMEOUT_VARIABLE}={setting!r}: not a "
+                              "number of seconds above 0")
     target = env.get(HEALTH_FILE_VARIABLE)
     if not target:
         return _report(1, f"unhealthy: {HEALTH_FILE_VARIABLE} is not set")
     try:
         check = json.loads(Path(target).read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         return _report(1, f"unhealthy: no role has recorded its check in {target} ({exc})")
-    if isinstance(check.get("url"), str):
-        return _check_url(check["url"], timeout=timeout)
-    if isinstance(check.get("command"), list):
-        extra = {str(k): str(v) for k, v in dict(check.get("env") or {}).items()}
-        return _check_command([str(a) for a in check["command"]], {**env, **extra},
-                              timeout=timeout)
-    return _report(1, f"unhealthy: {target} names no url or command")
+    if isinstance(check, dict):
+        url, argv, extra = check.get("url"), check.get("command"), check.get("env") or {}
+        if isinstance(url, str):
+            return _check_url(url, timeout=timeout)
+        if isinstance(argv, list) and argv and isinstance(extra, dict):
+            return _check_command([str(a) for a in argv],
+                                  {**env, **{str(k): str(v) for k, v in extra.items()}},
+                                  timeout=timeout)
+    return _report(1, f"unhealthy: {target} holds no check (a JSON object with a url, or "
+                      "a command and an env object)")
 
 
 def _check_url(url: str, *, timeout: float) -> int:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - own URL
             return _report(0 if response.status == 200 else 1, f"GET {url}: {response.status}")
-    except OSError as exc:
-        return _report(1, f"unhealthy: GET {url}: {exc}")
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # ValueError: a bad URL
+        return _report(1, f"unhealthy: GET {url}: {type(exc).__name__}: {exc}")
 
 
 def _check_command(argv: list[str], env: Mapping[str, str], *, timeout: float) -> int:
@@ -193,7 +251,7 @@ def _check_command(argv: list[str], env: Mapping[str, str], *, timeout: float) -
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True,  # noqa: S603
                               timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:  # ValueError: a NUL byte
         return _report(1, f"unhealthy: {shown}: {exc}")
     said = (done.stdout.strip() or done.stderr.strip()).splitlines()
     return _report(0 if done.returncode == 0 else 1,
@@ -225,10 +283,17 @@ def run(*, host: str, port: int, workers: int) -> None:
                 http="httptools", access_log=False, log_level="warning")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a bad argument in one line."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m serving``."""
-    parser = argparse.ArgumentParser(prog="python -m serving",
-                                     description="serve GET /predict from the latest model")
+    parser = _Parser(prog="python -m serving")
     add_server_arguments(parser)
     parser.add_argument("--healthcheck", action="store_true",
                         help=f"perform the check the running role recorded in "
@@ -240,18 +305,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cryptodudez.settings import Settings  # noqa: PLC0415
     from cryptodudez.storage import LakeStorage  # noqa: PLC0415
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        return _error(str(exc), 2)
     lake = LakeStorage(settings.lake, endpoint_url=settings.endpoint_url,
                        region_name=settings.region)
     try:
         line = announcement(lake=lake, host=args.host, port=args.port, workers=args.workers)
     except Exception as exc:  # any cause (no credentials, no network): the server cannot start
         # The app would fail the same way loading the model; say it in one line, not 80.
-        sys.stderr.write(f"python -m serving: error: cannot read the model in {lake.uri}: "
-                         f"{type(exc).__name__}: {' '.join(str(exc).split())}\n")
-        return 1
-    write_health_file({"role": "serve", "url": probe_url(args.host, args.port, "/health")})
+        return _error(f"cannot read the model in {lake.uri}: {type(exc).__name__}: {exc}", 1)
+    try:
+        write_health_file({"role": "serve", "url": probe_url(args.host, args.port, "/health")})
+    except ValueError as exc:
+        return _error(str(exc), 2)
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
     run(host=args.host, port=args.port, workers=args.workers)
     return 0
+
+
+def _error(message: str, code: int) -> int:
+    sys.stderr.write(f"python -m serving: error: {' '.join(message.split())}\n")
+    return code

@@ -9,7 +9,9 @@ runs in its own session and its whole group is terminated.
 
 import argparse
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,9 +26,11 @@ import dagster as dg
 import pytest
 import sqlalchemy
 
+from cryptodudez import cli
 from cryptodudez.resources.lake import Lake
 from cryptodudez.settings import PROJECT_DIR
 from serving import server
+from serving.app import ServingSettings, create_app
 from tests.helpers import publish
 from tests.test_dockerfile import default_command, entrypoint, healthcheck, image_env
 
@@ -75,6 +79,83 @@ def test_default_workers_and_host_come_from_the_container(tmp_path: Path,
     parser = argparse.ArgumentParser()
     server.add_server_arguments(parser)
     assert parser.parse_args([]).host == "0.0.0.0"
+
+
+# --- bad options and settings: one line, never a traceback ----------------------------------
+
+def _not_started(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the server was started")
+
+
+@pytest.mark.parametrize("argv", [["--port", "99999"], ["--port", "-1"], ["--port", "0"],
+                                  ["--port", "http"], ["--workers", "0"], ["--workers", "-3"]])
+def test_serve_refuses_a_port_or_worker_count_in_one_line(
+        argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.delenv("CRYPTODUDEZ_HEALTH_FILE", raising=False)
+    monkeypatch.setattr(server, "run", _not_started)
+    monkeypatch.setattr(os, "execv", _not_started)  # `cryptodudez serve` becomes the server
+    for prog, main in (("python -m serving", server.main),
+                       ("cryptodudez serve", lambda a: cli.main(["serve", *a]))):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{prog}: error: argument {argv[0]}: ") and err.count("\n") == 1
+
+
+def test_serve_help_names_every_route(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    app = create_app(ServingSettings(lake=str(tmp_path / "lake")))
+    routes = {route.path for route in app.routes if not route.path.startswith("/schema")}
+    assert {"/predict", "/health", "/correlation"} <= routes
+    for main in (server.main, lambda a: cli.main(["serve", *a])):
+        with pytest.raises(SystemExit):
+            main(["--help"])
+        assert routes <= set(re.findall(r"/[\w/]+", capsys.readouterr().out))
+
+
+@pytest.mark.parametrize(("timeout", "recorded", "said"), [
+    ("abc", {"url": "http://127.0.0.1:9/health"}, "CRYPTODUDEZ_HEALTHCHECK_TIMEOUT='abc'"),
+    ("-1", {"url": "http://127.0.0.1:9/health"}, "CRYPTODUDEZ_HEALTHCHECK_TIMEOUT='-1'"),
+    ("nan", {"command": ["true"]}, "CRYPTODUDEZ_HEALTHCHECK_TIMEOUT='nan'"),
+    ("", [1], "holds no check"),
+    ("", 1, "holds no check"),
+    ("", None, "holds no check"),
+    ("", {"command": []}, "holds no check"),
+    ("", {"command": ["true"], "env": [1]}, "holds no check"),
+    ("", {"url": "notaurl"}, "unhealthy: GET notaurl: ValueError"),
+])
+def test_a_bad_health_setting_or_file_is_unhealthy_in_one_line(
+        timeout: str, recorded: object, said: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    health = tmp_path / "health.json"
+    health.write_text(json.dumps(recorded))
+    env = {"CRYPTODUDEZ_HEALTH_FILE": str(health), "CRYPTODUDEZ_HEALTHCHECK_TIMEOUT": timeout}
+    assert server.healthcheck(env) == 1  # Docker's "unhealthy"
+    out = capsys.readouterr().out
+    assert said in out and out.count("\n") == 1, out
+
+
+def test_serve_refuses_a_health_file_it_cannot_write_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "health"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"CRYPTODUDEZ_HEALTH_FILE=.*Is a directory"):
+        server.write_health_file({"url": "http://127.0.0.1:1/health"},
+                                 {"CRYPTODUDEZ_HEALTH_FILE": str(folder)})
+    assert sorted(tmp_path.iterdir()) == [folder], "nothing staged is left behind"
+    monkeypatch.setattr(server, "run", _not_started)
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("CRYPTODUDEZ_HEALTH_FILE", str(folder))
+    assert server.main(["--port", "8000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m serving: error: CRYPTODUDEZ_HEALTH_FILE=")
+    assert err.count("\n") == 1, err
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", "http://lake")  # a bad setting of the server's own
+    assert server.main(["--port", "8000"]) == 2
+    assert capsys.readouterr().err.startswith("python -m serving: error: CRYPTODUDEZ_LAKE=")
 
 
 # --- running the image's commands -----------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Runs the CoinGecko price job for a range of UTC days in this process, as one recorded
 Dagster run on the configured instance (``DAGSTER_HOME``), so it shows in the UI like a
-backfill of that range: one run, one request to CoinGecko. A bad argument raises
-``ValueError`` with a one-line message (the CLI prints it and exits with status 2).
+backfill of that range: one run, one request to CoinGecko. A bad argument or setting raises
+``ValueError`` with a one-line message (the CLI prints it and exits with status 2), before
+any run: with the offline twin, a recording that cannot be read, or a range it does not
+cover. The live API's coverage is not known up front: a range beyond the plan fails the run.
 """
 
 import sys
@@ -19,6 +21,7 @@ from cryptodudez.assets.coingecko import (
     coingecko_days,
 )
 from cryptodudez.definitions import build_definitions
+from cryptodudez.resources.coingecko import OfflineCoinGecko
 from cryptodudez.settings import Settings
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -65,6 +68,28 @@ def parse_range(coin: str, start: str, end: str) -> tuple[date, date]:
     return first, last
 
 
+def check_recording(coingecko: object, first: date, last: date) -> None:
+    """With the offline twin, refuse an unreadable recording or days it does not cover.
+
+    Any other source (the live API) is left to the run.
+
+    Raises:
+        ValueError: the recording is missing or not a daily-price CSV, or ``first..last``
+            reaches outside the days it covers.
+    """
+    if not isinstance(coingecko, OfflineCoinGecko):
+        return
+    try:
+        covered_first, covered_last = coingecko.recorded_days()
+    except OSError as exc:  # missing, a folder, unreadable: a bad setting like the others
+        raise ValueError(str(exc)) from None
+    if first < covered_first or last > covered_last:
+        msg = (f"--from {first} --to {last}: the offline CoinGecko recording "
+               f"{coingecko.prices_csv} covers {covered_first}..{covered_last} only (set "
+               "COINGECKO_RECORDING to another, or COINGECKO_API_KEY for the live API)")
+        raise ValueError(msg)
+
+
 def run_coingecko_cli(settings: Settings, coin: str, start: str, end: str, *,
                       instance: dg.DagsterInstance | None = None,
                       definitions: dg.Definitions | None = None) -> int:
@@ -82,16 +107,18 @@ def run_coingecko_cli(settings: Settings, coin: str, start: str, end: str, *,
         0 when the run and its checks succeeded, else 1.
 
     Raises:
-        ValueError: a bad argument, in one line.
+        ValueError: a bad argument or CoinGecko setting (see ``check_recording``), in one
+            line.
     """
     first, last = parse_range(coin, start, end)
+    defs = build_definitions(settings) if definitions is None else definitions
+    check_recording((defs.resources or {}).get("coingecko"), first, last)
     # cryptodudez.cli imports this module for its subcommand; import it back lazily.
     from cryptodudez.cli import ensure_dagster_home  # noqa: PLC0415
 
     if instance is None:
         ensure_dagster_home(settings)
         instance = dg.DagsterInstance.get()
-    defs = build_definitions(settings) if definitions is None else definitions
     job = defs.resolve_job_def(COINGECKO_JOB)
     started = time.perf_counter()
     _out(f"coingecko: {coin}/usd daily prices {first}..{last} ({(last - first).days + 1} "

@@ -45,11 +45,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast, get_args
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import msgspec
@@ -83,6 +83,8 @@ MAX_BODY_BYTES = 64 * 1024 * 1024  # /coins/list is about 2 MB
 # The real CoinGecko answer for Bitcoin, 2022-01-01..2022-04-02 (the shared data's file),
 # shipped with the project so the offline twin works on a fresh clone.
 DEFAULT_RECORDING = PROJECT_DIR / "samples" / "coingecko_bitcoin_usd_daily_2022Q1.csv"
+# A recorded timestamp beyond this (9999-12-31, ms) or before 1970 is not a CoinGecko day.
+_LAST_MS = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp() * 1000)
 
 # What build_coingecko reads.
 ENV_MODE = "COINGECKO_MODE"            # live | offline; default: live when a key is set
@@ -207,7 +209,8 @@ class HttpCoinGecko(CoinGecko):
             api_key: the CoinGecko key, or None for the keyless public API.
             key_type: ``demo`` or ``pro``: the header and default root URL; required with a
                 key, refused without one.
-            base_url: the root URL, by default the one of ``key_type``.
+            base_url: the root URL (http or https, with a host), by default the one of
+                ``key_type``.
             connect_timeout: seconds to connect (and to write or wait for a pooled
                 connection), per attempt.
             read_timeout: seconds without a byte from the server, per attempt.
@@ -229,6 +232,8 @@ class HttpCoinGecko(CoinGecko):
         if max_attempts < 1 or total_timeout <= 0:
             msg = "HttpCoinGecko: max_attempts must be >= 1 and total_timeout > 0"
             raise ValueError(msg)
+        if base_url is not None:
+            _check_base_url("HttpCoinGecko: base_url", base_url)
         self.key_type = key_type
         self.base_url = (base_url or (PRO_BASE_URL if key_type == "pro"
                                       else PUBLIC_BASE_URL)).rstrip("/")
@@ -257,6 +262,9 @@ class HttpCoinGecko(CoinGecko):
         Args:
             env: the environment (``os.environ`` when None).
             options: further constructor arguments (timeouts, attempts, backoff).
+
+        Raises:
+            ValueError: a key type or base URL that cannot work, naming the variable.
         """
         env = os.environ if env is None else env
         api_key = env.get(ENV_API_KEY) or None
@@ -267,8 +275,10 @@ class HttpCoinGecko(CoinGecko):
                 msg = f"{ENV_KEY_TYPE}={raw!r}: use 'demo' or 'pro'"
                 raise ValueError(msg)
             key_type = cast(KeyType, raw)
-        return cls(api_key=api_key, key_type=key_type,
-                   base_url=env.get(ENV_BASE_URL) or None, **options)
+        base_url = env.get(ENV_BASE_URL) or None
+        if base_url is not None:
+            _check_base_url(ENV_BASE_URL, base_url)
+        return cls(api_key=api_key, key_type=key_type, base_url=base_url, **options)
 
     def __repr__(self) -> str:
         key = "<hidden>" if self._api_key is not None else None
@@ -417,7 +427,9 @@ class OfflineCoinGecko(CoinGecko):
     ``prices`` stamped within the request, decoded as the live client decodes them. A request
     reaching outside the recording fails as the live API fails for a range beyond the plan
     (``CoinGeckoPlanError``, code 10012); another coin, currency or interval than recorded
-    fails with ``CoinGeckoRequestError``. ``coins_list`` serves ``RECORDED_COINS``.
+    fails with ``CoinGeckoRequestError``. ``coins_list`` serves ``RECORDED_COINS``. A
+    recording that is missing raises ``FileNotFoundError`` (a folder ``IsADirectoryError``);
+    one that is not such a CSV, or holds no prices, ``ValueError``.
     """
 
     def __init__(self, prices_csv: Path | str = DEFAULT_RECORDING, *,
@@ -464,15 +476,49 @@ class OfflineCoinGecko(CoinGecko):
                                     "total_volumes": []})
         return _CHART_DECODER.decode(body).prices
 
+    def recorded_days(self) -> tuple[date, date]:
+        """The first and last UTC day whose whole day the recording covers (reads it).
+
+        A request for days within them is not refused as beyond the recording.
+        """
+        prices = self._recording()
+        first_ms, last_ms = prices["timestamp_ms"].min(), prices["timestamp_ms"].max()
+        assert isinstance(first_ms, int) and isinstance(last_ms, int)
+        return _date(first_ms + DAY_MS - 1), _date(last_ms)
+
     def _recording(self) -> pl.DataFrame:
         if self._prices is None:
-            if not self.prices_csv.is_file():
-                msg = (f"CoinGecko (offline): no recording at {self.prices_csv} (set "
-                       f"{ENV_RECORDING}, or {ENV_MODE}=live with a key)")
-                raise FileNotFoundError(msg)
-            self._prices = pl.read_csv(
-                self.prices_csv, schema={"timestamp_ms": pl.Int64, "price_usd": pl.Float64})
+            self._prices = self._read()
         return self._prices
+
+    def _read(self) -> pl.DataFrame:
+        where = f"CoinGecko (offline): the recording {self.prices_csv}"
+        advice = (f"(set {ENV_RECORDING} to a CSV of timestamp_ms,price_usd, or {ENV_MODE}=live "
+                  "with a key)")
+        if self.prices_csv.is_dir():
+            msg = f"{where} is a folder {advice}"
+            raise IsADirectoryError(msg)
+        if not self.prices_csv.is_file():
+            msg = (f"CoinGecko (offline): no recording at {self.prices_csv} (set "
+                   f"{ENV_RECORDING}, or {ENV_MODE}=live with a key)")
+            raise FileNotFoundError(msg)
+        try:
+            prices = pl.read_csv(self.prices_csv,
+                                 schema={"timestamp_ms": pl.Int64, "price_usd": pl.Float64})
+        except pl.exceptions.PolarsError as exc:
+            said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            msg = f"{where} is not a CSV of timestamp_ms,price_usd: {said} {advice}"
+            raise ValueError(msg) from None
+        if prices.is_empty():
+            msg = f"{where} holds no prices {advice}"
+            raise ValueError(msg)
+        if prices.null_count().sum_horizontal().item():
+            msg = f"{where} has empty values {advice}"
+            raise ValueError(msg)
+        if not prices["timestamp_ms"].is_between(0, _LAST_MS).all():
+            msg = f"{where} has timestamps outside 1970..9999 {advice}"
+            raise ValueError(msg)
+        return prices
 
 
 # A trimmed /coins/list in the live shape. Symbols are not unique in the live list, so a
@@ -488,13 +534,30 @@ RECORDED_COINS: tuple[CoinRef, ...] = (
 )
 
 
+def _check_base_url(name: str, url: str) -> None:
+    """Refuse a root URL no request could go to: http or https, with a host."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        problem = str(exc)
+    else:
+        if parts.scheme.lower() in ("http", "https") and parts.hostname:
+            return
+        problem = "not an http(s) URL with a host"
+    msg = f"{name}={url!r}: {problem} (such as {PUBLIC_BASE_URL})"
+    raise ValueError(msg)
+
+
 def build_coingecko(env: Mapping[str, str]) -> CoinGecko:
     """The CoinGecko implementation ``env`` selects: offline unless told to go live.
 
     ``COINGECKO_MODE`` is ``live`` or ``offline``; unset, a ``COINGECKO_API_KEY`` means live.
     Live: ``HttpCoinGecko.from_env(env)``. Offline: ``OfflineCoinGecko`` over
     ``COINGECKO_RECORDING`` (default: the shipped Q1 2022 Bitcoin CSV in the shared data).
-    Nothing is opened or read here.
+    Nothing is opened or read here; a mode, key type or base URL that cannot work raises
+    ``ValueError`` naming the variable.
     """
     mode = (env.get(ENV_MODE) or ("live" if env.get(ENV_API_KEY) else "offline")).lower()
     if mode == "live":
@@ -617,3 +680,7 @@ def _check_range(start: datetime, end: datetime) -> None:
 
 def _iso(timestamp_ms: int) -> str:
     return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).isoformat()
+
+
+def _date(timestamp_ms: int) -> date:
+    return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).date()

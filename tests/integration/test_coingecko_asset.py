@@ -4,9 +4,10 @@ A temporary warehouse, the offline CoinGecko twin over the shipped recording and
 ephemeral Dagster instance; a range is one run, as a backfill of it would be.
 """
 
+import os
 import re
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +15,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from cryptodudez import cli
 from cryptodudez.assets.coingecko import (
     BITCOIN_PRICES,
     COINGECKO_JOB,
@@ -23,9 +25,9 @@ from cryptodudez.assets.coingecko import (
 )
 from cryptodudez.coingecko import job
 from cryptodudez.coingecko.cli_command import run_coingecko_cli
-from cryptodudez.coingecko.prices import MOVING_AVERAGE_TABLE, PRICES_TABLE
+from cryptodudez.coingecko.prices import MOVING_AVERAGE_TABLE, PRICES_TABLE, CoinRef, PricePoint
 from cryptodudez.resources import build_resources
-from cryptodudez.resources.coingecko import OfflineCoinGecko
+from cryptodudez.resources.coingecko import CoinGecko, OfflineCoinGecko
 from cryptodudez.resources.warehouse import Warehouse
 from cryptodudez.settings import Settings
 
@@ -157,12 +159,30 @@ def test_the_cli_runs_the_range_as_one_recorded_run(
         assert con.execute(f"SELECT count(*) FROM {PRICES_TABLE}").fetchone() == (90,)
 
 
+class Unknown(CoinGecko):
+    """A source whose coverage is not known before asking (as the live API's): the recording
+    behind it, but not an ``OfflineCoinGecko`` the CLI could check up front."""
+
+    def __init__(self) -> None:
+        self.recording = OfflineCoinGecko()
+
+    def coins_list(self) -> list[CoinRef]:
+        return self.recording.coins_list()
+
+    def market_chart_range(self, coin_id: str, vs_currency: str, start: datetime,
+                           end: datetime, *, interval: str | None = "daily") -> list[PricePoint]:
+        return self.recording.market_chart_range(coin_id, vs_currency, start, end,
+                                                 interval=interval)
+
+
 def test_the_cli_reports_a_range_the_source_cannot_serve_in_one_line(
         tmp_path: Path, instance: dg.DagsterInstance,
         capsys: pytest.CaptureFixture[str]) -> None:
     settings = Settings(lake=str(tmp_path / "lake"), dagster_home=str(tmp_path / "dagster"))
+    defs = dg.Definitions(assets=[bitcoin_prices], jobs=[coingecko_job],
+                          resources={**build_resources(settings), "coingecko": Unknown()})
     code = run_coingecko_cli(settings, "bitcoin", "2022-03-20", "2022-04-05",
-                             instance=instance, definitions=cli_defs(settings))
+                             instance=instance, definitions=defs)
     out = capsys.readouterr().out
     assert code == 1
     errors = [line for line in out.splitlines() if line.startswith("  error: ")]
@@ -171,3 +191,45 @@ def test_the_cli_reports_a_range_the_source_cannot_serve_in_one_line(
     with pytest.raises(ValueError, match="no price asset"):
         run_coingecko_cli(settings, "btc", "2022-01-01", "2022-01-02", instance=instance,
                           definitions=cli_defs(settings))
+
+
+def test_the_cli_refuses_days_the_offline_recording_does_not_cover_before_any_run(
+        tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    settings = Settings(lake=str(tmp_path / "lake"), dagster_home=str(tmp_path / "dagster"))
+    assert OfflineCoinGecko().recorded_days() == (date(2022, 1, 1), date(2022, 4, 2))
+    for first, last in (("2023-01-01", "2023-01-05"), ("2022-03-20", "2022-04-03")):
+        with pytest.raises(ValueError, match=rf"--from {first} --to {last}: the offline "
+                           r"CoinGecko recording .* covers 2022-01-01\.\.2022-04-02 only"):
+            run_coingecko_cli(settings, "bitcoin", first, last, instance=instance,
+                              definitions=cli_defs(settings))
+    assert instance.get_runs() == []
+
+
+RECORDINGS = {"empty.csv": "", "columns.csv": "day,price\n2022-01-01,46319.6\n",
+              "header.csv": "timestamp_ms,price_usd\n",
+              "blank.csv": "timestamp_ms,price_usd\n1640995200000,\n"}
+
+
+@pytest.mark.parametrize(("recording", "said"), [
+    ("absent.csv", "no recording at"),
+    (".", "is a folder"),
+    ("empty.csv", "is not a CSV of timestamp_ms,price_usd: empty CSV"),
+    ("columns.csv", "is not a CSV of timestamp_ms,price_usd"),
+    ("header.csv", "holds no prices"),
+    ("blank.csv", "has empty values"),
+])
+def test_the_cli_refuses_an_unusable_recording_in_one_line_before_any_run(
+        recording: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for name, text in RECORDINGS.items():
+        (tmp_path / name).write_text(text)
+    for var in [k for k in os.environ if k.startswith(("AWS_", "CRYPTODUDEZ_", "COINGECKO_"))]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("COINGECKO_RECORDING", str(tmp_path / recording))
+    assert cli.main(["coingecko", "--from", "2022-01-01", "--to", "2022-01-05"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cryptodudez: error: CoinGecko (offline): ") and err.count("\n") == 1
+    assert said in err and "COINGECKO_RECORDING" in err, err
+    assert not (tmp_path / "dagster").exists(), "no run was recorded"

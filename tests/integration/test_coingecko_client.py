@@ -10,6 +10,7 @@ a second and a half, a read timeout of 0.3 s, a budget of about a second).
 import itertools
 import logging
 import math
+import re
 import socket
 import time
 import traceback
@@ -412,6 +413,19 @@ def test_build_coingecko_reads_key_type_and_root_from_the_environment() -> None:
         build_coingecko({"COINGECKO_API_KEY": SECRET, "COINGECKO_KEY_TYPE": "free"})
     with pytest.raises(ValueError, match="COINGECKO_MODE='replay'"):
         build_coingecko({"COINGECKO_MODE": "replay"})
+
+
+@pytest.mark.parametrize("url", ["notaurl", "api.coingecko.com/api/v3", "ftp://example.com/v3",
+                                 "https:///api/v3", "http://127.0.0.1:99999/api/v3"])
+def test_a_base_url_that_cannot_work_is_refused_naming_the_setting(url: str) -> None:
+    named = rf"^COINGECKO_BASE_URL={re.escape(repr(url))}: "
+    with pytest.raises(ValueError, match=named) as caught:
+        build_coingecko({"COINGECKO_API_KEY": SECRET, "COINGECKO_BASE_URL": url})
+    assert SECRET not in str(caught.value)
+    with pytest.raises(ValueError, match="HttpCoinGecko: base_url="):
+        HttpCoinGecko(base_url=url)
+    assert HttpCoinGecko(base_url="HTTP://127.0.0.1:8/api/v3").base_url == \
+        "HTTP://127.0.0.1:8/api/v3"
 
 
 NOW = 1_700_000_000.0
