@@ -112,6 +112,9 @@ class EventBatch:
     records: int
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def is_gzip(head: bytes) -> bool:
     """True when ``head`` starts like a gzip stream."""
     return head[:2] == GZIP_MAGIC
@@ -124,8 +127,19 @@ def iter_line_batches(fh: BinaryIO, *, batch_bytes: int = BATCH_BYTES,
     Yields :class:`LineBatch` objects; when the stream cannot be read to its end (a truncated
     or corrupt gzip stream), every whole line before the damage is yielded, then one string,
     the reason, so the caller can quarantine the rest of the file instead of failing the
-    run. A final line without a newline is a line.
+    run. A final line without a newline is a line. A UTF-8 byte order mark before the first
+    line is not part of it (as in the CSV and CryptoMood readers).
     """
+    batches = _line_batches(fh, batch_bytes)
+    first = next(batches, None)
+    if isinstance(first, LineBatch):
+        first = LineBatch(first.first_line, first.data.removeprefix(UTF8_BOM))
+    if first is not None:
+        yield first
+    yield from batches
+
+
+def _line_batches(fh: BinaryIO, batch_bytes: int) -> Iterator[LineBatch | str]:
     head = fh.read(2)
     stream: BinaryIO = fh
     if is_gzip(head):

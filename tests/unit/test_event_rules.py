@@ -188,6 +188,16 @@ def test_last_line_without_newline_is_read() -> None:
     assert sum(validate_lines(b, source="s").valid.height for b in batches) == 2
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_byte_order_mark_before_the_first_line_is_not_part_of_it(compress: bool) -> None:
+    body = b"\xef\xbb\xbf" + line(event()) + b"\n" + line(event(data_id="second")) + b"\n"
+    raw = gzip.compress(body) if compress else body
+    batches = list(iter_line_batches(io.BytesIO(raw), batch_bytes=1 << 20))
+    out = validate_lines(batches[0], source="s")  # type: ignore[arg-type]
+    assert out.quarantine.height == 0, out.quarantine["reason"].to_list()
+    assert out.valid["_line"].to_list() == [1, 2]
+
+
 def test_gzip_is_read_and_a_truncated_stream_reported() -> None:
     body = b"\n".join(line(event(data_id=str(i))) for i in range(2000)) + b"\n"
     packed = gzip.compress(body)
