@@ -12,7 +12,7 @@ that fails is quarantined with its line number, its raw text and msgspec's reaso
 names the JSON path (``Expected `str`, got `int` - at `$.data.type```).
 """
 
-import gzip
+import functools
 import re
 import zlib
 from collections.abc import Iterator
@@ -26,7 +26,7 @@ import polars as pl
 BATCH_BYTES = 8 << 20
 """Bytes of lines validated at a time: small batches keep two validation processes busy to
 the end of a file and bound what is in flight (docs/events.md, session 9)."""
-READ_BYTES = 1 << 16  # read (and decompress) 64 KiB at a time: a damaged gzip loses no more
+READ_BYTES = 1 << 16  # bytes read (and, gzipped, decompressed) at a time
 # meta.created_at must be epoch milliseconds between 2000-01-01 and 2100-01-01 (UTC): a
 # value in seconds (1.5e9) or microseconds (1.5e15) is out of range, not silently re-scaled.
 CREATED_AT_MIN = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp() * 1000)
@@ -115,6 +115,36 @@ class EventBatch:
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
+def gunzip(fh: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip file of one or more members, as they are decoded.
+
+    Every byte that decodes is yielded before an error is raised for what follows it: bytes
+    after a member that start no other (``EOFError`` when they are NUL padding only, which
+    is ignored, as gzip does), a damaged member (``zlib.error``), or a file that ends inside
+    a member (``EOFError``). ``gzip.GzipFile`` lost what it had decoded in the read that
+    failed (up to 64 KiB of lines), and refused a file with bytes after its last member.
+    """
+    member = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+    started = False  # whether ``member`` has been given any bytes
+    while raw := fh.read(chunk_bytes):
+        while raw:
+            if not started and not raw.startswith(GZIP_MAGIC[:len(raw)]):
+                if raw.strip(b"\x00") or fh.read(chunk_bytes).strip(b"\x00"):
+                    msg = "bytes after the last gzip member that are not gzip"
+                    raise EOFError(msg)
+                return  # NUL padding after the last member
+            started = True
+            out = member.decompress(raw)
+            if out:
+                yield out
+            raw = member.unused_data if member.eof else b""
+            if member.eof:
+                member, started = zlib.decompressobj(wbits=31), False
+    if started:
+        msg = "the file ends inside a gzip member (truncated)"
+        raise EOFError(msg)
+
+
 def is_gzip(head: bytes) -> bool:
     """True when ``head`` starts like a gzip stream."""
     return head[:2] == GZIP_MAGIC
@@ -140,19 +170,18 @@ def iter_line_batches(fh: BinaryIO, *, batch_bytes: int = BATCH_BYTES,
 
 
 def _line_batches(fh: BinaryIO, batch_bytes: int) -> Iterator[LineBatch | str]:
+    chunk_bytes = min(batch_bytes, READ_BYTES)
     head = fh.read(2)
-    stream: BinaryIO = fh
-    if is_gzip(head):
-        fh.seek(0)
-        stream = gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[assignment]
-        head = b""
+    fh.seek(0)
+    chunks = (gunzip(fh, chunk_bytes) if is_gzip(head)
+              else iter(functools.partial(fh.read, chunk_bytes), b""))
+    head = b""
     pending = [head]
     size = len(head)
     line_no = 1
-    chunk_bytes = min(batch_bytes, READ_BYTES)
     while True:
         try:
-            chunk = stream.read(chunk_bytes)
+            chunk = next(chunks, b"")
         except (OSError, EOFError, zlib.error) as exc:
             data = b"".join(pending)
             cut = data.rfind(b"\n")

@@ -7,6 +7,7 @@ None for a valid event. Reasons name the JSON path of the fault; nothing is coer
 import gzip
 import io
 import json
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -209,6 +210,40 @@ def test_gzip_is_read_and_a_truncated_stream_reported() -> None:
     assert cut[-1].startswith("unreadable after line")
     kept = sum(validate_lines(b, source="s").valid.height for b in cut if isinstance(b, LineBatch))
     assert 0 < kept < 2000
+
+
+def _read_all(raw: bytes, batch_bytes: int = 1 << 12) -> tuple[list[str], list[str]]:
+    """The ids of the valid lines read and the reasons the rest was not."""
+    items = list(iter_line_batches(io.BytesIO(raw), batch_bytes=batch_bytes))
+    ids = [i for b in items if isinstance(b, LineBatch)
+           for i in validate_lines(b, source="s").valid["id"].to_list()]
+    return ids, [b for b in items if isinstance(b, str)]
+
+
+def test_a_damaged_gzip_file_keeps_every_line_that_decodes() -> None:
+    """``gzip.GzipFile`` lost what the failing read had decoded (up to 64 KiB of lines)."""
+    lines = [line(event(data_id=str(i))) for i in range(4000)]
+    packed = gzip.compress(b"\n".join(lines) + b"\n", mtime=0)
+    decodable = zlib.decompressobj(wbits=31).decompress(packed[: len(packed) // 2])
+    expected = [str(i) for i in range(decodable.count(b"\n"))]
+    ids, reasons = _read_all(packed[: len(packed) // 2])
+    assert ids == expected  # every whole line before the cut; the partial one is the rest's
+    assert reasons == [f"unreadable after line {len(expected)}: the file ends inside a gzip "
+                       "member (truncated)"]
+
+
+def test_gzip_members_one_after_another_then_junk() -> None:
+    """Members are read one after another (as zcat does); bytes after them that are not gzip
+    are the rest of the file, after every line before them. NUL padding is ignored."""
+    first = b"".join(line(event(data_id=f"a{i}")) + b"\n" for i in range(3))
+    second = b"".join(line(event(data_id=f"b{i}")) + b"\n" for i in range(3))
+    members = gzip.compress(first) + gzip.compress(second)
+    ids, reasons = _read_all(members + b"junk")
+    assert ids == ["a0", "a1", "a2", "b0", "b1", "b2"]
+    assert reasons == ["unreadable after line 6: bytes after the last gzip member that are "
+                       "not gzip"]
+    assert _read_all(members + b"\x00" * 1000) == (ids, [])
+    assert _read_all(members, batch_bytes=7) == (ids, [])  # members split across reads
 
 
 def test_valid_frame_schema_is_stable_for_an_all_bad_batch() -> None:
