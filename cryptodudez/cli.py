@@ -12,7 +12,9 @@ from typing import Any, NoReturn
 
 import dagster as dg
 import polars as pl
+from polars.exceptions import PanicException
 
+from cryptodudez.assets import events as event_assets
 from cryptodudez.assets.eth import ETH_SIGNAL, FIRST_DAY, data_end, missing_inputs
 from cryptodudez.assets.mood import SENTIMENTS, TRADES
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
@@ -38,7 +40,7 @@ from cryptodudez.resources.lake import (
     QUARANTINE,
     VALIDATED,
     Lake,
-    checked_raw_key,
+    nearest_existing,
     partition_key_for,
 )
 from cryptodudez.sensors.changes import changes_of
@@ -59,6 +61,7 @@ from serving.server import command as server_command
 SAMPLES_DIR = PROJECT_DIR / "samples"
 # The CLI prints its own progress; Dagster's per-event console log stays in the run's logs.
 MAX_BACKFILL_DAYS = 366
+MAX_PORT = 65535
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -78,6 +81,9 @@ def ensure_dagster_home(settings: Settings) -> Path:
     instance configuration (they serialise only their publishing, on the lake's own lock).
     """
     home = Path(settings.dagster_home)
+    if blocker := _not_a_folder(home):
+        msg = f"DAGSTER_HOME={home}: {blocker} is not a folder"
+        raise CliError(msg)
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     pg_env_port = int(os.environ.get("DAGSTER_PG_PORT") or 5432) if settings.dagster_pg_env \
@@ -94,8 +100,32 @@ def _instance(settings: Settings) -> dg.DagsterInstance:
 
 
 def _lake(settings: Settings) -> Lake:
+    """The lake of ``settings``; a local one must be (or be able to become) a folder."""
+    if not settings.is_production and (blocker := _not_a_folder(Path(settings.lake))):
+        msg = f"CRYPTODUDEZ_LAKE={settings.lake}: {blocker} is not a folder"
+        raise CliError(msg)
     return Lake(uri=settings.lake, endpoint_url=settings.endpoint_url,
                 region_name=settings.region)
+
+
+def _existing_lake(settings: Settings) -> Lake:
+    """The lake of ``settings`` for a command that only reads it.
+
+    A local lake that does not exist is refused: read as empty, a typo in
+    ``CRYPTODUDEZ_LAKE`` would pass for a lake without data (and ``kpi --out`` would write
+    an empty part that merges as valid).
+    """
+    lake = _lake(settings)
+    if not lake.is_s3 and not Path(settings.lake).is_dir():
+        msg = f"CRYPTODUDEZ_LAKE={settings.lake}: no such folder"
+        raise CliError(msg)
+    return lake
+
+
+def _not_a_folder(path: Path) -> Path | None:
+    """What stops ``path`` from being or becoming a folder: itself or an ancestor, or None."""
+    found = nearest_existing(path)
+    return None if found.is_dir() else found
 
 
 class CliError(Exception):
@@ -105,30 +135,44 @@ class CliError(Exception):
 def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "") -> list[str]:
     """Copy local files (or every file in local folders) into the lake's ``raw/``.
 
-    Every path and every resulting key is checked before anything is copied, so a bad
-    argument lands nothing. Hidden files inside a folder (``.DS_Store``, ``.git/``) are
-    skipped: the lake never lists hidden names, so they would never be ingested.
+    Every source and every resulting key is checked before anything is copied, so a bad
+    argument lands nothing: a source must be a regular file or a folder holding some, and
+    the keys must fit together and in the lake (:meth:`Lake.check_land_keys`). Hidden files
+    inside a folder (``.DS_Store``, ``.git/``) are skipped: the lake never lists hidden
+    names, so they would never be ingested.
     """
     prefix = prefix.rstrip("/")
-    plan: list[tuple[Path, str]] = []
-    for path in paths:
-        if not path.exists():
-            raise CliError(f"no such file or directory: {path}")
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and not any(
-                part.startswith(".") for part in p.relative_to(path).parts))
-        else:
-            files = [path]
-        for file in files:
-            rel = file.relative_to(path).as_posix() if path.is_dir() else file.name
-            key = f"{prefix}/{rel}" if prefix else rel
-            try:
-                checked_raw_key(key)
-            except ValueError as exc:
-                raise CliError(str(exc)) from None
-            plan.append((file, key))
+    # The same file named twice lands once; two different files at one key are refused.
+    plan = list(dict.fromkeys((file, f"{prefix}/{rel}" if prefix else rel)
+                              for path in paths for file, rel in _land_sources(path)))
     lake = _lake(settings)
+    try:
+        lake.check_land_keys([key for _, key in plan])
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     return [lake.land(file, key) for file, key in plan]
+
+
+def _land_sources(path: Path) -> list[tuple[Path, str]]:
+    """The files ``path`` lands, each with its key below the prefix.
+
+    Only regular files: reading a pipe would block and a device is no delivery.
+    """
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if not p.is_dir() and not any(
+            part.startswith(".") for part in p.relative_to(path).parts))
+        if not found:
+            msg = f"{path}: a folder with no files to land (hidden files are skipped)"
+            raise CliError(msg)
+    elif path.exists():
+        found = [path]
+    else:
+        msg = f"no such file or directory: {path}"
+        raise CliError(msg)
+    if odd := next((p for p in found if not p.is_file()), None):
+        msg = f"{odd}: not a regular file (a pipe, device, socket or broken link)"
+        raise CliError(msg)
+    return [(p, p.relative_to(path).as_posix() if p != path else p.name) for p in found]
 
 
 def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
@@ -440,19 +484,30 @@ def summary(settings: Settings) -> str:
             ).to_series()
             reasons = ", ".join(f"{r} x{n}" for r, n in top.value_counts(sort=True).rows()[:3])
         lines.append(f"{table:<15}{valid:>16,}{bad.height:>13,}  {reasons}")
-    events = EventTable(lake.storage)
-    if events.exists():
-        files = events.files()
-        quarantine_files = lake.fs.glob(lake.path(QUARANTINE, "events", "*.parquet"))
-        lines.append(f"{'events':<15}{int(files['rows'].sum()):>16,}"
-                     f"{lake.count_rows(quarantine_files):>13,}  "
-                     f"Delta v{events.version()}, {files.height:,} files, "
-                     f"{files['event_type'].n_unique()} types")
+    lines += _events_summary(lake)
     lines += ["", f"validated Parquet:  {lake.url(VALIDATED)}/<table>/",
               f"quarantine Parquet: {lake.url(QUARANTINE)}/<table>/ (source, line, raw, reason)"]
     if not lake.is_s3:
         lines.append(f"metastore:          {lake.path('catalog.duckdb')} (tables files, columns)")
     return "\n".join(lines)
+
+
+def _events_summary(lake: Lake) -> list[str]:
+    """The event lake's line of the summary, or none when it holds nothing at all.
+
+    Quarantined lines are shown even before any event is valid (no Delta table yet): a
+    first delivery that is all rejects must not look like no delivery.
+    """
+    events = EventTable(lake.storage)
+    quarantined = lake.count_rows(lake.fs.glob(lake.path(QUARANTINE, "events", "*.parquet")))
+    if events.exists():
+        files = events.files()
+        return [f"{'events':<15}{int(files['rows'].sum()):>16,}{quarantined:>13,}  "
+                f"Delta v{events.version()}, {files.height:,} files, "
+                f"{files['event_type'].n_unique()} types"]
+    if not quarantined:
+        return []
+    return [f"{'events':<15}{0:>16,}{quarantined:>13,}  no valid event yet"]
 
 
 def event_days(settings: Settings, first: date, last: date, *,
@@ -467,6 +522,7 @@ def event_days(settings: Settings, first: date, last: date, *,
     if (last - first).days >= MAX_BACKFILL_DAYS:
         msg = f"--from {first} --to {last}: at most {MAX_BACKFILL_DAYS} days at a time"
         raise CliError(msg)
+    _check_event_days(first, last)
     instance = _instance(settings)
     job = build_definitions(settings).resolve_job_def(EVENT_DAILY_JOB)
     counts = {"days": 0, "failed": 0}
@@ -485,27 +541,63 @@ def event_days(settings: Settings, first: date, last: date, *,
     return counts
 
 
+def _check_event_days(first: date, last: date) -> None:
+    """Refuse a range outside the daily event partitions before any run starts.
+
+    Dagster would fail only at the first day it does not know: a range ending after today
+    would run some days and then abort.
+    """
+    partitions = event_assets.event_days
+    start, end = partitions.get_first_partition_key(), partitions.get_last_partition_key()
+    if start is None or end is None:
+        msg = "the daily event partitions are empty"
+        raise CliError(msg)
+    if first < date.fromisoformat(start):
+        msg = f"--from {first}: the daily event partitions start on {start}"
+        raise CliError(msg)
+    if last > date.fromisoformat(end):
+        msg = f"--to {last}: the last daily event partition is today (UTC), {end}"
+        raise CliError(msg)
+
+
 def kpi_command(settings: Settings, *, day: date | None, shard: str, source: str,
                 out: Path | None, merge_parts: Sequence[Path] | None) -> dict[str, Any]:
-    """``cryptodudez kpi``: one machine's part of a day's KPIs, or the merge of parts."""
+    """``cryptodudez kpi``: one machine's part of a day's KPIs, or the merge of parts.
+
+    Every argument is checked before the KPIs are computed: ``--out`` must be a file that
+    can be written, each part a KPI part (named in the error when it is not).
+    """
+    if out is not None:
+        _check_out(out)
     if merge_parts:
         parts = []
         for path in merge_parts:
             try:
                 parts.append(json.loads(path.read_text()))
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, RecursionError) as exc:
                 msg = f"cannot read KPI part {path}: {exc}"
                 raise CliError(msg) from None
-        result = kpi.merge(parts)
+        result = kpi.merge(parts, names=[str(path) for path in merge_parts])
     else:
         assert day is not None
-        result = kpi.compute(_lake(settings).storage, day, shard=kpi.Shard.parse(shard),
+        parsed = kpi.Shard.parse(shard)  # a bad --shard is reported whatever the lake
+        result = kpi.compute(_existing_lake(settings).storage, day, shard=parsed,
                              source=source)
     text = kpi.dumps(result)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
     return result
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that is a folder or lies below a file (one line, exit 2)."""
+    if out.is_dir():
+        msg = f"--out {out}: is a folder"
+        raise CliError(msg)
+    if blocker := _not_a_folder(out.parent):
+        msg = f"--out {out}: {blocker} is not a folder"
+        raise CliError(msg)
 
 
 def demo(*, settings: Settings) -> int:
@@ -649,6 +741,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"cryptodudez: error: {type(exc).__name__}: {_one_line(exc)}\n")
         return 1
+    except PanicException as exc:  # a Rust panic in polars is a BaseException, not an Exception
+        if show_traceback:
+            raise
+        command = next((a for a in args_list if not a.startswith("-")), "cryptodudez")
+        sys.stderr.write(f"cryptodudez: error: {command}: polars panicked (a corrupt file in "
+                         f"the lake?): {_one_line(exc)}\n")
+        return 1
 
 
 def _one_line(exc: BaseException) -> str:
@@ -662,6 +761,18 @@ def _date_arg(text: str) -> date:
     except ValueError:
         msg = f"not a date (YYYY-MM-DD): {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
+
+
+def _port_arg(text: str) -> int:
+    """A TCP port to listen on, 1 to 65535.
+
+    ``int`` alone would let through 99999, which the servers take modulo 65536, and 0,
+    which none of these commands documents as "any free port".
+    """
+    if not (text.isascii() and text.isdigit() and 0 < int(text) <= MAX_PORT):
+        msg = f"not a TCP port (1 to {MAX_PORT}): {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -679,11 +790,11 @@ def _parser() -> argparse.ArgumentParser:
     p_ui = sub.add_parser("ui", help="Dagster webserver + daemon in one process tree "
                           "(`dagster dev`, for local use) on the lake")
     p_ui.add_argument("--host", default="127.0.0.1")
-    p_ui.add_argument("--port", default="3000")
+    p_ui.add_argument("--port", type=_port_arg, default=3000)
     p_web = sub.add_parser("webserver", help="the Dagster webserver alone (production UI role)")
     p_web.add_argument("--host", default=default_host(),
                        help="address to listen on (default: $CRYPTODUDEZ_HOST, else 127.0.0.1)")
-    p_web.add_argument("--port", type=int, default=3000)
+    p_web.add_argument("--port", type=_port_arg, default=3000)
     sub.add_parser("daemon", help="the Dagster daemon alone: sensors, run queue, backfills "
                    "(production runner role)")
     p_code = sub.add_parser("code-location", help="the Dagster code server of the definitions "
@@ -691,7 +802,7 @@ def _parser() -> argparse.ArgumentParser:
                             "daemon find it through CRYPTODUDEZ_CODE_LOCATION=host:port)")
     p_code.add_argument("--host", default=default_host(),
                         help="address to listen on (default: $CRYPTODUDEZ_HOST, else 127.0.0.1)")
-    p_code.add_argument("--port", type=int, default=4000)
+    p_code.add_argument("--port", type=_port_arg, default=4000)
     p_kpi = sub.add_parser("kpi", help="a day's event KPIs per type over a local or S3 lake, "
                            "without Dagster (--shard i/n on each machine, then --merge)")
     what = p_kpi.add_mutually_exclusive_group(required=True)
@@ -754,6 +865,7 @@ def _cmd_dagster_home(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(settings: Settings, args: argparse.Namespace) -> int:
+    _existing_lake(settings)
     _out(summary(settings))
     return 0
 
@@ -763,7 +875,7 @@ _COMMANDS = {
     "backfill-events": _cmd_backfill_events, "dagster-home": _cmd_dagster_home,
     "summary": _cmd_summary,
     "ui": lambda settings, args: _exec_dagster(settings, ["dagster", "dev"], "-h", args.host,
-                                               "-p", args.port),
+                                               "-p", str(args.port)),
     "webserver": lambda settings, args: webserver(settings, host=args.host, port=args.port),
     "daemon": lambda settings, args: daemon(settings),
     "code-location": lambda settings, args: code_location(settings, host=args.host,

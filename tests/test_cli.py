@@ -1,11 +1,17 @@
 """The command line: every error is one clear line and a non-zero exit; nothing half-written."""
 
+import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import polars as pl
 import pytest
+from polars.exceptions import PanicException
 
 from cryptodudez import cli
 from cryptodudez.resources.lake import Lake, checked_raw_key
@@ -153,3 +159,205 @@ def test_a_bad_code_location_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr
     assert "CRYPTODUDEZ_CODE_LOCATION='nowhere'" in done.stderr
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str]:
+    """Exit status and the one stderr line of ``cryptodudez args`` run in this process."""
+    try:
+        code = cli.main(args)
+    except SystemExit as exit_:  # argparse's own exit
+        code = int(exit_.code or 0)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, (args, lines)
+    return code, lines[0]
+
+
+@pytest.fixture
+def local_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An existing, empty local lake in ``tmp_path/lake``; DAGSTER_HOME at ``tmp_path/dh``."""
+    (tmp_path / "lake").mkdir()
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("command", ["ui", "webserver", "code-location"])
+@pytest.mark.parametrize("port", ["abc", "0", "-1", "65536", "70000", "99999", "3e3", "１２"])
+def test_a_port_outside_1_to_65535_is_a_usage_error(
+        command: str, port: str, local_env: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 99999 used to listen on 99999 mod 65536; ui took any string and failed 29 s later
+    def no_exec(*args: object) -> None:
+        raise AssertionError("the port was accepted: the command would start its server")
+
+    monkeypatch.setattr(os, "execv", no_exec)  # a regression must not replace this process
+    monkeypatch.delenv("CRYPTODUDEZ_HEALTH_FILE", raising=False)
+    code, line = _one_line_error(capsys, [command, "--port", port])
+    assert code == 2
+    assert f"argument --port: not a TCP port (1 to 65535): {port!r}" in line
+
+
+@pytest.mark.parametrize("command", ["ui", "webserver", "code-location"])
+def test_ports_are_whole_numbers(command: str) -> None:
+    for port in ("1", "3000", "65535"):
+        assert cli._parser().parse_args([command, "--port", port]).port == int(port)
+
+
+def test_a_backfill_outside_the_event_partitions_is_refused_before_any_run(
+        local_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    today = datetime.now(tz=UTC).date()
+    cases = [
+        (["--from", "2018-12-31", "--to", "2019-01-02"],
+         "--from 2018-12-31: the daily event partitions start on 2019-01-01"),
+        (["--from", str(today), "--to", str(today + timedelta(days=1))],
+         f"--to {today + timedelta(days=1)}: the last daily event partition is today (UTC), "
+         f"{today}"),
+    ]
+    for args, message in cases:
+        code, line = _one_line_error(capsys, ["backfill-events", *args])
+        assert (code, line) == (2, f"cryptodudez: error: {message}")
+    assert not (local_env / "dh").exists()  # no run was started: no instance was even made
+
+
+@pytest.fixture
+def landing(local_env: Path) -> Path:
+    """Sources to land, and a lake whose raw/ holds a folder ``s`` and a file ``f``."""
+    src = local_env / "src"
+    for name in ("new1.csv", "s", "d1/a.csv", "d2/a.csv", "x", "folder/x/y.csv"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text("a\n1\n")
+    (src / "empty" / ".hidden").mkdir(parents=True)
+    (src / "empty" / ".hidden" / "z.csv").write_text("a\n")
+    os.mkfifo(src / "fifo")
+    (local_env / "lake" / "raw" / "s").mkdir(parents=True)
+    (local_env / "lake" / "raw" / "f").write_text("kept\n")
+    return src
+
+
+def _tree(folder: Path) -> list[tuple[str, bytes]]:
+    return sorted((p.relative_to(folder).as_posix(), p.read_bytes() if p.is_file() else b"")
+                  for p in folder.rglob("*"))
+
+
+def _unblock_a_reader(fifo: Path, seconds: float = 10.0) -> None:
+    """Open and close ``fifo`` for writing once someone reads it (give up after ``seconds``).
+
+    Code that wrongly reads the pipe then lands an empty file and the test fails, instead of
+    hanging for ever.
+    """
+    def writer() -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                return
+            except OSError:  # no reader yet
+                time.sleep(0.05)
+
+    threading.Thread(target=writer, daemon=True).start()
+
+
+def test_a_refused_land_lands_nothing(landing: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    lake = landing.parent / "lake"
+    before = _tree(lake)
+    new1 = str(landing / "new1.csv")  # first, so a late check would land it before failing
+    cases = [
+        ([new1, str(landing / "s")], "refusing raw key 's': raw/s is a folder"),
+        ([new1, "--prefix", "f"], f"refusing raw key 'f/new1.csv': {lake}/raw/f is a file"),
+        ([new1, "--prefix", "p" * 300], "a name of 300 bytes, more than the 255"),
+        ([new1, str(landing / "d1"), str(landing / "d2")],
+         "refusing raw key 'a.csv': two of the files would land there"),
+        ([new1, str(landing / "x"), str(landing / "folder")],
+         "refusing raw key 'x/y.csv': raw/x is one of the files landed"),
+        ([new1, "/dev/null"], "/dev/null: not a regular file"),
+        ([new1, str(landing / "fifo")], f"{landing / 'fifo'}: not a regular file"),
+        ([new1, str(landing / "empty")], "empty: a folder with no files to land"),
+    ]
+    _unblock_a_reader(landing / "fifo")
+    for args, message in cases:
+        code, line = _one_line_error(capsys, ["land", *args])
+        assert code == 2, (args, line)
+        assert message in line, (args, line)
+        assert _tree(lake) == before, args
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(lake / "raw" / "f"))  # a lake that is a file
+    assert _one_line_error(capsys, ["land", new1]) == (
+        2, f"cryptodudez: error: CRYPTODUDEZ_LAKE={lake}/raw/f: {lake}/raw/f is not a folder")
+    assert _tree(lake) == before
+
+
+def test_the_same_file_named_twice_lands_once(landing: Path) -> None:
+    settings = Settings.from_env()
+    uris = cli.land([landing / "new1.csv", landing / "new1.csv"], settings=settings)
+    assert [u.rsplit("/raw/", 1)[1] for u in uris] == ["new1.csv"]
+
+
+def test_a_missing_or_file_lake_is_refused_by_the_reading_commands(
+        local_env: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A typo in CRYPTODUDEZ_LAKE read as an empty lake: exit 0 and an empty "valid" part
+    (local_env / "file").write_text("x\n")
+    out = local_env / "part.json"
+    for lake, problem in ((local_env / "typo", "no such folder"),
+                          (local_env / "file", f"{local_env / 'file'} is not a folder")):
+        monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(lake))
+        for args in (["summary"], ["kpi", "--date", "2026-11-01", "--out", str(out)]):
+            assert _one_line_error(capsys, args) == (
+                2, f"cryptodudez: error: CRYPTODUDEZ_LAKE={lake}: {problem}"), args
+    assert not out.exists()
+    assert not (local_env / "typo").exists()
+
+
+def test_a_folder_where_a_file_goes_is_a_usage_error(
+        local_env: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    (local_env / "file").write_text("x\n")
+    cases = [
+        (["kpi", "--date", "2026-11-01", "--out", str(local_env)],
+         f"--out {local_env}: is a folder"),
+        (["kpi", "--date", "2026-11-01", "--out", str(local_env / "file" / "p.json")],
+         f"--out {local_env / 'file' / 'p.json'}: {local_env / 'file'} is not a folder"),
+    ]
+    for args, message in cases:
+        assert _one_line_error(capsys, args) == (2, f"cryptodudez: error: {message}")
+    monkeypatch.setenv("DAGSTER_HOME", str(local_env / "file"))
+    assert _one_line_error(capsys, ["dagster-home"]) == (
+        2, f"cryptodudez: error: DAGSTER_HOME={local_env / 'file'}: {local_env / 'file'} "
+           "is not a folder")
+
+
+def test_malformed_kpi_parts_are_named(local_env: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    parts = {"array.json": "[1, 2]", "null.json": "null",
+             "keys.json": json.dumps({"format": "cryptodudez.kpi/1"})}
+    for name, text in parts.items():
+        (local_env / name).write_text(text)
+    for name, message in (("array.json", "not a KPI part: an array, not an object"),
+                          ("null.json", "not a KPI part: null, not an object"),
+                          ("keys.json", "missing date, source, shard_count, shards, method, "
+                                        "types")):
+        assert _one_line_error(capsys, ["kpi", "--merge", str(local_env / name)]) == (
+            2, f"cryptodudez: error: {local_env / name}: {message}")
+
+
+def test_summary_shows_quarantined_events_before_any_valid_one(local_env: Path) -> None:
+    folder = local_env / "lake" / "quarantine" / "events"
+    folder.mkdir(parents=True)
+    pl.DataFrame({"source": ["file:///a"] * 2, "line": [1, 2], "raw": ["{", "x"],
+                  "reason": ["malformed JSON"] * 2}).write_parquet(folder / "q.parquet")
+    lines = cli.summary(Settings.from_env()).splitlines()
+    assert [line.split() for line in lines if line.startswith("events")] == [
+        ["events", "0", "2", "no", "valid", "event", "yet"]]
+
+
+def test_a_polars_panic_is_one_line_and_exit_1(local_env: Path,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # pyo3's PanicException derives from BaseException: `except Exception` let it through
+    def panics(*args: object, **kwargs: object) -> None:
+        raise PanicException("assertion failed: range.end as u64 <= self.size")
+
+    monkeypatch.setattr(cli.kpi, "compute", panics)
+    assert _one_line_error(capsys, ["kpi", "--date", "2026-11-01", "--source", "events"]) == (
+        1, "cryptodudez: error: kpi: polars panicked (a corrupt file in the lake?): "
+           "assertion failed: range.end as u64 <= self.size")

@@ -212,30 +212,130 @@ def _result(day: date, shards: Sequence[Shard], source: str, method: dict[str, s
     }
 
 
-def merge(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Merge shard parts of one day into the day's KPIs (exact for counts)."""
+def merge(parts: Sequence[Any], *, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Merge shard parts of one day into the day's KPIs (exact for counts).
+
+    Each part is checked first for everything the merge reads, so a damaged or foreign file
+    is refused in one line that names it: by its entry in ``names`` (the files the parts
+    came from), else by its position.
+    """
     if not parts:
         msg = "kpi --merge needs at least one part"
         raise KpiError(msg)
-    first = parts[0]
-    for part in parts:
-        if part.get("format") != FORMAT:
-            msg = f"not a KPI part (format {part.get('format')!r})"
+    names = list(names) if names is not None else [f"part {i + 1}" for i in range(len(parts))]
+    for name, part in zip(names, parts, strict=True):
+        if problem := _part_problem(part):
+            msg = f"{name}: {problem}"
             raise KpiError(msg)
+    first = parts[0]
+    holder: dict[int, str] = {}
+    for name, part in zip(names, parts, strict=True):
         for key in ("date", "source", "shard_count"):
             if part[key] != first[key]:
-                msg = f"parts disagree on {key}: {first[key]!r} and {part[key]!r}"
+                msg = (f"{name}: parts disagree on {key}: {part[key]!r} here, "
+                       f"{first[key]!r} in {names[0]}")
                 raise KpiError(msg)
-    indexes = [i for p in parts for i in p["shards"]]
-    if len(indexes) != len(set(indexes)):
-        msg = f"parts overlap: shards {sorted(indexes)} (each shard must appear once)"
-        raise KpiError(msg)
+        for index in part["shards"]:
+            if index in holder:
+                msg = (f"{name}: parts overlap: shard {index} is in {holder[index]} too "
+                       "(each shard must appear once)")
+                raise KpiError(msg)
+            holder[index] = name
     types: dict[str, dict[str, Any]] = {}
     for part in parts:
         types.update(part["types"])
-    shards = [Shard(i, first["shard_count"]) for i in indexes]
+    shards = [Shard(i, first["shard_count"]) for i in holder]
     return _result(date.fromisoformat(first["date"]), shards, first["source"],
                    first["method"], types)
+
+
+TYPE_KEYS = ("events", "distinct_ids", "distinct_users", "events_per_hour", "ids_hll",
+             "users_hll")
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+               int: "a number", float: "a number", type(None): "null"}
+
+
+def _kind(value: Any) -> str:
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _count(value: Any) -> bool:
+    """True for a whole number >= 0 (JSON's ``true`` is none)."""
+    return type(value) is int and value >= 0
+
+
+def _part_problem(part: Any) -> str | None:
+    """What makes ``part`` no KPI part as :func:`compute` writes it, or None."""
+    if not isinstance(part, dict):
+        return f"not a KPI part: {_kind(part)}, not an object"
+    if part.get("format") != FORMAT:
+        return f"not a KPI part (format {part.get('format')!r})"
+    missing = [key for key in ("date", "source", "shard_count", "shards", "method", "types")
+               if key not in part]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    count, shards = part["shard_count"], part["shards"]
+    problem = None
+    if not isinstance(part["date"], str) or not _is_day(part["date"]):
+        problem = f"date {part['date']!r} is no YYYY-MM-DD day"
+    elif part["source"] not in SOURCES:
+        problem = f"source {part['source']!r} is none of {', '.join(SOURCES)}"
+    elif not _count(count) or count == 0:
+        problem = f"shard_count {count!r} is no whole number above 0"
+    elif (not isinstance(shards, list) or not shards
+          or not all(_count(i) and i < count for i in shards) or len(set(shards)) < len(shards)):
+        problem = f"shards {shards!r}: expected distinct shard numbers below {count}"
+    elif not isinstance(part["method"], dict):
+        problem = f"method is {_kind(part['method'])}, not an object"
+    elif not isinstance(part["types"], dict):
+        problem = f"types is {_kind(part['types'])}, not an object"
+    if problem:
+        return problem
+    for name, kpis in part["types"].items():
+        if problem := _type_problem(name, kpis):
+            return problem
+    return None
+
+
+def _is_day(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _type_problem(name: str, kpis: Any) -> str | None:
+    """What is wrong with the KPIs of event type ``name`` in a part, or None."""
+    where = f"types[{name!r}]"
+    if not isinstance(kpis, dict):
+        return f"{where} is {_kind(kpis)}, not an object"
+    if missing := [key for key in TYPE_KEYS if key not in kpis]:
+        return f"{where}: missing {', '.join(missing)}"
+    for key in ("events", "distinct_ids", "distinct_users"):
+        if not (_count(kpis[key]) or (kpis[key] is None and key != "events")):
+            either = "" if key == "events" else " or null"
+            return f"{where}.{key} is {_kind(kpis[key])}, not a whole number >= 0{either}"
+    hours = kpis["events_per_hour"]
+    if not isinstance(hours, list) or len(hours) != 24 or not all(map(_count, hours)):
+        return f"{where}.events_per_hour is not 24 whole numbers >= 0"
+    for key in ("ids_hll", "users_hll"):
+        if problem := _sketch_problem(kpis[key]):
+            return f"{where}.{key} {problem}"
+    return None
+
+
+def _sketch_problem(text: Any) -> str | None:
+    """What keeps ``text`` from being a base64 HLL sketch or null, or None."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        return f"is {_kind(text)}, not base64 text or null"
+    try:
+        hll_union([base64.b64decode(text, validate=True)])
+    except (ValueError, IndexError, RuntimeError) as exc:  # binascii.Error is a ValueError
+        return f"is no HLL sketch in base64 ({exc})"
+    return None
 
 
 def dumps(result: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ import io
 import os
 import posixpath
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +47,8 @@ from cryptodudez.lake.layout import (  # noqa: F401 - re-exported for the engine
 from cryptodudez.lake.store import BackgroundWriter  # also re-exported from here
 from cryptodudez.locks import file_lock, s3_lease
 from cryptodudez.storage import MODELS, LakeStorage  # noqa: F401 - MODELS re-exported
+
+S3_KEY_BYTES = 1024  # the longest key S3 stores
 
 
 @dataclass(frozen=True)
@@ -150,9 +152,11 @@ class Lake(dg.ConfigurableResource):
 
         A different file already at that key is first kept under ``raw/.versions/``
         (S3 lakes rely on bucket versioning instead), so landing never destroys a delivery.
-        A key that would leave ``raw/`` is refused (:func:`checked_raw_key`).
+        A key that would leave ``raw/`` or cannot be written is refused
+        (:meth:`check_land_keys`).
         """
-        dest = self.path(RAW, checked_raw_key(key))
+        self.check_land_keys([key])
+        dest = self.path(RAW, key)
         if not self.is_s3 and self.fs.exists(dest):
             if _sha256_file(Path(dest)) == _sha256_file(source):
                 return self.url(RAW, key)
@@ -161,6 +165,61 @@ class Lake(dg.ConfigurableResource):
             self.fs.mv(dest, kept)
         self._put_bytes(dest, source.read_bytes())
         return self.url(RAW, key)
+
+    def check_land_keys(self, keys: Sequence[str]) -> None:
+        """Refuse keys that could not all be landed, before anything is copied.
+
+        Each key must be a safe raw key (:func:`checked_raw_key`) that no other key of the
+        batch lands at or uses as a folder. On a local lake it must not be an existing
+        folder nor lie below an existing file, and its names must fit the file system (also
+        under ``raw/.versions/``, where a replaced file is kept); on S3 it must fit the
+        1024-byte limit of a key. Checking up front is what keeps a refused ``land`` from
+        landing the files before the bad one.
+
+        Raises:
+            ValueError: the first key refused, and why.
+        """
+        batch = set()
+        for key in keys:
+            checked_raw_key(key)
+            if key in batch:
+                msg = f"refusing raw key {key!r}: two of the files would land there"
+                raise ValueError(msg)
+            batch.add(key)
+        for key in keys:
+            folder = posixpath.dirname(key)
+            while folder and folder not in batch:
+                folder = posixpath.dirname(folder)
+            problem = (f"raw/{folder} is one of the files landed" if folder else
+                       self._s3_key_problem(key) if self.is_s3 else self._local_key_problem(key))
+            if problem:
+                msg = f"refusing raw key {key!r}: {problem}"
+                raise ValueError(msg)
+
+    def _local_key_problem(self, key: str) -> str | None:
+        """Why a local file cannot be written at ``raw/<key>``, or None."""
+        # Lengths first: looking up a name that is too long fails instead of answering.
+        limits = nearest_existing(Path(self.root))
+        name_max = os.pathconf(limits, "PC_NAME_MAX")
+        longest = max(len(os.fsencode(part)) for part in key.split("/"))
+        if longest > name_max:
+            return (f"a name of {longest} bytes, more than the {name_max} the lake's file "
+                    "system takes")
+        # A replaced file moves to raw/.versions/<key>/<size>-<nanoseconds>.
+        kept = os.fsencode(self.path(RAW, ".versions", key, "9" * 40))
+        path_max = os.pathconf(limits, "PC_PATH_MAX")
+        if len(kept) >= path_max:
+            return f"paths of {len(kept)} bytes, more than the {path_max - 1} the lake takes"
+        dest = Path(self.path(RAW, key))
+        if dest.is_dir():
+            return f"raw/{key} is a folder"
+        folder = nearest_existing(dest.parent)
+        return None if folder.is_dir() else f"{folder} is a file, not a folder"
+
+    def _s3_key_problem(self, key: str) -> str | None:
+        """Why S3 cannot hold ``raw/<key>`` under the lake's prefix, or None."""
+        size = len(self.path(RAW, key).split("/", 1)[1].encode())
+        return f"an S3 key of {size} bytes, more than 1024" if size > S3_KEY_BYTES else None
 
     # -- tables -----------------------------------------------------------------------------
 
@@ -342,6 +401,16 @@ def _raw_object(key: str, info: dict[str, Any]) -> RawObject:
     etag = str(info.get("ETag", "")).strip('"')
     version = etag or f"{info.get('size', 0)}-{int(landed.timestamp() * 1e9)}"
     return RawObject(key=key, version=version, size=int(info.get("size", 0)), landed_at=landed)
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (below a file nothing exists).
+
+    What is found is what stops ``path`` from being or becoming a folder when it is none.
+    """
+    while not path.exists():
+        path = path.parent
+    return path
 
 
 def _sha256_file(path: Path) -> str:

@@ -397,6 +397,28 @@ def test_kpi_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_pat
         assert err.count("\n") == 1, err
 
 
+def test_a_fragment_that_makes_polars_panic_is_one_line(
+        deliveries: tuple[Path, GenerationReport], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fragment cut short makes polars panic (pyo3's PanicException, a BaseException).
+
+    polars' Rust panic hook still prints its own lines on the process's stderr (not
+    captured here); the CLI adds one line and exits 1, with no Python traceback.
+    """
+    folder, truth = deliveries
+    storage = LakeStorage(str(tmp_path / "lake"))
+    ingest(storage, folder / truth.files[0], "events/a.jsonl")
+    table = Path(storage.path("validated", "events"))
+    fragment = sorted(table.glob(f"*/date={DAY}/*/*.parquet"))[0]
+    data = fragment.read_bytes()
+    fragment.write_bytes(data[: len(data) // 2] + data[-8:])  # its footer now ends past the end
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", storage.uri)
+    assert cli.main(["kpi", "--date", DAY.isoformat(), "--source", "events"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("cryptodudez: error: kpi: polars panicked")
+
+
 def test_a_delivery_committed_meanwhile_counts_as_held(
         deliveries: tuple[Path, GenerationReport], tmp_path: Path) -> None:
     """Two overlapping deliveries ingested at once: the one that publishes second adds the

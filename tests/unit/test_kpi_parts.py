@@ -1,0 +1,105 @@
+"""``kpi.merge`` takes only parts as ``kpi --out`` writes them, and names a part it refuses."""
+
+import base64
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from cryptodudez.lake import kpi
+from cryptodudez.lake.rollups import hll_of
+
+
+def _part(index: int, users: dict[str, list[str]]) -> dict[str, Any]:
+    """Shard ``index`` of 2 of 2026-11-01: per event type, one event per user."""
+    types = {name: {"events": len(ids), "distinct_ids": len(ids), "distinct_users": len(ids),
+                    "events_per_hour": [len(ids)] + [0] * 23, "ids_hll": None,
+                    "users_hll": base64.b64encode(hll_of(ids)).decode()}
+             for name, ids in users.items()}
+    return {"format": kpi.FORMAT, "date": "2026-11-01", "source": "rollups",
+            "shards": [index], "shard_count": 2, "complete": False,
+            "method": {"events": "exact"}, "hll_lg_k": 12, "totals": {}, "types": types}
+
+
+GOOD = [_part(0, {"login": ["a", "b", "c"]}), _part(1, {"logout": ["c", "d"]})]
+
+
+def test_good_parts_merge() -> None:
+    merged = kpi.merge(GOOD, names=["p0.json", "p1.json"])
+    assert merged["complete"]
+    assert merged["totals"]["events"] == 5
+    assert merged["totals"]["distinct_users"] == 4  # c in both types, counted once
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], Any]:
+    """Change of the part: ``path`` (keys joined by '/') set to ``value``."""
+    def change(part: dict[str, Any]) -> Any:
+        *parents, last = path.split("/")
+        holder = part
+        for key in parents:
+            holder = holder[key]
+        holder[last] = value
+        return part
+    return change
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda part: {k: v for k, v in part.items() if k != key}
+
+
+BAD: list[tuple[Callable[[dict[str, Any]], Any], str]] = [
+    (lambda part: [part], "not a KPI part: an array, not an object"),
+    (lambda part: "part", "not a KPI part: a string, not an object"),
+    (lambda part: None, "not a KPI part: null, not an object"),
+    (_set("format", "other/1"), "not a KPI part (format 'other/1')"),
+    (_drop("types"), "missing types"),
+    (_drop("shard_count"), "missing shard_count"),
+    (_set("date", "2026-13-01"), "date '2026-13-01' is no YYYY-MM-DD day"),
+    (_set("source", "guess"), "source 'guess' is none of rollups, events"),
+    (_set("shard_count", "2"), "shard_count '2' is no whole number above 0"),
+    (_set("shard_count", True), "shard_count True is no whole number above 0"),
+    (_set("shards", "1"), "shards '1': expected distinct shard numbers below 2"),
+    (_set("shards", [1, 1]), "shards [1, 1]: expected distinct shard numbers below 2"),
+    (_set("shards", [2]), "shards [2]: expected distinct shard numbers below 2"),
+    (_set("shards", [[1]]), "shards [[1]]: expected distinct shard numbers below 2"),
+    (_set("method", None), "method is null, not an object"),
+    (_set("types", []), "types is an array, not an object"),
+    (_set("types/logout", 7), "types['logout'] is a number, not an object"),
+    (_set("types/logout", {}), "types['logout']: missing events, distinct_ids"),
+    (_set("types/logout/events", "7"),
+     "types['logout'].events is a string, not a whole number >= 0"),
+    (_set("types/logout/events", None),
+     "types['logout'].events is null, not a whole number >= 0"),
+    (_set("types/logout/distinct_users", -1),
+     "types['logout'].distinct_users is a number, not a whole number >= 0 or null"),
+    (_set("types/logout/events_per_hour", [1] * 23),
+     "types['logout'].events_per_hour is not 24 whole numbers >= 0"),
+    (_set("types/logout/users_hll", 12),
+     "types['logout'].users_hll is a number, not base64 text or null"),
+    (_set("types/logout/users_hll", "!!"), "types['logout'].users_hll is no HLL sketch in "
+                                           "base64 (Only base64 data is allowed)"),
+    (_set("types/logout/ids_hll", "AAAA"), "types['logout'].ids_hll is no HLL sketch in "
+                                           "base64 (Attempt to deserialize unknown object"),
+    (_set("types/logout/ids_hll", "AgEHDAMIAQ=="), "types['logout'].ids_hll is no HLL sketch"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD)
+def test_a_malformed_part_is_refused_by_name(change: Callable[[dict[str, Any]], Any],
+                                             message: str) -> None:
+    bad = change(copy.deepcopy(GOOD[1]))
+    with pytest.raises(kpi.KpiError) as err:
+        kpi.merge([GOOD[0], bad], names=["p0.json", "p1.json"])
+    assert str(err.value).startswith(f"p1.json: {message}")
+    with pytest.raises(kpi.KpiError, match=r"^part 2: "):  # by position without names
+        kpi.merge([GOOD[0], bad])
+
+
+def test_parts_that_do_not_belong_together_are_named() -> None:
+    with pytest.raises(kpi.KpiError, match=r"^p1\.json: parts overlap: shard 0 is in p0\.json"):
+        kpi.merge([GOOD[0], GOOD[0]], names=["p0.json", "p1.json"])
+    other_day = {**GOOD[1], "date": "2026-11-02"}
+    with pytest.raises(kpi.KpiError, match=r"^p1\.json: parts disagree on date: '2026-11-02' "
+                                           r"here, '2026-11-01' in p0\.json"):
+        kpi.merge([GOOD[0], other_day], names=["p0.json", "p1.json"])
