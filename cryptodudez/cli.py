@@ -43,6 +43,7 @@ from cryptodudez.resources.lake import (
     nearest_existing,
     partition_key_for,
 )
+from cryptodudez.run_outcome import QUIET, outcome
 from cryptodudez.sensors.changes import changes_of
 from cryptodudez.sensors.feature_store import range_tags, touched_days
 from cryptodudez.sensors.landing import not_ingested, route, run_tags
@@ -59,10 +60,9 @@ from serving.server import (
 from serving.server import command as server_command
 
 SAMPLES_DIR = PROJECT_DIR / "samples"
-# The CLI prints its own progress; Dagster's per-event console log stays in the run's logs.
+# The CLI prints its own progress and what failed (run_outcome); the runs keep the rest.
 MAX_BACKFILL_DAYS = 366
 MAX_PORT = 65535
-_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _out(text: str = "") -> None:
@@ -206,7 +206,7 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
         result = defs.resolve_job_def(route(obj)[0]).execute_in_process(
             partition_key=key, instance=instance, raise_on_error=False,
             tags={**run_tags(obj), "cryptodudez/trigger": "cli"},
-            run_config=_QUIET if progress else None,
+            run_config=QUIET if progress else None,
         )
         ok = result.success
         counts["ingested" if ok else "failed"] += 1
@@ -220,8 +220,7 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
             touched = days if touched is None else (min(touched[0], days[0]),
                                                      max(touched[1], days[1]))
         if progress:
-            _out(f"      {'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s"
-                 f" (run {result.run_id[:8]})")
+            _out(f"      {outcome(result, started)}")
     ran, ok = _stock_pipeline(defs, instance, lake, earliest, progress)
     counts["stock_pipeline_runs"] += ran
     counts["failed"] += 0 if ok else 1
@@ -267,10 +266,9 @@ def _run_job(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, what:
         _out(f"{what} ...")
     result = defs.resolve_job_def(job).execute_in_process(
         instance=instance, raise_on_error=False, tags={"cryptodudez/trigger": "cli"},
-        run_config=_QUIET if progress else None)
+        run_config=QUIET if progress else None)
     if progress:
-        _out(f"      {'done' if result.success else 'FAILED'} in "
-             f"{time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
+        _out(f"      {outcome(result, started)}")
     return result.success
 
 
@@ -289,10 +287,9 @@ def _run_feature_store(defs: dg.Definitions, instance: dg.DagsterInstance,
         result = defs.resolve_job_def(job).execute_in_process(
             instance=instance, raise_on_error=False,
             tags={**(tags if job == FEATURE_STORE_JOB else {}), "cryptodudez/trigger": "cli"},
-            run_config=_QUIET if progress else None)
+            run_config=QUIET if progress else None)
         if progress:
-            _out(f"      {'done' if result.success else 'FAILED'} in "
-                 f"{time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
+            _out(f"      {outcome(result, started)}")
         ok = ok and result.success
         if not ok:
             break
@@ -350,11 +347,10 @@ def _run_stock_pipeline(defs: dg.Definitions, instance: dg.DagsterInstance, earl
         _out(f"stock pipeline: features for {years}, then the volume model ...")
     result = defs.resolve_job_def(STOCK_PIPELINE_JOB).execute_in_process(
         instance=instance, raise_on_error=False, tags={**tags, "cryptodudez/trigger": "cli"},
-        run_config=_QUIET if progress else None,
+        run_config=QUIET if progress else None,
     )
     if progress:
-        _out(f"      {'done' if result.success else 'FAILED'} in "
-             f"{time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
+        _out(f"      {outcome(result, started)}")
     return result
 
 
@@ -531,12 +527,11 @@ def event_days(settings: Settings, first: date, last: date, *,
         started = time.perf_counter()
         result = job.execute_in_process(
             partition_key=day.isoformat(), instance=instance, raise_on_error=False,
-            tags={"cryptodudez/trigger": "cli"}, run_config=_QUIET if progress else None)
+            tags={"cryptodudez/trigger": "cli"}, run_config=QUIET if progress else None)
         counts["days"] += 1
         counts["failed"] += 0 if result.success else 1
         if progress:
-            _out(f"events {day}: compaction + KPIs {'done' if result.success else 'FAILED'} "
-                 f"in {time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
+            _out(f"events {day}: compaction + KPIs {outcome(result, started)}")
         day += timedelta(days=1)
     return counts
 

@@ -22,9 +22,9 @@ from cryptodudez.assets.coingecko import (
 )
 from cryptodudez.definitions import build_definitions
 from cryptodudez.resources.coingecko import OfflineCoinGecko
+from cryptodudez.run_outcome import QUIET, outcome, step_errors
 from cryptodudez.settings import Settings
 
-_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 _SUMMARY = ("prices_served", "prices_changed", "request_window", "warmup_days_absent",
             "first_trailing_mean", "tables")
 
@@ -124,12 +124,11 @@ def run_coingecko_cli(settings: Settings, coin: str, start: str, end: str, *,
     _out(f"coingecko: {coin}/usd daily prices {first}..{last} ({(last - first).days + 1} "
          "days, one run) ...")
     result = job.execute_in_process(
-        instance=instance, raise_on_error=False, run_config=_QUIET,
+        instance=instance, raise_on_error=False, run_config=QUIET,
         tags={"dagster/asset_partition_range_start": first.isoformat(),
               "dagster/asset_partition_range_end": last.isoformat(),
               "cryptodudez/trigger": "cli"})
-    _out(f"  {'done' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f} s "
-         f"(run {result.run_id[:8]})")
+    _out(f"  {outcome(result, started).splitlines()[0]}")
     mats = [m for m in result.asset_materializations_for_node(COIN_ASSETS[coin])
             if "run_days" in m.metadata]
     if mats:
@@ -139,11 +138,7 @@ def run_coingecko_cli(settings: Settings, coin: str, start: str, end: str, *,
     for check in result.get_asset_check_evaluations():
         _out(f"  check {check.check_name}: {'passed' if check.passed else 'FAILED'}"
              + ("" if check.passed else f" ({check.metadata['failing_rows'].value} rows)"))
-    for event in result.get_step_failure_events():
-        error = event.step_failure_data.error
-        if error is not None and error.cls_name == "DagsterExecutionStepExecutionError":
-            error = error.cause or error  # the asset's own exception, under Dagster's wrapper
-        if error is not None:
-            _out(f"  error: {' '.join(error.message.split())[:400]}")
+    for line in step_errors(result):
+        _out(f"  error: {line}")
     return 0 if result.success else 1
 
