@@ -153,6 +153,10 @@ def _load(archive: zipfile.ZipFile, file_uri: str,
     out = Unpacked()
     for info in infos:
         uri = member_uri(file_uri, info.filename)
+        if info.flag_bits & 0x1:  # zipfile's own message names a ZipInfo repr
+            out.rejected.append((uri, info.filename, "encrypted archive member: it cannot be "
+                                                     "read without its password"))
+            continue
         try:
             data = read_member(archive, info)
         except _ZIP_ERRORS as exc:

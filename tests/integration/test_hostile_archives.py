@@ -8,6 +8,7 @@ import zipfile
 import dagster as dg
 import polars as pl
 
+from cryptodudez.archives import unpack
 from cryptodudez.assets.lake import lake_ingest
 from cryptodudez.datasets import csv as csvframe
 from cryptodudez.datasets.specs import STOCK_HEADER
@@ -127,3 +128,23 @@ def test_two_members_of_one_name_are_both_rejected_and_nothing_is_lost(defs, ins
         ("stocks/AAA.csv", "rejected", "zip archive holds 2 members named 'stocks/AAA.csv': "
                                        "which one is meant is ambiguous, so none of them is read"),
         ("stocks/BBB.csv", "validated", None)]
+
+
+def test_an_encrypted_member_is_rejected_with_a_plain_reason() -> None:
+    """zipfile's own error named a ``<ZipInfo ...>`` repr; the sibling is still read."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("stocks/AAA.csv", f"{HEADER}\n2020-01-02,1,2,1,1,1,5\n")
+        z.writestr("stocks/SECRET.csv", f"{HEADER}\n2020-01-02,1,2,1,1,1,5\n")
+    data = bytearray(buf.getvalue())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+        secret = z.getinfo("stocks/SECRET.csv")
+    # set the encryption bit (flags bit 0) in the member's local and central headers
+    data[secret.header_offset + 6] |= 0x1
+    central = [i for i in range(len(data)) if data[i:i + 4] == b"PK\x01\x02"]
+    data[central[1] + 8] |= 0x1  # the second central entry is SECRET's
+    out = unpack("file:///lake/raw/secret.zip", bytes(data))
+    assert [m.name for m in out.members] == ["stocks/AAA.csv"]
+    assert out.rejected == [("zip://stocks/SECRET.csv::file:///lake/raw/secret.zip",
+                             "stocks/SECRET.csv",
+                             "encrypted archive member: it cannot be read without its password")]
