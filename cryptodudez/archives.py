@@ -16,7 +16,7 @@ import struct
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -184,6 +184,18 @@ def _batches(infos: Sequence[zipfile.ZipInfo],
     return [b for b in batches if b]
 
 
+def _once_each(infos: Sequence[zipfile.ZipInfo],
+               keep: Container[str]) -> list[zipfile.ZipInfo]:
+    """``infos`` with each name once (its first entry), but every entry of a name in ``keep``."""
+    seen: set[str] = set()
+    out = []
+    for info in infos:
+        if info.filename in keep or info.filename not in seen:
+            out.append(info)
+            seen.add(info.filename)
+    return out
+
+
 def iter_unpacked(file_uri: str, fh: BinaryIO, specs: Sequence[DatasetSpec], *,
                   batch_bytes: int | None = BATCH_BYTES) -> Iterator[Unpacked]:
     """Batches of a landed file's members (a non-archive file is its own single member).
@@ -216,8 +228,10 @@ def iter_unpacked(file_uri: str, fh: BinaryIO, specs: Sequence[DatasetSpec], *,
     if not infos:
         yield Unpacked(rejected=[(file_uri, name, "zip archive holds no files")])
         return
-    repeated = Counter(i.filename for i in infos)
-    repeated = Counter({k: n for k, n in repeated.items() if n > 1})
+    names = Counter(i.filename for i in infos)
+    repeated = {k: n for k, n in names.items() if n > 1 and not _junk_reason(k)}
+    if len(names) < len(infos):  # junk (``.DS_Store``, ``__MACOSX/``) is skipped once a name
+        infos = _once_each(infos, keep=repeated)
     if repeated:
         # A member is known by its name (its URI, its rows' lineage): two of one name would
         # be one member whose rows overwrite each other, and which one an unzip keeps differs

@@ -316,10 +316,9 @@ def _stock_pipeline(defs: dg.Definitions, instance: dg.DagsterInstance, lake: La
     has_stocks = bool(lake.fragments(VALIDATED, "stock_prices"))
     no_model = not lake.exists(lake.path(MODELS, VOLUME_MODEL, "LATEST"))
     if earliest is None and has_stocks and no_model:
-        if lake.fragments(FEATURES, STOCK_FEATURES) and not _trainable(lake):
-            if progress:  # nothing changed since: running again would fail the same way
-                _out(f"stock pipeline: no volume model yet: {NOT_TRAINABLE}")
-            return 0, True
+        # Run again whenever there is no model: the features may be older than the prices
+        # (an interrupted or failed earlier run), and on data too short for a model the run
+        # is cheap.
         earliest = f"{FIRST_YEAR}-01-01"
     if earliest is None:
         return 0, True

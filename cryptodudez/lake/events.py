@@ -118,31 +118,72 @@ UTF8_BOM = b"\xef\xbb\xbf"
 def gunzip(fh: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
     """The decompressed bytes of a gzip file of one or more members, as they are decoded.
 
-    Every byte that decodes is yielded before an error is raised for what follows it: bytes
-    after a member that start no other (``EOFError`` when they are NUL padding only, which
-    is ignored, as gzip does), a damaged member (``zlib.error``), or a file that ends inside
-    a member (``EOFError``). ``gzip.GzipFile`` lost what it had decoded in the read that
-    failed (up to 64 KiB of lines), and refused a file with bytes after its last member.
+    At most ``chunk_bytes`` of compressed input are read, and each piece yielded is at most
+    ``chunk_bytes``, so a highly compressed file does not swell a batch. What decodes is
+    yielded before an error is raised for what follows it: a damaged member (``zlib.error``,
+    every byte before the damage yielded), bytes after a
+    member that start no other (``EOFError``; NUL padding between or after members is
+    skipped, as gzip does), or a file that ends inside a member (``EOFError``).
+    ``gzip.GzipFile`` lost what it had decoded in the read that failed (up to 64 KiB of
+    lines), and refused anything after padding.
     """
-    member = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
-    started = False  # whether ``member`` has been given any bytes
-    while raw := fh.read(chunk_bytes):
-        while raw:
-            if not started and not raw.startswith(GZIP_MAGIC[:len(raw)]):
-                if raw.strip(b"\x00") or fh.read(chunk_bytes).strip(b"\x00"):
-                    msg = "bytes after the last gzip member that are not gzip"
-                    raise EOFError(msg)
-                return  # NUL padding after the last member
-            started = True
-            out = member.decompress(raw)
-            if out:
-                yield out
-            raw = member.unused_data if member.eof else b""
-            if member.eof:
-                member, started = zlib.decompressobj(wbits=31), False
-    if started:
+    member = None  # the member being decoded, if one has begun
+    raw = b""
+    while True:
+        if not raw:
+            raw = fh.read(chunk_bytes)
+            if not raw:
+                break
+        if member is None:
+            raw = raw.lstrip(b"\x00")  # padding between or after members
+            if not raw:
+                continue
+            if len(raw) < len(GZIP_MAGIC):
+                raw += fh.read(chunk_bytes)
+            if not raw.startswith(GZIP_MAGIC):
+                msg = "bytes after a gzip member that are not gzip"
+                raise EOFError(msg)
+            member = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+        yield from _inflate(member, raw, chunk_bytes)
+        raw = member.unused_data if member.eof else b""
+        if member.eof:
+            member = None
+    if member is not None:
         msg = "the file ends inside a gzip member (truncated)"
         raise EOFError(msg)
+
+
+def _inflate(member: "zlib._Decompress", raw: bytes, limit: int) -> Iterator[bytes]:
+    """Feed ``raw`` to ``member``, yielding at most ``limit`` bytes at a time.
+
+    zlib drops a call's whole output when it raises (a damaged block, a wrong checksum at a
+    member's end): then the input is replayed from a copy taken before, one byte at a time
+    (at most ``limit`` calls, on a damaged file only), and all that decodes before the damage
+    is yielded (past what was already yielded) before the error is raised again.
+    """
+    before = member.copy()
+    sent = 0
+    data = raw
+    try:
+        while True:
+            out = member.decompress(data, limit)
+            if out:
+                sent += len(out)
+                yield out
+            data = member.unconsumed_tail
+            if member.eof or (not data and len(out) < limit):
+                return
+    except zlib.error:
+        pass
+    decoded = bytearray()
+    try:
+        for at in range(len(raw)):
+            decoded += before.decompress(raw[at:at + 1])
+    finally:
+        if len(decoded) > sent:
+            yield bytes(decoded[sent:])
+    msg = "damaged gzip member"  # not reached: the replay meets the same damage
+    raise zlib.error(msg)
 
 
 def is_gzip(head: bytes) -> bool:

@@ -148,3 +148,16 @@ def test_an_encrypted_member_is_rejected_with_a_plain_reason() -> None:
     assert out.rejected == [("zip://stocks/SECRET.csv::file:///lake/raw/secret.zip",
                              "stocks/SECRET.csv",
                              "encrypted archive member: it cannot be read without its password")]
+
+
+def test_repeated_junk_is_skipped_once_not_rejected() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in (".DS_Store", ".DS_Store", "__MACOSX/._a.csv", "__MACOSX/._a.csv"):
+            z.writestr(name, b"\x00junk")
+        z.writestr("stocks/AAA.csv", f"{HEADER}\n2020-01-02,1,2,1,1,1,5\n")
+    out = unpack("file:///lake/raw/mac.zip", buf.getvalue())
+    assert out.rejected == []
+    assert sorted(name for _, name, _ in out.skipped) == [".DS_Store", "__MACOSX/._a.csv"]
+    assert [m.name for m in out.members] == ["stocks/AAA.csv"]
