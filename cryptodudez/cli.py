@@ -51,8 +51,10 @@ from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tag
 from cryptodudez.settings import PROJECT_DIR, Settings
 from cryptodudez.transforms import volume_model as vm
 from serving.server import (
+    OneLineParser,
     add_server_arguments,
     default_host,
+    port_arg,
     probe_host,
     probe_url,
     write_health_file,
@@ -62,7 +64,6 @@ from serving.server import command as server_command
 SAMPLES_DIR = PROJECT_DIR / "samples"
 # The CLI prints its own progress and what failed (run_outcome); the runs keep the rest.
 MAX_BACKFILL_DAYS = 366
-MAX_PORT = 65535
 
 
 def _out(text: str = "") -> None:
@@ -704,14 +705,6 @@ def daemon(settings: Settings) -> NoReturn:
     _exec_dagster(settings, ["dagster-daemon", "run"])
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (and exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        """Report a bad argument in one line."""
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cryptodudez`` command: every error is one line, never a traceback.
 
@@ -757,20 +750,8 @@ def _date_arg(text: str) -> date:
         raise argparse.ArgumentTypeError(msg) from None
 
 
-def _port_arg(text: str) -> int:
-    """A TCP port to listen on, 1 to 65535.
-
-    ``int`` alone would let through 99999, which the servers take modulo 65536, and 0,
-    which none of these commands documents as "any free port".
-    """
-    if not (text.isascii() and text.isdigit() and 0 < int(text) <= MAX_PORT):
-        msg = f"not a TCP port (1 to {MAX_PORT}): {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return int(text)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cryptodudez", description=__doc__,
+    parser = OneLineParser(prog="cryptodudez", description=__doc__,
                      epilog="--traceback (anywhere): show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p_land = sub.add_parser("land", help="copy files or folders into the lake's raw/ layer")
@@ -784,11 +765,11 @@ def _parser() -> argparse.ArgumentParser:
     p_ui = sub.add_parser("ui", help="Dagster webserver + daemon in one process tree "
                           "(`dagster dev`, for local use) on the lake")
     p_ui.add_argument("--host", default="127.0.0.1")
-    p_ui.add_argument("--port", type=_port_arg, default=3000)
+    p_ui.add_argument("--port", type=port_arg, default=3000)
     p_web = sub.add_parser("webserver", help="the Dagster webserver alone (production UI role)")
     p_web.add_argument("--host", default=default_host(),
                        help="address to listen on (default: $CRYPTODUDEZ_HOST, else 127.0.0.1)")
-    p_web.add_argument("--port", type=_port_arg, default=3000)
+    p_web.add_argument("--port", type=port_arg, default=3000)
     sub.add_parser("daemon", help="the Dagster daemon alone: sensors, run queue, backfills "
                    "(production runner role)")
     p_code = sub.add_parser("code-location", help="the Dagster code server of the definitions "
@@ -796,7 +777,7 @@ def _parser() -> argparse.ArgumentParser:
                             "daemon find it through CRYPTODUDEZ_CODE_LOCATION=host:port)")
     p_code.add_argument("--host", default=default_host(),
                         help="address to listen on (default: $CRYPTODUDEZ_HOST, else 127.0.0.1)")
-    p_code.add_argument("--port", type=_port_arg, default=4000)
+    p_code.add_argument("--port", type=port_arg, default=4000)
     p_kpi = sub.add_parser("kpi", help="a day's event KPIs per type over a local or S3 lake, "
                            "without Dagster (--shard i/n on each machine, then --merge)")
     what = p_kpi.add_mutually_exclusive_group(required=True)

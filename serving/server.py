@@ -117,23 +117,26 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=default_host(),
                         help=f"address to listen on (default: ${HOST_VARIABLE}, else "
                              f"{LOCAL_HOST})")
-    parser.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 "
+    parser.add_argument("--port", type=port_arg, default=8000, help="TCP port, 1-65535 "
                         "(default: 8000)")
     parser.add_argument("--workers", type=_workers, default=available_cpus(),
                         help="server processes, at least 1 (default: one per CPU the "
                              "container's quota allows)")
 
 
-def _port(text: str) -> int:
-    # Port 0 would bind a port chosen by the system, which the health file cannot name.
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
-    if not 0 < port < 65536:
-        msg = f"not a TCP port (1-65535): {text!r}"
+MAX_PORT = 65535
+
+
+def port_arg(text: str) -> int:
+    """A TCP port to listen on, 1 to 65535, in ASCII digits (an argparse type).
+
+    ``int`` alone would let through 99999, which the servers take modulo 65536, and 0, which
+    binds a port chosen by the system that the health file cannot name.
+    """
+    if not (text.isascii() and text.isdigit() and 0 < int(text) <= MAX_PORT):
+        msg = f"not a TCP port (1 to {MAX_PORT}): {text!r}"
         raise argparse.ArgumentTypeError(msg)
-    return port
+    return int(text)
 
 
 def _workers(text: str) -> int:
@@ -283,7 +286,7 @@ def run(*, host: str, port: int, workers: int) -> None:
                 http="httptools", access_log=False, log_level="warning")
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (and exit status 2)."""
 
     def error(self, message: str) -> NoReturn:
@@ -293,7 +296,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m serving``."""
-    parser = _Parser(prog="python -m serving")
+    parser = OneLineParser(prog="python -m serving")
     add_server_arguments(parser)
     parser.add_argument("--healthcheck", action="store_true",
                         help=f"perform the check the running role recorded in "
