@@ -332,10 +332,10 @@ def test_malformed_kpi_parts_are_named(local_env: Path,
              "keys.json": json.dumps({"format": "cryptodudez.kpi/1"})}
     for name, text in parts.items():
         (local_env / name).write_text(text)
-    for name, message in (("array.json", "not a KPI part: an array, not an object"),
-                          ("null.json", "not a KPI part: null, not an object"),
-                          ("keys.json", "missing date, source, shard_count, shards, method, "
-                                        "types")):
+    for name, message in (("array.json", "not a KPI part: Expected `object`, got `array`"),
+                          ("null.json", "not a KPI part: Expected `object`, got `null`"),
+                          ("keys.json", "not a KPI part: Object missing required field "
+                                        "`date`")):
         assert _one_line_error(capsys, ["kpi", "--merge", str(local_env / name)]) == (
             2, f"cryptodudez: error: {local_env / name}: {message}")
 

@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import polars as pl
 
 from cryptodudez.lake.event_table import EventTable
@@ -249,92 +250,55 @@ def merge(parts: Sequence[Any], *, names: Sequence[str] | None = None) -> dict[s
                    first["method"], types)
 
 
-TYPE_KEYS = ("events", "distinct_ids", "distinct_users", "events_per_hour", "ids_hll",
-             "users_hll")
-_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-               int: "a number", float: "a number", type(None): "null"}
+Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
-def _kind(value: Any) -> str:
-    return _JSON_KINDS.get(type(value), type(value).__name__)
+class _TypeKpis(msgspec.Struct):
+    """One event type's KPIs in a part, as :func:`compute` writes them."""
+
+    events: Count
+    distinct_ids: Count | None
+    distinct_users: Count | None
+    events_per_hour: Annotated[list[Count], msgspec.Meta(min_length=24, max_length=24)]
+    ids_hll: str | None
+    users_hll: str | None
 
 
-def _count(value: Any) -> bool:
-    """True for a whole number >= 0 (JSON's ``true`` is none)."""
-    return type(value) is int and value >= 0
+class _Part(msgspec.Struct):
+    """What :func:`merge` reads of a part (other fields are ignored)."""
+
+    format: str
+    date: date
+    source: Literal["rollups", "events"]
+    shard_count: Annotated[int, msgspec.Meta(ge=1)]
+    shards: Annotated[list[Count], msgspec.Meta(min_length=1)]
+    method: dict[str, Any]
+    types: dict[str, _TypeKpis]
 
 
 def _part_problem(part: Any) -> str | None:
-    """What makes ``part`` no KPI part as :func:`compute` writes it, or None."""
-    if not isinstance(part, dict):
-        return f"not a KPI part: {_kind(part)}, not an object"
-    if part.get("format") != FORMAT:
+    """What makes ``part`` no KPI part as :func:`compute` writes it, or None.
+
+    The structure and types are msgspec's to check (its message names the JSON path); what
+    a type cannot say is checked here: the format, the shard numbers, the sketches.
+    """
+    if isinstance(part, dict) and part.get("format") != FORMAT:
         return f"not a KPI part (format {part.get('format')!r})"
-    missing = [key for key in ("date", "source", "shard_count", "shards", "method", "types")
-               if key not in part]
-    if missing:
-        return f"missing {', '.join(missing)}"
-    count, shards = part["shard_count"], part["shards"]
-    problem = None
-    if not isinstance(part["date"], str) or not _is_day(part["date"]):
-        problem = f"date {part['date']!r} is no YYYY-MM-DD day"
-    elif part["source"] not in SOURCES:
-        problem = f"source {part['source']!r} is none of {', '.join(SOURCES)}"
-    elif not _count(count) or count == 0:
-        problem = f"shard_count {count!r} is no whole number above 0"
-    elif (not isinstance(shards, list) or not shards
-          or not all(_count(i) and i < count for i in shards) or len(set(shards)) < len(shards)):
-        problem = f"shards {shards!r}: expected distinct shard numbers below {count}"
-    elif not isinstance(part["method"], dict):
-        problem = f"method is {_kind(part['method'])}, not an object"
-    elif not isinstance(part["types"], dict):
-        problem = f"types is {_kind(part['types'])}, not an object"
-    if problem:
-        return problem
-    for name, kpis in part["types"].items():
-        if problem := _type_problem(name, kpis):
-            return problem
-    return None
-
-
-def _is_day(text: str) -> bool:
     try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _type_problem(name: str, kpis: Any) -> str | None:
-    """What is wrong with the KPIs of event type ``name`` in a part, or None."""
-    where = f"types[{name!r}]"
-    if not isinstance(kpis, dict):
-        return f"{where} is {_kind(kpis)}, not an object"
-    if missing := [key for key in TYPE_KEYS if key not in kpis]:
-        return f"{where}: missing {', '.join(missing)}"
-    for key in ("events", "distinct_ids", "distinct_users"):
-        if not (_count(kpis[key]) or (kpis[key] is None and key != "events")):
-            either = "" if key == "events" else " or null"
-            return f"{where}.{key} is {_kind(kpis[key])}, not a whole number >= 0{either}"
-    hours = kpis["events_per_hour"]
-    if not isinstance(hours, list) or len(hours) != 24 or not all(map(_count, hours)):
-        return f"{where}.events_per_hour is not 24 whole numbers >= 0"
-    for key in ("ids_hll", "users_hll"):
-        if problem := _sketch_problem(kpis[key]):
-            return f"{where}.{key} {problem}"
-    return None
-
-
-def _sketch_problem(text: Any) -> str | None:
-    """What keeps ``text`` from being a base64 HLL sketch or null, or None."""
-    if text is None:
-        return None
-    if not isinstance(text, str):
-        return f"is {_kind(text)}, not base64 text or null"
-    try:
-        hll_union([base64.b64decode(text, validate=True)])
-    except (ValueError, IndexError, RuntimeError) as exc:  # binascii.Error is a ValueError
-        return f"is no HLL sketch in base64 ({exc})"
+        checked = msgspec.convert(part, _Part)
+    except msgspec.ValidationError as exc:
+        return f"not a KPI part: {exc}"
+    shards = checked.shards
+    if max(shards) >= checked.shard_count or len(set(shards)) < len(shards):
+        return f"shards {shards!r}: expected distinct shard numbers below {checked.shard_count}"
+    for name, kpis in checked.types.items():
+        for key in ("ids_hll", "users_hll"):
+            text = getattr(kpis, key)
+            try:
+                if text is not None:
+                    hll_union([base64.b64decode(text, validate=True)])
+            except (ValueError, IndexError, RuntimeError) as exc:  # binascii.Error: ValueError
+                return f"types[{name!r}].{key} is no HLL sketch in base64 ({exc})"
     return None
 
 
