@@ -226,9 +226,10 @@ def tweet_daily(context: dg.AssetExecutionContext, lake: Lake,
                                       "bar's close."),
         dg.AssetCheckSpec("market_daily_matches_sql_recomputation", asset=MARKET_DAILY_TABLE,
                           blocking=True,
-                          description="Log returns and 20-bar volatility of sample symbols "
-                                      "equal DuckDB window functions over the validated "
-                                      "rows."),
+                          description="Sample symbols have exactly the bars DuckDB finds "
+                                      "in the validated rows (none dropped, none invented), "
+                                      "with log returns and 20-bar volatility equal to its "
+                                      "window functions."),
     ], feature_years),
 )
 def market_daily(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:

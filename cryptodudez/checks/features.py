@@ -187,8 +187,16 @@ def duckdb_returns(crypto: pl.DataFrame, stocks: pl.DataFrame) -> pl.DataFrame:
 
 def market_daily_checks(written: pl.DataFrame, reference: pl.DataFrame,
                         ) -> list[dg.AssetCheckResult]:
-    """Schema, and returns / volatility equal to the SQL recomputation on sample symbols."""
-    joined = written.join(reference, on=["symbol", "date"], how="inner")
+    """Schema, and the SQL recomputation's rows, returns and volatility on sample symbols.
+
+    The written rows of the reference's symbols must be exactly the reference's keys
+    (symbol, date): a bar the builder dropped or invented fails, as does a wrong value.
+    """
+    keys = ["symbol", "date"]
+    mine = written.filter(pl.col("symbol").is_in(reference["symbol"].unique().implode()))
+    missing = reference.join(mine, on=keys, how="anti")
+    extra = mine.join(reference, on=keys, how="anti")
+    joined = mine.join(reference, on=keys, how="inner")
     ret_bad = (pl.col("log_return").is_null() != pl.col("ret").is_null()) | (
         (pl.col("log_return") - pl.col("ret")).abs() > 1e-9)
     vol_bad = (pl.col("vol_20d").is_null() != pl.col("vol").is_null()) | (
@@ -198,9 +206,15 @@ def market_daily_checks(written: pl.DataFrame, reference: pl.DataFrame,
         schema_check("market_daily_schema", written, MarketDaily),
         dg.AssetCheckResult(
             check_name="market_daily_matches_sql_recomputation",
-            passed=joined.height > 0 and wrong.height == 0,
+            passed=reference.height > 0 and missing.height == 0 and extra.height == 0
+            and wrong.height == 0,
             metadata={"rows_compared": joined.height, "failing_count": wrong.height,
+                      "missing_rows": missing.height, "extra_rows": extra.height,
                       "symbols": ", ".join(sorted(reference["symbol"].unique().to_list())),
+                      "missing_sample": dg.MetadataValue.md(markdown_table(
+                          missing.select(keys).head(5))),
+                      "extra_sample": dg.MetadataValue.md(markdown_table(
+                          extra.select(keys).head(5))),
                       "sample": dg.MetadataValue.md(markdown_table(
                           wrong.select("symbol", "date", "log_return", "ret", "vol_20d",
                                        "vol").head(5)))}),

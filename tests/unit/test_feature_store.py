@@ -299,6 +299,45 @@ def test_market_checks_fail_on_a_shifted_return_and_an_infinite_correlation() ->
     assert bad["market_daily_schema"] is False
 
 
+def _market_daily_of(builder: str, src: build.Inputs) -> pl.DataFrame:
+    if builder == "by_year":
+        return build.market_daily_by_year(src, start=date(2020, 1, 1), end=date(2022, 1, 1))
+    return build.market_daily(src)
+
+
+@pytest.mark.parametrize("builder", ["whole", "by_year"])
+def test_market_check_passes_on_every_bar_of_the_builder(builder: str) -> None:
+    src = inputs()
+    reference = fchecks.duckdb_returns(src.crypto.collect(), src.stocks.collect())
+    result = fchecks.market_daily_checks(_market_daily_of(builder, src), reference)[1]
+    assert result.passed
+    # every bar of the reference is compared: 3 coins x 500 days, 2 stocks x 358 weekdays
+    assert result.metadata["rows_compared"].value == reference.height == 3 * 500 + 2 * 358
+    assert result.metadata["missing_rows"].value == result.metadata["extra_rows"].value == 0
+
+
+def test_market_check_fails_on_a_dropped_or_invented_bar() -> None:
+    src = inputs()
+    frame = build.market_daily(src)
+    reference = fchecks.duckdb_returns(src.crypto.collect(), src.stocks.collect())
+
+    def recomputation(written: pl.DataFrame) -> dict[str, object]:
+        result = fchecks.market_daily_checks(written, reference)[1]
+        return {"passed": result.passed, "missing": result.metadata["missing_rows"].value,
+                "extra": result.metadata["extra_rows"].value}
+
+    # each symbol's latest bar dropped (ACME and SPYX end on Friday 2021-05-14)
+    latest = frame.filter(pl.col("date") != pl.col("date").max().over("symbol"))
+    assert recomputation(latest) == {"passed": False, "missing": 5, "extra": 0}
+    # ETH cut after 2020-06-01: 2020-06-02 .. 2021-05-14, 347 bars
+    cut = frame.filter((pl.col("symbol") != "ETH") | (pl.col("date") <= date(2020, 6, 1)))
+    assert recomputation(cut) == {"passed": False, "missing": 347, "extra": 0}
+    # a bar the validated table never had
+    invented = pl.concat([frame, frame.filter(pl.col("symbol") == "BTC").tail(1).with_columns(
+        date=pl.col("date") + timedelta(days=1))])
+    assert recomputation(invented) == {"passed": False, "missing": 0, "extra": 1}
+
+
 def test_spine_and_label_checks_fail_on_planted_faults() -> None:
     src = inputs()
     feats = features_of(src)
