@@ -1,7 +1,7 @@
 """The feature store's transforms on small generated inputs, and its checks failing."""
 
 import math
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
@@ -272,18 +272,48 @@ def test_tweet_daily_checks_fail_on_a_wrong_count_and_a_missing_day() -> None:
     start, end = date(2020, 1, 1), date(2020, 3, 1)
     frame = build.tweet_daily(src, start=start, end=end, watermark=date(2020, 10, 1),
                               with_text=False)
-    recount = fchecks.duckdb_tweets_per_day(src.tweets, start, end)
-    ok = fchecks.tweet_daily_checks(frame, recount, start=start, last=end - timedelta(days=1))
+    ok = fchecks.tweet_daily_checks(frame, src.tweets, start=start, end=end)
     assert all(r.passed for r in ok)
     bumped = frame.with_columns(tweets=pl.when(pl.col("day") == date(2020, 1, 5))
                                 .then(pl.col("tweets") + 1).otherwise(pl.col("tweets")))
     failed = {r.check_name for r in fchecks.tweet_daily_checks(
-        bumped, recount, start=start, last=end - timedelta(days=1)) if not r.passed}
+        bumped, src.tweets, start=start, end=end) if not r.passed}
     assert failed == {"tweet_daily_matches_sql_recount"}
     gap = frame.filter(pl.col("day") != date(2020, 1, 9))
     failed = {r.check_name for r in fchecks.tweet_daily_checks(
-        gap, recount, start=start, last=end - timedelta(days=1)) if not r.passed}
+        gap, src.tweets, start=start, end=end) if not r.passed}
     assert "tweet_daily_every_day_present" in failed
+
+
+def test_the_last_tweet_day_is_the_utc_day_of_the_latest_tweet() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    rows = pl.DataFrame({
+        "tweet_id": [1, 2],
+        "created_at": [datetime(2021, 3, 1, 12, tzinfo=UTC),
+                       datetime(2021, 3, 4, 0, 30, tzinfo=plus_two)],  # 3 March in UTC
+    }).with_columns(pl.col("created_at").dt.convert_time_zone("UTC"))
+    assert fchecks.duckdb_last_tweet_day(rows.lazy()) == date(2021, 3, 3)
+    assert fchecks.duckdb_last_tweet_day(rows.head(0).lazy()) is None
+
+
+def test_tweet_daily_ends_on_the_latest_tweets_day_not_after_it() -> None:
+    src = inputs()
+    latest = max(tweet_rows()["created_at"]).date()  # all in UTC
+    start, end = date(2020, 7, 1), date(2021, 1, 1)  # the window runs past the latest tweet
+    # built as the asset builds it: up to the store's own watermark
+    frame = build.tweet_daily(src, start=start, end=end, watermark=build.tweet_watermark(src),
+                              with_text=False)
+    checks = {r.check_name: r for r in fchecks.tweet_daily_checks(frame, src.tweets,
+                                                                  start=start, end=end)}
+    assert all(r.passed for r in checks.values())
+    assert checks["tweet_daily_every_day_present"].metadata["calendar_days"].value == (
+        (latest - start).days + 1)
+    assert frame["day"].max() == latest
+    # a zero day invented after the latest tweet (unknown, not zero) fails
+    invented = pl.concat([frame, frame.tail(1).with_columns(
+        day=pl.col("day") + timedelta(days=1), tweets=pl.lit(0, pl.Int64))])
+    present = fchecks.tweet_daily_checks(invented, src.tweets, start=start, end=end)[1]
+    assert not present.passed and present.metadata["extra_days"].value == 1
 
 
 def test_market_checks_fail_on_a_shifted_return_and_an_infinite_correlation() -> None:
