@@ -508,7 +508,10 @@ def signal_rows(signals: pl.DataFrame, features: pl.DataFrame) -> list[SignalRow
                                       "a valid result; a baseline is then served)."),
         dg.AssetCheckSpec("eth_signal_serves_the_verdict", asset=ETH_SIGNAL, blocking=True,
                           description="The published signal is the model only when it has "
-                                      "an edge, else the best baseline, named as such."),
+                                      "an edge, else the best baseline, named as such; every "
+                                      "row's action is its most probable class and what that "
+                                      "source says for the day (a baseline's rule by DuckDB "
+                                      "SQL over the training set, or the model refitted)."),
     ],
 )
 def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
@@ -558,7 +561,10 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
                                 severity=dg.AssetCheckSeverity.WARN,
                                 metadata={"served": served}),
             # what the API will read back, not what this run meant to write
-            fchecks.served_verdict_check(verdict, read_signals(lake.storage, version)),
+            fchecks.served_verdict_check(
+                verdict, read_signals(lake.storage, version),
+                fchecks.verdict_actions(frame, verdict, feature_columns=columns,
+                                        seed=int(report["seed"]))),
         ])
 
 

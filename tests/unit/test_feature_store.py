@@ -1,6 +1,7 @@
 """The feature store's transforms on small generated inputs, and its checks failing."""
 
 import math
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from cryptodudez.checks import features as fchecks
 from cryptodudez.features import build, guard, labels, markets, store, tweets
 from cryptodudez.features.labels import LabelConfig
+from serving.signal_store import ServedSignals, SignalRow
 
 LANDED = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -415,21 +417,68 @@ def test_the_lookahead_check_fails_on_any_leak_and_without_a_cutoff() -> None:
     assert not fchecks.lookahead_check({}, []).passed
 
 
-def test_the_served_signal_check_follows_the_verdict() -> None:
-    from serving.signal_store import ServedSignals  # noqa: PLC0415
+def _training(closes: list[float | None], labels: list[str | None]) -> pl.DataFrame:
+    return pl.DataFrame({"date": [date(2021, 1, 1) + timedelta(days=i)
+                                  for i in range(len(closes))],
+                         "close": closes, "label": labels},
+                        schema={"date": pl.Date, "close": pl.Float64, "label": pl.String})
 
-    def published(served: str) -> ServedSignals:
-        return ServedSignals(version="v1", served=served, rows={}, first=date(2021, 1, 1),
-                             latest=date(2021, 1, 1))
 
-    no_edge = {"edge": False, "best_baseline": "buy_and_hold"}
-    edge = {"edge": True, "best_baseline": "buy_and_hold"}
-    ok = fchecks.served_verdict_check
-    assert ok(no_edge, published("baseline:buy_and_hold")).passed
-    assert ok(edge, published("model")).passed
-    assert not ok(no_edge, published("model")).passed  # no edge, yet the model is served
-    assert not ok(edge, published("baseline:buy_and_hold")).passed
-    assert not ok(no_edge, published("baseline:momentum_20d")).passed  # not the best one
+def test_baseline_actions_by_sql_on_a_hand_made_series() -> None:
+    closes: list[float | None] = [100.0 + i for i in range(21)] + [130.0, 90.0, None, 200.0]
+    labels: list[str | None] = ["sell"] * 8 + ["buy"] * 8 + ["hodl"] * 7 + [None, None]
+    training = _training(closes, labels)
+
+    def actions(name: str) -> list[str | None]:
+        return fchecks.baseline_actions_sql(training, name)["action"].to_list()
+
+    # 20 days without history, then up, up, down, no close (not up), up
+    assert actions("momentum_20d") == ["hodl"] * 20 + ["buy", "buy", "sell", "sell", "buy"]
+    assert actions("majority") == ["buy"] * 25  # buy and sell tie at 8: buy comes first
+    assert actions("always_hodl") == ["hodl"] * 25
+    assert actions("buy_and_hold") == ["buy"] * 25
+    assert actions("no_such_rule") == [None] * 25
+
+
+def _published(served: str, training: pl.DataFrame, actions: list[str]) -> ServedSignals:
+    rows = {day: SignalRow(date=day, action=action,
+                           probabilities={c: float(c == action) for c in ("buy", "hodl", "sell")},
+                           features_as_of=datetime.combine(day, datetime.min.time(), UTC),
+                           in_sample=False)
+            for day, action in zip(training["date"], actions, strict=True)}
+    return ServedSignals(version="v1", served=served, rows=rows, first=min(rows),
+                         latest=max(rows))
+
+
+def test_the_served_signal_check_follows_the_verdict_row_by_row() -> None:
+    training = _training([100.0 + i for i in range(21)] + [130.0, 90.0],
+                         ["buy"] * 12 + ["sell"] * 11)
+    momentum = ["hodl"] * 20 + ["buy", "buy", "sell"]
+    no_edge = {"edge": False, "best_baseline": "momentum_20d"}
+
+    def check(verdict: dict[str, object], served: str, actions: list[str]) -> bool:
+        source = fchecks.verdict_actions(training, verdict, feature_columns=["close"], seed=0)
+        return fchecks.served_verdict_check(
+            verdict, _published(served, training, actions), source).passed
+
+    assert check(no_edge, "baseline:momentum_20d", momentum)
+    assert not check(no_edge, "model", momentum)  # no edge, yet the model is named
+    assert not check(no_edge, "baseline:buy_and_hold", momentum)  # not the best one
+    # named right, but the rows are another baseline's (always HODL's, or buy and hold's)
+    assert not check(no_edge, "baseline:momentum_20d", ["hodl"] * 23)
+    assert not check(no_edge, "baseline:momentum_20d", ["buy"] * 23)
+    assert not check(no_edge, "baseline:momentum_20d", [*momentum[:-1], "hodl"])
+    assert check({"edge": False, "best_baseline": "majority"}, "baseline:majority", ["buy"] * 23)
+    # a day missing from the published rows
+    source = fchecks.verdict_actions(training, no_edge, feature_columns=["close"], seed=0)
+    short = _published("baseline:momentum_20d", training.head(22), momentum[:22])
+    assert not fchecks.served_verdict_check(no_edge, short, source).passed
+    # an action that is not its row's most probable class
+    published = _published("baseline:momentum_20d", training, momentum)
+    rows, day = dict(published.rows), training["date"][-1]  # momentum sells that day
+    rows[day] = replace(rows[day], probabilities={"buy": 0.6, "hodl": 0.1, "sell": 0.3})
+    assert not fchecks.served_verdict_check(no_edge, replace(published, rows=rows),
+                                            source).passed
 
 
 def test_eth_close_range_reads_the_table_not_the_spine() -> None:
