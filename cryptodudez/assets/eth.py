@@ -185,8 +185,10 @@ def _yearly_asset(**kwargs: Any) -> Any:
                           description="Pandera: one row per day, non-negative counts, terms "
                                       "at most tweets, nothing known before its day ends."),
         dg.AssetCheckSpec("tweet_daily_every_day_present", asset=TWEET_DAILY, blocking=True,
-                          description="Every calendar day up to the latest tweet has a row "
-                                      "(a day without tweets is a zero, not a gap)."),
+                          description="Every calendar day up to the latest tweet's UTC day "
+                                      "(DuckDB SQL over the validated tweets) has a row, and "
+                                      "no later day has one (a day without tweets is a "
+                                      "zero, not a gap; after the latest tweet: unknown)."),
         dg.AssetCheckSpec("tweet_daily_matches_sql_recount", asset=TWEET_DAILY, blocking=True,
                           description="Tweets per UTC day equal DuckDB's count of distinct "
                                       "tweet ids per UTC day (session time zone UTC)."),
@@ -203,10 +205,9 @@ def tweet_daily(context: dg.AssetExecutionContext, lake: Lake,
         {"day": "date"})
     rows = write_days(lake, TWEET_DAILY, frame, start=start, end=end)
     _partition_metadata(context, frame)
-    last = min(end - timedelta(days=1), watermark) if watermark else None
-    recount = fchecks.duckdb_tweets_per_day(src.tweets, start, end)
-    checks = fchecks.tweet_daily_checks(frame.rename({"date": "day"}), recount, start=start,
-                                        last=last)
+    # the expected days and counts come from the validated tweets by SQL, not the watermark
+    checks = fchecks.tweet_daily_checks(frame.rename({"date": "day"}), src.tweets,
+                                        start=start, end=end)
     return dg.MaterializeResult(
         metadata={"run_rows": rows, "days": f"{start}..{end - timedelta(days=1)}",
                   "watermark": str(watermark),
@@ -226,9 +227,10 @@ def tweet_daily(context: dg.AssetExecutionContext, lake: Lake,
                                       "bar's close."),
         dg.AssetCheckSpec("market_daily_matches_sql_recomputation", asset=MARKET_DAILY_TABLE,
                           blocking=True,
-                          description="Log returns and 20-bar volatility of sample symbols "
-                                      "equal DuckDB window functions over the validated "
-                                      "rows."),
+                          description="Sample symbols have exactly the bars DuckDB finds "
+                                      "in the validated rows (none dropped, none invented), "
+                                      "with log returns and 20-bar volatility equal to its "
+                                      "window functions."),
     ], feature_years),
 )
 def market_daily(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
@@ -506,7 +508,10 @@ def signal_rows(signals: pl.DataFrame, features: pl.DataFrame) -> list[SignalRow
                                       "a valid result; a baseline is then served)."),
         dg.AssetCheckSpec("eth_signal_serves_the_verdict", asset=ETH_SIGNAL, blocking=True,
                           description="The published signal is the model only when it has "
-                                      "an edge, else the best baseline, named as such."),
+                                      "an edge, else the best baseline, named as such; every "
+                                      "row's action is its most probable class and what that "
+                                      "source says for the day (a baseline's rule by DuckDB "
+                                      "SQL over the training set, or the model refitted)."),
     ],
 )
 def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
@@ -556,7 +561,10 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
                                 severity=dg.AssetCheckSeverity.WARN,
                                 metadata={"served": served}),
             # what the API will read back, not what this run meant to write
-            fchecks.served_verdict_check(verdict, read_signals(lake.storage, version)),
+            fchecks.served_verdict_check(
+                verdict, read_signals(lake.storage, version),
+                fchecks.verdict_actions(frame, verdict, feature_columns=columns,
+                                        seed=int(report["seed"]))),
         ])
 
 

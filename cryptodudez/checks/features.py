@@ -1,9 +1,11 @@
 """The feature store's asset checks: schemas and independent recounts.
 
 Each check compares what an asset wrote with a number obtained apart from the code that
-wrote it: DuckDB SQL over the validated tables (tweets per UTC day, returns and volatility
-by window functions), the calendar (spine days), a rebuild from truncated inputs (no
-look-ahead), the stored snapshot's bytes (reproducibility).
+wrote it: DuckDB SQL over the validated tables (tweets per UTC day and the latest tweet's
+day, each sample symbol's bars with returns and volatility by window functions), the
+calendar (spine days), a rebuild from truncated inputs (no look-ahead), the stored
+snapshot's bytes (reproducibility), the served baseline's rule by SQL over the training set
+or the served model refitted (the published signal).
 """
 
 from datetime import date, timedelta
@@ -16,9 +18,12 @@ import pandera.polars as pa
 import polars as pl
 
 from cryptodudez.checks.tables import markdown_table
+from cryptodudez.features import evaluation as ev
 from cryptodudez.features.tweets import ACTIVITY
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from cryptodudez.features.labels import LabelConfig
     from serving.signal_store import ServedSignals
 
@@ -132,10 +137,38 @@ def duckdb_tweets_per_day(tweets: pl.LazyFrame, start: date, end: date) -> pl.Da
         con.close()
 
 
-def tweet_daily_checks(written: pl.DataFrame, recount: pl.DataFrame, *, start: date,
-                       last: date | None) -> list[dg.AssetCheckResult]:
-    """Every day from ``start`` to ``last`` has one row and the SQL recount's tweets."""
-    expected_days = (last - start).days + 1 if last is not None and last >= start else 0
+def duckdb_last_tweet_day(tweets: pl.LazyFrame) -> date | None:
+    """The UTC day of the latest tweet by DuckDB SQL (None without tweets).
+
+    The store's rule, apart from its watermark code: days up to this one are known (a day
+    without tweets is a zero), later days are unknown (no row).
+    """
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("tweets", tweets.select("tweet_id", "created_at").collect())
+        return con.execute("""
+            SELECT max(CAST(created_at AS DATE)) FROM tweets
+            WHERE tweet_id IS NOT NULL AND created_at IS NOT NULL""").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def tweet_daily_checks(written: pl.DataFrame, tweets: pl.LazyFrame, *, start: date,
+                       end: date) -> list[dg.AssetCheckResult]:
+    """Every day from ``start`` to the latest tweet's has one row, with the SQL recount.
+
+    The days expected (up to the latest tweet's UTC day, before ``end``) and the tweets per
+    day both come from ``tweets``, the validated rows, by SQL: not from the store's watermark.
+    """
+    latest = duckdb_last_tweet_day(tweets)
+    last = min(end - timedelta(days=1), latest) if latest is not None else None
+    calendar = pl.DataFrame({"day": pl.date_range(start, last, eager=True)}
+                            if last is not None and last >= start else {"day": []},
+                            schema={"day": pl.Date})
+    missing = calendar.join(written, on="day", how="anti")
+    extra = written.join(calendar, on="day", how="anti")
+    recount = duckdb_tweets_per_day(tweets, start, end)
     merged = written.select("day", "tweets").join(
         recount.select("day", pl.col("n").cast(pl.Int64)), on="day", how="full",
         coalesce=True).with_columns(pl.col("tweets", "n").fill_null(0))
@@ -144,9 +177,15 @@ def tweet_daily_checks(written: pl.DataFrame, recount: pl.DataFrame, *, start: d
         schema_check("tweet_daily_schema", written, TweetDaily),
         dg.AssetCheckResult(
             check_name="tweet_daily_every_day_present",
-            passed=written.height == expected_days and written["day"].n_unique() == expected_days,
-            metadata={"rows": written.height, "calendar_days": expected_days,
-                      "zero_tweet_days": written.filter(pl.col("tweets") == 0).height}),
+            passed=missing.height == 0 and extra.height == 0
+            and written["day"].n_unique() == written.height,
+            metadata={"rows": written.height, "calendar_days": calendar.height,
+                      "latest_tweet_day": str(latest), "missing_days": missing.height,
+                      "extra_days": extra.height,
+                      "zero_tweet_days": written.filter(pl.col("tweets") == 0).height,
+                      "sample": dg.MetadataValue.md(markdown_table(pl.concat([
+                          missing.select("day", pl.lit("missing").alias("row")),
+                          extra.select("day", pl.lit("extra").alias("row"))]).head(5)))}),
         dg.AssetCheckResult(
             check_name="tweet_daily_matches_sql_recount", passed=wrong.height == 0,
             metadata={"failing_count": wrong.height, "tweets": int(written["tweets"].sum()),
@@ -187,8 +226,16 @@ def duckdb_returns(crypto: pl.DataFrame, stocks: pl.DataFrame) -> pl.DataFrame:
 
 def market_daily_checks(written: pl.DataFrame, reference: pl.DataFrame,
                         ) -> list[dg.AssetCheckResult]:
-    """Schema, and returns / volatility equal to the SQL recomputation on sample symbols."""
-    joined = written.join(reference, on=["symbol", "date"], how="inner")
+    """Schema, and the SQL recomputation's rows, returns and volatility on sample symbols.
+
+    The written rows of the reference's symbols must be exactly the reference's keys
+    (symbol, date): a bar the builder dropped or invented fails, as does a wrong value.
+    """
+    keys = ["symbol", "date"]
+    mine = written.filter(pl.col("symbol").is_in(reference["symbol"].unique().implode()))
+    missing = reference.join(mine, on=keys, how="anti")
+    extra = mine.join(reference, on=keys, how="anti")
+    joined = mine.join(reference, on=keys, how="inner")
     ret_bad = (pl.col("log_return").is_null() != pl.col("ret").is_null()) | (
         (pl.col("log_return") - pl.col("ret")).abs() > 1e-9)
     vol_bad = (pl.col("vol_20d").is_null() != pl.col("vol").is_null()) | (
@@ -198,9 +245,15 @@ def market_daily_checks(written: pl.DataFrame, reference: pl.DataFrame,
         schema_check("market_daily_schema", written, MarketDaily),
         dg.AssetCheckResult(
             check_name="market_daily_matches_sql_recomputation",
-            passed=joined.height > 0 and wrong.height == 0,
+            passed=reference.height > 0 and missing.height == 0 and extra.height == 0
+            and wrong.height == 0,
             metadata={"rows_compared": joined.height, "failing_count": wrong.height,
+                      "missing_rows": missing.height, "extra_rows": extra.height,
                       "symbols": ", ".join(sorted(reference["symbol"].unique().to_list())),
+                      "missing_sample": dg.MetadataValue.md(markdown_table(
+                          missing.select(keys).head(5))),
+                      "extra_sample": dg.MetadataValue.md(markdown_table(
+                          extra.select(keys).head(5))),
                       "sample": dg.MetadataValue.md(markdown_table(
                           wrong.select("symbol", "date", "log_return", "ret", "vol_20d",
                                        "vol").head(5)))}),
@@ -271,19 +324,87 @@ def labels_check(wrong: pl.DataFrame | None, labels: "LabelConfig") -> dg.AssetC
                   "sample": dg.MetadataValue.md(markdown_table(wrong.head(5)))})
 
 
-def served_verdict_check(verdict: dict[str, Any],
-                         published: "ServedSignals") -> dg.AssetCheckResult:
+def most_probable() -> pl.Expr:
+    """The class with the highest of ``p_buy``, ``p_hodl``, ``p_sell`` (ties: that order)."""
+    buy, hodl, sell = pl.col("p_buy"), pl.col("p_hodl"), pl.col("p_sell")
+    return (pl.when((buy >= hodl) & (buy >= sell)).then(pl.lit("buy"))
+            .when(hodl >= sell).then(pl.lit("hodl")).otherwise(pl.lit("sell")))
+
+
+def baseline_actions_sql(training: pl.DataFrame, name: str) -> pl.DataFrame:
+    """A baseline's action on each training row (``date``, ``action``) by DuckDB SQL.
+
+    Rules apart from the evaluation's code: ``always_hodl`` and ``buy_and_hold`` are
+    constants; ``majority`` is the most frequent label (ties: buy, hodl, sell);
+    ``momentum_20d`` buys when the close is above the one 20 days earlier and sells
+    otherwise (a missing close included), and HODLs without a row 20 days earlier. Any
+    other name gives null actions.
+    """
+    con = duckdb.connect()
+    try:
+        con.register("t", training.select("date", "close", "label"))
+        return con.sql("""
+            WITH majority AS (SELECT label FROM t WHERE label IS NOT NULL
+                              GROUP BY label ORDER BY count(*) DESC, label LIMIT 1)
+            SELECT a.date, CASE $name
+              WHEN 'always_hodl' THEN 'hodl'
+              WHEN 'buy_and_hold' THEN 'buy'
+              WHEN 'majority' THEN (SELECT label FROM majority)
+              WHEN 'momentum_20d' THEN CASE WHEN b.date IS NULL THEN 'hodl'
+                                            WHEN a.close / b.close - 1 > 0 THEN 'buy'
+                                            ELSE 'sell' END
+              END AS action
+            FROM t a LEFT JOIN t b ON b.date = a.date - 20
+            ORDER BY a.date""", params={"name": name}).pl()
+    finally:
+        con.close()
+
+
+def verdict_actions(training: pl.DataFrame, verdict: dict[str, Any], *,
+                    feature_columns: "Sequence[str]", seed: int) -> pl.DataFrame:
+    """What the verdict's source says on each training row (``date``, ``action``).
+
+    Without an edge, the best baseline's rule by SQL (:func:`baseline_actions_sql`); with
+    one, the model refitted on every labelled row (the evaluation's booster and seed) and
+    each row's most probable class. Neither goes through the code that built the rows.
+    """
+    if not verdict["edge"]:
+        return baseline_actions_sql(training, str(verdict["best_baseline"]))
+    proba = ev.fit_model(training, feature_columns, seed=seed).predict_proba(training)
+    return training.select("date", *(pl.Series(f"p_{c}", proba[:, j])
+                                     for j, c in enumerate(ev.CLASSES))
+                           ).select("date", action=most_probable())
+
+
+def served_verdict_check(verdict: dict[str, Any], published: "ServedSignals",
+                         source_actions: pl.DataFrame) -> dg.AssetCheckResult:
     """The published signal is the model exactly when the evaluation found an edge.
 
     ``published`` is the version as the API reads it back; without an edge it must name the
-    best baseline (``baseline:<name>``), and every row must come from it.
+    best baseline (``baseline:<name>``). Every row's action must be ``source_actions``'s
+    for its date (see :func:`verdict_actions`) and its own most probable class, and no
+    date may be missing or extra.
     """
     edge = bool(verdict["edge"])
     expected = "model" if edge else f"baseline:{verdict['best_baseline']}"
+    rows = pl.DataFrame(
+        [{"date": r.date, "action": r.action,
+          **{f"p_{c}": float(r.probabilities[c]) for c in ev.CLASSES}}
+         for r in published.rows.values()],
+        schema={"date": pl.Date, "action": pl.String, "p_buy": pl.Float64,
+                "p_hodl": pl.Float64, "p_sell": pl.Float64},
+    ).with_columns(most_probable=most_probable())
+    joined = rows.join(source_actions.select("date", source=pl.col("action")), on="date",
+                       how="full", coalesce=True)
+    wrong = joined.filter(~pl.col("action").eq_missing(pl.col("source"))
+                          | ~pl.col("action").eq_missing(pl.col("most_probable")))
     return dg.AssetCheckResult(
-        check_name="eth_signal_serves_the_verdict", passed=published.served == expected,
+        check_name="eth_signal_serves_the_verdict",
+        passed=published.served == expected and joined.height > 0 and wrong.height == 0,
         metadata={"published": published.served, "expected": expected, "edge": edge,
-                  "rows": len(published.rows)})
+                  "rows": len(published.rows), "failing_count": wrong.height,
+                  "sample": dg.MetadataValue.md(markdown_table(wrong.select(
+                      "date", "action", "source", "most_probable").head(5)))})
 
 
 def eth_close_range(crypto: pl.LazyFrame) -> tuple[date | None, date | None]:

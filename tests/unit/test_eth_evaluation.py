@@ -10,8 +10,10 @@ import polars as pl
 import pytest
 from sklearn.model_selection import KFold, TimeSeriesSplit
 
+from cryptodudez.checks import features as fchecks
 from cryptodudez.features import charts
 from cryptodudez.features import evaluation as ev
+from serving.signal_store import ServedSignals, SignalRow
 
 # Its tests stay on one xdist worker (./run test uses --dist loadgroup), so the module's
 # evaluations are computed once.
@@ -292,14 +294,43 @@ def test_equity_curves_agree_with_the_scores(noise_report: dict[str, Any]) -> No
             assert equity[-1] - 1 == pytest.approx(block["scores"][name]["total_return"])
 
 
+def _published(signals: pl.DataFrame) -> ServedSignals:
+    """The final signals as the API would read them back."""
+    rows = {r["date"]: SignalRow(date=r["date"], action=r["action"],
+                                 probabilities={c: r[f"p_{c}"] for c in ev.CLASSES},
+                                 features_as_of=dt.datetime.combine(r["date"], dt.time(),
+                                                                    dt.UTC),
+                                 in_sample=r["in_sample"])
+            for r in signals.iter_rows(named=True)}
+    return ServedSignals(version="v1", served=signals["source"][0], rows=rows,
+                         first=min(rows), latest=max(rows))
+
+
+def _baseline_by_hand(frame: pl.DataFrame, name: str) -> list[str]:
+    """Each row's action of a baseline by a plain loop (not the evaluation's code)."""
+    close = frame["close"].to_list()
+    if name == "momentum_20d":
+        return ["hodl" if t < 20 else "buy" if close[t] > close[t - 20] else "sell"
+                for t in range(len(close))]
+    counts = {c: frame["label"].to_list().count(c) for c in ev.CLASSES}
+    majority = max(ev.CLASSES, key=lambda c: (counts[c], -ev.CLASSES.index(c)))
+    return [{"always_hodl": "hodl", "buy_and_hold": "buy", "majority": majority}[name]
+            ] * frame.height
+
+
 @pytest.mark.slow
-def test_served_baseline_signals_are_one_hot_and_named(
-    noise_report: dict[str, Any], frame: pl.DataFrame,
+@pytest.mark.parametrize("name", ev.BASELINES)
+def test_served_baseline_signals_are_one_hot_named_and_the_baselines(
+    noise_report: dict[str, Any], frame: pl.DataFrame, name: str,
 ) -> None:
-    signals = ev.final_signals(frame, NOISE, noise_report, horizon=1)
-    served = noise_report["verdict"]["served"]
+    verdict = {**noise_report["verdict"], "edge": False, "best_baseline": name,
+               "served": f"baseline:{name}"}
+    signals = ev.final_signals(frame, NOISE, {**noise_report, "verdict": verdict}, horizon=1)
+    source = fchecks.verdict_actions(frame, verdict, feature_columns=NOISE, seed=0)
+    assert fchecks.served_verdict_check(verdict, _published(signals), source).passed
+    assert signals["action"].to_list() == _baseline_by_hand(frame, name)
     assert signals.height == frame.height
-    assert set(signals["source"]) == {served}
+    assert set(signals["source"]) == {f"baseline:{name}"}
     probs = signals.select("p_buy", "p_hodl", "p_sell").to_numpy()
     assert set(np.unique(probs)) <= {0.0, 1.0} and np.all(probs.sum(axis=1) == 1.0)
     picked = np.array(ev.CLASSES)[probs.argmax(axis=1)]
@@ -314,6 +345,12 @@ def test_served_model_marks_in_sample_rows(
     assert set(signals["source"]) == {"model"}
     assert signals["in_sample"].to_list() == frame["label"].is_not_null().to_list()
     assert not signals["in_sample"][-1]
+    verdict = leak_report["verdict"]
+    source = fchecks.verdict_actions(frame, verdict, feature_columns=["leak"], seed=0)
+    assert fchecks.served_verdict_check(verdict, _published(signals), source).passed
+    # a baseline's rows served under the model's name fail
+    hodl = signals.with_columns(action=pl.lit("hodl"), p_buy=0.0, p_hodl=1.0, p_sell=0.0)
+    assert not fchecks.served_verdict_check(verdict, _published(hodl), source).passed
     with pytest.raises(ValueError, match="another horizon"):
         ev.final_signals(frame, ["leak"], leak_report, horizon=7)
 

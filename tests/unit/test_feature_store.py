@@ -1,7 +1,8 @@
 """The feature store's transforms on small generated inputs, and its checks failing."""
 
 import math
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
@@ -10,6 +11,7 @@ import pytest
 from cryptodudez.checks import features as fchecks
 from cryptodudez.features import build, guard, labels, markets, store, tweets
 from cryptodudez.features.labels import LabelConfig
+from serving.signal_store import ServedSignals, SignalRow
 
 LANDED = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -272,18 +274,48 @@ def test_tweet_daily_checks_fail_on_a_wrong_count_and_a_missing_day() -> None:
     start, end = date(2020, 1, 1), date(2020, 3, 1)
     frame = build.tweet_daily(src, start=start, end=end, watermark=date(2020, 10, 1),
                               with_text=False)
-    recount = fchecks.duckdb_tweets_per_day(src.tweets, start, end)
-    ok = fchecks.tweet_daily_checks(frame, recount, start=start, last=end - timedelta(days=1))
+    ok = fchecks.tweet_daily_checks(frame, src.tweets, start=start, end=end)
     assert all(r.passed for r in ok)
     bumped = frame.with_columns(tweets=pl.when(pl.col("day") == date(2020, 1, 5))
                                 .then(pl.col("tweets") + 1).otherwise(pl.col("tweets")))
     failed = {r.check_name for r in fchecks.tweet_daily_checks(
-        bumped, recount, start=start, last=end - timedelta(days=1)) if not r.passed}
+        bumped, src.tweets, start=start, end=end) if not r.passed}
     assert failed == {"tweet_daily_matches_sql_recount"}
     gap = frame.filter(pl.col("day") != date(2020, 1, 9))
     failed = {r.check_name for r in fchecks.tweet_daily_checks(
-        gap, recount, start=start, last=end - timedelta(days=1)) if not r.passed}
+        gap, src.tweets, start=start, end=end) if not r.passed}
     assert "tweet_daily_every_day_present" in failed
+
+
+def test_the_last_tweet_day_is_the_utc_day_of_the_latest_tweet() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    rows = pl.DataFrame({
+        "tweet_id": [1, 2],
+        "created_at": [datetime(2021, 3, 1, 12, tzinfo=UTC),
+                       datetime(2021, 3, 4, 0, 30, tzinfo=plus_two)],  # 3 March in UTC
+    }).with_columns(pl.col("created_at").dt.convert_time_zone("UTC"))
+    assert fchecks.duckdb_last_tweet_day(rows.lazy()) == date(2021, 3, 3)
+    assert fchecks.duckdb_last_tweet_day(rows.head(0).lazy()) is None
+
+
+def test_tweet_daily_ends_on_the_latest_tweets_day_not_after_it() -> None:
+    src = inputs()
+    latest = max(tweet_rows()["created_at"]).date()  # all in UTC
+    start, end = date(2020, 7, 1), date(2021, 1, 1)  # the window runs past the latest tweet
+    # built as the asset builds it: up to the store's own watermark
+    frame = build.tweet_daily(src, start=start, end=end, watermark=build.tweet_watermark(src),
+                              with_text=False)
+    checks = {r.check_name: r for r in fchecks.tweet_daily_checks(frame, src.tweets,
+                                                                  start=start, end=end)}
+    assert all(r.passed for r in checks.values())
+    assert checks["tweet_daily_every_day_present"].metadata["calendar_days"].value == (
+        (latest - start).days + 1)
+    assert frame["day"].max() == latest
+    # a zero day invented after the latest tweet (unknown, not zero) fails
+    invented = pl.concat([frame, frame.tail(1).with_columns(
+        day=pl.col("day") + timedelta(days=1), tweets=pl.lit(0, pl.Int64))])
+    present = fchecks.tweet_daily_checks(invented, src.tweets, start=start, end=end)[1]
+    assert not present.passed and present.metadata["extra_days"].value == 1
 
 
 def test_market_checks_fail_on_a_shifted_return_and_an_infinite_correlation() -> None:
@@ -297,6 +329,45 @@ def test_market_checks_fail_on_a_shifted_return_and_an_infinite_correlation() ->
     inf = frame.with_columns(corr_eth_60d=pl.lit(float("-inf")))
     bad = {r.check_name: r.passed for r in fchecks.market_daily_checks(inf, reference)}
     assert bad["market_daily_schema"] is False
+
+
+def _market_daily_of(builder: str, src: build.Inputs) -> pl.DataFrame:
+    if builder == "by_year":
+        return build.market_daily_by_year(src, start=date(2020, 1, 1), end=date(2022, 1, 1))
+    return build.market_daily(src)
+
+
+@pytest.mark.parametrize("builder", ["whole", "by_year"])
+def test_market_check_passes_on_every_bar_of_the_builder(builder: str) -> None:
+    src = inputs()
+    reference = fchecks.duckdb_returns(src.crypto.collect(), src.stocks.collect())
+    result = fchecks.market_daily_checks(_market_daily_of(builder, src), reference)[1]
+    assert result.passed
+    # every bar of the reference is compared: 3 coins x 500 days, 2 stocks x 358 weekdays
+    assert result.metadata["rows_compared"].value == reference.height == 3 * 500 + 2 * 358
+    assert result.metadata["missing_rows"].value == result.metadata["extra_rows"].value == 0
+
+
+def test_market_check_fails_on_a_dropped_or_invented_bar() -> None:
+    src = inputs()
+    frame = build.market_daily(src)
+    reference = fchecks.duckdb_returns(src.crypto.collect(), src.stocks.collect())
+
+    def recomputation(written: pl.DataFrame) -> dict[str, object]:
+        result = fchecks.market_daily_checks(written, reference)[1]
+        return {"passed": result.passed, "missing": result.metadata["missing_rows"].value,
+                "extra": result.metadata["extra_rows"].value}
+
+    # each symbol's latest bar dropped (ACME and SPYX end on Friday 2021-05-14)
+    latest = frame.filter(pl.col("date") != pl.col("date").max().over("symbol"))
+    assert recomputation(latest) == {"passed": False, "missing": 5, "extra": 0}
+    # ETH cut after 2020-06-01: 2020-06-02 .. 2021-05-14, 347 bars
+    cut = frame.filter((pl.col("symbol") != "ETH") | (pl.col("date") <= date(2020, 6, 1)))
+    assert recomputation(cut) == {"passed": False, "missing": 347, "extra": 0}
+    # a bar the validated table never had
+    invented = pl.concat([frame, frame.filter(pl.col("symbol") == "BTC").tail(1).with_columns(
+        date=pl.col("date") + timedelta(days=1))])
+    assert recomputation(invented) == {"passed": False, "missing": 0, "extra": 1}
 
 
 def test_spine_and_label_checks_fail_on_planted_faults() -> None:
@@ -346,21 +417,68 @@ def test_the_lookahead_check_fails_on_any_leak_and_without_a_cutoff() -> None:
     assert not fchecks.lookahead_check({}, []).passed
 
 
-def test_the_served_signal_check_follows_the_verdict() -> None:
-    from serving.signal_store import ServedSignals  # noqa: PLC0415
+def _training(closes: list[float | None], labels: list[str | None]) -> pl.DataFrame:
+    return pl.DataFrame({"date": [date(2021, 1, 1) + timedelta(days=i)
+                                  for i in range(len(closes))],
+                         "close": closes, "label": labels},
+                        schema={"date": pl.Date, "close": pl.Float64, "label": pl.String})
 
-    def published(served: str) -> ServedSignals:
-        return ServedSignals(version="v1", served=served, rows={}, first=date(2021, 1, 1),
-                             latest=date(2021, 1, 1))
 
-    no_edge = {"edge": False, "best_baseline": "buy_and_hold"}
-    edge = {"edge": True, "best_baseline": "buy_and_hold"}
-    ok = fchecks.served_verdict_check
-    assert ok(no_edge, published("baseline:buy_and_hold")).passed
-    assert ok(edge, published("model")).passed
-    assert not ok(no_edge, published("model")).passed  # no edge, yet the model is served
-    assert not ok(edge, published("baseline:buy_and_hold")).passed
-    assert not ok(no_edge, published("baseline:momentum_20d")).passed  # not the best one
+def test_baseline_actions_by_sql_on_a_hand_made_series() -> None:
+    closes: list[float | None] = [100.0 + i for i in range(21)] + [130.0, 90.0, None, 200.0]
+    labels: list[str | None] = ["sell"] * 8 + ["buy"] * 8 + ["hodl"] * 7 + [None, None]
+    training = _training(closes, labels)
+
+    def actions(name: str) -> list[str | None]:
+        return fchecks.baseline_actions_sql(training, name)["action"].to_list()
+
+    # 20 days without history, then up, up, down, no close (not up), up
+    assert actions("momentum_20d") == ["hodl"] * 20 + ["buy", "buy", "sell", "sell", "buy"]
+    assert actions("majority") == ["buy"] * 25  # buy and sell tie at 8: buy comes first
+    assert actions("always_hodl") == ["hodl"] * 25
+    assert actions("buy_and_hold") == ["buy"] * 25
+    assert actions("no_such_rule") == [None] * 25
+
+
+def _published(served: str, training: pl.DataFrame, actions: list[str]) -> ServedSignals:
+    rows = {day: SignalRow(date=day, action=action,
+                           probabilities={c: float(c == action) for c in ("buy", "hodl", "sell")},
+                           features_as_of=datetime.combine(day, datetime.min.time(), UTC),
+                           in_sample=False)
+            for day, action in zip(training["date"], actions, strict=True)}
+    return ServedSignals(version="v1", served=served, rows=rows, first=min(rows),
+                         latest=max(rows))
+
+
+def test_the_served_signal_check_follows_the_verdict_row_by_row() -> None:
+    training = _training([100.0 + i for i in range(21)] + [130.0, 90.0],
+                         ["buy"] * 12 + ["sell"] * 11)
+    momentum = ["hodl"] * 20 + ["buy", "buy", "sell"]
+    no_edge = {"edge": False, "best_baseline": "momentum_20d"}
+
+    def check(verdict: dict[str, object], served: str, actions: list[str]) -> bool:
+        source = fchecks.verdict_actions(training, verdict, feature_columns=["close"], seed=0)
+        return fchecks.served_verdict_check(
+            verdict, _published(served, training, actions), source).passed
+
+    assert check(no_edge, "baseline:momentum_20d", momentum)
+    assert not check(no_edge, "model", momentum)  # no edge, yet the model is named
+    assert not check(no_edge, "baseline:buy_and_hold", momentum)  # not the best one
+    # named right, but the rows are another baseline's (always HODL's, or buy and hold's)
+    assert not check(no_edge, "baseline:momentum_20d", ["hodl"] * 23)
+    assert not check(no_edge, "baseline:momentum_20d", ["buy"] * 23)
+    assert not check(no_edge, "baseline:momentum_20d", [*momentum[:-1], "hodl"])
+    assert check({"edge": False, "best_baseline": "majority"}, "baseline:majority", ["buy"] * 23)
+    # a day missing from the published rows
+    source = fchecks.verdict_actions(training, no_edge, feature_columns=["close"], seed=0)
+    short = _published("baseline:momentum_20d", training.head(22), momentum[:22])
+    assert not fchecks.served_verdict_check(no_edge, short, source).passed
+    # an action that is not its row's most probable class
+    published = _published("baseline:momentum_20d", training, momentum)
+    rows, day = dict(published.rows), training["date"][-1]  # momentum sells that day
+    rows[day] = replace(rows[day], probabilities={"buy": 0.6, "hodl": 0.1, "sell": 0.3})
+    assert not fchecks.served_verdict_check(no_edge, replace(published, rows=rows),
+                                            source).passed
 
 
 def test_eth_close_range_reads_the_table_not_the_spine() -> None:
