@@ -40,7 +40,8 @@ def _by_hand(bars: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _verdicts(tmp_path: Path, bars: pl.DataFrame, features: pl.DataFrame) -> dict[str, bool]:
+def _verdicts(tmp_path: Path, bars: pl.DataFrame,
+              features: pl.DataFrame) -> dict[str | None, bool]:
     lake = Lake(uri=str(tmp_path / "lake"))
     lake.write_parquet(lake.path(VALIDATED, "stock_prices", "part-0.parquet"), bars)
     checks = _FeatureChecks(["A", "B"])
