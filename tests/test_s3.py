@@ -533,11 +533,11 @@ def test_e2e_runs_and_checks(ingested: Ingested) -> None:
         meta = raw_files_metadata(result)
         assert meta["unchanged"] is False
         assert meta["uri"] == f"{ingested.settings.lake}/raw/{key}"
-        evaluations = result.get_asset_check_evaluations()
-        assert evaluations
-        for ev in evaluations:
-            if ev.check_name.endswith(("_rows_accounted", "_keys_unique", "_schema_conforms")):
-                assert ev.passed, (key, ev.check_name, ev.metadata)
+        evaluations = {ev.check_name: ev for ev in result.get_asset_check_evaluations()}
+        for name in (f"{table}_{check}" for table in TABLES
+                     for check in ("rows_accounted", "keys_unique", "schema_conforms")):
+            assert name in evaluations, (key, name)
+            assert evaluations[name].passed, (key, name, evaluations[name].metadata)
 
 
 def test_e2e_validated_tables_on_s3(ingested: Ingested, s3: Any) -> None:

@@ -22,6 +22,9 @@ from tests.conftest import SAMPLES, shared
 from tests.helpers import QUIET, land_and_ingest
 
 STOCKS = {"samples/stock_market_sample.zip": SAMPLES / "stock_market_sample.zip"}
+FEATURE_CHECKS = ("stock_features_nulls_are_first_29_rows",
+                  "stock_features_match_independent_recomputation",
+                  "stock_features_one_row_per_validated_bar")
 
 
 def _run_pipeline(defs, instance, start: str, end: str):
@@ -193,7 +196,20 @@ def test_feature_checks_fail_when_rows_are_lost(defs, instance, monkeypatch) -> 
     assert checks["stock_features_nulls_are_first_29_rows"] is True  # the loss is all it sees
 
 
+def test_feature_checks_fail_on_features_of_a_20_row_window(defs, instance,
+                                                            monkeypatch) -> None:
+    """A planted 20-row window: the checks hold the features to the spec's 30 rows."""
+    land_and_ingest(defs, instance, STOCKS)
+    real = transforms.features_by_period
+    monkeypatch.setattr(transforms, "features_by_period",
+                        lambda *args, **kwargs: real(*args, **{**kwargs, "window": 20}))
+    checks = _check_results(defs, instance)
+    assert checks == {"stock_features_nulls_are_first_29_rows": False,
+                      "stock_features_match_independent_recomputation": False,
+                      "stock_features_one_row_per_validated_bar": True}, checks
+
+
 def test_feature_checks_pass_on_a_correct_run(defs, instance) -> None:
     land_and_ingest(defs, instance, STOCKS)
     checks = _check_results(defs, instance)
-    assert len(checks) == 3 and all(checks.values()), checks
+    assert checks == dict.fromkeys(FEATURE_CHECKS, True), checks
