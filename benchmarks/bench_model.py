@@ -28,10 +28,25 @@ Contenders, each scored on the full test rows with MAE, MSE and MAE of log1p(vol
     a plain ``HistGradientBoostingRegressor(random_state=42)`` of ``Volume`` on all training
     rows: the model of the ONNX reference server in bench_serving.py.
 
+Features (``--features``):
+
+``brief`` (default)
+    the lake's ``stock_features`` as served: the mean and median over the row's 30 most
+    recent rows *including the row itself*, so every contender (the naive forecast too) sees
+    1/30 of the volume it predicts: a nowcast.
+``trailing``
+    the same procedure on features over the *previous* 30 rows only, recomputed here from
+    the table's ``Volume`` and ``Adj Close`` with
+    ``stock_features.trailing_features`` (a symbol's first 30 rows are null, so one row
+    fewer per symbol is usable). The naive forecast with the brief's features on exactly
+    these rows and splits is reported too (``naive_brief_features_same_rows``). The
+    published model (``trained_model``) is the served one, fitted on the brief's features.
+
 Every fit runs in its own subprocess, so each peak RSS is that fit's alone. Nothing here
 asserts on time. Results go to ``benchmarks/results/<--out>.json``. Usage::
 
     python benchmarks/bench_model.py --lake <lake>                # about 5 minutes
+    python benchmarks/bench_model.py --lake <lake> --features trailing --out <name>
     python benchmarks/bench_model.py --lake <lake> --rf-sizes 200000 --hgb
 """
 
@@ -56,15 +71,25 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SAMPLE_STUDY = (100_000, 250_000, 1_000_000, 10**12)
 RF_PARAMS = {"n_estimators": 100, "random_state": 42}
 HOLDOUT_DAYS = 182
+FEATURE_SETS = ("brief", "trailing")
 
 
-def load(lake: str) -> Any:
-    """The training frame exactly as the volume_model asset reads it."""
+def load(lake: str, features: str = "brief") -> Any:
+    """The training frame as the volume_model asset reads it, with ``features``'s features.
+
+    ``brief``: exactly the asset's frame. ``trailing``: the same rows of the lake's
+    ``stock_features`` with both features recomputed over the previous 30 rows only, then
+    the asset's ``training_frame`` (rows with both features and a volume, same sampling).
+    """
     from cryptodudez.resources.lake import FEATURES, Lake
+    from cryptodudez.transforms import stock_features as sf
     from cryptodudez.transforms import volume_model as vm
 
-    return vm.training_frame(
-        Lake(uri=lake).scan_table(FEATURES, "stock_features", list(vm.TRAINING_COLUMNS)))
+    if features == "brief":
+        return vm.training_frame(
+            Lake(uri=lake).scan_table(FEATURES, "stock_features", list(vm.TRAINING_COLUMNS)))
+    bars = Lake(uri=lake).scan_table(FEATURES, "stock_features", list(sf.INPUTS)).collect()
+    return vm.training_frame(sf.trailing_features(bars).lazy())
 
 
 def splits(frame: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -79,11 +104,11 @@ def _max_rss_mb() -> float:
 
 
 # ------------------------------------------------------------------------ child tasks
-def child_ours(lake: str) -> dict[str, Any]:
+def child_ours(lake: str, features: str) -> dict[str, Any]:
     """``evaluate`` on the three splits, the production path, and the sample-size study."""
     from cryptodudez.transforms import volume_model as vm
 
-    frame = load(lake)
+    frame = load(lake, features)
     out: dict[str, Any] = {"rows_read": frame.height, "rss_after_load_mb": round(_max_rss_mb())}
     started = time.perf_counter()
     model, report = vm.train(frame)
@@ -117,13 +142,13 @@ def child_ours(lake: str) -> dict[str, Any]:
     return out
 
 
-def child_rf(lake: str, split: str, size: int) -> dict[str, Any]:
+def child_rf(lake: str, features: str, split: str, size: int) -> dict[str, Any]:
     """The brief's random forest on a ``size``-row sample of ``split``'s training rows."""
     from sklearn.ensemble import RandomForestRegressor
 
     from cryptodudez.transforms import volume_model as vm
 
-    frame = load(lake)
+    frame = load(lake, features)
     x, y = vm.arrays(frame)
     train, test = splits(frame)[split]
     rows = np.random.default_rng(42).choice(train, min(size, len(train)), replace=False)
@@ -150,13 +175,13 @@ def child_rf(lake: str, split: str, size: int) -> dict[str, Any]:
     }
 
 
-def child_hgb(lake: str, split: str) -> dict[str, Any]:
+def child_hgb(lake: str, features: str, split: str) -> dict[str, Any]:
     """A plain HistGradientBoostingRegressor of Volume (the ONNX reference's model)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     from cryptodudez.transforms import volume_model as vm
 
-    frame = load(lake)
+    frame = load(lake, features)
     x, y = vm.arrays(frame)
     train, test = splits(frame)[split]
     started = time.perf_counter()
@@ -167,11 +192,12 @@ def child_hgb(lake: str, split: str) -> dict[str, Any]:
             "metrics": vm.metrics(y[test], model.predict(x[test]))}
 
 
-def run_child(args: list[str], quiet_max: float, lake: str,
+def run_child(args: list[str], quiet_max: float, lake: str, features: str = "brief",
               timeout: float = 3600) -> dict[str, Any]:
     load_before = wait_quiet(max_busy=quiet_max)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--lake", lake, "--child", *args],
+    done = subprocess.run([sys.executable, __file__, "--lake", lake, "--features", features,
+                           "--child", *args],
                           capture_output=True,
                           text=True, check=False, timeout=timeout, cwd=Path(__file__).parent)
     wall = time.perf_counter() - started
@@ -199,12 +225,34 @@ def trained_model(lake: str) -> dict[str, Any]:
     }
 
 
-def naive(lake: str) -> dict[str, Any]:
+def naive(lake: str, features: str = "brief") -> dict[str, Any]:
     from cryptodudez.transforms import volume_model as vm
 
-    frame = load(lake)
+    frame = load(lake, features)
     x, y = vm.arrays(frame)
     return {name: {"rows_test": len(te), "metrics": vm.metrics(y[te], x[te, 0])}
+            for name, (_, te) in splits(frame).items()}
+
+
+def naive_brief_same_rows(lake: str, features: str) -> dict[str, Any]:
+    """The naive forecast with the brief's ``vol_moving_avg`` on ``features``'s rows and splits.
+
+    Isolates what the row's own volume in the feature is worth: same test rows as
+    :func:`naive` with ``features``, only the forecast's feature differs.
+    """
+    from cryptodudez.resources.lake import FEATURES, Lake
+    from cryptodudez.transforms import volume_model as vm
+
+    frame = load(lake, features)
+    brief = Lake(uri=lake).scan_table(
+        FEATURES, "stock_features", ["Symbol", "Date", "vol_moving_avg"]).collect()
+    joined = frame.select("Symbol", "Date", vm.TARGET).join(
+        brief, on=["Symbol", "Date"], how="left", maintain_order="left")
+    if joined.height != frame.height or joined["vol_moving_avg"].null_count():
+        raise ValueError("the brief's features are missing on some of these rows")
+    y = joined[vm.TARGET].to_numpy().astype(np.float64)
+    base = joined["vol_moving_avg"].to_numpy().astype(np.float64)
+    return {name: {"rows_test": len(te), "metrics": vm.metrics(y[te], base[te])}
             for name, (_, te) in splits(frame).items()}
 
 
@@ -222,6 +270,9 @@ def table(result: dict[str, Any]) -> str:
         if ours and "model" in ours:
             rows.append((f"ours (s={ours['shrinkage']})", ours["model"]))
         rows.append(("naive", base))
+        same_rows = result.get("naive_brief_features_same_rows", {}).get(split)
+        if same_rows:
+            rows.append(("naive, brief's features (row included)", same_rows["metrics"]))
         for key, value in result.get("rf", {}).items():
             if key.startswith(split) and "metrics" in value:
                 rows.append((f"rf {key.split('/')[1]}", value["metrics"]))
@@ -252,37 +303,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hgb", action="store_true")
     parser.add_argument("--quiet-max", type=float, default=0.5)
     parser.add_argument("--out", default="bench_model", help="results file name")
+    parser.add_argument("--features", choices=FEATURE_SETS, default="brief",
+                        help="brief: the served features (the row included); trailing: the "
+                             "previous 30 rows only (see the module docstring)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     lake = lake_uri(args.lake)
     if args.child:
         kind, *rest = args.child
         if kind == "ours":
-            out = child_ours(lake)
+            out = child_ours(lake, args.features)
         elif kind == "rf":
-            out = child_rf(lake, rest[0], int(rest[1]))
+            out = child_rf(lake, args.features, rest[0], int(rest[1]))
         else:
-            out = child_hgb(lake, rest[0])
+            out = child_hgb(lake, args.features, rest[0])
         print(json.dumps(out, default=float))
         return 0
 
     result: dict[str, Any] = {"machine": machine_info(), "targets": TARGETS,
-                              "command": " ".join(["python", *sys.argv])}
+                              "command": " ".join(["python", *sys.argv]),
+                              "features": args.features}
     result["trained_model"] = trained_model(lake)
-    result["naive"] = naive(lake)
+    result["naive"] = naive(lake, args.features)
+    if args.features != "brief":
+        result["naive_brief_features_same_rows"] = naive_brief_same_rows(lake, args.features)
     print(f"trained model: {json.dumps(result['trained_model'])}", flush=True)
     if not args.skip_ours:
-        result["ours"] = run_child(["ours", "-"], args.quiet_max, lake)
+        result["ours"] = run_child(["ours", "-"], args.quiet_max, lake, args.features)
         print(f"ours: {json.dumps(result['ours'])}", flush=True)
     split_names = [s for s in args.splits.split(",") if s]
     if args.hgb:
-        result["hgb_volume"] = {s: run_child(["hgb", s], args.quiet_max, lake) for s in split_names}
+        result["hgb_volume"] = {s: run_child(["hgb", s], args.quiet_max, lake, args.features)
+                                for s in split_names}
         print(f"hgb_volume: {json.dumps(result['hgb_volume'])}", flush=True)
     result["rf"] = {}
     for size in [int(s) for s in args.rf_sizes.split(",") if s]:
         for split in split_names:
             key = f"{split}/{size}"
-            result["rf"][key] = run_child(["rf", split, str(size)], args.quiet_max, lake)
+            result["rf"][key] = run_child(["rf", split, str(size)], args.quiet_max, lake,
+                                          args.features)
             print(f"rf {key}: {json.dumps(result['rf'][key])}", flush=True)
             save(args.out, result)
     tm = result["trained_model"]

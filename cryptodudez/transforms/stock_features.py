@@ -84,6 +84,40 @@ def _computed(bars: pl.DataFrame, *, window: int, carried: str | None) -> pl.Dat
     )
 
 
+def trailing_features(bars: pl.DataFrame, *, window: int = WINDOW) -> pl.DataFrame:
+    """``bars`` with both features over the *previous* ``window`` rows (the row excluded).
+
+    Not served and not written by any asset: the brief's features (:func:`rolling_features`)
+    include the row's own ``Volume``, so a model of that row's volume from them is a nowcast.
+    This variant, for benchmarks only, shifts ``Volume`` and ``Adj Close`` one row back within
+    each symbol (in date order) before the same rolling mean and median, with the same
+    minimum of ``window`` values: a symbol's first ``window`` rows are null.
+
+    Args:
+        bars: rows with at least ``Symbol``, ``Date`` (``YYYY-MM-DD``), ``Volume`` and
+            ``Adj Close``; at most one row per symbol and date; any row order.
+        window: number of earlier trading rows in the window.
+
+    Returns:
+        ``bars`` in its own row order, with ``vol_moving_avg`` and ``adj_close_rolling_med``
+        added (replaced if present).
+    """
+    return (
+        bars.lazy()
+        .with_row_index("_orig")
+        .sort("Symbol", "Date")
+        .with_columns(
+            pl.col("Volume").cast(pl.Float64).shift(1).rolling_mean(window)
+            .over("Symbol").alias(FEATURES[0]),
+            pl.col("Adj Close").shift(1).rolling_median(window)
+            .over("Symbol").alias(FEATURES[1]),
+        )
+        .sort("_orig")
+        .drop("_orig")
+        .collect()
+    )
+
+
 def with_lookback(bars: pl.LazyFrame, *, start: str, end: str,
                   window: int = WINDOW) -> pl.LazyFrame:
     """The rows dated in ``[start, end)`` plus each symbol's ``window - 1`` earlier rows.

@@ -12,6 +12,7 @@ from cryptodudez.transforms.stock_features import (
     features_for_range,
     rolling_features,
     rows_by_period,
+    trailing_features,
 )
 
 
@@ -86,3 +87,44 @@ def test_periods_read_in_pieces_equal_the_range_computed_at_once(max_rows: int,
     for lo, hi, period in zip(bounds, bounds[1:], periods, strict=False):
         expected = whole.filter((pl.col("Date") >= lo) & (pl.col("Date") < hi))
         assert period.equals(expected)  # same rows, order, columns, values and positions
+
+
+def _series(symbol: str, volumes: list[int]) -> pl.DataFrame:
+    dates = pd.bdate_range("2020-01-01", periods=len(volumes)).strftime("%Y-%m-%d")
+    return pl.DataFrame({"Symbol": symbol, "Date": list(dates), "Volume": volumes,
+                         "Adj Close": [float(v) for v in volumes]})
+
+
+def test_trailing_features_exclude_the_rows_own_volume() -> None:
+    """The auditor's case: a spike on day 31 moves the brief's average, not the trailing one."""
+    bars = _series("A", [100] * 30 + [3_100])
+    assert rolling_features(bars)[FEATURES[0]][-1] == 200.0  # the brief's: sees the spike
+    out = trailing_features(bars)
+    assert out[FEATURES[0]].to_list() == [None] * 30 + [100.0]
+    assert out[FEATURES[1]].to_list() == [None] * 30 + [100.0]
+
+
+def test_trailing_features_by_hand_per_symbol_in_any_order() -> None:
+    bars = pl.concat([_series("A", [1, 2, 3, 4, 50, 6]), _series("B", [10, 20, 30, 40, 70])])
+    shuffled = bars.sample(fraction=1.0, shuffle=True, seed=3)
+    out = trailing_features(shuffled, window=3)
+    assert out.select("Symbol", "Date").equals(shuffled.select("Symbol", "Date"))
+    got = out.sort("Symbol", "Date")
+    assert got[FEATURES[0]].to_list() == [None, None, None, 2.0, 3.0, 19.0,
+                                          None, None, None, 20.0, 30.0]
+    assert got[FEATURES[1]].to_list() == [None, None, None, 2.0, 3.0, 4.0,
+                                          None, None, None, 20.0, 30.0]
+
+
+def test_trailing_features_are_the_brief_features_of_the_previous_row() -> None:
+    bars = _bars(np.random.default_rng(5), {"A": 120, "B": 30, "C": 31, "D": 45})
+    brief = rolling_features(bars).sort("Symbol", "Date")
+    expected = brief.select(
+        "Symbol", "Date", *[pl.col(f).shift(1).over("Symbol") for f in FEATURES])
+    got = trailing_features(bars).select("Symbol", "Date", *FEATURES).sort("Symbol", "Date")
+    for f in FEATURES:
+        assert (got[f].is_null() == expected[f].is_null()).all()
+        both = got.select(f).hstack([expected[f].alias("e")]).drop_nulls()
+        np.testing.assert_allclose(both[f].to_numpy(), both["e"].to_numpy(), rtol=1e-12)
+    counts = got.group_by("Symbol").agg(pl.col(FEATURES[0]).null_count()).sort("Symbol")
+    assert counts[FEATURES[0]].to_list() == [30, 30, 30, 30]
