@@ -336,9 +336,9 @@ def baseline_actions_sql(training: pl.DataFrame, name: str) -> pl.DataFrame:
 
     Rules apart from the evaluation's code: ``always_hodl`` and ``buy_and_hold`` are
     constants; ``majority`` is the most frequent label (ties: buy, hodl, sell);
-    ``momentum_20d`` buys when the close is above the one 20 days earlier and sells
-    otherwise (a missing close included), and HODLs without a row 20 days earlier. Any
-    other name gives null actions.
+    ``momentum_20d`` buys when the close is above the one 20 days earlier, sells when it
+    is not, and HODLs without a row 20 days earlier or when either close is missing (no
+    information, no trade). Any other name gives null actions.
     """
     con = duckdb.connect()
     try:
@@ -350,7 +350,8 @@ def baseline_actions_sql(training: pl.DataFrame, name: str) -> pl.DataFrame:
               WHEN 'always_hodl' THEN 'hodl'
               WHEN 'buy_and_hold' THEN 'buy'
               WHEN 'majority' THEN (SELECT label FROM majority)
-              WHEN 'momentum_20d' THEN CASE WHEN b.date IS NULL THEN 'hodl'
+              WHEN 'momentum_20d' THEN CASE WHEN a.close IS NULL OR b.close IS NULL
+                                            THEN 'hodl'
                                             WHEN a.close / b.close - 1 > 0 THEN 'buy'
                                             ELSE 'sell' END
               END AS action

@@ -265,15 +265,20 @@ def majority_class(labels: Sequence[Any] | np.ndarray) -> str:
 def momentum_actions(
     close: Sequence[float] | np.ndarray, *, days: int = MOMENTUM_DAYS
 ) -> np.ndarray:
-    """Buy when ``close[t] / close[t - days] - 1 > 0``, else sell; HODL without history.
+    """Buy when ``close[t] / close[t - days] - 1 > 0``, else sell; HODL without information.
 
-    Uses closes up to ``t`` only: the action of day ``t`` is final at its close.
+    HODL (keep the position) without ``days`` of history and when either close is missing
+    (null or NaN): no information is no trade, never a sell. Uses closes up to ``t`` only:
+    the action of day ``t`` is final at its close.
     """
     c = np.asarray(close, dtype=np.float64)
     actions = np.full(c.size, "hodl", dtype=object)
     if c.size > days:
-        up = c[days:] / c[:-days] - 1.0 > 0
-        actions[days:] = np.where(up, "buy", "sell")
+        now, then = c[days:], c[:-days]
+        known = np.isfinite(now) & np.isfinite(then)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            up = now / then - 1.0 > 0
+        actions[days:] = np.where(known, np.where(up, "buy", "sell"), "hodl")
     return actions
 
 

@@ -217,6 +217,17 @@ def test_momentum_rule_on_a_hand_made_series() -> None:
     assert list(actions[20:]) == ["buy", "buy", "sell"]    # 90 < close 20 days earlier
 
 
+@pytest.mark.parametrize("missing", [float("nan"), None])
+def test_momentum_holds_when_a_close_is_missing(missing: float | None) -> None:
+    # a steadily rising series: every known 20-day return is positive
+    close: list[float | None] = [100.0 + i for i in range(60)]
+    close[25] = missing  # a blanked close, as NaN or as null
+    actions = ev.momentum_actions(pl.Series(close, dtype=pl.Float64).to_numpy())
+    assert actions[25] == "hodl"        # today's close is missing
+    assert actions[45] == "hodl"        # the close 20 days earlier is missing: not a sell
+    assert set(actions[20:25]) | set(actions[26:45]) | set(actions[46:]) == {"buy"}
+
+
 def test_the_majority_baseline_learns_from_training_rows_only() -> None:
     n = 40
     frame = pl.DataFrame({

@@ -10,6 +10,7 @@ import pytest
 
 from cryptodudez.checks import features as fchecks
 from cryptodudez.features import build, guard, labels, markets, store, tweets
+from cryptodudez.features import evaluation as ev
 from cryptodudez.features.labels import LabelConfig
 from serving.signal_store import ServedSignals, SignalRow
 
@@ -425,19 +426,23 @@ def _training(closes: list[float | None], labels: list[str | None]) -> pl.DataFr
 
 
 def test_baseline_actions_by_sql_on_a_hand_made_series() -> None:
-    closes: list[float | None] = [100.0 + i for i in range(21)] + [130.0, 90.0, None, 200.0]
-    labels: list[str | None] = ["sell"] * 8 + ["buy"] * 8 + ["hodl"] * 7 + [None, None]
+    closes: list[float | None] = ([100.0 + i for i in range(21)] + [130.0, 90.0, None, 200.0]
+                                  + [300.0] * 20)
+    labels: list[str | None] = ["sell"] * 8 + ["buy"] * 8 + ["hodl"] * 7 + [None] * 22
     training = _training(closes, labels)
 
     def actions(name: str) -> list[str | None]:
         return fchecks.baseline_actions_sql(training, name)["action"].to_list()
 
-    # 20 days without history, then up, up, down, no close (not up), up
-    assert actions("momentum_20d") == ["hodl"] * 20 + ["buy", "buy", "sell", "sell", "buy"]
-    assert actions("majority") == ["buy"] * 25  # buy and sell tie at 8: buy comes first
-    assert actions("always_hodl") == ["hodl"] * 25
-    assert actions("buy_and_hold") == ["buy"] * 25
-    assert actions("no_such_rule") == [None] * 25
+    # 20 days without history, then up, up, down, no close (no trade), up, then up again
+    # except 20 days after the missing close (no trade: never a sell)
+    assert actions("momentum_20d") == (["hodl"] * 20 + ["buy", "buy", "sell", "hodl", "buy"]
+                                       + ["buy"] * 18 + ["hodl", "buy"])
+    assert actions("momentum_20d") == list(ev.momentum_actions(training["close"].to_numpy()))
+    assert actions("majority") == ["buy"] * 45  # buy and sell tie at 8: buy comes first
+    assert actions("always_hodl") == ["hodl"] * 45
+    assert actions("buy_and_hold") == ["buy"] * 45
+    assert actions("no_such_rule") == [None] * 45
 
 
 def _published(served: str, training: pl.DataFrame, actions: list[str]) -> ServedSignals:
