@@ -51,8 +51,10 @@ from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tag
 from cryptodudez.settings import PROJECT_DIR, Settings
 from cryptodudez.transforms import volume_model as vm
 from serving.server import (
+    ListenError,
     OneLineParser,
     add_server_arguments,
+    check_listen,
     default_host,
     port_arg,
     probe_host,
@@ -636,12 +638,18 @@ def demo(*, settings: Settings) -> int:
     return 0 if counts["failed"] == 0 else 1
 
 
-def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> NoReturn:
+def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
     """Become ``python -m serving``: the prediction API, in processes that never load Dagster.
 
     uvicorn spawns its workers, and a spawned worker re-imports the parent's main script;
     this one imports Dagster (about 240 MB and 2.5 s per worker), ``serving`` does not.
+    Returns only when the server cannot listen on ``host:port``, said in one line.
     """
+    try:
+        check_listen(host, port, workers=workers)
+    except ListenError as exc:
+        sys.stderr.write(f"cryptodudez serve: error: {exc}\n")
+        return exc.status
     os.environ["CRYPTODUDEZ_LAKE"] = settings.lake
     argv = server_command(host=host, port=port, workers=workers)
     os.execv(argv[0], argv)  # noqa: S606 - this command becomes the server

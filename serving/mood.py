@@ -115,22 +115,34 @@ def parse_range(params: dict[str, str]) -> tuple[datetime | None, datetime | Non
     return start, end
 
 
-def parse_coins(raw: str | None, known: list[str], *, many: bool) -> list[str]:
-    """Coins named in ``raw`` (comma-separated when ``many``), each with trades."""
+def parse_coins(raw: str | None, *, many: bool) -> list[str] | None:
+    """Coins named in ``raw`` (comma-separated when ``many``), well-formed and each once.
+
+    None when ``many`` and none is named (every coin with trades). Whether a coin has trades
+    depends on the data: :func:`known_coins` checks that, once they are loaded.
+    """
     if raw is None or raw == "":
         if many:
-            return known
-        raise BadMoodQuery(detail=f"missing query parameter 'coin': one of {known}")
+            return None
+        raise BadMoodQuery(detail="missing query parameter 'coin': a coin symbol in capitals "
+                                  "(BTC, ETH) that has trades")
     coins = raw.split(",") if many else [raw]
+    if not all(_COIN(coin) for coin in coins):
+        raise BadMoodQuery(detail="query parameter 'coin' must be coin symbols in capitals "
+                                  f"(BTC, ETH), got {_shown(raw)}")
+    if len(set(coins)) != len(coins):
+        raise BadMoodQuery(detail=f"query parameter 'coin' repeats a coin: {_shown(raw)}")
+    return coins
+
+
+def known_coins(coins: list[str] | None, known: list[str]) -> list[str]:
+    """``coins`` (every known coin when None), each one that has trades, or a 400."""
+    if coins is None:
+        return known
     for coin in coins:
-        if not _COIN(coin):
-            raise BadMoodQuery(detail="query parameter 'coin' must be coin symbols in capitals "
-                                      f"(BTC, ETH), got {_shown(raw)}")
         if coin not in known:
             raise BadMoodQuery(detail=f"query parameter 'coin': {coin} has no trades; "
                                       f"known coins: {known}")
-    if len(set(coins)) != len(coins):
-        raise BadMoodQuery(detail=f"query parameter 'coin' repeats a coin: {_shown(raw)}")
     return coins
 
 
@@ -269,9 +281,31 @@ def _json(body: bytes) -> Response[bytes]:
     return Response(body, media_type=MediaType.JSON)
 
 
-def _page(frame: "pl.DataFrame", params: dict[str, str]) -> tuple["pl.DataFrame", dict[str, Any]]:
-    limit = parse_int("limit", params.get("limit"), default=100, low=1, high=MAX_LIMIT)
-    offset = parse_int("offset", params.get("offset"), default=0, low=0, high=MAX_OFFSET)
+@dataclass(frozen=True)
+class Paged:
+    """The parsed parameters of ``/coin`` and ``/sentiment``."""
+
+    coins: list[str] | None  # the one coin asked, or None when none is (``/sentiment``)
+    start: datetime | None
+    end: datetime | None
+    limit: int
+    offset: int
+
+
+def parse_paged(params: dict[str, str], *, coin_required: bool) -> Paged:
+    """Every parameter of a paged route, each checked before any data is read."""
+    raw_coin = params.get("coin")
+    coins = parse_coins(raw_coin, many=False) if coin_required or raw_coin else None
+    start, end = parse_range(params)
+    return Paged(coins=coins, start=start, end=end,
+                 limit=parse_int("limit", params.get("limit"), default=100, low=1,
+                                 high=MAX_LIMIT),
+                 offset=parse_int("offset", params.get("offset"), default=0, low=0,
+                                  high=MAX_OFFSET))
+
+
+def _page(frame: "pl.DataFrame", asked: Paged) -> tuple["pl.DataFrame", dict[str, Any]]:
+    limit, offset = asked.limit, asked.offset
     total = frame.height
     nxt = offset + limit if offset + limit < total else None
     return frame.slice(offset, limit), {"total": total, "limit": limit, "offset": offset,
@@ -296,13 +330,13 @@ def coin_trades(request: Request) -> Response[bytes]:
     """One coin's trades in time order, paged."""
     import polars as pl  # noqa: PLC0415 - light workers
 
-    params = query(request.scope["query_string"], _PAGED)
-    loaded = _store(request)
-    coin = parse_coins(params.get("coin"), loaded.coins, many=False)[0]
-    start, end = parse_range(params)
-    rows = _in_range(loaded.trades_table.filter(pl.col("coin") == coin), start, end)
+    asked = parse_paged(query(request.scope["query_string"], _PAGED), coin_required=True)
+    loaded = _store(request)  # the coins known are the data's
+    coin = known_coins(asked.coins, loaded.coins)[0]
+    rows = _in_range(loaded.trades_table.filter(pl.col("coin") == coin), asked.start,
+                     asked.end)
     page, meta = _page(rows.select("ts", "price", "size", "taker_side", "exchange", "quote",
-                                   "uuid"), params)
+                                   "uuid"), asked)
     return _json(msgspec.json.encode({"coin": coin, **meta, "data_version": loaded.version,
                                       "items": page.to_dicts()}))
 
@@ -311,17 +345,15 @@ def sentiments(request: Request) -> Response[bytes]:
     """Tweet sentiments in time order (those mentioning ``coin`` when given), paged."""
     import polars as pl  # noqa: PLC0415 - light workers
 
-    params = query(request.scope["query_string"], _PAGED)
+    asked = parse_paged(query(request.scope["query_string"], _PAGED), coin_required=False)
     loaded = _store(request)
-    raw_coin = params.get("coin")
     rows = loaded.sentiments_table
     coin = None
-    if raw_coin:
-        coin = parse_coins(raw_coin, loaded.coins, many=False)[0]
+    if asked.coins is not None:
+        coin = known_coins(asked.coins, loaded.coins)[0]
         rows = rows.filter(pl.col("coins").list.contains(pl.lit(coin)))
-    start, end = parse_range(params)
-    page, meta = _page(_in_range(rows, start, end).select("ts", "polarity", "coins", "text",
-                                                          "sentiment_id"), params)
+    page, meta = _page(_in_range(rows, asked.start, asked.end).select(
+        "ts", "polarity", "coins", "text", "sentiment_id"), asked)
     return _json(msgspec.json.encode({"coin": coin, **meta, "data_version": loaded.version,
                                       "items": page.to_dicts()}))
 
@@ -334,12 +366,13 @@ def merged_series(request: Request) -> Response[bytes]:
     from cryptodudez.mood import results  # noqa: PLC0415 - light workers
 
     params = query(request.scope["query_string"], _MERGED)
+    coins = parse_coins(params.get("coin"), many=False)
     bucket = parse_buckets(params.get("bucket"), many=False)[0]
     tolerance = parse_int("tolerance", params.get("tolerance"), default=0, low=0, high=1000)
     lag = parse_int("lag", params.get("lag"), default=0, low=0, high=results.MAX_LAG)
     start, end = parse_range(params)
     loaded = _store(request)  # the coins known are the data's
-    coin = parse_coins(params.get("coin"), loaded.coins, many=False)[0]
+    coin = known_coins(coins, loaded.coins)[0]
     frame = results.merged_rows(loaded.trades, loaded.sentiments, coin=coin, bucket=bucket,
                                 tolerance_buckets=tolerance, start=start, end=end, lag=lag)
     rows = frame.select("bucket_start", "bucket_end", "price", "last_trade_ts", "trades",
@@ -359,6 +392,7 @@ def correlation(request: Request) -> Response[bytes]:
 
     params = query(request.scope["query_string"], _CORRELATION)
     store: MoodStore = request.app.state.mood_store
+    asked = parse_coins(params.get("coin"), many=True)
     buckets = parse_buckets(params.get("bucket"), many=True)
     method = params.get("method") or "pearson"
     if method not in ("pearson", "spearman"):
@@ -369,7 +403,7 @@ def correlation(request: Request) -> Response[bytes]:
                         high=results.MAX_LAG)
     tolerance = parse_int("tolerance", params.get("tolerance"), default=0, low=0, high=1000)
     loaded = _store(request)  # the coins known are the data's
-    coins = parse_coins(params.get("coin"), loaded.coins, many=True)
+    coins = known_coins(asked, loaded.coins)
     mood = results.MoodParams(
         coins=tuple(coins), buckets=tuple(buckets), max_lag=max_lag,
         tolerance_buckets=tolerance, method=method, start=start, end=end)
@@ -466,7 +500,8 @@ def _operation(parameters: list[Any], errors: str, body: Schema) -> type[Operati
                     description=ok.description if isinstance(ok, OpenAPIResponse) else "OK",
                     content={MediaType.JSON: OpenAPIMediaType(schema=body)}),
                 "400": OpenAPIResponse(description=errors + "; the detail names the parameter"),
-                "503": OpenAPIResponse(description="no coin trades have been ingested yet"),
+                "503": OpenAPIResponse(description="no coin trades have been ingested yet "
+                                                   "(only when every parameter is good)"),
             }
 
     return MoodOperation

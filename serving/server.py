@@ -23,10 +23,12 @@ A bad option or setting is one line on stderr, never a traceback: status 2 for t
 
 import argparse
 import contextlib
+import errno
 import http.client
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -154,6 +156,58 @@ def command(*, host: str, port: int, workers: int) -> list[str]:
     """The ``python -m serving`` command line for these options."""
     return [sys.executable, "-m", "serving", "--host", host, "--port", str(port),
             "--workers", str(workers)]
+
+
+class ListenError(Exception):
+    """The server cannot listen where asked; ``status`` is the exit status to report."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# The argument cannot work on this machine (exit 2), rather than failing now (exit 1).
+_BAD_ADDRESS = frozenset({errno.EADDRNOTAVAIL, errno.EACCES, errno.EAFNOSUPPORT})
+
+
+def check_listen(host: str, port: int, *, workers: int) -> None:
+    """Bind ``host:port`` as uvicorn will, then let it go: fail before the server starts.
+
+    uvicorn reports a port in use or an unknown host with a log line, after the server
+    announced itself, and exits 3. With one worker it binds every address the host resolves
+    to (asyncio's ``create_server``, IPv6 sockets IPv6-only); with more, one socket of the
+    family its address looks like. Both set ``SO_REUSEADDR``, so a port left in TIME_WAIT by
+    a server that just stopped is free here too.
+
+    Raises:
+        ListenError: ``cannot listen on HOST:PORT: <reason>``, with status 2 when the address
+            cannot work here (a host that does not resolve or is not this machine's, a port
+            that needs privileges) and 1 when it fails now (the port is in use).
+    """
+    where = f"{_url_host(host)}:{port}"
+    if workers == 1:
+        family = socket.AF_UNSPEC
+    else:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        found = socket.getaddrinfo(host or None, port, family, socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        status = 1 if exc.errno == socket.EAI_AGAIN else 2  # EAI_AGAIN: DNS did not answer
+        raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}", status) from None
+    except (UnicodeError, ValueError) as exc:  # a label over 63 characters, a NUL byte
+        raise ListenError(f"cannot listen on {where}: not a host name ({exc})", 2) from None
+    for family_found, kind, proto, _, address in dict.fromkeys(found):
+        try:
+            with socket.socket(family_found, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family_found == socket.AF_INET6 and workers == 1:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+        except OSError as exc:
+            status = 2 if exc.errno in _BAD_ADDRESS else 1
+            raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}",
+                              status) from None
 
 
 def probe_host(host: str) -> str:
@@ -323,6 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_health_file({"role": "serve", "url": probe_url(args.host, args.port, "/health")})
     except ValueError as exc:
         return _error(str(exc), 2)
+    try:
+        check_listen(args.host, args.port, workers=args.workers)
+    except ListenError as exc:
+        return _error(str(exc), exc.status)
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
     run(host=args.host, port=args.port, workers=args.workers)

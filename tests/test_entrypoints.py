@@ -158,6 +158,71 @@ def test_serve_refuses_a_health_file_it_cannot_write_in_one_line(
     assert capsys.readouterr().err.startswith("python -m serving: error: CRYPTODUDEZ_LAKE=")
 
 
+@contextlib.contextmanager
+def _held_port() -> Iterator[int]:
+    """A loopback port another process is listening on, for the test's duration."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        yield held.getsockname()[1]
+
+
+@pytest.mark.parametrize(("argv", "host", "status", "reason"), [
+    (["--workers", "1"], "127.0.0.1", 1, "Address already in use"),
+    (["--workers", "2"], "127.0.0.1", 1, "Address already in use"),
+    (["--host", "localhost", "--workers", "1"], "localhost", 1, "Address already in use"),
+    (["--host", "999.1.1.1", "--workers", "1"], "999.1.1.1", 2, ""),  # resolves to nothing
+    (["--host", "999.1.1.1", "--workers", "2"], "999.1.1.1", 2, ""),
+    (["--host", "x" * 64, "--workers", "1"], "x" * 64, 2, ""),  # a label over 63 characters
+])
+def test_serve_refuses_an_address_it_cannot_listen_on_in_one_line(
+        argv: list[str], host: str, status: int, reason: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """uvicorn said so after the server announced itself, in a log line, and exited 3."""
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.delenv("CRYPTODUDEZ_HEALTH_FILE", raising=False)
+    monkeypatch.setattr(server, "run", _not_started)
+    monkeypatch.setattr(os, "execv", _not_started)  # `cryptodudez serve` becomes the server
+    with _held_port() as port:
+        for prog, main in (("python -m serving", server.main),
+                           ("cryptodudez serve", lambda a: cli.main(["serve", *a]))):
+            assert main(["--port", str(port), *argv]) == status
+            out, err = capsys.readouterr()
+            assert out == "", "nothing announced"
+            assert err.startswith(f"{prog}: error: cannot listen on {host}:{port}: {reason}")
+            assert err.count("\n") == 1, err
+
+
+def test_serve_on_a_port_in_use_exits_before_announcing(tmp_path: Path) -> None:
+    """The real command, exec'ing the server: one line on stderr, nothing on stdout, exit 1."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "CRYPTODUDEZ_", "DAGSTER_"))}
+    env["CRYPTODUDEZ_LAKE"] = str(tmp_path / "lake")
+    with _held_port() as port:
+        done = subprocess.run([str(Path(sys.executable).with_name("cryptodudez")), "serve",
+                               "--port", str(port), "--workers", "1"], env=env,
+                              capture_output=True, text=True, timeout=START_SECONDS,
+                              check=False)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (f"cryptodudez serve: error: cannot listen on 127.0.0.1:{port}: "
+                           "Address already in use\n")
+
+
+def test_a_port_left_in_time_wait_is_free_to_listen_on() -> None:
+    """SO_REUSEADDR, as uvicorn sets it: a server restarted at once is not refused."""
+    with socket.socket() as listener:  # the previous server, which set it too
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server side closes first: its end goes to TIME_WAIT
+        client.close()
+    server.check_listen("127.0.0.1", port, workers=1)
+    server.check_listen("127.0.0.1", port, workers=2)
+
+
 # --- running the image's commands -----------------------------------------------------------
 
 def _free_port() -> int:
