@@ -116,21 +116,28 @@ def events(context: dg.AssetExecutionContext, config: EventIngestConfig, lake: L
     check_specs=COMPACTION_CHECKS, kinds={"delta"},
     description="One UTC day of events rewritten as one file per (type, hour), sorted, in a "
                 "single Delta commit; its id index and rollups rewritten; files no version "
-                "needs any more vacuumed.",
+                "needs any more vacuumed. A day already compacted with nothing added since "
+                "is left as it is (no commit).",
 )
 def events_compacted(context: dg.AssetExecutionContext, lake: Lake,
                      compute: Compute) -> dg.MaterializeResult:
-    """Compact one day (a no-op for a day without events) with the chosen engine."""
+    """Compact one day with the chosen engine.
+
+    A no-op for a day without events, and for a day already compacted with no file added
+    since (then only read back for the checks).
+    """
     done = compact_day(lake.storage, date.fromisoformat(context.partition_key),
                        publish_lock=lake.publish_lock, validate=event_checks.schema_failures,
                        writer=compute.chosen().day_writer())
     written = done.written
     return dg.MaterializeResult(
-        metadata={"rows": written.rows if written else 0,
-                  "files": written.files if written else 0,
+        metadata={"rows": written.rows if written else done.rows_after,
+                  "files": done.files,
                   "removed_files": written.removed_files if written else 0,
                   "vacuumed_files": done.vacuumed,
-                  "table_version": written.version if written else None},
+                  "already_compacted": done.already_compacted,
+                  "compaction": done.tag,
+                  "table_version": done.table_version},
         check_results=event_checks.compaction_checks(done))
 
 

@@ -4,6 +4,11 @@ Dagster-free. Under the lake's publish lock: the day's ids and rollups are writt
 the compaction's tag, the day's files are rewritten in one Delta commit (one file per type
 and hour, sorted), and the index and rollup files the commit superseded are removed; files
 no version needs any more are vacuumed after the retention period.
+
+A day already compacted, with no file added since (every live file of the day carries the
+tag of one compaction of that day, whose id index and rollups are present), is left alone:
+no commit, no file written or removed, no vacuum. Its rows are only read back for the
+checks.
 """
 
 from collections.abc import Callable
@@ -19,6 +24,7 @@ from cryptodudez.lake.event_table import (
     DayWriter,
     EventTable,
     Written,
+    compacted_by,
     compaction_tag,
     groups_by_size,
 )
@@ -39,6 +45,15 @@ class Compacted:
     failures: pl.DataFrame = field(default_factory=pl.DataFrame)
     """What ``validate`` reported for the rows read back, group by group."""
     vacuumed: int = 0
+    tag: str | None = None
+    """The tag of the compaction whose files hold the day afterwards (None: no events)."""
+    already_compacted: bool = False
+    """Nothing was done: that compaction had already written every live file of the day.
+    ``written`` is then None and ``rows_before`` the day's rows in the Delta log."""
+    table_version: int | None = None
+    """The table's version afterwards (unchanged when already compacted)."""
+    files: int = 0
+    """The day's live data files afterwards."""
 
 
 def compact_day(storage: LakeStorage, day: date, *,
@@ -47,12 +62,17 @@ def compact_day(storage: LakeStorage, day: date, *,
                 group_bytes: int = COMPACT_GROUP_BYTES,
                 validate: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
                 writer: DayWriter | None = None) -> Compacted:
-    """Compact ``day`` (nothing to do for a day without events).
+    """Compact ``day`` (nothing to do for a day without events, or one already compacted).
 
     ``validate`` sees the rewritten day read back, a group of types at a time, and returns
     the failures it found (the asset passes the events pandera schema). ``writer`` rewrites
     the day's files (default: polars; ``cryptodudez.spark.event_compaction.spark_writer``
     for Spark); the commit, index, rollups and read-back are the same for both.
+
+    A day whose live files were all written by one compaction of it, whose id index and
+    rollups are in place, has had nothing added since: it is read back for the checks
+    (``already_compacted``) and nothing is written, committed or vacuumed. Any other file
+    on the day (a later delivery's, late events included) makes the whole day rewritten.
     """
     table = EventTable(storage)
     with publish_lock():
@@ -62,11 +82,18 @@ def compact_day(storage: LakeStorage, day: date, *,
         if files.height == 0:
             return Compacted(None, 0)
         version = table.version()
+        sizes = files.group_by("event_type").agg(pl.col("size").sum()).sort("event_type")
+        done = compacted_by(day, files["path"])
+        if done is not None and _derived_in_place(storage, day, done):
+            rows_after, distinct, failures = _read_back(
+                table.scan(version), day, groups_by_size(sizes, group_bytes), validate)
+            return Compacted(None, int(files["rows"].sum()), rows_after, distinct, failures,
+                             tag=done, already_compacted=True, table_version=version,
+                             files=files.height)
         tag = compaction_tag(day, version)
         rows_before = 0
         # The day's ids and rollups under the compaction's tag, a group of types at a time
         # (memory bounded by the group, not the day).
-        sizes = files.group_by("event_type").agg(pl.col("size").sum()).sort("event_type")
         before = table.scan(version)  # one scan for every group (the log is resolved once)
         rolled = []
         for n, types in enumerate(groups_by_size(sizes, group_bytes)):
@@ -83,18 +110,35 @@ def compact_day(storage: LakeStorage, day: date, *,
         live = table.live_tags(day).get(day, set())
         id_index.prune_day(storage, day, live)
         rollups.prune_day(storage, day, live)
-        rows_after, hashes, failures = 0, [], []
-        after = table.scan()
-        for types in groups_by_size(sizes, group_bytes):
-            back = (after.filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
-                    .select(READ_BACK).collect())
-            rows_after += back.height
-            hashes.append(back["id"].hash(seed=0))
-            if validate is not None:
-                failures.append(validate(back))
-            del back
-        distinct = pl.concat(hashes).n_unique() if hashes else 0
+        rows_after, distinct, failures = _read_back(
+            table.scan(), day, groups_by_size(sizes, group_bytes), validate)
         vacuumed = table.vacuum(retention_hours=retention_hours)
-    return Compacted(written, rows_before, rows_after, distinct,
-                     pl.concat(failures, how="diagonal_relaxed") if failures else pl.DataFrame(),
-                     len(vacuumed))
+    return Compacted(written, rows_before, rows_after, distinct, failures, len(vacuumed),
+                     tag=tag, table_version=written.version, files=written.files)
+
+
+def _derived_in_place(storage: LakeStorage, day: date, tag: str) -> bool:
+    """True when the day's id index and rollups of compaction ``tag`` exist."""
+    return bool(id_index.index_files(storage, [day], {day: {tag}})
+                and rollups.rollup_files(storage, day, {tag}))
+
+
+def _read_back(scan: pl.LazyFrame, day: date, groups: list[list[str]],
+               validate: Callable[[pl.DataFrame], pl.DataFrame] | None,
+               ) -> tuple[int, int, pl.DataFrame]:
+    """Rows, distinct id hashes and ``validate``'s failures of ``day`` in ``scan``.
+
+    Read a group of types at a time (memory bounded by the group).
+    """
+    rows, hashes, failures = 0, [], []
+    for types in groups:
+        back = (scan.filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
+                .select(READ_BACK).collect())
+        rows += back.height
+        hashes.append(back["id"].hash(seed=0))
+        if validate is not None:
+            failures.append(validate(back))
+        del back
+    distinct = pl.concat(hashes).n_unique() if hashes else 0
+    return (rows, distinct,
+            pl.concat(failures, how="diagonal_relaxed") if failures else pl.DataFrame())

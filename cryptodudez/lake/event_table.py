@@ -349,7 +349,25 @@ def polars_day_writer(table: EventTable, day: date, *, version: int | None,
 
 def compaction_tag(day: date, version: int | None) -> str:
     """Tag of the files (and id index and rollups) a compaction of ``day`` writes."""
-    return f"compact_{day.isoformat()}_v{version}_{uuid.uuid4().hex[:8]}"
+    return f"{_compaction_prefix(day)}v{version}_{uuid.uuid4().hex[:8]}"
+
+
+def _compaction_prefix(day: date) -> str:
+    return f"compact_{day.isoformat()}_"
+
+
+def compacted_by(day: date, paths: Iterable[str]) -> str | None:
+    """The tag of the compaction that wrote every one of ``day``'s live files, if one did.
+
+    ``paths`` are the day's live data files. None when the day has no file, or any file
+    carries another tag (a landed file's, late events included, or an older compaction's):
+    the day then holds rows its last compaction did not rewrite.
+    """
+    tags = {tag_of(path) for path in paths}
+    if len(tags) != 1:
+        return None
+    (tag,) = tags
+    return tag if tag.startswith(_compaction_prefix(day)) else None
 
 
 def _merged_schema(current: pa.Schema, new: pa.Schema) -> pa.Schema:

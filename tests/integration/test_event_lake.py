@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from cryptodudez import cli
+from cryptodudez.checks.events import compaction_checks
 from cryptodudez.definitions import build_definitions
 from cryptodudez.jobs import EVENT_DAILY_JOB, EVENT_INGEST_JOB
-from cryptodudez.lake import event_ingest, event_table, kpi, rollups
+from cryptodudez.lake import event_ingest, event_table, id_index, kpi, rollups
 from cryptodudez.lake.compaction import compact_day
 from cryptodudez.lake.event_table import EventTable
 from cryptodudez.lake.eventgen import GenerationReport, generate
@@ -525,3 +526,152 @@ def test_ingest_writes_small_row_groups_and_compaction_large(tmp_path: Path) -> 
     compacted = row_groups()
     assert sum(compacted) == rows
     assert max(compacted) > event_table.INGEST_ROW_GROUP
+
+
+# -- compacting a day that is already compacted ----------------------------------------------
+
+NEXT = date(2026, 11, 2)
+
+
+def _events_file(path: Path, events: list[tuple[str, str, datetime]]) -> Path:
+    """A landed file of ``(id, type, created_at)`` events, each with a user id."""
+    path.write_text("".join(
+        json.dumps({"data": {"id": event_id, "type": event_type,
+                             "attributes": {"user_id": f"u{n % 7}"}},
+                    "meta": {"created_at": int(at.timestamp() * 1000)}}) + "\n"
+        for n, (event_id, event_type, at) in enumerate(events)))
+    return path
+
+
+def _spread(day: date, prefix: str, count: int) -> list[tuple[str, str, datetime]]:
+    """``count`` events of three types over the hours of ``day``."""
+    return [(f"{prefix}{i}", ("trade", "login", "page.view")[i % 3],
+             datetime(day.year, day.month, day.day, i % 24, i % 60, tzinfo=UTC))
+            for i in range(count)]
+
+
+def _lake_files(storage: LakeStorage) -> dict[str, tuple[int, int]]:
+    """Every file of the table (data and log), the id index and the rollups, with its
+    modification time and size: what a compaction could write, rewrite or remove."""
+    root = Path(storage.uri)
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for folder in ("validated/events", "indexes/events", "rollups/events")
+            for p in (root / folder).rglob("*") if p.is_file()}
+
+
+def _day_paths(table: EventTable, day: date) -> list[str]:
+    return sorted(table.files().filter(pl.col("date") == day)["path"].to_list())
+
+
+def test_compacting_a_day_twice_commits_once(tmp_path: Path) -> None:
+    storage = LakeStorage(str(tmp_path / "lake"))
+    lock = Lake(uri=storage.uri).publish_lock
+    for k in range(2):
+        path = _events_file(tmp_path / f"f{k}.jsonl", _spread(DAY, f"f{k}-", 200))
+        assert ingest(storage, path, f"events/f{k}.jsonl").added_rows == 200
+    table = EventTable(storage)
+    ingested = table.version()
+    assert ingested is not None
+    first = compact_day(storage, DAY, publish_lock=lock)
+    assert first.written is not None
+    assert table.version() == ingested + 1  # one commit
+    paths, files = _day_paths(table, DAY), _lake_files(storage)
+    second = compact_day(storage, DAY, publish_lock=lock)
+    assert table.version() == ingested + 1
+    assert _day_paths(table, DAY) == paths
+    assert _lake_files(storage) == files  # no file written, rewritten or removed
+    assert not first.already_compacted and first.table_version == ingested + 1
+    assert second.written is None and second.already_compacted
+    assert second.tag == first.tag and second.table_version == ingested + 1
+    assert second.rows_before == second.rows_after == second.distinct_ids_after == 400
+    assert second.files == len(paths) and second.vacuumed == 0
+    checks = {c.check_name: (c.passed, c.metadata) for c in compaction_checks(second)}
+    assert checks["events_compacted_rows_kept"][0]
+    assert checks["events_compacted_schema_conforms"][0]
+    kept = checks["events_compacted_rows_kept"][1]
+    assert kept["already_compacted"].value is True
+    assert kept["rows_in_log"].value == kept["rows_read_back"].value == 400
+
+
+def test_a_late_event_recompacts_its_day_only(tmp_path: Path) -> None:
+    storage = LakeStorage(str(tmp_path / "lake"))
+    lock = Lake(uri=storage.uri).publish_lock
+    both = _events_file(tmp_path / "both.jsonl",
+                        _spread(DAY, "a-", 300) + _spread(NEXT, "b-", 300))
+    assert ingest(storage, both, "events/both.jsonl").added_rows == 600
+    table = EventTable(storage)
+    for day in (DAY, NEXT):
+        assert compact_day(storage, day, publish_lock=lock).written is not None
+    compacted = table.version()
+    assert compacted is not None
+    next_paths = _day_paths(table, NEXT)
+    # Delivered later: one new event of DAY and one DAY already holds.
+    late = _events_file(tmp_path / "late.jsonl", [
+        ("late-1", "trade", datetime(2026, 11, 1, 5, 30, tzinfo=UTC)),
+        ("a-7", "login", datetime(2026, 11, 1, 7, 7, tzinfo=UTC))])
+    assert ingest(storage, late, "events/late.jsonl").added_rows == 1
+    assert table.version() == compacted + 1
+    day_paths = _day_paths(table, DAY)
+    on_day = compact_day(storage, DAY, publish_lock=lock)
+    assert on_day.written is not None
+    assert on_day.written.removed_rows == on_day.written.rows == 301
+    assert table.version() == compacted + 2
+    assert set(_day_paths(table, DAY)).isdisjoint(day_paths)  # the whole day rewritten
+    on_next = compact_day(storage, NEXT, publish_lock=lock)
+    assert table.version() == compacted + 2  # the other day: no commit
+    assert _day_paths(table, NEXT) == next_paths
+    assert not on_day.already_compacted
+    assert event_table.compacted_by(DAY, _day_paths(table, DAY)) == on_day.tag
+    assert on_next.already_compacted and on_next.written is None
+    # Every row and id once, in the table and in the day's id index.
+    rows = table.scan().select("id", "date", "event_type").collect()
+    assert rows.height == 601 and rows["id"].n_unique() == 601
+    assert "late-1" in rows.filter(pl.col("date") == DAY)["id"].to_list()
+    live = table.live_tags()
+    for day in (DAY, NEXT):
+        held = id_index.read_ids(storage, id_index.index_files(storage, [day], live))
+        assert held.sort().to_list() == rows.filter(pl.col("date") == day)["id"].sort().to_list()
+        # The rollups count the same events per type as the table.
+        assert {t: v["events"] for t, v in kpi.compute(storage, day)["types"].items()} == \
+            {t: v["events"] for t, v in kpi.compute(storage, day, source="events")["types"]
+             .items()}
+    for check in compaction_checks(on_day) + compaction_checks(on_next):
+        assert check.passed, check.check_name
+    # The same late delivery again adds nothing, so the day stays as compacted.
+    assert ingest(storage, late, "events/late-again.jsonl").added_rows == 0
+    assert compact_day(storage, DAY, publish_lock=lock).already_compacted
+    assert table.version() == compacted + 2
+
+
+def test_demo_rerun_leaves_the_compacted_table_alone(settings: Settings, landed: Lake,
+                                                     instance: dg.DagsterInstance) -> None:
+    """Ingest, compact every day, ingest the same file again, compact again: the second
+    round (what a second `cryptodudez demo` does) commits nothing."""
+    assert _run_ingest(settings, instance).success
+    table = EventTable(landed.storage)
+    days = sorted(table.files()["date"].unique().to_list())
+    assert len(days) > 1  # the file's late events fall on the day before
+    daily = build_definitions(settings).resolve_job_def(EVENT_DAILY_JOB)
+
+    def compact_every_day() -> list[dg.ExecuteInProcessResult]:
+        return [daily.execute_in_process(partition_key=day.isoformat(), instance=instance,
+                                         run_config=QUIET) for day in days]
+
+    first = compact_every_day()
+    version = table.version()
+    files = sorted(table.files()["path"].to_list())
+    assert all(_checks(run) == {"events_compacted_rows_kept": True,
+                                "events_compacted_schema_conforms": True} for run in first)
+    assert _run_ingest(settings, instance).success  # the same file again: adds nothing
+    assert table.version() == version
+    second = compact_every_day()
+    assert table.version() == version
+    assert sorted(table.files()["path"].to_list()) == files
+    for run, day in zip(second, days, strict=True):
+        assert _checks(run) == {"events_compacted_rows_kept": True,
+                                "events_compacted_schema_conforms": True}
+        (done,) = run.asset_materializations_for_node("events_compacted")
+        assert done.metadata["already_compacted"].value is True
+        assert done.metadata["table_version"].value == version
+        assert done.metadata["rows"].value == int(
+            table.files().filter(pl.col("date") == day)["rows"].sum())
