@@ -248,7 +248,7 @@ def market_daily(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materializ
     return dg.MaterializeResult(
         metadata={"run_rows": rows, "days": f"{start}..{end - timedelta(days=1)}",
                   "symbols": frame["symbol"].n_unique() if frame.height else 0},
-        check_results=fchecks.market_daily_checks(frame, reference))
+        check_results=fchecks.market_daily_checks(frame, reference, symbols=sample))
 
 
 def spine(lake: Lake, start: date | None = None, end: date | None = None) -> pl.DataFrame:

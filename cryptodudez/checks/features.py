@@ -224,15 +224,17 @@ def duckdb_returns(crypto: pl.DataFrame, stocks: pl.DataFrame) -> pl.DataFrame:
         con.close()
 
 
-def market_daily_checks(written: pl.DataFrame, reference: pl.DataFrame,
-                        ) -> list[dg.AssetCheckResult]:
+def market_daily_checks(written: pl.DataFrame, reference: pl.DataFrame, *,
+                        symbols: "Sequence[str]") -> list[dg.AssetCheckResult]:
     """Schema, and the SQL recomputation's rows, returns and volatility on sample symbols.
 
-    The written rows of the reference's symbols must be exactly the reference's keys
-    (symbol, date): a bar the builder dropped or invented fails, as does a wrong value.
+    The written rows of ``symbols`` (the sample, named by the caller: not taken from the
+    reference, which has no row of a symbol without validated bars) must be exactly the
+    reference's keys (symbol, date): a bar the builder dropped or invented fails, as does a
+    wrong value.
     """
     keys = ["symbol", "date"]
-    mine = written.filter(pl.col("symbol").is_in(reference["symbol"].unique().implode()))
+    mine = written.filter(pl.col("symbol").is_in(list(symbols)))
     missing = reference.join(mine, on=keys, how="anti")
     extra = mine.join(reference, on=keys, how="anti")
     joined = mine.join(reference, on=keys, how="inner")
@@ -367,7 +369,10 @@ def verdict_actions(training: pl.DataFrame, verdict: dict[str, Any], *,
 
     Without an edge, the best baseline's rule by SQL (:func:`baseline_actions_sql`); with
     one, the model refitted on every labelled row (the evaluation's booster and seed) and
-    each row's most probable class. Neither goes through the code that built the rows.
+    each row's most probable class. The baselines' rules are independent of the code that
+    built the rows; the model's refit shares the evaluation's fitting code (``ev.fit_model``),
+    so for the model this catches what ``final_signals`` does with the fit (wrong rows,
+    dates or classes served), not a wrong fit.
     """
     if not verdict["edge"]:
         return baseline_actions_sql(training, str(verdict["best_baseline"]))

@@ -85,6 +85,10 @@ def compact_day(storage: LakeStorage, day: date, *,
         sizes = files.group_by("event_type").agg(pl.col("size").sum()).sort("event_type")
         done = compacted_by(day, files["path"])
         if done is not None and _derived_in_place(storage, day, done):
+            # a run that died after its commit left the superseded index and rollup files:
+            # removing them needs no commit (idempotent), so the no-op finishes that clean-up
+            id_index.prune_day(storage, day, {done})
+            rollups.prune_day(storage, day, {done})
             rows_after, distinct, failures = _read_back(
                 table.scan(version), day, groups_by_size(sizes, group_bytes), validate)
             return Compacted(None, int(files["rows"].sum()), rows_after, distinct, failures,
@@ -113,8 +117,9 @@ def compact_day(storage: LakeStorage, day: date, *,
         rows_after, distinct, failures = _read_back(
             table.scan(), day, groups_by_size(sizes, group_bytes), validate)
         vacuumed = table.vacuum(retention_hours=retention_hours)
+        after = table.version()  # a vacuum that deletes files commits too
     return Compacted(written, rows_before, rows_after, distinct, failures, len(vacuumed),
-                     tag=tag, table_version=written.version, files=written.files)
+                     tag=tag, table_version=after, files=written.files)
 
 
 def _derived_in_place(storage: LakeStorage, day: date, tag: str) -> bool:

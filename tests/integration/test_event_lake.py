@@ -593,6 +593,43 @@ def test_compacting_a_day_twice_commits_once(tmp_path: Path) -> None:
     assert kept["rows_in_log"].value == kept["rows_read_back"].value == 400
 
 
+def test_a_compaction_that_died_after_its_commit_is_cleaned_up_by_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = LakeStorage(str(tmp_path / "lake"))
+    lock = Lake(uri=storage.uri).publish_lock
+    path = _events_file(tmp_path / "f.jsonl", _spread(DAY, "f-", 200))
+    assert ingest(storage, path, "events/f.jsonl").added_rows == 200
+    real_prune = rollups.prune_day
+
+    def dies(*args: object, **kwargs: object) -> list[str]:
+        raise OSError("the machine went away")
+
+    monkeypatch.setattr(rollups, "prune_day", dies)
+    with pytest.raises(OSError, match="went away"):
+        compact_day(storage, DAY, publish_lock=lock)  # committed, then died
+    monkeypatch.setattr(rollups, "prune_day", real_prune)
+    table = EventTable(storage)
+    live = table.live_tags(DAY)[DAY]
+    stale = [p for p in rollups.rollup_files(storage, DAY, None) if tag_of(p) not in live]
+    assert stale, "the ingest's rollups outlived the commit that superseded them"
+    again = compact_day(storage, DAY, publish_lock=lock)
+    assert again.already_compacted and again.written is None
+    assert {tag_of(p) for p in rollups.rollup_files(storage, DAY, None)} == live
+    index = Path(storage.uri) / "indexes" / "events"  # one day only in this lake
+    assert {tag_of(str(p)) for p in index.rglob("*.parquet")} == live
+
+
+def test_the_compactions_table_version_is_read_after_its_vacuum(tmp_path: Path) -> None:
+    storage = LakeStorage(str(tmp_path / "lake"))
+    lock = Lake(uri=storage.uri).publish_lock
+    path = _events_file(tmp_path / "f.jsonl", _spread(DAY, "f-", 200))
+    assert ingest(storage, path, "events/f.jsonl").added_rows == 200
+    done = compact_day(storage, DAY, publish_lock=lock, retention_hours=0)
+    assert done.vacuumed > 0  # the ingest's files, superseded at once
+    assert done.table_version == EventTable(storage).version()
+    assert compact_day(storage, DAY, publish_lock=lock).table_version == done.table_version
+
+
 def test_a_late_event_recompacts_its_day_only(tmp_path: Path) -> None:
     storage = LakeStorage(str(tmp_path / "lake"))
     lock = Lake(uri=storage.uri).publish_lock

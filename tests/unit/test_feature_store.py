@@ -59,6 +59,10 @@ def tweet_rows(seed: int = 2, n: int = 400, start: date = date(2020, 1, 1)) -> p
     })
 
 
+SYMBOLS = ("ETH", "BTC", "ADA", "SPYX", "ACME")
+"""Every symbol of the generated inputs: the sample the market check compares."""
+
+
 def inputs(**kw) -> build.Inputs:
     return build.Inputs(crypto=crypto_rows(**kw).lazy(), stocks=stock_rows().lazy(),
                         tweets=tweet_rows().lazy())
@@ -323,12 +327,15 @@ def test_market_checks_fail_on_a_shifted_return_and_an_infinite_correlation() ->
     src = inputs()
     frame = build.market_daily(src)
     reference = fchecks.duckdb_returns(src.crypto.collect(), src.stocks.collect())
-    assert all(r.passed for r in fchecks.market_daily_checks(frame, reference))
+    assert all(r.passed for r in fchecks.market_daily_checks(frame, reference,
+                                                             symbols=SYMBOLS))
     shifted = frame.with_columns(log_return=pl.col("log_return").shift(1).over("symbol"))
-    bad = {r.check_name: r.passed for r in fchecks.market_daily_checks(shifted, reference)}
+    bad = {r.check_name: r.passed
+           for r in fchecks.market_daily_checks(shifted, reference, symbols=SYMBOLS)}
     assert bad["market_daily_matches_sql_recomputation"] is False
     inf = frame.with_columns(corr_eth_60d=pl.lit(float("-inf")))
-    bad = {r.check_name: r.passed for r in fchecks.market_daily_checks(inf, reference)}
+    bad = {r.check_name: r.passed
+           for r in fchecks.market_daily_checks(inf, reference, symbols=SYMBOLS)}
     assert bad["market_daily_schema"] is False
 
 
@@ -342,7 +349,8 @@ def _market_daily_of(builder: str, src: build.Inputs) -> pl.DataFrame:
 def test_market_check_passes_on_every_bar_of_the_builder(builder: str) -> None:
     src = inputs()
     reference = fchecks.duckdb_returns(src.crypto.collect(), src.stocks.collect())
-    result = fchecks.market_daily_checks(_market_daily_of(builder, src), reference)[1]
+    result = fchecks.market_daily_checks(_market_daily_of(builder, src), reference,
+                                          symbols=SYMBOLS)[1]
     assert result.passed
     # every bar of the reference is compared: 3 coins x 500 days, 2 stocks x 358 weekdays
     assert result.metadata["rows_compared"].value == reference.height == 3 * 500 + 2 * 358
@@ -355,7 +363,7 @@ def test_market_check_fails_on_a_dropped_or_invented_bar() -> None:
     reference = fchecks.duckdb_returns(src.crypto.collect(), src.stocks.collect())
 
     def recomputation(written: pl.DataFrame) -> dict[str, object]:
-        result = fchecks.market_daily_checks(written, reference)[1]
+        result = fchecks.market_daily_checks(written, reference, symbols=SYMBOLS)[1]
         return {"passed": result.passed, "missing": result.metadata["missing_rows"].value,
                 "extra": result.metadata["extra_rows"].value}
 
@@ -369,6 +377,10 @@ def test_market_check_fails_on_a_dropped_or_invented_bar() -> None:
     invented = pl.concat([frame, frame.filter(pl.col("symbol") == "BTC").tail(1).with_columns(
         date=pl.col("date") + timedelta(days=1))])
     assert recomputation(invented) == {"passed": False, "missing": 0, "extra": 1}
+    # a sample symbol the reference has no bar of (none validated): every row of it invented
+    without_acme = reference.filter(pl.col("symbol") != "ACME")
+    result = fchecks.market_daily_checks(frame, without_acme, symbols=SYMBOLS)[1]
+    assert not result.passed and result.metadata["extra_rows"].value == 358
 
 
 def test_spine_and_label_checks_fail_on_planted_faults() -> None:
