@@ -1,11 +1,16 @@
 """``cryptodudez``: land files, ingest them without the daemon, run the demo, serve models."""
 
 import argparse
+import contextlib
 import json
 import os
+import signal
+import socket
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -510,7 +515,8 @@ def event_days(settings: Settings, first: date, last: date, *,
                progress: bool = True) -> dict[str, int]:
     """Compact each UTC day from ``first`` to ``last`` and compute its KPIs.
 
-    A backfill run in this process: one recorded run per day, no daemon needed.
+    A backfill run in this process: one recorded run per day, no daemon needed. The lake
+    must exist (:func:`_existing_lake`): these runs only process what was ingested.
     """
     if last < first:
         msg = f"--to {last} is before --from {first}"
@@ -519,6 +525,7 @@ def event_days(settings: Settings, first: date, last: date, *,
         msg = f"--from {first} --to {last}: at most {MAX_BACKFILL_DAYS} days at a time"
         raise CliError(msg)
     _check_event_days(first, last)
+    _existing_lake(settings)  # a missing local lake has no events: refused, not created
     instance = _instance(settings)
     job = build_definitions(settings).resolve_job_def(EVENT_DAILY_JOB)
     counts = {"days": 0, "failed": 0}
@@ -652,9 +659,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> NoRe
 DAEMON_HEARTBEAT_TOLERANCE_SECONDS = 300
 
 
-def _exec_dagster(settings: Settings, command: Sequence[str], *options: str,
-                  target: Sequence[str] | None = None) -> NoReturn:
-    """Become a Dagster ``command`` with ``DAGSTER_HOME`` set, on the project's code.
+def _dagster_argv(settings: Settings, command: Sequence[str], *options: str,
+                  target: Sequence[str] | None = None) -> list[str]:
+    """The argv of a Dagster ``command`` on the project's code; sets ``DAGSTER_HOME``.
 
     The code is ``target`` if given; else the code server ``CRYPTODUDEZ_CODE_LOCATION``
     names (a workspace written into ``DAGSTER_HOME``); else the project's ``workspace.yaml``,
@@ -668,8 +675,104 @@ def _exec_dagster(settings: Settings, command: Sequence[str], *options: str,
                      if settings.code_location else PROJECT_DIR / "workspace.yaml")
         target = ["-w", str(workspace)] if workspace.exists() else ["-m", DEFINITIONS_MODULE]
     executable = Path(sys.executable).with_name(command[0])
-    argv = [str(executable), *command[1:], *target, *options]
-    os.execv(executable, argv)  # noqa: S606 - this command becomes the Dagster process
+    return [str(executable), *command[1:], *target, *options]
+
+
+def _exec_dagster(settings: Settings, command: Sequence[str], *options: str,
+                  target: Sequence[str] | None = None) -> NoReturn:
+    """Become a Dagster ``command`` with ``DAGSTER_HOME`` set, on the project's code."""
+    argv = _dagster_argv(settings, command, *options, target=target)
+    os.execv(argv[0], argv)  # noqa: S606 - this command becomes the Dagster process
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse (one line, exit 2) a ``host:port`` this machine cannot listen on now.
+
+    The webserver would log the bind error and then neither serve nor exit.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (OSError, UnicodeError) as exc:
+        msg = f"--host {host}: {getattr(exc, 'strerror', None) or exc}"
+        raise CliError(msg) from None
+    with socket.socket(family, kind, proto) as probe:
+        # As uvicorn does: a port left in TIME_WAIT is free, one with a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            msg = f"--port {port}: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            raise CliError(msg) from None
+
+
+def supervise(commands: Mapping[str, Sequence[str]], *, poll_seconds: float = 0.2,
+              stop_seconds: float = 30.0) -> tuple[str, int] | None:
+    """Run ``commands`` side by side until one exits or this process is asked to stop.
+
+    Each runs in a session of its own, so the processes it starts are stopped with it:
+    SIGTERM to its process group, SIGKILL after ``stop_seconds``. SIGINT and SIGTERM to this
+    process stop them all. Returns the name and exit status of the command that exited
+    first, or None when stopped by a signal.
+    """
+    stop: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: stop.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    exited: tuple[str, int] | None = None
+    try:
+        for name, argv in commands.items():
+            children[name] = subprocess.Popen(argv, start_new_session=True)  # noqa: S603
+        while exited is None and not stop:
+            exited = next(((name, code) for name, child in children.items()
+                           if (code := child.poll()) is not None), None)
+            if exited is None:
+                time.sleep(poll_seconds)
+    finally:
+        _stop_groups(list(children.values()), stop_seconds)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return exited
+
+
+def _stop_groups(children: Sequence[subprocess.Popen[bytes]], stop_seconds: float) -> None:
+    """SIGTERM each child's process group, then SIGKILL what is left after ``stop_seconds``."""
+    def signal_groups(sig: signal.Signals) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, sig)
+
+    signal_groups(signal.SIGTERM)
+    deadline = time.monotonic() + stop_seconds
+    for child in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+    signal_groups(signal.SIGKILL)  # also whatever a child left behind in its group
+    for child in children:
+        child.wait()
+
+
+def ui(settings: Settings, *, host: str, port: int) -> int:
+    """The Dagster webserver and daemon side by side, for local use.
+
+    The port is checked before anything starts. When either process exits, the other is
+    stopped and the command fails with one line; Ctrl-C stops both.
+    """
+    check_port_free(host, port)
+    commands = {
+        "dagster-webserver": _dagster_argv(settings, ["dagster-webserver"], "-h", host,
+                                           "-p", str(port)),
+        "dagster-daemon": _dagster_argv(settings, ["dagster-daemon", "run"]),
+    }
+    exited = supervise(commands)
+    if exited is None:
+        return 0
+    name, code = exited
+    how = (f"was killed by {signal.Signals(-code).name}" if code < 0
+           else f"exited with status {code}")
+    others = ", ".join(n for n in commands if n != name)
+    sys.stderr.write(f"cryptodudez: error: ui: {name} {how}; stopped {others}\n")
+    return 1
 
 
 def webserver(settings: Settings, *, host: str, port: int) -> NoReturn:
@@ -710,7 +813,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A user error (a bad argument, a missing file, a refused key, a bad setting) exits with
     status 2; any other failure (an unreachable lake, missing credentials) with 1.
-    ``--traceback`` shows the full traceback instead, for debugging.
+    ``--traceback`` shows the full traceback instead, for debugging, with the same status.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     show_traceback = "--traceback" in args_list
@@ -719,22 +822,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(args_list)
     except (CliError, ValueError) as exc:
-        if show_traceback:
-            raise
-        sys.stderr.write(f"cryptodudez: error: {_one_line(exc)}\n")
-        return 2
+        return _failed(exc, 2, _one_line(exc), show_traceback=show_traceback)
     except Exception as exc:
-        if show_traceback:
-            raise
-        sys.stderr.write(f"cryptodudez: error: {type(exc).__name__}: {_one_line(exc)}\n")
-        return 1
+        return _failed(exc, 1, f"{type(exc).__name__}: {_one_line(exc)}",
+                       show_traceback=show_traceback)
     except PanicException as exc:  # a Rust panic in polars is a BaseException, not an Exception
-        if show_traceback:
-            raise
         command = next((a for a in args_list if not a.startswith("-")), "cryptodudez")
-        sys.stderr.write(f"cryptodudez: error: {command}: polars panicked (a corrupt file in "
-                         f"the lake?): {_one_line(exc)}\n")
-        return 1
+        return _failed(exc, 1, f"{command}: polars panicked (a corrupt file in the lake?): "
+                       f"{_one_line(exc)}", show_traceback=show_traceback)
+
+
+def _failed(exc: BaseException, status: int, line: str, *, show_traceback: bool) -> int:
+    """Report ``exc`` as one line (or, with ``--traceback``, its traceback); return ``status``.
+
+    ``--traceback`` changes only what is printed, never the exit status.
+    """
+    if show_traceback:
+        traceback.print_exception(exc)
+    else:
+        sys.stderr.write(f"cryptodudez: error: {line}\n")
+    return status
 
 
 def _one_line(exc: BaseException) -> str:
@@ -762,8 +869,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="land the bundled samples and run the pipeline end to end")
     sub.add_parser("dagster-home", help="create DAGSTER_HOME if needed and print its path")
     add_server_arguments(sub.add_parser("serve", help="serve GET /predict from the latest model"))
-    p_ui = sub.add_parser("ui", help="Dagster webserver + daemon in one process tree "
-                          "(`dagster dev`, for local use) on the lake")
+    p_ui = sub.add_parser("ui", help="Dagster webserver + daemon side by side (for local use) "
+                          "on the lake; either exiting stops both")
     p_ui.add_argument("--host", default="127.0.0.1")
     p_ui.add_argument("--port", type=port_arg, default=3000)
     p_web = sub.add_parser("webserver", help="the Dagster webserver alone (production UI role)")
@@ -849,8 +956,7 @@ _COMMANDS = {
     "land": _cmd_land, "ingest": _cmd_ingest, "kpi": _cmd_kpi,
     "backfill-events": _cmd_backfill_events, "dagster-home": _cmd_dagster_home,
     "summary": _cmd_summary,
-    "ui": lambda settings, args: _exec_dagster(settings, ["dagster", "dev"], "-h", args.host,
-                                               "-p", str(args.port)),
+    "ui": lambda settings, args: ui(settings, host=args.host, port=args.port),
     "webserver": lambda settings, args: webserver(settings, host=args.host, port=args.port),
     "daemon": lambda settings, args: daemon(settings),
     "code-location": lambda settings, args: code_location(settings, host=args.host,

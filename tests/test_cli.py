@@ -1,11 +1,15 @@
 """The command line: every error is one clear line and a non-zero exit; nothing half-written."""
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -295,17 +299,20 @@ def test_the_same_file_named_twice_lands_once(landing: Path) -> None:
 def test_a_missing_or_file_lake_is_refused_by_the_reading_commands(
         local_env: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # A typo in CRYPTODUDEZ_LAKE read as an empty lake: exit 0 and an empty "valid" part
+    # A typo in CRYPTODUDEZ_LAKE read as an empty lake: exit 0 and an empty "valid" part;
+    # backfill-events created the folder and reported a day compacted
     (local_env / "file").write_text("x\n")
     out = local_env / "part.json"
     for lake, problem in ((local_env / "typo", "no such folder"),
                           (local_env / "file", f"{local_env / 'file'} is not a folder")):
         monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(lake))
-        for args in (["summary"], ["kpi", "--date", "2026-11-01", "--out", str(out)]):
+        for args in (["summary"], ["kpi", "--date", "2026-11-01", "--out", str(out)],
+                     ["backfill-events", "--from", "2024-01-01", "--to", "2024-01-01"]):
             assert _one_line_error(capsys, args) == (
                 2, f"cryptodudez: error: CRYPTODUDEZ_LAKE={lake}: {problem}"), args
     assert not out.exists()
     assert not (local_env / "typo").exists()
+    assert not (local_env / "dh").exists()  # no run was started
 
 
 def test_a_folder_where_a_file_goes_is_a_usage_error(
@@ -361,3 +368,146 @@ def test_a_polars_panic_is_one_line_and_exit_1(local_env: Path,
     assert _one_line_error(capsys, ["kpi", "--date", "2026-11-01", "--source", "events"]) == (
         1, "cryptodudez: error: kpi: polars panicked (a corrupt file in the lake?): "
            "assertion failed: range.end as u64 <= self.size")
+
+
+@pytest.mark.parametrize(("case", "status", "last_line"), [
+    ("missing-file", 2, "CliError: no such file or directory: /nonexistent"),
+    ("failure", 1, "RuntimeError: the lake is unreachable"),
+    ("panic", 1, "PanicException: assertion failed"),
+])
+def test_traceback_changes_what_is_printed_not_the_exit_status(
+        case: str, status: int, last_line: str, local_env: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # with --traceback the exception escaped main(): exit 1 whatever the error
+    def fails(*args: object, **kwargs: object) -> None:
+        raise (PanicException("assertion failed") if case == "panic"
+               else RuntimeError("the lake is unreachable"))
+
+    monkeypatch.setattr(cli.kpi, "compute", fails)
+    args = ["land", "/nonexistent"] if case == "missing-file" else ["kpi", "--date",
+                                                                   "2026-11-01"]
+    assert cli.main(args) == status
+    assert capsys.readouterr().err.count("\n") == 1
+    assert cli.main([*args, "--traceback"]) == status
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.strip().splitlines()[-1].endswith(last_line)
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port held by a listening socket for the test's duration."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        yield held.getsockname()[1]
+
+
+def test_ui_refuses_a_port_in_use_before_starting_anything(
+        taken_port: int, local_env: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the webserver logged "[Errno 98]" and hung; the daemon ran on with no UI, for ever
+    def no_start(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ui started a process on a port in use")
+
+    monkeypatch.setattr(os, "execv", no_start)
+    monkeypatch.setattr(subprocess, "Popen", no_start)
+    assert _one_line_error(capsys, ["ui", "--port", str(taken_port)]) == (
+        2, f"cryptodudez: error: --port {taken_port}: cannot listen on "
+           f"127.0.0.1:{taken_port}: Address already in use")
+    assert not (local_env / "dh").exists()
+
+
+def test_the_ui_command_exits_promptly_on_a_port_in_use(taken_port: int,
+                                                         local_env: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
+    proc = subprocess.Popen([sys.executable, "-m", "cryptodudez.cli", "ui", "--port",
+                             str(taken_port)], env=env, cwd=local_env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=90)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # a regression must not leave a daemon behind
+        proc.wait()
+    assert (proc.returncode, out, err.splitlines()) == (2, "", [
+        f"cryptodudez: error: --port {taken_port}: cannot listen on 127.0.0.1:{taken_port}: "
+        "Address already in use"])
+    assert not (local_env / "dh").exists()
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting to be reaped is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_supervise_stops_the_others_and_their_children_when_one_exits(tmp_path: Path) -> None:
+    ready, grandchild = tmp_path / "ready", tmp_path / "grandchild"
+    stubborn = (f"import pathlib, signal, subprocess, sys, time\n"
+                f"signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+                f"pathlib.Path({str(grandchild)!r}).write_text(str(p.pid))\n"
+                f"pathlib.Path({str(ready)!r}).touch()\n"
+                f"time.sleep(120)\n")
+    quits = (f"import pathlib, sys, time\n"
+             f"while not pathlib.Path({str(ready)!r}).exists(): time.sleep(0.05)\n"
+             f"sys.exit(3)\n")
+    started = time.monotonic()
+    exited = cli.supervise({"stubborn": _python(stubborn), "quits": _python(quits)},
+                           poll_seconds=0.05, stop_seconds=1.0)
+    assert exited == ("quits", 3)
+    assert time.monotonic() - started < 30
+    assert not _running(int(grandchild.read_text()))  # SIGKILLed with its group
+
+
+def test_supervise_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    waits = f"import pathlib, time; pathlib.Path({str(ready)!r}).touch(); time.sleep(120)"
+
+    def terminate_when_ready() -> None:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_when_ready, daemon=True).start()
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.supervise({"a": _python(waits), "b": _python("import time; time.sleep(120)")},
+                         poll_seconds=0.05, stop_seconds=5.0) is None
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize(("exited", "line"), [
+    (("dagster-webserver", 1), "dagster-webserver exited with status 1; stopped dagster-daemon"),
+    (("dagster-daemon", -9), "dagster-daemon was killed by SIGKILL; stopped dagster-webserver"),
+])
+def test_ui_fails_in_one_line_when_the_webserver_or_the_daemon_exits(
+        exited: tuple[str, int], line: str, local_env: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[dict[str, list[str]]] = []
+
+    def one_exits(commands: dict[str, list[str]], **kwargs: object) -> tuple[str, int]:
+        started.append(commands)
+        return exited
+
+    def no_exec(*args: object) -> None:
+        raise AssertionError("ui replaced this process")
+
+    monkeypatch.setattr(cli, "supervise", one_exits)
+    monkeypatch.setattr(os, "execv", no_exec)  # a regression must not replace this process
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    assert _one_line_error(capsys, ["ui", "--port", str(port)]) == (
+        1, f"cryptodudez: error: ui: {line}")
+    [commands] = started
+    assert [Path(argv[0]).name for argv in commands.values()] == [
+        "dagster-webserver", "dagster-daemon"]
+    assert commands["dagster-webserver"][-4:] == ["-h", "127.0.0.1", "-p", str(port)]
