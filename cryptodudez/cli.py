@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -512,7 +513,8 @@ def event_days(settings: Settings, first: date, last: date, *,
                progress: bool = True) -> dict[str, int]:
     """Compact each UTC day from ``first`` to ``last`` and compute its KPIs.
 
-    A backfill run in this process: one recorded run per day, no daemon needed.
+    A backfill run in this process: one recorded run per day, no daemon needed. The lake
+    must exist (:func:`_existing_lake`): these runs only process what was ingested.
     """
     if last < first:
         msg = f"--to {last} is before --from {first}"
@@ -521,6 +523,7 @@ def event_days(settings: Settings, first: date, last: date, *,
         msg = f"--from {first} --to {last}: at most {MAX_BACKFILL_DAYS} days at a time"
         raise CliError(msg)
     _check_event_days(first, last)
+    _existing_lake(settings)  # a missing local lake has no events: refused, not created
     instance = _instance(settings)
     job = build_definitions(settings).resolve_job_def(EVENT_DAILY_JOB)
     counts = {"days": 0, "failed": 0}
@@ -620,7 +623,7 @@ def demo(*, settings: Settings) -> int:
              f"{result['totals']['event_types']} types, about "
              f"{result['totals']['distinct_users']:,} users; top: "
              + ", ".join(f"{t} {v['events']:,}" for t, v in top))
-        _out(f"  (any machine: {Path(sys.argv[0]).name} kpi --date {busiest} "
+        _out(f"  (any machine: {_this_command()} kpi --date {busiest} "
              "[--shard 0/2] [--out part.json], then kpi --merge part0.json part1.json)")
         _out("")
     _out(sample_prediction(settings))
@@ -633,9 +636,23 @@ def demo(*, settings: Settings) -> int:
     counts["failed"] += run_coingecko_cli(settings, "bitcoin", "2022-01-01", "2022-03-31")
     _out("")
     _out(f"files: {counts}")
-    _out(f"serve the model: {Path(sys.argv[0]).name} serve --port 8000, then "
+    _out(f"serve the model: {_this_command()} serve --port 8000, then "
          "GET http://127.0.0.1:8000/predict?vol_moving_avg=12345&adj_close_rolling_med=25")
     return 0 if counts["failed"] == 0 else 1
+
+
+def _this_command() -> str:
+    """How to type this command again from here.
+
+    ``.venv/bin/cryptodudez`` after ``./run demo``; the bare name only when it was run so.
+    """
+    invoked = Path(sys.argv[0])
+    if invoked.parent == Path():
+        return invoked.name
+    try:
+        return str(invoked.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(invoked)
 
 
 def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
@@ -660,9 +677,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
 DAEMON_HEARTBEAT_TOLERANCE_SECONDS = 300
 
 
-def _exec_dagster(settings: Settings, command: Sequence[str], *options: str,
-                  target: Sequence[str] | None = None) -> NoReturn:
-    """Become a Dagster ``command`` with ``DAGSTER_HOME`` set, on the project's code.
+def _dagster_argv(settings: Settings, command: Sequence[str], *options: str,
+                  target: Sequence[str] | None = None) -> list[str]:
+    """The argv of a Dagster ``command`` on the project's code; sets ``DAGSTER_HOME``.
 
     The code is ``target`` if given; else the code server ``CRYPTODUDEZ_CODE_LOCATION``
     names (a workspace written into ``DAGSTER_HOME``); else the project's ``workspace.yaml``,
@@ -676,8 +693,29 @@ def _exec_dagster(settings: Settings, command: Sequence[str], *options: str,
                      if settings.code_location else PROJECT_DIR / "workspace.yaml")
         target = ["-w", str(workspace)] if workspace.exists() else ["-m", DEFINITIONS_MODULE]
     executable = Path(sys.executable).with_name(command[0])
-    argv = [str(executable), *command[1:], *target, *options]
-    os.execv(executable, argv)  # noqa: S606 - this command becomes the Dagster process
+    return [str(executable), *command[1:], *target, *options]
+
+
+def _exec_dagster(settings: Settings, command: Sequence[str], *options: str,
+                  target: Sequence[str] | None = None) -> NoReturn:
+    """Become a Dagster ``command`` with ``DAGSTER_HOME`` set, on the project's code."""
+    argv = _dagster_argv(settings, command, *options, target=target)
+    os.execv(argv[0], argv)  # noqa: S606 - this command becomes the Dagster process
+
+
+def ui(settings: Settings, *, host: str, port: int) -> int:
+    """``dagster dev`` (webserver and daemon, for local use) on the lake.
+
+    The address is bound once first (:func:`serving.server.check_listen`): the webserver
+    logs a port in use and then neither serves nor exits, so ``dagster dev`` would hang.
+    Returns only when it cannot listen, said in one line.
+    """
+    try:
+        check_listen(host, port, workers=1)
+    except ListenError as exc:
+        sys.stderr.write(f"cryptodudez ui: error: {exc}\n")
+        return exc.status
+    _exec_dagster(settings, ["dagster", "dev"], "-h", host, "-p", str(port))
 
 
 def webserver(settings: Settings, *, host: str, port: int) -> NoReturn:
@@ -718,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A user error (a bad argument, a missing file, a refused key, a bad setting) exits with
     status 2; any other failure (an unreachable lake, missing credentials) with 1.
-    ``--traceback`` shows the full traceback instead, for debugging.
+    ``--traceback`` shows the full traceback instead, for debugging, with the same status.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     show_traceback = "--traceback" in args_list
@@ -727,22 +765,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(args_list)
     except (CliError, ValueError) as exc:
-        if show_traceback:
-            raise
-        sys.stderr.write(f"cryptodudez: error: {_one_line(exc)}\n")
-        return 2
+        return _failed(exc, 2, _one_line(exc), show_traceback=show_traceback)
     except Exception as exc:
-        if show_traceback:
-            raise
-        sys.stderr.write(f"cryptodudez: error: {type(exc).__name__}: {_one_line(exc)}\n")
-        return 1
+        return _failed(exc, 1, f"{type(exc).__name__}: {_one_line(exc)}",
+                       show_traceback=show_traceback)
     except PanicException as exc:  # a Rust panic in polars is a BaseException, not an Exception
-        if show_traceback:
-            raise
         command = next((a for a in args_list if not a.startswith("-")), "cryptodudez")
-        sys.stderr.write(f"cryptodudez: error: {command}: polars panicked (a corrupt file in "
-                         f"the lake?): {_one_line(exc)}\n")
-        return 1
+        return _failed(exc, 1, f"{command}: polars panicked (a corrupt file in the lake?): "
+                       f"{_one_line(exc)}", show_traceback=show_traceback)
+
+
+def _failed(exc: BaseException, status: int, line: str, *, show_traceback: bool) -> int:
+    """Report ``exc`` as one line (or, with ``--traceback``, its traceback); return ``status``.
+
+    ``--traceback`` changes only what is printed, never the exit status.
+    """
+    if show_traceback:
+        traceback.print_exception(exc)
+    else:
+        sys.stderr.write(f"cryptodudez: error: {line}\n")
+    return status
 
 
 def _one_line(exc: BaseException) -> str:
@@ -857,8 +899,7 @@ _COMMANDS = {
     "land": _cmd_land, "ingest": _cmd_ingest, "kpi": _cmd_kpi,
     "backfill-events": _cmd_backfill_events, "dagster-home": _cmd_dagster_home,
     "summary": _cmd_summary,
-    "ui": lambda settings, args: _exec_dagster(settings, ["dagster", "dev"], "-h", args.host,
-                                               "-p", str(args.port)),
+    "ui": lambda settings, args: ui(settings, host=args.host, port=args.port),
     "webserver": lambda settings, args: webserver(settings, host=args.host, port=args.port),
     "daemon": lambda settings, args: daemon(settings),
     "code-location": lambda settings, args: code_location(settings, host=args.host,

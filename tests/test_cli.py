@@ -1,11 +1,15 @@
 """The command line: every error is one clear line and a non-zero exit; nothing half-written."""
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -295,17 +299,20 @@ def test_the_same_file_named_twice_lands_once(landing: Path) -> None:
 def test_a_missing_or_file_lake_is_refused_by_the_reading_commands(
         local_env: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # A typo in CRYPTODUDEZ_LAKE read as an empty lake: exit 0 and an empty "valid" part
+    # A typo in CRYPTODUDEZ_LAKE read as an empty lake: exit 0 and an empty "valid" part;
+    # backfill-events created the folder and reported a day compacted
     (local_env / "file").write_text("x\n")
     out = local_env / "part.json"
     for lake, problem in ((local_env / "typo", "no such folder"),
                           (local_env / "file", f"{local_env / 'file'} is not a folder")):
         monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(lake))
-        for args in (["summary"], ["kpi", "--date", "2026-11-01", "--out", str(out)]):
+        for args in (["summary"], ["kpi", "--date", "2026-11-01", "--out", str(out)],
+                     ["backfill-events", "--from", "2024-01-01", "--to", "2024-01-01"]):
             assert _one_line_error(capsys, args) == (
                 2, f"cryptodudez: error: CRYPTODUDEZ_LAKE={lake}: {problem}"), args
     assert not out.exists()
     assert not (local_env / "typo").exists()
+    assert not (local_env / "dh").exists()  # no run was started
 
 
 def test_a_folder_where_a_file_goes_is_a_usage_error(
@@ -361,3 +368,101 @@ def test_a_polars_panic_is_one_line_and_exit_1(local_env: Path,
     assert _one_line_error(capsys, ["kpi", "--date", "2026-11-01", "--source", "events"]) == (
         1, "cryptodudez: error: kpi: polars panicked (a corrupt file in the lake?): "
            "assertion failed: range.end as u64 <= self.size")
+
+
+@pytest.mark.parametrize(("case", "status", "last_line"), [
+    ("missing-file", 2, "CliError: no such file or directory: /nonexistent"),
+    ("failure", 1, "RuntimeError: the lake is unreachable"),
+    ("panic", 1, "PanicException: assertion failed"),
+])
+def test_traceback_changes_what_is_printed_not_the_exit_status(
+        case: str, status: int, last_line: str, local_env: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # with --traceback the exception escaped main(): exit 1 whatever the error
+    def fails(*args: object, **kwargs: object) -> None:
+        raise (PanicException("assertion failed") if case == "panic"
+               else RuntimeError("the lake is unreachable"))
+
+    monkeypatch.setattr(cli.kpi, "compute", fails)
+    args = ["land", "/nonexistent"] if case == "missing-file" else ["kpi", "--date",
+                                                                   "2026-11-01"]
+    assert cli.main(args) == status
+    assert capsys.readouterr().err.count("\n") == 1
+    assert cli.main([*args, "--traceback"]) == status
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.strip().splitlines()[-1].endswith(last_line)
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port held by a listening socket for the test's duration."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        yield held.getsockname()[1]
+
+
+def test_ui_refuses_a_port_in_use_before_starting_anything(
+        taken_port: int, local_env: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the webserver logged "[Errno 98]" and hung; the daemon ran on with no UI, for ever
+    def no_start(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ui started a process on a port in use")
+
+    monkeypatch.setattr(os, "execv", no_start)
+    monkeypatch.setattr(subprocess, "Popen", no_start)
+    assert _one_line_error(capsys, ["ui", "--port", str(taken_port)]) == (
+        1, f"cryptodudez ui: error: cannot listen on 127.0.0.1:{taken_port}: "
+           "Address already in use")
+    assert not (local_env / "dh").exists()
+
+
+def test_the_ui_command_exits_promptly_on_a_port_in_use(taken_port: int,
+                                                         local_env: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
+    proc = subprocess.Popen([sys.executable, "-m", "cryptodudez.cli", "ui", "--port",
+                             str(taken_port)], env=env, cwd=local_env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=90)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # a regression must not leave a daemon behind
+        proc.wait()
+    assert (proc.returncode, out, err.splitlines()) == (1, "", [
+        f"cryptodudez ui: error: cannot listen on 127.0.0.1:{taken_port}: "
+        "Address already in use"])
+    assert not (local_env / "dh").exists()
+
+
+def test_ui_becomes_dagster_dev_on_a_free_port(local_env: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    became: list[list[str]] = []
+
+    def execv(path: str, argv: list[str]) -> None:
+        became.append(argv)
+        raise SystemExit(0)  # as if this process had become dagster dev
+
+    monkeypatch.setattr(os, "execv", execv)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(SystemExit):
+        cli.main(["ui", "--port", str(port)])
+    [argv] = became
+    assert Path(argv[0]).name == "dagster" and argv[1] == "dev"
+    assert argv[-4:] == ["-h", "127.0.0.1", "-p", str(port)]
+
+
+@pytest.mark.parametrize(("argv0", "shown"), [
+    (".venv/bin/cryptodudez", ".venv/bin/cryptodudez"),  # ./run demo: not on PATH
+    ("{cwd}/.venv/bin/cryptodudez", ".venv/bin/cryptodudez"),
+    ("cryptodudez", "cryptodudez"),                      # found on PATH
+    ("/elsewhere/bin/cryptodudez", "/elsewhere/bin/cryptodudez"),
+])
+def test_the_demos_hints_name_the_command_as_it_can_be_typed_again(
+        argv0: str, shown: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [argv0.format(cwd=tmp_path)])
+    assert cli._this_command() == shown

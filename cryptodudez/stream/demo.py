@@ -7,6 +7,7 @@ per-coin correlation table computed from the streamed aggregates. Everything is 
 ``timeout``; the broker is stopped on the way out, whatever happens.
 """
 
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,25 @@ from cryptodudez.stream.replay import PublishReport, publish_lines, read_lines
 from cryptodudez.stream.state import StateStore
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "cryptomood_sample.zip"
+
+
+StrPath = str | os.PathLike[str]
+
+
+def source_paths(source: StrPath | Sequence[StrPath]) -> list[Path]:
+    """The files of ``source``: one path or string, or a sequence of them; each must exist.
+
+    A string is one path, never a sequence of one-character paths.
+
+    Raises:
+        FileNotFoundError: a source is not a file.
+    """
+    items = [source] if isinstance(source, str | os.PathLike) else list(source)
+    paths = [Path(item) for item in items]
+    if missing := [str(p) for p in paths if not p.is_file()]:
+        msg = f"stream demo: not a file: {', '.join(missing)}"
+        raise FileNotFoundError(msg)
+    return paths
 
 
 @dataclass(frozen=True)
@@ -56,14 +76,16 @@ async def _demo(url: str, sources: Sequence[Path], state: Path, *,
     return DemoResult(published, consumed, table, state)
 
 
-def run_stream_demo(source: Path | Sequence[Path] = SAMPLE, *, state_dir: Path | None = None,
+def run_stream_demo(source: StrPath | Sequence[StrPath] = SAMPLE, *,
+                    state_dir: StrPath | None = None,
                     buckets: tuple[str, ...] = ("PT10S", "PT1M"), max_lag: int = 2,
                     tolerance_buckets: int = 0, n_boot: int = 2000,
                     timeout: float = 60.0) -> DemoResult:
     """Replay ``source`` through a private JetStream broker and return the correlation.
 
     Args:
-        source: a zip or JSON-lines files (trades and/or tweet sentiments).
+        source: a zip or JSON-lines file, or a sequence of them (trades and/or tweet
+            sentiments); each a path or a string.
         state_dir: where the consumer's ``stream-state.duckdb`` goes (a temporary folder,
             removed afterwards, if None; the returned path then no longer exists).
         buckets: the grids (ISO-8601 durations).
@@ -73,11 +95,12 @@ def run_stream_demo(source: Path | Sequence[Path] = SAMPLE, *, state_dir: Path |
         timeout: seconds for the whole replay and consumption.
 
     Raises:
+        FileNotFoundError: a source is not a file (before the broker starts).
         TimeoutError: the demo did not finish in ``timeout`` seconds.
     """
-    sources = [source] if isinstance(source, Path) else list(source)
+    sources = source_paths(source)
     with tempfile.TemporaryDirectory(prefix="cryptodudez-stream-") as scratch:
-        folder = state_dir if state_dir is not None else Path(scratch)
+        folder = Path(state_dir) if state_dir is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         with jetstream_server(Path(scratch) / "broker") as broker:
             return run_sync(lambda: _demo(

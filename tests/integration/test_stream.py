@@ -11,6 +11,7 @@ hangs it.
 import asyncio
 import concurrent.futures
 import contextlib
+import re
 import zipfile
 from collections.abc import Coroutine, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -38,7 +39,7 @@ from cryptodudez.stream.broker import (
     subject,
 )
 from cryptodudez.stream.consumer import ConsumerConfig, MoodConsumer, RunReport
-from cryptodudez.stream.demo import DemoResult, run_stream_demo
+from cryptodudez.stream.demo import DemoResult, run_stream_demo, source_paths
 from cryptodudez.stream.replay import (
     MSG_ID,
     ORIGIN,
@@ -271,6 +272,26 @@ def test_the_demo_replays_the_sample_and_returns_the_batch_table(
     assert (result.published.lines, result.consumed.applied) == (402, MESSAGES)
     assert_frame_equal(result.correlation.filter(pl.col("bucket").is_in(BUCKETS)), table,
                        check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_the_demo_takes_a_path_as_a_string_as_the_docs_show(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a string was iterated as one-character paths: AttributeError: 'str' ... 'read_bytes'
+    monkeypatch.chdir(SAMPLE.parents[1])
+    result = run_stream_demo("samples/cryptomood_sample.zip", state_dir=str(tmp_path),
+                             n_boot=200, timeout=TIMEOUT)
+    assert (result.published.lines, result.consumed.applied) == (402, MESSAGES)
+    assert result.state_file == tmp_path / "stream-state.duckdb"
+
+
+def test_demo_sources_are_paths_or_strings_and_must_be_files(tmp_path: Path) -> None:
+    assert source_paths(str(SAMPLE)) == [SAMPLE]
+    assert source_paths([str(SAMPLE), SAMPLE]) == [SAMPLE, SAMPLE]
+    assert source_paths((SAMPLE,)) == [SAMPLE]
+    with pytest.raises(FileNotFoundError, match=re.escape(f"not a file: {tmp_path / 'nope.zip'}")):
+        run_stream_demo(str(tmp_path / "nope.zip"), timeout=TIMEOUT)
+    with pytest.raises(FileNotFoundError, match=re.escape(f"not a file: {tmp_path}")):
+        run_stream_demo([SAMPLE, tmp_path], timeout=TIMEOUT)
 
 
 @pytest.mark.parametrize("moment", ["before_commit", "after_commit"])
