@@ -1,10 +1,12 @@
 """Helpers shared by tests: land files and ingest them through the Dagster job; publish models."""
 
+import contextlib
 import csv
 import io
 import json
+import socket
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
@@ -97,3 +99,12 @@ def publish_signals(lake: Lake, version: str, dates: Sequence[date], *, served: 
     write_signals(lake, version, rows, served=served)
     return rows
 
+
+
+@contextlib.contextmanager
+def held_port() -> Iterator[int]:
+    """A loopback port a listening socket holds for the block's duration."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        yield held.getsockname()[1]

@@ -20,6 +20,7 @@ from polars.exceptions import PanicException
 from cryptodudez import cli
 from cryptodudez.resources.lake import Lake, checked_raw_key
 from cryptodudez.settings import PROJECT_DIR, Settings
+from tests.helpers import held_port
 
 BAD_KEYS = [
     ("../../escape/f.csv", "'..'"),
@@ -397,10 +398,8 @@ def test_traceback_changes_what_is_printed_not_the_exit_status(
 @pytest.fixture
 def taken_port() -> Iterator[int]:
     """A loopback port held by a listening socket for the test's duration."""
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        yield held.getsockname()[1]
+    with held_port() as port:
+        yield port
 
 
 def test_ui_refuses_a_port_in_use_before_starting_anything(

@@ -31,7 +31,7 @@ from cryptodudez.resources.lake import Lake
 from cryptodudez.settings import PROJECT_DIR
 from serving import server
 from serving.app import ServingSettings, create_app
-from tests.helpers import publish
+from tests.helpers import held_port, publish
 from tests.test_dockerfile import default_command, entrypoint, healthcheck, image_env
 
 # Bound on a process's start: 5 to 20 s when idle, over 60 s on a shared 2-core machine.
@@ -158,15 +158,6 @@ def test_serve_refuses_a_health_file_it_cannot_write_in_one_line(
     assert capsys.readouterr().err.startswith("python -m serving: error: CRYPTODUDEZ_LAKE=")
 
 
-@contextlib.contextmanager
-def _held_port() -> Iterator[int]:
-    """A loopback port another process is listening on, for the test's duration."""
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        yield held.getsockname()[1]
-
-
 @pytest.mark.parametrize(("argv", "host", "status", "reason"), [
     (["--workers", "1"], "127.0.0.1", 1, "Address already in use"),
     (["--workers", "2"], "127.0.0.1", 1, "Address already in use"),
@@ -183,7 +174,7 @@ def test_serve_refuses_an_address_it_cannot_listen_on_in_one_line(
     monkeypatch.delenv("CRYPTODUDEZ_HEALTH_FILE", raising=False)
     monkeypatch.setattr(server, "run", _not_started)
     monkeypatch.setattr(os, "execv", _not_started)  # `cryptodudez serve` becomes the server
-    with _held_port() as port:
+    with held_port() as port:
         for prog, main in (("python -m serving", server.main),
                            ("cryptodudez serve", lambda a: cli.main(["serve", *a]))):
             assert main(["--port", str(port), *argv]) == status
@@ -198,7 +189,7 @@ def test_serve_on_a_port_in_use_exits_before_announcing(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "CRYPTODUDEZ_", "DAGSTER_"))}
     env["CRYPTODUDEZ_LAKE"] = str(tmp_path / "lake")
-    with _held_port() as port:
+    with held_port() as port:
         done = subprocess.run([str(Path(sys.executable).with_name("cryptodudez")), "serve",
                                "--port", str(port), "--workers", "1"], env=env,
                               capture_output=True, text=True, timeout=START_SECONDS,
