@@ -89,6 +89,8 @@ def run(commit: str) -> dict[str, Any]:
             "setup_lint_typecheck_s": None if setup_s is None else round(setup_s, 1),
             "pytest": summary(lines),
             "slowest": slowest(lines),
+            "failed_tests": [line.split(" ", 1)[1] for line in lines
+                             if line.startswith(("FAILED ", "ERROR "))],
             "run_cores_mean": round(ours, 2),
             "machine_cores_busy_mean": round(machine_cores, 2),
             "others_cores_mean": round(max(0.0, machine_cores - ours), 2),

@@ -6,6 +6,7 @@ and the Spark run really ran Spark jobs (the polars run none).
 """
 
 import json
+import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -47,27 +48,33 @@ def _settings(root: Path, engine: Engine) -> Settings:
 
 
 def test_event_compaction_through_the_spark_engine(spark: SparkSession, tmp_path: Path) -> None:
-    """One lake: a sample day compacted by polars, then again by Spark.
+    """The sample ingested once, the lake copied, and a day of each copy compacted by one engine.
 
-    The day is the sample's second (22 events in 20 type-hours): Spark's writer costs tens
-    of milliseconds per output file, and the busiest day has 2,093 of them. Larger days are
-    compared in test_event_compaction_parity.py.
+    Two copies, because a day already compacted is left alone: compacting one lake's day
+    with polars and then with Spark would run no Spark job. The day is the sample's second
+    (22 events in 20 type-hours): Spark's writer costs tens of milliseconds per output file,
+    and the busiest day has 2,093 of them. Larger days are compared in
+    test_event_compaction_parity.py.
     """
-    lake = Lake(uri=_settings(tmp_path, "polars").lake)
     key = "events/events_sample.jsonl.gz"
-    lake.land(SAMPLES / "events_sample.jsonl.gz", key)
-    table = EventTable(lake.storage)
-    out: dict[str, dict[str, Any]] = {}
+    first = Lake(uri=_settings(tmp_path / "polars", "polars").lake)
+    first.land(SAMPLES / "events_sample.jsonl.gz", key)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("event_files", [partition_key_for(key)])
-        ingest = build_definitions(_settings(tmp_path, "polars")).resolve_job_def(
+        ingest = build_definitions(_settings(tmp_path / "polars", "polars")).resolve_job_def(
             EVENT_INGEST_JOB).execute_in_process(partition_key=partition_key_for(key),
                                                  instance=instance, run_config=QUIET)
-        assert ingest.success
-        assert table.files().filter(pl.col("date") == DAY)["rows"].sum() == 22
-        for engine in ENGINES:
+    assert ingest.success
+    assert EventTable(first.storage).files().filter(pl.col("date") == DAY)["rows"].sum() == 22
+    shutil.copytree(tmp_path / "polars" / "lake", tmp_path / "spark" / "lake")  # same lineage
+    out: dict[str, dict[str, Any]] = {}
+    for engine in ENGINES:
+        settings = _settings(tmp_path / engine, engine)
+        lake = Lake(uri=settings.lake)
+        table = EventTable(lake.storage)
+        with dg.instance_for_test() as instance:
             before = _spark_jobs(spark)
-            daily = build_definitions(_settings(tmp_path, engine)).resolve_job_def(
+            daily = build_definitions(settings).resolve_job_def(
                 EVENT_DAILY_JOB).execute_in_process(partition_key=DAY.isoformat(),
                                                     instance=instance, run_config=QUIET,
                                                     raise_on_error=False)
