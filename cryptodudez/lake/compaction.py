@@ -71,7 +71,8 @@ def compact_day(storage: LakeStorage, day: date, *,
 
     A day whose live files were all written by one compaction of it, whose id index and
     rollups are in place, has had nothing added since: it is read back for the checks
-    (``already_compacted``) and nothing is written, committed or vacuumed. Any other file
+    (``already_compacted``) and nothing is written or committed, except by the vacuum, which
+    deletes (and commits) only files superseded more than ``retention_hours`` ago. Any other file
     on the day (a later delivery's, late events included) makes the whole day rewritten.
     """
     table = EventTable(storage)
@@ -91,9 +92,12 @@ def compact_day(storage: LakeStorage, day: date, *,
             rollups.prune_day(storage, day, {done})
             rows_after, distinct, failures = _read_back(
                 table.scan(version), day, groups_by_size(sizes, group_bytes), validate)
+            # the table's retention still holds on a quiet lake: files superseded more than
+            # retention_hours ago go (a vacuum commits only when it deletes something)
+            vacuumed = table.vacuum(retention_hours=retention_hours)
             return Compacted(None, int(files["rows"].sum()), rows_after, distinct, failures,
-                             tag=done, already_compacted=True, table_version=version,
-                             files=files.height)
+                             len(vacuumed), tag=done, already_compacted=True,
+                             table_version=table.version(), files=files.height)
         tag = compaction_tag(day, version)
         rows_before = 0
         # The day's ids and rollups under the compaction's tag, a group of types at a time

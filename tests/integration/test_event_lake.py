@@ -619,6 +619,31 @@ def test_a_compaction_that_died_after_its_commit_is_cleaned_up_by_the_next(
     assert {tag_of(str(p)) for p in index.rglob("*.parquet")} == live
 
 
+def test_a_day_left_alone_still_has_its_superseded_files_vacuumed(tmp_path: Path) -> None:
+    storage = LakeStorage(str(tmp_path / "lake"))
+    lock = Lake(uri=storage.uri).publish_lock
+    path = _events_file(tmp_path / "f.jsonl", _spread(DAY, "f-", 200))
+    assert ingest(storage, path, "events/f.jsonl").added_rows == 200
+    first = compact_day(storage, DAY, publish_lock=lock)  # keeps the ingest's files 7 days
+    assert first.vacuumed == 0
+    table = EventTable(storage)
+    root = Path(storage.uri) / "validated" / "events"
+
+    def on_disk() -> set[str]:
+        return {str(p.relative_to(root)) for p in root.rglob("*.parquet")
+                if "_delta_log" not in p.parts}
+
+    live = set(table.files()["path"].to_list())
+    superseded = on_disk() - live
+    assert superseded and live <= on_disk()  # the ingest's files are still there
+    later = compact_day(storage, DAY, publish_lock=lock, retention_hours=0)  # "a week later"
+    assert later.already_compacted and later.written is None
+    assert later.vacuumed == len(superseded)
+    assert on_disk() == live
+    assert later.table_version == table.version()
+    assert pl.scan_delta(table.uri).select(pl.len()).collect().item() == 200
+
+
 def test_the_compactions_table_version_is_read_after_its_vacuum(tmp_path: Path) -> None:
     storage = LakeStorage(str(tmp_path / "lake"))
     lock = Lake(uri=storage.uri).publish_lock
