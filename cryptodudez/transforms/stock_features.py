@@ -89,9 +89,8 @@ def trailing_features(bars: pl.DataFrame, *, window: int = WINDOW) -> pl.DataFra
 
     Not served and not written by any asset: the brief's features (:func:`rolling_features`)
     include the row's own ``Volume``, so a model of that row's volume from them is a nowcast.
-    This variant, for benchmarks only, shifts ``Volume`` and ``Adj Close`` one row back within
-    each symbol (in date order) before the same rolling mean and median, with the same
-    minimum of ``window`` values: a symbol's first ``window`` rows are null.
+    This variant, for benchmarks only, is :func:`rolling_features` of the symbol's previous
+    row: a symbol's first ``window`` rows are null.
 
     Args:
         bars: rows with at least ``Symbol``, ``Date`` (``YYYY-MM-DD``), ``Volume`` and
@@ -102,20 +101,10 @@ def trailing_features(bars: pl.DataFrame, *, window: int = WINDOW) -> pl.DataFra
         ``bars`` in its own row order, with ``vol_moving_avg`` and ``adj_close_rolling_med``
         added (replaced if present).
     """
-    return (
-        bars.lazy()
-        .with_row_index("_orig")
-        .sort("Symbol", "Date")
-        .with_columns(
-            pl.col("Volume").cast(pl.Float64).shift(1).rolling_mean(window)
-            .over("Symbol").alias(FEATURES[0]),
-            pl.col("Adj Close").shift(1).rolling_median(window)
-            .over("Symbol").alias(FEATURES[1]),
-        )
-        .sort("_orig")
-        .drop("_orig")
-        .collect()
-    )
+    brief = rolling_features(bars.drop(FEATURES, strict=False), window=window)
+    return brief.with_columns(
+        pl.col(feature).shift(1).over("Symbol", order_by=POSITION) for feature in FEATURES
+    ).drop(POSITION)
 
 
 def with_lookback(bars: pl.LazyFrame, *, start: str, end: str,

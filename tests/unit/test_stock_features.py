@@ -114,17 +114,3 @@ def test_trailing_features_by_hand_per_symbol_in_any_order() -> None:
                                           None, None, None, 20.0, 30.0]
     assert got[FEATURES[1]].to_list() == [None, None, None, 2.0, 3.0, 4.0,
                                           None, None, None, 20.0, 30.0]
-
-
-def test_trailing_features_are_the_brief_features_of_the_previous_row() -> None:
-    bars = _bars(np.random.default_rng(5), {"A": 120, "B": 30, "C": 31, "D": 45})
-    brief = rolling_features(bars).sort("Symbol", "Date")
-    expected = brief.select(
-        "Symbol", "Date", *[pl.col(f).shift(1).over("Symbol") for f in FEATURES])
-    got = trailing_features(bars).select("Symbol", "Date", *FEATURES).sort("Symbol", "Date")
-    for f in FEATURES:
-        assert (got[f].is_null() == expected[f].is_null()).all()
-        both = got.select(f).hstack([expected[f].alias("e")]).drop_nulls()
-        np.testing.assert_allclose(both[f].to_numpy(), both["e"].to_numpy(), rtol=1e-12)
-    counts = got.group_by("Symbol").agg(pl.col(FEATURES[0]).null_count()).sort("Symbol")
-    assert counts[FEATURES[0]].to_list() == [30, 30, 30, 30]
