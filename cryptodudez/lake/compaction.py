@@ -7,8 +7,9 @@ no version needs any more are vacuumed after the retention period.
 
 A day already compacted, with no file added since (every live file of the day carries the
 tag of one compaction of that day, whose id index and rollups are present), is left alone:
-no commit, no file written or removed, no vacuum. Its rows are only read back for the
-checks.
+no commit and no data file written; its rows are read back for the checks. The vacuum still
+runs (retention holds on a quiet lake), and index or rollup files a compaction that died
+after its commit left are removed.
 """
 
 from collections.abc import Callable
@@ -72,8 +73,8 @@ def compact_day(storage: LakeStorage, day: date, *,
     A day whose live files were all written by one compaction of it, whose id index and
     rollups are in place, has had nothing added since: it is read back for the checks
     (``already_compacted``) and nothing is written or committed, except by the vacuum, which
-    deletes (and commits) only files superseded more than ``retention_hours`` ago. Any other file
-    on the day (a later delivery's, late events included) makes the whole day rewritten.
+    deletes (and commits) only files superseded more than ``retention_hours`` ago. Any other
+    file on the day (a later delivery's, late events included) makes the whole day rewritten.
     """
     table = EventTable(storage)
     with publish_lock():
