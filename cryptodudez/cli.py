@@ -677,9 +677,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
 DAEMON_HEARTBEAT_TOLERANCE_SECONDS = 300
 
 
-def _dagster_argv(settings: Settings, command: Sequence[str], *options: str,
-                  target: Sequence[str] | None = None) -> list[str]:
-    """The argv of a Dagster ``command`` on the project's code; sets ``DAGSTER_HOME``.
+def _exec_dagster(settings: Settings, command: Sequence[str], *options: str,
+                  target: Sequence[str] | None = None) -> NoReturn:
+    """Become a Dagster ``command`` with ``DAGSTER_HOME`` set, on the project's code.
 
     The code is ``target`` if given; else the code server ``CRYPTODUDEZ_CODE_LOCATION``
     names (a workspace written into ``DAGSTER_HOME``); else the project's ``workspace.yaml``,
@@ -693,14 +693,8 @@ def _dagster_argv(settings: Settings, command: Sequence[str], *options: str,
                      if settings.code_location else PROJECT_DIR / "workspace.yaml")
         target = ["-w", str(workspace)] if workspace.exists() else ["-m", DEFINITIONS_MODULE]
     executable = Path(sys.executable).with_name(command[0])
-    return [str(executable), *command[1:], *target, *options]
-
-
-def _exec_dagster(settings: Settings, command: Sequence[str], *options: str,
-                  target: Sequence[str] | None = None) -> NoReturn:
-    """Become a Dagster ``command`` with ``DAGSTER_HOME`` set, on the project's code."""
-    argv = _dagster_argv(settings, command, *options, target=target)
-    os.execv(argv[0], argv)  # noqa: S606 - this command becomes the Dagster process
+    argv = [str(executable), *command[1:], *target, *options]
+    os.execv(executable, argv)  # noqa: S606 - this command becomes the Dagster process
 
 
 def ui(settings: Settings, *, host: str, port: int) -> int:
