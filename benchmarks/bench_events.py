@@ -35,6 +35,10 @@ Results: ``benchmarks/results/<--out>.json`` with project-relative paths. Usage:
     python benchmarks/bench_events.py                      # 2 M events (about 10 minutes)
     python benchmarks/bench_events.py --big                # + 20 M events (memory, KPIs)
     python benchmarks/bench_events.py --events 200000 --out bench_events_small
+    python benchmarks/bench_events.py --kpi-lake <lake> --out bench_kpi   # step 3 only
+
+``--kpi-lake`` runs step 3 alone on a lake already holding the day (for example one kept
+with ``--keep --big``): its compaction is then a no-op when the day is compacted already.
 """
 
 # ruff: noqa: PLC0415  (children import their subject inside the timed window, on purpose)
@@ -391,6 +395,33 @@ def verdicts(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def kpi_only(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Step 3 alone on ``--kpi-lake``; the same result keys as a full run's ``kpi``."""
+    lake = args.kpi_lake.resolve()
+    if not (lake / "validated" / "events" / "_delta_log").is_dir():
+        raise SystemExit(f"--kpi-lake {args.kpi_lake}: no events table there")
+    result: dict[str, Any] = {
+        "command": "python benchmarks/bench_events.py "
+                   + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine_info(), "targets": TARGETS, "day": DAY,
+        "load_before": wait_load(args.max_load)}
+    result["kpi"] = kpis(lake, args.kpi_runs, args.quiet_max)
+    day = result["kpi"]["day_events"]
+    result["verdicts"] = {
+        **{f"kpi {s} >= 3 M events/s (day of {day:,})":
+           (result["kpi"][s]["events_per_s"] or 0) >= TARGETS["kpi_events_per_s_min"]
+           for s in ("rollups", "events")},
+        **{f"kpi {s} shard halves <= 1.2x":
+           (result["kpi"][s]["shard_cost_ratio"] or 1e9) <= TARGETS["shard_cost_ratio_max"]
+           for s in ("rollups", "events")}}
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{args.out}.json"
+    path.write_text(relative(json.dumps(result, indent=2, default=str), lake.parent) + "\n")
+    print(json.dumps(result["verdicts"], indent=1))
+    print(f"results: {path.relative_to(PROJECT_DIR)}")
+    return 0
+
+
 def relative(text: str, work: Path) -> str:
     """No absolute path of this machine: the project root and the work folder made relative."""
     if not work.is_relative_to(PROJECT_DIR):
@@ -411,11 +442,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="wait (up to 10 min) until the 1-minute load is at most this")
     parser.add_argument("--quiet-max", type=float, default=0.5)
     parser.add_argument("--out", default="bench_events")
+    parser.add_argument("--kpi-lake", type=Path, default=None,
+                        help="only the KPIs (step 3), on this existing lake")
     parser.add_argument("--child", nargs="+", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(CHILDREN[args.child[0]](*args.child[1:]), default=str), flush=True)
         return 0
+    if args.kpi_lake:
+        return kpi_only(args, argv)
 
     work = args.work.resolve()
     sizes = [args.events] + ([args.events_big] if args.big else [])

@@ -148,23 +148,23 @@ def _from_rollups(storage: LakeStorage, table: EventTable, day: date,
     Which files are trusted comes from the Delta log; it loads in a thread (delta-rs does
     not hold the GIL for a local table) while the shard's files are read and summed, so a
     run pays for the slower of the two, not both. A file that turns out untrusted (a run
-    that died before its commit) is dropped and the sums redone without it.
+    that died before its commit) is left out and the trusted files read and summed again.
     """
     paths = rollup_files(storage, day, None, (shard.index, shard.count))
     with ThreadPoolExecutor(1) as pool:
         trusting = pool.submit(lambda: table.live_tags(day).get(day, set()))
-        frames = [read_rollups(storage, [p], columns=ROLLUP_COLUMNS) for p in paths]
-        types = _sum_rollups(frames, shard)
+        types = _sum_rollups(read_rollups(storage, paths, columns=ROLLUP_COLUMNS), shard)
         trusted = trusting.result()
-    kept = [f for p, f in zip(paths, frames, strict=True) if tag_of(p) in trusted]
-    return types if len(kept) == len(frames) else _sum_rollups(kept, shard)
+    kept = [p for p in paths if tag_of(p) in trusted]
+    if len(kept) == len(paths):
+        return types
+    return _sum_rollups(read_rollups(storage, kept, columns=ROLLUP_COLUMNS), shard)
 
 
-def _sum_rollups(frames: list[pl.DataFrame], shard: Shard) -> dict[str, dict[str, Any]]:
+def _sum_rollups(rows: pl.DataFrame, shard: Shard) -> dict[str, dict[str, Any]]:
     """Per type of ``shard``: events, per-hour events and unions of the rows' sketches."""
-    if not frames:
+    if rows.height == 0:
         return {}
-    rows = pl.concat(frames)
     if shard.count > 1:
         # The shard's types by name (a few hundred hashes), then one vectorised filter.
         mine = [t for t in rows["event_type"].unique().to_list() if shard.holds(t)]

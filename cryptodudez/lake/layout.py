@@ -8,6 +8,8 @@ import hashlib
 import re
 from urllib.parse import quote, unquote
 
+import polars as pl
+
 RAW = "raw"
 VALIDATED = "validated"
 QUARANTINE = "quarantine"
@@ -88,6 +90,12 @@ def tag_of(path: str) -> str:
     """The commit tag a file of the event lake belongs to: ``<tag>[-g<n>[-<i>]].parquet``."""
     name = path.rsplit("/", 1)[-1].removesuffix(".parquet")
     return name.rsplit("-g", 1)[0]
+
+
+def tags_of(paths: pl.Expr) -> pl.Expr:
+    """:func:`tag_of` of every path in ``paths``, as one polars expression."""
+    name = paths.str.extract(r"([^/]*)$", 1).str.strip_suffix(".parquet")
+    return name.str.extract(r"^(.*)-g", 1).fill_null(name).alias("tag")
 
 
 def tag_part(part: int | None) -> str:

@@ -171,12 +171,15 @@ def rollup_files(storage: LakeStorage, day: object, live: set[str] | None,
 
 def read_rollups(storage: LakeStorage, paths: list[str],
                  columns: list[str] | None = None) -> pl.DataFrame:
-    """Rollup rows of ``paths`` (only ``columns`` when given)."""
+    """Rollup rows of ``paths`` (only ``columns`` when given), in one read.
+
+    One ``read_parquet`` over every file's bytes: a call per file cost polars about 3 ms
+    each, about half of reading a compacted day's 16 files (docs/events.md, session 15).
+    """
     if not paths:
         return pl.DataFrame(schema=ROLLUP_SCHEMA).select(columns or list(ROLLUP_SCHEMA))
     fs = storage.fs
-    return pl.concat([pl.read_parquet(io.BytesIO(fs.cat_file(p)), columns=columns)
-                      for p in paths])
+    return pl.read_parquet([fs.cat_file(p) for p in paths], columns=columns)
 
 
 def prune_day(storage: LakeStorage, day: object, live: set[str]) -> list[str]:

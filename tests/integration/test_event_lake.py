@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import deltalake.table
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
@@ -737,3 +738,45 @@ def test_demo_rerun_leaves_the_compacted_table_alone(settings: Settings, landed:
         assert done.metadata["table_version"].value == version
         assert done.metadata["rows"].value == int(
             table.files().filter(pl.col("date") == day)["rows"].sum())
+
+
+def _count_table_loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count full loads of a Delta table (``DeltaTable`` constructions) from here on."""
+    counts = {"loads": 0}
+    original = deltalake.table.DeltaTable.__init__
+
+    def counting(self: deltalake.DeltaTable, *args: Any, **kwargs: Any) -> None:
+        counts["loads"] += 1
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(deltalake.table.DeltaTable, "__init__", counting)
+    return counts
+
+
+def test_an_ingest_reads_the_tables_log_once(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load reads every live file's action (it grows with the table's age), and an ingest
+    asks for the latest version several times: it loads once and then reads only the
+    commits made since, and a table loaded earlier sees a later commit."""
+    storage = LakeStorage(str(tmp_path / "lake"))
+    paths = [_events_file(tmp_path / f"f{k}.jsonl", _spread(DAY, f"f{k}-", 200))
+             for k in range(3)]
+    assert ingest(storage, paths[0], "events/f0.jsonl").added_rows == 200  # creates it
+    earlier = EventTable(storage)
+    before = earlier.version()
+    assert before is not None
+    assert earlier.files().height > 0  # read before the commits below
+    counts = _count_table_loads(monkeypatch)
+    assert ingest(storage, paths[1], "events/f1.jsonl").added_rows == 200
+    assert counts["loads"] == 1
+    again = ingest(storage, paths[1], "events/f1-again.jsonl")
+    assert again.added_rows == 0 and again.duplicates == 200
+    assert counts["loads"] == 2
+    # the table loaded before those commits is brought up to date, not left behind
+    assert earlier.version() == before + 1 == again.table_version
+    assert len(earlier.live_tags(DAY)[DAY]) == 2
+    assert earlier.files().height == EventTable(storage).files().height
+    # scans pinned to a version read that version, whichever was pinned before
+    assert earlier.scan(before).collect().height == 200
+    assert earlier.scan(before + 1).collect().height == 400
+    assert earlier.scan(before).collect().height == 200
