@@ -92,7 +92,8 @@ def compact_day(storage: LakeStorage, day: date, *,
             id_index.prune_day(storage, day, {done})
             rollups.prune_day(storage, day, {done})
             rows_after, distinct, failures = _read_back(
-                table.scan(version), day, groups_by_size(sizes, group_bytes), validate)
+                table.scan_days([day], version), day, groups_by_size(sizes, group_bytes),
+                validate)
             # the table's retention still holds on a quiet lake: files superseded more than
             # retention_hours ago go (a vacuum commits only when it deletes something)
             vacuumed = table.vacuum(retention_hours=retention_hours)
@@ -103,7 +104,7 @@ def compact_day(storage: LakeStorage, day: date, *,
         rows_before = 0
         # The day's ids and rollups under the compaction's tag, a group of types at a time
         # (memory bounded by the group, not the day).
-        before = table.scan(version)  # one scan for every group (the log is resolved once)
+        before = table.scan_days([day], version)  # the day's files only, one scan for all
         rolled = []
         for n, types in enumerate(groups_by_size(sizes, group_bytes)):
             rows = (before.filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
@@ -120,7 +121,7 @@ def compact_day(storage: LakeStorage, day: date, *,
         id_index.prune_day(storage, day, live)
         rollups.prune_day(storage, day, live)
         rows_after, distinct, failures = _read_back(
-            table.scan(), day, groups_by_size(sizes, group_bytes), validate)
+            table.scan_days([day]), day, groups_by_size(sizes, group_bytes), validate)
         vacuumed = table.vacuum(retention_hours=retention_hours)
         after = table.version()  # a vacuum that deletes files commits too
     return Compacted(written, rows_before, rows_after, distinct, failures, len(vacuumed),

@@ -103,8 +103,7 @@ def compute(storage: LakeStorage, day: date, *, shard: Shard = Shard(),
         present = (table.files().filter(pl.col("date") == day)["event_type"].unique()
                    .sort().to_list() if table.exists() else [])
         wanted = [t for t in present if shard.holds(t)]
-        events = (table.scan().filter((pl.col("date") == day)
-                                      & pl.col("event_type").is_in(wanted))
+        events = (table.scan_days([day]).filter(pl.col("event_type").is_in(wanted))
                   .select("event_type", "hour", "id", "user_id")) if wanted else None
         if events is None:
             stats = pl.DataFrame(schema={"event_type": pl.String, "events": pl.UInt32,

@@ -30,7 +30,6 @@ import posixpath
 import time
 from collections.abc import Sequence
 from datetime import date
-from urllib.parse import unquote
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -40,7 +39,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812  # the usual Spark spelling
 from pyspark.sql.types import StructType
 
-from cryptodudez.lake.event_table import PARTITION_COLUMNS, DayWriter, EventTable
+from cryptodudez.lake.event_table import (
+    PARTITION_COLUMNS,
+    DayWriter,
+    EventTable,
+    check_layout,
+    folder_values,
+)
 
 SORT = ("event_type", "date", "hour", "created_at", "id")
 """Order of the rows in each file (``date`` is one day here: the polars order exactly)."""
@@ -66,30 +71,6 @@ def table_schema(table: EventTable, version: int | None) -> StructType:
     """The table's schema at ``version`` as Spark's (partition columns included)."""
     delta = DeltaTable(table.uri, version=version, storage_options=table.options or None)
     return StructType.fromJson(json.loads(delta.schema().to_json()))
-
-
-def folder_values(path: str) -> dict[str, str]:
-    """The ``key=value`` folders of a relative file path (values unescaped)."""
-    return {key: unquote(value) for key, _, value in
-            (seg.partition("=") for seg in posixpath.dirname(path).split("/")) if _}
-
-
-def check_layout(files: pl.DataFrame) -> None:
-    """Raise unless every file's folders name the partition values the log gives it.
-
-    Spark reads the partition values from the folders; the log is the authority.
-    """
-    for path, event_type, on, hour in files.select("path", *PARTITION_COLUMNS).iter_rows():
-        found = folder_values(path)
-        try:
-            same = (found["event_type"] == event_type and found["date"] == on.isoformat()
-                    and int(found["hour"]) == hour)
-        except (KeyError, ValueError):
-            same = False
-        if not same:
-            msg = (f"{path}: folders {found} disagree with the log's partition values "
-                   f"event_type={event_type}, date={on}, hour={hour}")
-            raise ValueError(msg)
 
 
 def compacted(rows: DataFrame, *, sort: Sequence[str] = SORT) -> DataFrame:
