@@ -197,6 +197,8 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
                 for path in index_files(storage, staged.dates, since):
                     ids.add_held(read_ids(storage, [path]))
             rows = _scan(storage, staged, ids.dropped_lines()) if staged.parts else None
+            if rows is not None and table.add_columns(rows.collect_schema()):
+                current = table.version()  # the new columns were a commit of their own
             written, rolled = (_commit(storage, table, rows, partition_key=partition_key,
                                        version_tag=version_tag, group_rows=group_rows,
                                        next_version=(current or 0) + 1)

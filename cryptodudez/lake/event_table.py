@@ -26,7 +26,7 @@ from urllib.parse import unquote
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
+from deltalake import DeltaTable, Field
 from deltalake.transaction import AddAction, RemoveAction
 
 from cryptodudez.lake.layout import tag_of, tags_of
@@ -264,6 +264,23 @@ class EventTable:
                 .select("id", "_partition", "event_type", "date", "hour").collect())
 
     # -- writing ---------------------------------------------------------------------------
+
+    def add_columns(self, schema: pl.Schema) -> bool:
+        """Add the columns of ``schema`` the table lacks (nullable; a commit of its own).
+
+        A Delta append commits files, not a schema: a column first seen in a later delivery
+        (a new ``meta_<field>``) would be written in its files and never read. Earlier files
+        read as nulls in it. Returns True when it committed.
+        """
+        if not self.exists():
+            return False  # the first commit creates the table with the delivery's columns
+        have = set(pa.schema(self.table().schema().to_arrow()).names)
+        new = [name for name in schema if name not in have]
+        if not new:
+            return False
+        arrow = pl.DataFrame(schema={n: schema[n] for n in new}).to_arrow().schema
+        self.table().alter.add_columns([Field.from_arrow(f) for f in arrow])
+        return True
 
     def append(self, rows: pl.LazyFrame, *, tag: str, slices: list[pl.Expr] | None = None,
                metadata: dict[str, str] | None = None) -> Written:

@@ -820,3 +820,28 @@ def test_scan_days_refuses_folders_that_disagree_with_the_log(tmp_path: Path) ->
     with pytest.raises(ValueError, match="disagree with the log"):
         event_table.check_layout(moved)
     event_table.check_layout(files)
+
+
+def test_a_meta_field_first_seen_later_is_a_column_readers_see(tmp_path: Path) -> None:
+    """A Delta append commits files, not a schema: the table must gain the column."""
+    storage = LakeStorage(str(tmp_path / "lake"))
+    first = _events_file(tmp_path / "f0.jsonl", _spread(DAY, "a-", 30))
+    second = tmp_path / "f1.jsonl"
+    second.write_text("".join(
+        json.dumps({"data": {"id": f"c-{i}", "type": "trade", "attributes": {}},
+                    "meta": {"created_at": int(datetime(2026, 11, 1, i, tzinfo=UTC)
+                                               .timestamp() * 1000), "region": "eu"}}) + "\n"
+        for i in range(24)))
+    landed = ingest(storage, first, "events/f0.jsonl")
+    assert landed.added_rows == 30
+    assert ingest(storage, second, "events/f1.jsonl").added_rows == 24
+    rows = pl.scan_delta(EventTable(storage).uri).select("id", "meta_region").collect()
+    assert rows.filter(pl.col("id").str.starts_with("c-"))["meta_region"].to_list() == \
+        ["eu"] * 24
+    assert rows.filter(pl.col("id").str.starts_with("a-"))["meta_region"].null_count() == 30
+    # the rollups record the version their rows were committed in (the column's is before)
+    table = EventTable(storage)
+    mine = rollups.rollup_files(storage, DAY, table.live_tags(DAY)[DAY])
+    versions = set(rollups.read_rollups(storage, mine, columns=["table_version"])
+                   ["table_version"].to_list())
+    assert versions == {landed.table_version, table.version()}
