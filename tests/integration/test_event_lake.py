@@ -781,6 +781,16 @@ def test_an_ingest_reads_the_tables_log_once(tmp_path: Path,
     assert earlier.scan(before).collect().height == 200
 
 
+def _with_meta_field(path: Path, field: str, value: str) -> Path:
+    """24 ``trade`` events ``c-0``..``c-23``, one an hour of DAY, with ``meta.<field>``."""
+    path.write_text("".join(
+        json.dumps({"data": {"id": f"c-{i}", "type": "trade", "attributes": {}},
+                    "meta": {"created_at": int(datetime(2026, 11, 1, i, tzinfo=UTC)
+                                               .timestamp() * 1000), field: value}}) + "\n"
+        for i in range(24)))
+    return path
+
+
 def test_scan_days_reads_what_the_delta_reader_reads(tmp_path: Path) -> None:
     """The rows of some days, pinned and latest, equal polars' Delta reader's: with a
     ``meta_<field>`` column the first delivery lacks and events on a second day."""
@@ -788,12 +798,7 @@ def test_scan_days_reads_what_the_delta_reader_reads(tmp_path: Path) -> None:
     nxt = date(2026, 11, 2)
     first = _events_file(tmp_path / "f0.jsonl",
                          _spread(DAY, "a-", 60) + _spread(nxt, "b-", 30))
-    second = tmp_path / "f1.jsonl"
-    second.write_text("".join(
-        json.dumps({"data": {"id": f"c-{i}", "type": "trade", "attributes": {}},
-                    "meta": {"created_at": int(datetime(2026, 11, 1, i, tzinfo=UTC)
-                                               .timestamp() * 1000), "source": "app"}}) + "\n"
-        for i in range(24)))
+    second = _with_meta_field(tmp_path / "f1.jsonl", "source", "app")
     assert ingest(storage, first, "events/f0.jsonl").added_rows == 90
     table = EventTable(storage)
     pinned = table.version()
@@ -826,12 +831,7 @@ def test_a_meta_field_first_seen_later_is_a_column_readers_see(tmp_path: Path) -
     """A Delta append commits files, not a schema: the table must gain the column."""
     storage = LakeStorage(str(tmp_path / "lake"))
     first = _events_file(tmp_path / "f0.jsonl", _spread(DAY, "a-", 30))
-    second = tmp_path / "f1.jsonl"
-    second.write_text("".join(
-        json.dumps({"data": {"id": f"c-{i}", "type": "trade", "attributes": {}},
-                    "meta": {"created_at": int(datetime(2026, 11, 1, i, tzinfo=UTC)
-                                               .timestamp() * 1000), "region": "eu"}}) + "\n"
-        for i in range(24)))
+    second = _with_meta_field(tmp_path / "f1.jsonl", "region", "eu")
     landed = ingest(storage, first, "events/f0.jsonl")
     assert landed.added_rows == 30
     assert ingest(storage, second, "events/f1.jsonl").added_rows == 24
