@@ -94,7 +94,7 @@ def events(context: dg.AssetExecutionContext, config: EventIngestConfig, lake: L
     table = EventTable(lake.storage)
     if table.exists():
         metastore.register_table("events", lake.url("validated", "events"),
-                                  table.scan().collect_schema(), table_format="delta")
+                                  table.schema(), table_format="delta")
     metastore.record_ingested(partition_key, version=obj.version, sha256=sha,
                               run_id=context.run_id)
     return dg.MaterializeResult(

@@ -191,6 +191,10 @@ class EventTable:
         """Latest version, or None before the first commit."""
         return self.table().version() if self.exists() else None
 
+    def schema(self) -> pl.Schema:
+        """The latest version's columns as polars reads them (no scan, no second load)."""
+        return pl.Schema(self.table().schema())
+
     def scan(self, version: int | None = None) -> pl.LazyFrame:
         """The table (at ``version``, default the latest) as a LazyFrame.
 

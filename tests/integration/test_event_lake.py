@@ -804,6 +804,7 @@ def test_scan_days_reads_what_the_delta_reader_reads(tmp_path: Path) -> None:
     pinned = table.version()
     assert ingest(storage, second, "events/f1.jsonl").added_rows == 24
     assert "meta_source" in table.scan().collect_schema()
+    assert table.schema() == table.scan().collect_schema()  # what the catalogue records
     for days, version, rows in (([DAY], None, 84), ([DAY, nxt], None, 114), ([nxt], None, 30),
                                 ([DAY], pinned, 60), ([DAY, nxt], pinned, 90)):
         expected = (table.scan(version).filter(pl.col("date").is_in(days)).collect()
