@@ -37,7 +37,7 @@ from multiprocessing import get_context
 import numpy as np
 import polars as pl
 
-from cryptodudez.lake.event_table import EventTable, Written, groups_by_size
+from cryptodudez.lake.event_table import EventTable, Written, groups_by_size, tags_by_date
 from cryptodudez.lake.events import (
     BATCH_BYTES,
     QUARANTINE_COLUMNS,
@@ -184,8 +184,10 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
     if workers is None:
         workers = workers_for(int(fs.size(raw_path)))
     with IdBuckets(buckets_for(int(fs.size(raw_path)) // LINE_BYTES)) as ids:
-        live = table.live_tags()
-        staged = _read_and_stage(storage, raw_path, staging, ids, live, source=source,
+        # The live files as of version_loaded (a frame that never changes): the tags of a
+        # day are looked up when the file first touches it, not for every day of the table.
+        snapshot = table.files()
+        staged = _read_and_stage(storage, raw_path, staging, ids, snapshot, source=source,
                                  partition_key=partition_key, landed_at=landed_at,
                                  batch_bytes=batch_bytes, workers=workers)
         with publish_lock():
@@ -193,7 +195,8 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
             if staged.parts and current != version_loaded:
                 # Commits since the ids were loaded (another delivery of the same events):
                 # the ids of the files they added count as held too.
-                since = {d: tags - live.get(d, set()) for d, tags in table.live_tags().items()}
+                before = tags_by_date(snapshot, staged.dates)
+                since = {d: tags - before[d] for d, tags in table.live_tags(staged.dates).items()}
                 for path in index_files(storage, staged.dates, since):
                     ids.add_held(read_ids(storage, [path]))
             rows = _scan(storage, staged, ids.dropped_lines()) if staged.parts else None
@@ -206,7 +209,7 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
                                (None, pl.DataFrame(schema=ROLLUP_SCHEMA).select(ROLLUP_COUNTS)))
             quarantine = _publish_quarantine(storage, partition_key, staged.quarantine_parts)
             version = table.version()
-            held = index_files(storage, staged.dates, table.live_tags())
+            held = index_files(storage, staged.dates, table.live_tags(staged.dates))
             repeated = _repeated(storage, held, ids.buckets)
     if fs.exists(staging):
         fs.rm(staging, recursive=True)
@@ -261,12 +264,14 @@ def workers_for(size: int) -> int:
 
 
 def _read_and_stage(storage: LakeStorage, raw_path: str, staging: str, ids: IdBuckets,
-                    live: dict[date, set[str]], *, source: str, partition_key: str,
+                    snapshot: pl.DataFrame, *, source: str, partition_key: str,
                     landed_at: datetime, batch_bytes: int, workers: int) -> _Staged:
     """Validate the file batch by batch; stage its valid rows and its quarantine.
 
     Every valid row's id goes to ``ids`` with its line, and the ids the table holds on each
-    date the file touches as held: which rows are new is decided once the file is read.
+    date the file touches as held (the files of ``snapshot``, an ``EventTable.files``
+    frame, whose tag is live on that date): which rows are new is decided once the file is
+    read.
     """
     out = _Staged()
     fs = storage.fs
@@ -288,7 +293,8 @@ def _read_and_stage(storage: LakeStorage, raw_path: str, staging: str, ids: IdBu
                 out.quarantine_parts.append(_stage(storage, staging, f"q-{n:05d}",
                                                    ready.quarantine))
             for day in sorted(set(ready.days) - out.dates):
-                for path in index_files(storage, [day], live):  # one file at a time
+                held = index_files(storage, [day], tags_by_date(snapshot, [day]))
+                for path in held:  # one file at a time
                     ids.add_held(read_ids(storage, [path]))
                 out.dates.add(day)
             if ready.valid:

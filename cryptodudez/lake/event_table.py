@@ -118,6 +118,25 @@ def _file_frame(delta: DeltaTable) -> pl.DataFrame:
         pl.col("partition.hour").cast(pl.Int32).alias("hour"))
 
 
+def tags_by_date(files: pl.DataFrame,
+                 days: Iterable[date] | None = None) -> dict[date, set[str]]:
+    """Per date of ``files`` (an :meth:`EventTable.files` frame), its files' tags.
+
+    With ``days``, only those dates, each a key (an empty set for a date without files):
+    the dates are filtered first, so asking for a day costs that day's files, not a tag
+    per live file of the table (0.29 s at 221,877 files, by hand).
+    """
+    live: dict[date, set[str]] = {}
+    if days is not None:
+        wanted = sorted(set(days))
+        files = files.filter(pl.col("date").is_in(wanted))
+        live = {day: set() for day in wanted}
+    # One (date, tag) per commit and day, found without a Python call per file.
+    for on, tag in files.select("date", tags_of(pl.col("path"))).unique().iter_rows():
+        live.setdefault(on, set()).add(tag)
+    return live
+
+
 def folder_values(path: str) -> dict[str, str]:
     """The ``key=value`` folders of a relative file path (values unescaped)."""
     return {key: unquote(value) for key, _, value in
@@ -308,21 +327,14 @@ class EventTable:
                        rows=sum(json.loads(a.stats)["numRecords"] for a in added),
                        partitions=len({tuple(a.partition_values.values()) for a in added}))
 
-    def live_tags(self, day: date | None = None) -> dict[date, set[str]]:
-        """Per date (only ``day`` when given), the tags of the files the latest version holds.
+    def live_tags(self, days: date | Iterable[date] | None = None) -> dict[date, set[str]]:
+        """Per date (only ``days`` when given), the tags of the files the latest version holds.
 
         A file is ``<tag>-g<n>-<i>.parquet``. Per date, because one landed file's events
-        span days (late events) and a compaction replaces one day's files only.
+        span days (late events) and a compaction replaces one day's files only. See
+        :func:`tags_by_date`.
         """
-        live: dict[date, set[str]] = {}
-        files = self.files()
-        if day is not None:
-            files = files.filter(pl.col("date") == day)
-            live[day] = set()
-        # One (date, tag) per commit and day, found without a Python call per file.
-        for on, tag in files.select("date", tags_of(pl.col("path"))).unique().iter_rows():
-            live.setdefault(on, set()).add(tag)
-        return live
+        return tags_by_date(self.files(), [days] if isinstance(days, date) else days)
 
     def compact_day(self, day: date, *, tag: str | None = None,
                     group_bytes: int = COMPACT_GROUP_BYTES,
