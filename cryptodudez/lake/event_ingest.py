@@ -391,12 +391,20 @@ def _scan(storage: LakeStorage, staged: _Staged, dropped: np.ndarray) -> pl.Lazy
             filtered.append(dropped[lo:hi])
     if not parts:
         return None
+    # Each batch's part has the meta_<field> columns of its own lines: the rows are read
+    # with the union of the parts' columns (first seen first), null where a part lacks one.
+    schema: dict[str, pl.DataType] = {}
+    for path in parts:
+        with storage.fs.open(path, "rb") as fh:
+            for name, dtype in pl.read_parquet_schema(fh).items():
+                schema.setdefault(name, dtype)
     if not storage.is_s3:
-        rows = pl.scan_parquet(parts)
+        rows = pl.scan_parquet(parts, schema=schema, missing_columns="insert")
     else:
         from cryptodudez.lake.event_table import storage_options  # noqa: PLC0415
 
-        rows = pl.scan_parquet([f"s3://{p}" for p in parts],
+        rows = pl.scan_parquet([f"s3://{p}" for p in parts], schema=schema,
+                               missing_columns="insert",
                                storage_options=storage_options(storage) or None)
     drop = np.concatenate(filtered)
     return rows.filter(~pl.col("_line").is_in(pl.Series(drop))) if len(drop) else rows

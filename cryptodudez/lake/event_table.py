@@ -240,8 +240,7 @@ class EventTable:
         wanted = sorted(set(days))
         if not self.exists():
             return pl.LazyFrame(schema={c: EMPTY_FILES_SCHEMA[c] for c in PARTITION_COLUMNS})
-        delta, files = self._at(version) if version is not None else (self.table(),
-                                                                        self.files())
+        delta, files = self.snapshot(version)
         schema = pl.Schema(delta.schema())
         protocol = delta.protocol()
         if protocol.min_reader_version > 1 or protocol.reader_features:
@@ -268,6 +267,22 @@ class EventTable:
         if self._files is None or self._files[0] != table.version():
             self._files = (table.version(), _file_frame(table))
         return self._files[1]
+
+    def snapshot(self, version: int | None = None) -> tuple[DeltaTable, pl.DataFrame]:
+        """The table at ``version`` (default the latest) and its :meth:`files` frame.
+
+        The loaded table when it is at that version (no second load of the same version, as
+        a compaction that pinned the latest would otherwise pay), else one pinned load.
+        Callers take what they need from it at once: the loaded table moves on with the
+        next call for the latest version, so it is never handed to a lazy reader.
+        """
+        if version is None:
+            return self.table(), self.files()
+        if self._loaded is not None and self._loaded.version() == version:
+            if self._files is None or self._files[0] != version:
+                self._files = (version, _file_frame(self._loaded))
+            return self._loaded, self._files[1]
+        return self._at(version)
 
     def _at(self, version: int) -> tuple[DeltaTable, pl.DataFrame]:
         """The table pinned at ``version`` and its files (one load per version in a row)."""

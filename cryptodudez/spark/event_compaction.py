@@ -33,7 +33,6 @@ from datetime import date
 
 import polars as pl
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 from deltalake.transaction import AddAction
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812  # the usual Spark spelling
@@ -58,19 +57,13 @@ STAGING = (".staging", "events-compaction")
 
 def day_files(table: EventTable, day: date, version: int | None) -> pl.DataFrame:
     """The files the log lists for ``day`` at ``version``: ``path``, partition values."""
-    delta = DeltaTable(table.uri, version=version, storage_options=table.options or None)
-    actions = pl.DataFrame(delta.get_add_actions(flatten=True))
-    return actions.select(
-        "path", pl.col("partition.event_type").alias("event_type"),
-        pl.col("partition.date").cast(pl.Date).alias("date"),
-        pl.col("partition.hour").cast(pl.Int32).alias("hour"),
-    ).filter(pl.col("date") == day).sort("path")
+    files = table.snapshot(version)[1]
+    return files.select("path", *PARTITION_COLUMNS).filter(pl.col("date") == day).sort("path")
 
 
 def table_schema(table: EventTable, version: int | None) -> StructType:
     """The table's schema at ``version`` as Spark's (partition columns included)."""
-    delta = DeltaTable(table.uri, version=version, storage_options=table.options or None)
-    return StructType.fromJson(json.loads(delta.schema().to_json()))
+    return StructType.fromJson(json.loads(table.snapshot(version)[0].schema().to_json()))
 
 
 def compacted(rows: DataFrame, *, sort: Sequence[str] = SORT) -> DataFrame:

@@ -752,7 +752,7 @@ def _count_table_loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return counts
 
 
-def test_an_ingest_reads_the_tables_log_once(tmp_path: Path,
+def test_an_ingest_or_a_compaction_reads_the_tables_log_once(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A load reads every live file's action (it grows with the table's age), and an ingest
     asks for the latest version several times: it loads once and then reads only the
@@ -771,14 +771,18 @@ def test_an_ingest_reads_the_tables_log_once(tmp_path: Path,
     again = ingest(storage, paths[1], "events/f1-again.jsonl")
     assert again.added_rows == 0 and again.duplicates == 200
     assert counts["loads"] == 2
+    compact_day(storage, DAY, publish_lock=Lake(uri=storage.uri).publish_lock)
+    assert counts["loads"] == 3  # the compaction's too, read back after its commit included
     # the table loaded before those commits is brought up to date, not left behind
-    assert earlier.version() == before + 1 == again.table_version
-    assert len(earlier.live_tags(DAY)[DAY]) == 2
+    assert earlier.version() == before + 2
+    assert again.table_version == before + 1
+    assert len(earlier.live_tags(DAY)[DAY]) == 1  # the compaction's
     assert earlier.files().height == EventTable(storage).files().height
     # scans pinned to a version read that version, whichever was pinned before
     assert earlier.scan(before).collect().height == 200
     assert earlier.scan(before + 1).collect().height == 400
     assert earlier.scan(before).collect().height == 200
+    assert earlier.scan_days([DAY], before).collect().height == 200
 
 
 def _with_meta_field(path: Path, field: str, value: str) -> Path:
@@ -816,16 +820,18 @@ def test_scan_days_reads_what_the_delta_reader_reads(tmp_path: Path) -> None:
     assert table.scan_days([date(2026, 11, 3)]).collect().height == 0
 
 
-def test_scan_days_refuses_folders_that_disagree_with_the_log(tmp_path: Path) -> None:
+def test_scan_days_refuses_folders_that_disagree_with_the_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """scan_days takes partition values from the folders: they must be the log's."""
     storage = LakeStorage(str(tmp_path / "lake"))
     path = _events_file(tmp_path / "f0.jsonl", _spread(DAY, "a-", 30))
     assert ingest(storage, path, "events/f0.jsonl").added_rows == 30
-    files = EventTable(storage).files()
-    moved = files.with_columns(pl.col("path").str.replace("event_type=login",
-                                                          "event_type=trade"))
+    assert EventTable(storage).scan_days([DAY]).collect().height == 30
+    real = event_table._file_frame
+    monkeypatch.setattr(event_table, "_file_frame", lambda delta: real(delta).with_columns(
+        pl.col("path").str.replace("event_type=login", "event_type=trade")))
     with pytest.raises(ValueError, match="disagree with the log"):
-        event_table.check_layout(moved)
-    event_table.check_layout(files)
+        EventTable(storage).scan_days([DAY])
 
 
 def test_a_meta_field_first_seen_later_is_a_column_readers_see(tmp_path: Path) -> None:
@@ -846,3 +852,31 @@ def test_a_meta_field_first_seen_later_is_a_column_readers_see(tmp_path: Path) -
     versions = set(rollups.read_rollups(storage, mine, columns=["table_version"])
                    ["table_version"].to_list())
     assert versions == {landed.table_version, table.version()}
+
+
+@pytest.mark.parametrize("with_field", ["later_lines", "first_lines"])
+def test_a_meta_field_in_some_batches_of_a_file_is_kept(tmp_path: Path,
+                                                        with_field: str) -> None:
+    """A file is validated in batches: a meta field in some of them only is one column of
+    the delivery, null elsewhere (each batch's staged part has its own columns)."""
+    storage = LakeStorage(str(tmp_path / "lake"))
+    assert ingest(storage, _events_file(tmp_path / "f0.jsonl", _spread(DAY, "a-", 30)),
+                  "events/f0.jsonl").added_rows == 30
+    carries = range(200, 400) if with_field == "later_lines" else range(200)
+    path = tmp_path / "f1.jsonl"
+    path.write_text("".join(
+        json.dumps({"data": {"id": f"c-{i}", "type": "trade", "attributes": {}},
+                    "meta": {"created_at": int(datetime(2026, 11, 1, i % 24, tzinfo=UTC)
+                                               .timestamp() * 1000),
+                             **({"region": "eu"} if i in carries else {})}}) + "\n"
+        for i in range(400)))
+    result = event_ingest.ingest_event_file(
+        storage, str(path), source=f"file://{path}", partition_key="events/f1.jsonl",
+        version_tag="f1", landed_at=datetime.now(tz=UTC),
+        publish_lock=Lake(uri=storage.uri).publish_lock, batch_bytes=20_000, workers=1)
+    assert result.added_rows == 400
+    rows = (pl.scan_delta(EventTable(storage).uri).filter(pl.col("id").str.starts_with("c-"))
+            .select(pl.col("id").str.slice(2).cast(pl.Int64).alias("n"), "meta_region")
+            .collect().sort("n"))
+    assert rows.filter(pl.col("meta_region") == "eu")["n"].to_list() == list(carries)
+    assert rows["meta_region"].null_count() == 400 - len(carries)
