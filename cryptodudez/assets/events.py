@@ -17,7 +17,6 @@ from cryptodudez.checks.tables import partitioned
 from cryptodudez.lake import kpi
 from cryptodudez.lake.compaction import compact_day
 from cryptodudez.lake.event_ingest import ingest_event_file
-from cryptodudez.lake.event_table import EventTable
 from cryptodudez.lake.events import BATCH_BYTES
 from cryptodudez.lake.layout import digest, raw_key_for
 from cryptodudez.resources.compute import Compute
@@ -91,10 +90,9 @@ def events(context: dg.AssetExecutionContext, config: EventIngestConfig, lake: L
     metastore.record_files(event_checks.files_row(result, sha=sha, size=obj.size,
                                                   landed_at=obj.landed_at),
                            event_checks.columns_rows(lake.url("raw", raw_key), sha))
-    table = EventTable(lake.storage)
-    if table.exists():
+    if result.table_schema is not None:  # the table as this ingest left it (no reload)
         metastore.register_table("events", lake.url("validated", "events"),
-                                  table.schema(), table_format="delta")
+                                  result.table_schema, table_format="delta")
     metastore.record_ingested(partition_key, version=obj.version, sha256=sha,
                               run_id=context.run_id)
     return dg.MaterializeResult(

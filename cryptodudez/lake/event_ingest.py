@@ -90,6 +90,8 @@ class EventFileResult:
     quarantine: pl.DataFrame
     """The file's quarantine as published (read back)."""
     reasons: dict[str, int] = field(default_factory=dict)
+    table_schema: pl.Schema | None = None
+    """The table's columns at ``table_version`` (None while the table does not exist)."""
 
 
 def _repeated(storage: LakeStorage, paths: list[str], buckets: int) -> int:
@@ -209,6 +211,7 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
                                (None, pl.DataFrame(schema=ROLLUP_SCHEMA).select(ROLLUP_COUNTS)))
             quarantine = _publish_quarantine(storage, partition_key, staged.quarantine_parts)
             version = table.version()
+            schema = table.schema() if version is not None else None
             held = index_files(storage, staged.dates, table.live_tags(staged.dates))
             repeated = _repeated(storage, held, ids.buckets)
     if fs.exists(staging):
@@ -223,7 +226,7 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
         duplicates=staged.valid - added, added_rows=added,
         staged_rows=int(rolled["events"].sum()) if rolled.height else 0,
         repeated_ids=int(repeated), table_version=version, dates=sorted(staged.dates),
-        rollups=rolled, quarantine=quarantine, reasons=reasons)
+        rollups=rolled, quarantine=quarantine, reasons=reasons, table_schema=schema)
 
 
 def _prepared(batches: Iterator[LineBatch | str], prepare: Callable[[LineBatch], _Prepared], *,

@@ -280,6 +280,10 @@ def test_events_asset_checks_pass_and_catalogue(settings: Settings, landed: Lake
     files = metastore.files()
     assert files["format"].to_list() == ["jsonl"]
     assert metastore.ingested_versions().keys() == {partition_key_for("events/a.jsonl")}
+    (registered,) = metastore._query(
+        "SELECT columns FROM tables WHERE table_name = 'events'")["columns"].to_list()
+    assert registered == "delta: " + ", ".join(
+        f"{name}:{dtype}" for name, dtype in EventTable(landed.storage).schema().items())
     daily = build_definitions(settings).resolve_job_def(EVENT_DAILY_JOB).execute_in_process(
         partition_key=DAY.isoformat(), instance=instance, run_config=QUIET)
     assert _checks(daily) == {"events_compacted_rows_kept": True,
@@ -783,6 +787,8 @@ def test_an_ingest_or_a_compaction_reads_the_tables_log_once(tmp_path: Path,
     assert earlier.scan(before + 1).collect().height == 400
     assert earlier.scan(before).collect().height == 200
     assert earlier.scan_days([DAY], before).collect().height == 200
+    # what the catalogue records, from the ingest's own table (no second load)
+    assert again.table_schema == EventTable(storage).schema()
 
 
 def _with_meta_field(path: Path, field: str, value: str) -> Path:
