@@ -36,6 +36,7 @@ from multiprocessing import get_context
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from cryptodudez.lake.event_table import EventTable, Written, groups_by_size, tags_by_date
 from cryptodudez.lake.events import (
@@ -396,11 +397,13 @@ def _scan(storage: LakeStorage, staged: _Staged, dropped: np.ndarray) -> pl.Lazy
         return None
     # Each batch's part has the meta_<field> columns of its own lines: the rows are read
     # with the union of the parts' columns (first seen first), null where a part lacks one.
+    # (Footers only: polars' read_parquet_schema on a file object reads the whole file.)
     schema: dict[str, pl.DataType] = {}
     for path in parts:
         with storage.fs.open(path, "rb") as fh:
-            for name, dtype in pl.read_parquet_schema(fh).items():
-                schema.setdefault(name, dtype)
+            footer = pq.read_schema(fh)
+        for name, dtype in pl.DataFrame(footer.empty_table()).schema.items():
+            schema.setdefault(name, dtype)
     if not storage.is_s3:
         rows = pl.scan_parquet(parts, schema=schema, missing_columns="insert")
     else:

@@ -881,6 +881,7 @@ def test_a_meta_field_in_some_batches_of_a_file_is_kept(tmp_path: Path,
         version_tag="f1", landed_at=datetime.now(tz=UTC),
         publish_lock=Lake(uri=storage.uri).publish_lock, batch_bytes=20_000, workers=1)
     assert result.added_rows == 400
+    assert result.table_schema is not None and "meta_region" in result.table_schema
     rows = (pl.scan_delta(EventTable(storage).uri).filter(pl.col("id").str.starts_with("c-"))
             .select(pl.col("id").str.slice(2).cast(pl.Int64).alias("n"), "meta_region")
             .collect().sort("n"))
