@@ -85,47 +85,49 @@ def compact_day(storage: LakeStorage, day: date, *,
             return Compacted(None, 0)
         version = table.version()
         sizes = files.group_by("event_type").agg(pl.col("size").sum()).sort("event_type")
+        groups = groups_by_size(sizes, group_bytes)
         done = compacted_by(day, files["path"])
+        written: Written | None = None
         if done is not None and _derived_in_place(storage, day, done):
-            # a run that died after its commit left the superseded index and rollup files:
-            # removing them needs no commit (idempotent), so the no-op finishes that clean-up
-            id_index.prune_day(storage, day, {done})
-            rollups.prune_day(storage, day, {done})
-            rows_after, distinct, failures = _read_back(
-                table.scan_days([day], version), day, groups_by_size(sizes, group_bytes),
-                validate)
-            # the table's retention still holds on a quiet lake: files superseded more than
-            # retention_hours ago go (a vacuum commits only when it deletes something)
-            vacuumed = table.vacuum(retention_hours=retention_hours)
-            return Compacted(None, int(files["rows"].sum()), rows_after, distinct, failures,
-                             len(vacuumed), tag=done, already_compacted=True,
-                             table_version=table.version(), files=files.height)
-        tag = compaction_tag(day, version)
-        rows_before = 0
-        # The day's ids and rollups under the compaction's tag, a group of types at a time
-        # (memory bounded by the group, not the day).
-        before = table.scan_days([day], version)  # the day's files only, one scan for all
-        rolled = []
-        for n, types in enumerate(groups_by_size(sizes, group_bytes)):
-            rows = (before.filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
-                    .select("id", "event_type", "date", "hour", "user_id", "_partition")
-                    .collect())
-            rows_before += rows.height
-            id_index.write_index(storage, tag, rows.select("id", "date"), part=n)
-            rolled.append(rollups.rollup_rows(rows, table_version=(version or 0) + 1))
-            del rows
-        # One file per bucket of types (a KPI shard reads its own types' files only).
-        rollups.write_bucketed(storage, tag, pl.concat(rolled))
-        written = table.compact_day(day, tag=tag, group_bytes=group_bytes, writer=writer)
-        live = table.live_tags(day).get(day, set())
-        id_index.prune_day(storage, day, live)
-        rollups.prune_day(storage, day, live)
-        rows_after, distinct, failures = _read_back(
-            table.scan_days([day]), day, groups_by_size(sizes, group_bytes), validate)
+            tag, rows_before = done, int(files["rows"].sum())  # nothing to rewrite
+        else:
+            tag = compaction_tag(day, version)
+            rows_before = _index_and_roll_up(storage, table.scan_days([day], version), tag,
+                                             groups, next_version=(version or 0) + 1)
+            written = table.compact_day(day, tag=tag, group_bytes=group_bytes, writer=writer)
+        # The day is now the files of one compaction, ``tag``: index and rollup files of other
+        # tags are superseded (a no-op also finishes the clean-up of a run that died after
+        # its commit; removing needs no commit).
+        id_index.prune_day(storage, day, {tag})
+        rollups.prune_day(storage, day, {tag})
+        rows_after, distinct, failures = _read_back(table.scan_days([day]), groups, validate)
+        # the table's retention holds on a quiet lake too: files superseded more than
+        # retention_hours ago go (a vacuum commits only when it deletes something)
         vacuumed = table.vacuum(retention_hours=retention_hours)
-        after = table.version()  # a vacuum that deletes files commits too
+        after = table.version()  # read after the vacuum, which may commit
     return Compacted(written, rows_before, rows_after, distinct, failures, len(vacuumed),
-                     tag=tag, table_version=after, files=written.files)
+                     tag=tag, already_compacted=written is None, table_version=after,
+                     files=written.files if written else files.height)
+
+
+def _index_and_roll_up(storage: LakeStorage, before: pl.LazyFrame, tag: str,
+                       groups: list[list[str]], *, next_version: int) -> int:
+    """Write the day's id index and rollups under ``tag``; return the day's rows.
+
+    A group of types at a time (memory bounded by the group, not the day); the rollups as
+    one file per bucket of types (a KPI shard reads its own types' files only).
+    """
+    rows_before, rolled = 0, []
+    for n, types in enumerate(groups):
+        rows = (before.filter(pl.col("event_type").is_in(types))
+                .select("id", "event_type", "date", "hour", "user_id", "_partition")
+                .collect())
+        rows_before += rows.height
+        id_index.write_index(storage, tag, rows.select("id", "date"), part=n)
+        rolled.append(rollups.rollup_rows(rows, table_version=next_version))
+        del rows
+    rollups.write_bucketed(storage, tag, pl.concat(rolled))
+    return rows_before
 
 
 def _derived_in_place(storage: LakeStorage, day: date, tag: str) -> bool:
@@ -134,16 +136,16 @@ def _derived_in_place(storage: LakeStorage, day: date, tag: str) -> bool:
                 and rollups.rollup_files(storage, day, {tag}))
 
 
-def _read_back(scan: pl.LazyFrame, day: date, groups: list[list[str]],
+def _read_back(scan: pl.LazyFrame, groups: list[list[str]],
                validate: Callable[[pl.DataFrame], pl.DataFrame] | None,
                ) -> tuple[int, int, pl.DataFrame]:
-    """Rows, distinct id hashes and ``validate``'s failures of ``day`` in ``scan``.
+    """Rows, distinct id hashes and ``validate``'s failures in ``scan`` (one day's rows).
 
     Read a group of types at a time (memory bounded by the group).
     """
     rows, hashes, failures = 0, [], []
     for types in groups:
-        back = (scan.filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
+        back = (scan.filter(pl.col("event_type").is_in(types))
                 .select(READ_BACK).collect())
         rows += back.height
         hashes.append(back["id"].hash(seed=0))

@@ -469,11 +469,15 @@ class EventTable:
         table = self.table()
         current = table.schema()
         if isinstance(schema, pa.Schema):
-            merged = _merged_schema(pa.schema(current.to_arrow()), schema)
-        else:
-            merged = schema
+            # An append commits files, not a schema: a column the table lacks would be
+            # written and never read (the caller adds it first, see add_columns).
+            missing = set(schema.names) - set(pa.schema(current.to_arrow()).names)
+            if missing:
+                msg = (f"columns {sorted(missing)} are not in the events table: "
+                       "add_columns before committing files that hold them")
+                raise ValueError(msg)
         table.create_write_transaction(
-            [*adds, *removes], mode="append", schema=merged,
+            [*adds, *removes], mode="append", schema=current,
             partition_by=list(PARTITION_COLUMNS), commit_properties=properties)
 
 
@@ -483,7 +487,7 @@ def polars_day_writer(table: EventTable, day: date, *, version: int | None,
     added: list[AddAction] = []
     source = table.scan_days([day], version)
     for n, types in enumerate(groups):
-        rows = (source.filter((pl.col("date") == day) & pl.col("event_type").is_in(types))
+        rows = (source.filter(pl.col("event_type").is_in(types))
                 .sort("event_type", "hour", "created_at", "id"))
         added += table._write_partitioned(rows, prefix=f"{prefix}-g{n:03d}")
     return added
@@ -510,12 +514,6 @@ def compacted_by(day: date, paths: Iterable[str]) -> str | None:
         return None
     (tag,) = tags
     return tag if tag.startswith(_compaction_prefix(day)) else None
-
-
-def _merged_schema(current: pa.Schema, new: pa.Schema) -> pa.Schema:
-    """``current`` plus the columns of ``new`` it lacks (new ``meta_<field>`` columns)."""
-    names = set(current.names)
-    return pa.schema([*current, *[f for f in new if f.name not in names]])
 
 
 def groups_by_size(per_type: pl.DataFrame, limit: int) -> list[list[str]]:

@@ -887,3 +887,20 @@ def test_a_meta_field_in_some_batches_of_a_file_is_kept(tmp_path: Path,
             .collect().sort("n"))
     assert rows.filter(pl.col("meta_region") == "eu")["n"].to_list() == list(carries)
     assert rows["meta_region"].null_count() == 400 - len(carries)
+
+
+def test_an_append_refuses_columns_the_table_lacks(tmp_path: Path) -> None:
+    """Committing files with a column the table's schema lacks would hide it from every
+    reader: the commit refuses, naming the column (add_columns comes first)."""
+    storage = LakeStorage(str(tmp_path / "lake"))
+    path = _events_file(tmp_path / "f0.jsonl", _spread(DAY, "a-", 30))
+    assert ingest(storage, path, "events/f0.jsonl").added_rows == 30
+    table = EventTable(storage)
+    rows = table.scan().with_columns(pl.col("id") + "-b", meta_extra=pl.lit("x"))
+    version = table.version()
+    with pytest.raises(ValueError, match=r"\['meta_extra'\] are not in the events table"):
+        table.append(rows, tag="b")
+    assert table.version() == version
+    assert table.add_columns(rows.collect_schema())
+    assert table.append(rows, tag="b").rows == 30
+    assert table.scan().filter(pl.col("meta_extra") == "x").collect().height == 30
