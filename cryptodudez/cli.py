@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -644,15 +645,21 @@ def demo(*, settings: Settings) -> int:
 def _this_command() -> str:
     """How to type this command again from here.
 
-    ``.venv/bin/cryptodudez`` after ``./run demo``; the bare name only when it was run so.
+    ``.venv/bin/cryptodudez`` after ``./run demo``; the bare name when that name on PATH is
+    this program (a program found on PATH gets its full path as ``argv[0]``).
     """
-    invoked = Path(sys.argv[0])
-    if invoked.parent == Path():
+    raw = sys.argv[0]
+    if os.sep not in raw:
+        return raw
+    invoked = Path(raw).resolve()
+    found = shutil.which(invoked.name)
+    if found is not None and Path(found).resolve() == invoked:
         return invoked.name
     try:
-        return str(invoked.resolve().relative_to(Path.cwd().resolve()))
+        here = invoked.relative_to(Path.cwd().resolve())
     except ValueError:
-        return str(invoked)
+        return raw
+    return str(here) if here.parent != Path() else f"./{here}"
 
 
 def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:

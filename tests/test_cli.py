@@ -4,7 +4,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import pytest
 from polars.exceptions import PanicException
 
 from cryptodudez import cli
+from cryptodudez.instance import free_port
 from cryptodudez.resources.lake import Lake, checked_raw_key
 from cryptodudez.settings import PROJECT_DIR, Settings
 from tests.helpers import held_port
@@ -444,9 +444,7 @@ def test_ui_becomes_dagster_dev_on_a_free_port(local_env: Path,
         raise SystemExit(0)  # as if this process had become dagster dev
 
     monkeypatch.setattr(os, "execv", execv)
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = free_port()
     with pytest.raises(SystemExit):
         cli.main(["ui", "--port", str(port)])
     [argv] = became
@@ -457,11 +455,18 @@ def test_ui_becomes_dagster_dev_on_a_free_port(local_env: Path,
 @pytest.mark.parametrize(("argv0", "shown"), [
     (".venv/bin/cryptodudez", ".venv/bin/cryptodudez"),  # ./run demo: not on PATH
     ("{cwd}/.venv/bin/cryptodudez", ".venv/bin/cryptodudez"),
-    ("cryptodudez", "cryptodudez"),                      # found on PATH
+    ("./cryptodudez", "./cryptodudez"),
+    ("{cwd}/cryptodudez", "./cryptodudez"),
+    ("{cwd}/on-path/cryptodudez", "cryptodudez"),        # found on PATH: argv[0] is in full
     ("/elsewhere/bin/cryptodudez", "/elsewhere/bin/cryptodudez"),
 ])
 def test_the_demos_hints_name_the_command_as_it_can_be_typed_again(
         argv0: str, shown: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    on_path = tmp_path / "on-path"
+    on_path.mkdir()
+    (on_path / "cryptodudez").write_text("#!/bin/sh\n")
+    (on_path / "cryptodudez").chmod(0o755)
+    monkeypatch.setenv("PATH", str(on_path))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [argv0.format(cwd=tmp_path)])
     assert cli._this_command() == shown
