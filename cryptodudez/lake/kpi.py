@@ -33,12 +33,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 import polars as pl
 
-from cryptodudez.lake.event_table import EventTable
+from cryptodudez.lake.event_table import EventTable, groups_by_size
 from cryptodudez.lake.layout import tag_of
 from cryptodudez.lake.rollups import hll_of, hll_union, read_rollups, rollup_files, type_hash
 from cryptodudez.storage import LakeStorage
 
 SOURCES = ("rollups", "events")
+EVENTS_GROUP_BYTES = 64 << 20  # Parquet read at once by the events source (bounds memory)
 FORMAT = "cryptodudez.kpi/1"
 
 
@@ -87,8 +88,11 @@ def _per_hour(frame: pl.DataFrame) -> list[int]:
 
 
 def compute(storage: LakeStorage, day: date, *, shard: Shard = Shard(),
-            source: str = "rollups") -> dict[str, Any]:
-    """One machine's part of the day's KPIs (the whole day with the default shard)."""
+            source: str = "rollups", group_bytes: int = EVENTS_GROUP_BYTES) -> dict[str, Any]:
+    """One machine's part of the day's KPIs (the whole day with the default shard).
+
+    ``group_bytes`` bounds what the ``events`` source reads at once (:func:`_from_events`).
+    """
     if source not in SOURCES:
         msg = f"--source {source!r}: expected one of {', '.join(SOURCES)}"
         raise KpiError(msg)
@@ -98,43 +102,52 @@ def compute(storage: LakeStorage, day: date, *, shard: Shard = Shard(),
         types = _from_rollups(storage, table, day, shard)
         method = {"events": "exact", "distinct_ids": "hll", "distinct_users": "hll"}
     else:
-        # The shard's types from the Delta log (no data read), then one pruned, streaming
-        # scan of the four columns the KPIs need.
-        present = (table.files().filter(pl.col("date") == day)["event_type"].unique()
-                   .sort().to_list() if table.exists() else [])
-        wanted = [t for t in present if shard.holds(t)]
-        events = (table.scan_days([day]).filter(pl.col("event_type").is_in(wanted))
-                  .select("event_type", "hour", "id", "user_id")) if wanted else None
-        if events is None:
-            stats = pl.DataFrame(schema={"event_type": pl.String, "events": pl.UInt32,
-                                         "distinct_ids": pl.UInt32,
-                                         "distinct_users": pl.UInt32,
-                                         "users": pl.List(pl.String)})
-            hours = pl.DataFrame(schema={"event_type": pl.String, "hour": pl.Int32,
-                                         "events": pl.UInt32})
-        else:
-            stats, hours = pl.collect_all([
-                events.group_by("event_type").agg(
-                    pl.len().alias("events"), pl.col("id").n_unique().alias("distinct_ids"),
-                    pl.col("user_id").drop_nulls().n_unique().alias("distinct_users"),
-                    pl.col("user_id").drop_nulls().unique().sort().alias("users"),
-                ).sort("event_type"),
-                events.group_by("event_type", "hour").agg(pl.len().alias("events")),
-            ], engine="streaming")
-        for row in stats.iter_rows(named=True):
-            ids_blob = None  # ids are disjoint across types: the table holds each id once
-            users_blob = hll_of(row["users"]) if row["users"] else None
-            types[row["event_type"]] = {
-                "events": row["events"], "distinct_ids": row["distinct_ids"],
-                "distinct_users": row["distinct_users"] if row["users"] else None,
-                "events_per_hour": _per_hour(hours.filter(
-                    pl.col("event_type") == row["event_type"])),
-                "ids_hll": _b64(ids_blob), "users_hll": _b64(users_blob),
-            }
+        types = _from_events(table, day, shard, group_bytes)
         method = {"events": "exact",
                   "distinct_ids": "exact per type; the total sums them (one type per id)",
                   "distinct_users": "exact per type, hll across types"}
     return _result(day, [shard], source, method, types)
+
+
+def _from_events(table: EventTable, day: date, shard: Shard,
+                 group_bytes: int) -> dict[str, dict[str, Any]]:
+    """Per type of ``shard``, exact KPIs from the day's events, a group of types at a time.
+
+    The shard's types come from the Delta log (no data read); each group of about
+    ``group_bytes`` of Parquet is one pruned read of the four columns the KPIs need, at one
+    pinned version. A type's rows are all in its group, so its numbers come from that group
+    alone, and memory is set by the group, not the day (the whole day of 19.5 M events in
+    one read peaked at 3.5 GB; docs/events.md, session 16).
+    """
+    if not table.exists():
+        return {}
+    delta, files = table.snapshot()
+    version = delta.version()
+    per_type = (files.filter(pl.col("date") == day).group_by("event_type")
+                .agg(pl.col("size").sum()))
+    per_type = per_type.filter(pl.col("event_type").is_in(
+        [t for t in per_type["event_type"].to_list() if shard.holds(t)]))
+    types: dict[str, dict[str, Any]] = {}
+    for group in groups_by_size(per_type, group_bytes):
+        events = table.scan_days([day], version, types=group).select(
+            "event_type", "hour", "id", "user_id")
+        stats, hours = pl.collect_all([
+            events.group_by("event_type").agg(
+                pl.len().alias("events"), pl.col("id").n_unique().alias("distinct_ids"),
+                pl.col("user_id").drop_nulls().unique().sort().alias("users")),
+            events.group_by("event_type", "hour").agg(pl.len().alias("events")),
+        ])
+        for row in stats.iter_rows(named=True):
+            types[row["event_type"]] = {
+                "events": row["events"], "distinct_ids": row["distinct_ids"],
+                "distinct_users": len(row["users"]) if row["users"] else None,
+                "events_per_hour": _per_hour(hours.filter(
+                    pl.col("event_type") == row["event_type"])),
+                # ids are disjoint across types (the table holds each id once): no sketch
+                "ids_hll": None,
+                "users_hll": _b64(hll_of(row["users"])) if row["users"] else None,
+            }
+    return types
 
 
 ROLLUP_COLUMNS = ["event_type", "hour", "events", "ids_hll", "users_hll"]
