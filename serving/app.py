@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
 
 import msgspec
 from litestar import HttpMethod, Litestar, MediaType, Request, Response, Router, get, route
@@ -23,17 +22,18 @@ from litestar.openapi.plugins import SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import OpenAPIResponse, Operation, Parameter, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.static_files import create_static_files_router
-from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from cryptodudez.storage import LakeStorage
 from serving.eth_signal import PATH as SIGNAL_PATH
-from serving.eth_signal import BadDate, eth_signal, signal_get
+from serving.eth_signal import eth_signal, signal_get
 from serving.model_store import MODEL_NAME, ModelStore
 from serving.mood import ROUTES as MOOD_ROUTES
-from serving.mood import BadMoodQuery, MoodStore
+from serving.mood import MoodStore
 from serving.polling import PollingStore
+from serving.query import BadQuery, parse_query, shown
 from serving.signal_store import SignalStore
 
 PARAMETERS = ("vol_moving_avg", "adj_close_rolling_med")
@@ -74,38 +74,6 @@ class Health(msgspec.Struct):
     version: str | None
 
 
-class BadRequest(HTTPException):
-    """A 400 whose ``detail`` names the offending parameter."""
-
-    status_code = HTTP_400_BAD_REQUEST
-
-
-def _shown(raw: str) -> str:
-    """The offending value for a message: at most 40 characters, with the full length."""
-    return repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}... ({len(raw)} characters)"
-
-
-def parse_query(raw: bytes) -> dict[str, str]:
-    """The value of each known parameter, percent-decoded (the hot path: no multi-dict).
-
-    Unknown parameters are ignored; a known parameter given twice is a 400 naming it.
-    """
-    text = raw.decode("latin-1")
-    encoded = "%" in text or "+" in text  # rare: decode names and values only then
-    out: dict[str, str] = {}
-    for part in text.split("&"):
-        name, _, value = part.partition("=")
-        if encoded:
-            name = unquote_plus(name)
-            value = unquote_plus(value)
-        if name in _KNOWN:
-            if name in out:
-                raise BadRequest(detail=f"query parameter {name!r} is given more than once; "
-                                        "give each parameter once")
-            out[name] = value
-    return out
-
-
 def _is_decimal(raw: str) -> bool:
     """``raw`` is in the accepted grammar (plain ``123`` or ``123.45`` without the regex)."""
     if not raw.isascii():  # str.isdigit alone would take other scripts' digits
@@ -120,18 +88,18 @@ def parse_parameter(name: str, raw: str | None) -> float:
     """A number from 0 to ``LIMITS[name]`` from a query parameter, or a 400 naming it."""
     limit = LIMITS[name]
     if raw is None or raw == "":
-        raise BadRequest(detail=f"missing query parameter {name!r}: a decimal number from 0 to "
+        raise BadQuery(detail=f"missing query parameter {name!r}: a decimal number from 0 to "
                                 f"{limit:g} ({GRAMMAR})")
     if not _is_decimal(raw):
-        raise BadRequest(detail=f"query parameter {name!r} must be a decimal number from 0 to "
-                                f"{limit:g} ({GRAMMAR}), got {_shown(raw)}")
+        raise BadQuery(detail=f"query parameter {name!r} must be a decimal number from 0 to "
+                                f"{limit:g} ({GRAMMAR}), got {shown(raw)}")
     value = float(raw)  # the grammar leaves no NaN; too many digits give inf, caught below
     if value < 0:
-        raise BadRequest(detail=f"query parameter {name!r} must be >= 0 (and <= {limit:g}), "
-                                f"got {_shown(raw)}")
+        raise BadQuery(detail=f"query parameter {name!r} must be >= 0 (and <= {limit:g}), "
+                                f"got {shown(raw)}")
     if not value <= limit:
-        raise BadRequest(detail=f"query parameter {name!r} must be <= {limit:g}, "
-                                f"got {_shown(raw)}")
+        raise BadQuery(detail=f"query parameter {name!r} must be <= {limit:g}, "
+                                f"got {shown(raw)}")
     return value
 
 
@@ -158,14 +126,15 @@ class PredictOperation(Operation):
             **(self.responses or {}),
             "400": OpenAPIResponse(description="a parameter is missing, given twice, not a "
                                                "decimal number in ASCII digits, negative or "
-                                               "above its limit; the detail names it"),
+                                               "above its limit, or not one of these two; "
+                                               "the detail names it"),
             "503": OpenAPIResponse(description="no model has been trained yet"),
         }
 
 
 def predict(request: Request) -> int:
     """Predicted volume for the given features."""
-    query = parse_query(request.scope["query_string"])
+    query = parse_query(request.scope["query_string"], _KNOWN)
     volume = parse_parameter(PARAMETERS[0], query.get(PARAMETERS[0]))
     price = parse_parameter(PARAMETERS[1], query.get(PARAMETERS[1]))
     served = request.app.state.store.current
@@ -266,8 +235,7 @@ def create_app(settings: ServingSettings) -> Litestar:
         route_handlers=[predict_get, predict_head, health_get, health_head, signal_get,
                         signal_head, *MOOD_ROUTES, _docs_assets()],
         lifespan=[model_store, signal_store, mood_store],
-        exception_handlers={BadRequest: _bad_request, BadDate: _bad_request,
-                            BadMoodQuery: _bad_request},
+        exception_handlers={BadQuery: _bad_request},
         openapi_config=OpenAPIConfig(title="cryptodudez prediction API", version="1.0.0",
                                      path=SCHEMA_PATH,
                                      render_plugins=[_swagger_ui(), YamlRenderPlugin()]),

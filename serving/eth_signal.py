@@ -7,7 +7,6 @@ The signals come from the :class:`serving.signal_store.SignalStore` on ``app.sta
 import re
 from dataclasses import dataclass
 from datetime import date
-from urllib.parse import unquote_plus
 
 import msgspec
 from litestar import MediaType, Request, get
@@ -15,15 +14,16 @@ from litestar.exceptions import HTTPException
 from litestar.openapi.spec import OpenAPIResponse, Operation, Parameter, Schema
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 from litestar.status_codes import (
-    HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
+from serving.query import BadQuery, parse_query, shown
 from serving.signal_store import CLASSES, ServedSignals
 
 PATH = "/signal/eth"
 DATE = "date"
+_PARAMETERS = frozenset({DATE})
 DATE_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 # fullmatch, not "$", which would also accept a trailing newline; ASCII digits only.
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fullmatch
@@ -41,51 +41,24 @@ class Signal(msgspec.Struct):
     served: str
 
 
-class BadDate(HTTPException):
-    """A 400 whose ``detail`` names the ``date`` parameter."""
-
-    status_code = HTTP_400_BAD_REQUEST
-
-
-def _shown(raw: str) -> str:
-    """The offending value for a message: at most 40 characters, with the full length."""
-    return repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}... ({len(raw)} characters)"
-
-
 def date_query(raw: bytes) -> str | None:
-    """The percent-decoded value of ``date`` in a query string; None when it is not given.
-
-    Other parameters are ignored; ``date`` given twice is a 400 naming it.
-    """
-    text = raw.decode("latin-1")
-    encoded = "%" in text or "+" in text
-    found: str | None = None
-    for part in text.split("&"):
-        name, _, value = part.partition("=")
-        if encoded:
-            name = unquote_plus(name)
-            value = unquote_plus(value)
-        if name == DATE:
-            if found is not None:
-                raise BadDate(detail=f"query parameter {DATE!r} is given more than once; "
-                                     "give it once")
-            found = value
-    return found
+    """The value of ``date`` in a query string (None when not given); a 400 for any other."""
+    return parse_query(raw, _PARAMETERS).get(DATE)
 
 
 def parse_date(raw: str) -> date:
     """The date of a ``date`` parameter, or a 400 naming it."""
     if raw == "":
-        raise BadDate(detail=f"query parameter {DATE!r} is empty: give {DATE_GRAMMAR}, or "
+        raise BadQuery(detail=f"query parameter {DATE!r} is empty: give {DATE_GRAMMAR}, or "
                              "leave it out for the latest date")
     if not _DATE(raw):
-        raise BadDate(detail=f"query parameter {DATE!r} must be {DATE_GRAMMAR}, "
-                             f"got {_shown(raw)}")
+        raise BadQuery(detail=f"query parameter {DATE!r} must be {DATE_GRAMMAR}, "
+                             f"got {shown(raw)}")
     try:
         return date.fromisoformat(raw)
     except ValueError as exc:
-        raise BadDate(detail=f"query parameter {DATE!r} must be a real calendar date "
-                             f"(YYYY-MM-DD), got {_shown(raw)}: {exc}") from exc
+        raise BadQuery(detail=f"query parameter {DATE!r} must be a real calendar date "
+                             f"(YYYY-MM-DD), got {shown(raw)}: {exc}") from exc
 
 
 def _not_found(day: date, signals: ServedSignals) -> HTTPException:
@@ -133,8 +106,8 @@ class SignalOperation(Operation):
         self.responses = {
             **(self.responses or {}),
             "400": OpenAPIResponse(description=f"`{DATE}` is empty, given twice, not "
-                                               "YYYY-MM-DD or not a calendar date; the detail "
-                                               "names it"),
+                                               "YYYY-MM-DD or not a calendar date, or another "
+                                               "parameter is given; the detail names it"),
             "404": OpenAPIResponse(description=f"no features for that `{DATE}`; the detail "
                                                "says which dates have a signal (first..last)"),
             "503": OpenAPIResponse(description="no signal has been published yet"),

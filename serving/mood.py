@@ -17,7 +17,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
 
 import msgspec
 from litestar import MediaType, Request, Response, get
@@ -31,7 +30,9 @@ from litestar.openapi.spec import (
     Schema,
 )
 from litestar.openapi.spec.enums import OpenAPIType
-from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+
+from serving.query import BadQuery, parse_query, shown
 
 if TYPE_CHECKING:
     import polars as pl
@@ -52,37 +53,13 @@ NOTE = ("p-values and Fisher intervals assume independent pairs; buckets are aut
         "(adjusted across every coin, bucket and lag asked)")
 
 
-class BadMoodQuery(HTTPException):
-    """A 400 whose ``detail`` names the offending parameter."""
-
-    status_code = HTTP_400_BAD_REQUEST
-
-
-def _shown(raw: str) -> str:
-    return repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}... ({len(raw)} characters)"
-
-
-def query(raw: bytes, known: frozenset[str]) -> dict[str, str]:
-    """The percent-decoded value of each known parameter; a repeated one is a 400."""
-    out: dict[str, str] = {}
-    for part in raw.decode("latin-1").split("&"):
-        name, _, value = part.partition("=")
-        name, value = unquote_plus(name), unquote_plus(value)
-        if name in known:
-            if name in out:
-                raise BadMoodQuery(detail=f"query parameter {name!r} is given more than once; "
-                                          "give each parameter once")
-            out[name] = value
-    return out
-
-
 def parse_int(name: str, raw: str | None, *, default: int, low: int, high: int) -> int:
     """A whole number in ``low..high`` (ASCII digits), or a 400 naming ``name``."""
     if raw is None:
         return default
     if not _INT(raw) or not low <= int(raw) <= high:
-        raise BadMoodQuery(detail=f"query parameter {name!r} must be a whole number from "
-                                  f"{low} to {high}, got {_shown(raw)}")
+        raise BadQuery(detail=f"query parameter {name!r} must be a whole number from "
+                                  f"{low} to {high}, got {shown(raw)}")
     return int(raw)
 
 
@@ -100,8 +77,8 @@ def parse_instant(name: str, raw: str | None) -> datetime | None:
     except (ValueError, OverflowError):
         instant = None
     if instant is None:
-        raise BadMoodQuery(detail=f"query parameter {name!r} must be {INSTANT_GRAMMAR}, "
-                                  f"got {_shown(raw)}")
+        raise BadQuery(detail=f"query parameter {name!r} must be {INSTANT_GRAMMAR}, "
+                                  f"got {shown(raw)}")
     return instant
 
 
@@ -110,7 +87,7 @@ def parse_range(params: dict[str, str]) -> tuple[datetime | None, datetime | Non
     start, end = parse_instant("start", params.get("start")), parse_instant("end",
                                                                              params.get("end"))
     if start and end and start >= end:
-        raise BadMoodQuery(detail=f"query parameter 'start' ({start.isoformat()}) must be "
+        raise BadQuery(detail=f"query parameter 'start' ({start.isoformat()}) must be "
                                   f"before 'end' ({end.isoformat()})")
     return start, end
 
@@ -124,14 +101,14 @@ def parse_coins(raw: str | None, *, many: bool) -> list[str] | None:
     if raw is None or raw == "":
         if many:
             return None
-        raise BadMoodQuery(detail="missing query parameter 'coin': a coin symbol in capitals "
+        raise BadQuery(detail="missing query parameter 'coin': a coin symbol in capitals "
                                   "(BTC, ETH) that has trades")
     coins = raw.split(",") if many else [raw]
     if not all(_COIN(coin) for coin in coins):
-        raise BadMoodQuery(detail="query parameter 'coin' must be coin symbols in capitals "
-                                  f"(BTC, ETH), got {_shown(raw)}")
+        raise BadQuery(detail="query parameter 'coin' must be coin symbols in capitals "
+                                  f"(BTC, ETH), got {shown(raw)}")
     if len(set(coins)) != len(coins):
-        raise BadMoodQuery(detail=f"query parameter 'coin' repeats a coin: {_shown(raw)}")
+        raise BadQuery(detail=f"query parameter 'coin' repeats a coin: {shown(raw)}")
     return coins
 
 
@@ -141,7 +118,7 @@ def known_coins(coins: list[str] | None, known: list[str]) -> list[str]:
         return known
     for coin in coins:
         if coin not in known:
-            raise BadMoodQuery(detail=f"query parameter 'coin': {coin} has no trades; "
+            raise BadQuery(detail=f"query parameter 'coin': {coin} has no trades; "
                                       f"known coins: {known}")
     return coins
 
@@ -153,16 +130,16 @@ def parse_buckets(raw: str | None, *, many: bool) -> list[str]:
 
     texts = (raw or "PT10S").split(",") if many else [raw or "PT10S"]
     if len(texts) > MAX_BUCKETS:
-        raise BadMoodQuery(detail=f"query parameter 'bucket' names {len(texts)} buckets; "
+        raise BadQuery(detail=f"query parameter 'bucket' names {len(texts)} buckets; "
                                   f"at most {MAX_BUCKETS}")
     seen: dict[Any, str] = {}
     for text in texts:
         try:
             width = parse_bucket(text)
         except ValueError as exc:
-            raise BadMoodQuery(detail=f"query parameter 'bucket': {exc}") from None
+            raise BadQuery(detail=f"query parameter 'bucket': {exc}") from None
         if width in seen:  # the same grid spelled twice (PT60S, PT1M) is one test, not two
-            raise BadMoodQuery(detail=f"query parameter 'bucket' repeats a bucket: {text} is "
+            raise BadQuery(detail=f"query parameter 'bucket' repeats a bucket: {text} is "
                                       f"the same grid as {seen[width]}")
         seen[width] = text
     return texts
@@ -330,7 +307,7 @@ def coin_trades(request: Request) -> Response[bytes]:
     """One coin's trades in time order, paged."""
     import polars as pl  # noqa: PLC0415 - light workers
 
-    asked = parse_paged(query(request.scope["query_string"], _PAGED), coin_required=True)
+    asked = parse_paged(parse_query(request.scope["query_string"], _PAGED), coin_required=True)
     loaded = _store(request)  # the coins known are the data's
     coin = known_coins(asked.coins, loaded.coins)[0]
     rows = _in_range(loaded.trades_table.filter(pl.col("coin") == coin), asked.start,
@@ -345,7 +322,7 @@ def sentiments(request: Request) -> Response[bytes]:
     """Tweet sentiments in time order (those mentioning ``coin`` when given), paged."""
     import polars as pl  # noqa: PLC0415 - light workers
 
-    asked = parse_paged(query(request.scope["query_string"], _PAGED), coin_required=False)
+    asked = parse_paged(parse_query(request.scope["query_string"], _PAGED), coin_required=False)
     loaded = _store(request)
     rows = loaded.sentiments_table
     coin = None
@@ -365,7 +342,7 @@ def merged_series(request: Request) -> Response[bytes]:
     """One coin's price buckets, each with the sentiment known by its end (backward join)."""
     from cryptodudez.mood import results  # noqa: PLC0415 - light workers
 
-    params = query(request.scope["query_string"], _MERGED)
+    params = parse_query(request.scope["query_string"], _MERGED)
     coins = parse_coins(params.get("coin"), many=False)
     bucket = parse_buckets(params.get("bucket"), many=False)[0]
     tolerance = parse_int("tolerance", params.get("tolerance"), default=0, low=0, high=1000)
@@ -390,14 +367,14 @@ def correlation(request: Request) -> Response[bytes]:
     """The lagged correlation table per coin and bucket, with q-values across all asked."""
     from cryptodudez.mood import results  # noqa: PLC0415 - light workers
 
-    params = query(request.scope["query_string"], _CORRELATION)
+    params = parse_query(request.scope["query_string"], _CORRELATION)
     store: MoodStore = request.app.state.mood_store
     asked = parse_coins(params.get("coin"), many=True)
     buckets = parse_buckets(params.get("bucket"), many=True)
     method = params.get("method") or "pearson"
     if method not in ("pearson", "spearman"):
-        raise BadMoodQuery(detail="query parameter 'method' must be 'pearson' or 'spearman', "
-                                  f"got {_shown(method)}")
+        raise BadQuery(detail="query parameter 'method' must be 'pearson' or 'spearman', "
+                                  f"got {shown(method)}")
     start, end = parse_range(params)
     max_lag = parse_int("max_lag", params.get("max_lag"), default=2, low=0,
                         high=results.MAX_LAG)
@@ -521,7 +498,7 @@ coin_get = get(
         [_param("coin", _COIN_P, required=True, pattern="^[A-Z0-9]{2,10}$"),
          _param("start", _START), _param("end", _END), *_PAGING],
         "coin missing or unknown, a bad instant, start not before end, limit or offset out "
-        "of range, or a parameter given twice",
+        "of range, a parameter given twice or one the route does not take",
         _object(coin=_type(_TEXT), **_PAGE, items=_rows(
             "the page's trades in time order", ts=_type(_TEXT, **_INSTANT),
             price=_type(_NUMBER), size=_type(_NUMBER), taker_side=_type(_TEXT),
@@ -537,7 +514,7 @@ sentiment_get = get(
         [_param("coin", _COIN_P, pattern="^[A-Z0-9]{2,10}$"), _param("start", _START),
          _param("end", _END), *_PAGING],
         "unknown coin, a bad instant, start not before end, limit or offset out of range, "
-        "or a parameter given twice",
+        "a parameter given twice or one the route does not take",
         _object(coin=_type(_TEXT, "the coin asked, or null", nullable=True), **_PAGE,
                 items=_rows("the page's sentiments in time order", ts=_type(_TEXT, **_INSTANT),
                             polarity=_type(_NUMBER, minimum=-1, maximum=1),
@@ -560,8 +537,8 @@ merged_get = get(
          _param("lag", "sentiment lead in buckets, 0..20 (default 0)", OpenAPIType.INTEGER,
                 minimum=0, maximum=20),
          _param("start", _START), _param("end", _END)],
-        "coin missing or unknown, a bad bucket, tolerance or lag, a bad instant, or a "
-        "parameter given twice",
+        "coin missing or unknown, a bad bucket, tolerance or lag, a bad instant, a parameter "
+        "given twice or one the route does not take",
         _object(coin=_type(_TEXT), bucket=_type(_TEXT), tolerance=_type(_INTEGER),
                 lag=_type(_INTEGER), start=_type(_TEXT, nullable=True, **_INSTANT),
                 end=_type(_TEXT, nullable=True, **_INSTANT),
@@ -597,7 +574,8 @@ correlation_get = get(
                 enum=["pearson", "spearman"]),
          _param("start", _START), _param("end", _END)],
         "an unknown or repeated coin or bucket, a bad bucket, max_lag, tolerance or method, "
-        "a bad instant, start not before end, or a parameter given twice",
+        "a bad instant, start not before end, a parameter given twice or one the route does "
+        "not take",
         _object(params=Schema(type=OpenAPIType.OBJECT, description="the parameters, "
                               "canonical (defaults filled in, instants in UTC)"),
                 params_key=_type(_TEXT, "digest of params"),

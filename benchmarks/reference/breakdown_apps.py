@@ -36,8 +36,9 @@ from litestar import Litestar, MediaType, Request, asgi, get
 from litestar.exceptions import HTTPException
 
 from cryptodudez.storage import LakeStorage
-from serving.app import PARAMETERS, parse_parameter, parse_query
+from serving.app import PARAMETERS, parse_parameter
 from serving.model_store import ModelStore
+from serving.query import parse_query
 
 _BODY = b"1"
 _START = {
@@ -95,7 +96,7 @@ def _model() -> Any:
 
 def _answer(model: Any, query_string: bytes) -> tuple[int, bytes]:
     """Status and JSON body of ``/predict`` for a raw query string, as the product answers."""
-    query = parse_query(query_string)
+    query = parse_query(query_string, frozenset(PARAMETERS))
     try:
         volume = parse_parameter(PARAMETERS[0], query.get(PARAMETERS[0]))
         price = parse_parameter(PARAMETERS[1], query.get(PARAMETERS[1]))

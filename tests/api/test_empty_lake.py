@@ -1,5 +1,8 @@
 """Before any data: a bad parameter to any route is a 400 naming it, never a 503.
 
+A bad parameter includes one the route does not take (a misspelt optional parameter would
+otherwise answer as if it had been left out); only the cache-buster ``_`` is ignored.
+
 Every parameter of every data route is checked before the route reads the lake, so on an
 empty lake (no model, no signal, no trades) a request that is good but for one parameter is a
 400 naming that parameter, and only a request that is good throughout is a 503.
@@ -69,6 +72,11 @@ def _cases() -> Iterator[object]:
             twice = urlencode([*good.items(), (name, good.get(name, "1")),
                                (name, good.get(name, "1"))])
             yield pytest.param(path, twice, name, id=f"{path} {name} twice")
+        # a parameter the route does not take: a misspelt one of its own, or another route's
+        for name in (f"{next(iter(bad))}s", "bukcet", "vol_moving_avg" if path != "/predict"
+                     else "coin"):
+            query = urlencode({**good, name: "1"})
+            yield pytest.param(path, query, name, id=f"{path} unknown {name}")
     for path, params in SPANS.items():
         yield pytest.param(path, urlencode(params), "start", id=f"{path} start after end")
 
@@ -92,6 +100,29 @@ def test_a_bad_parameter_on_an_empty_lake_is_a_400_naming_it(client: TestClient,
 def test_a_good_request_on_an_empty_lake_is_a_503(client: TestClient, path: str) -> None:
     response = client.get(f"{path}?{urlencode(ROUTES[path][0])}")
     assert response.status_code == 503, response.text
+
+
+@pytest.mark.parametrize("path", list(ROUTES))
+def test_the_cache_buster_is_the_one_parameter_a_route_ignores(client: TestClient,
+                                                               path: str) -> None:
+    query = urlencode([*ROUTES[path][0].items(), ("_", "1"), ("_", "2")])
+    assert client.get(f"{path}?{query}&").status_code == 503  # and a trailing '&'
+
+
+@pytest.mark.parametrize(("path", "takes"), [
+    ("/coin", "coin, end, limit, offset, start"),
+    ("/sentiment", "coin, end, limit, offset, start"),
+    ("/merged", "bucket, coin, end, lag, start, tolerance"),
+    ("/correlation", "bucket, coin, end, max_lag, method, start, tolerance"),
+    ("/signal/eth", "date"),
+    ("/predict", "adj_close_rolling_med, vol_moving_avg"),
+])
+def test_an_unknown_parameter_is_named_with_what_the_route_takes(client: TestClient, path: str,
+                                                                 takes: str) -> None:
+    response = client.get(f"{path}?bukcet=PT1M")
+    assert response.status_code == 400
+    assert response.json()["detail"] == \
+        f"unknown query parameter 'bukcet'; this route takes: {takes}"
 
 
 @pytest.mark.parametrize("path", ["/coin?coin=XRP", "/sentiment?coin=XRP", "/merged?coin=XRP",

@@ -131,9 +131,22 @@ def test_an_encoded_plus_in_the_exponent_is_accepted(client: TestClient) -> None
     assert encoded.json() == plain.json()
 
 
-def test_unknown_parameters_are_ignored_even_repeated(client: TestClient) -> None:
-    response = client.get("/predict?_=1&_=2&vol_moving_avg=12345&adj_close_rolling_med=25")
-    assert response.status_code == 200
+def test_the_cache_buster_is_ignored_even_repeated(client: TestClient) -> None:
+    for buster in ("_=1&_=2", "%5F=1"):  # also percent-encoded
+        response = client.get(f"/predict?{buster}&vol_moving_avg=12345&adj_close_rolling_med=25")
+        assert response.status_code == 200, buster
+
+
+@pytest.mark.parametrize(("query", "name"), [
+    ("vol_moving_av=12345", "vol_moving_av"),  # misspelt: not a missing parameter's message
+    ("vol%5Fmoving%5Favg2=1", "vol_moving_avg2"),
+    ("debug", "debug"),
+    ("__=1", "__"),
+])
+def test_another_parameter_is_refused_naming_it(client: TestClient, query: str,
+                                                name: str) -> None:
+    detail = _detail(client, f"{query}&vol_moving_avg=12345&adj_close_rolling_med=25")
+    assert detail.startswith(f"unknown query parameter {name!r}; ")
 
 
 @pytest.mark.parametrize(

@@ -101,10 +101,14 @@ def test_without_a_date_the_latest_date_answers(http: httpx.Client,
     assert latest["date"] == LATEST
     assert http.get("/signal/eth").json() == latest
     assert http.get("/signal/eth?").json() == latest
-    # Other parameters are ignored, as by /predict.
-    assert http.get("/signal/eth?vol_moving_avg=1&x").json() == latest
-    assert http.get("/signal/eth?x=1&date=2021-01-02&y=").json() == expected(rows[1])
-    assert http.get("/signal/eth?dates=2021-01-02").json() == latest
+    assert http.get("/signal/eth?_=1&").json() == latest  # the cache-buster alone is ignored
+    # Another parameter is a 400 naming it: a misspelt date must not answer the latest day.
+    for query, name in (("dates=2021-01-02", "dates"), ("vol_moving_avg=1&x", "vol_moving_avg"),
+                        ("date=2021-01-02&y=", "y")):
+        response = http.get(f"/signal/eth?{query}")
+        assert response.status_code == 400, query
+        assert response.json()["detail"] == \
+            f"unknown query parameter {name!r}; this route takes: date"
 
 
 def test_percent_encoded_date(http: httpx.Client, rows: list[SignalRow]) -> None:
@@ -161,8 +165,9 @@ def test_predict_and_health_are_unchanged_beside_the_signal(http: httpx.Client) 
                                              "adj_close_rolling_med": "25"})
     assert predicted.status_code == 200
     assert isinstance(predicted.json(), int)
-    assert http.get("/predict?vol_moving_avg=1&adj_close_rolling_med=1&date=x").status_code \
-        == 200  # /predict ignores date, as /signal/eth ignores its parameters
+    assert http.get("/predict?vol_moving_avg=1&adj_close_rolling_med=1&date=x").json() == \
+        {"status_code": 400, "detail": "unknown query parameter 'date'; this route takes: "
+                                       "adj_close_rolling_med, vol_moving_avg"}
 
 
 @pytest.mark.parametrize(("path", "status"), [
