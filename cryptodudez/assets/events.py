@@ -85,14 +85,14 @@ def events(context: dg.AssetExecutionContext, config: EventIngestConfig, lake: L
         lake.storage, lake.path("raw", raw_key), source=lake.url("raw", raw_key),
         partition_key=partition_key, version_tag=digest(f"{partition_key}@{sha}")[:16],
         landed_at=obj.landed_at, publish_lock=lake.publish_lock,
-        batch_bytes=config.batch_bytes)
+        batch_bytes=config.batch_bytes,
+        # the table as this ingest left it (no reload), registered in commit order
+        on_published=lambda schema: metastore.register_table(
+            "events", lake.url("validated", "events"), schema, table_format="delta"))
     quarantine_on_disk = result.quarantine.height
     metastore.record_files(event_checks.files_row(result, sha=sha, size=obj.size,
                                                   landed_at=obj.landed_at),
                            event_checks.columns_rows(lake.url("raw", raw_key), sha))
-    if result.table_schema is not None:  # the table as this ingest left it (no reload)
-        metastore.register_table("events", lake.url("validated", "events"),
-                                  result.table_schema, table_format="delta")
     metastore.record_ingested(partition_key, version=obj.version, sha256=sha,
                               run_id=context.run_id)
     return dg.MaterializeResult(

@@ -161,7 +161,9 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
                       publish_lock: Callable[[], AbstractContextManager[object]],
                       batch_bytes: int = BATCH_BYTES,
                       group_rows: int = GROUP_ROWS,
-                      workers: int | None = None) -> EventFileResult:
+                      workers: int | None = None,
+                      on_published: Callable[[pl.Schema], None] | None = None,
+                      ) -> EventFileResult:
     """Ingest the events file at ``raw_path`` (see the module docstring).
 
     Args:
@@ -176,6 +178,9 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
         batch_bytes: uncompressed bytes read and validated at a time.
         group_rows: rows of new events written at a time (bounds the writer's memory).
         workers: validation processes (None: :func:`workers_for` the file's size).
+        on_published: called with the table's columns as this ingest left it, still under
+            the publish lock, so that catalogue registrations follow the commits' order (a
+            later ingest's added column is never overwritten by an earlier one's schema).
     """
     table = EventTable(storage)
     staging = storage.path(STAGING, "events", version_tag)
@@ -213,6 +218,8 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
             quarantine = _publish_quarantine(storage, partition_key, staged.quarantine_parts)
             version = table.version()
             schema = table.schema() if version is not None else None
+            if schema is not None and on_published is not None:
+                on_published(schema)
             held = index_files(storage, staged.dates, table.live_tags(staged.dates))
             repeated = _repeated(storage, held, ids.buckets)
     if fs.exists(staging):

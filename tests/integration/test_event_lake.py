@@ -894,6 +894,37 @@ def test_a_meta_field_in_some_batches_of_a_file_is_kept(tmp_path: Path,
     assert rows["meta_region"].null_count() == 400 - len(carries)
 
 
+def test_the_catalogue_hears_of_each_schema_under_the_publish_lock(tmp_path: Path) -> None:
+    """Registrations in commit order: an earlier ingest registering after a later one would
+    drop the later one's added column from the catalogue."""
+    storage = LakeStorage(str(tmp_path / "lake"))
+    lock = Lake(uri=storage.uri).publish_lock
+    held = []
+
+    @contextmanager
+    def watched() -> Iterator[None]:
+        with lock():
+            held.append(True)
+            try:
+                yield
+            finally:
+                held.append(False)
+
+    heard: list[tuple[bool, pl.Schema]] = []
+    for key, path in (("events/f0.jsonl", _events_file(tmp_path / "f0.jsonl",
+                                                       _spread(DAY, "a-", 30))),
+                      ("events/f1.jsonl", _with_meta_field(tmp_path / "f1.jsonl", "region",
+                                                           "eu"))):
+        event_ingest.ingest_event_file(
+            storage, str(path), source=f"file://{path}", partition_key=key,
+            version_tag=digest(key)[:16], landed_at=datetime.now(tz=UTC),
+            publish_lock=watched, workers=1,
+            on_published=lambda schema: heard.append((held[-1], schema)))
+    assert [h for h, _ in heard] == [True, True]
+    assert "meta_region" not in heard[0][1]
+    assert heard[1][1] == EventTable(storage).schema() and "meta_region" in heard[1][1]
+
+
 def test_an_append_refuses_columns_the_table_lacks(tmp_path: Path) -> None:
     """Committing files with a column the table's schema lacks would hide it from every
     reader: the commit refuses, naming the column (add_columns comes first)."""
