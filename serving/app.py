@@ -89,17 +89,17 @@ def parse_parameter(name: str, raw: str | None) -> float:
     limit = LIMITS[name]
     if raw is None or raw == "":
         raise BadQuery(detail=f"missing query parameter {name!r}: a decimal number from 0 to "
-                                f"{limit:g} ({GRAMMAR})")
+                              f"{limit:g} ({GRAMMAR})")
     if not _is_decimal(raw):
         raise BadQuery(detail=f"query parameter {name!r} must be a decimal number from 0 to "
-                                f"{limit:g} ({GRAMMAR}), got {shown(raw)}")
+                              f"{limit:g} ({GRAMMAR}), got {shown(raw)}")
     value = float(raw)  # the grammar leaves no NaN; too many digits give inf, caught below
     if value < 0:
         raise BadQuery(detail=f"query parameter {name!r} must be >= 0 (and <= {limit:g}), "
-                                f"got {shown(raw)}")
+                              f"got {shown(raw)}")
     if not value <= limit:
         raise BadQuery(detail=f"query parameter {name!r} must be <= {limit:g}, "
-                                f"got {shown(raw)}")
+                              f"got {shown(raw)}")
     return value
 
 

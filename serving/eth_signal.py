@@ -50,15 +50,15 @@ def parse_date(raw: str) -> date:
     """The date of a ``date`` parameter, or a 400 naming it."""
     if raw == "":
         raise BadQuery(detail=f"query parameter {DATE!r} is empty: give {DATE_GRAMMAR}, or "
-                             "leave it out for the latest date")
+                              "leave it out for the latest date")
     if not _DATE(raw):
         raise BadQuery(detail=f"query parameter {DATE!r} must be {DATE_GRAMMAR}, "
-                             f"got {shown(raw)}")
+                              f"got {shown(raw)}")
     try:
         return date.fromisoformat(raw)
     except ValueError as exc:
         raise BadQuery(detail=f"query parameter {DATE!r} must be a real calendar date "
-                             f"(YYYY-MM-DD), got {shown(raw)}: {exc}") from exc
+                              f"(YYYY-MM-DD), got {shown(raw)}: {exc}") from exc
 
 
 def _not_found(day: date, signals: ServedSignals) -> HTTPException:

@@ -59,7 +59,7 @@ def parse_int(name: str, raw: str | None, *, default: int, low: int, high: int) 
         return default
     if not _INT(raw) or not low <= int(raw) <= high:
         raise BadQuery(detail=f"query parameter {name!r} must be a whole number from "
-                                  f"{low} to {high}, got {shown(raw)}")
+                              f"{low} to {high}, got {shown(raw)}")
     return int(raw)
 
 
@@ -78,7 +78,7 @@ def parse_instant(name: str, raw: str | None) -> datetime | None:
         instant = None
     if instant is None:
         raise BadQuery(detail=f"query parameter {name!r} must be {INSTANT_GRAMMAR}, "
-                                  f"got {shown(raw)}")
+                              f"got {shown(raw)}")
     return instant
 
 
@@ -88,7 +88,7 @@ def parse_range(params: dict[str, str]) -> tuple[datetime | None, datetime | Non
                                                                              params.get("end"))
     if start and end and start >= end:
         raise BadQuery(detail=f"query parameter 'start' ({start.isoformat()}) must be "
-                                  f"before 'end' ({end.isoformat()})")
+                              f"before 'end' ({end.isoformat()})")
     return start, end
 
 
@@ -102,11 +102,11 @@ def parse_coins(raw: str | None, *, many: bool) -> list[str] | None:
         if many:
             return None
         raise BadQuery(detail="missing query parameter 'coin': a coin symbol in capitals "
-                                  "(BTC, ETH) that has trades")
+                              "(BTC, ETH) that has trades")
     coins = raw.split(",") if many else [raw]
     if not all(_COIN(coin) for coin in coins):
         raise BadQuery(detail="query parameter 'coin' must be coin symbols in capitals "
-                                  f"(BTC, ETH), got {shown(raw)}")
+                              f"(BTC, ETH), got {shown(raw)}")
     if len(set(coins)) != len(coins):
         raise BadQuery(detail=f"query parameter 'coin' repeats a coin: {shown(raw)}")
     return coins
@@ -119,7 +119,7 @@ def known_coins(coins: list[str] | None, known: list[str]) -> list[str]:
     for coin in coins:
         if coin not in known:
             raise BadQuery(detail=f"query parameter 'coin': {coin} has no trades; "
-                                      f"known coins: {known}")
+                                  f"known coins: {known}")
     return coins
 
 
@@ -131,7 +131,7 @@ def parse_buckets(raw: str | None, *, many: bool) -> list[str]:
     texts = (raw or "PT10S").split(",") if many else [raw or "PT10S"]
     if len(texts) > MAX_BUCKETS:
         raise BadQuery(detail=f"query parameter 'bucket' names {len(texts)} buckets; "
-                                  f"at most {MAX_BUCKETS}")
+                              f"at most {MAX_BUCKETS}")
     seen: dict[Any, str] = {}
     for text in texts:
         try:
@@ -140,7 +140,7 @@ def parse_buckets(raw: str | None, *, many: bool) -> list[str]:
             raise BadQuery(detail=f"query parameter 'bucket': {exc}") from None
         if width in seen:  # the same grid spelled twice (PT60S, PT1M) is one test, not two
             raise BadQuery(detail=f"query parameter 'bucket' repeats a bucket: {text} is "
-                                      f"the same grid as {seen[width]}")
+                                  f"the same grid as {seen[width]}")
         seen[width] = text
     return texts
 
@@ -262,7 +262,7 @@ def _json(body: bytes) -> Response[bytes]:
 class Paged:
     """The parsed parameters of ``/coin`` and ``/sentiment``."""
 
-    coins: list[str] | None  # the one coin asked, or None when none is (``/sentiment``)
+    coin: str | None  # None when none is asked (``/sentiment``)
     start: datetime | None
     end: datetime | None
     limit: int
@@ -274,7 +274,7 @@ def parse_paged(params: dict[str, str], *, coin_required: bool) -> Paged:
     raw_coin = params.get("coin")
     coins = parse_coins(raw_coin, many=False) if coin_required or raw_coin else None
     start, end = parse_range(params)
-    return Paged(coins=coins, start=start, end=end,
+    return Paged(coin=coins[0] if coins else None, start=start, end=end,
                  limit=parse_int("limit", params.get("limit"), default=100, low=1,
                                  high=MAX_LIMIT),
                  offset=parse_int("offset", params.get("offset"), default=0, low=0,
@@ -309,7 +309,7 @@ def coin_trades(request: Request) -> Response[bytes]:
 
     asked = parse_paged(parse_query(request.scope["query_string"], _PAGED), coin_required=True)
     loaded = _store(request)  # the coins known are the data's
-    coin = known_coins(asked.coins, loaded.coins)[0]
+    coin = known_coins([asked.coin] if asked.coin else None, loaded.coins)[0]
     rows = _in_range(loaded.trades_table.filter(pl.col("coin") == coin), asked.start,
                      asked.end)
     page, meta = _page(rows.select("ts", "price", "size", "taker_side", "exchange", "quote",
@@ -326,8 +326,8 @@ def sentiments(request: Request) -> Response[bytes]:
     loaded = _store(request)
     rows = loaded.sentiments_table
     coin = None
-    if asked.coins is not None:
-        coin = known_coins(asked.coins, loaded.coins)[0]
+    if asked.coin is not None:
+        coin = known_coins([asked.coin], loaded.coins)[0]
         rows = rows.filter(pl.col("coins").list.contains(pl.lit(coin)))
     page, meta = _page(_in_range(rows, asked.start, asked.end).select(
         "ts", "polarity", "coins", "text", "sentiment_id"), asked)
@@ -374,7 +374,7 @@ def correlation(request: Request) -> Response[bytes]:
     method = params.get("method") or "pearson"
     if method not in ("pearson", "spearman"):
         raise BadQuery(detail="query parameter 'method' must be 'pearson' or 'spearman', "
-                                  f"got {shown(method)}")
+                              f"got {shown(method)}")
     start, end = parse_range(params)
     max_lag = parse_int("max_lag", params.get("max_lag"), default=2, low=0,
                         high=results.MAX_LAG)
