@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+ENGINES = ("polars", "spark")
+TWINS = ("stock_features", "tweet_daily", "events_compacted")
+"""The assets whose heavy transform has a Spark twin: what a per-asset engine names."""
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -32,8 +35,11 @@ class Settings:
         dagster_pg_url: ``CRYPTODUDEZ_DAGSTER_PG_URL``: Postgres URL of Dagster's storage
             (production); empty: SQLite files in ``dagster_home``.
         engine: ``CRYPTODUDEZ_ENGINE``: ``polars`` (default) or ``spark``, the engine of the
-            transforms that have a Spark twin (stock rolling features, daily tweet features,
-            event-day compaction).
+            assets whose transform has a Spark twin (:data:`TWINS`: stock rolling features,
+            daily tweet features, event-day compaction).
+        engines: per asset, overriding ``engine``: ``CRYPTODUDEZ_ENGINE`` may also be a comma
+            list of an engine and ``asset=engine`` items, as ``stock_features=spark`` or
+            ``spark,events_compacted=polars``.
         code_location: ``CRYPTODUDEZ_CODE_LOCATION``: ``host:port`` of a separate Dagster
             code server (``cryptodudez code-location``); empty: the webserver and the daemon
             load the definitions themselves.
@@ -52,6 +58,7 @@ class Settings:
     coingecko_env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     warehouse: str = ""
     engine: Literal["polars", "spark"] = "polars"
+    engines: Mapping[str, str] = field(default_factory=dict)
     code_location: str = ""
     dagster_pg_env: bool = False
 
@@ -84,6 +91,7 @@ class Settings:
             raise ValueError(msg)
         if not lake.startswith("s3://"):
             lake = str(Path(lake.removeprefix("file://")).expanduser().absolute())
+        engine, engines = _engines(env.get("CRYPTODUDEZ_ENGINE") or "polars")
         return cls(
             lake=lake,
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
@@ -94,7 +102,7 @@ class Settings:
             coingecko_env={k: v for k, v in env.items() if k.startswith("COINGECKO_")},
             warehouse=str(Path(env["CRYPTODUDEZ_WAREHOUSE"]).expanduser().absolute())
             if env.get("CRYPTODUDEZ_WAREHOUSE") else "",
-            engine=_engine(env.get("CRYPTODUDEZ_ENGINE") or "polars"),
+            engine=engine, engines=engines,
             code_location=_host_port(env.get("CRYPTODUDEZ_CODE_LOCATION") or ""),
             dagster_pg_env=_pg_env(env),
         )
@@ -128,8 +136,36 @@ def _host_port(text: str) -> str:
     return text
 
 
-def _engine(text: str) -> Literal["polars", "spark"]:
-    if text not in ("polars", "spark"):
-        msg = f"CRYPTODUDEZ_ENGINE={text!r}: use polars or spark"
+def engines_problem(engines: Mapping[str, str]) -> str | None:
+    """Why ``engines`` (asset -> engine) is no per-asset engine setting, or None."""
+    for asset, engine in engines.items():
+        if asset not in TWINS:
+            return f"{asset!r} is no asset with a Spark twin; those are {', '.join(TWINS)}"
+        if engine not in ENGINES:
+            return f"{asset}={engine!r}: use polars or spark"
+    return None
+
+
+def _engines(text: str) -> tuple[Literal["polars", "spark"], dict[str, str]]:
+    """``engine`` and ``engines`` from ``CRYPTODUDEZ_ENGINE`` (see :class:`Settings`)."""
+    default: Literal["polars", "spark"] = "polars"
+    engines: dict[str, str] = {}
+    defaults = 0
+    for item in (part.strip() for part in text.split(",")):
+        asset, sep, engine = item.partition("=")
+        if not sep:
+            if item not in ENGINES or defaults:
+                msg = (f"CRYPTODUDEZ_ENGINE={text!r}: use polars or spark, optionally with "
+                       "asset=engine items (stock_features=spark,events_compacted=polars)")
+                raise ValueError(msg)
+            default = "spark" if item == "spark" else "polars"
+            defaults += 1
+        elif asset in engines:
+            msg = f"CRYPTODUDEZ_ENGINE={text!r}: {asset} is given twice"
+            raise ValueError(msg)
+        else:
+            engines[asset] = engine
+    if problem := engines_problem(engines):
+        msg = f"CRYPTODUDEZ_ENGINE={text!r}: {problem}"
         raise ValueError(msg)
-    return "spark" if text == "spark" else "polars"
+    return default, engines

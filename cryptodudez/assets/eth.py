@@ -201,7 +201,7 @@ def tweet_daily(context: dg.AssetExecutionContext, lake: Lake,
     src = inputs(lake)
     watermark = build.tweet_watermark(src)
     frame = build.tweet_daily(src, start=start, end=end, watermark=watermark,
-                              activity_of=compute.chosen().daily_tweet_features).rename(
+                              activity_of=compute.chosen(TWEET_DAILY).daily_tweet_features).rename(
         {"day": "date"})
     rows = write_days(lake, TWEET_DAILY, frame, start=start, end=end)
     _partition_metadata(context, frame)

@@ -126,7 +126,7 @@ def events_compacted(context: dg.AssetExecutionContext, lake: Lake,
     """
     done = compact_day(lake.storage, date.fromisoformat(context.partition_key),
                        publish_lock=lake.publish_lock, validate=event_checks.schema_failures,
-                       writer=compute.chosen().day_writer())
+                       writer=compute.chosen("events_compacted").day_writer())
     written = done.written
     return dg.MaterializeResult(
         metadata={"rows": written.rows if written else done.rows_after,

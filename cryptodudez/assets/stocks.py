@@ -128,7 +128,8 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake,
     expected = [0] * len(years)
     if bars.collect_schema().names():
         expected = rows_by_period(bars, bounds)
-        frames = compute.chosen().stock_features_by_period(bars, bounds)  # or Spark's twin
+        # polars', or Spark's twin
+        frames = compute.chosen(STOCK_FEATURES).stock_features_by_period(bars, bounds)
         symbols = _sample_symbols(bars, start=bounds[0], end=bounds[-1])
     checks = _FeatureChecks(symbols)
     preview = pl.DataFrame()

@@ -30,4 +30,4 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     return {"lake": lake, "metastore": metastore,
             "coingecko": build_coingecko(settings.coingecko_env),
             "warehouse": Warehouse(path=settings.warehouse_path),
-            "compute": Compute(engine=settings.engine)}
+            "compute": Compute(engine=settings.engine, engines=dict(settings.engines))}

@@ -1,9 +1,10 @@
 """The engine that computes the heavy transforms: polars in-process, or Spark.
 
 Each transform with a Spark twin is one method of :class:`Engine`; :class:`PolarsEngine` and
-:class:`SparkEngine` implement all of them, and the :class:`Compute` resource hands the
-assets the one ``CRYPTODUDEZ_ENGINE`` chose. The asset and its checks are the same with
-either engine; the parity tests (``tests/spark/``) hold Spark's output identical to polars'.
+:class:`SparkEngine` implement all of them, and the :class:`Compute` resource hands each
+asset the one ``CRYPTODUDEZ_ENGINE`` (or run config) chose for it. The asset and its checks
+are the same with either engine; the parity tests (``tests/spark/``) hold Spark's output
+identical to polars'.
 """
 
 from collections.abc import Iterator, Sequence
@@ -15,6 +16,7 @@ import polars as pl
 
 from cryptodudez.features import tweets as polars_tweets
 from cryptodudez.lake.event_table import DayWriter, polars_day_writer
+from cryptodudez.settings import engines_problem
 from cryptodudez.transforms import stock_features as polars_features
 
 if TYPE_CHECKING:  # pyspark is an optional extra, imported only by the Spark engine
@@ -93,17 +95,33 @@ class SparkEngine:
 
 
 class Compute(dg.ConfigurableResource):
-    """Chooses the engine of the transforms with a Spark twin (``CRYPTODUDEZ_ENGINE``)."""
+    """Chooses the engine of each asset with a Spark twin (``CRYPTODUDEZ_ENGINE``).
+
+    ``engine`` is every such asset's engine unless ``engines`` names the asset: in run
+    config, ``{"resources": {"compute": {"config": {"engines": {"stock_features":
+    "spark"}}}}}`` runs the stock features on Spark and the rest as ``engine`` says.
+    """
 
     engine: Literal["polars", "spark"] = "polars"
     """``polars`` computes in the run's process; ``spark`` in a SparkSession."""
+    engines: dict[str, str] = {}  # noqa: RUF012  # pydantic copies the default
+    """Per asset (:data:`~cryptodudez.settings.TWINS`), ``polars`` or ``spark``: overrides
+    ``engine``."""
     spark_cores: int = 2
     """Cores of the local Spark session (``local[n]``), when no session is running yet."""
     spark_config: dict[str, str] = {}  # noqa: RUF012  # pydantic copies the default
     """More Spark settings for that session (``spark.driver.memory``, ``spark.master``...)."""
 
-    def chosen(self) -> Engine:
-        """The configured engine."""
-        if self.engine == "polars":
+    def engine_of(self, asset: str) -> str:
+        """The engine configured for ``asset`` (one of :data:`~cryptodudez.settings.TWINS`)."""
+        chosen = self.engines.get(asset, self.engine)
+        if problem := engines_problem({**self.engines, asset: chosen}):
+            msg = f"compute engines: {problem}"
+            raise ValueError(msg)
+        return chosen
+
+    def chosen(self, asset: str) -> Engine:
+        """The engine configured for ``asset``."""
+        if self.engine_of(asset) == "polars":
             return PolarsEngine()
         return SparkEngine(self.spark_cores, dict(self.spark_config))

@@ -1,8 +1,9 @@
 """``CRYPTODUDEZ_ENGINE=spark`` runs the same assets and checks through the Spark twins.
 
-The event day's compaction and the daily tweet features are materialised through Dagster
-with each engine on the bundled samples: the checks pass with both, the outputs are equal,
-and the Spark run really ran Spark jobs (the polars run none).
+The event day's compaction, the daily tweet features and the stock features are
+materialised through Dagster with each engine on the bundled samples: the checks pass with
+both, the outputs are equal, and the Spark run really ran Spark jobs (the polars run none).
+The stock features' engine is chosen per asset, in the run config.
 """
 
 import json
@@ -17,7 +18,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from pyspark.sql import SparkSession
 
-from cryptodudez.assets import eth
+from cryptodudez.assets import eth, stocks
 from cryptodudez.definitions import build_definitions
 from cryptodudez.jobs import EVENT_DAILY_JOB, EVENT_INGEST_JOB
 from cryptodudez.lake.event_table import EventTable
@@ -124,4 +125,38 @@ def test_tweet_daily_through_the_spark_engine(spark: SparkSession, tmp_path: Pat
             frame = lake.read_table(FEATURES, eth.TWEET_DAILY)
             assert frame.height > 300 and frame["tweets"].sum() > 0, engine
             written[engine] = frame.sort("date")
+    assert_frame_equal(written["polars"], written["spark"])
+
+
+STOCK_FEATURE_CHECKS = ("stock_features_nulls_are_first_29_rows",
+                        "stock_features_match_independent_recomputation",
+                        "stock_features_one_row_per_validated_bar")
+
+
+def test_stock_features_through_the_spark_engine_chosen_per_asset(spark: SparkSession,
+                                                                 tmp_path: Path) -> None:
+    """The resource says polars for every asset; the run config says which engine computes
+    ``stock_features`` alone (``engines``), for the sample's latest year."""
+    settings = _settings(tmp_path, "polars")
+    lake = Lake(uri=settings.lake)
+    written: dict[str, pl.DataFrame] = {}
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(settings)
+        ingests = land_and_ingest(defs, instance, {
+            "samples/stock_market_sample.zip": SAMPLES / "stock_market_sample.zip"})
+        assert all(r.success for r in ingests.values())
+        year = str(lake.read_table(VALIDATED, "stock_prices")["Date"].max())[:4]
+        for engine in ENGINES:
+            before = _spark_jobs(spark)
+            result = dg.materialize(
+                [stocks.stock_features], instance=instance, partition_key=year,
+                run_config={**QUIET, "resources": {"compute": {"config": {
+                    "engines": {"stock_features": engine}}}}},
+                resources=defs.resources, raise_on_error=False)
+            ran = _spark_jobs(spark) - before
+            assert result.success, engine
+            assert _checks(result) == dict.fromkeys(STOCK_FEATURE_CHECKS, True), engine
+            assert (ran > 0) is (engine == "spark"), (engine, ran)
+            written[engine] = pl.read_parquet(stocks.feature_path(lake, year))
+    assert written["polars"].height > 100
     assert_frame_equal(written["polars"], written["spark"])

@@ -140,9 +140,9 @@ def test_a_window_one_row_too_wide_fails_the_parity_check(
 
 def _assert_engines_agree(bars: pl.DataFrame, bounds: list[str]) -> int:
     """The Spark engine's period frames equal polars' (rows, order, types; means 1e-9)."""
-    polars_frames = list(Compute(engine="polars").chosen().stock_features_by_period(
+    polars_frames = list(Compute(engine="polars").chosen("stock_features").stock_features_by_period(
         bars.lazy(), bounds))
-    spark_frames = list(Compute(engine="spark").chosen().stock_features_by_period(
+    spark_frames = list(Compute(engine="spark").chosen("stock_features").stock_features_by_period(
         bars.lazy(), bounds))
     assert len(spark_frames) == len(polars_frames) == len(bounds) - 1
     for ours, theirs in zip(spark_frames, polars_frames, strict=True):
