@@ -122,8 +122,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=port_arg, default=8000, help="TCP port, 1-65535 "
                         "(default: 8000)")
     parser.add_argument("--workers", type=_workers, default=available_cpus(),
-                        help="server processes, at least 1 (default: one per CPU the "
-                             "container's quota allows)")
+                        help=f"server processes, 1 to {WORKERS_PER_CPU} per CPU (default: one "
+                             "per CPU the container's quota allows)")
 
 
 MAX_PORT = 65535
@@ -141,15 +141,21 @@ def port_arg(text: str) -> int:
     return int(text)
 
 
+WORKERS_PER_CPU = 4
+
+
 def _workers(text: str) -> int:
-    try:
-        workers = int(text)
-    except ValueError:
-        workers = 0
-    if workers < 1:
-        msg = f"not a number of processes (1 or more): {text!r}"
+    """Server processes: 1 to ``WORKERS_PER_CPU`` per CPU this process may use.
+
+    Unbounded, ``--workers 99999999999999999999`` had uvicorn spawn processes until the
+    machine stalled (more than one per CPU only queues them on the same cores).
+    """
+    most = WORKERS_PER_CPU * available_cpus()
+    if not (text.isascii() and text.isdigit() and 0 < int(text) <= most):
+        msg = (f"not a number of processes (1 to {most}: {WORKERS_PER_CPU} per CPU this "
+               f"process may use): {text!r}")
         raise argparse.ArgumentTypeError(msg)
-    return workers
+    return int(text)
 
 
 def command(*, host: str, port: int, workers: int) -> list[str]:

@@ -88,12 +88,16 @@ def _not_started(*args: object, **kwargs: object) -> None:
 
 
 @pytest.mark.parametrize("argv", [["--port", "99999"], ["--port", "-1"], ["--port", "0"],
-                                  ["--port", "http"], ["--workers", "0"], ["--workers", "-3"]])
+                                  ["--port", "http"], ["--workers", "0"], ["--workers", "-3"],
+                                  # a fork bomb before the bound (a reviewer ran it)
+                                  ["--workers", "99999999999999999999"], ["--workers", "9"],
+                                  ["--workers", "٣"], ["--workers", "+2"]])
 def test_serve_refuses_a_port_or_worker_count_in_one_line(
         argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
     monkeypatch.delenv("CRYPTODUDEZ_HEALTH_FILE", raising=False)
+    monkeypatch.setattr(server, "available_cpus", lambda: 2)  # at most 8 workers
     monkeypatch.setattr(server, "run", _not_started)
     monkeypatch.setattr(os, "execv", _not_started)  # `cryptodudez serve` becomes the server
     for prog, main in (("python -m serving", server.main),
@@ -103,6 +107,14 @@ def test_serve_refuses_a_port_or_worker_count_in_one_line(
         assert exited.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith(f"{prog}: error: argument {argv[0]}: ") and err.count("\n") == 1
+
+
+def test_up_to_four_workers_per_cpu_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "available_cpus", lambda: 2)
+    parser = argparse.ArgumentParser()
+    server.add_server_arguments(parser)
+    for workers in ("1", "2", "8", "08"):
+        assert parser.parse_args(["--workers", workers]).workers == int(workers)
 
 
 def test_serve_help_names_every_route(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
