@@ -20,6 +20,11 @@ def _not_after_today(data: Any, column: str) -> pl.LazyFrame:
     return data.lazyframe.select(pl.col(column).is_null() | (pl.col(column) <= today_utc()))
 
 
+def _finite(data: Any) -> pl.LazyFrame:
+    """No infinity and no NaN (``ge=0`` alone lets +inf through: inf >= 0)."""
+    return data.lazyframe.select(pl.col(data.key).is_finite())
+
+
 class StockPrices(pa.DataFrameModel):
     """Daily bars of stocks and ETFs, one row per symbol and date."""
 
@@ -32,6 +37,11 @@ class StockPrices(pa.DataFrameModel):
     Close: float = pa.Field(nullable=False, ge=0)
     Adj_Close: float = pa.Field(nullable=False, ge=0, alias="Adj Close")
     Volume: pl.Int64 = pa.Field(nullable=False, ge=0)
+
+    @pa.check("Open", "High", "Low", "Close", "Adj Close", name="finite")
+    def finite(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """A price is a finite number."""
+        return _finite(data)
 
     @pa.dataframe_check(name="high_ge_low")
     def high_ge_low(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
@@ -76,6 +86,11 @@ class CryptoPrices(pa.DataFrameModel):
     Close: float = pa.Field(nullable=False, ge=0)
     Volume: float = pa.Field(nullable=False, ge=0)
     Marketcap: float = pa.Field(nullable=False, ge=0)
+
+    @pa.check("High", "Low", "Open", "Close", "Volume", "Marketcap", name="finite")
+    def finite(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """A price, volume or market cap is a finite number."""
+        return _finite(data)
 
     @pa.dataframe_check(name="high_ge_low")
     def high_ge_low(cls, data: Any) -> pl.LazyFrame:  # noqa: N805

@@ -42,7 +42,12 @@ LINEAGE = ("_source", "_line")
 
 
 def _float(col: str) -> pl.Expr:
-    return pl.col(col).str.strip_chars().cast(pl.Float64, strict=False)
+    """A finite number, else null: the row is quarantined as unparseable.
+
+    Polars' cast reads ``inf``, ``Infinity``, ``NaN`` and ``1e400`` (an overflow) as numbers.
+    """
+    value = pl.col(col).str.strip_chars().cast(pl.Float64, strict=False)
+    return pl.when(value.is_finite()).then(value)
 
 
 def _int(col: str) -> pl.Expr:

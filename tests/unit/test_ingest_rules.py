@@ -54,6 +54,13 @@ ROW_RULES = [
         ("2020-01-03,10,8,9,10,10,1000", "failed high_ge_low"),
         ("2020-01-02,10,11,9,10,10,1000", "duplicate key (Symbol, Date) in the same file, "
                                           "first at line 2"),
+        # numbers polars' cast reads as infinite or NaN (a reviewer's inf price was published)
+        ("2020-01-03,10,inf,9,10,10,1000", "unparseable High: 'inf'"),
+        ("2020-01-03,10,11,9,10,Infinity,1000", "unparseable Adj Close: 'Infinity'"),
+        ("2020-01-03,10,1e400,9,10,10,1000", "unparseable High: '1e400'"),
+        ("2020-01-03,NaN,11,9,10,10,1000", "unparseable Open: 'NaN'"),
+        ("2020-01-03,10,11,-INF,10,10,1000", "unparseable Low: '-INF'"),
+        ("2020-01-03,10,11,9,10,10,inf", "unparseable Volume: 'inf'"),
 ]
 
 

@@ -1,0 +1,42 @@
+"""Prices and volumes are finite numbers, in the validated tables' schemas too.
+
+The ingest's parser already refuses ``inf`` and ``NaN`` text (``test_ingest_rules.py``); the
+schemas are what the asset checks run again on written tables, so a non-finite value that
+reached a table by another path fails there with the rule's name.
+"""
+
+import math
+
+import pandera.errors
+import polars as pl
+import pytest
+
+from cryptodudez.checks.schemas import CryptoPrices, StockPrices
+
+STOCK = {"Symbol": "AAA", "Security Name": None, "Date": "2020-01-02", "Open": 10.0,
+         "High": 11.0, "Low": 9.0, "Close": 10.5, "Adj Close": 10.4, "Volume": 1000}
+CRYPTO = {"Name": "Aave", "Symbol": "AAVE", "Date": "2020-01-02", "High": 11.0, "Low": 9.0,
+          "Open": 10.0, "Close": 10.5, "Volume": 5.0, "Marketcap": 1e9}
+
+
+def _failures(schema: type, rows: list[dict[str, object]]) -> set[tuple[str, str, int]]:
+    frame = pl.DataFrame(rows, schema_overrides={"Security Name": pl.String,
+                                                 "Volume": pl.Int64}
+                         if schema is StockPrices else {})
+    try:
+        schema.validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        cases = exc.failure_cases.filter(pl.col("index").is_not_null())
+        return {(c, k, i) for c, k, i in cases.select("column", "check", "index").iter_rows()}
+    return set()
+
+
+@pytest.mark.parametrize(("schema", "good", "column"), [
+    (StockPrices, STOCK, "High"), (StockPrices, STOCK, "Adj Close"),
+    (CryptoPrices, CRYPTO, "High"), (CryptoPrices, CRYPTO, "Marketcap"),
+])
+def test_an_infinite_value_fails_the_finite_rule(schema: type, good: dict[str, object],
+                                                 column: str) -> None:
+    assert _failures(schema, [good]) == set()
+    assert _failures(schema, [good, {**good, column: math.inf}]) == {(column, "finite", 1)}
+    assert (column, "finite", 1) in _failures(schema, [good, {**good, column: math.nan}])
