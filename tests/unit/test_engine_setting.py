@@ -4,6 +4,10 @@ The asset names are written out here, not read from ``TWINS``: a renamed or forg
 asset in the code must fail these tests.
 """
 
+import sys
+from datetime import date
+
+import polars as pl
 import pytest
 
 from cryptodudez.definitions import build_definitions
@@ -68,3 +72,19 @@ def test_every_asset_with_a_twin_asks_for_its_own_engine(tmp_path) -> None:
     takes = {key.to_user_string() for key in graph.get_all_asset_keys()
              if "compute" in graph.get(key).assets_def.required_resource_keys}
     assert takes == set(TWINS)
+
+
+def test_spark_without_its_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production image has no pyspark: engine spark there is one clear error."""
+    for module in ("pyspark", "cryptodudez.spark.session", "cryptodudez.spark.stock_features",
+                   "cryptodudez.spark.tweet_features", "cryptodudez.spark.event_compaction"):
+        monkeypatch.setitem(sys.modules, module, None)  # importing it fails, as without pyspark
+    engine = Compute(engine="spark")
+    says = r"engine spark needs the project.s spark extra .* `uv sync --extra spark`"
+    with pytest.raises(RuntimeError, match=says):
+        engine.chosen("tweet_daily").daily_tweet_features(
+            pl.LazyFrame(), start=date(2021, 1, 1), end=date(2021, 1, 2), watermark=None)
+    with pytest.raises(RuntimeError, match=says):
+        list(engine.chosen("stock_features").stock_features_by_period(pl.LazyFrame(), []))
+    with pytest.raises(RuntimeError, match=says):
+        engine.chosen("events_compacted").day_writer()
