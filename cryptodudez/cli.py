@@ -164,8 +164,16 @@ def _land_sources(path: Path) -> list[tuple[Path, str]]:
     Only regular files: reading a pipe would block and a device is no delivery.
     """
     if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if not p.is_dir() and not any(
-            part.startswith(".") for part in p.relative_to(path).parts))
+        # os.walk reports a folder it cannot list (rglob skipped it: its files were lost)
+        unlisted: list[OSError] = []
+        found = []
+        for root, dirs, files in os.walk(path, onerror=unlisted.append):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found += [Path(root) / f for f in files if not f.startswith(".")]
+        if unlisted:
+            msg = f"{unlisted[0].filename}: cannot be listed ({unlisted[0].strerror})"
+            raise CliError(msg)
+        found.sort()
         if not found:
             msg = f"{path}: a folder with no files to land (hidden files are skipped)"
             raise CliError(msg)
@@ -177,6 +185,12 @@ def _land_sources(path: Path) -> list[tuple[Path, str]]:
     if odd := next((p for p in found if not p.is_file()), None):
         msg = f"{odd}: not a regular file (a pipe, device, socket or broken link)"
         raise CliError(msg)
+    for file in found:  # every source readable before any is copied
+        try:
+            file.open("rb").close()
+        except OSError as exc:
+            msg = f"{file}: cannot be read ({exc.strerror})"
+            raise CliError(msg) from None
     return [(p, p.relative_to(path).as_posix() if p != path else p.name) for p in found]
 
 
@@ -719,8 +733,21 @@ def ui(settings: Settings, *, host: str, port: int) -> int:
     _exec_dagster(settings, ["dagster", "dev"], "-h", host, "-p", str(port))
 
 
+def _listen_or_exit(role: str, host: str, port: int) -> None:
+    """Exit with one line when ``host:port`` cannot be listened on.
+
+    The Dagster processes print a traceback instead, and leave a code server behind.
+    """
+    try:
+        check_listen(host, port, workers=1)
+    except ListenError as exc:
+        sys.stderr.write(f"cryptodudez {role}: error: {exc}\n")
+        raise SystemExit(exc.status) from None
+
+
 def webserver(settings: Settings, *, host: str, port: int) -> NoReturn:
     """Become the Dagster webserver (UI and GraphQL) alone: production's UI role."""
+    _listen_or_exit("webserver", host, port)
     write_health_file({"role": "webserver", "url": probe_url(host, port, "/server_info")})
     _exec_dagster(settings, ["dagster-webserver"], "-h", host, "-p", str(port))
 
@@ -731,6 +758,7 @@ def code_location(settings: Settings, *, host: str, port: int) -> NoReturn:
     The webserver and the daemon reach it through ``CRYPTODUDEZ_CODE_LOCATION=host:port``;
     the runs it launches import the same image's code.
     """
+    _listen_or_exit("code-location", host, port)
     write_health_file({
         "role": "code-location",
         "command": [str(Path(sys.executable).with_name("dagster")), "api",
@@ -896,6 +924,11 @@ def _cmd_summary(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_coingecko(settings: Settings, args: argparse.Namespace) -> int:
+    _lake(settings)  # a lake that cannot be a folder is one line, before any run starts
+    return run_coingecko_cli(settings, args.coin, args.first, args.last)
+
+
 _COMMANDS = {
     "land": _cmd_land, "ingest": _cmd_ingest, "kpi": _cmd_kpi,
     "backfill-events": _cmd_backfill_events, "dagster-home": _cmd_dagster_home,
@@ -908,8 +941,7 @@ _COMMANDS = {
     "serve": lambda settings, args: serve(settings, host=args.host, port=args.port,
                                           workers=args.workers),
     "demo": lambda settings, args: demo(settings=settings),
-    "coingecko": lambda settings, args: run_coingecko_cli(settings, args.coin, args.first,
-                                                          args.last),
+    "coingecko": _cmd_coingecko,
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 from litestar import HttpMethod, Litestar, MediaType, Request, Response, Router, get, route
-from litestar.datastructures import CacheControlHeader, State
+from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
@@ -144,9 +144,10 @@ def predict(request: Request) -> int:
     return round(served.model.predict_one(volume, price))
 
 
-def health(state: State) -> Health:
+def health(request: Request) -> Health:
     """Which model version is being served."""
-    served = state.store.current
+    parse_query(request.scope["query_string"], frozenset())  # it takes none: a 400 names one
+    served = request.app.state.store.current
     return Health(status="ok" if served else "no_model", model=MODEL_NAME,
                   version=served.version if served else None)
 

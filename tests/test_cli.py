@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -415,6 +416,78 @@ def test_ui_refuses_a_port_in_use_before_starting_anything(
         1, f"cryptodudez ui: error: cannot listen on 127.0.0.1:{taken_port}: "
            "Address already in use")
     assert not (local_env / "dh").exists()
+
+
+@pytest.mark.parametrize("role", ["webserver", "code-location"])
+def test_dagster_roles_refuse_a_port_in_use_in_one_line(
+        role: str, taken_port: int, local_env: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # they printed a 43-line traceback and left a gRPC code server behind (a reviewer)
+    def no_start(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{role} started a process on a port in use")
+
+    monkeypatch.setattr(os, "execv", no_start)
+    monkeypatch.delenv("CRYPTODUDEZ_HEALTH_FILE", raising=False)
+    assert _one_line_error(capsys, [role, "--port", str(taken_port)]) == (
+        1, f"cryptodudez {role}: error: cannot listen on 127.0.0.1:{taken_port}: "
+           "Address already in use")
+
+
+def test_coingecko_refuses_a_lake_that_is_a_file_before_any_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "lake").write_text("not a folder")
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    assert _one_line_error(capsys, ["coingecko", "--coin", "bitcoin", "--from", "2022-01-01",
+                                    "--to", "2022-01-31"]) == (
+        2, f"cryptodudez: error: CRYPTODUDEZ_LAKE={tmp_path / 'lake'}: {tmp_path / 'lake'} "
+           "is not a folder")
+    assert not (tmp_path / "dh").exists()
+
+
+SETPRIV = shutil.which("setpriv")
+
+
+def _land_without_root_reads(sources: list[Path], lake: Path) -> subprocess.CompletedProcess[str]:
+    """``cryptodudez land`` as root without the capabilities that read any file (as a user)."""
+    if SETPRIV is None:
+        pytest.skip("no setpriv (util-linux): cannot drop root's read-anything capability")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR), "CRYPTODUDEZ_LAKE": str(lake),
+           "DAGSTER_HOME": str(lake.parent / "dh")}
+    return subprocess.run([SETPRIV, "--bounding-set=-dac_override,-dac_read_search",
+                           sys.executable, "-m", "cryptodudez.cli", "land",
+                           *map(str, sources)], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_land_refuses_a_folder_it_cannot_list_and_lands_nothing(tmp_path: Path) -> None:
+    # its files were skipped without a word and the command exited 0 (a reviewer)
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.csv").write_text("a\n")
+    (src / "sub" / "b.csv").write_text("b\n")
+    (src / "sub").chmod(0)
+    try:
+        done = _land_without_root_reads([src], tmp_path / "lake")
+    finally:
+        (src / "sub").chmod(0o755)
+    assert (done.returncode, done.stderr.splitlines()) == (
+        2, [f"cryptodudez: error: {src / 'sub'}: cannot be listed (Permission denied)"])
+    assert not (tmp_path / "lake").exists()
+
+
+def test_land_refuses_a_file_it_cannot_read_and_lands_nothing(tmp_path: Path) -> None:
+    # the readable file was copied before the unreadable one failed the command (a reviewer)
+    (tmp_path / "ok.csv").write_text("a\n")
+    (tmp_path / "secret.csv").write_text("b\n")
+    (tmp_path / "secret.csv").chmod(0)
+    done = _land_without_root_reads([tmp_path / "ok.csv", tmp_path / "secret.csv"],
+                                    tmp_path / "lake")
+    assert (done.returncode, done.stderr.splitlines()) == (
+        2, [f"cryptodudez: error: {tmp_path / 'secret.csv'}: cannot be read "
+            "(Permission denied)"])
+    assert not (tmp_path / "lake").exists()
 
 
 def test_the_ui_command_exits_promptly_on_a_port_in_use(taken_port: int,

@@ -116,6 +116,7 @@ def test_the_cache_buster_is_the_one_parameter_a_route_ignores(client: TestClien
     ("/correlation", "bucket, coin, end, max_lag, method, start, tolerance"),
     ("/signal/eth", "date"),
     ("/predict", "adj_close_rolling_med, vol_moving_avg"),
+    ("/health", "none"),  # it answered 200 to any query (a reviewer)
 ])
 def test_an_unknown_parameter_is_named_with_what_the_route_takes(client: TestClient, path: str,
                                                                  takes: str) -> None:
