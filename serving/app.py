@@ -128,7 +128,8 @@ class PredictOperation(Operation):
                                                "decimal number in ASCII digits, negative or "
                                                "above its limit, or not one of these two; "
                                                "the detail names it"),
-            "503": OpenAPIResponse(description="no model has been trained yet"),
+            "503": OpenAPIResponse(description="no model has been trained yet, or the latest "
+                                               "cannot be loaded (the detail says why)"),
         }
 
 
@@ -140,7 +141,8 @@ def predict(request: Request) -> int:
     served = request.app.state.store.current
     if served is None:
         raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE,
-                            detail="no model has been trained yet")
+                            detail=request.app.state.store.problem
+                            or "no model has been trained yet")
     return round(served.model.predict_one(volume, price))
 
 

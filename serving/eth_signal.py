@@ -78,7 +78,8 @@ def eth_signal(request: Request) -> Signal:
     signals: ServedSignals | None = request.app.state.signal_store.current
     if signals is None:
         raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE,
-                            detail="no ETH signal has been published yet")
+                            detail=request.app.state.signal_store.problem
+                            or "no ETH signal has been published yet")
     row = signals.rows.get(signals.latest if day is None else day)
     if row is None:
         raise _not_found(day or signals.latest, signals)

@@ -2,8 +2,9 @@
 
 A subclass says how to read the pointer and load a version; this base keeps the current
 version, loads the latest at start, polls every ``poll_seconds`` in a thread (so a slow
-read never blocks requests), and keeps the version it has when a newer one cannot be
-loaded. Standard library only: an API worker never imports Dagster or polars.
+read never blocks requests), and keeps the version it has (or none) when the latest cannot
+be loaded, saying why in :attr:`PollingStore.problem`. Standard library only: an API worker
+never imports Dagster or polars.
 """
 
 import asyncio
@@ -25,6 +26,8 @@ class PollingStore(Generic[T]):
     def __init__(self, *, poll_seconds: float = 2.0) -> None:
         self.poll_seconds = poll_seconds
         self.current: T | None = None
+        self.problem: str | None = None
+        """Why the latest published version is not the one served (None when it is)."""
         self._task: asyncio.Task[None] | None = None
 
     def latest_version(self) -> str | None:
@@ -46,12 +49,27 @@ class PollingStore(Generic[T]):
         return True
 
     def refresh_or_keep(self) -> None:
-        """``refresh``, keeping the current version when the latest cannot be loaded."""
+        """``refresh``, keeping the current version when the latest cannot be loaded.
+
+        The reason is :attr:`problem` (the routes' 503 says it when nothing is served) and
+        one log line each time it changes, not a traceback every poll.
+        """
         try:
             self.refresh()
+        except LOAD_ERRORS as exc:
+            problem = (f"the latest {self.name} ({self._latest_or_unknown()}) cannot be "
+                       f"loaded: {type(exc).__name__}: {exc}")
+            if problem != self.problem:
+                log.error("%s; keeping %s", problem, getattr(self.current, "version", None))
+            self.problem = problem
+        else:
+            self.problem = None
+
+    def _latest_or_unknown(self) -> str:
+        try:
+            return self.latest_version() or "none"
         except LOAD_ERRORS:
-            log.exception("could not load the latest %s; keeping %s", self.name,
-                          getattr(self.current, "version", None))
+            return "its pointer unreadable"
 
     async def _poll(self) -> None:
         while True:
@@ -59,8 +77,13 @@ class PollingStore(Generic[T]):
             await asyncio.to_thread(self.refresh_or_keep)
 
     def start(self) -> None:
-        """Load the latest version now (a failure propagates) and start polling."""
-        self.refresh()
+        """Load the latest version now and start polling for newer ones.
+
+        A version that cannot be loaded does not stop the API (its other routes serve on):
+        until a good version is published, the store holds none and its routes answer 503
+        with :attr:`problem`.
+        """
+        self.refresh_or_keep()
         self._task = asyncio.get_running_loop().create_task(self._poll())
 
     async def stop(self) -> None:

@@ -23,7 +23,6 @@ Only the standard library and the lake as plain files are imported here, so an A
 never loads Dagster, polars or scikit-learn.
 """
 
-import asyncio
 import itertools
 import json
 import math
@@ -274,11 +273,3 @@ class SignalStore(PollingStore[ServedSignals]):
         """Read one version's signals, checked."""
         return read_signals(self.lake, version)
 
-    def start(self) -> None:
-        """Load the latest version now and start polling for newer ones.
-
-        Unlike the model store, a version that cannot be loaded at start does not stop the
-        API: ``/signal/eth`` answers 503 until a good version is published.
-        """
-        self.refresh_or_keep()
-        self._task = asyncio.get_running_loop().create_task(self._poll())
