@@ -20,6 +20,17 @@ def _not_after_today(data: Any, column: str) -> pl.LazyFrame:
     return data.lazyframe.select(pl.col(column).is_null() | (pl.col(column) <= today_utc()))
 
 
+# The earliest plausible dates: the first year of the stock features' partitions (a bar
+# before it could be in no partition), and the Bitcoin network's first block (no coin was
+# priced before it). A vendor's 1600-01-01 passed validation, then failed a blocking check.
+FIRST_STOCK_DATE = "1960-01-01"
+FIRST_COIN_DATE = "2009-01-03"
+
+
+def _not_before(data: Any, column: str, first: str) -> pl.LazyFrame:
+    return data.lazyframe.select(pl.col(column).is_null() | (pl.col(column) >= first))
+
+
 def _finite(data: Any) -> pl.LazyFrame:
     """No infinity and no NaN (``ge=0`` alone lets +inf through: inf >= 0)."""
     return data.lazyframe.select(pl.col(data.key).is_finite())
@@ -52,6 +63,11 @@ class StockPrices(pa.DataFrameModel):
     def date_not_in_future(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
         """No bar is dated after today (UTC)."""
         return _not_after_today(data, "Date")
+
+    @pa.dataframe_check(name=f"date_not_before_{FIRST_STOCK_DATE}")
+    def date_not_before_first(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """No bar is dated before 1960 (the stock features' first partition)."""
+        return _not_before(data, "Date", FIRST_STOCK_DATE)
 
     class Config:
         """Extra columns (asset class, lineage) are allowed."""
@@ -101,6 +117,11 @@ class CryptoPrices(pa.DataFrameModel):
     def date_not_in_future(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
         """No price is dated after today (UTC)."""
         return _not_after_today(data, "Date")
+
+    @pa.dataframe_check(name=f"date_not_before_{FIRST_COIN_DATE}")
+    def date_not_before_first(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """No coin price is dated before the Bitcoin network's first block."""
+        return _not_before(data, "Date", FIRST_COIN_DATE)
 
     class Config:
         """Lineage columns are allowed."""

@@ -1,4 +1,4 @@
-"""Prices and volumes are finite numbers, in the validated tables' schemas too.
+"""Prices and volumes are finite numbers and dates plausible, in the tables' schemas too.
 
 The ingest's parser already refuses ``inf`` and ``NaN`` text (``test_ingest_rules.py``); the
 schemas are what the asset checks run again on written tables, so a non-finite value that
@@ -40,3 +40,17 @@ def test_an_infinite_value_fails_the_finite_rule(schema: type, good: dict[str, o
     assert _failures(schema, [good]) == set()
     assert _failures(schema, [good, {**good, column: math.inf}]) == {(column, "finite", 1)}
     assert (column, "finite", 1) in _failures(schema, [good, {**good, column: math.nan}])
+
+
+@pytest.mark.parametrize(("schema", "good", "first", "rule"), [
+    (StockPrices, STOCK, "1960-01-01", "date_not_before_1960-01-01"),
+    (CryptoPrices, CRYPTO, "2009-01-03", "date_not_before_2009-01-03"),
+])
+def test_a_date_before_the_first_plausible_one_fails(schema: type, good: dict[str, object],
+                                                     first: str, rule: str) -> None:
+    """Written out here, not read from the schema module: a wrong bound must fail."""
+    assert _failures(schema, [{**good, "Date": first}]) == set()
+    for early in ("1600-01-01", "1959-12-31", "2009-01-02"):
+        if early < first:
+            assert _failures(schema, [good, {**good, "Date": early}]) == {
+                (schema.__name__, rule, 1)}, early

@@ -61,6 +61,9 @@ ROW_RULES = [
         ("2020-01-03,NaN,11,9,10,10,1000", "unparseable Open: 'NaN'"),
         ("2020-01-03,10,11,-INF,10,10,1000", "unparseable Low: '-INF'"),
         ("2020-01-03,10,11,9,10,10,inf", "unparseable Volume: 'inf'"),
+        # a date no partition holds (a reviewer's 1600-01-01 broke a blocking check later)
+        ("1600-01-01,10,11,9,10,10,1000", "failed date_not_before_1960-01-01"),
+        ("1959-12-31,10,11,9,10,10,1000", "failed date_not_before_1960-01-01"),
 ]
 
 
