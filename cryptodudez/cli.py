@@ -863,8 +863,9 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--date", type=_date_arg, help="UTC day, YYYY-MM-DD")
     what.add_argument("--merge", nargs="+", type=Path, metavar="PART",
                       help="merge shard parts written with --out")
-    p_kpi.add_argument("--shard", default="0/1", help="i/n: this machine's share of the types")
-    p_kpi.add_argument("--source", choices=kpi.SOURCES, default="rollups",
+    # None when not given: a merge takes both from its parts and refuses them given
+    p_kpi.add_argument("--shard", help="i/n: this machine's share of the types (default 0/1)")
+    p_kpi.add_argument("--source", choices=kpi.SOURCES,
                        help="rollups (default; megabytes, HLL distinct counts) or events "
                             "(the day's events; exact per type)")
     p_kpi.add_argument("--out", type=Path, help="write the JSON here (default: stdout)")
@@ -895,8 +896,14 @@ def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_kpi(settings: Settings, args: argparse.Namespace) -> int:
-    result = kpi_command(settings, day=args.date, shard=args.shard, source=args.source,
-                         out=args.out, merge_parts=args.merge)
+    if args.merge and (given := [f"--{name}" for name in ("shard", "source")
+                                 if getattr(args, name) is not None]):
+        msg = (f"kpi --merge: {' and '.join(given)} apply to --date only (a merge takes the "
+               "shards and the source from its parts)")
+        raise CliError(msg)
+    result = kpi_command(settings, day=args.date, shard=args.shard or "0/1",
+                         source=args.source or "rollups", out=args.out,
+                         merge_parts=args.merge)
     if args.out is None:
         _out(kpi.dumps(result))
     else:

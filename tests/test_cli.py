@@ -349,6 +349,19 @@ def test_malformed_kpi_parts_are_named(local_env: Path,
             2, f"cryptodudez: error: {local_env / name}: {message}")
 
 
+@pytest.mark.parametrize(("options", "named"), [
+    (["--source", "events"], "--source"), (["--shard", "1/2"], "--shard"),
+    (["--shard", "0/1", "--source", "rollups"], "--shard and --source"),
+])
+def test_a_merge_refuses_options_it_would_ignore(options: list[str], named: str,
+                                                 local_env: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # they were accepted and ignored: a merge takes them from its parts (a reviewer)
+    assert _one_line_error(capsys, ["kpi", "--merge", str(local_env / "p.json"), *options]) == (
+        2, f"cryptodudez: error: kpi --merge: {named} apply to --date only (a merge takes "
+           "the shards and the source from its parts)")
+
+
 def test_summary_shows_quarantined_events_before_any_valid_one(local_env: Path) -> None:
     folder = local_env / "lake" / "quarantine" / "events"
     folder.mkdir(parents=True)
