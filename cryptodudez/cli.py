@@ -85,7 +85,7 @@ def ensure_dagster_home(settings: Settings) -> Path:
     No rule of the platform lives here: ingest runs may run side by side under any
     instance configuration (they serialise only their publishing, on the lake's own lock).
     """
-    home = Path(settings.dagster_home)
+    home = Path(settings.dagster_home).expanduser().absolute()  # Dagster needs it absolute
     if blocker := _not_a_folder(home):
         msg = f"DAGSTER_HOME={home}: {blocker} is not a folder"
         raise CliError(msg)
@@ -681,8 +681,11 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
 
     uvicorn spawns its workers, and a spawned worker re-imports the parent's main script;
     this one imports Dagster (about 240 MB and 2.5 s per worker), ``serving`` does not.
-    Returns only when the server cannot listen on ``host:port``, said in one line.
+    Returns only when the server cannot listen on ``host:port``, said in one line. A lake
+    that cannot be a folder is refused first (the server would poll it for ever); a missing
+    one is served: 503 until a model is published there.
     """
+    _lake(settings)
     try:
         check_listen(host, port, workers=workers)
     except ListenError as exc:

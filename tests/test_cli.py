@@ -459,6 +459,29 @@ def test_coingecko_refuses_a_lake_that_is_a_file_before_any_run(
     assert not (tmp_path / "dh").exists()
 
 
+def test_serve_refuses_a_lake_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # it started and polled that path for ever (a reviewer)
+    (tmp_path / "lake").write_text("not a folder")
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setattr(os, "execv", lambda *a: pytest.fail("serve started"))
+    assert _one_line_error(capsys, ["serve", "--port", "8000"]) == (
+        2, f"cryptodudez: error: CRYPTODUDEZ_LAKE={tmp_path / 'lake'}: {tmp_path / 'lake'} "
+           "is not a folder")
+
+
+def test_a_relative_dagster_home_is_taken_from_the_working_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Dagster refuses a relative DAGSTER_HOME: ingest failed with exit 1 (a reviewer)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("DAGSTER_HOME", "dh")
+    assert cli.main(["dagster-home"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "dh")
+    assert os.environ["DAGSTER_HOME"] == str(tmp_path / "dh")
+
+
 SETPRIV = shutil.which("setpriv")
 
 
