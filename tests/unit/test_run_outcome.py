@@ -42,3 +42,17 @@ def test_the_old_level_printed_the_trace(capfd) -> None:
     dg.materialize([fine, breaks], raise_on_error=False,
                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     assert "ValueError" in capfd.readouterr().err
+
+
+@dg.asset(retry_policy=dg.RetryPolicy(max_retries=1, delay=0))
+def unreadable() -> int:
+    raise PermissionError(13, "Permission denied", "/lake/raw/x.csv")
+
+
+def test_a_step_out_of_retries_says_what_its_last_attempt_raised() -> None:
+    # the CLI said only "Exceeded max_retries of 2" for an unreadable landed file (a reviewer)
+    result = dg.materialize([unreadable], raise_on_error=False,
+                            run_config={"loggers": QUIET["loggers"]})
+    assert step_errors(result) == [
+        "unreadable: Exceeded max_retries of 1; the last attempt: PermissionError: [Errno 13] "
+        "Permission denied: '/lake/raw/x.csv'"]
