@@ -723,8 +723,10 @@ def _recognise_csv(m: Member,
         if score >= 0.5:
             missing = [c for c in near.header if c not in header]
             extra = [c for c in header if c not in near.header]
-            return _Rejection(near.table, f"schema drift from dataset {near.name}: missing "
-                                          f"{missing}, unexpected {extra}",
+            drift = (f"missing {missing}, unexpected {extra}" if missing or extra else
+                     # the same names: another order, or a name given twice
+                     f"the columns are {header}, expected {list(near.header)} in that order")
+            return _Rejection(near.table, f"schema drift from dataset {near.name}: {drift}",
                               first[:2000], near.name, _member_lines(m))
         return _Rejection(UNRECOGNISED_TABLE,
                           f"columns match no known dataset: {header[:40]}", first[:2000],

@@ -105,6 +105,11 @@ def test_invalid_utf8_line_is_quarantined_and_the_rest_kept() -> None:
         (b"Date,Open,High,Low,Close,Adj Close,Vol\n2020-01-02,1,1,1,1,1,1\n",
          "schema drift from dataset stock_market_daily: missing ['Volume'], "
          "unexpected ['Vol']"),
+        # the same columns in another order said "missing [], unexpected []" (a reviewer)
+        (b"Open,Date,High,Low,Close,Adj Close,Volume\n1,2020-01-02,1,1,1,1,1\n",
+         "schema drift from dataset stock_market_daily: the columns are ['Open', 'Date', "
+         "'High', 'Low', 'Close', 'Adj Close', 'Volume'], expected ['Date', 'Open', 'High', "
+         "'Low', 'Close', 'Adj Close', 'Volume'] in that order"),
     ],
 )
 def test_whole_file_rejections(payload: bytes, reason: str) -> None:
