@@ -81,6 +81,9 @@ def _whole_file_problem(data: bytes) -> str | None:
         return "empty file"
     if data.startswith(_UTF16_BOMS):
         return "UTF-16 text (byte-order mark): only UTF-8 is read"
+    if data.startswith(b"\x1f\x8b"):  # said "binary content": a gzipped CSV is a common slip
+        return ("gzip-compressed data: deliver CSV files plain or in a zip archive (only "
+                "events files, *.jsonl.gz, are read gzipped)")
     if b"\x00" in data[:8192]:
         return "binary content (NUL bytes), not text"
     return None

@@ -1,6 +1,7 @@
 """Every validation rule, on hostile files generated here: nothing is silently lost."""
 
 import dataclasses
+import gzip
 import io
 import zipfile
 from collections.abc import Callable
@@ -101,6 +102,8 @@ def test_invalid_utf8_line_is_quarantined_and_the_rest_kept() -> None:
         (b"\n\n  \n", "empty file"),
         (f"{HEADER}\n".encode(), "header only: no data rows"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "binary content"),
+        (gzip.compress(f"{HEADER}\n{GOOD}\n".encode()),
+         "gzip-compressed data: deliver CSV files plain or in a zip archive"),
         (b"foo,bar\n1,2\n", "columns match no known dataset"),
         (b"Date,Open,High,Low,Close,Adj Close,Vol\n2020-01-02,1,1,1,1,1,1\n",
          "schema drift from dataset stock_market_daily: missing ['Volume'], "
