@@ -686,11 +686,8 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
     one is served: 503 until a model is published there.
     """
     _lake(settings)
-    try:
-        check_listen(host, port, workers=workers)
-    except ListenError as exc:
-        sys.stderr.write(f"cryptodudez serve: error: {exc}\n")
-        return exc.status
+    if (status := _cannot_listen("serve", host, port, workers=workers)) is not None:
+        return status
     os.environ["CRYPTODUDEZ_LAKE"] = settings.lake
     argv = server_command(host=host, port=port, workers=workers)
     os.execv(argv[0], argv)  # noqa: S606 - this command becomes the server
@@ -728,24 +725,28 @@ def ui(settings: Settings, *, host: str, port: int) -> int:
     logs a port in use and then neither serves nor exits, so ``dagster dev`` would hang.
     Returns only when it cannot listen, said in one line.
     """
-    try:
-        check_listen(host, port, workers=1)
-    except ListenError as exc:
-        sys.stderr.write(f"cryptodudez ui: error: {exc}\n")
-        return exc.status
+    if (status := _cannot_listen("ui", host, port)) is not None:
+        return status
     _exec_dagster(settings, ["dagster", "dev"], "-h", host, "-p", str(port))
 
 
-def _listen_or_exit(role: str, host: str, port: int) -> None:
-    """Exit with one line when ``host:port`` cannot be listened on.
+def _cannot_listen(role: str, host: str, port: int, *, workers: int = 1) -> int | None:
+    """None when ``host:port`` can be listened on, else the exit status, said in one line.
 
-    The Dagster processes print a traceback instead, and leave a code server behind.
+    Every server command asks first: the servers themselves print a traceback (and the
+    Dagster ones leave a code server behind, or hang).
     """
     try:
-        check_listen(host, port, workers=1)
+        check_listen(host, port, workers=workers)
     except ListenError as exc:
         sys.stderr.write(f"cryptodudez {role}: error: {exc}\n")
-        raise SystemExit(exc.status) from None
+        return exc.status
+    return None
+
+
+def _listen_or_exit(role: str, host: str, port: int) -> None:
+    if (status := _cannot_listen(role, host, port)) is not None:
+        raise SystemExit(status)
 
 
 def webserver(settings: Settings, *, host: str, port: int) -> NoReturn:

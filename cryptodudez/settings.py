@@ -58,7 +58,7 @@ class Settings:
     coingecko_env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     warehouse: str = ""
     engine: Literal["polars", "spark"] = "polars"
-    engines: Mapping[str, str] = field(default_factory=dict)
+    engines: Mapping[str, str] = field(default_factory=dict, hash=False)  # a dict: unhashable
     code_location: str = ""
     dagster_pg_env: bool = False
 

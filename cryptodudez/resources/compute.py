@@ -123,11 +123,10 @@ class Compute(dg.ConfigurableResource):
 
     def engine_of(self, asset: str) -> str:
         """The engine configured for ``asset`` (one of :data:`~cryptodudez.settings.TWINS`)."""
-        chosen = self.engines.get(asset, self.engine)
-        if problem := engines_problem({**self.engines, asset: chosen}):
+        if problem := engines_problem(self.engines):
             msg = f"compute engines: {problem}"
             raise ValueError(msg)
-        return chosen
+        return self.engines.get(asset, self.engine)
 
     def chosen(self, asset: str) -> Engine:
         """The engine configured for ``asset``."""

@@ -29,6 +29,7 @@ def test_the_environment_names_a_default_and_per_asset_engines(text: str, engine
                                                                engines: dict[str, str]) -> None:
     settings = Settings.from_env({"CRYPTODUDEZ_ENGINE": text})
     assert (settings.engine, dict(settings.engines)) == (engine, engines)
+    assert isinstance(hash(settings), int)  # a frozen dataclass holding a dict stays hashable
     compute = build_definitions(settings).resources["compute"]
     for asset in TWINS:
         assert compute.engine_of(asset) == engines.get(asset, engine)
