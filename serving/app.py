@@ -129,7 +129,7 @@ class PredictOperation(Operation):
                                                "above its limit, or not one of these two; "
                                                "the detail names it"),
             "503": OpenAPIResponse(description="no model has been trained yet, or the latest "
-                                               "cannot be loaded (the detail says why)"),
+                                               "cannot be loaded (the detail says which)"),
         }
 
 

@@ -111,7 +111,9 @@ class SignalOperation(Operation):
                                                "parameter is given; the detail names it"),
             "404": OpenAPIResponse(description=f"no features for that `{DATE}`; the detail "
                                                "says which dates have a signal (first..last)"),
-            "503": OpenAPIResponse(description="no signal has been published yet"),
+            "503": OpenAPIResponse(description="no signal has been published yet, or the "
+                                               "latest cannot be loaded (the detail says "
+                                               "which)"),
         }
 
 

@@ -27,7 +27,8 @@ class PollingStore(Generic[T]):
         self.poll_seconds = poll_seconds
         self.current: T | None = None
         self.problem: str | None = None
-        """Why the latest published version is not the one served (None when it is)."""
+        """Which latest published version is not served, for clients (None when it is)."""
+        self._failure: tuple[str, str] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def latest_version(self) -> str | None:
@@ -51,19 +52,22 @@ class PollingStore(Generic[T]):
     def refresh_or_keep(self) -> None:
         """``refresh``, keeping the current version when the latest cannot be loaded.
 
-        The reason is :attr:`problem` (the routes' 503 says it when nothing is served) and
-        one log line each time it changes, not a traceback every poll.
+        Which version failed is :attr:`problem` (the routes' 503 says it when nothing is
+        served; the error itself, which may name the lake's paths, only in the log), and the
+        log has one line each time the error changes, not a traceback every poll.
         """
         try:
             self.refresh()
         except LOAD_ERRORS as exc:
             problem = (f"the latest {self.name} ({self._latest_or_unknown()}) cannot be "
-                       f"loaded: {type(exc).__name__}: {exc}")
-            if problem != self.problem:
-                log.error("%s; keeping %s", problem, getattr(self.current, "version", None))
-            self.problem = problem
+                       "loaded (the server's log says why)")
+            error = f"{type(exc).__name__}: {exc}"
+            if (problem, error) != self._failure:
+                log.error("%s: %s; keeping %s", problem, error,
+                          getattr(self.current, "version", None))
+            self.problem, self._failure = problem, (problem, error)
         else:
-            self.problem = None
+            self.problem, self._failure = None, None
 
     def _latest_or_unknown(self) -> str:
         try:
