@@ -11,6 +11,11 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 ENGINES = ("polars", "spark")
 TWINS = ("stock_features", "tweet_daily", "events_compacted")
 """The assets whose heavy transform has a Spark twin: what a per-asset engine names."""
+JOB_ENGINE = "spark-job"
+"""The engine that runs a twin as a separate Spark job through Dagster Pipes (EMR Serverless
+when ``CRYPTODUDEZ_EMR_APPLICATION_ID`` is set, else a local ``spark-submit``-like process)."""
+JOBS = ("stock_features",)
+"""The twins that have a Spark job entry point, so may name :data:`JOB_ENGINE`."""
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -43,6 +48,11 @@ class Settings:
         code_location: ``CRYPTODUDEZ_CODE_LOCATION``: ``host:port`` of a separate Dagster
             code server (``cryptodudez code-location``); empty: the webserver and the daemon
             load the definitions themselves.
+        emr_application_id: ``CRYPTODUDEZ_EMR_APPLICATION_ID``: the EMR Serverless
+            application that runs the ``spark-job`` engine's jobs (with
+            ``CRYPTODUDEZ_EMR_EXECUTION_ROLE_ARN``, the role the jobs run as, and optional
+            ``CRYPTODUDEZ_EMR_SPARK_SUBMIT_PARAMETERS``, as the project's packed virtualenv);
+            empty: those jobs run on this machine, in a local Spark.
         dagster_pg_env: ``DAGSTER_PG_HOST`` (with ``DAGSTER_PG_DB``, ``DAGSTER_PG_USERNAME``,
             ``DAGSTER_PG_PASSWORD``, optional ``DAGSTER_PG_PORT``) is set: Dagster's storage is
             that Postgres database, the password read from the environment at start (ECS
@@ -61,6 +71,9 @@ class Settings:
     engines: Mapping[str, str] = field(default_factory=dict, hash=False)  # a dict: unhashable
     code_location: str = ""
     dagster_pg_env: bool = False
+    emr_application_id: str = ""
+    emr_execution_role_arn: str = ""
+    emr_spark_submit_parameters: str = ""
 
     @property
     def warehouse_path(self) -> str:
@@ -92,6 +105,11 @@ class Settings:
         if not lake.startswith("s3://"):
             lake = str(Path(lake.removeprefix("file://")).expanduser().absolute())
         engine, engines = _engines(env.get("CRYPTODUDEZ_ENGINE") or "polars")
+        emr = _emr(env)
+        if emr["emr_application_id"] and not lake.startswith("s3://"):
+            msg = (f"CRYPTODUDEZ_EMR_APPLICATION_ID is set but CRYPTODUDEZ_LAKE={lake!r} is no "
+                   "S3 lake: EMR Serverless cannot read this machine's folder")
+            raise ValueError(msg)
         return cls(
             lake=lake,
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
@@ -105,6 +123,7 @@ class Settings:
             engine=engine, engines=engines,
             code_location=_host_port(env.get("CRYPTODUDEZ_CODE_LOCATION") or ""),
             dagster_pg_env=_pg_env(env),
+            **emr,
         )
 
 
@@ -141,9 +160,31 @@ def engines_problem(engines: Mapping[str, str]) -> str | None:
     for asset, engine in engines.items():
         if asset not in TWINS:
             return f"{asset!r} is no asset with a Spark twin; those are {', '.join(TWINS)}"
-        if engine not in ENGINES:
-            return f"{asset}={engine!r}: use polars or spark"
+        if engine == JOB_ENGINE and asset not in JOBS:
+            return (f"{asset}={engine}: only {', '.join(JOBS)} has a Spark job entry point; "
+                    f"use polars or spark")
+        if engine not in (*ENGINES, JOB_ENGINE):
+            more = f" (or {JOB_ENGINE})" if asset in JOBS else ""
+            return f"{asset}={engine!r}: use polars or spark{more}"
     return None
+
+
+EMR_ENV = ("CRYPTODUDEZ_EMR_APPLICATION_ID", "CRYPTODUDEZ_EMR_EXECUTION_ROLE_ARN")
+"""Where the ``spark-job`` engine's jobs run in AWS: both, or neither (a local Spark)."""
+
+
+def _emr(env: Mapping[str, str]) -> dict[str, str]:
+    application, role = (env.get(name, "").strip() for name in EMR_ENV)
+    if bool(application) != bool(role):
+        given, missing = EMR_ENV if application else EMR_ENV[::-1]
+        msg = f"{given} is set but {missing} is not (EMR Serverless needs both)"
+        raise ValueError(msg)
+    if role and not role.startswith("arn:"):
+        msg = f"CRYPTODUDEZ_EMR_EXECUTION_ROLE_ARN={role!r}: not an IAM role ARN"
+        raise ValueError(msg)
+    return {"emr_application_id": application, "emr_execution_role_arn": role,
+            "emr_spark_submit_parameters":
+                env.get("CRYPTODUDEZ_EMR_SPARK_SUBMIT_PARAMETERS", "").strip()}
 
 
 def _engines(text: str) -> tuple[Literal["polars", "spark"], dict[str, str]]:

@@ -181,6 +181,8 @@ def _owners(resources: list[dict[str, Any]], node: dict[str, str]) -> dict[str, 
 
 
 def _access(actions: Iterable[str]) -> str:
+    if "emr-serverless:StartJobRun" in actions:
+        return "start jobs"
     verbs = {a.split(":", 1)[1] for a in actions}
     writes = any(v.startswith(("Put", "Delete", "Create", "Update")) for v in verbs)
     return "read/write" if writes else "read"
@@ -269,6 +271,7 @@ def _network_edges(s: _Stack) -> list[str]:
 def _reached(s: _Stack, role_arn: str) -> dict[str, set[str]]:
     """Diagram node -> the actions the role's inline policy allows on it."""
     [bucket] = s.of("aws:s3/bucket:Bucket")
+    applications = [a["arn"] for a in s.of("aws:emrserverless/application:Application")]
     [role] = [r for r in s.of("aws:iam/role:Role") if r["arn"] == role_arn]
     reached: dict[str, set[str]] = {}
     for policy in s.of("aws:iam/rolePolicy:RolePolicy"):
@@ -277,7 +280,8 @@ def _reached(s: _Stack, role_arn: str) -> dict[str, set[str]]:
         for statement in json.loads(policy["inputs"]["policy"])["Statement"]:
             for arn in statement["Resource"]:
                 target = ("s3" if arn.startswith(bucket["arn"]) else "glue" if ":glue:" in arn
-                          else f"sqs_{_id(s.queues[arn]['name'])}" if arn in s.queues else None)
+                          else f"sqs_{_id(s.queues[arn]['name'])}" if arn in s.queues
+                          else "emr" if arn.startswith(tuple(applications)) else None)
                 if target:
                     reached.setdefault(target, set()).update(statement["Action"])
     return reached

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import polars as pl
+import pytest
 
 from cryptodudez.resources.lake import MODELS, Lake, partition_key_for
 from cryptodudez.transforms import volume_model as vm
@@ -20,6 +21,25 @@ from cryptodudez.transforms.lookup import LookupModel
 from serving.signal_store import CLASSES, SignalRow, write_signals
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@contextlib.contextmanager
+def offline_aws(folder: Path, region: str) -> Iterator[pytest.MonkeyPatch]:
+    """Dummy credentials and no profile, config file or endpoint from outside: AWS clients made
+    inside reach only the loopback endpoint a test hands them, retrying at most twice."""
+    with pytest.MonkeyPatch.context() as mp:
+        for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           "AWS_DEFAULT_REGION": region, "AWS_EC2_METADATA_DISABLED": "true",
+                           "AWS_CONFIG_FILE": str(folder / "config"),
+                           "AWS_SHARED_CREDENTIALS_FILE": str(folder / "credentials"),
+                           "AWS_MAX_ATTEMPTS": "2", "AWS_RETRY_MODE": "standard",
+                           "NO_PROXY": "127.0.0.1,localhost",
+                           "no_proxy": "127.0.0.1,localhost"}.items():
+            mp.setenv(var, value)
+        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL",
+                    "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_GLUE", "CRYPTODUDEZ_LAKE"):
+            mp.delenv(var, raising=False)
+        yield mp
 
 
 def land_and_ingest(defs: dg.Definitions, instance: dg.DagsterInstance,

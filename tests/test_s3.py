@@ -42,7 +42,7 @@ from cryptodudez.resources.metastore import (
 from cryptodudez.sensors.landing import INGEST_JOB, landing_sensor
 from cryptodudez.settings import PROJECT_DIR, Settings
 from serving.app import ServingSettings, create_app
-from tests.helpers import publish
+from tests.helpers import offline_aws, publish
 
 # One moto server and one ingested S3 lake for the module: its tests stay on one
 # xdist worker (./run test uses --dist loadgroup), so the fixtures are built once.
@@ -64,21 +64,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Dummy credentials, and nothing that could send a request anywhere but loopback."""
     empty = tmp_path_factory.mktemp("aws")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.setenv("AWS_CONFIG_FILE", str(empty / "config"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        # The platform's own clients (s3fs, boto3 Glue) take retry limits from here.
-        mp.setenv("AWS_MAX_ATTEMPTS", "2")
-        mp.setenv("AWS_RETRY_MODE", "standard")
-        mp.setenv("NO_PROXY", "127.0.0.1,localhost")
-        mp.setenv("no_proxy", "127.0.0.1,localhost")
-        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL",
-                    "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_GLUE", "CRYPTODUDEZ_LAKE"):
-            mp.delenv(var, raising=False)
+    with offline_aws(empty, REGION):
         yield
 
 

@@ -29,6 +29,7 @@ from cryptodudez.lake.event_table import EventTable
 from cryptodudez.lake.eventgen import GenerationReport, generate
 from cryptodudez.lake.layout import partition_key_for
 from cryptodudez.settings import Settings
+from tests.helpers import offline_aws
 
 REGION = "us-east-1"
 DAY = date(2026, 11, 1)
@@ -61,16 +62,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 proc.kill()
                 pytest.fail("moto server did not start")
             time.sleep(0.1)
-    with pytest.MonkeyPatch.context() as mp:
-        for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_DEFAULT_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true",
-                           "AWS_CONFIG_FILE": str(empty / "config"),
-                           "AWS_SHARED_CREDENTIALS_FILE": str(empty / "credentials"),
-                           "AWS_MAX_ATTEMPTS": "2", "NO_PROXY": "127.0.0.1,localhost"}.items():
-            mp.setenv(var, value)
-        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL",
-                    "CRYPTODUDEZ_LAKE"):
-            mp.delenv(var, raising=False)
+    with offline_aws(empty, REGION):
         yield url
     proc.terminate()
     proc.wait(timeout=10)

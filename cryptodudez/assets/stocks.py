@@ -15,8 +15,9 @@ import duckdb
 import polars as pl
 
 from cryptodudez.checks.tables import SAMPLE, markdown_table
-from cryptodudez.resources.compute import Compute
+from cryptodudez.resources.compute import Compute, JobSite
 from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED, Lake
+from cryptodudez.resources.spark_jobs import SparkJobs
 from cryptodudez.transforms import volume_model as vm
 from cryptodudez.transforms.stock_features import FEATURES as FEATURE_COLUMNS
 from cryptodudez.transforms.stock_features import POSITION, rows_by_period
@@ -110,8 +111,8 @@ with warnings.catch_warnings():
 
 
 @_features_asset
-def stock_features(context: dg.AssetExecutionContext, lake: Lake,
-                   compute: Compute) -> dg.MaterializeResult:
+def stock_features(context: dg.AssetExecutionContext, lake: Lake, compute: Compute,
+                   spark_jobs: SparkJobs) -> dg.MaterializeResult:
     """Every validated stock/ETF bar plus its 30-row rolling features, one file per year.
 
     ``vol_moving_avg`` is the mean of Volume and ``adj_close_rolling_med`` the median of
@@ -129,7 +130,8 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake,
     if bars.collect_schema().names():
         expected = rows_by_period(bars, bounds)
         # polars', or Spark's twin
-        frames = compute.chosen(STOCK_FEATURES).stock_features_by_period(bars, bounds)
+        frames = compute.chosen(STOCK_FEATURES, JobSite(context, lake, spark_jobs)
+                                ).stock_features_by_period(bars, bounds)
         symbols = _sample_symbols(bars, start=bounds[0], end=bounds[-1])
     checks = _FeatureChecks(symbols)
     preview = pl.DataFrame()

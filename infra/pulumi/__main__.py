@@ -35,6 +35,9 @@ arns = LakeArns(
     glue_tables=pulumi.Output.from_input(f"{glue_arn}:table/{cfg.glue_database}/*"),
     landing_queue=lake.landing_queue.arn)
 registry = Registry("registry", prefix=cfg.prefix, tags=cfg.tags)
+spark = Spark("spark", prefix=cfg.prefix, release_label=cfg.emr_release_label, arns=arns,
+              logs_arn=f"arn:aws:logs:{region}:{account}", lake_uri=lake.uri,
+              log_retention_days=cfg.log_retention_days, tags=cfg.tags)
 image = cfg.image_uri or pulumi.Output.concat(registry.url, ":", cfg.image_tag)
 services = Services(
     "services", prefix=cfg.prefix, region=region, image=image, vpc_id=network.vpc.id,
@@ -44,9 +47,8 @@ services = Services(
     db_address=database.instance.address, db_secret_arn=database.secret_arn,
     db_key_arn=database.key.arn, landing_queue_url=lake.landing_queue.url,
     api_desired_count=cfg.api_desired_count, log_retention_days=cfg.log_retention_days,
-    certificate_arn=cfg.certificate_arn, tags=cfg.tags)
-spark = Spark("spark", prefix=cfg.prefix, release_label=cfg.emr_release_label, arns=arns,
-              tags=cfg.tags)
+    certificate_arn=cfg.certificate_arn, spark_env=spark.environment(),
+    spark_statements=spark.starter_statements(), tags=cfg.tags)
 
 pulumi.export("lake_uri", lake.uri)
 pulumi.export("lake_bucket", lake.bucket.bucket)

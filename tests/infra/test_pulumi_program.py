@@ -192,7 +192,8 @@ def test_four_fargate_services_from_one_image_with_the_dockerfile_commands(
     assert env["CRYPTODUDEZ_LAKE"] == stack["outputs"]["lake_uri"]
     assert env["CRYPTODUDEZ_GLUE_DATABASE"] == "cryptodudez"
     groups = {g["inputs"]["name"]: g["inputs"]
-              for g in of(stack, "aws:cloudwatch/logGroup:LogGroup")}
+              for g in of(stack, "aws:cloudwatch/logGroup:LogGroup")
+              if g["inputs"]["name"].startswith("/ecs/")}
     assert sorted(groups) == [f"/ecs/cryptodudez-dev/{n}" for n in sorted(services)]
     assert {g["retentionInDays"] for g in groups.values()} == {30}
     # Only the webserver and the API sit behind the load balancer.
@@ -203,9 +204,47 @@ def test_four_fargate_services_from_one_image_with_the_dockerfile_commands(
 
 
 def test_spark_twins_run_on_emr_serverless(stack: dict[str, Any]) -> None:
-    app = one(stack, "aws:emrserverless/application:Application")["inputs"]
-    assert app["type"] == "spark" and app["releaseLabel"].startswith("emr-7.")
-    assert app["autoStopConfiguration"]["enabled"] is True
+    app = one(stack, "aws:emrserverless/application:Application")
+    inputs = app["inputs"]
+    assert inputs["type"] == "spark" and inputs["releaseLabel"].startswith("emr-7.")
+    assert inputs["autoStopConfiguration"]["enabled"] is True
+    group = next(g for g in of(stack, "aws:cloudwatch/logGroup:LogGroup")
+                 if g["name"] == "spark-logs")
+    assert group["inputs"]["retentionInDays"] == 30
+    assert inputs["monitoringConfiguration"]["cloudwatchLoggingConfiguration"] == {
+        "enabled": True, "logGroupName": group["inputs"]["name"]}
+
+
+def test_dagster_starts_the_spark_jobs_on_its_application_only(stack: dict[str, Any]) -> None:
+    """The Dagster services name the application and role (as ``Settings`` reads them), and
+    only the code location, where runs execute, may start jobs, pass that one role to EMR
+    Serverless alone, and read the jobs' logs."""
+    app = one(stack, "aws:emrserverless/application:Application")
+    role = next(r for r in of(stack, "aws:iam/role:Role") if r["name"] == "spark-execution")
+    containers = {c["name"]: c for t in of(stack, "aws:ecs/taskDefinition:TaskDefinition")
+                  for c in json.loads(t["inputs"]["containerDefinitions"])}
+    for name in ("webserver", "daemon", "code-location"):
+        env = {e["name"]: e["value"] for e in containers[name]["environment"]}
+        settings = Settings.from_env({**env, "DAGSTER_PG_PASSWORD": "from-secrets-manager"})
+        assert settings.emr_application_id == app["id"]
+        assert settings.emr_execution_role_arn == role["arn"]
+        assert settings.emr_spark_submit_parameters.startswith(
+            f"--conf spark.archives={stack['outputs']['lake_uri']}/code/venv.tar.gz#environment")
+    api_env = {e["name"] for e in containers["api"]["environment"]}
+    assert not any(name.startswith("CRYPTODUDEZ_EMR_") for name in api_env)
+    by_name = {p["name"]: statements(p) for p in of(stack, ROLE_POLICY)}
+    starters = sorted(name for name, found in by_name.items()
+                      if any("emr-serverless:StartJobRun" in s["Action"] for s in found))
+    assert starters == ["services-code-location-task-policy"]
+    found = {s["Sid"]: s for s in by_name["services-code-location-task-policy"]}
+    assert sorted(found["SparkJobRuns"]["Resource"]) == [app["arn"], f"{app['arn']}/jobruns/*"]
+    assert found["SparkJobRole"]["Resource"] == [role["arn"]]
+    assert found["SparkJobRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}}
+    execution = {s["Sid"]: s for s in by_name["spark-execution-policy"]}
+    assert {a for s in execution.values() for a in s["Action"]} >= {
+        "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert execution["LakeWrite"]["Resource"] == [f"{one(stack, BUCKET)['arn']}/lake/features/*"]
 
 
 def test_every_config_key_is_described_with_a_default_in_pulumi_yaml() -> None:
@@ -262,6 +301,10 @@ def _mutated(stack: dict[str, Any], type_: str, change: Any) -> list[dict[str, A
     (ROLE_POLICY, lambda r: {**r, "inputs": {**r["inputs"], "policy": json.dumps({
         "Statement": {"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:x"}})}},
      "iam-wildcard-action"),
+    (ROLE_POLICY, lambda r: {**r, "inputs": {**r["inputs"], "policy": json.dumps({
+        "Statement": [{"Effect": "Allow", "Action": ["iam:PassRole"],
+                       "Resource": ["arn:aws:iam::123456789012:role/x"]}]})}},
+     "iam-passrole-unscoped"),
     (RDS, lambda r: {**r, "inputs": {**r["inputs"], "manageMasterUserPassword": False,
                                      "password": "hunter2"}},
      "rds-password-in-secrets-manager"),

@@ -136,7 +136,12 @@ STOCK_FEATURE_CHECKS = ("stock_features_nulls_are_first_29_rows",
 def test_stock_features_through_the_spark_engine_chosen_per_asset(spark: SparkSession,
                                                                  tmp_path: Path) -> None:
     """The resource says polars for every asset; the run config says which engine computes
-    ``stock_features`` alone (``engines``), for the sample's latest year."""
+    ``stock_features`` alone (``engines``), for the sample's latest year.
+
+    ``spark-job`` runs the job entry point in a child process (its own Spark, through Dagster
+    Pipes, as on EMR Serverless): no job runs in this process's session, and its file holds
+    the polars rows in (Symbol, Date) order.
+    """
     settings = _settings(tmp_path, "polars")
     lake = Lake(uri=settings.lake)
     written: dict[str, pl.DataFrame] = {}
@@ -146,7 +151,7 @@ def test_stock_features_through_the_spark_engine_chosen_per_asset(spark: SparkSe
             "samples/stock_market_sample.zip": SAMPLES / "stock_market_sample.zip"})
         assert all(r.success for r in ingests.values())
         year = str(lake.read_table(VALIDATED, "stock_prices")["Date"].max())[:4]
-        for engine in ENGINES:
+        for engine in (*ENGINES, "spark-job"):
             before = _spark_jobs(spark)
             result = dg.materialize(
                 [stocks.stock_features], instance=instance, partition_key=year,
@@ -160,3 +165,4 @@ def test_stock_features_through_the_spark_engine_chosen_per_asset(spark: SparkSe
             written[engine] = pl.read_parquet(stocks.feature_path(lake, year))
     assert written["polars"].height > 100
     assert_frame_equal(written["polars"], written["spark"])
+    assert_frame_equal(written["polars"].sort("Symbol", "Date"), written["spark-job"])

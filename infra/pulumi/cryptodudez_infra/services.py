@@ -49,7 +49,8 @@ class Services(pulumi.ComponentResource):
                  db_address: pulumi.Input[str], db_secret_arn: pulumi.Input[str],
                  db_key_arn: pulumi.Input[str], landing_queue_url: pulumi.Input[str],
                  api_desired_count: int, log_retention_days: int, tags: dict[str, str],
-                 certificate_arn: str = "",
+                 certificate_arn: str = "", spark_env: Sequence[dict[str, Any]] = (),
+                 spark_statements: Sequence[dict[str, Any]] = (),
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cryptodudez:services:Services", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -82,7 +83,9 @@ class Services(pulumi.ComponentResource):
                             statement("LandingQueue",
                                       ["sqs:ReceiveMessage", "sqs:DeleteMessage",
                                        "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
-                                      [arns.landing_queue])]),
+                                      [arns.landing_queue]),
+                            # Runs execute here: the spark-job engine starts EMR jobs.
+                            *spark_statements]),
             ServiceSpec("api", ["serve", "--port", "8000"], 1024, 2048, network.api_sg.id,
                         port=8000, desired_count=api_desired_count, dagster_storage=False,
                         health_path="/health",
@@ -100,6 +103,7 @@ class Services(pulumi.ComponentResource):
             {"name": "DAGSTER_PG_USERNAME", "value": "dagster"},
             {"name": "CRYPTODUDEZ_CODE_LOCATION", "value": f"{code_host}:{CODE_LOCATION_PORT}"},
             {"name": "CRYPTODUDEZ_LANDING_QUEUE_URL", "value": landing_queue_url},
+            *spark_env,
         ]
 
         not_found = [{"type": "fixed-response", "fixed_response": {
