@@ -94,6 +94,11 @@ class LocalSparkJobs(SparkJobs):
 
     def run(self, context: dg.AssetExecutionContext, job: SparkJob) -> SparkJobResult:
         """``python -m <module> --local --cores N <arguments>`` under Dagster Pipes."""
+        if importlib.util.find_spec("pyspark") is None:
+            msg = ("engine spark-job runs its job in a local Spark here, which needs the "
+                   "project's spark extra (`uv sync --extra spark`, or `./run setup`); or set "
+                   "CRYPTODUDEZ_EMR_APPLICATION_ID, or choose polars")
+            raise RuntimeError(msg)
         _entry_point(job.module)
         command = [sys.executable, "-m", job.module, "--local", "--cores", str(self.cores),
                    *job.arguments]

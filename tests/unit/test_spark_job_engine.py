@@ -6,6 +6,7 @@ counts it is told to, so that the engine's own checks can be made to fail. The r
 in ``tests/spark/test_engine_assets.py``; the EMR request in ``tests/test_emr_serverless.py``.
 """
 
+import importlib.util
 import itertools
 import posixpath
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ import pytest
 
 from cryptodudez.resources.compute import Compute, JobSite
 from cryptodudez.resources.lake import Lake
-from cryptodudez.resources.spark_jobs import SparkJob, SparkJobResult, SparkJobs
+from cryptodudez.resources.spark_jobs import LocalSparkJobs, SparkJob, SparkJobResult, SparkJobs
 from cryptodudez.transforms.stock_features import features_for_range
 
 BOUNDS = ["2020-01-01", "2021-01-01", "2022-01-01"]
@@ -104,3 +105,14 @@ def test_only_the_stock_features_have_a_job(asset: str) -> None:
         Compute(engines={asset: "spark-job"}).engine_of(asset)
     with pytest.raises(ValueError, match="needs the run's job site"):
         Compute(engines={"stock_features": "spark-job"}).chosen("stock_features")
+
+
+def test_a_local_job_without_pyspark_says_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pyspark" else real(name, *a))
+    job = SparkJob(name="stock-features", module="cryptodudez.spark.stock_features_job",
+                   arguments=[])
+    with pytest.raises(RuntimeError, match=r"needs the project's spark extra"):
+        LocalSparkJobs().run(dg.build_asset_context(), job)
