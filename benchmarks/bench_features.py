@@ -195,12 +195,14 @@ def asset_child(lake_dir: Path) -> dict[str, Any]:
     from cryptodudez.assets.stocks import stock_features, stock_years
     from cryptodudez.resources.compute import Compute
     from cryptodudez.resources.lake import FEATURES, Lake
+    from cryptodudez.resources.spark_jobs import LocalSparkJobs
 
     lake = Lake(uri=str(lake_dir))
     tags = {"dagster/asset_partition_range_start": str(stock_years.get_first_partition_key()),
             "dagster/asset_partition_range_end": str(stock_years.get_last_partition_key())}
     with dg.instance_for_test() as instance, _PeakRss() as rss:
-        result = dg.materialize([stock_features], resources={"lake": lake, "compute": Compute()},
+        result = dg.materialize([stock_features], resources={
+            "lake": lake, "compute": Compute(), "spark_jobs": LocalSparkJobs()},
                                 instance=instance,
                                 tags=tags, raise_on_error=False)
     checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}

@@ -51,8 +51,9 @@ class Settings:
         emr_application_id: ``CRYPTODUDEZ_EMR_APPLICATION_ID``: the EMR Serverless
             application that runs the ``spark-job`` engine's jobs (with
             ``CRYPTODUDEZ_EMR_EXECUTION_ROLE_ARN``, the role the jobs run as, and optional
-            ``CRYPTODUDEZ_EMR_SPARK_SUBMIT_PARAMETERS``, as the project's packed virtualenv);
-            empty: those jobs run on this machine, in a local Spark.
+            ``CRYPTODUDEZ_EMR_SPARK_SUBMIT_PARAMETERS``, as the project's packed virtualenv,
+            and ``CRYPTODUDEZ_EMR_LOG_GROUP``, the CloudWatch log group of the jobs' drivers,
+            else the application's); empty: those jobs run on this machine, in a local Spark.
         dagster_pg_env: ``DAGSTER_PG_HOST`` (with ``DAGSTER_PG_DB``, ``DAGSTER_PG_USERNAME``,
             ``DAGSTER_PG_PASSWORD``, optional ``DAGSTER_PG_PORT``) is set: Dagster's storage is
             that Postgres database, the password read from the environment at start (ECS
@@ -74,6 +75,7 @@ class Settings:
     emr_application_id: str = ""
     emr_execution_role_arn: str = ""
     emr_spark_submit_parameters: str = ""
+    emr_log_group: str = ""
 
     @property
     def warehouse_path(self) -> str:
@@ -184,7 +186,8 @@ def _emr(env: Mapping[str, str]) -> dict[str, str]:
         raise ValueError(msg)
     return {"emr_application_id": application, "emr_execution_role_arn": role,
             "emr_spark_submit_parameters":
-                env.get("CRYPTODUDEZ_EMR_SPARK_SUBMIT_PARAMETERS", "").strip()}
+                env.get("CRYPTODUDEZ_EMR_SPARK_SUBMIT_PARAMETERS", "").strip(),
+            "emr_log_group": env.get("CRYPTODUDEZ_EMR_LOG_GROUP", "").strip()}
 
 
 def _engines(text: str) -> tuple[Literal["polars", "spark"], dict[str, str]]:

@@ -9,7 +9,6 @@ run SUCCESS at once), so no Spark ran and no Pipes message came back. The engine
 publish nothing and say why, which is the last thing checked.
 """
 
-import dataclasses
 import logging
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from cryptodudez.datasets.specs import DATASETS
 from cryptodudez.ingest import ingest_members
 from cryptodudez.resources import build_resources
 from cryptodudez.resources.lake import VALIDATED, Lake
-from cryptodudez.resources.spark_jobs import EmrServerlessJobs
+from cryptodudez.resources.spark_jobs import EmrServerlessJobs, SparkJob
 from cryptodudez.settings import PROJECT_DIR, Settings
 from cryptodudez.spark import stock_features_job
 from tests.helpers import offline_aws
@@ -39,6 +38,7 @@ REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/cdz-spark-execution"
 VENV = ("--conf spark.archives=s3://cdz/code/venv.tar.gz#environment "
         "--conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON=./environment/bin/python")
+LOG_GROUP = "/aws/emr-serverless/cdz-test"
 FAST = Config(connect_timeout=2, read_timeout=20, retries={"max_attempts": 2})
 
 
@@ -73,7 +73,8 @@ def production(endpoint: str, tmp_path: Path) -> tuple[Settings, str]:
            "CRYPTODUDEZ_ENGINE": "stock_features=spark-job",
            "CRYPTODUDEZ_EMR_APPLICATION_ID": application,
            "CRYPTODUDEZ_EMR_EXECUTION_ROLE_ARN": ROLE,
-           "CRYPTODUDEZ_EMR_SPARK_SUBMIT_PARAMETERS": VENV}
+           "CRYPTODUDEZ_EMR_SPARK_SUBMIT_PARAMETERS": VENV,
+           "CRYPTODUDEZ_EMR_LOG_GROUP": LOG_GROUP}
     settings = Settings.from_env(env)
     sample = PROJECT_DIR / "samples" / "stock_market_sample.zip"
     bars = ingest_members(unpack(sample.as_uri(), sample.read_bytes()),
@@ -98,6 +99,7 @@ def test_the_settings_choose_emr_serverless(production: tuple[Settings, str]) ->
     assert (jobs.application_id, jobs.execution_role_arn) == (application, ROLE)
     assert jobs.code_uri == f"{settings.lake}/code"
     assert jobs.spark_submit_parameters == VENV
+    assert jobs.log_group == LOG_GROUP
 
 
 def test_a_run_starts_the_job_on_emr_serverless_and_publishes_nothing_without_its_report(
@@ -117,6 +119,7 @@ def test_a_run_starts_the_job_on_emr_serverless_and_publishes_nothing_without_it
                                      if c is not None)
     assert "ended without reporting its result through Dagster Pipes" in text
     assert f"EMR Serverless application {application}" in text
+    assert LOG_GROUP in text
     assert not lake.exists(stocks.feature_path(lake, year))
     assert not lake.fs.exists(lake.path("features", "stock_features", ".jobs"))
 
@@ -127,6 +130,7 @@ def test_a_run_starts_the_job_on_emr_serverless_and_publishes_nothing_without_it
     job = emr.get_job_run(applicationId=application, jobRunId=runs[0]["id"])["jobRun"]
     assert job["executionRole"] == ROLE
     assert job["tags"]["dagster/run-id"] == result.run_id
+    assert job["name"] == f"stock-features-{result.run_id[:8]}"
     driver = job["jobDriver"]["sparkSubmit"]
     bucket = settings.lake.removeprefix("s3://").split("/")[0]
     assert driver["entryPointArguments"] == [
@@ -139,7 +143,7 @@ def test_a_run_starts_the_job_on_emr_serverless_and_publishes_nothing_without_it
             "sparkSubmitParameters"]
     logging_conf = job["configurationOverrides"]["monitoringConfiguration"][
         "cloudWatchLoggingConfiguration"]
-    assert logging_conf == {"enabled": True}  # in the application's log group
+    assert logging_conf == {"enabled": True, "logGroupName": LOG_GROUP}
 
     # The entry point it names is the job module's file, uploaded under its digest.
     entry = driver["entryPoint"]
@@ -179,5 +183,18 @@ def test_emr_settings_come_in_pairs_over_an_s3_lake() -> None:
                            "CRYPTODUDEZ_EMR_EXECUTION_ROLE_ARN": ROLE})
     both = Settings.from_env({**base, "CRYPTODUDEZ_EMR_APPLICATION_ID": "00abc",
                               "CRYPTODUDEZ_EMR_EXECUTION_ROLE_ARN": ROLE})
-    assert dataclasses.astuple(both)  # a valid pair is accepted
     assert (both.emr_application_id, both.emr_execution_role_arn) == ("00abc", ROLE)
+
+
+def test_without_a_log_group_the_application_decides(production: tuple[Settings, str]) -> None:
+    """A job-level logging setting would replace the application's: none is sent."""
+    settings, application = production
+    jobs = EmrServerlessJobs(application_id=application, execution_role_arn=ROLE,
+                             code_uri=f"{settings.lake}/code")
+    job = SparkJob(name="stock-features", module="cryptodudez.spark.stock_features_job",
+                   arguments=["--start", "2023-01-01"])
+    params = jobs.start_params("0123456789abcdef", 1, job, "s3://b/code/x.py")
+    assert "configurationOverrides" not in params
+    assert params["jobDriver"]["sparkSubmit"]["entryPointArguments"] == ["--start",
+                                                                         "2023-01-01"]
+    assert params["clientToken"] == "0123456789abcdef-stock-features-1"  # per attempt

@@ -1,12 +1,13 @@
 """The stock pipeline: rolling features by year, and the volume model trained on them."""
 
+import contextlib
 import io
 import json
 import logging
 import pickle
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,22 +125,26 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake, compute: Compu
     years = list(_years(context.partition_time_window))
     bars = lake.scan_table(VALIDATED, "stock_prices")
     bounds = [years[0][1], *(end for _, _, end in years)]
-    frames: Iterator[pl.DataFrame] = iter([])
+    frames: Iterator[pl.DataFrame] = iter([pl.DataFrame()] * len(years))
     symbols: list[str] = []
     expected = [0] * len(years)
     if bars.collect_schema().names():
         expected = rows_by_period(bars, bounds)
-        # polars', or Spark's twin
+        # polars', or Spark's twin, or a Spark job's
         frames = compute.chosen(STOCK_FEATURES, JobSite(context, lake, spark_jobs)
                                 ).stock_features_by_period(bars, bounds)
         symbols = _sample_symbols(bars, start=bounds[0], end=bounds[-1])
     checks = _FeatureChecks(symbols)
     preview = pl.DataFrame()
     written: list[str] = []
-    with lake.background_writer() as writer:  # writing a year overlaps computing the next
-        for year, _, _ in years:
-            frame = next(frames, pl.DataFrame()).rename({POSITION: "row_in_symbol"},
-                                                        strict=False)
+    with contextlib.ExitStack() as stack:
+        # strict: one frame per year, and the engine's iterator runs to its end, where a Spark
+        # job's engine removes its scratch folder; closed (the same) when a year fails.
+        if isinstance(frames, Generator):
+            stack.callback(frames.close)
+        writer = stack.enter_context(lake.background_writer())  # overlaps the next year
+        for (year, _, _), computed in zip(years, frames, strict=True):
+            frame = computed.rename({POSITION: "row_in_symbol"}, strict=False)
             path = feature_path(lake, year)
             if frame.height:
                 writer.write(path, frame.drop([c for c in frame.columns

@@ -14,6 +14,10 @@ RAW = "raw"
 VALIDATED = "validated"
 QUARANTINE = "quarantine"
 FEATURES = "features"
+JOB_SCRATCH = ".jobs"
+"""Hidden folder under a table's folder where a Spark job writes a run's result before the
+asset reads it back (``<table>/.jobs/<run id>/``); the Pulumi stack expires what a killed
+run leaves there."""
 # Characters Dagster does not allow in (multi-)partition keys.
 _KEY_SAFE = "/ -_.()~+=@&;:'!$*#%"
 

@@ -38,6 +38,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             execution_role_arn=settings.emr_execution_role_arn,
             code_uri=lake.url("code"),
             spark_submit_parameters=settings.emr_spark_submit_parameters,
+            log_group=settings.emr_log_group,
             region_name=settings.region, endpoint_url=settings.endpoint_url)
     return {"lake": lake, "metastore": metastore, "spark_jobs": spark_jobs,
             "coingecko": build_coingecko(settings.coingecko_env),

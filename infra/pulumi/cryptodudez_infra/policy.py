@@ -126,9 +126,9 @@ def _iam_violations(resources: list[Mapping[str, Any]]) -> Iterator[Violation]:
                                     f"Allow on {action!r}")
             if "*" in _as_list(statement.get("Resource")):
                 yield Violation("iam-wildcard-resource", _key(policy), "Allow on Resource '*'")
-            if "iam:PassRole" in _as_list(statement.get("Action")) and not (
-                    statement.get("Condition", {}).get("StringEquals", {})
-                    .get("iam:PassedToService")):
+            if "iam:PassRole" in _as_list(statement.get("Action")) and not any(
+                    "iam:PassedToService" in keys
+                    for keys in (statement.get("Condition") or {}).values()):
                 yield Violation("iam-passrole-unscoped", _key(policy),
                                 "iam:PassRole without an iam:PassedToService condition")
 

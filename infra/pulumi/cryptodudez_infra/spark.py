@@ -58,14 +58,15 @@ class Spark(pulumi.ComponentResource):
                                "execution_role_arn": self.execution_role.arn})
 
     def starter_statements(self) -> list[dict[str, Any]]:
-        """What the Dagster process that starts the jobs may do: start, watch and cancel
-        runs of this application, hand them this role only, and read their driver logs."""
+        """What the Dagster process that starts the jobs may do: start (with Dagster's tags),
+        watch and cancel runs of this application, hand them this role only, and read their
+        driver logs."""
         app = self.application.arn
         return [
             statement("SparkJobRuns",
                       ["emr-serverless:GetApplication", "emr-serverless:StartJobRun",
                        "emr-serverless:GetJobRun", "emr-serverless:CancelJobRun",
-                       "emr-serverless:GetDashboardForJobRun"],
+                       "emr-serverless:GetDashboardForJobRun", "emr-serverless:TagResource"],
                       [app, app.apply(lambda arn: f"{arn}/jobruns/*")]),
             statement("SparkJobRole", ["iam:PassRole"], [self.execution_role.arn],
                       {"StringEquals": {"iam:PassedToService": EMR_SERVICE}}),
@@ -80,4 +81,5 @@ class Spark(pulumi.ComponentResource):
             {"name": "CRYPTODUDEZ_EMR_EXECUTION_ROLE_ARN", "value": self.execution_role.arn},
             {"name": "CRYPTODUDEZ_EMR_SPARK_SUBMIT_PARAMETERS",
              "value": self.spark_submit_parameters},
+            {"name": "CRYPTODUDEZ_EMR_LOG_GROUP", "value": self.log_group.name},
         ]
