@@ -11,7 +11,8 @@ Sources:
     counts are HyperLogLog estimates (Apache DataSketches, ``lg_k`` = 12, about 1.6 %
     relative standard error).
 ``events``
-    the day's events themselves (partition-pruned, four columns read): every number exact
+    the day's events themselves (partition-pruned; ids and users read, events per hour from
+    the Delta log's row counts once they add up to the rows read): every number exact
     per type; the distinct counts across all types are HLL estimates (exact sets of users
     would not merge in bounded size).
 
@@ -80,13 +81,6 @@ def _unb64(text: str | None) -> bytes | None:
     return base64.b64decode(text) if text is not None else None
 
 
-def _per_hour(frame: pl.DataFrame) -> list[int]:
-    hours = [0] * 24
-    for hour, n in frame.select("hour", "events").iter_rows():
-        hours[int(hour)] += int(n)
-    return hours
-
-
 def compute(storage: LakeStorage, day: date, *, shard: Shard = Shard(),
             source: str = "rollups", group_bytes: int = EVENTS_GROUP_BYTES) -> dict[str, Any]:
     """One machine's part of the day's KPIs (the whole day with the default shard).
@@ -114,40 +108,112 @@ def _from_events(table: EventTable, day: date, shard: Shard,
     """Per type of ``shard``, exact KPIs from the day's events, a group of types at a time.
 
     The shard's types come from the Delta log (no data read); each group of about
-    ``group_bytes`` of Parquet is one pruned read of the four columns the KPIs need, at one
+    ``group_bytes`` of Parquet is one pruned read of the three columns the KPIs need, at one
     pinned version. A type's rows are all in its group, so its numbers come from that group
     alone, and memory is set by the group, not the day (the whole day of 19.5 M events in
-    one read peaked at 3.5 GB; docs/events.md, session 16).
+    one read peaked at 3.5 GB; docs/events.md, session 16). Events per hour come from the
+    log's row count of each (type, hour) file, held against the rows read
+    (:func:`hours_from_log`); without such counts, from the rows.
     """
     if not table.exists():
         return {}
     delta, files = table.snapshot()
     version = delta.version()
-    per_type = (files.filter(pl.col("date") == day).group_by("event_type")
-                .agg(pl.col("size").sum()))
+    day_files = files.filter(pl.col("date") == day)
+    per_type = day_files.group_by("event_type").agg(pl.col("size").sum())
     per_type = per_type.filter(pl.col("event_type").is_in(
         [t for t in per_type["event_type"].to_list() if shard.holds(t)]))
     types: dict[str, dict[str, Any]] = {}
-    for group in groups_by_size(per_type, group_bytes):
-        events = table.scan_days([day], version, types=group).select(
-            "event_type", "hour", "id", "user_id")
-        stats, hours = pl.collect_all([
-            events.group_by("event_type").agg(
-                pl.len().alias("events"), pl.col("id").n_unique().alias("distinct_ids"),
-                pl.col("user_id").drop_nulls().unique().sort().alias("users")),
-            events.group_by("event_type", "hour").agg(pl.len().alias("events")),
-        ])
-        for row in stats.iter_rows(named=True):
-            types[row["event_type"]] = {
-                "events": row["events"], "distinct_ids": row["distinct_ids"],
-                "distinct_users": len(row["users"]) if row["users"] else None,
-                "events_per_hour": _per_hour(hours.filter(
-                    pl.col("event_type") == row["event_type"])),
-                # ids are disjoint across types (the table holds each id once): no sketch
-                "ids_hll": None,
-                "users_hll": _b64(hll_of(row["users"])) if row["users"] else None,
-            }
+
+    def read(group: list[str]) -> tuple[pl.DataFrame, dict[str, list[int]]]:
+        events = table.scan_days([day], version, types=group)
+        counted = events.group_by("event_type").agg(
+            pl.len().alias("events"), pl.col("id").hash().n_unique().alias("id_hashes"),
+            pl.col("user_id").drop_nulls().unique().sort().alias("users"))
+        logged = day_files.filter(pl.col("event_type").is_in(group))
+        if logged["rows"].null_count():  # a writer that kept no row counts
+            stats, hour_rows = pl.collect_all([counted, events.group_by(
+                "event_type", "hour").agg(pl.col("id").len().alias("rows"))])
+            return with_distinct_ids(events, stats), _hours(hour_rows)
+        stats = counted.collect()
+        return (with_distinct_ids(events, stats),
+                hours_from_log(logged, stats.select("event_type", "events"), day))
+
+    groups = groups_by_size(per_type, group_bytes)
+    # The next group is read (polars, without the GIL) while this one's users are sketched
+    # (Python): two groups in memory at most.
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(read, groups[0])
+        for following in [*groups[1:], None]:
+            stats, hours = pending.result()
+            if following is not None:
+                pending = reader.submit(read, following)
+            for row in stats.iter_rows(named=True):
+                types[row["event_type"]] = {
+                    "events": row["events"], "distinct_ids": row["distinct_ids"],
+                    "distinct_users": len(row["users"]) if row["users"] else None,
+                    "events_per_hour": hours[row["event_type"]],
+                    # ids are disjoint across types (the table holds each id once): no sketch
+                    "ids_hll": None,
+                    "users_hll": _b64(hll_of(row["users"])) if row["users"] else None,
+                }
     return types
+
+
+def with_distinct_ids(events: pl.LazyFrame, stats: pl.DataFrame) -> pl.DataFrame:
+    """``stats`` with each type's exact ``distinct_ids``, counted cheaply where possible.
+
+    Hashes of equal ids are equal, so a type has as many distinct ids as rows exactly when
+    it has as many distinct id hashes (``id_hashes``): the usual case, a deduplicated table,
+    is decided on 64-bit integers. A type with fewer hashes than rows (duplicates, or two
+    ids sharing a hash) has its ids counted again as strings, from ``events``.
+    """
+    unsure = stats.filter(pl.col("id_hashes") < pl.col("events"))["event_type"].to_list()
+    exact = pl.DataFrame(schema={"event_type": pl.String, "exact": pl.UInt32})
+    if unsure:
+        exact = (events.filter(pl.col("event_type").is_in(unsure)).group_by("event_type")
+                 .agg(pl.col("id").n_unique().alias("exact")).collect())
+    return (stats.join(exact, on="event_type", how="left")
+            .with_columns(distinct_ids=pl.coalesce(
+                pl.col("exact").cast(pl.UInt32),
+                pl.when(pl.col("id_hashes") == pl.col("events")).then(pl.col("events"))
+                .cast(pl.UInt32)))
+            .drop("exact", "id_hashes"))
+
+
+def _hours(rows: pl.DataFrame) -> dict[str, list[int]]:
+    """Per type, its 24 hourly counts from ``event_type``, ``hour``, ``rows`` rows."""
+    hours: dict[str, list[int]] = {}
+    for event_type, hour, n in rows.select("event_type", "hour", "rows").iter_rows():
+        hours.setdefault(event_type, [0] * 24)[int(hour)] += int(n)
+    return hours
+
+
+def hours_from_log(files: pl.DataFrame, counted: pl.DataFrame,
+                   day: date) -> dict[str, list[int]]:
+    """Per type, events per hour from the log's row count of each file, checked first.
+
+    A (type, hour) partition holds one type's rows of one hour, so its files' row counts in
+    the log are the hour's events, once each type's add up to ``counted``.
+
+    Args:
+        files: the day's live files of the types (``event_type``, ``hour``, ``rows``).
+        counted: ``event_type`` and ``events`` counted in those files' rows.
+        day: the day, for the error.
+
+    Raises:
+        KpiError: a type whose files the log counts otherwise than its rows were counted.
+    """
+    logged = files.group_by("event_type").agg(pl.col("rows").sum())
+    both = logged.join(counted, on="event_type", how="full", coalesce=True).filter(
+        pl.col("rows").fill_null(0) != pl.col("events").fill_null(0))
+    if both.height:
+        event_type, rows, events = both.sort("event_type").row(0)
+        msg = (f"{day}: the table's log counts {rows or 0} events of type {event_type} in its "
+               f"files, which hold {events or 0} ({both.height} types disagree): the table "
+               f"needs a look before its KPIs are trusted")
+        raise KpiError(msg)
+    return _hours(files)
 
 
 ROLLUP_COLUMNS = ["event_type", "hour", "events", "ids_hll", "users_hll"]

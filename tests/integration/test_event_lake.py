@@ -204,6 +204,21 @@ def test_kpi_ignores_rollups_of_a_commit_that_never_happened(
         ghost.unlink()
 
 
+def test_kpi_hours_from_the_rows_when_the_log_has_no_counts(
+        lake_after: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that kept no row counts in the log: the hours come from the rows, the same."""
+    storage = lake_after["storage"]
+    exact = kpi.compute(storage, DAY, source="events")
+    snapshot = EventTable.snapshot
+
+    def without_counts(self: EventTable, version: int | None = None) -> Any:
+        delta, files = snapshot(self, version)
+        return delta, files.with_columns(rows=pl.lit(None, dtype=files["rows"].dtype))
+
+    monkeypatch.setattr(EventTable, "snapshot", without_counts)
+    assert kpi.compute(storage, DAY, source="events") == exact
+
+
 def test_kpi_two_shards_merged_equal_one_machine(lake_after: dict[str, Any]) -> None:
     storage = lake_after["storage"]
     truth: GenerationReport = lake_after["truth"]
@@ -223,6 +238,10 @@ def test_kpi_two_shards_merged_equal_one_machine(lake_after: dict[str, Any]) -> 
     day_truth = truth.events_per_type_date_hour.filter(pl.col("date").cast(pl.Date) == DAY)
     events = dict(day_truth.group_by("type").agg(pl.col("events").sum()).iter_rows())
     assert {t: v["events"] for t, v in exact["types"].items()} == events
+    hours: dict[str, list[int]] = {}  # the log's per-hour row counts, against the truth
+    for event_type, hour, n in day_truth.select("type", "hour", "events").iter_rows():
+        hours.setdefault(event_type, [0] * 24)[int(hour)] += n
+    assert {t: v["events_per_hour"] for t, v in exact["types"].items()} == hours
     users = dict(truth.distinct_users_per_type_date.filter(
         (pl.col("date").cast(pl.Date) == DAY) & (pl.col("users") > 0)).select(
         "type", "users").iter_rows())

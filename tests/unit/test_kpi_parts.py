@@ -2,9 +2,12 @@
 
 import base64
 import copy
+import re
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
+import polars as pl
 import pytest
 
 from cryptodudez.lake import kpi
@@ -104,3 +107,44 @@ def test_parts_that_do_not_belong_together_are_named() -> None:
     with pytest.raises(kpi.KpiError, match=r"^p1\.json: parts disagree on date: '2026-11-02' "
                                            r"here, '2026-11-01' in p0\.json"):
         kpi.merge([GOOD[0], other_day], names=["p0.json", "p1.json"])
+
+
+def _files(rows: dict[tuple[str, int], int | None]) -> pl.DataFrame:
+    return pl.DataFrame([{"event_type": t, "hour": h, "rows": n} for (t, h), n in rows.items()],
+                        schema={"event_type": pl.String, "hour": pl.Int32, "rows": pl.Int64})
+
+
+def _counted(events: dict[str, int]) -> pl.DataFrame:
+    return pl.DataFrame({"event_type": list(events), "events": list(events.values())},
+                        schema={"event_type": pl.String, "events": pl.UInt32})
+
+
+def test_hours_come_from_the_log_when_they_add_up_to_the_rows() -> None:
+    files = _files({("a", 0): 3, ("a", 23): 4, ("b", 5): 1})
+    files = pl.concat([files, _files({("a", 0): 3, ("a", 23): 2})])  # two files of an hour
+    hours = kpi.hours_from_log(files, _counted({"a": 12, "b": 1}), date(2026, 11, 1))
+    assert hours == {"a": [6] + [0] * 22 + [6], "b": [0] * 5 + [1] + [0] * 18}
+
+
+@pytest.mark.parametrize(("events", "says"), [
+    ({"a": 11, "b": 1}, "log counts 12 events of type a in its files, which hold 11 (1 types"),
+    ({"a": 12}, "log counts 1 events of type b in its files, which hold 0"),
+    ({"a": 12, "b": 1, "c": 5}, "log counts 0 events of type c in its files, which hold 5"),
+])
+def test_a_log_that_disagrees_with_the_rows_is_refused(events: dict[str, int], says: str) -> None:
+    files = _files({("a", 0): 3, ("a", 23): 9, ("b", 5): 1})
+    with pytest.raises(kpi.KpiError, match=re.escape(says)):
+        kpi.hours_from_log(files, _counted(events), date(2026, 11, 1))
+
+
+def test_distinct_ids_are_counted_again_where_the_hashes_cannot_tell() -> None:
+    """Fewer distinct hashes than rows: the ids themselves are counted (2 of 3 here); as
+    many: the rows. The ``id_hashes`` below are set by hand, not computed."""
+    events = pl.LazyFrame({"event_type": ["a", "a", "a", "b", "b"],
+                           "id": ["x", "y", "x", "p", "q"]})
+    stats = pl.DataFrame({"event_type": ["a", "b"], "events": [3, 2], "id_hashes": [1, 2]},
+                         schema={"event_type": pl.String, "events": pl.UInt32,
+                                 "id_hashes": pl.UInt32})
+    counted = kpi.with_distinct_ids(events, stats)
+    assert dict(counted.select("event_type", "distinct_ids").iter_rows()) == {"a": 2, "b": 2}
+    assert counted.columns == ["event_type", "events", "distinct_ids"]
