@@ -104,6 +104,10 @@ class Settings:
         if lake.startswith("s3://") and not lake.removeprefix("s3://").strip("/"):
             msg = f"CRYPTODUDEZ_LAKE={lake!r}: an S3 lake needs a bucket (s3://bucket/prefix)"
             raise ValueError(msg)
+        if lake.startswith("s3://") and (problem := _bucket_problem(
+                lake.removeprefix("s3://").split("/", 1)[0])):
+            msg = f"CRYPTODUDEZ_LAKE={lake!r}: {problem}"
+            raise ValueError(msg)
         if not lake.startswith("s3://"):
             lake = str(Path(lake.removeprefix("file://")).expanduser().absolute())
         engine, engines = _engines(env.get("CRYPTODUDEZ_ENGINE") or "polars")
@@ -127,6 +131,20 @@ class Settings:
             dagster_pg_env=_pg_env(env),
             **emr,
         )
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP = re.compile(r"\d+\.\d+\.\d+\.\d+")
+
+
+def _bucket_problem(bucket: str) -> str | None:
+    """Why ``bucket`` is no S3 bucket name (AWS's general-purpose bucket rules), or None."""
+    if not _BUCKET.fullmatch(bucket):
+        return (f"{bucket!r} is no S3 bucket name (3 to 63 lowercase letters, digits, dots "
+                "and hyphens, starting and ending with a letter or digit)")
+    if ".." in bucket or _IP.fullmatch(bucket):
+        return f"{bucket!r} is no S3 bucket name (two dots in a row, or an IP address)"
+    return None
 
 
 PG_ENV = ("DAGSTER_PG_HOST", "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD")

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -136,6 +137,20 @@ def test_settings_refuse_unknown_lake_schemes() -> None:
     with pytest.raises(ValueError, match="needs a bucket"):
         Settings.from_env({"CRYPTODUDEZ_LAKE": "s3://"})
     assert Settings.from_env({"CRYPTODUDEZ_LAKE": "file:///tmp/x"}).lake == "/tmp/x"
+
+
+@pytest.mark.parametrize("bucket", ["Lake", "my_lake", "ab", "a" * 64, "-lake", "lake-",
+                                    "my..lake", "192.168.0.1"])
+def test_settings_refuse_an_s3_lake_whose_bucket_cannot_exist(
+        bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match=f"'{re.escape(bucket)}' is no S3 bucket name"):
+        Settings.from_env({"CRYPTODUDEZ_LAKE": f"s3://{bucket}/lake"})
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", f"s3://{bucket}/lake")
+    assert cli.main(["summary"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "is no S3 bucket name" in err and "\n" not in err and "Traceback" not in err
+    for fine in ("lake", "my-lake.eu-1", "a" * 63, "x1y"):
+        assert Settings.from_env({"CRYPTODUDEZ_LAKE": f"s3://{fine}/p"}).lake.startswith("s3://")
 
 
 @pytest.mark.parametrize("value", ["code-location", "host:", ":4000", "host:99999", "h:x"])
