@@ -32,6 +32,8 @@ from cryptodudez.datasets import csv as csvframe
 from cryptodudez.datasets import jsonl
 from cryptodudez.datasets.merge import repeated_values
 from cryptodudez.datasets.registry import DatasetSpec, closest, recognise, recognise_fields
+from cryptodudez.lake.events import EVENT_ENVELOPE
+from cryptodudez.lake.layout import EVENT_SUFFIXES
 
 QUARANTINE_SCHEMA = {
     "source": pl.String,
@@ -693,6 +695,12 @@ def _recognise_json_lines(
             return _Rejection(near.table, f"schema drift from dataset {near.name}: missing "
                                           f"{missing}, unexpected {extra}",
                               first, near.name, rows)
+    if set(fields) == set(EVENT_ENVELOPE):
+        return _Rejection(UNRECOGNISED_TABLE,
+                          f"event lines (fields {', '.join(EVENT_ENVELOPE)}) in a file the "
+                          f"event lake does not read: it reads files named "
+                          f"{', '.join(EVENT_SUFFIXES)}, or any file under events/",
+                          first, rows=rows)
     return _Rejection(UNRECOGNISED_TABLE,
                       f"JSON-lines fields match no known dataset: {list(fields)[:40]}",
                       first, rows=rows)

@@ -56,6 +56,10 @@ class _Event(msgspec.Struct, gc=False):  # no cycles: not tracked
     meta: msgspec.Raw
 
 
+EVENT_ENVELOPE: tuple[str, ...] = _Event.__struct_fields__
+"""The top-level fields of an event line (``data``, ``meta``)."""
+
+
 _DECODE_EVENT = msgspec.json.Decoder(_Event).decode
 _DECODE_META_TS = msgspec.json.Decoder(_Meta).decode
 _DECODE_META = msgspec.json.Decoder(dict[str, Any]).decode
@@ -280,6 +284,12 @@ _LINE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError
                 RecursionError)
 
 
+def _looks_like_csv(text: str) -> bool:
+    """A line that is no JSON value but a comma-separated row of names or values."""
+    stripped = text.strip()
+    return "," in stripped and not stripped.startswith(("{", "["))
+
+
 def _raw_text(line: bytes) -> str:
     return line[:RAW_LIMIT].decode("utf-8", errors="replace")
 
@@ -329,6 +339,9 @@ def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
         add_attributes(attrs)
         add_meta(meta)
         add_line(line_no)
+    if bad_lines[:1] == [1] and _looks_like_csv(bad_raw[0]):
+        reasons[0] += ("; this first line looks like a CSV header: a CSV file landed where "
+                       "events go (named .jsonl or .jsonl.gz, or under events/)?")
     valid = pl.DataFrame({
         "id": pl.Series(ids, dtype=pl.String),
         "event_type": pl.Series(types, dtype=pl.String),

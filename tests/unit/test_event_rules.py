@@ -293,3 +293,17 @@ def test_valid_frame_schema_is_stable_for_an_all_bad_batch() -> None:
     assert out.valid.height == 0
     assert out.valid.schema["created_at"] == pl.Datetime("us", "UTC")
     assert out.quarantine.height == 2
+
+
+@pytest.mark.parametrize(("raw", "hinted"), [
+    (b"Date,Open,High,Low,Close,Adj Close,Volume\n2020-01-02,1,2,0.5,1.5,1.5,100", True),
+    (b"id;type;created\n", False),  # no comma: no CSV we know of
+    (b'"Date","Open"\n"2020-01-02","1"', True),  # quoted
+    (b'{"data": \nDate,Open', False),  # the CSV-looking line is not the first
+])
+def test_a_csv_header_as_the_first_line_is_named_as_such(raw: bytes, hinted: bool) -> None:
+    out = validate_lines(LineBatch(1, raw), source="s3://lake/raw/prices.jsonl")
+    reasons = out.quarantine.sort("line")["reason"].to_list()
+    assert reasons[0].startswith(("malformed JSON", "invalid event"))
+    assert ("this first line looks like a CSV header" in reasons[0]) is hinted
+    assert not any("CSV header" in r for r in reasons[1:])

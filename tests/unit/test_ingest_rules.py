@@ -105,6 +105,11 @@ def test_invalid_utf8_line_is_quarantined_and_the_rest_kept() -> None:
         (gzip.compress(f"{HEADER}\n{GOOD}\n".encode(), mtime=0),  # one id on every worker
          "gzip-compressed data: deliver CSV files plain or in a zip archive"),
         (b"foo,bar\n1,2\n", "columns match no known dataset"),
+        # event lines in a file the event lake does not read (a reviewer: the reason was
+        # "JSON-lines fields match no known dataset: ['data', 'meta']")
+        (b'{"data": {"id": "a", "type": "t", "attributes": {}}, "meta": {"created_at": 1}}\n',
+         "event lines (fields data, meta) in a file the event lake does not read: it reads "
+         "files named .jsonl, .ndjson, .jsonl.gz, .ndjson.gz, or any file under events/"),
         (b"Date,Open,High,Low,Close,Adj Close,Vol\n2020-01-02,1,1,1,1,1,1\n",
          "schema drift from dataset stock_market_daily: missing ['Volume'], "
          "unexpected ['Vol']"),
