@@ -106,7 +106,7 @@ class Settings:
             raise ValueError(msg)
         if lake.startswith("s3://") and (problem := _bucket_problem(
                 lake.removeprefix("s3://").split("/", 1)[0])):
-            msg = f"CRYPTODUDEZ_LAKE={lake!r}: {problem}"
+            msg = f"CRYPTODUDEZ_LAKE: {problem}"
             raise ValueError(msg)
         if not lake.startswith("s3://"):
             lake = str(Path(lake.removeprefix("file://")).expanduser().absolute())
@@ -133,17 +133,20 @@ class Settings:
         )
 
 
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_IP = re.compile(r"\d+\.\d+\.\d+\.\d+")
+_BUCKET = re.compile(r"[a-zA-Z0-9._-]{1,255}")
 
 
 def _bucket_problem(bucket: str) -> str | None:
-    """Why ``bucket`` is no S3 bucket name (AWS's general-purpose bucket rules), or None."""
+    """Why ``bucket`` can be no bucket's name, or None.
+
+    botocore's own rule, which also admits legacy names (capitals, underscores) and those of
+    S3-compatible servers: what it refuses would fail every request with its traceback.
+    """
     if not _BUCKET.fullmatch(bucket):
-        return (f"{bucket!r} is no S3 bucket name (3 to 63 lowercase letters, digits, dots "
-                "and hyphens, starting and ending with a letter or digit)")
-    if ".." in bucket or _IP.fullmatch(bucket):
-        return f"{bucket!r} is no S3 bucket name (two dots in a row, or an IP address)"
+        shown = bucket if len(bucket) <= 64 else f"{bucket[:40]}... ({len(bucket)} characters)"
+        return (f"{shown!r} is no S3 bucket name (up to 255 letters, digits, dots, hyphens "
+                "and underscores; new AWS buckets: 3 to 63 lowercase letters, digits, dots "
+                "and hyphens)")
     return None
 
 

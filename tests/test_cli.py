@@ -139,17 +139,16 @@ def test_settings_refuse_unknown_lake_schemes() -> None:
     assert Settings.from_env({"CRYPTODUDEZ_LAKE": "file:///tmp/x"}).lake == "/tmp/x"
 
 
-@pytest.mark.parametrize("bucket", ["Lake", "my_lake", "ab", "a" * 64, "-lake", "lake-",
-                                    "my..lake", "192.168.0.1"])
+@pytest.mark.parametrize("bucket", ["my lake", "lake:1", "a" * 256, "lake?x", "läke", "lake#"])
 def test_settings_refuse_an_s3_lake_whose_bucket_cannot_exist(
         bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(ValueError, match=f"'{re.escape(bucket)}' is no S3 bucket name"):
+    with pytest.raises(ValueError, match=f"'{re.escape(bucket[:40])}.*' is no S3 bucket name"):
         Settings.from_env({"CRYPTODUDEZ_LAKE": f"s3://{bucket}/lake"})
     monkeypatch.setenv("CRYPTODUDEZ_LAKE", f"s3://{bucket}/lake")
     assert cli.main(["summary"]) != 0
     err = capsys.readouterr().err.strip()
     assert "is no S3 bucket name" in err and "\n" not in err and "Traceback" not in err
-    for fine in ("lake", "my-lake.eu-1", "a" * 63, "x1y"):
+    for fine in ("lake", "my-lake.eu-1", "a" * 63, "b", "Legacy_Bucket"):  # botocore's rule
         assert Settings.from_env({"CRYPTODUDEZ_LAKE": f"s3://{fine}/p"}).lake.startswith("s3://")
 
 

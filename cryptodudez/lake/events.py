@@ -23,6 +23,8 @@ from typing import Annotated, Any, BinaryIO
 import msgspec
 import polars as pl
 
+from cryptodudez.lake.layout import EVENT_SUFFIXES
+
 BATCH_BYTES = 8 << 20
 """Bytes of lines validated at a time: small batches keep two validation processes busy to
 the end of a file and bound what is in flight (docs/events.md, session 9)."""
@@ -341,7 +343,7 @@ def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
         add_line(line_no)
     if bad_lines[:1] == [1] and _looks_like_csv(bad_raw[0]):
         reasons[0] += ("; this first line looks like a CSV header: a CSV file landed where "
-                       "events go (named .jsonl or .jsonl.gz, or under events/)?")
+                       f"events go (named {', '.join(EVENT_SUFFIXES)}, or under events/)?")
     valid = pl.DataFrame({
         "id": pl.Series(ids, dtype=pl.String),
         "event_type": pl.Series(types, dtype=pl.String),

@@ -112,13 +112,16 @@ def _from_events(table: EventTable, day: date, shard: Shard,
     pinned version. A type's rows are all in its group, so its numbers come from that group
     alone, and memory is set by the group, not the day (the whole day of 19.5 M events in
     one read peaked at 3.5 GB; docs/events.md, session 16). Events per hour come from the
-    log's row count of each (type, hour) file, held against the rows read
-    (:func:`hours_from_log`); without such counts, from the rows.
+    log's row count of each (type, hour) file, each type's total held against the rows read
+    (:func:`hours_from_log`); without such counts, or with deletion vectors, from the rows.
     """
     if not table.exists():
         return {}
     delta, files = table.snapshot()
     version = delta.version()
+    protocol = delta.protocol()
+    # Deletion vectors (a reader feature) leave the log's counts above the rows read.
+    counts_usable = protocol.min_reader_version == 1 and not protocol.reader_features
     day_files = files.filter(pl.col("date") == day)
     per_type = day_files.group_by("event_type").agg(pl.col("size").sum())
     per_type = per_type.filter(pl.col("event_type").is_in(
@@ -131,7 +134,7 @@ def _from_events(table: EventTable, day: date, shard: Shard,
             pl.len().alias("events"), pl.col("id").hash().n_unique().alias("id_hashes"),
             pl.col("user_id").drop_nulls().unique().sort().alias("users"))
         logged = day_files.filter(pl.col("event_type").is_in(group))
-        if logged["rows"].null_count():  # a writer that kept no row counts
+        if not counts_usable or logged["rows"].null_count():  # the rows' hours, then
             stats, hour_rows = pl.collect_all([counted, events.group_by(
                 "event_type", "hour").agg(pl.col("id").len().alias("rows"))])
             return with_distinct_ids(events, stats), _hours(hour_rows)
@@ -194,7 +197,9 @@ def hours_from_log(files: pl.DataFrame, counted: pl.DataFrame,
     """Per type, events per hour from the log's row count of each file, checked first.
 
     A (type, hour) partition holds one type's rows of one hour, so its files' row counts in
-    the log are the hour's events, once each type's add up to ``counted``.
+    the log are the hour's events, once each type's add up to ``counted``. The check is per
+    type: counts moved between two hours of one type would pass it (this repository's own
+    writers record the counts).
 
     Args:
         files: the day's live files of the types (``event_type``, ``hour``, ``rows``).
