@@ -315,8 +315,9 @@ def _run_feature_store(defs: dg.Definitions, instance: dg.DagsterInstance,
     return ok
 
 
-NOT_TRAINABLE = ("no feature row has both 30-day features and a volume (a symbol needs 30 "
-                 "trading days); the features are built, the model waits for more data")
+NOT_TRAINABLE = ("the model trains on rows with both 30-day features and a volume (a symbol "
+                 "needs 30 trading days) of at least two symbols; the features are built, "
+                 "the model waits for more data")
 
 
 def _trainable(lake: Lake) -> bool:

@@ -97,10 +97,15 @@ def select_shrinkage(scores: dict[float, dict[str, float]], naive: dict[str, flo
 
 
 def has_training_rows(features: pl.LazyFrame | pl.DataFrame) -> bool:
-    """Whether any feature row has both features and a volume (what training needs)."""
+    """Whether at least two symbols have rows with both features and a volume.
+
+    What :func:`train` needs: one symbol to fit on, another to choose the shrinkage on.
+    """
     if not set(TRAINING_COLUMNS) <= set(features.lazy().collect_schema().names()):
         return False
-    return features.lazy().select(TRAINING_COLUMNS).drop_nulls().head(1).collect().height > 0
+    symbols = (features.lazy().select(TRAINING_COLUMNS).drop_nulls().select("Symbol")
+               .unique().head(2).collect())
+    return symbols.height >= 2
 
 
 def training_frame(features: pl.LazyFrame | pl.DataFrame, *,
@@ -138,13 +143,15 @@ def subsample(frame: pl.DataFrame, rows: int) -> pl.DataFrame:
 def held_out_symbols(symbols: Iterable[str], *, share: float, salt: str) -> set[str]:
     """A stable ``share`` of ``symbols``: those whose CRC-32 of salt and symbol is lowest.
 
-    The same symbols whatever polars version or row order; at least one symbol when there
-    are two or more, so a small table still has something held out.
+    The same symbols whatever polars version or row order; when there are two or more, at
+    least one held out and at least one not, so a small table can still be split.
     """
     draw = {s: zlib.crc32(f"{salt}:{s}".encode()) / 2.0 ** 32 for s in set(symbols)}
     chosen = {s for s, u in draw.items() if u < share}
     if not chosen and len(draw) >= 2:
         chosen = {min(draw, key=lambda s: (draw[s], s))}
+    if len(chosen) == len(draw) >= 2:  # and at least one left to fit on
+        chosen.discard(max(draw, key=lambda s: (draw[s], s)))
     return chosen
 
 

@@ -1,6 +1,7 @@
 """The whole lake on the bundled samples: idempotency, re-delivery, the CLI and the catalogue."""
 
 import zipfile
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -155,6 +156,24 @@ def test_cli_ingest_of_stocks_alone_serves_the_volume_model_and_waits_for_the_et
     assert counts["stock_pipeline_runs"] == 1
     assert counts["feature_store_runs"] == 0
     assert "feature store: skipped, the lake holds no crypto_prices and no tweets yet" in out
+
+
+def test_one_stock_symbol_is_not_a_failed_ingest(tmp_path, monkeypatch, capsys) -> None:
+    """Sixty days of one stock give 30-day features, but the model needs a second symbol to
+    choose its shrinkage on: no model, exit 0 (a reviewer: the run failed with a ValueError)."""
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    header = "Date,Open,High,Low,Close,Adj Close,Volume\n"
+    days = [date(2020, 1, 1) + timedelta(days=d) for d in range(60)]
+    rows = "".join(f"{d},10,11,9,10.5,{10 + i % 7},{1000 + i}\n" for i, d in enumerate(days))
+    path = tmp_path / "one.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("stocks/AAPL.csv", header + rows)
+    assert cli.main(["land", str(path)]) == 0
+    assert cli.main(["ingest"]) == 0
+    out = capsys.readouterr().out
+    assert "no volume model yet" in out and "at least two symbols" in out
+    assert "'failed': 0" in out and "'stock_pipeline_runs': 1" in out
 
 
 def test_too_few_stock_rows_for_a_model_is_not_a_failed_ingest(tmp_path, monkeypatch,

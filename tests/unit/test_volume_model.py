@@ -179,3 +179,22 @@ def test_no_feature_table_yet_gives_no_training_rows() -> None:
     empty = vm.training_frame(pl.LazyFrame())
     assert empty.height == 0
     assert empty.columns == [*vm.TRAINING_COLUMNS, vm.UNIFORM]
+
+
+@pytest.mark.parametrize("symbols", [["A", "B"], ["A", "B", "C"], [f"S{i}" for i in range(9)]])
+def test_a_split_of_two_or_more_symbols_keeps_one_on_each_side(symbols: list[str]) -> None:
+    for share in (0.0, 0.2, 0.99, 1.0):
+        held = vm.held_out_symbols(symbols, share=share, salt="validation")
+        assert 1 <= len(held) < len(symbols), (share, held)
+
+
+def test_training_needs_rows_of_two_symbols() -> None:
+    row = {"Date": "2020-01-01", "vol_moving_avg": 1.0, "adj_close_rolling_med": 2.0,
+           "Volume": 3}
+    one = pl.DataFrame([{**row, "Symbol": "A"}, {**row, "Symbol": "A", "Date": "2020-01-02"}])
+    two = pl.DataFrame([{**row, "Symbol": "A"}, {**row, "Symbol": "B"}])
+    half = two.with_columns(pl.when(pl.col("Symbol") == "B").then(None)
+                            .otherwise(pl.col("Volume")).alias("Volume"))
+    assert not vm.has_training_rows(one)
+    assert vm.has_training_rows(two)
+    assert not vm.has_training_rows(half)  # B has no row with a volume
