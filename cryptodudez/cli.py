@@ -17,12 +17,19 @@ import polars as pl
 from polars.exceptions import PanicException
 
 from cryptodudez.assets import events as event_assets
-from cryptodudez.assets.eth import ETH_SIGNAL, FIRST_DAY, data_end, missing_inputs
+from cryptodudez.assets.eth import (
+    ETH_SIGNAL,
+    FIRST_DAY,
+    data_end,
+    latest_training_set,
+    missing_inputs,
+)
 from cryptodudez.assets.mood import SENTIMENTS, TRADES
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
 from cryptodudez.coingecko.cli_command import run_coingecko_cli
 from cryptodudez.datasets.specs import DATASETS
 from cryptodudez.definitions import build_definitions
+from cryptodudez.features import evaluation as ev
 from cryptodudez.ingest import ingest_members, unpack
 from cryptodudez.instance import DEFINITIONS_MODULE, write_instance_yaml, write_workspace_yaml
 from cryptodudez.jobs import (
@@ -246,7 +253,8 @@ def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
     touched = _feature_days(lake, touched, progress)
     if touched is not None:
         counts["feature_store_runs"] = 1
-        counts["failed"] += 0 if _run_feature_store(defs, instance, touched, progress) else 1
+        counts["failed"] += 0 if _run_feature_store(defs, instance, lake, touched,
+                                                     progress) else 1
     if mood_changed or (lake.fragments(VALIDATED, TRADES) and not _mood_results(settings)):
         counts["mood_runs"] = 1
         counts["failed"] += 0 if _run_job(defs, instance, MOOD_JOB, "price / sentiment "
@@ -291,9 +299,13 @@ def _run_job(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, what:
     return result.success
 
 
-def _run_feature_store(defs: dg.Definitions, instance: dg.DagsterInstance,
+def _run_feature_store(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake,
                        days: tuple[date, date], progress: bool) -> bool:
-    """What the feature-store and ETH-model sensors request, in this process."""
+    """What the feature-store and ETH-model sensors request, in this process.
+
+    A training set too short to evaluate is not a failure: the features and the training
+    set are built, the signal waits for more days (as the volume model waits).
+    """
     tags = range_tags(days)
     span = (f"{tags['dagster/asset_partition_range_start']}..."
             f"{tags['dagster/asset_partition_range_end']}")
@@ -309,10 +321,31 @@ def _run_feature_store(defs: dg.Definitions, instance: dg.DagsterInstance,
             run_config=QUIET if progress else None)
         if progress:
             _out(f"      {outcome(result, started)}")
+        if not result.success and job == ETH_MODEL_JOB and {
+                e.step_key for e in result.get_step_failure_events()} == {ETH_SIGNAL} and (
+                    why := _eth_too_short(lake)):
+            if progress:
+                _out(f"      no ETH signal yet: {why}")
+            continue
         ok = ok and result.success
         if not ok:
             break
     return ok
+
+
+def _eth_too_short(lake: Lake) -> str | None:
+    """Why the latest ETH training set is too short to evaluate, or None."""
+    try:
+        _, frame, _ = latest_training_set(lake)
+    except dg.Failure:
+        return None
+    need = ev.min_rows()
+    if frame.height >= need:
+        return None
+    days = f"{frame.height} day{'' if frame.height == 1 else 's'}"
+    return (f"the training set holds {days} of ETH; the walk-forward "
+            f"evaluation needs at least {need} (a year that only trains, the folds, and a "
+            f"hold-out year); the signal waits for more data")
 
 
 NOT_TRAINABLE = ("the model trains on rows with both 30-day features and a volume (a symbol "

@@ -70,6 +70,12 @@ class LeakageError(ValueError):
 
 
 # ---------------------------------------------------------------------------- splits
+def min_rows(n_folds: int = 5, *, min_train: int = MIN_TRAIN_DAYS,
+             holdout: int = HOLDOUT_DAYS) -> int:
+    """The fewest rows :func:`walk_forward_splits` can split (one test row per fold)."""
+    return min_train + n_folds + holdout
+
+
 def walk_forward_splits(
     n_rows: int,
     *,

@@ -194,3 +194,22 @@ def test_too_few_stock_rows_for_a_model_is_not_a_failed_ingest(tmp_path, monkeyp
     out = capsys.readouterr().out
     assert "no volume model yet" in out
     assert "'failed': 0" in out and "'stock_pipeline_runs': 1" in out
+
+
+def test_one_day_of_eth_is_not_a_failed_ingest(tmp_path, monkeypatch, capsys) -> None:
+    """One ETH row and the sample's tweets: the feature store runs, the signal waits and says
+    why, exit 0 (a reviewer: the ETH model's run failed the ingest)."""
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("CRYPTODUDEZ_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
+    member = "cryptocurrency_historical_prices/coin_Ethereum.csv"
+    with zipfile.ZipFile(SAMPLES / "cryptocurrency_sample.zip") as z:
+        lines = z.read(member).decode().splitlines()
+    path = tmp_path / "one_eth_day.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(member, "\n".join(lines[:2]) + "\n")
+    assert cli.main(["land", str(path), str(SAMPLES / "elon_musk_tweets_sample.zip")]) == 0
+    assert cli.main(["ingest"]) == 0
+    out = capsys.readouterr().out
+    assert "no ETH signal yet: the training set holds 1 day of ETH" in out
+    assert "'failed': 0" in out and "'feature_store_runs': 1" in out

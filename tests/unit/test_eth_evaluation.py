@@ -390,3 +390,11 @@ def test_equity_chart_is_a_reproducible_png() -> None:
     assert charts.equity_curves({"model": curves["model"]}) != png
     with pytest.raises(ValueError):
         charts.equity_curves({})
+
+
+@pytest.mark.parametrize("n_folds", [1, 5])
+def test_min_rows_is_the_fewest_rows_the_folds_accept(n_folds: int) -> None:
+    need = ev.min_rows(n_folds)
+    assert len(ev.walk_forward_splits(need, horizon=7, n_folds=n_folds)) == n_folds
+    with pytest.raises(ValueError, match="test rows for"):
+        ev.walk_forward_splits(need - 1, horizon=7, n_folds=n_folds)
