@@ -1,10 +1,11 @@
 """The ``spark-job`` engine's production path: a Dagster run starts EMR Serverless over HTTP.
 
-A moto server on 127.0.0.1 plays S3, EMR Serverless and CloudWatch Logs; nothing is
-patched. What this proves: the run uploads the job's entry point to the lake's ``code/``,
-and sends EMR Serverless a ``StartJobRun`` the service accepts, with the application, the
-role, the entry point, the lake's S3 paths, the project's ``--conf`` and Dagster Pipes'
-variables, and CloudWatch logging on. What it cannot prove: moto runs no job (it marks a job
+A moto server on 127.0.0.1 plays S3, EMR Serverless and CloudWatch Logs; no client is
+patched (only Dagster Pipes' waits for logs are shortened, ``short_log_waits``). What this
+proves: the run uploads the job's entry point to the lake's ``code/``, and sends EMR
+Serverless a ``StartJobRun`` the service accepts, with the application, the role, the entry
+point, the lake's S3 paths, the project's ``--conf``, Dagster Pipes' variables and the
+drivers' log group. What it cannot prove: moto runs no job (it marks a job
 run SUCCESS at once), so no Spark ran and no Pipes message came back. The engine must then
 publish nothing and say why, which is the last thing checked.
 """
