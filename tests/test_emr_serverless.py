@@ -98,7 +98,7 @@ def test_the_settings_choose_emr_serverless(production: tuple[Settings, str]) ->
     jobs = build_resources(settings)["spark_jobs"]
     assert isinstance(jobs, EmrServerlessJobs)
     assert (jobs.application_id, jobs.execution_role_arn) == (application, ROLE)
-    assert jobs.code_uri == f"{settings.lake}/code"
+    assert jobs.lake.uri == settings.lake  # entry points go to its code/
     assert jobs.spark_submit_parameters == VENV
     assert jobs.log_group == LOG_GROUP
 
@@ -155,12 +155,12 @@ def test_a_run_starts_the_job_on_emr_serverless_and_publishes_nothing_without_it
     assert uploaded == Path(stock_features_job.__file__).read_bytes()
 
 
-def test_the_entry_point_is_uploaded_once_per_content(production: tuple[Settings, str],
+def test_the_entry_point_is_named_by_its_content(production: tuple[Settings, str],
                                                       endpoint: str) -> None:
     settings, _ = production
     jobs = build_resources(settings)["spark_jobs"]
     first = jobs.upload("cryptodudez.spark.stock_features_job")
-    assert jobs.upload("cryptodudez.spark.stock_features_job") == first
+    assert jobs.upload("cryptodudez.spark.stock_features_job") == first  # same content, key
     other = jobs.upload("cryptodudez.spark.session")
     assert other != first and other.endswith("/session.py")
     bucket, _, prefix = settings.lake.removeprefix("s3://").partition("/")
@@ -191,7 +191,7 @@ def test_without_a_log_group_the_application_decides(production: tuple[Settings,
     """A job-level logging setting would replace the application's: none is sent."""
     settings, application = production
     jobs = EmrServerlessJobs(application_id=application, execution_role_arn=ROLE,
-                             code_uri=f"{settings.lake}/code")
+                             lake=Lake(uri=settings.lake))
     job = SparkJob(name="stock-features", module="cryptodudez.spark.stock_features_job",
                    arguments=["--start", "2023-01-01"])
     params = jobs.start_params("0123456789abcdef", 1, job, "s3://b/code/x.py")

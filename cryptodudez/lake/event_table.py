@@ -108,6 +108,16 @@ EMPTY_FILES_SCHEMA = {"path": pl.String, "size": pl.Int64, "rows": pl.Int64,
                       "event_type": pl.String, "date": pl.Date, "hour": pl.Int32}
 
 
+def plain_parquet(delta: DeltaTable) -> bool:
+    """Whether ``delta``'s files hold its rows as they stand.
+
+    True without reader features (deletion vectors, column mapping): the files can be read
+    as Parquet, and the log's per-file row counts are the rows.
+    """
+    protocol = delta.protocol()
+    return protocol.min_reader_version == 1 and not protocol.reader_features
+
+
 def _file_frame(delta: DeltaTable) -> pl.DataFrame:
     """The live files of ``delta`` as :meth:`EventTable.files` gives them."""
     actions = pl.DataFrame(delta.get_add_actions(flatten=True))
@@ -245,11 +255,10 @@ class EventTable:
             return pl.LazyFrame(schema={c: EMPTY_FILES_SCHEMA[c] for c in PARTITION_COLUMNS})
         delta, files = self.snapshot(version)
         schema = pl.Schema(delta.schema())
-        protocol = delta.protocol()
         kept = pl.col("date").is_in(wanted)
         if types is not None:
             kept &= pl.col("event_type").is_in(sorted(set(types)))
-        if protocol.min_reader_version > 1 or protocol.reader_features:
+        if not plain_parquet(delta):
             return self.scan(version).filter(kept)
         files = files.filter(kept)
         if files.height == 0:

@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import polars as pl
 
-from cryptodudez.lake.event_table import EventTable, groups_by_size
+from cryptodudez.lake.event_table import EventTable, groups_by_size, plain_parquet
 from cryptodudez.lake.layout import tag_of
 from cryptodudez.lake.rollups import hll_of, hll_union, read_rollups, rollup_files, type_hash
 from cryptodudez.storage import LakeStorage
@@ -119,9 +119,7 @@ def _from_events(table: EventTable, day: date, shard: Shard,
         return {}
     delta, files = table.snapshot()
     version = delta.version()
-    protocol = delta.protocol()
-    # Deletion vectors (a reader feature) leave the log's counts above the rows read.
-    counts_usable = protocol.min_reader_version == 1 and not protocol.reader_features
+    counts_usable = plain_parquet(delta)  # deletion vectors leave the counts above the rows
     day_files = files.filter(pl.col("date") == day)
     per_type = day_files.group_by("event_type").agg(pl.col("size").sum())
     per_type = per_type.filter(pl.col("event_type").is_in(

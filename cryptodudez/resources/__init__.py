@@ -36,7 +36,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         spark_jobs = EmrServerlessJobs(
             application_id=settings.emr_application_id,
             execution_role_arn=settings.emr_execution_role_arn,
-            code_uri=lake.url("code"),
+            lake=lake,
             spark_submit_parameters=settings.emr_spark_submit_parameters,
             log_group=settings.emr_log_group,
             region_name=settings.region, endpoint_url=settings.endpoint_url)

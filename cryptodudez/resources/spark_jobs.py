@@ -19,13 +19,14 @@ import hashlib
 import importlib.util
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import PrivateAttr
 
+from cryptodudez.resources.lake import Lake
 from cryptodudez.spark import RESULT_KEY
 
 if TYPE_CHECKING:
@@ -44,10 +45,9 @@ class SparkJob:
 
 @dataclass(frozen=True)
 class SparkJobResult:
-    """What the job reported (its ``RESULT_KEY`` message) and where it ran."""
+    """What the job reported (its ``RESULT_KEY`` message)."""
 
     reported: Mapping[str, Any]
-    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 class SparkJobs(dg.ConfigurableResource):
@@ -71,7 +71,7 @@ def job_result(job: SparkJob, invocation: "PipesClientCompletedInvocation",
         msg = (f"the Spark job {job.name} ended without reporting its result through Dagster "
                f"Pipes, so nothing it may have written is used ({where})")
         raise RuntimeError(msg)
-    return SparkJobResult(reported=reports[-1], metadata=dict(invocation.metadata))
+    return SparkJobResult(reported=reports[-1])
 
 
 def _entry_point(module: str) -> Path:
@@ -114,8 +114,8 @@ class EmrServerlessJobs(SparkJobs):
     execution_role_arn: str
     """The role the job runs as (``emr_execution_role_arn``): reads the lake, writes
     ``features/``."""
-    code_uri: str
-    """``s3://bucket/prefix``: where entry points are uploaded, one folder per digest."""
+    lake: Lake
+    """The lake (on S3): entry points are uploaded to its ``code/``, one folder per digest."""
     spark_submit_parameters: str = ""
     """More ``--conf`` of the job: the project's packed virtualenv (docs/spark.md)."""
     log_group: str = ""
@@ -124,7 +124,7 @@ class EmrServerlessJobs(SparkJobs):
     empty: the application's own logging configuration decides."""
     region_name: str | None = None
     endpoint_url: str | None = None
-    """One endpoint for S3, EMR Serverless and CloudWatch Logs (a local test server)."""
+    """One endpoint for EMR Serverless and CloudWatch Logs (a local test server)."""
     poll_interval: float = 10.0
     """Seconds between two polls of the job's state."""
 
@@ -143,20 +143,13 @@ class EmrServerlessJobs(SparkJobs):
         return self._clients[service]
 
     def upload(self, module: str) -> str:
-        """The ``s3://`` URI of the module's file under ``code_uri``, uploaded if missing."""
+        """The URI of the module's file under the lake's ``code/``, uploaded if missing."""
         source = _entry_point(module).read_bytes()
-        bucket, _, prefix = self.code_uri.removeprefix("s3://").partition("/")
-        key = "/".join(p for p in (prefix.strip("/"),
-                                   hashlib.sha256(source).hexdigest()[:16],
-                                   f"{module.rsplit('.', 1)[-1]}.py") if p)
-        s3 = self._client("s3")
-        try:
-            s3.head_object(Bucket=bucket, Key=key)
-        except s3.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-                raise
-            s3.put_object(Bucket=bucket, Key=key, Body=source)
-        return f"s3://{bucket}/{key}"
+        parts = ("code", hashlib.sha256(source).hexdigest()[:16],
+                 f"{module.rsplit('.', 1)[-1]}.py")
+        if not self.lake.exists(self.lake.path(*parts)):
+            self.lake.write_bytes(self.lake.path(*parts), source)
+        return self.lake.url(*parts)
 
     def start_params(self, run_id: str, attempt: int, job: SparkJob,
                      entry_point: str) -> dict[str, Any]:

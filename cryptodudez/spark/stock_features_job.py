@@ -57,8 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sum(_run(args, log=print).values())
     with open_dagster_pipes() as pipes:
         by_year = _run(args, log=pipes.log.info)
-        pipes.report_custom_message({RESULT_KEY: {"rows_by_year": by_year,
-                                                  "output": args.output}})
+        pipes.report_custom_message({RESULT_KEY: {"rows_by_year": by_year}})
     return sum(by_year.values())
 
 
