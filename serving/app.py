@@ -5,6 +5,7 @@
 Build it with :func:`create_app`; importing this module touches no file.
 """
 
+import inspect
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from cryptodudez.storage import LakeStorage
 from serving.eth_signal import PATH as SIGNAL_PATH
 from serving.eth_signal import eth_signal, signal_get
 from serving.model_store import MODEL_NAME, ModelStore
+from serving.mood import HANDLERS as MOOD_HANDLERS
 from serving.mood import ROUTES as MOOD_ROUTES
 from serving.mood import MoodStore
 from serving.polling import PollingStore
@@ -191,12 +193,14 @@ def without_body(app: ASGIApp) -> ASGIApp:
 
 def _head(path: str, fn: Callable[..., object]) -> HTTPRouteHandler:
     return route(path, http_method=HttpMethod.HEAD, media_type=MediaType.JSON,
-                 sync_to_thread=False, include_in_schema=False, middleware=[without_body])(fn)
+                 sync_to_thread=None if inspect.iscoroutinefunction(fn) else False,
+                 include_in_schema=False, middleware=[without_body])(fn)
 
 
 predict_head = _head("/predict", predict)
 health_head = _head("/health", health)
 signal_head = _head(SIGNAL_PATH, eth_signal)
+mood_heads = [_head(path, fn) for path, fn in MOOD_HANDLERS.items()]
 
 
 def _bad_request(_: Request, exc: HTTPException) -> Response[dict[str, object]]:
@@ -236,7 +240,7 @@ def create_app(settings: ServingSettings) -> Litestar:
 
     return Litestar(
         route_handlers=[predict_get, predict_head, health_get, health_head, signal_get,
-                        signal_head, *MOOD_ROUTES, _docs_assets()],
+                        signal_head, *MOOD_ROUTES, *mood_heads, _docs_assets()],
         lifespan=[model_store, signal_store, mood_store],
         exception_handlers={BadQuery: _bad_request},
         openapi_config=OpenAPIConfig(title="cryptodudez prediction API", version="1.0.0",

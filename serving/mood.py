@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import msgspec
 from litestar import MediaType, Request, Response, get
 from litestar.exceptions import HTTPException
@@ -35,6 +36,8 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from serving.query import BadQuery, parse_query, shown
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import polars as pl
 
     from cryptodudez.storage import LakeStorage
@@ -484,13 +487,32 @@ def _operation(parameters: list[Any], errors: str, body: Schema) -> type[Operati
     return MoodOperation
 
 
+def in_thread(fn: "Callable[[Request], Response[bytes]]") -> "Callable[..., Any]":
+    """``fn`` (blocking: it reads the warehouse) as a coroutine running it in a worker thread.
+
+    Used instead of litestar's ``sync_to_thread=True``: in litestar 2.25 such a ``GET``
+    handler answers 500 once a ``HEAD`` handler follows it on the same path.
+    """
+
+    async def blocking(request: Request) -> Response[bytes]:
+        return await anyio.to_thread.run_sync(fn, request)
+
+    blocking.__name__ = blocking.__qualname__ = fn.__name__
+    blocking.__doc__ = fn.__doc__
+    return blocking
+
+
+HANDLERS = {"/coin": in_thread(coin_trades), "/sentiment": in_thread(sentiments),
+            "/merged": in_thread(merged_series), "/correlation": in_thread(correlation)}
+"""The routes' functions by path, shared by their ``GET`` handlers and the app's ``HEAD`` ones."""
+
 _PAGING = [_param("limit", f"page size, 1..{MAX_LIMIT} (default 100)", OpenAPIType.INTEGER,
                   minimum=1, maximum=MAX_LIMIT),
            _param("offset", f"rows to skip, 0..{MAX_OFFSET} (default 0)", OpenAPIType.INTEGER,
                   minimum=0, maximum=MAX_OFFSET)]
 
 coin_get = get(
-    "/coin", media_type=MediaType.JSON, sync_to_thread=True, summary="Trades of one coin",
+    "/coin", media_type=MediaType.JSON, summary="Trades of one coin",
     description="A coin's trades in time order (ts, price, size, taker side, exchange, "
                 "quote currency, uuid), narrowed by `start`/`end`, paged (`next_offset` is "
                 "null on the last page).",
@@ -503,10 +525,10 @@ coin_get = get(
             "the page's trades in time order", ts=_type(_TEXT, **_INSTANT),
             price=_type(_NUMBER), size=_type(_NUMBER), taker_side=_type(_TEXT),
             exchange=_type(_TEXT), quote=_type(_TEXT, "quote currency"), uuid=_type(_TEXT)))),
-)(coin_trades)
+)(HANDLERS["/coin"])
 
 sentiment_get = get(
-    "/sentiment", media_type=MediaType.JSON, sync_to_thread=True,
+    "/sentiment", media_type=MediaType.JSON,
     summary="Tweet sentiments",
     description="Tweet sentiments in time order (ts, polarity -1..1, the coins the tweet "
                 "mentions, text); with `coin`, only tweets whose coins include it. Paged.",
@@ -520,10 +542,10 @@ sentiment_get = get(
                             polarity=_type(_NUMBER, minimum=-1, maximum=1),
                             coins=Schema(type=OpenAPIType.ARRAY, items=_type(_TEXT)),
                             text=_type(_TEXT), sentiment_id=_type(_TEXT)))),
-)(sentiments)
+)(HANDLERS["/sentiment"])
 
 merged_get = get(
-    "/merged", media_type=MediaType.JSON, sync_to_thread=True,
+    "/merged", media_type=MediaType.JSON,
     summary="A coin's price buckets with the sentiment known at their end",
     description="Per bucket of `coin`'s trades: the last price, the log return from the "
                 "previous bucket (null across an empty bucket), and the mean sentiment of the "
@@ -552,10 +574,10 @@ merged_get = get(
                     sentiment_end=_type(_TEXT, nullable=True, **_INSTANT),
                     sentiment=_type(_NUMBER, nullable=True), tweets=_type(_INTEGER),
                     last_tweet_ts=_type(_TEXT, nullable=True, **_INSTANT)))),
-)(merged_series)
+)(HANDLERS["/merged"])
 
 correlation_get = get(
-    "/correlation", media_type=MediaType.JSON, sync_to_thread=True,
+    "/correlation", media_type=MediaType.JSON,
     summary="Lagged price / sentiment correlation per coin",
     description="For each coin and bucket asked and each lag -max_lag..max_lag (lag > 0: "
                 "sentiment leads price): n, Pearson r and Spearman rho with p-values, a 95 % "
@@ -585,6 +607,7 @@ correlation_get = get(
                 note=_type(_TEXT),
                 results=_rows("one per coin, bucket and lag: n, r, rho, p-values, intervals, "
                               "q-value, or nulls with null_reason"))),
-)(correlation)
+)(HANDLERS["/correlation"])
 
 ROUTES = [coin_get, sentiment_get, merged_get, correlation_get]
+

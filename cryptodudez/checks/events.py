@@ -18,14 +18,14 @@ import polars as pl
 from cryptodudez.checks.tables import markdown_table
 from cryptodudez.lake.compaction import Compacted
 from cryptodudez.lake.event_ingest import EventFileResult
-from cryptodudez.lake.events import CREATED_AT_MAX, CREATED_AT_MIN, TYPE_PATTERN
+from cryptodudez.lake.events import CREATED_AT_MAX, CREATED_AT_MIN, RESERVED_TYPE, TYPE_PATTERN
 
 
 class EventRows(pa.DataFrameModel):
     """The ``events`` table's key columns, as rows are published."""
 
     id: str = pa.Field(nullable=False, str_length={"min_value": 1})
-    event_type: str = pa.Field(nullable=False, str_matches=TYPE_PATTERN)
+    event_type: str = pa.Field(nullable=False, str_matches=TYPE_PATTERN, notin=[RESERVED_TYPE])
     hour: pl.Int32 = pa.Field(nullable=False, ge=0, le=23)
     created_at: pl.Datetime(time_unit="us", time_zone="UTC") = pa.Field(  # type: ignore[valid-type]
         nullable=False,

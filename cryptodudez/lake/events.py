@@ -33,12 +33,21 @@ READ_BYTES = 1 << 16  # bytes read (and, gzipped, decompressed) at a time
 # value in seconds (1.5e9) or microseconds (1.5e15) is out of range, not silently re-scaled.
 CREATED_AT_MIN = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp() * 1000)
 CREATED_AT_MAX = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp() * 1000)
-TYPE_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
-META_COLUMN_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+TYPE_CHARS = r"[A-Za-z0-9_.-]{1,128}"
+TYPE_PATTERN = rf"^{TYPE_CHARS}$"
+"""A path-safe type, for polars (Rust's regex: ``$`` is only the end of the text)."""
+RESERVED_TYPE = "__HIVE_DEFAULT_PARTITION__"
+"""Hive's and Delta's name of a null partition value: a type spelled so reads back as null."""
+META_COLUMN_PATTERN = r"[a-z][a-z0-9_]{0,62}"  # a whole meta field name (fullmatch)
 RAW_LIMIT = 64 << 10  # quarantined raw text is kept up to 64 KiB per line (reason says so)
 GZIP_MAGIC = b"\x1f\x8b"
 
-EventType = Annotated[str, msgspec.Meta(pattern=TYPE_PATTERN)]
+# msgspec matches with Python's ``re.search``, where ``$`` also matches before a final
+# newline: ``"click\n"`` passed and made a partition folder that Delta's log names
+# ``click%0A``, after which no reader could read the table. ``\A``/``\Z`` are the text's ends;
+# the lookahead refuses the reserved name.
+EventType = Annotated[str, msgspec.Meta(
+    pattern=rf"\A(?!{RESERVED_TYPE}\Z){TYPE_CHARS}\Z")]
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 CreatedAt = Annotated[int, msgspec.Meta(ge=CREATED_AT_MIN, lt=CREATED_AT_MAX)]
 
@@ -65,6 +74,7 @@ EVENT_ENVELOPE: tuple[str, ...] = _Event.__struct_fields__
 _DECODE_EVENT = msgspec.json.Decoder(_Event).decode
 _DECODE_META_TS = msgspec.json.Decoder(_Meta).decode
 _DECODE_META = msgspec.json.Decoder(dict[str, Any]).decode
+_DECODE_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 EVENT_COLUMNS: dict[str, pl.DataType] = {
     "id": pl.String(),
@@ -362,9 +372,9 @@ def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
     valid = valid.with_columns(
         date=pl.col("created_at").dt.date(),
         hour=pl.col("created_at").dt.hour().cast(pl.Int32),
-        user_id=_user_id(pl.col("attributes")),
         _source=pl.lit(source, dtype=pl.String),
     )
+    valid = valid.with_columns(_user_id(valid["attributes"]))
     quarantine = pl.DataFrame({
         "source": pl.Series([source] * len(bad_lines), dtype=pl.String),
         "line": pl.Series(bad_lines, dtype=pl.Int64),
@@ -402,14 +412,52 @@ def _quarantine_not_utf8(valid: pl.DataFrame, batch: LineBatch, bad_lines: list[
         pl.col("attributes", "meta").cast(pl.String))
 
 
-def _user_id(attributes: pl.Expr) -> pl.Expr:
+def _user_id(attributes: pl.Series) -> pl.Series:
     """``attributes.user_id`` when it is a JSON string (numbers and objects are not user ids).
 
     The raw JSON text of the value is matched, not a coerced value: ``"user_id": 7`` gives
-    null, never ``"7"``.
+    null, never ``"7"``. Only the top-level key counts (see :func:`top_level_field`).
     """
-    raw = attributes.str.extract(r'"user_id"\s*:\s*("(?:[^"\\]|\\.)*")', 1)
-    return raw.str.json_decode(pl.String)
+    return top_level_field(attributes, "user_id", strings_only=True).alias("user_id")
+
+
+def not_flat(texts: pl.Series) -> pl.Series:
+    r"""Rows where a literal match of ``"name": "..."`` could pick the wrong value.
+
+    That is: anything nested (a second ``{`` or a ``[``, even inside a string: the test is
+    conservative) or a ``\u`` escape (a key may be spelled with one). A key written more
+    than once is the third case, per name (:func:`top_level_field`).
+    """
+    return texts.str.count_matches(r"[\[{]|\\u") > 1  # one pass; every text starts with {
+
+
+def top_level_field(texts: pl.Series, name: str, *, strings_only: bool,
+                    risky: pl.Series | None = None) -> pl.Series:
+    """The top-level field ``name`` of each JSON object text, as text (null when absent).
+
+    A string value is decoded; any other value is its JSON text exactly as written (or null
+    with ``strings_only``). Plain rows take a literal match (set-at-a-time); the rest (a
+    non-string value, or a row :func:`_maybe_misread` flags) is decoded row by row by
+    msgspec, so a nested ``{"ctx": {"name": ...}}``, a repeated key or an escaped key
+    name never gives a wrong value. ``risky`` is :func:`not_flat` of ``texts`` when the
+    caller has it (computed once for all of a text's fields).
+    """
+    plain = texts.str.extract(rf'"{name}"\s*:\s*"([^"\\]*)"', 1)
+    slow = ((plain.is_null() & texts.str.contains(f'"{name}"', literal=True))
+            | texts.str.contains(rf'"{name}"[\s\S]*"{name}"')  # the key twice
+            | (not_flat(texts) if risky is None else risky)).fill_null(value=False)
+    if not slow.any():
+        return plain
+    where = slow.arg_true()
+    values: list[str | None] = []
+    for text in texts.gather(where).to_list():
+        raw = _DECODE_TOP(text.encode()).get(name)
+        value = None if raw is None else bytes(raw)
+        if value is not None and value[:1] == b'"':
+            values.append(msgspec.json.decode(value, type=str))
+        else:
+            values.append(None if strings_only or value is None else value.decode())
+    return plain.scatter(where, pl.Series(values, dtype=pl.String))
 
 
 def _with_meta_columns(valid: pl.DataFrame) -> pl.DataFrame:
@@ -430,22 +478,14 @@ def _with_meta_columns(valid: pl.DataFrame) -> pl.DataFrame:
         except msgspec.DecodeError:  # nested values: fall back to the rows themselves
             keys.update(k for m in valid["meta"].to_list() for k in _DECODE_META(m.encode()))
             break
-    names = sorted(k for k in keys if k != "created_at" and _META_NAME.match(k))
-    return fixed.with_columns(_meta_field(valid["meta"], name) for name in names)
+    names = sorted(k for k in keys if k != "created_at" and _META_NAME.fullmatch(k))
+    risky = not_flat(valid["meta"])
+    return fixed.with_columns(_meta_field(valid["meta"], name, risky) for name in names)
 
 
-def _meta_field(meta: pl.Series, name: str) -> pl.Series:
-    """``meta.<name>`` as text.
-
-    Plain string values by a fast literal match; only the rows that hold anything else
-    (escaped strings, numbers, objects) go through a JSON path.
-    """
-    plain = meta.str.extract(rf'"{name}":\s*"([^"\\]*)"', 1)
-    other = plain.is_null() & meta.str.contains(f'"{name}"', literal=True)
-    if other.any():
-        slow = meta.filter(other).str.json_path_match(f"$.{name}")
-        plain = plain.scatter(other.arg_true(), slow)
-    return plain.alias(f"meta_{name}")
+def _meta_field(meta: pl.Series, name: str, risky: pl.Series) -> pl.Series:
+    """``meta.<name>`` as text: a string decoded, any other value its JSON text as written."""
+    return top_level_field(meta, name, strings_only=False, risky=risky).alias(f"meta_{name}")
 
 
 _META_NAME = re.compile(META_COLUMN_PATTERN)

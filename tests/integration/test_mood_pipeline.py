@@ -21,7 +21,7 @@ from cryptodudez.mood import results
 from cryptodudez.mood.series import merged, nearest_pooled_r
 from cryptodudez.settings import Settings
 from serving.app import ServingSettings, create_app
-from tests.api.live import LiveServer
+from tests.api.live import LiveServer, raw_exchange, split_response
 from tests.conftest import SAMPLES
 from tests.helpers import QUIET, land_and_ingest
 
@@ -233,6 +233,24 @@ def test_a_bad_parameter_is_a_400_naming_it(api, path: str, named: str) -> None:
     status, body = _get(api, path)
     assert status == 400, body
     assert named in body["detail"]
+
+
+@pytest.mark.parametrize("path", [
+    "/coin?coin=ETH&limit=5", "/sentiment?limit=5", "/merged?coin=BTC&bucket=PT1M",
+    "/correlation?coin=LTC&bucket=PT1M&max_lag=1", "/coin?coin=XRP", "/correlation?max_lag=99",
+])
+def test_head_on_a_mood_route_is_its_get_without_the_body(api, path: str) -> None:
+    port = int(api.rsplit(":", 1)[1])
+    request = f"{{}} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    get_status, get_headers, get_body = split_response(
+        raw_exchange(port, request.format("GET").encode()))
+    head_status, head_headers, head_body = split_response(
+        raw_exchange(port, request.format("HEAD").encode()))
+    assert get_status.split()[1] in (b"200", b"400"), path
+    assert head_status == get_status, path  # was 405 Method Not Allowed
+    assert head_headers == get_headers, path
+    assert int(get_headers[b"content-length"]) == len(get_body) > 0, path
+    assert head_body == b"", path
 
 
 def test_the_openapi_schema_documents_the_routes_and_their_parameters(api) -> None:

@@ -67,6 +67,15 @@ RULES: list[tuple[str, bytes, str | None]] = [
     ("type with a slash (not path-safe)", line(event(data_type="a/b")), "$.data.type"),
     ("type of 129 characters", line(event(data_type="t" * 129)), "$.data.type"),
     ("empty type", line(event(data_type="")), "$.data.type"),
+    # Python's `$` also matches before a final newline: this type passed, and its partition
+    # folder (Delta's log names it `click%0A`) made the whole table unreadable
+    ("type ending in a newline", line(event(data_type="click\n")), "$.data.type"),
+    # Hive's and Delta's name of a null partition: the row read back with a null type and
+    # was lost at compaction
+    ("type named like Hive's null partition", line(event(data_type="__HIVE_DEFAULT_PARTITION__")),
+     "$.data.type"),
+    ("a type that only starts like it", line(event(data_type="__HIVE_DEFAULT_PARTITION__x")),
+     None),
     ("no attributes", line(event(data_attributes=None)), "missing required field `attributes`"),
     ("attributes is a string", line(event(data_attributes="x")),
      "Expected `object` - at `$.data.attributes`"),
@@ -162,6 +171,57 @@ def test_user_id_only_when_a_string(value: Any, expected: str | None) -> None:
     raw = line(event(data_attributes={"user_id": value, "user_idx": "no"}))
     assert validate_lines(LineBatch(1, raw), source="s").valid["user_id"].to_list() == [
         expected]
+
+
+def _fields(attributes: bytes, meta: bytes) -> dict[str, Any]:
+    raw = (b'{"data":{"id":"e","type":"t","attributes":' + attributes + b'},"meta":'
+           + meta + b"}")
+    out = validate_lines(LineBatch(1, raw), source="s")
+    assert out.quarantine.height == 0, out.quarantine["reason"].to_list()
+    return out.valid.drop("attributes", "meta", "_source").row(0, named=True)
+
+
+@pytest.mark.parametrize(("attributes", "expected"), [
+    (b'{"ref":{"user_id":"someone-else"},"user_id":42}', None),  # nested key is not the field
+    (b'{"ref":{"user_id":"someone-else"},"user_id":"me"}', "me"),
+    (b'{"user_id":"first","user_id":"last"}', "last"),  # repeated key: the last, as decoded
+    (b'{"user\\u005fid":"escaped-name"}', "escaped-name"),
+    (b'{"user_id":"caf\\u00e9"}', "caf\u00e9"),
+    (b'{"list":["user_id"],"user_id":"in-a-list"}', "in-a-list"),
+    (b'{"note":"user_id","user_id":"plain"}', "plain"),
+])
+def test_user_id_is_the_top_level_field(attributes: bytes, expected: str | None) -> None:
+    """A literal match over the text picked a nested or first ``user_id``, and missed an
+    escaped key name; only rows that could be misread are decoded row by row."""
+    meta = b'{"created_at":%d}' % TS
+    assert _fields(attributes, meta)["user_id"] == expected
+
+
+def test_meta_columns_hold_the_top_level_values_as_written() -> None:
+    meta = (b'{"created_at":%d,"ctx":{"service":"inner"},"service":"outer",'
+            b'"big":12345678901234567890123,"f":1.50,"serv":"a","serv":"b","e\\u0078":"x",'
+            b'"tags":["a"],"n":null}' % TS)
+    row = _fields(b"{}", meta)
+    assert row["meta_service"] == "outer"  # not the nested ctx.service
+    assert row["meta_ctx"] == '{"service":"inner"}'
+    assert row["meta_big"] == "12345678901234567890123"  # never through a float
+    assert row["meta_f"] == "1.50"  # the JSON text as written
+    assert row["meta_serv"] == "b"
+    assert row["meta_ex"] == "x"  # an escaped key name is the key
+    assert row["meta_tags"] == '["a"]'
+    assert row["meta_n"] == "null"
+
+
+def test_the_published_rows_schema_refuses_the_reserved_type() -> None:
+    """The ingest quarantines such a line; the published rows' schema check holds it too."""
+    from cryptodudez.checks.events import schema_failures  # noqa: PLC0415
+
+    rows = validate_lines(LineBatch(1, line(event())), source="s").valid
+    assert schema_failures(rows).height == 0
+    bad = rows.with_columns(event_type=pl.lit("__HIVE_DEFAULT_PARTITION__"))
+    assert "__HIVE_DEFAULT_PARTITION__" in schema_failures(bad)["failure_case"].to_list()
+    newline = rows.with_columns(event_type=pl.lit("click\n"))
+    assert schema_failures(newline).height > 0
 
 
 def test_blank_lines_are_framing_not_records() -> None:
