@@ -43,8 +43,10 @@ from cryptodudez.lake.events import (
     BATCH_BYTES,
     QUARANTINE_COLUMNS,
     LineBatch,
+    cut_note,
     file_reject,
     iter_line_batches,
+    raw_text,
     validate_lines,
 )
 from cryptodudez.lake.id_buckets import HELD, IdBuckets, buckets_for, id_hashes
@@ -154,6 +156,8 @@ class _Staged:
     """Per part, its first and last ``_line`` and its row count."""
     quarantine_parts: list[str] = field(default_factory=list)
     dates: set[date] = field(default_factory=set)
+    unverified: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """Valid lines not to publish: read from a gzip member that failed its integrity check."""
 
 
 def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
@@ -207,7 +211,8 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
                 since = {d: tags - before[d] for d, tags in table.live_tags(staged.dates).items()}
                 for path in index_files(storage, staged.dates, since):
                     ids.add_held(read_ids(storage, [path]))
-            rows = _scan(storage, staged, ids.dropped_lines()) if staged.parts else None
+            dropped = np.union1d(ids.dropped_lines(), staged.unverified)
+            rows = _scan(storage, staged, dropped) if staged.parts else None
             if rows is not None and table.add_columns(rows.collect_schema()):
                 current = table.version()  # the new columns were a commit of their own
             written, rolled = (_commit(storage, table, rows, partition_key=partition_key,
@@ -286,6 +291,7 @@ def _read_and_stage(storage: LakeStorage, raw_path: str, staging: str, ids: IdBu
     """
     out = _Staged()
     fs = storage.fs
+    unverified_from: int | None = None
     with fs.open(raw_path, "rb") as fh:
         batches = iter_line_batches(fh, batch_bytes=batch_bytes)
         prepare = partial(prepare_batch, source=source, partition_key=partition_key,
@@ -296,6 +302,7 @@ def _read_and_stage(storage: LakeStorage, raw_path: str, staging: str, ids: IdBu
                                                    _parquet(file_reject(source, ready))))
                 out.quarantined += 1
                 out.records += 1  # the unreadable rest counts as one record, quarantined
+                unverified_from = getattr(ready, "unverified_from", None)
                 continue
             out.records += ready.records
             out.valid += ready.valid
@@ -313,7 +320,47 @@ def _read_and_stage(storage: LakeStorage, raw_path: str, staging: str, ids: IdBu
                 out.parts.append(_stage(storage, staging, f"v-{n:05d}", ready.rows))
                 out.part_lines.append((int(ready.lines.min()), int(ready.lines.max()),
                                        ready.valid))
+    if unverified_from is not None:
+        _quarantine_unverified(storage, raw_path, staging, out, source=source,
+                               first=unverified_from)
     return out
+
+
+def _quarantine_unverified(storage: LakeStorage, raw_path: str, staging: str, out: _Staged,
+                           *, source: str, first: int) -> None:
+    """Move the valid lines from ``first`` on (a damaged gzip member's) to the quarantine.
+
+    They decoded, but their member failed its integrity check, so any of them may hold a
+    flipped value: none is published (``out.unverified``), each is quarantined with its raw
+    text (the file is read again up to the damage; a rare path) and the reason. Lines
+    already quarantined keep their own reason.
+    """
+    held = [pl.read_parquet(storage.fs.cat_file(p), columns=["line"])["line"]
+            for p in out.quarantine_parts]
+    rejected = set(pl.concat(held).drop_nulls().to_list()) if held else set()
+    lines: list[int] = []
+    raws: list[str] = []
+    notes: list[str] = []
+    with storage.fs.open(raw_path, "rb") as fh:
+        for batch in iter_line_batches(fh):
+            if isinstance(batch, str) or batch.end_line <= first:
+                continue
+            for line_no, text in enumerate(batch.lines, batch.first_line):
+                if (line_no >= first and text and not text.isspace()
+                        and line_no not in rejected):
+                    lines.append(line_no)
+                    raws.append(raw_text(text))
+                    notes.append(cut_note(text))
+    reason = (f"not published: its gzip member (from line {first}) fails its integrity "
+              "check, so what it decoded to is unverified")
+    moved = pl.DataFrame({"source": [source] * len(lines), "line": lines, "raw": raws,
+                          "reason": [reason + note for note in notes]},
+                         schema=QUARANTINE_COLUMNS)
+    if moved.height:
+        out.quarantine_parts.append(_stage(storage, staging, "q-unverified", _parquet(moved)))
+    out.valid -= moved.height
+    out.quarantined += moved.height
+    out.unverified = np.asarray(lines, dtype=np.int64)
 
 
 def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,

@@ -15,7 +15,7 @@ names the JSON path (``Expected `str`, got `int` - at `$.data.type```).
 import functools
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, BinaryIO
@@ -39,7 +39,7 @@ TYPE_PATTERN = rf"^{TYPE_CHARS}$"
 RESERVED_TYPE = "__HIVE_DEFAULT_PARTITION__"
 """Hive's and Delta's name of a null partition value: a type spelled so reads back as null."""
 META_COLUMN_PATTERN = r"[a-z][a-z0-9_]{0,62}"  # a whole meta field name (fullmatch)
-RAW_LIMIT = 64 << 10  # quarantined raw text is kept up to 64 KiB per line (reason says so)
+RAW_LIMIT = 64 << 10  # quarantined raw text is kept up to 64 KiB per line (cut_note says so)
 GZIP_MAGIC = b"\x1f\x8b"
 
 # msgspec matches with Python's ``re.search``, where ``$`` also matches before a final
@@ -131,7 +131,27 @@ class EventBatch:
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def gunzip(fh: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
+class Unreadable(str):
+    """Why the rest of a file could not be read (the text), and which lines read are unsafe.
+
+    ``unverified_from`` is the first line of a gzip member that turned out damaged: zlib
+    notices damage where it breaks the stream or, at the latest, at the member's checksum,
+    and a flipped bit before that point decodes to plausible but wrong lines. So every line
+    of that member read before the damage is unverified (None: every line read is sound,
+    as before a cut, since a truncated member's bytes decode exactly).
+    """
+
+    unverified_from: int | None
+
+    def __new__(cls, reason: str, unverified_from: int | None = None) -> "Unreadable":
+        """The reason's text, carrying ``unverified_from``."""
+        self = super().__new__(cls, reason)
+        self.unverified_from = unverified_from
+        return self
+
+
+def gunzip(fh: BinaryIO, chunk_bytes: int,
+           on_member: Callable[[], None] | None = None) -> Iterator[bytes]:
     """The decompressed bytes of a gzip file of one or more members, as they are decoded.
 
     At most ``chunk_bytes`` of compressed input are read, and each piece yielded is at most
@@ -141,7 +161,8 @@ def gunzip(fh: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
     member that start no other (``EOFError``; NUL padding between or after members is
     skipped, as gzip does), or a file that ends inside a member (``EOFError``).
     ``gzip.GzipFile`` lost what it had decoded in the read that failed (up to 64 KiB of
-    lines), and refused anything after padding.
+    lines), and refused anything after padding. ``on_member`` is called as each member
+    begins, before its first byte is yielded.
     """
     member = None  # the member being decoded, if one has begun
     raw = b""
@@ -160,6 +181,8 @@ def gunzip(fh: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
                 msg = "bytes after a gzip member that are not gzip"
                 raise EOFError(msg)
             member = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+            if on_member is not None:
+                on_member()
         yield from _inflate(member, raw, chunk_bytes)
         raw = member.unused_data if member.eof else b""
         if member.eof:
@@ -208,14 +231,15 @@ def is_gzip(head: bytes) -> bool:
 
 
 def iter_line_batches(fh: BinaryIO, *, batch_bytes: int = BATCH_BYTES,
-                      ) -> Iterator[LineBatch | str]:
+                      ) -> Iterator[LineBatch | Unreadable]:
     """Whole lines of a (possibly gzipped) JSON-lines file, about ``batch_bytes`` at a time.
 
     Yields :class:`LineBatch` objects; when the stream cannot be read to its end (a truncated
     or corrupt gzip stream), every whole line before the damage is yielded, then one string,
     the reason, so the caller can quarantine the rest of the file instead of failing the
-    run. A final line without a newline is a line. A UTF-8 byte order mark before the first
-    line is not part of it (as in the CSV and CryptoMood readers).
+    run (an :class:`Unreadable`, which also says from which line a damaged gzip member's
+    lines are unverified). A final line without a newline is a line. A UTF-8 byte order
+    mark before the first line is not part of it (as in the CSV and CryptoMood readers).
     """
     batches = _line_batches(fh, batch_bytes)
     first = next(batches, None)
@@ -226,15 +250,22 @@ def iter_line_batches(fh: BinaryIO, *, batch_bytes: int = BATCH_BYTES,
     yield from batches
 
 
-def _line_batches(fh: BinaryIO, batch_bytes: int) -> Iterator[LineBatch | str]:
+def _line_batches(fh: BinaryIO, batch_bytes: int) -> Iterator[LineBatch | Unreadable]:
     chunk_bytes = min(batch_bytes, READ_BYTES)
     head = fh.read(2)
     fh.seek(0)
-    chunks = (gunzip(fh, chunk_bytes) if is_gzip(head)
+    member_first_line = 1  # the line the current gzip member starts
+
+    def on_member() -> None:
+        nonlocal member_first_line
+        member_first_line = line_no + pending_lines
+
+    chunks = (gunzip(fh, chunk_bytes, on_member) if is_gzip(head)
               else iter(functools.partial(fh.read, chunk_bytes), b""))
     head = b""
     pending = [head]
     size = len(head)
+    pending_lines = 0  # newlines in pending
     line_no = 1
     while True:
         try:
@@ -246,11 +277,14 @@ def _line_batches(fh: BinaryIO, batch_bytes: int) -> Iterator[LineBatch | str]:
                 batch = LineBatch(line_no, data[:cut])
                 yield batch
                 line_no = batch.end_line
-            yield f"unreadable after line {line_no - 1}: {exc}"
+            damaged = isinstance(exc, zlib.error)  # not a cut: the member's bytes are wrong
+            yield Unreadable(f"unreadable after line {line_no - 1}: {exc}",
+                             member_first_line if damaged else None)
             return
         if chunk:
             pending.append(chunk)
             size += len(chunk)
+            pending_lines += chunk.count(b"\n")
             if size < batch_bytes:
                 continue
         data = b"".join(pending)
@@ -266,7 +300,7 @@ def _line_batches(fh: BinaryIO, batch_bytes: int) -> Iterator[LineBatch | str]:
         yield batch
         line_no = batch.end_line
         rest = data[cut + 1:]
-        pending, size = [rest], len(rest)
+        pending, size, pending_lines = [rest], len(rest), 0
 
 
 def _reason(exc: Exception) -> str:
@@ -302,8 +336,15 @@ def _looks_like_csv(text: str) -> bool:
     return "," in stripped and not stripped.startswith(("{", "["))
 
 
-def _raw_text(line: bytes) -> str:
+def raw_text(line: bytes) -> str:
+    """A quarantined line's text: its first :data:`RAW_LIMIT` bytes (see :func:`cut_note`)."""
     return line[:RAW_LIMIT].decode("utf-8", errors="replace")
+
+
+def cut_note(line: bytes) -> str:
+    """What a reason adds when :func:`raw_text` keeps only the start of ``line``."""
+    return (f" (raw keeps the first {RAW_LIMIT:,} of the line's {len(line):,} bytes)"
+            if len(line) > RAW_LIMIT else "")
 
 
 def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
@@ -343,8 +384,8 @@ def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
             add_created(created_at(meta))
         except errors as exc:
             bad_lines.append(line_no)
-            bad_raw.append(_raw_text(line))
-            reasons.append(_reason(exc))
+            bad_raw.append(raw_text(line))
+            reasons.append(_reason(exc) + cut_note(line))
             continue
         add_id(data.id)
         add_type(data.type)
@@ -406,8 +447,9 @@ def _quarantine_not_utf8(valid: pl.DataFrame, batch: LineBatch, bad_lines: list[
         keep.append(where is None)
         if where is not None:
             bad_lines.append(line_no)
-            bad_raw.append(_raw_text(lines[line_no - batch.first_line]))
-            reasons.append(f"malformed JSON: not UTF-8 text (in `{where}`)")
+            bad_raw.append(raw_text(lines[line_no - batch.first_line]))
+            reasons.append(f"malformed JSON: not UTF-8 text (in `{where}`)"
+                           + cut_note(lines[line_no - batch.first_line]))
     return valid.filter(pl.Series(keep, dtype=pl.Boolean)).with_columns(
         pl.col("attributes", "meta").cast(pl.String))
 

@@ -403,6 +403,51 @@ def test_an_unreadable_gzip_is_quarantined_not_a_crash(tmp_path: Path) -> None:
     assert last["reason"].item().startswith("unreadable after line")
 
 
+def test_a_member_failing_its_checksum_publishes_nothing(tmp_path: Path) -> None:
+    """A flipped bit can decode to well-formed lines with wrong values, noticed only at the
+    member's checksum: 31 rows were published with wrong amounts before. Now the damaged
+    member's lines are all quarantined (raw text and reason), the sound member before it is
+    published, and read = valid + quarantined still holds."""
+    import gzip  # noqa: PLC0415
+
+    def lines(first: int, count: int) -> bytes:
+        return b"".join(json.dumps({
+            "data": {"id": f"id{i:06d}", "type": "t", "attributes": {"amount": i * 7}},
+            "meta": {"created_at": 1_793_491_200_000 + i}}).encode() + b"\n"
+            for i in range(first, first + count))
+
+    sound = gzip.compress(lines(0, 100), mtime=0)
+    damaged = bytearray(gzip.compress(lines(100, 20_000), mtime=0))
+    damaged[len(damaged) // 2] ^= 0x04  # one bit, mid-stream
+    path = tmp_path / "flipped.jsonl.gz"
+    path.write_bytes(sound + bytes(damaged))
+    storage = LakeStorage(str(tmp_path / "lake"))
+    result = ingest(storage, path, "events/flipped.jsonl.gz")
+    assert result.records == result.valid + result.quarantined
+    published = pl.read_delta(EventTable(storage).uri)
+    assert sorted(published["id"].to_list()) == [f"id{i:06d}" for i in range(100)]
+    assert (published["attributes"].str.json_path_match("$.amount").cast(pl.Int64)
+            == published["id"].str.slice(2).cast(pl.Int64) * 7).all()
+    unverified = result.quarantine.filter(pl.col("reason").str.starts_with("not published"))
+    assert unverified.height > 0
+    assert unverified["line"].min() == 101  # the damaged member's first line
+    assert "from line 101" in unverified["reason"][0]
+    assert result.quarantine.filter(pl.col("line").is_null())["reason"].item().startswith(
+        "unreadable after line")
+    every = result.quarantine.filter(pl.col("line").is_not_null())
+    assert every["line"].n_unique() == every.height  # each line quarantined once
+    assert result.added_rows == 100
+
+
+def test_a_long_malformed_line_says_its_raw_text_is_cut(tmp_path: Path) -> None:
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(b'{"data": "' + b"x" * 200_000 + b"\n")
+    storage = LakeStorage(str(tmp_path / "lake"))
+    row = ingest(storage, path, "events/long.jsonl").quarantine.row(0, named=True)
+    assert len(row["raw"]) == 65_536
+    assert row["reason"].endswith("(raw keeps the first 65,536 of the line's 200,010 bytes)")
+
+
 def test_kpi_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
