@@ -227,8 +227,8 @@ def test_a_backfill_outside_the_event_partitions_is_refused_before_any_run(
         local_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     today = datetime.now(tz=UTC).date()
     cases = [
-        (["--from", "2018-12-31", "--to", "2019-01-02"],
-         "--from 2018-12-31: the daily event partitions start on 2019-01-01"),
+        (["--from", "1999-12-31", "--to", "2000-01-02"],
+         "--from 1999-12-31: the daily event partitions start on 2000-01-01"),
         (["--from", str(today), "--to", str(today + timedelta(days=1))],
          f"--to {today + timedelta(days=1)}: the last daily event partition is today (UTC), "
          f"{today}"),

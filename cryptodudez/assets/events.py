@@ -17,15 +17,19 @@ from cryptodudez.checks.tables import partitioned
 from cryptodudez.lake import kpi
 from cryptodudez.lake.compaction import compact_day
 from cryptodudez.lake.event_ingest import ingest_event_file
-from cryptodudez.lake.events import BATCH_BYTES
+from cryptodudez.lake.events import BATCH_BYTES, CREATED_AT_MIN
 from cryptodudez.lake.layout import digest, raw_key_for
 from cryptodudez.resources.compute import Compute
 from cryptodudez.resources.lake import Lake
 from cryptodudez.resources.metastore import Metastore
 
 event_files = dg.DynamicPartitionsDefinition(name="event_files")
-event_days = dg.DailyPartitionsDefinition(start_date="2019-01-01", timezone="UTC",
-                                          end_offset=1)
+# From the first day an event may have (the validation's lower bound, 2000-01-01): until
+# session 18 they started on 2019-01-01, so an older event was published but its day could
+# never be compacted or backfilled.
+event_days = dg.DailyPartitionsDefinition(
+    start_date=datetime.fromtimestamp(CREATED_AT_MIN / 1000, tz=UTC).date().isoformat(),
+    timezone="UTC", end_offset=1)
 KPIS = "kpis"
 
 EVENT_CHECKS = partitioned([

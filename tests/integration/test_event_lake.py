@@ -775,6 +775,28 @@ def test_a_late_event_recompacts_its_day_only(tmp_path: Path) -> None:
     assert table.version() == compacted + 2
 
 
+def test_a_day_before_2019_can_be_compacted(settings: Settings, tmp_path: Path,
+                                            instance: dg.DagsterInstance) -> None:
+    """Validation accepts events from 2000-01-01 on; the daily partitions started on
+    2019-01-01, so such a day was published but could never be compacted or backfilled."""
+    path = tmp_path / "old.jsonl"
+    path.write_text("".join(json.dumps({
+        "data": {"id": f"old-{i}", "type": "t", "attributes": {}},
+        "meta": {"created_at": int(datetime(2010, 5, 1, i, tzinfo=UTC).timestamp() * 1000)}})
+        + "\n" for i in range(3)))
+    storage = Lake(uri=settings.lake).storage
+    assert ingest(storage, path, "events/old.jsonl").added_rows == 3
+    daily = build_definitions(settings).resolve_job_def(EVENT_DAILY_JOB)
+    run = daily.execute_in_process(partition_key="2010-05-01", instance=instance,
+                                   run_config=QUIET)
+    assert run.success
+    assert _checks(run) == {"events_compacted_rows_kept": True,
+                            "events_compacted_schema_conforms": True}
+    files = EventTable(storage).files().filter(pl.col("date") == date(2010, 5, 1))
+    assert files.height == 3  # one per hour
+    assert files["rows"].sum() == 3
+
+
 def test_demo_rerun_leaves_the_compacted_table_alone(settings: Settings, landed: Lake,
                                                      instance: dg.DagsterInstance) -> None:
     """Ingest, compact every day, ingest the same file again, compact again: the second
