@@ -129,6 +129,7 @@ class EventBatch:
 
 
 UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 class Unreadable(str):
@@ -392,7 +393,10 @@ def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
         add_attributes(attrs)
         add_meta(meta)
         add_line(line_no)
-    if bad_lines[:1] == [1] and _looks_like_csv(bad_raw[0]):
+    if bad_lines[:1] == [1] and batch.data[:2] in UTF16_BOMS:
+        reasons[0] += ("; the file starts with a UTF-16 byte order mark: event files must be "
+                       "UTF-8 (its other lines are cut at the wrong bytes, so they fail too)")
+    elif bad_lines[:1] == [1] and _looks_like_csv(bad_raw[0]):
         reasons[0] += ("; this first line looks like a CSV header: a CSV file landed where "
                        f"events go (named {', '.join(EVENT_SUFFIXES)}, or under events/)?")
     valid = pl.DataFrame({

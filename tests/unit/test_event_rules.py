@@ -224,6 +224,18 @@ def test_the_published_rows_schema_refuses_the_reserved_type() -> None:
     assert schema_failures(newline).height > 0
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_utf16_file_is_named_as_such(encoding: str) -> None:
+    text = (line(event()).decode() + "\n") * 2
+    raw = text.encode(encoding)
+    if encoding == "utf-16-be":
+        raw = b"\xfe\xff" + raw
+    out = validate_lines(LineBatch(1, raw), source="s")
+    assert out.valid.height == 0
+    assert "UTF-16 byte order mark: event files must be UTF-8" in out.quarantine["reason"][0]
+    assert "UTF-16" not in " ".join(out.quarantine["reason"][1:].to_list())
+
+
 def test_blank_lines_are_framing_not_records() -> None:
     lines = [line(event(data_id="a")), b"", b"   ", line(event(data_id="b")), b"\t"]
     out = validate_lines(LineBatch(10, b"\n".join(lines)), source="s")
