@@ -338,29 +338,29 @@ def _quarantine_unverified(storage: LakeStorage, raw_path: str, staging: str, ou
     held = [pl.read_parquet(storage.fs.cat_file(p), columns=["line"])["line"]
             for p in out.quarantine_parts]
     rejected = set(pl.concat(held).drop_nulls().to_list()) if held else set()
-    lines: list[int] = []
-    raws: list[str] = []
-    notes: list[str] = []
+    reason = (f"not published: its gzip member (from line {first}) fails its integrity "
+              "check, so what it decoded to is unverified")
+    moved: list[np.ndarray] = []
     with storage.fs.open(raw_path, "rb") as fh:
-        for batch in iter_line_batches(fh):
+        for n, batch in enumerate(iter_line_batches(fh)):
             if isinstance(batch, str) or batch.end_line <= first:
                 continue
+            lines, raws, notes = [], [], []
             for line_no, text in enumerate(batch.lines, batch.first_line):
                 if (line_no >= first and text and not text.isspace()
                         and line_no not in rejected):
                     lines.append(line_no)
                     raws.append(raw_text(text))
-                    notes.append(cut_note(text))
-    reason = (f"not published: its gzip member (from line {first}) fails its integrity "
-              "check, so what it decoded to is unverified")
-    moved = pl.DataFrame({"source": [source] * len(lines), "line": lines, "raw": raws,
-                          "reason": [reason + note for note in notes]},
-                         schema=QUARANTINE_COLUMNS)
-    if moved.height:
-        out.quarantine_parts.append(_stage(storage, staging, "q-unverified", _parquet(moved)))
-    out.valid -= moved.height
-    out.quarantined += moved.height
-    out.unverified = np.asarray(lines, dtype=np.int64)
+                    notes.append(reason + cut_note(text))
+            if lines:  # a part per batch: memory stays bounded by the batch
+                part = pl.DataFrame({"source": [source] * len(lines), "line": lines,
+                                     "raw": raws, "reason": notes}, schema=QUARANTINE_COLUMNS)
+                out.quarantine_parts.append(
+                    _stage(storage, staging, f"q-unverified-{n:05d}", _parquet(part)))
+                moved.append(np.asarray(lines, dtype=np.int64))
+    out.unverified = np.concatenate(moved) if moved else np.empty(0, dtype=np.int64)
+    out.valid -= len(out.unverified)
+    out.quarantined += len(out.unverified)
 
 
 def _commit(storage: LakeStorage, table: EventTable, rows: pl.LazyFrame, *,
