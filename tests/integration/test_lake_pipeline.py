@@ -196,6 +196,21 @@ def test_too_few_stock_rows_for_a_model_is_not_a_failed_ingest(tmp_path, monkeyp
     assert "'failed': 0" in out and "'stock_pipeline_runs': 1" in out
 
 
+def test_a_stock_file_with_every_row_quarantined_is_not_a_failed_ingest(
+        tmp_path, monkeypatch, capsys) -> None:
+    """Its only row quarantined, the table's fragment is empty: the stock pipeline ran on no
+    rows and its checks (nothing checked is never a pass) failed the ingest (a reviewer)."""
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    path = tmp_path / "AAPL.csv"
+    path.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n2020-02-30,1,2,0,1,1,10\n")
+    assert cli.main(["land", str(path)]) == 0
+    assert cli.main(["ingest"]) == 0
+    out = capsys.readouterr().out
+    assert "unparseable Date x1" in out
+    assert "'failed': 0" in out and "'stock_pipeline_runs': 0" in out
+
+
 def test_one_day_of_eth_is_not_a_failed_ingest(tmp_path, monkeypatch, capsys) -> None:
     """One ETH row and the sample's tweets: the feature store runs, the signal waits and says
     why, exit 0 (a reviewer: the ETH model's run failed the ingest)."""
