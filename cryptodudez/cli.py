@@ -65,6 +65,7 @@ from serving.server import (
     add_server_arguments,
     check_listen,
     default_host,
+    host_arg,
     port_arg,
     probe_host,
     probe_url,
@@ -154,15 +155,41 @@ def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "") -> list
     names, so they would never be ingested.
     """
     prefix = prefix.rstrip("/")
+    lake = _lake(settings)
+    if not lake.is_s3:
+        _refuse_the_lake_itself(paths, Path(lake.root))
     # The same file named twice lands once; two different files at one key are refused.
     plan = list(dict.fromkeys((file, f"{prefix}/{rel}" if prefix else rel)
                               for path in paths for file, rel in _land_sources(path)))
-    lake = _lake(settings)
     try:
         lake.check_land_keys([key for _, key in plan])
     except ValueError as exc:
         raise CliError(str(exc)) from None
     return [lake.land(file, key) for file, key in plan]
+
+
+def _refuse_the_lake_itself(paths: Sequence[Path], lake: Path) -> None:
+    """A source that is, holds or lies inside a local lake is refused.
+
+    ``land .`` in the lake's parent copied the lake into its own ``raw/``, one level deeper
+    at every run (a reviewer), and a file already under the lake is landed, not landed again.
+    """
+    root = lake.resolve()
+    for path in paths:
+        source = path.resolve()
+        if source == root or source in root.parents or root in source.parents:
+            where = ("is" if source == root else "holds" if source in root.parents
+                     else "is in")
+            msg = f"{path}: {where} the lake ({lake}); land files from outside it"
+            raise CliError(msg)
+
+
+def _land_path(text: str) -> Path:
+    """A source to land (an argparse type): ``""`` read as the current folder landed it all."""
+    if not text:
+        msg = "an empty path"
+        raise argparse.ArgumentTypeError(msg)
+    return Path(text)
 
 
 def _land_sources(path: Path) -> list[tuple[Path, str]]:
@@ -876,7 +903,7 @@ def _parser() -> argparse.ArgumentParser:
                      epilog="--traceback (anywhere): show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p_land = sub.add_parser("land", help="copy files or folders into the lake's raw/ layer")
-    p_land.add_argument("paths", nargs="+", type=Path)
+    p_land.add_argument("paths", nargs="+", type=_land_path)
     p_land.add_argument("--prefix", default="", help="folder under raw/ to land into")
     sub.add_parser("ingest", help="register and materialise everything that has landed")
     sub.add_parser("summary", help="print what the lake holds")
@@ -885,10 +912,10 @@ def _parser() -> argparse.ArgumentParser:
     add_server_arguments(sub.add_parser("serve", help="serve GET /predict from the latest model"))
     p_ui = sub.add_parser("ui", help="Dagster webserver + daemon in one process tree "
                           "(`dagster dev`, for local use) on the lake")
-    p_ui.add_argument("--host", default="127.0.0.1")
+    p_ui.add_argument("--host", type=host_arg, default="127.0.0.1")
     p_ui.add_argument("--port", type=port_arg, default=3000)
     p_web = sub.add_parser("webserver", help="the Dagster webserver alone (production UI role)")
-    p_web.add_argument("--host", default=default_host(),
+    p_web.add_argument("--host", type=host_arg, default=default_host(),
                        help="address to listen on (default: $CRYPTODUDEZ_HOST, else 127.0.0.1)")
     p_web.add_argument("--port", type=port_arg, default=3000)
     sub.add_parser("daemon", help="the Dagster daemon alone: sensors, run queue, backfills "
@@ -896,7 +923,7 @@ def _parser() -> argparse.ArgumentParser:
     p_code = sub.add_parser("code-location", help="the Dagster code server of the definitions "
                             "alone (production code-location role; the webserver and the "
                             "daemon find it through CRYPTODUDEZ_CODE_LOCATION=host:port)")
-    p_code.add_argument("--host", default=default_host(),
+    p_code.add_argument("--host", type=host_arg, default=default_host(),
                         help="address to listen on (default: $CRYPTODUDEZ_HOST, else 127.0.0.1)")
     p_code.add_argument("--port", type=port_arg, default=4000)
     p_kpi = sub.add_parser("kpi", help="a day's event KPIs per type over a local or S3 lake, "

@@ -116,7 +116,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     A parser without a description gets ``DESCRIPTION``, so that ``--help`` names the routes.
     """
     parser.description = parser.description or DESCRIPTION
-    parser.add_argument("--host", default=default_host(),
+    parser.add_argument("--host", type=host_arg, default=default_host(),
                         help=f"address to listen on (default: ${HOST_VARIABLE}, else "
                              f"{LOCAL_HOST})")
     parser.add_argument("--port", type=port_arg, default=8000, help="TCP port, 1-65535 "
@@ -127,6 +127,17 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 MAX_PORT = 65535
+
+
+def host_arg(text: str) -> str:
+    """An address to listen on (an argparse type): not empty, no spaces.
+
+    ``--host ""`` listened on every interface (0.0.0.0), not on loopback (a reviewer).
+    """
+    if not text or not text.isprintable() or any(c.isspace() for c in text):
+        msg = f"not a host to listen on: {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
 
 
 def port_arg(text: str) -> int:

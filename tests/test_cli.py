@@ -201,6 +201,41 @@ def local_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.parametrize("command", ["serve", "ui", "webserver", "code-location"])
+@pytest.mark.parametrize("host", ["", " ", "a b", "host\n"])
+def test_an_empty_or_spaced_host_is_a_usage_error(
+        local_env: Path, capsys: pytest.CaptureFixture[str], command: str, host: str) -> None:
+    """``--host ""`` listened on every interface (0.0.0.0) instead of loopback."""
+    code, line = _one_line_error(capsys, [command, "--host", host])
+    assert code == 2
+    assert f"argument --host: not a host to listen on: {host!r}" in line
+
+
+def test_land_refuses_an_empty_path_and_the_lake_itself(
+        local_env: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``land ""`` landed the current folder, and ``land .`` beside the lake copied the lake
+    into its own raw/, a level deeper at each run (a reviewer)."""
+    lake = local_env / "lake"
+    (lake / "raw" / "old").mkdir(parents=True)
+    (lake / "raw" / "old" / "a.csv").write_text("a\n1\n")
+    (local_env / "new.csv").write_text("a\n1\n")
+    monkeypatch.chdir(local_env)
+    before = sorted(p.relative_to(lake) for p in lake.rglob("*"))
+    cases = [([""], "argument paths: an empty path"),
+             (["."], f".: holds the lake ({lake}); land files from outside it"),
+             ([str(lake)], f"{lake}: is the lake ({lake}); land files from outside it"),
+             (["new.csv", "lake/raw/old"],
+              f"lake/raw/old: is in the lake ({lake}); land files from outside it"),
+             (["lake/raw/old/a.csv"], "is in the lake")]
+    for args, message in cases:
+        code, line = _one_line_error(capsys, ["land", *args])
+        assert code == 2, args
+        assert message in line, (args, line)
+    assert sorted(p.relative_to(lake) for p in lake.rglob("*")) == before  # nothing landed
+    assert cli.main(["land", "new.csv"]) == 0
+
+
 @pytest.mark.parametrize("command", ["ui", "webserver", "code-location"])
 @pytest.mark.parametrize("port", ["abc", "0", "-1", "65536", "70000", "99999", "3e3", "１２"])
 def test_a_port_outside_1_to_65535_is_a_usage_error(

@@ -42,6 +42,9 @@ from cryptodudez.storage import LakeStorage
 SOURCES = ("rollups", "events")
 EVENTS_GROUP_BYTES = 64 << 20  # Parquet read at once by the events source (bounds memory)
 FORMAT = "cryptodudez.kpi/1"
+MAX_SHARDS = 1024
+"""The most shards a day is split into: more than a day's event types is no use (a
+reviewer's ``--shard 0/1000000000`` had the process killed for memory)."""
 
 
 class KpiError(ValueError):
@@ -65,6 +68,9 @@ class Shard:
             raise KpiError(msg) from None
         if not 0 <= i < n:
             msg = f"--shard {text!r}: needs 0 <= i < n"
+            raise KpiError(msg)
+        if n > MAX_SHARDS:
+            msg = f"--shard {text!r}: at most {MAX_SHARDS} shards"
             raise KpiError(msg)
         return cls(i, n)
 
@@ -280,7 +286,8 @@ def _result(day: date, shards: Sequence[Shard], source: str, method: dict[str, s
     return {
         "format": FORMAT, "date": day.isoformat(), "source": source,
         "shards": sorted(s.index for s in shards), "shard_count": count,
-        "complete": sorted(s.index for s in shards) == list(range(count)),
+        "complete": len(shards) == count and sorted(s.index for s in shards) == list(
+            range(count)),
         "method": method, "hll_lg_k": 12,
         "totals": {
             "event_types": len(types),
@@ -351,8 +358,8 @@ class _Part(msgspec.Struct):
     format: str
     date: date
     source: Literal["rollups", "events"]
-    shard_count: Annotated[int, msgspec.Meta(ge=1)]
-    shards: Annotated[list[Count], msgspec.Meta(min_length=1)]
+    shard_count: Annotated[int, msgspec.Meta(ge=1, le=MAX_SHARDS)]
+    shards: Annotated[list[Count], msgspec.Meta(min_length=1, max_length=MAX_SHARDS)]
     method: dict[str, Any]
     types: dict[str, _TypeKpis]
 

@@ -451,10 +451,18 @@ def test_a_long_malformed_line_says_its_raw_text_is_cut(tmp_path: Path) -> None:
 def test_kpi_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({"format": kpi.FORMAT, "date": "2026-11-01", "source": "rollups",
+                                "shard_count": 10**12, "shards": [0], "method": {},
+                                "types": {}}))
     cases: list[tuple[list[str], str]] = [
         (["kpi", "--date", "2026-13-01"], "not a date"),
         (["kpi", "--date", "2026-11-01", "--shard", "3/2"], "needs 0 <= i < n"),
+        # the process was killed for memory (a list of every shard number was built)
+        (["kpi", "--date", "2026-11-01", "--shard", "0/1000000000"], "at most 1024 shards"),
+        (["kpi", "--date", "2026-11-01", "--shard", "0/" + "9" * 20], "at most 1024 shards"),
         (["kpi", "--merge", str(tmp_path / "missing.json")], "cannot read KPI part"),
+        (["kpi", "--merge", str(huge)], "Expected `int` <= 1024 - at `$.shard_count`"),
         (["kpi"], "one of the arguments --date --merge is required"),
         (["backfill-events", "--from", "2026-11-02", "--to", "2026-11-01"], "before --from"),
     ]
