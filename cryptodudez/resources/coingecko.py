@@ -42,6 +42,7 @@ import abc
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -89,6 +90,7 @@ _LAST_MS = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp() * 1000)
 # What build_coingecko reads.
 ENV_MODE = "COINGECKO_MODE"            # live | offline; default: live when a key is set
 ENV_API_KEY = "COINGECKO_API_KEY"      # the secret
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")  # what an HTTP header value may carry as a key
 ENV_KEY_TYPE = "COINGECKO_KEY_TYPE"    # demo (default) | pro
 ENV_BASE_URL = "COINGECKO_BASE_URL"    # optional root URL (a proxy, a test server)
 ENV_RECORDING = "COINGECKO_RECORDING"  # offline: the daily-price CSV (default: shared data)
@@ -229,6 +231,12 @@ class HttpCoinGecko(CoinGecko):
         if key_type is not None and key_type not in KEY_HEADERS:
             msg = f"HttpCoinGecko: key_type must be 'demo' or 'pro', got {key_type!r}"
             raise ValueError(msg)
+        if api_key is not None and not _VISIBLE_ASCII.fullmatch(api_key):
+            # Never the key itself: httpx's error for an illegal header value quoted it, and
+            # it reached the output and Dagster's run storage (a reviewer).
+            msg = (f"{ENV_API_KEY}: a key is visible ASCII characters only; this one holds a "
+                   "space, a control character or a non-ASCII one (the key is not shown)")
+            raise ValueError(msg)
         if max_attempts < 1 or total_timeout <= 0:
             msg = "HttpCoinGecko: max_attempts must be >= 1 and total_timeout > 0"
             raise ValueError(msg)
@@ -267,7 +275,8 @@ class HttpCoinGecko(CoinGecko):
             ValueError: a key type or base URL that cannot work, naming the variable.
         """
         env = os.environ if env is None else env
-        api_key = env.get(ENV_API_KEY) or None
+        # A key read from a file (`$(cat key)`) ends in a newline: the ends are not the key.
+        api_key = (env.get(ENV_API_KEY) or "").strip() or None
         key_type: KeyType | None = None
         if api_key is not None:
             raw = (env.get(ENV_KEY_TYPE) or "demo").strip().lower()
@@ -559,7 +568,8 @@ def build_coingecko(env: Mapping[str, str]) -> CoinGecko:
     Nothing is opened or read here; a mode, key type or base URL that cannot work raises
     ``ValueError`` naming the variable.
     """
-    mode = (env.get(ENV_MODE) or ("live" if env.get(ENV_API_KEY) else "offline")).lower()
+    mode = (env.get(ENV_MODE) or ("live" if (env.get(ENV_API_KEY) or "").strip()
+                                  else "offline")).lower()
     if mode == "live":
         return HttpCoinGecko.from_env(env)
     if mode == "offline":

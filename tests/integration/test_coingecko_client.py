@@ -377,6 +377,25 @@ def test_the_key_never_reaches_logs_exceptions_or_repr(
     assert SECRET not in repr(coingecko) and "<hidden>" in repr(coingecko)
 
 
+def test_a_key_read_with_its_newline_is_sent_without_it(server: HTTPServer) -> None:
+    """``COINGECKO_API_KEY=$(cat keyfile)`` keeps the newline: httpx refused the header and
+    its error quoted the key into the output and Dagster's run storage (a reviewer)."""
+    script = serve(server, Script(ok()))
+    env = {"COINGECKO_API_KEY": f" {SECRET}\n", "COINGECKO_BASE_URL": server.url_for("/api/v3")}
+    coingecko = HttpCoinGecko.from_env(env, min_interval=0, sleep=lambda _: None)
+    coingecko.coins_list()
+    assert script.requests[0][1].headers.get("x-cg-demo-api-key") == SECRET
+
+
+@pytest.mark.parametrize("inside", [" ", "\t", "\n", "\x00", "é"])
+def test_a_key_that_cannot_be_a_header_is_refused_without_showing_it(inside: str) -> None:
+    key = SECRET[:4] + inside + SECRET[4:]
+    with pytest.raises(ValueError, match="COINGECKO_API_KEY: a key is visible ASCII") as caught:
+        build_coingecko({"COINGECKO_API_KEY": key})
+    assert SECRET[:4] not in str(caught.value)
+    assert type(build_coingecko({"COINGECKO_API_KEY": " \n"})) is OfflineCoinGecko  # no key
+
+
 # --- configuration --------------------------------------------------------------------------------
 
 def test_the_root_url_follows_the_key_type() -> None:
