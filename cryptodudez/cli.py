@@ -26,7 +26,7 @@ from cryptodudez.assets.eth import (
 )
 from cryptodudez.assets.mood import SENTIMENTS, TRADES
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
-from cryptodudez.coingecko.cli_command import run_coingecko_cli
+from cryptodudez.coingecko.cli_command import parse_day, run_coingecko_cli
 from cryptodudez.datasets.specs import DATASETS
 from cryptodudez.definitions import build_definitions
 from cryptodudez.features import evaluation as ev
@@ -891,8 +891,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _date_arg(text: str) -> date:
+    """A day written YYYY-MM-DD (an argparse type)."""
     try:
-        return date.fromisoformat(text)
+        return parse_day(text)
     except ValueError:
         msg = f"not a date (YYYY-MM-DD): {text!r}"
         raise argparse.ArgumentTypeError(msg) from None

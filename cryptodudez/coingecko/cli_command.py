@@ -8,6 +8,7 @@ any run: with the offline twin, a recording that cannot be read, or a range it d
 cover. The live API's coverage is not known up front: a range beyond the plan fails the run.
 """
 
+import re
 import sys
 import time
 from datetime import date
@@ -34,6 +35,20 @@ def _out(text: str = "") -> None:
     sys.stdout.flush()
 
 
+_YMD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_day(text: str) -> date:
+    """A day written ``YYYY-MM-DD``; ``ValueError`` otherwise.
+
+    ``date.fromisoformat`` alone also reads ``20220101`` and ``2022-W01-1``, which no help
+    text promises (a reviewer).
+    """
+    if not _YMD.fullmatch(text):
+        raise ValueError(text)
+    return date.fromisoformat(text)
+
+
 def parse_range(coin: str, start: str, end: str) -> tuple[date, date]:
     """The first and last day of a run, checked against the coins and days that exist.
 
@@ -49,7 +64,7 @@ def parse_range(coin: str, start: str, end: str) -> tuple[date, date]:
     days = []
     for flag, text in (("--from", start), ("--to", end)):
         try:
-            days.append(date.fromisoformat(text))
+            days.append(parse_day(text))
         except ValueError:
             msg = f"{flag} {text!r}: not a date (YYYY-MM-DD)"
             raise ValueError(msg) from None

@@ -457,6 +457,7 @@ def test_kpi_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_pat
                                 "types": {}}))
     cases: list[tuple[list[str], str]] = [
         (["kpi", "--date", "2026-13-01"], "not a date"),
+        (["kpi", "--date", "20261101"], "not a date"),
         (["kpi", "--date", "2026-11-01", "--shard", "3/2"], "needs 0 <= i < n"),
         # the process was killed for memory (a list of every shard number was built)
         (["kpi", "--date", "2026-11-01", "--shard", "0/1000000000"], "at most 1024 shards"),

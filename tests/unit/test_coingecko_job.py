@@ -278,6 +278,10 @@ def test_a_good_range_is_parsed() -> None:
     ("btc", "2022-01-01", "2022-01-02", "--coin 'btc': no price asset"),
     ("bitcoin", "2022-1-32", "2022-01-02", "--from '2022-1-32': not a date"),
     ("bitcoin", "2022-01-01", "March", "--to 'March': not a date"),
+    # date.fromisoformat reads these too (a reviewer); the help promises YYYY-MM-DD
+    ("bitcoin", "20220101", "2022-01-02", "--from '20220101': not a date"),
+    ("bitcoin", "2022-01-01", "2022-W01-7", "--to '2022-W01-7': not a date"),
+    ("bitcoin", "２０２２-01-01", "2022-01-02", "not a date"),
     ("bitcoin", "2022-01-03", "2022-01-02", "--to 2022-01-02 is before --from 2022-01-03"),
     ("bitcoin", "2021-12-31", "2022-01-02", "start on 2022-01-01"),
     ("bitcoin", "2022-01-01", "2999-01-01", "the last complete UTC day is"),
