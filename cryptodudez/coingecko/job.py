@@ -14,14 +14,15 @@ polars code that wrote them; the asset turns each into an asset check.
 before it, so the job asks for them too (``WARMUP_DAYS``). A source may not reach that far:
 CoinGecko refuses a range beyond a plan's history as a whole (error 10012), and the
 offline recording shipped with the project starts on 2022-01-01, so it cannot serve
-2021-12-28..31 for a Q1 2022 run. The job then asks again for the reported days alone,
-validates that answer against that window (every day present, midnight UTC, no
-duplicates), stores the window it actually asked for, and reports the warm-up days as
-absent (``PriceRun.warmup_absent``). Nothing is filled in: the moving average of a day
-whose 5-day window is not all priced stays null, with its ``ma_5d_window_count`` saying
-how many of the 5 days were, which is why the shipped data's first trailing mean is
-2022-01-05's. Only a refusal for the range (10012) is retried this way; an answer that
-is missing days inside the window it asked for still fails validation.
+2021-12-28..31 for a Q1 2022 run. The job then asks again with one warm-up day fewer at a
+time, down to the reported days alone, validates that answer against that window (every
+day present, midnight UTC, no duplicates), stores the window it actually asked for, and
+reports the warm-up days it did not get as absent (``PriceRun.warmup_absent``). Nothing
+is filled in: the moving average of a day whose 5-day window is not all priced stays
+null, with its ``ma_5d_window_count`` saying how many of the 5 days were, which is why the
+shipped data's first trailing mean is 2022-01-05's. Only a refusal for the range (10012)
+is retried this way; an answer that is missing days inside the window it asked for still
+fails validation.
 """
 
 import logging
@@ -131,8 +132,10 @@ def fetch_daily(coingecko: CoinGecko, coin_id: str, currency: str, first_day: da
     """Daily prices from ``warmup_days`` before ``first_day`` to ``last_day``, validated.
 
     If the source refuses the window as beyond its history (error 10012) and there are
-    warm-up days, the reported days are asked for alone and the warm-up days are reported
-    absent (see the module docstring). Any other refusal, or a second one, is raised.
+    warm-up days, it is asked again with one warm-up day fewer each time, down to the
+    reported days alone, and the warm-up days it would not serve are reported absent (see
+    the module docstring). Any other refusal, or one for the reported days alone, is
+    raised.
 
     Raises:
         CoinGeckoError: the source refused or failed.
@@ -145,12 +148,22 @@ def fetch_daily(coingecko: CoinGecko, coin_id: str, currency: str, first_day: da
     except CoinGeckoPlanError as exc:
         if exc.error_code != BEYOND_HISTORY or warmup_days == 0:
             raise
-        absent = tuple(first_day - timedelta(days=k) for k in range(warmup_days, 0, -1))
-        log.info("CoinGecko refused %s..%s (%s); asking for %s..%s without the %d warm-up "
-                    "day(s), which are recorded absent", start.date(), end.date(), exc,
-                    first_day, last_day, warmup_days)
-        start, end = request_window(first_day, last_day)
-        points = coingecko.market_chart_range(coin_id, currency, start, end)
+        # Fewer warm-up days, one at a time, down to none: the source's history may start
+        # inside the warm-up (the shipped recording starts on 2022-01-01, so a run from
+        # 2022-01-03 still gets 01-01 and 01-02; all four were reported absent before).
+        for kept in range(warmup_days - 1, -1, -1):
+            absent = tuple(first_day - timedelta(days=k)
+                           for k in range(warmup_days, kept, -1))
+            log.info("CoinGecko refused %s..%s (%s); asking again with %d warm-up day(s)",
+                     start.date(), end.date(), exc, kept)
+            start, end = request_window(first_day, last_day, warmup_days=kept)
+            try:
+                points = coingecko.market_chart_range(coin_id, currency, start, end)
+                break
+            except CoinGeckoPlanError as again:
+                if again.error_code != BEYOND_HISTORY or kept == 0:
+                    raise
+                exc = again
     prices = validate_daily(points, start.date(), end.date())
     return Fetched(prices=prices, window_start=start, window_end=end, warmup_absent=absent)
 

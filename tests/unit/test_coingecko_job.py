@@ -120,6 +120,17 @@ def test_warmup_days_the_recording_lacks_are_recorded_absent_not_filled() -> Non
     assert {(r[4], r[5]) for r in stored} == {(result.window_start, result.window_end)}
 
 
+def test_the_warmup_days_a_source_has_are_used_when_it_lacks_the_others() -> None:
+    """From 2022-01-03 the recording has 01-01 and 01-02 of the four warm-up days; they were
+    reported absent and the first trailing mean moved from 01-05 to 01-07 (a reviewer)."""
+    con = duckdb.connect()
+    result = run(con, first=date(2022, 1, 3), last=date(2022, 1, 31))
+    assert result.warmup_absent == (date(2021, 12, 30), date(2021, 12, 31))
+    assert result.window_start == datetime(2022, 1, 1, tzinfo=UTC)
+    assert (result.first_full_window, round(result.first_full_mean or 0, 2)) == (
+        date(2022, 1, 5), 46_798.42)  # as in the whole quarter's run
+
+
 def test_warmup_days_a_source_serves_are_fetched_stored_and_fill_the_first_windows(
         tmp_path: Path) -> None:
     prices = [float(100 + i) for i in range(20)]  # 2021-12-25..2022-01-13
@@ -145,7 +156,7 @@ def test_beyond_history_for_the_reported_days_too_is_raised() -> None:
     source = Refusing(10012)
     with pytest.raises(CoinGeckoPlanError):
         run(duckdb.connect(), source)
-    assert source.requests == 2
+    assert source.requests == 5  # 4, 3, 2, 1 warm-up days, then the reported days alone
 
 
 @pytest.mark.parametrize(("bend", "reason"), [
