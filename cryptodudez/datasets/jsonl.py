@@ -62,6 +62,24 @@ def _plain(data: bytes) -> bool:
             and _BLANK_LINE.search(b"\n" + data.removesuffix(b"\n") + b"\n") is None)
 
 
+_RAW_VALUES = msgspec.json.Decoder(list[msgspec.Raw]).decode
+
+
+def _one_value_a_line(joined: bytes, lines: Sequence[bytes]) -> bool:
+    """Whether the array ``joined`` (``lines`` joined by commas) holds each line as one value.
+
+    The count alone is not enough: a record cut across two lines and two records on one
+    line decode as two records from two lines, and both were applied (a reviewer). Each
+    value's exact bytes must be its own line's.
+    """
+    try:
+        values = _RAW_VALUES(joined)
+    except _LINE_ERRORS:
+        return False
+    return len(values) == len(lines) and all(
+        bytes(value) == line.strip() for value, line in zip(values, lines, strict=True))
+
+
 def records_read(data: bytes) -> int:
     """Non-blank lines, counted in the bytes apart from any decoding."""
     if _plain(data):
@@ -139,21 +157,25 @@ def decode_members(datas: Sequence[bytes], sources: Sequence[str],
         read.append(records_read(data))
         if _plain(data):  # one decode of the member as an array, no per-line Python work
             body = data.removesuffix(b"\n")
+            joined = b"[" + body.replace(b"\n", b",") + b"]"
             try:
-                decoded = many(b"[" + body.replace(b"\n", b",") + b"]")
+                decoded = many(joined)
             except _LINE_ERRORS:
                 decoded = None
-            if decoded is not None and len(decoded) == read[-1]:
+            if (decoded is not None and len(decoded) == read[-1]
+                    and _one_value_a_line(joined, body.split(b"\n"))):
                 records += decoded
                 sids += [sid] * len(decoded)
                 line_numbers += range(1, len(decoded) + 1)
                 continue
         lines = _lines(data)
+        joined = b"[" + b",".join(text for _, text in lines) + b"]"
         try:
-            decoded = many(b"[" + b",".join(text for _, text in lines) + b"]")
+            decoded = many(joined)
         except _LINE_ERRORS:
             decoded = None
-        if decoded is not None and len(decoded) == len(lines):
+        if (decoded is not None and len(decoded) == len(lines)
+                and _one_value_a_line(joined, [text for _, text in lines])):
             records += decoded
             sids += [sid] * len(lines)
             line_numbers += [n for n, _ in lines]

@@ -138,6 +138,24 @@ def test_bom_crlf_blank_lines_and_invalid_utf8_lose_nothing() -> None:
     _accounting_holds(result)
 
 
+@pytest.mark.parametrize("blank_line", [False, True])  # the plain path and the other one
+def test_a_record_across_two_lines_and_two_on_one_line_are_quarantined(blank_line: bool) -> None:
+    """Joined by commas into one array, a record cut across two lines and two records on one
+    line decoded as three records from three lines: the count agreed and all were applied
+    (a reviewer, on the stream; the lake's batch ingest shares the engine)."""
+    whole = _line(TRADE, uuid="SPLIT-1")
+    cut = whole.index(b', "taker_side"')  # the comma the join puts back
+    two = _line(TRADE, uuid="TWO-A") + b"," + _line(TRADE, uuid="TWO-B")
+    lines = [_line(TRADE), whole[:cut], whole[cut + 1:], two, _line(TRADE, uuid="LAST")]
+    if blank_line:
+        lines.insert(1, b"")
+    result = _ingest(("trades.txt", b"\n".join(lines) + b"\n"))
+    assert result.tables["coin_trades"]["uuid"].to_list() == ["77ba9eed", "LAST"]
+    quarantine = result.quarantine["coin_trades"]
+    assert quarantine["line"].to_list() == ([3, 4, 5] if blank_line else [2, 3, 4])
+    _accounting_holds(result)
+
+
 def test_members_are_recognised_by_their_fields_in_any_key_order() -> None:
     reordered = json.dumps(dict(reversed(list(TRADE.items())))).encode()
     result = _ingest(("a/whatever.json", reordered + b"\n"), ("b.txt", _line(SENTIMENT)))
