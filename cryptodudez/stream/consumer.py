@@ -134,8 +134,11 @@ def to_message(msg: Msg) -> Message:
     """A fetched message's stream sequence, subject, payload and lineage headers."""
     headers = msg.headers or {}
     stamp = headers.get(PUBLISHED_NS)
+    # A publishing time that is no integer is unknown, not a crash: it raised before the
+    # batch's commit, so every restart met it again and the batch was never applied.
+    published_ns = int(stamp) if stamp and stamp.isascii() and stamp.isdigit() else None
     return Message(seq=stream_sequence(msg.reply), subject=msg.subject, data=msg.data,
-                   origin=headers.get(ORIGIN), published_ns=int(stamp) if stamp else None)
+                   origin=headers.get(ORIGIN), published_ns=published_ns)
 
 
 class Puller:
@@ -173,7 +176,11 @@ class Puller:
             self._sub = None
 
     async def _on_msg(self, msg: Msg) -> None:
-        status = msg.headers.get("Status") if msg.headers else None
+        # A delivery carries its ack subject; a broker status (408, 409, 100) has none. A
+        # published message with a "Status" header of its own is a delivery: taken for a
+        # status, it was never applied, quarantined or acked (a reviewer).
+        delivery = (msg.reply or "").startswith("$JS.ACK.")
+        status = msg.headers.get("Status") if msg.headers and not delivery else None
         if status is None:
             self._buffer.append(msg)
             if self._open is not None:  # deliveries keep their own subject: count them

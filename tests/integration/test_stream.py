@@ -43,6 +43,7 @@ from cryptodudez.stream.demo import DemoResult, run_stream_demo, source_paths
 from cryptodudez.stream.replay import (
     MSG_ID,
     ORIGIN,
+    PUBLISHED_NS,
     Line,
     publish_lines,
     read_lines,
@@ -244,6 +245,42 @@ def test_a_malformed_message_is_quarantined_and_the_stream_goes_on(
         return info.num_pending, info.num_ack_pending
 
     assert run(nothing_left()) == (0, 0)  # quarantined messages were acked, not redelivered
+
+
+def test_headers_a_publisher_chose_neither_hang_nor_crash_the_consumer(
+        empty_stream: str, tmp_path: Path, batch: tuple[pl.DataFrame, ...]) -> None:
+    """A message with a ``Status`` header of its own was taken for a broker status: never
+    applied, quarantined or acked, redelivered for ever. A publishing time that is no
+    integer raised before the batch's commit, at every restart (a reviewer)."""
+    trades, tweets, _ = batch
+    lines = list(read_lines([SAMPLE]))
+    run(publish(empty_stream, lines[:100]))
+
+    async def publish_odd() -> None:
+        nc = await connect(empty_stream)
+        js = nc.jetstream()
+        for i, headers in enumerate([{"Status": "503", "Description": "not the broker's"},
+                                     {PUBLISHED_NS: "not-a-number"}]):
+            await js.publish(subject("trades", "BTC"), b'{"coins": ["BTC"], "price": 1',
+                             headers={MSG_ID: f"odd-{i}", ORIGIN: f"odd:{i}", **headers},
+                             timeout=5)
+        await nc.close()
+
+    run(publish_odd())
+    run(publish(empty_stream, lines[100:]))
+    report, _ = run(consume(empty_stream, tmp_path / "state.duckdb", config()))
+    assert (report.messages, report.quarantined) == (MESSAGES + 2, 2)
+    with StateStore(tmp_path / "state.duckdb", "mood") as store:
+        assert store.quarantine()["origin"].to_list() == ["odd:0", "odd:1"]
+    assert_state_is_batch(tmp_path / "state.duckdb", "mood", trades, tweets)
+
+    async def nothing_left() -> tuple[int, int]:
+        nc = await connect(empty_stream)
+        info = await nc.jetstream().consumer_info(STREAM, "mood")
+        await nc.close()
+        return info.num_pending, info.num_ack_pending
+
+    assert run(nothing_left()) == (0, 0)
 
 
 def test_coin_partitions_consumed_apart_add_up_to_the_batch(
