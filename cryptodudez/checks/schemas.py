@@ -6,6 +6,7 @@ written tables against the same schemas. Validation always runs on collected Dat
 so value checks really run (on a LazyFrame pandera checks only dtypes).
 """
 
+from datetime import date
 from typing import Annotated, Any
 
 import pandera.polars as pa
@@ -25,6 +26,22 @@ def _not_after_today(data: Any, column: str) -> pl.LazyFrame:
 # priced before it). A vendor's 1600-01-01 passed validation, then failed a blocking check.
 FIRST_STOCK_DATE = "1960-01-01"
 FIRST_COIN_DATE = "2009-01-03"
+FIRST_TWEET_DATE = "2006-03-21"  # the first tweet: no sentiment of one is older
+
+
+def _day_not_after_today(data: Any, column: str) -> pl.LazyFrame:
+    """The day of timestamp ``column`` is not after today (UTC).
+
+    Compared as dates: as text, year 10000 (``9999-12-31T23:59:59-01:00`` in UTC) sorted
+    before today and passed (a reviewer).
+    """
+    return data.lazyframe.select(
+        pl.col(column).dt.date() <= pl.lit(date.fromisoformat(today_utc())))
+
+
+def _day_not_before(data: Any, column: str, first: str) -> pl.LazyFrame:
+    """The day of timestamp ``column`` is ``first`` or later."""
+    return data.lazyframe.select(pl.col(column).dt.date() >= pl.lit(date.fromisoformat(first)))
 
 
 def _not_before(data: Any, column: str, first: str) -> pl.LazyFrame:
@@ -145,9 +162,7 @@ class Tweets(pa.DataFrameModel):
     @pa.dataframe_check(name="created_at_not_in_future")
     def created_at_not_in_future(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
         """No tweet is dated after today (UTC)."""
-        return data.lazyframe.select(
-            pl.col("created_at").dt.date().cast(pl.String) <= today_utc()
-        )
+        return _day_not_after_today(data, "created_at")
 
     class Config:
         """List columns and lineage columns are allowed."""
@@ -177,7 +192,12 @@ class CoinTrades(pa.DataFrameModel):
     @pa.dataframe_check(name="ts_not_in_future")
     def ts_not_in_future(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
         """No trade is dated after today (UTC)."""
-        return data.lazyframe.select(pl.col("ts").dt.date().cast(pl.String) <= today_utc())
+        return _day_not_after_today(data, "ts")
+
+    @pa.dataframe_check(name=f"ts_not_before_{FIRST_COIN_DATE}")
+    def ts_not_before_first_coin(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """No trade before the Bitcoin network's first block (0001-01-01 was applied)."""
+        return _day_not_before(data, "ts", FIRST_COIN_DATE)
 
     class Config:
         """Lineage and the vendor's symbol_id are allowed."""
@@ -197,7 +217,12 @@ class TweetSentiments(pa.DataFrameModel):
     @pa.dataframe_check(name="ts_not_in_future")
     def ts_not_in_future(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
         """No sentiment is dated after today (UTC)."""
-        return data.lazyframe.select(pl.col("ts").dt.date().cast(pl.String) <= today_utc())
+        return _day_not_after_today(data, "ts")
+
+    @pa.dataframe_check(name=f"ts_not_before_{FIRST_TWEET_DATE}")
+    def ts_not_before_first_tweet(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """No sentiment of a tweet older than the first tweet (1900-01-01 was applied)."""
+        return _day_not_before(data, "ts", FIRST_TWEET_DATE)
 
     @pa.dataframe_check(name="names_a_coin")
     def names_a_coin(cls, data: Any) -> pl.LazyFrame:  # noqa: N805

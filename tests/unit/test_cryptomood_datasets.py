@@ -77,6 +77,11 @@ LINE_RULES = [
     (_line(TRADE, type="quote"), "type failed isin"),
     (_line(TRADE, taker_side="MAYBE"), "taker_side failed isin"),
     (_line(TRADE, timestamp="2999-01-01T00:00:00Z"), "failed ts_not_in_future"),
+    # year 10000 in UTC: compared as text, "10000-01-01" sorted before today and passed
+    (_line(TRADE, timestamp="9999-12-31T23:59:59-01:00"),
+     "invalid record: an instant outside years 1 to 9999 once in UTC"),
+    (_line(TRADE, timestamp="0001-01-01T00:00:00Z"), "failed ts_not_before_2009-01-03"),
+    (_line(TRADE, timestamp="9999-12-31T23:59:59Z"), "failed ts_not_in_future"),
     (_line(TRADE), "duplicate key (uuid) in the same file, first at line 1"),
     # msgspec decodes any JSON integer; beyond Int64 the column could not be built
     (_line(TRADE, sequence=10**30),
@@ -101,6 +106,10 @@ def test_every_bad_trade_line_is_quarantined_with_its_reason(line: bytes, reason
 SENTIMENT_RULES = [
     (_line(SENTIMENT, sentiment_polarity=1.5), "polarity failed less_than_or_equal_to(1.0)"),
     (_line(SENTIMENT, coins=[]), "a sentiment names no coin"),
+    (_line(SENTIMENT, timestamp="9999-12-31T23:59:59-01:00"),
+     "invalid record: an instant outside years 1 to 9999 once in UTC"),
+    (_line(SENTIMENT, timestamp="9999-12-31T23:59:59Z"), "failed ts_not_in_future"),
+    (_line(SENTIMENT, timestamp="1900-01-01T00:00:00Z"), "failed ts_not_before_2006-03-21"),
     (_line(SENTIMENT, sentiment_polarity=None), "invalid record: Expected `float`, got `null`"),
     (_line(SENTIMENT, text=7), "invalid record: Expected `str`, got `int` - at `$.text`"),
     (_line(SENTIMENT, coins=["BTC", "LTC"]), "duplicate key (sentiment_id) in the same file"),
