@@ -533,9 +533,17 @@ def sample_stream() -> str:
     return (f"stream: {result.published.lines} lines as {result.published.messages} messages "
             "(a tweet once per coin it names) through NATS JetStream "
             f"(127.0.0.1, private server), {result.consumed.applied} applied, "
-            f"{result.consumed.quarantined} quarantined, in "
+            f"{result.consumed.quarantined} quarantined{_not_published(result.published)}, in "
             f"{time.perf_counter() - started:.1f} s; the streamed correlation "
             f"{'equals' if same else 'DIFFERS FROM'} the batch one ({batch.height} rows)")
+
+
+def _not_published(report: Any) -> str:
+    """``, N lines not published (first: origin: reason)`` when a replay skipped any."""
+    if not report.skipped:
+        return ""
+    origin, reason = report.skipped[0]
+    return f", {len(report.skipped)} lines not published (first: {origin}: {reason})"
 
 
 def summary(settings: Settings) -> str:

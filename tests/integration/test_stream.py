@@ -283,6 +283,24 @@ def test_headers_a_publisher_chose_neither_hang_nor_crash_the_consumer(
     assert run(nothing_left()) == (0, 0)
 
 
+def test_a_line_larger_than_the_broker_takes_is_named_and_the_replay_goes_on(
+        empty_stream: str) -> None:
+    """nats-py refuses a message above the server's max_payload before sending it; that
+    stopped the replay and the lines after it were never published (a reviewer)."""
+    lines = list(read_lines([SAMPLE]))[:3]
+    huge = Line(lines[1].origin, lines[1].line, lines[1].kind,
+                lines[1].data[:-1] + b', "pad": "' + b"x" * (2 << 20) + b'"}')
+    report = run(publish(empty_stream, [lines[0], huge, lines[2]]))
+    assert report.lines == 3
+    assert report.messages == sum(len(route(line.kind, line.data)) for line in (lines[0],
+                                                                                 lines[2]))
+    assert len(report.skipped) == 1
+    origin, reason = report.skipped[0]
+    assert origin == f"{lines[1].origin}:{lines[1].line}"
+    assert "above the broker's largest message" in reason
+    assert run(stream_state(empty_stream)).messages == report.messages
+
+
 def test_coin_partitions_consumed_apart_add_up_to_the_batch(
         empty_stream: str, tmp_path: Path, batch: tuple[pl.DataFrame, ...]) -> None:
     trades, tweets, _ = batch
