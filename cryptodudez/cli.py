@@ -165,7 +165,15 @@ def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "") -> list
         lake.check_land_keys([key for _, key in plan])
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    return [lake.land(file, key) for file, key in plan]
+    landed = []
+    for file, key in plan:
+        try:
+            landed.append(lake.land(file, key))
+        except OSError as exc:  # it opened, then failed to read (a device, a lost disk)
+            done = f"; {len(landed)} landed before it" if landed else ""
+            msg = f"{file}: cannot be read ({exc.strerror or exc}){done}"
+            raise CliError(msg) from None
+    return landed
 
 
 def _refuse_the_lake_itself(paths: Sequence[Path], lake: Path) -> None:

@@ -124,13 +124,42 @@ class Settings:
             dagster_home=env.get("DAGSTER_HOME") or str(PROJECT_DIR / ".dagster"),
             dagster_pg_url=env.get("CRYPTODUDEZ_DAGSTER_PG_URL") or "",
             coingecko_env={k: v for k, v in env.items() if k.startswith("COINGECKO_")},
-            warehouse=str(Path(env["CRYPTODUDEZ_WAREHOUSE"]).expanduser().absolute())
-            if env.get("CRYPTODUDEZ_WAREHOUSE") else "",
+            warehouse=_warehouse(env.get("CRYPTODUDEZ_WAREHOUSE") or ""),
             engine=engine, engines=engines,
             code_location=_host_port(env.get("CRYPTODUDEZ_CODE_LOCATION") or ""),
             dagster_pg_env=_pg_env(env),
             **emr,
         )
+
+
+def _warehouse(text: str) -> str:
+    """``CRYPTODUDEZ_WAREHOUSE`` as an absolute path; one that can be no DuckDB file fails.
+
+    A folder, or a file that is not DuckDB's, started a run that failed inside (a reviewer).
+    DuckDB writes ``DUCK`` at byte 8 of its files; a missing file is created on first use.
+    """
+    if not text:
+        return ""
+    path = Path(text).expanduser().absolute()
+    problem = None
+    if path.is_dir():
+        problem = "a folder, not a DuckDB file"
+    elif path.exists():
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(12)
+        except OSError as exc:
+            problem = f"cannot be read ({exc.strerror})"
+        else:
+            if head[8:12] != b"DUCK":
+                problem = "not a DuckDB database file"
+    elif (blocker := next((p for p in path.parents if p.exists()), None)) is not None \
+            and not blocker.is_dir():
+        problem = f"{blocker} is not a folder"
+    if problem:
+        msg = f"CRYPTODUDEZ_WAREHOUSE={path}: {problem}"
+        raise ValueError(msg)
+    return str(path)
 
 
 _BUCKET = re.compile(r"[a-zA-Z0-9._-]{1,255}")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -209,6 +210,36 @@ def test_an_empty_or_spaced_host_is_a_usage_error(
     code, line = _one_line_error(capsys, [command, "--host", host])
     assert code == 2
     assert f"argument --host: not a host to listen on: {host!r}" in line
+
+
+@pytest.mark.parametrize(("make", "problem"), [
+    (lambda p: p.mkdir(), "a folder, not a DuckDB file"),
+    (lambda p: p.write_text("not duckdb\n"), "not a DuckDB database file"),
+])
+def test_a_warehouse_that_can_be_no_duckdb_file_is_refused_before_any_run(
+        local_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        make: Any, problem: str) -> None:
+    """Either started the CoinGecko run, which failed inside it (a reviewer)."""
+    warehouse = local_env / "warehouse.duckdb"
+    make(warehouse)
+    monkeypatch.setenv("CRYPTODUDEZ_WAREHOUSE", str(warehouse))
+    assert _one_line_error(capsys, ["coingecko", "--from", "2022-01-01", "--to",
+                                    "2022-01-05"]) == (
+        2, f"cryptodudez: error: CRYPTODUDEZ_WAREHOUSE={warehouse}: {problem}")
+    assert not (local_env / "dh").exists()  # no run was started
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_a_file_that_opens_but_cannot_be_read_is_named(
+        local_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``/proc/self/mem`` opens and then fails to read: the error was a bare ``OSError``."""
+    src = local_env / "src"
+    src.mkdir()
+    (src / "a.csv").write_text("a\n1\n")
+    (src / "z.csv").symlink_to("/proc/self/mem")
+    assert _one_line_error(capsys, ["land", str(src)]) == (
+        2, f"cryptodudez: error: {src / 'z.csv'}: cannot be read (Input/output error); "
+           "1 landed before it")
 
 
 def test_land_refuses_an_empty_path_and_the_lake_itself(
