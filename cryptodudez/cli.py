@@ -169,9 +169,9 @@ def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "") -> list
     for file, key in plan:
         try:
             landed.append(lake.land(file, key))
-        except OSError as exc:  # it opened, then failed to read (a device, a lost disk)
+        except OSError as exc:  # reading it (a device, a lost disk) or writing the lake
             done = f"; {len(landed)} landed before it" if landed else ""
-            msg = f"{file}: cannot be read ({exc.strerror or exc}){done}"
+            msg = f"{file}: could not be landed ({exc.strerror or exc}){done}"
             raise CliError(msg) from None
     return landed
 

@@ -238,7 +238,7 @@ def test_a_file_that_opens_but_cannot_be_read_is_named(
     (src / "a.csv").write_text("a\n1\n")
     (src / "z.csv").symlink_to("/proc/self/mem")
     assert _one_line_error(capsys, ["land", str(src)]) == (
-        2, f"cryptodudez: error: {src / 'z.csv'}: cannot be read (Input/output error); "
+        2, f"cryptodudez: error: {src / 'z.csv'}: could not be landed (Input/output error); "
            "1 landed before it")
 
 

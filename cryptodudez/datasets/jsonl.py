@@ -76,8 +76,14 @@ def _one_value_a_line(joined: bytes, lines: Sequence[bytes]) -> bool:
         values = _RAW_VALUES(joined)
     except _LINE_ERRORS:
         return False
-    return len(values) == len(lines) and all(
-        bytes(value) == line.strip() for value, line in zip(values, lines, strict=True))
+    if len(values) != len(lines):
+        return False
+    # Equal lengths, in order, mean aligned values: a value can only start at or after its
+    # line's start (whitespace delays it), so any shift would carry the last value past the
+    # array's end. Lines with surrounding whitespace fail this and are compared byte for byte.
+    if [len(value) for value in values] == [len(line) for line in lines]:
+        return True
+    return all(bytes(value) == line.strip() for value, line in zip(values, lines, strict=True))
 
 
 def records_read(data: bytes) -> int:
@@ -124,15 +130,18 @@ def _within_python_years(rows: pl.DataFrame, schema: dict[str, pl.DataType],
     if not times or rows.height == 0:
         return rows, []
     micros = [pl.col(name).dt.epoch("us") for name in times]
-    outside = pl.any_horizontal([(m < _FIRST_US) | (m > _LAST_US) for m in micros])
+    # a null instant is the schema's to judge: kept here, never dropped from both sides
+    outside = pl.any_horizontal([((m < _FIRST_US) | (m > _LAST_US)).fill_null(value=False)
+                                 for m in micros])
     bad = rows.filter(outside)
     if bad.height == 0:
         return rows, []
     rejects = []
+    split: dict[int, list[bytes]] = {}  # each member split once, only when it has such a row
     for sid, line in bad.select("__sid", "__line").iter_rows():
-        text = datas[sid].split(b"\n")[line - 1].removesuffix(b"\r")
-        rejects.append((sid, line, line_text(text), "invalid record: an instant outside "
-                        "years 1 to 9999 once in UTC"))
+        lines = split.setdefault(sid, datas[sid].split(b"\n"))
+        rejects.append((sid, line, line_text(lines[line - 1].removesuffix(b"\r")),
+                        "invalid record: an instant outside years 1 to 9999 once in UTC"))
     return rows.filter(~outside), rejects
 
 

@@ -467,31 +467,35 @@ def _user_id(attributes: pl.Series) -> pl.Series:
     return top_level_field(attributes, "user_id", strings_only=True).alias("user_id")
 
 
-def not_flat(texts: pl.Series) -> pl.Series:
-    r"""Rows where a literal match of ``"name": "..."`` could pick the wrong value.
+def nested(texts: pl.Series) -> pl.Series:
+    """Rows with anything nested: a second ``{`` or a ``[``.
 
-    That is: anything nested (a second ``{`` or a ``[``, even inside a string: the test is
-    conservative) or a ``\u`` escape (a key may be spelled with one). A key written more
-    than once is the third case, per name (:func:`top_level_field`).
+    Even inside a string (the test is conservative). There a literal match of
+    ``"name": "..."`` could be a nested key.
     """
-    return texts.str.count_matches(r"[\[{]|\\u") > 1  # one pass; every text starts with {
+    return texts.str.count_matches(r"[\[{]") > 1  # every text starts with {
 
 
 def top_level_field(texts: pl.Series, name: str, *, strings_only: bool,
-                    risky: pl.Series | None = None) -> pl.Series:
-    """The top-level field ``name`` of each JSON object text, as text (null when absent).
+                    risky: tuple[pl.Series, pl.Series] | None = None) -> pl.Series:
+    r"""The top-level field ``name`` of each JSON object text, as text (null when absent).
 
-    A string value is decoded; any other value is its JSON text exactly as written (or null
-    with ``strings_only``). Plain rows take a literal match (set-at-a-time); the rest (a
-    non-string value, or a row :func:`_maybe_misread` flags) is decoded row by row by
-    msgspec, so a nested ``{"ctx": {"name": ...}}``, a repeated key or an escaped key
-    name never gives a wrong value. ``risky`` is :func:`not_flat` of ``texts`` when the
-    caller has it (computed once for all of a text's fields).
+    A string value is decoded; a JSON ``null`` is null; any other value is its JSON text
+    exactly as written (or null with ``strings_only``). Plain rows take a literal match
+    (set-at-a-time); the rest is decoded row by row by msgspec: rows that mention the key
+    and hold a non-string value, something nested or the key twice (the last counts), and
+    rows with a ``\u`` escape (a key may be spelled with one). So a nested
+    ``{"ctx": {"name": ...}}``, a repeated key or an escaped key name never gives a wrong
+    value. ``risky`` is (:func:`nested`, has a ``\u``) of ``texts`` when the caller has
+    them (computed once for all of a text's fields).
     """
+    nested_rows, escaped = risky if risky is not None else (
+        nested(texts), texts.str.contains("\\u", literal=True))
     plain = texts.str.extract(rf'"{name}"\s*:\s*"([^"\\]*)"', 1)
-    slow = ((plain.is_null() & texts.str.contains(f'"{name}"', literal=True))
-            | texts.str.contains(rf'"{name}"[\s\S]*"{name}"')  # the key twice
-            | (not_flat(texts) if risky is None else risky)).fill_null(value=False)
+    mentions = texts.str.contains(f'"{name}"', literal=True)
+    slow = (escaped | (mentions & (plain.is_null() | nested_rows
+                                   | texts.str.contains(rf'"{name}"[\s\S]*"{name}"')))
+            ).fill_null(value=False)
     if not slow.any():
         return plain
     where = slow.arg_true()
@@ -502,7 +506,8 @@ def top_level_field(texts: pl.Series, name: str, *, strings_only: bool,
         if value is not None and value[:1] == b'"':
             values.append(msgspec.json.decode(value, type=str))
         else:
-            values.append(None if strings_only or value is None else value.decode())
+            values.append(None if strings_only or value in (None, b"null")
+                          else value.decode())
     return plain.scatter(where, pl.Series(values, dtype=pl.String))
 
 
@@ -525,11 +530,13 @@ def _with_meta_columns(valid: pl.DataFrame) -> pl.DataFrame:
             keys.update(k for m in valid["meta"].to_list() for k in _DECODE_META(m.encode()))
             break
     names = sorted(k for k in keys if k != "created_at" and _META_NAME.fullmatch(k))
-    risky = not_flat(valid["meta"])
-    return fixed.with_columns(_meta_field(valid["meta"], name, risky) for name in names)
+    meta = valid["meta"]
+    risky = (nested(meta), meta.str.contains("\\u", literal=True))
+    return fixed.with_columns(_meta_field(meta, name, risky) for name in names)
 
 
-def _meta_field(meta: pl.Series, name: str, risky: pl.Series) -> pl.Series:
+def _meta_field(meta: pl.Series, name: str,
+                risky: tuple[pl.Series, pl.Series]) -> pl.Series:
     """``meta.<name>`` as text: a string decoded, any other value its JSON text as written."""
     return top_level_field(meta, name, strings_only=False, risky=risky).alias(f"meta_{name}")
 

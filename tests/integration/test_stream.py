@@ -283,13 +283,17 @@ def test_headers_a_publisher_chose_neither_hang_nor_crash_the_consumer(
     assert run(nothing_left()) == (0, 0)
 
 
+@pytest.mark.parametrize("size", [2 << 20, (1 << 20) - 50])
 def test_a_line_larger_than_the_broker_takes_is_named_and_the_replay_goes_on(
-        empty_stream: str) -> None:
-    """nats-py refuses a message above the server's max_payload before sending it; that
-    stopped the replay and the lines after it were never published (a reviewer)."""
+        empty_stream: str, size: int) -> None:
+    """nats-py refuses a payload above the server's max_payload (1 MiB) before sending it;
+    that stopped the replay and the lines after it were never published (a reviewer). Just
+    under it, the headers take it over: the server closed the connection (a second one)."""
     lines = list(read_lines([SAMPLE]))[:3]
+    head = lines[1].data[:-1] + b', "pad": "'
     huge = Line(lines[1].origin, lines[1].line, lines[1].kind,
-                lines[1].data[:-1] + b', "pad": "' + b"x" * (2 << 20) + b'"}')
+                head + b"x" * (size - len(head) - 2) + b'"}')
+    assert len(huge.data) == size
     report = run(publish(empty_stream, [lines[0], huge, lines[2]]))
     assert report.lines == 3
     assert report.messages == sum(len(route(line.kind, line.data)) for line in (lines[0],
