@@ -204,6 +204,14 @@ def test_republishing_the_same_lines_doubles_nothing(
     assert_state_is_batch(tmp_path / "state.duckdb", "mood", trades, tweets)
 
 
+async def pending_and_unacked(url: str, durable: str = "mood") -> tuple[int, int]:
+    """The durable's messages not yet delivered and those delivered but not acked."""
+    nc = await connect(url)
+    info = await nc.jetstream().consumer_info(STREAM, durable)
+    await nc.close()
+    return info.num_pending, info.num_ack_pending
+
+
 def test_a_malformed_message_is_quarantined_and_the_stream_goes_on(
         empty_stream: str, tmp_path: Path, batch: tuple[pl.DataFrame, ...]) -> None:
     trades, tweets, table = batch
@@ -237,14 +245,8 @@ def test_a_malformed_message_is_quarantined_and_the_stream_goes_on(
     assert_state_is_batch(tmp_path / "state.duckdb", "mood", trades, tweets)
     assert streamed is not None
     assert_frame_equal(streamed, table, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
-
-    async def nothing_left() -> tuple[int, int]:
-        nc = await connect(empty_stream)
-        info = await nc.jetstream().consumer_info(STREAM, "mood")
-        await nc.close()
-        return info.num_pending, info.num_ack_pending
-
-    assert run(nothing_left()) == (0, 0)  # quarantined messages were acked, not redelivered
+    # quarantined messages were acked, not redelivered
+    assert run(pending_and_unacked(empty_stream)) == (0, 0)
 
 
 def test_headers_a_publisher_chose_neither_hang_nor_crash_the_consumer(
@@ -274,13 +276,7 @@ def test_headers_a_publisher_chose_neither_hang_nor_crash_the_consumer(
         assert store.quarantine()["origin"].to_list() == ["odd:0", "odd:1"]
     assert_state_is_batch(tmp_path / "state.duckdb", "mood", trades, tweets)
 
-    async def nothing_left() -> tuple[int, int]:
-        nc = await connect(empty_stream)
-        info = await nc.jetstream().consumer_info(STREAM, "mood")
-        await nc.close()
-        return info.num_pending, info.num_ack_pending
-
-    assert run(nothing_left()) == (0, 0)
+    assert run(pending_and_unacked(empty_stream)) == (0, 0)
 
 
 @pytest.mark.parametrize("size", [2 << 20, (1 << 20) - 50])
