@@ -6,7 +6,7 @@ Two measurements on one temporary lake (``--work``), each in its own process und
 
 ``ingest``
     ``cryptodudez land <zip> --prefix stocks`` (not timed), then ``cryptodudez ingest`` with
-    a fresh ``DAGSTER_HOME`` (``--no-summary``: ``cryptodudez.cli.ingest()`` alone, without
+    a fresh ``DAGSTER_HOME`` (``--no-summary``: ``cryptodudez.commands.ingest()`` alone, without
     the table summary the command prints after it): from the landed zip to the served model
     (ingest job, stock features of every year, volume model and its evaluation, ``LATEST``
     written). Wall time,
@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="reuse the lake in --work (model runs only)")
     parser.add_argument("--model-runs", type=int, default=1)
     parser.add_argument("--no-summary", action="store_true",
-                        help="run cli.ingest() without the summary `cryptodudez ingest` prints")
+                        help="run commands.ingest() without the summary that "
+                             "`cryptodudez ingest` prints")
     parser.add_argument("--quiet-max", type=float, default=0.5)
     parser.add_argument("--out", default="bench_pipeline_x1")
     parser.add_argument("--child-model", default=None, help=argparse.SUPPRESS)
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         result["ingest_load"] = wait_quiet(max_busy=args.quiet_max)
         cmd = [CLI, "ingest"]
         if args.no_summary:  # what `cryptodudez ingest` runs, without its closing summary
-            cmd = [sys.executable, "-c", "from cryptodudez.cli import ingest; "
+            cmd = [sys.executable, "-c", "from cryptodudez.commands import ingest; "
                    "from cryptodudez.settings import Settings; "
                    "print(ingest(settings=Settings.from_env()))"]
         result["ingest"] = timed(cmd, env, work / "ingest.log")

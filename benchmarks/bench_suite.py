@@ -12,10 +12,15 @@ Usage::
 
     python benchmarks/bench_suite.py                     # HEAD, into results/bench_suite.json
     python benchmarks/bench_suite.py --commit abc1234 --out bench_suite_before
+    python benchmarks/bench_suite.py --tmp disk --out bench_suite_disk   # temp files on disk
+
+``./run test`` keeps the suite's temporary files on /dev/shm when it is a tmpfs with room;
+``--tmp disk`` sets ``CRYPTODUDEZ_TEST_TMP=disk`` so they stay under ``$TMPDIR``.
 """
 
 import argparse
 import json
+import os
 import re
 import resource
 import subprocess
@@ -54,7 +59,7 @@ def slowest(lines: list[str]) -> list[dict[str, Any]]:
             for line in lines if (m := DURATION.match(line.strip()))]
 
 
-def run(commit: str) -> dict[str, Any]:
+def run(commit: str, tmp_place: str = "ram") -> dict[str, Any]:
     """Clone ``commit`` into a temporary folder and time ``bash .ci/run`` there."""
     with tempfile.TemporaryDirectory(prefix="cryptodudez-suite-") as tmp:
         clone = Path(tmp) / "clone"
@@ -67,8 +72,9 @@ def run(commit: str) -> dict[str, Any]:
         lines: list[str] = []
         machine0, t0 = cpu_counters(), time.monotonic()
         setup_s = None
+        env = {**os.environ, "CRYPTODUDEZ_TEST_TMP": tmp_place}
         with subprocess.Popen(["bash", ".ci/run"], cwd=clone, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) as proc:
+                              stderr=subprocess.STDOUT, text=True, env=env) as proc:
             assert proc.stdout is not None
             for line in proc.stdout:
                 if setup_s is None and line.startswith("===") and "test session starts" in line:
@@ -84,6 +90,7 @@ def run(commit: str) -> dict[str, Any]:
             "commit": subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"],
                                      check=True, capture_output=True, text=True).stdout.strip(),
             "command": "bash .ci/run",
+            "test_tmp": tmp_place,
             "returncode": returncode,
             "wall_s": round(wall, 1),
             "setup_lint_typecheck_s": None if setup_s is None else round(setup_s, 1),
@@ -102,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commit", default="HEAD", help="the commit to clone (default HEAD)")
     parser.add_argument("--out", default="bench_suite", help="result file name, without .json")
+    parser.add_argument("--tmp", choices=("ram", "disk"), default="ram",
+                        help="where ./run test keeps the temporary files (default: ram when "
+                             "/dev/shm is a tmpfs with room, as CI)")
     args = parser.parse_args(argv)
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    result = {"started": started, "machine": machine_info(), **run(args.commit)}
+    result = {"started": started, "machine": machine_info(), **run(args.commit, args.tmp)}
     path = RESULTS / f"{args.out}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("commit", "returncode", "wall_s",

@@ -263,3 +263,13 @@ def _engines(text: str) -> tuple[Literal["polars", "spark"], dict[str, str]]:
         msg = f"CRYPTODUDEZ_ENGINE={text!r}: {problem}"
         raise ValueError(msg)
     return default, engines
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (below a file nothing exists).
+
+    What is found is what stops ``path`` from being or becoming a folder when it is none.
+    """
+    while not path.exists():
+        path = path.parent
+    return path

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from cryptodudez import cli
+from cryptodudez import commands
 from cryptodudez.settings import PROJECT_DIR, Settings
 
 DATA = PROJECT_DIR.parent / "shared" / "data"
@@ -37,12 +37,12 @@ def main() -> int:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             for prefix, path in FILES.items():
-                for uri in cli.land([path], settings=settings, prefix=prefix):
+                for uri in commands.land([path], settings=settings, prefix=prefix):
                     print(f"landed {uri.replace(tmp, '<tmp>')}")  # noqa: T201
-            counts = cli.ingest(settings=settings)
-            print(cli.summary(settings).replace(tmp, "<tmp>"))  # noqa: T201
-            print(cli.sample_prediction(settings))  # noqa: T201
-            lake = cli._lake(settings)
+            counts = commands.ingest(settings=settings)
+            print(commands.summary(settings).replace(tmp, "<tmp>"))  # noqa: T201
+            print(commands.sample_prediction(settings))  # noqa: T201
+            lake = commands._lake(settings)
             version = lake.read_bytes(lake.path("models", "volume_model", "LATEST")).decode()
             metrics = json.loads(lake.read_bytes(
                 lake.path("models", "volume_model", version, "metrics.json")))

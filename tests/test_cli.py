@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 from polars.exceptions import PanicException
 
-from cryptodudez import cli
+from cryptodudez import cli, commands
 from cryptodudez.instance import free_port
 from cryptodudez.resources.lake import Lake, checked_raw_key
 from cryptodudez.settings import PROJECT_DIR, Settings
@@ -117,7 +117,7 @@ def test_a_bad_path_among_good_ones_lands_nothing(tmp_path: Path) -> None:
     good.write_text("a\n1\n")
     settings = Settings(lake=str(tmp_path / "lake"), dagster_home=str(tmp_path / "dh"))
     with pytest.raises(cli.CliError, match="missing"):
-        cli.land([good, tmp_path / "missing.csv"], settings=settings)
+        commands.land([good, tmp_path / "missing.csv"], settings=settings)
     assert not (tmp_path / "lake" / "raw").exists()
 
 
@@ -128,7 +128,7 @@ def test_landing_a_folder_skips_hidden_files(tmp_path: Path) -> None:
     (folder / ".DS_Store").write_bytes(b"\x00\x01")
     (folder / "a.csv").write_text("a\n1\n")
     settings = Settings(lake=str(tmp_path / "lake"), dagster_home=str(tmp_path / "dh"))
-    uris = cli.land([folder], settings=settings, prefix="v/")
+    uris = commands.land([folder], settings=settings, prefix="v/")
     assert [u.rsplit("/raw/", 1)[1] for u in uris] == ["v/a.csv"]
 
 
@@ -374,7 +374,7 @@ def test_a_refused_land_lands_nothing(landing: Path, capsys: pytest.CaptureFixtu
 
 def test_the_same_file_named_twice_lands_once(landing: Path) -> None:
     settings = Settings.from_env()
-    uris = cli.land([landing / "new1.csv", landing / "new1.csv"], settings=settings)
+    uris = commands.land([landing / "new1.csv", landing / "new1.csv"], settings=settings)
     assert [u.rsplit("/raw/", 1)[1] for u in uris] == ["new1.csv"]
 
 
@@ -447,7 +447,7 @@ def test_summary_shows_quarantined_events_before_any_valid_one(local_env: Path) 
     folder.mkdir(parents=True)
     pl.DataFrame({"source": ["file:///a"] * 2, "line": [1, 2], "raw": ["{", "x"],
                   "reason": ["malformed JSON"] * 2}).write_parquet(folder / "q.parquet")
-    lines = cli.summary(Settings.from_env()).splitlines()
+    lines = commands.summary(Settings.from_env()).splitlines()
     assert [line.split() for line in lines if line.startswith("events")] == [
         ["events", "0", "2", "no", "valid", "event", "yet"]]
 
@@ -459,7 +459,7 @@ def test_a_polars_panic_is_one_line_and_exit_1(local_env: Path,
     def panics(*args: object, **kwargs: object) -> None:
         raise PanicException("assertion failed: range.end as u64 <= self.size")
 
-    monkeypatch.setattr(cli.kpi, "compute", panics)
+    monkeypatch.setattr(commands.kpi, "compute", panics)
     assert _one_line_error(capsys, ["kpi", "--date", "2026-11-01", "--source", "events"]) == (
         1, "cryptodudez: error: kpi: polars panicked (a corrupt file in the lake?): "
            "assertion failed: range.end as u64 <= self.size")
@@ -478,7 +478,7 @@ def test_traceback_changes_what_is_printed_not_the_exit_status(
         raise (PanicException("assertion failed") if case == "panic"
                else RuntimeError("the lake is unreachable"))
 
-    monkeypatch.setattr(cli.kpi, "compute", fails)
+    monkeypatch.setattr(commands.kpi, "compute", fails)
     args = ["land", "/nonexistent"] if case == "missing-file" else ["kpi", "--date",
                                                                    "2026-11-01"]
     assert cli.main(args) == status
@@ -658,4 +658,32 @@ def test_the_demos_hints_name_the_command_as_it_can_be_typed_again(
     monkeypatch.setenv("PATH", str(on_path))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [argv0.format(cwd=tmp_path)])
-    assert cli._this_command() == shown
+    assert cli.this_command() == shown
+
+
+LOADED = ("print(sorted(m for m in ('dagster', 'sklearn', 'cryptodudez.commands') "
+          "if m in sys.modules))")
+
+
+def test_the_command_line_loads_no_pipeline_until_a_pipeline_command_runs(tmp_path: Path) -> None:
+    """A bad argument and ``dagster-home`` answer without importing Dagster or a pipeline
+    (seconds of CPU on every call, and on every start of a server role); ``summary`` then
+    does import them, which shows the probe sees an import."""
+    code = "\n".join([
+        "import sys", "from cryptodudez import cli",
+        "def call(argv):",
+        "    try:", "        return cli.main(argv)",
+        "    except SystemExit as exc:", "        return exc.code",  # argparse's own exit
+        "print(call(['kpi', '--date', '2026-13-01']))", LOADED,
+        "print(call(['dagster-home']))", LOADED,
+        "print(call(['summary']))", LOADED])
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CRYPTODUDEZ_"))},
+           "PYTHONPATH": str(PROJECT_DIR), "DAGSTER_HOME": str(tmp_path / "dh"),
+           "CRYPTODUDEZ_LAKE": str(tmp_path / "lake")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.stdout.splitlines() == [
+        "2", "[]",
+        str(tmp_path / "dh"), "0", "[]",
+        "2", "['cryptodudez.commands', 'dagster', 'sklearn']"], done.stderr
+    assert done.stderr.splitlines()[0].startswith("cryptodudez kpi: error: argument --date: ")

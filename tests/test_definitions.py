@@ -13,7 +13,7 @@ from scripts.asset_graph import OUT, render
 
 
 def test_import_touches_nothing_and_needs_no_environment(tmp_path) -> None:
-    code = "import cryptodudez.definitions, cryptodudez.cli; print('ok')"
+    code = "import cryptodudez.definitions, cryptodudez.cli, cryptodudez.commands; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], env={"PATH": "/usr/bin"}, cwd=tmp_path,
                          capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "ok"

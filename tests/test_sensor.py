@@ -11,7 +11,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from cryptodudez import cli
+from cryptodudez import commands
 from cryptodudez.definitions import build_definitions
 from cryptodudez.jobs import INGEST_JOB
 from cryptodudez.resources import build_resources
@@ -169,8 +169,8 @@ def test_the_sensor_does_not_redo_what_the_cli_ingested(tmp_path: Path, monkeypa
     """Open the UI after ``cryptodudez ingest``: the sensor launches nothing."""
     settings = Settings(lake=str(tmp_path / "lake"), dagster_home=str(tmp_path / "dh"))
     monkeypatch.setenv("DAGSTER_HOME", settings.dagster_home)
-    cli.land([SAMPLE], settings=settings)
-    counts = cli.ingest(settings=settings, progress=False)
+    commands.land([SAMPLE], settings=settings)
+    counts = commands.ingest(settings=settings, progress=False)
     assert counts["ingested"] == 1
     resources = build_resources(settings)
     with dg.DagsterInstance.get() as instance:
@@ -179,7 +179,7 @@ def test_the_sensor_does_not_redo_what_the_cli_ingested(tmp_path: Path, monkeypa
     assert result.skip_reason is not None
     assert result.skip_reason.skip_message == "all 1 landed files are ingested"
     # and the CLI, run again, agrees
-    assert cli.ingest(settings=settings, progress=False)["up_to_date"] == 1
+    assert commands.ingest(settings=settings, progress=False)["up_to_date"] == 1
 
 
 def test_a_reader_holding_the_catalogue_open_blocks_neither_ingest_nor_sensor(
@@ -190,7 +190,7 @@ def test_a_reader_holding_the_catalogue_open_blocks_neither_ingest_nor_sensor(
     resources = build_resources(settings)
     lake, metastore = resources["lake"], resources["metastore"]
     lake.land(SAMPLE, "first.zip")
-    assert cli.ingest(settings=settings, progress=False)["ingested"] == 1
+    assert commands.ingest(settings=settings, progress=False)["ingested"] == 1
     catalog = lake.path("catalog.duckdb")
     reader = subprocess.Popen(
         [sys.executable, "-c",
@@ -207,7 +207,7 @@ def test_a_reader_holding_the_catalogue_open_blocks_neither_ingest_nor_sensor(
         with dg.DagsterInstance.get() as instance:
             request = _tick(lake, metastore, instance)
             assert list(_requested(request)) == ["second.zip"]
-        counts = cli.ingest(settings=settings, progress=False)
+        counts = commands.ingest(settings=settings, progress=False)
         assert counts["ingested"] == 1
         assert counts["up_to_date"] == 1
         with dg.DagsterInstance.get() as instance:

@@ -8,8 +8,6 @@ any run: with the offline twin, a recording that cannot be read, or a range it d
 cover. The live API's coverage is not known up front: a range beyond the plan fails the run.
 """
 
-import re
-import sys
 import time
 from datetime import date
 
@@ -21,6 +19,8 @@ from cryptodudez.assets.coingecko import (
     FIRST_DAY,
     coingecko_days,
 )
+from cryptodudez.cli import echo, ensure_dagster_home
+from cryptodudez.days import parse_day
 from cryptodudez.definitions import build_definitions
 from cryptodudez.resources.coingecko import OfflineCoinGecko
 from cryptodudez.run_outcome import QUIET, outcome, step_errors
@@ -28,25 +28,6 @@ from cryptodudez.settings import Settings
 
 _SUMMARY = ("prices_served", "prices_changed", "request_window", "warmup_days_absent",
             "first_trailing_mean", "tables")
-
-
-def _out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-_YMD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def parse_day(text: str) -> date:
-    """A day written ``YYYY-MM-DD``; ``ValueError`` otherwise.
-
-    ``date.fromisoformat`` alone also reads ``20220101`` and ``2022-W01-1``, which no help
-    text promises (a reviewer).
-    """
-    if not _YMD.fullmatch(text):
-        raise ValueError(text)
-    return date.fromisoformat(text)
 
 
 def parse_range(coin: str, start: str, end: str) -> tuple[date, date]:
@@ -128,32 +109,29 @@ def run_coingecko_cli(settings: Settings, coin: str, start: str, end: str, *,
     first, last = parse_range(coin, start, end)
     defs = build_definitions(settings) if definitions is None else definitions
     check_recording((defs.resources or {}).get("coingecko"), first, last)
-    # cryptodudez.cli imports this module for its subcommand; import it back lazily.
-    from cryptodudez.cli import ensure_dagster_home  # noqa: PLC0415
-
     if instance is None:
         ensure_dagster_home(settings)
         instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def(COINGECKO_JOB)
     started = time.perf_counter()
-    _out(f"coingecko: {coin}/usd daily prices {first}..{last} ({(last - first).days + 1} "
+    echo(f"coingecko: {coin}/usd daily prices {first}..{last} ({(last - first).days + 1} "
          "days, one run) ...")
     result = job.execute_in_process(
         instance=instance, raise_on_error=False, run_config=QUIET,
         tags={"dagster/asset_partition_range_start": first.isoformat(),
               "dagster/asset_partition_range_end": last.isoformat(),
               "cryptodudez/trigger": "cli"})
-    _out(f"  {outcome(result, started).splitlines()[0]}")
+    echo(f"  {outcome(result, started).splitlines()[0]}")
     mats = [m for m in result.asset_materializations_for_node(COIN_ASSETS[coin])
             if "run_days" in m.metadata]
     if mats:
         metadata = mats[-1].metadata
         for key in _SUMMARY:
-            _out(f"  {key.replace('_', ' ')}: {metadata[key].value}")
+            echo(f"  {key.replace('_', ' ')}: {metadata[key].value}")
     for check in result.get_asset_check_evaluations():
-        _out(f"  check {check.check_name}: {'passed' if check.passed else 'FAILED'}"
+        echo(f"  check {check.check_name}: {'passed' if check.passed else 'FAILED'}"
              + ("" if check.passed else f" ({check.metadata['failing_rows'].value} rows)"))
     for line in step_errors(result):
-        _out(f"  error: {line}")
+        echo(f"  error: {line}")
     return 0 if result.success else 1
 

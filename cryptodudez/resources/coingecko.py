@@ -516,7 +516,8 @@ class OfflineCoinGecko(CoinGecko):
                                  schema={"timestamp_ms": pl.Int64, "price_usd": pl.Float64})
         except pl.exceptions.PolarsError as exc:
             said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            msg = f"{where} is not a CSV of timestamp_ms,price_usd: {said} {advice}"
+            # the advice first: the CLI cuts a long line, and polars' own words can be long
+            msg = f"{where} is not a CSV of timestamp_ms,price_usd {advice}: {said}"
             raise ValueError(msg) from None
         if prices.is_empty():
             msg = f"{where} holds no prices {advice}"

@@ -46,6 +46,7 @@ from cryptodudez.lake.layout import (  # noqa: F401 - re-exported for the engine
 )
 from cryptodudez.lake.store import BackgroundWriter  # also re-exported from here
 from cryptodudez.locks import file_lock, s3_lease
+from cryptodudez.settings import nearest_existing
 from cryptodudez.storage import MODELS, LakeStorage  # noqa: F401 - MODELS re-exported
 
 S3_KEY_BYTES = 1024  # the longest key S3 stores
@@ -401,16 +402,6 @@ def _raw_object(key: str, info: dict[str, Any]) -> RawObject:
     etag = str(info.get("ETag", "")).strip('"')
     version = etag or f"{info.get('size', 0)}-{int(landed.timestamp() * 1e9)}"
     return RawObject(key=key, version=version, size=int(info.get("size", 0)), landed_at=landed)
-
-
-def nearest_existing(path: Path) -> Path:
-    """``path`` or its nearest ancestor that exists (below a file nothing exists).
-
-    What is found is what stops ``path`` from being or becoming a folder when it is none.
-    """
-    while not path.exists():
-        path = path.parent
-    return path
 
 
 def _sha256_file(path: Path) -> str:

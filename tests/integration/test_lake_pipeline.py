@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from cryptodudez import cli
+from cryptodudez import cli, commands
 from cryptodudez.resources.lake import QUARANTINE, VALIDATED
 from cryptodudez.settings import PROJECT_DIR, Settings
 from tests.conftest import SAMPLES
@@ -125,7 +125,7 @@ def test_land_command_lands_folders_under_a_prefix(tmp_path) -> None:
     folder = tmp_path / "drop"
     (folder / "nested").mkdir(parents=True)
     (folder / "nested" / "a.csv").write_bytes(b"x\n")
-    uris = cli.land([folder], settings=settings, prefix="vendor")
+    uris = commands.land([folder], settings=settings, prefix="vendor")
     assert uris == [f"file://{tmp_path}/lake/raw/vendor/nested/a.csv"]
 
 
@@ -148,9 +148,9 @@ def test_cli_ingest_of_stocks_alone_serves_the_volume_model_and_waits_for_the_et
     # A stock-market user lands only stocks: the feature store (ETH prices and tweets) has
     # nothing to compute, so it is skipped with its reason instead of failing empty checks.
     settings = Settings(lake=str(tmp_path / "lake"), dagster_home=str(tmp_path / "dagster"))
-    cli.land([PROJECT_DIR / "samples" / "stock_market_sample.zip"], settings=settings,
+    commands.land([PROJECT_DIR / "samples" / "stock_market_sample.zip"], settings=settings,
              prefix="stocks")
-    counts = cli.ingest(settings=settings)
+    counts = commands.ingest(settings=settings)
     out = capsys.readouterr().out
     assert counts["failed"] == 0, out
     assert counts["stock_pipeline_runs"] == 1

@@ -502,7 +502,8 @@ def test_a_batch_whose_commit_failed_holds_the_drop_until_it_comes_again(
         try:
             with StateStore(tmp_path / "state.duckdb", "mood", key_horizon=horizon) as store:
                 stores.append(store)
-                consumer = MoodConsumer(nc, store, config(prune_every=0.0, ack_wait=3.0),
+                consumer = MoodConsumer(nc, store, config(prune_every=0.0, ack_wait=3.0,
+                                                          batch=256),
                                         before_commit=fail_once)
                 with contextlib.suppress(Crash):
                     await consumer.run()
@@ -512,7 +513,7 @@ def test_a_batch_whose_commit_failed_holds_the_drop_until_it_comes_again(
         finally:
             await nc.close()
 
-    due, applied = run(go())
+    due, applied = run(go(), timeout=60.0)  # 4,020 messages and a 3 s ack_wait, on a busy CI
     assert due == max(failed)
     assert applied == copies * MESSAGES
     assert seen["at_failure"] is not None  # keys had gone before the failure,

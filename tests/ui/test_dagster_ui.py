@@ -22,7 +22,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from cryptodudez import cli
+from cryptodudez import commands
 from cryptodudez.instance import free_port, write_instance_yaml
 from cryptodudez.settings import PROJECT_DIR, Settings
 
@@ -110,8 +110,8 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
     write_instance_yaml(Path(settings.dagster_home), None)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("DAGSTER_HOME", settings.dagster_home)  # restored after the ingest
-        cli.land([SAMPLE], settings=settings)
-        counts = cli.ingest(settings=settings, progress=False)
+        commands.land([SAMPLE], settings=settings)
+        counts = commands.ingest(settings=settings, progress=False)
     assert counts["ingested"] == 1, counts
     assert counts["failed"] == 0, counts
 
