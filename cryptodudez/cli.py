@@ -272,7 +272,7 @@ def _date_arg(text: str) -> date:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="cryptodudez", description=__doc__,
+    parser = OneLineParser(prog="cryptodudez", description=(__doc__ or "").split("\n\n")[0],
                      epilog="--traceback (anywhere): show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p_land = sub.add_parser("land", help="copy files or folders into the lake's raw/ layer")

@@ -516,8 +516,9 @@ class OfflineCoinGecko(CoinGecko):
                                  schema={"timestamp_ms": pl.Int64, "price_usd": pl.Float64})
         except pl.exceptions.PolarsError as exc:
             said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            # the advice first: the CLI cuts a long line, and polars' own words can be long
-            msg = f"{where} is not a CSV of timestamp_ms,price_usd {advice}: {said}"
+            # what to do before the path and polars' own words: the CLI cuts a long line
+            msg = (f"CoinGecko (offline): the recording is not a CSV of timestamp_ms,price_usd "
+                   f"{advice}: {self.prices_csv}: {said}")
             raise ValueError(msg) from None
         if prices.is_empty():
             msg = f"{where} holds no prices {advice}"

@@ -213,7 +213,7 @@ RECORDINGS = {"empty.csv": "", "columns.csv": "day,price\n2022-01-01,46319.6\n",
 @pytest.mark.parametrize(("recording", "said"), [
     ("absent.csv", "no recording at"),
     (".", "is a folder"),
-    ("empty.csv", "with a key): empty CSV"),  # the advice first, then what polars said
+    ("empty.csv", "empty.csv: empty CSV"),  # the advice first, then the path and polars' words
     ("columns.csv", "is not a CSV of timestamp_ms,price_usd"),
     ("header.csv", "holds no prices"),
     ("blank.csv", "has empty values"),
