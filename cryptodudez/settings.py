@@ -153,8 +153,7 @@ def _warehouse(text: str) -> str:
         else:
             if head[8:12] != b"DUCK":
                 problem = "not a DuckDB database file"
-    elif (blocker := next((p for p in path.parents if p.exists()), None)) is not None \
-            and not blocker.is_dir():
+    elif not (blocker := nearest_existing(path.parent)).is_dir():
         problem = f"{blocker} is not a folder"
     if problem:
         msg = f"CRYPTODUDEZ_WAREHOUSE={path}: {problem}"
