@@ -687,3 +687,11 @@ def test_the_command_line_loads_no_pipeline_until_a_pipeline_command_runs(tmp_pa
         str(tmp_path / "dh"), "0", "[]",
         "2", "['cryptodudez.commands', 'dagster', 'sklearn']"], done.stderr
     assert done.stderr.splitlines()[0].startswith("cryptodudez kpi: error: argument --date: ")
+
+
+def test_a_warehouse_below_a_file_is_refused_and_a_missing_folder_is_not(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'f'} is not a folder"):
+        Settings.from_env({"CRYPTODUDEZ_WAREHOUSE": str(tmp_path / "f" / "sub" / "w.duckdb")})
+    ok = Settings.from_env({"CRYPTODUDEZ_WAREHOUSE": str(tmp_path / "new" / "w.duckdb")})
+    assert ok.warehouse_path == str(tmp_path / "new" / "w.duckdb")
