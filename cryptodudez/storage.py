@@ -43,9 +43,11 @@ class LakeStorage:
         client_kwargs = {k: v for k, v in {"endpoint_url": self.endpoint_url,
                                           "region_name": self.region_name}.items() if v}
         # No listings cache: a long-lived lake (the sensor's, the CLI's, the API's) must see
-        # what other processes wrote or deleted since, not a listing it saw once.
-        return fsspec.filesystem("s3", client_kwargs=client_kwargs, skip_instance_cache=True,
-                                 use_listings_cache=False)
+        # what other processes wrote or deleted since, not a listing it saw once. The
+        # filesystem itself is shared: fsspec keeps one per (arguments, process, thread), and
+        # a new one's first request builds an S3 client, 0.25 to 0.55 s here (by hand, moto
+        # on loopback), which every ingest run paid for each lake object it made.
+        return fsspec.filesystem("s3", client_kwargs=client_kwargs, use_listings_cache=False)
 
     @property
     def root(self) -> str:

@@ -30,9 +30,10 @@ from litestar.testing import TestClient
 from moto.server import ThreadedMotoServer
 from polars.testing import assert_frame_equal
 
+from cryptodudez.assets import lake as lake_assets
 from cryptodudez.definitions import build_definitions
 from cryptodudez.resources import build_resources
-from cryptodudez.resources.lake import Lake, partition_key_for
+from cryptodudez.resources.lake import Lake, partition_key_for, raw_key_for
 from cryptodudez.resources.metastore import (
     COLUMNS_SCHEMA,
     FILES_SCHEMA,
@@ -524,6 +525,51 @@ def test_e2e_runs_and_checks(ingested: Ingested) -> None:
                      for check in ("rows_accounted", "keys_unique", "schema_conforms")):
             assert name in evaluations, (key, name)
             assert evaluations[name].passed, (key, name, evaluations[name].metadata)
+
+
+class CountingFs:
+    """The lake's real S3 filesystem, counting each listing and existence check by path."""
+
+    LOOKUPS = ("glob", "find", "ls", "exists", "isdir", "isfile")
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+        self.calls: Counter[tuple[str, str]] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.fs, name)
+        if name not in self.LOOKUPS:
+            return attr
+
+        def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
+            self.calls[(name, str(path))] += 1
+            return attr(path, *args, **kwargs)
+        return counted
+
+
+def test_the_checks_list_each_table_folder_once(ingested: Ingested) -> None:
+    """An ingest's materialisations list each table's folder once per layer, no more.
+
+    On S3 every listing is a request (about 20 ms on moto here, more on AWS); the checks
+    used to list a table's folder up to seven times and check that it exists first.
+    """
+    lake = ingested.fresh_lake()
+    counting = CountingFs(lake.fs)
+    lake.storage.__dict__["fs"] = counting  # the cached property's slot: same fs, counted
+    metastore = build_resources(ingested.settings)["metastore"]
+    key = ingested.partitions[0]
+    results = lake_assets._results(lake, metastore, key, file_uri="-", sha="-",
+                                   obj=lake.stat_raw(raw_key_for(key)), unchanged=True)
+
+    # The same verdicts as the partition's run gave (so the checks still read the tables).
+    verdicts = {c.check_name: c.passed for r in results for c in r.check_results or []}
+    ran = {e.check_name: e.passed for e in ingested.results[key].get_asset_check_evaluations()}
+    assert len(verdicts) > len(TABLES) and verdicts == ran
+    listed = {path: n for (name, path), n in counting.calls.items() if name == "glob"}
+    folders = {f"{layer}/{table}/" for layer in ("validated", "quarantine") for table in TABLES}
+    assert {next(f for f in folders if f in p) for p in listed} == folders, listed
+    assert all(n == 1 for n in listed.values()), listed
+    assert [c for c in counting.calls if c[0] != "glob"] == [], counting.calls
 
 
 def test_e2e_validated_tables_on_s3(ingested: Ingested, s3: Any) -> None:

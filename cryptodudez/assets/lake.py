@@ -27,6 +27,7 @@ from cryptodudez.resources.lake import (
     Lake,
     RawObject,
     fragment_prefix,
+    of_partition,
     raw_key_for,
 )
 from cryptodudez.resources.metastore import Metastore
@@ -78,17 +79,19 @@ CHECK_SPECS = [
 ]
 
 
-def _published_stats(lake: Lake, table: str, partition_key: str) -> table_checks.TableStats:
+def _published_stats(lake: Lake, table: str, validated: list[str],
+                     quarantine: list[str]) -> table_checks.TableStats:
     """What the partition published in a table, read back fragment by fragment.
 
+    ``validated`` and ``quarantine`` are the partition's fragments as listed after the run.
     The schema check validates these rows as they are on disk (bounded memory: one
     fragment at a time), not the frames the ingest produced.
     """
     stats = table_checks.TableStats()
-    for path in lake.partition_fragments(VALIDATED, table, partition_key):
-        spec = SPEC_BY_TABLE[table]
+    spec = SPEC_BY_TABLE[table]
+    for path in validated:
         stats.add_written(lake.read_parquet([path]), spec.schema, spec.time_column)
-    for path in lake.partition_fragments(QUARANTINE, table, partition_key):
+    for path in quarantine:
         stats.add_quarantined(lake.read_parquet([path]))
     return stats
 
@@ -101,14 +104,17 @@ def _table_materialization(lake: Lake, table: str, partition_key: str, *,
     Every check reads what the lake holds after the run: the partition's published
     fragments (rows from their footers, values validated), its published quarantine, and
     the whole table's keys. ``members`` are the file's catalogue rows as recorded, and
-    ``superseded`` the partition's ledger of rows later deliveries replaced.
+    ``superseded`` the partition's ledger of rows later deliveries replaced. Each layer of
+    the table is listed once (on S3 every listing is a request).
     """
     spec = SPEC_BY_TABLE[table]
-    stats = _published_stats(lake, table, partition_key)
-    repeated = (repeated_keys(lake.scan_table(VALIDATED, table, list(spec.key)), spec.key)
-                if lake.fragments(VALIDATED, table) else pl.DataFrame())
-    rows_on_disk = lake.count_rows(lake.partition_fragments(VALIDATED, table, partition_key))
+    table_fragments = lake.fragments(VALIDATED, table)
+    fragments = of_partition(table_fragments, partition_key)
     quarantine = lake.partition_fragments(QUARANTINE, table, partition_key)
+    stats = _published_stats(lake, table, fragments, quarantine)
+    repeated = (repeated_keys(lake.scan_parquet(table_fragments, list(spec.key)), spec.key)
+                if table_fragments else pl.DataFrame())
+    rows_on_disk = lake.count_rows(fragments)
     quarantine_on_disk = (
         lake.scan_parquet(quarantine, ["source", "line"]).filter(pl.col("line").is_not_null())
         .group_by("source").len().collect()
@@ -128,7 +134,7 @@ def _table_materialization(lake: Lake, table: str, partition_key: str, *,
         "dagster/row_count": rows_on_disk,
         "rows_quarantined": stats.quarantined,
         "rows_superseded": superseded,
-        "fragments": len(lake.partition_fragments(VALIDATED, table, partition_key)),
+        "fragments": len(fragments),
         "path": lake.url(VALIDATED, table, fragment_prefix(partition_key) + "-*.parquet"),
         "quarantine_path": lake.url(QUARANTINE, table,
                                     fragment_prefix(partition_key) + "-*.parquet"),

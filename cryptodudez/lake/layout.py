@@ -5,6 +5,7 @@ engine, the event lake, the Dagster resource and the CLI.
 """
 
 import hashlib
+import posixpath
 import re
 from urllib.parse import quote, unquote
 
@@ -71,6 +72,12 @@ def fragment_prefix(partition_key: str) -> str:
     """Common start of the names of the Parquet fragments a partition writes in every table."""
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in partition_key)[-80:]
     return f"part-{slug}-{digest(partition_key)[:12]}"
+
+
+def of_partition(paths: list[str], partition_key: str) -> list[str]:
+    """The fragments among ``paths`` that partition ``partition_key`` wrote."""
+    prefix = fragment_prefix(partition_key)
+    return [p for p in paths if posixpath.basename(p).startswith(prefix)]
 
 
 def fragment_name(partition_key: str, part: int = 0) -> str:

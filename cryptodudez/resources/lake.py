@@ -41,6 +41,7 @@ from cryptodudez.lake.layout import (  # noqa: F401 - re-exported for the engine
     digest,
     fragment_name,
     fragment_prefix,
+    of_partition,
     partition_key_for,
     raw_key_for,
 )
@@ -229,12 +230,20 @@ class Lake(dg.ConfigurableResource):
         return self.path(layer, table)
 
     def fragments(self, layer: str, table: str) -> list[str]:
-        """Paths of a table's Parquet fragments (hidden temporaries excluded)."""
-        folder = self.table_dir(layer, table)
-        if not self.fs.exists(folder):
+        """Paths of a table's Parquet fragments (hidden temporaries excluded).
+
+        One listing: a glob of a folder that does not exist is empty, locally and on S3,
+        so no existence check first (on S3 that was a second request per listing).
+        """
+        return self._glob(posixpath.join(self.table_dir(layer, table), "*.parquet"))
+
+    def _glob(self, pattern: str) -> list[str]:
+        """Sorted visible paths matching ``pattern``; none when its folder is missing."""
+        try:
+            found = self.fs.glob(pattern)
+        except FileNotFoundError:  # a missing bucket on S3
             return []
-        return sorted(p for p in self.fs.glob(posixpath.join(folder, "*.parquet"))
-                      if not posixpath.basename(p).startswith("."))
+        return sorted(p for p in found if not posixpath.basename(p).startswith("."))
 
     @contextmanager
     def background_writer(self, *, max_pending: int = 2) -> Iterator[BackgroundWriter]:
@@ -248,9 +257,7 @@ class Lake(dg.ConfigurableResource):
 
     def partition_fragments(self, layer: str, table: str, partition_key: str) -> list[str]:
         """The visible fragments a partition wrote in a table."""
-        prefix = fragment_prefix(partition_key)
-        return [p for p in self.fragments(layer, table)
-                if posixpath.basename(p).startswith(prefix)]
+        return of_partition(self.fragments(layer, table), partition_key)
 
     def staging_dir(self, layer: str, table: str, partition_key: str) -> str:
         """Hidden folder where a partition's new fragments wait until the run commits them."""
@@ -259,15 +266,16 @@ class Lake(dg.ConfigurableResource):
     def clear_staging(self, layer: str, table: str, partition_key: str) -> None:
         """Remove what an earlier, interrupted run of the partition left in staging."""
         folder = self.staging_dir(layer, table, partition_key)
-        if self.fs.exists(folder):
+        if self.is_s3:  # one listing, where an existence check first would be two requests
+            if leftovers := self.fs.find(folder):
+                self.fs.rm(leftovers)
+        elif self.fs.exists(folder):
             self.fs.rm(folder, recursive=True)
 
     def staged(self, layer: str, table: str, partition_key: str) -> list[str]:
         """Fragments of the partition waiting in staging."""
-        folder = self.staging_dir(layer, table, partition_key)
-        if not self.fs.exists(folder):
-            return []
-        return sorted(self.fs.glob(posixpath.join(folder, "*.parquet")))
+        return self._glob(posixpath.join(self.staging_dir(layer, table, partition_key),
+                                         "*.parquet"))
 
     def commit_staged(self, layer: str, table: str, partition_key: str) -> list[str]:
         """Publish the partition's staged fragments in place of its previous ones.
