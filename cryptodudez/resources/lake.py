@@ -230,20 +230,22 @@ class Lake(dg.ConfigurableResource):
         return self.path(layer, table)
 
     def fragments(self, layer: str, table: str) -> list[str]:
-        """Paths of a table's Parquet fragments (hidden temporaries excluded).
+        """Paths of a table's Parquet fragments (hidden temporaries excluded)."""
+        return self._parquet_in(self.table_dir(layer, table))
 
-        One listing: a glob of a folder that does not exist is empty, locally and on S3,
-        so no existence check first (on S3 that was a second request per listing).
+    def _parquet_in(self, folder: str) -> list[str]:
+        """Sorted visible ``*.parquet`` paths directly in ``folder``; none when it is missing.
+
+        One listing: on S3 a folder's ``ls`` is one request (two when the folder is
+        missing), where fsspec's ``glob`` made four or five and an existence check first two
+        more (counted on moto's server; a test counts them).
         """
-        return self._glob(posixpath.join(self.table_dir(layer, table), "*.parquet"))
-
-    def _glob(self, pattern: str) -> list[str]:
-        """Sorted visible paths matching ``pattern``; none when its folder is missing."""
         try:
-            found = self.fs.glob(pattern)
-        except FileNotFoundError:  # a missing bucket on S3
+            names = self.fs.ls(folder, detail=False)
+        except FileNotFoundError:
             return []
-        return sorted(p for p in found if not posixpath.basename(p).startswith("."))
+        return sorted(p for p in names
+                      if p.endswith(".parquet") and not posixpath.basename(p).startswith("."))
 
     @contextmanager
     def background_writer(self, *, max_pending: int = 2) -> Iterator[BackgroundWriter]:
@@ -266,16 +268,18 @@ class Lake(dg.ConfigurableResource):
     def clear_staging(self, layer: str, table: str, partition_key: str) -> None:
         """Remove what an earlier, interrupted run of the partition left in staging."""
         folder = self.staging_dir(layer, table, partition_key)
-        if self.is_s3:  # one listing, where an existence check first would be two requests
-            if leftovers := self.fs.find(folder):
-                self.fs.rm(leftovers)
+        if self.is_s3:  # one listing (staging is flat), where an existence check is two
+            try:
+                leftovers = self.fs.ls(folder, detail=False)
+            except FileNotFoundError:
+                return
+            self.fs.rm(leftovers)
         elif self.fs.exists(folder):
             self.fs.rm(folder, recursive=True)
 
     def staged(self, layer: str, table: str, partition_key: str) -> list[str]:
         """Fragments of the partition waiting in staging."""
-        return self._glob(posixpath.join(self.staging_dir(layer, table, partition_key),
-                                         "*.parquet"))
+        return self._parquet_in(self.staging_dir(layer, table, partition_key))
 
     def commit_staged(self, layer: str, table: str, partition_key: str) -> list[str]:
         """Publish the partition's staged fragments in place of its previous ones.
