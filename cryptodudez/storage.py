@@ -72,3 +72,17 @@ class LakeStorage:
     def exists(self, path: str) -> bool:
         """True when ``path`` exists."""
         return bool(self.fs.exists(path))
+
+    def parquet_in(self, folder: str) -> list[str]:
+        """Sorted visible ``*.parquet`` paths directly in ``folder``; none when it is missing.
+
+        One listing: on S3 a folder's ``ls`` is one request (two when the folder is
+        missing), where fsspec's ``glob`` made four or five and an existence check first two
+        more (counted on moto's server; ``tests/test_s3.py`` counts them).
+        """
+        try:
+            names = self.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(p for p in names
+                      if p.endswith(".parquet") and not posixpath.basename(p).startswith("."))

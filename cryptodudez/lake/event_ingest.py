@@ -483,8 +483,7 @@ def _publish_quarantine(storage: LakeStorage, partition_key: str,
     fs = storage.fs
     folder = storage.path(QUARANTINE, "events")
     prefix = quarantine_prefix(partition_key)
-    old = ({p for p in fs.glob(posixpath.join(folder, f"{prefix}-*.parquet"))}
-           if fs.exists(folder) else set())
+    old = {p for p in storage.parquet_in(folder) if posixpath.basename(p).startswith(f"{prefix}-")}
     fs.makedirs(folder, exist_ok=True)
     published = []
     for n, path in enumerate(staged):

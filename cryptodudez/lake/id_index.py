@@ -32,14 +32,8 @@ def _folder(storage: LakeStorage, day: object) -> str:
 def index_files(storage: LakeStorage, days: Iterable[date],
                 live: dict[date, set[str]]) -> list[str]:
     """Trusted index files of ``days`` (their tag is live in the table on that day)."""
-    fs = storage.fs
-    paths = []
-    for day in sorted(set(days)):
-        folder = _folder(storage, day)
-        if fs.exists(folder):
-            paths += [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
-                      if tag_of(p) in live.get(day, ())]
-    return paths
+    return [p for day in sorted(set(days)) for p in storage.parquet_in(_folder(storage, day))
+            if tag_of(p) in live.get(day, ())]
 
 
 def read_ids(storage: LakeStorage, paths: list[str]) -> pl.Series:
@@ -66,12 +60,7 @@ def write_index(storage: LakeStorage, tag: str, rows: pl.DataFrame,
 
 def prune_day(storage: LakeStorage, day: date, live: set[str]) -> list[str]:
     """Remove the day's index files whose tag is no longer live (after a compaction)."""
-    fs = storage.fs
-    folder = _folder(storage, day)
-    if not fs.exists(folder):
-        return []
-    stale = [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
-             if tag_of(p) not in live]
+    stale = [p for p in storage.parquet_in(_folder(storage, day)) if tag_of(p) not in live]
     for path in stale:
-        fs.rm(path)
+        storage.fs.rm(path)
     return stale

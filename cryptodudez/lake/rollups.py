@@ -155,13 +155,9 @@ def rollup_files(storage: LakeStorage, day: object, live: set[str] | None,
     when ``n`` divides ``k`` those types are in shard ``b`` modulo ``n``. Other files may
     hold any type: the reader still filters rows by type.
     """
-    folder = day_folder(storage, day)
-    fs = storage.fs
-    if not fs.exists(folder):
-        return []
     index, count = shard
     paths = []
-    for path in sorted(fs.glob(posixpath.join(folder, "*.parquet"))):
+    for path in storage.parquet_in(day_folder(storage, day)):
         if live is not None and tag_of(path) not in live:
             continue
         bucket = _BUCKET_NAME.search(path)
@@ -186,12 +182,7 @@ def read_rollups(storage: LakeStorage, paths: list[str],
 
 def prune_day(storage: LakeStorage, day: object, live: set[str]) -> list[str]:
     """Remove the day's rollup files whose tag is no longer live (after a compaction)."""
-    folder = day_folder(storage, day)
-    fs = storage.fs
-    if not fs.exists(folder):
-        return []
-    stale = [p for p in sorted(fs.glob(posixpath.join(folder, "*.parquet")))
-             if tag_of(p) not in live]
+    stale = [p for p in storage.parquet_in(day_folder(storage, day)) if tag_of(p) not in live]
     for path in stale:
-        fs.rm(path)
+        storage.fs.rm(path)
     return stale

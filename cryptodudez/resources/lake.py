@@ -231,21 +231,7 @@ class Lake(dg.ConfigurableResource):
 
     def fragments(self, layer: str, table: str) -> list[str]:
         """Paths of a table's Parquet fragments (hidden temporaries excluded)."""
-        return self._parquet_in(self.table_dir(layer, table))
-
-    def _parquet_in(self, folder: str) -> list[str]:
-        """Sorted visible ``*.parquet`` paths directly in ``folder``; none when it is missing.
-
-        One listing: on S3 a folder's ``ls`` is one request (two when the folder is
-        missing), where fsspec's ``glob`` made four or five and an existence check first two
-        more (counted on moto's server; a test counts them).
-        """
-        try:
-            names = self.fs.ls(folder, detail=False)
-        except FileNotFoundError:
-            return []
-        return sorted(p for p in names
-                      if p.endswith(".parquet") and not posixpath.basename(p).startswith("."))
+        return self.storage.parquet_in(self.table_dir(layer, table))
 
     @contextmanager
     def background_writer(self, *, max_pending: int = 2) -> Iterator[BackgroundWriter]:
@@ -279,7 +265,7 @@ class Lake(dg.ConfigurableResource):
 
     def staged(self, layer: str, table: str, partition_key: str) -> list[str]:
         """Fragments of the partition waiting in staging."""
-        return self._parquet_in(self.staging_dir(layer, table, partition_key))
+        return self.storage.parquet_in(self.staging_dir(layer, table, partition_key))
 
     def commit_staged(self, layer: str, table: str, partition_key: str) -> list[str]:
         """Publish the partition's staged fragments in place of its previous ones.
