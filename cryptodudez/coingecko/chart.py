@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 
 import polars as pl
-from matplotlib.figure import Figure
 
-from cryptodudez.features.charts import SIZE, _finished
+from cryptodudez.features.charts import _finished, new_figure
 
 PRICE_COLOUR = "tab:blue"
 AVERAGE_COLOUR = "tab:orange"
@@ -49,7 +48,7 @@ def moving_average_chart(rows: pl.DataFrame, *, first_day: date,
         raise ValueError("moving_average_chart: no price to draw")
     rows = rows.sort("day")
     days = rows["day"].to_list()
-    figure = Figure(figsize=SIZE)
+    figure = new_figure()
     ax = figure.add_subplot()
     if warmup_days > 0:
         start = first_day - timedelta(days=warmup_days)

@@ -32,13 +32,16 @@ import math
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
+
+# scikit-learn is imported where a model is fitted or split: about 1.8 s that every process
+# loading the Dagster definitions (each run and step, the code server) paid otherwise.
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
 from cryptodudez.transforms.lookup import LookupModel
 
@@ -187,7 +190,7 @@ class VolumeModel:
     """A fitted correction model over binned features, and its shrinkage."""
 
     edges: list[np.ndarray]
-    booster: HistGradientBoostingRegressor
+    booster: "HistGradientBoostingRegressor"
     shrinkage: float
     scale: float = 1.0
 
@@ -219,6 +222,8 @@ def fit(x: np.ndarray, y: np.ndarray, *, shrinkage: float) -> VolumeModel:
     ratio = np.where(x[:, 0] > 0, y / np.where(x[:, 0] > 0, x[:, 0], 1.0), 1.0)
     target = np.log(np.maximum(ratio, _RATIO_FLOOR))
     edges = [bin_edges(x[:, k]) for k in range(x.shape[1])]
+    from sklearn.ensemble import HistGradientBoostingRegressor  # noqa: PLC0415 - see top
+
     with threadpool_limits(limits=FIT_THREADS, user_api="openmp"):
         booster = HistGradientBoostingRegressor(**HGB_PARAMS).fit(encode(x, edges), target)
     return VolumeModel(edges, booster, shrinkage)
@@ -265,6 +270,8 @@ def evaluation_splits(frame: pl.DataFrame, *,
     idx = np.arange(frame.height)
     dates = frame["Date"].to_numpy()
     cut = str(np.datetime64(str(dates.max())) - np.timedelta64(holdout_days, "D"))
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415 - see top
+
     tr, te = train_test_split(idx, test_size=0.2, random_state=42)
     return {
         "held_out_symbols": symbol_split(frame, share=HELD_OUT_SYMBOLS, salt="evaluation"),
