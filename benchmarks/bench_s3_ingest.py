@@ -75,7 +75,10 @@ def one_round(url: str, log: Path, work: Path) -> dict[str, Any]:
     from cryptodudez.settings import PROJECT_DIR, Settings
 
     bucket = f"bench-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=url, region_name=REGION).create_bucket(Bucket=bucket)
+    s3 = boto3.client("s3", endpoint_url=url, region_name=REGION)
+    s3.create_bucket(Bucket=bucket)
+    # Versioned, as the production lake's bucket is (a re-landed file keeps its old version).
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     settings = Settings(lake=f"s3://{bucket}/lake", endpoint_url=url, region=REGION,
                         glue_database=f"cdz_{uuid.uuid4().hex[:8]}",
                         dagster_home=str(work / uuid.uuid4().hex[:8]))

@@ -44,9 +44,10 @@ class LakeStorage:
                                           "region_name": self.region_name}.items() if v}
         # No listings cache: a long-lived lake (the sensor's, the CLI's, the API's) must see
         # what other processes wrote or deleted since, not a listing it saw once. The
-        # filesystem itself is shared: fsspec keeps one per (arguments, process, thread), and
-        # a new one's first request builds an S3 client, 0.25 to 0.55 s here (by hand, moto
-        # on loopback), which every ingest run paid for each lake object it made.
+        # filesystem itself is shared: fsspec keeps one async filesystem per (arguments,
+        # process), used by all its threads (s3fs runs every call on its own event loop
+        # thread), and a new one's first request builds an S3 client, 0.25 to 0.55 s here (by
+        # hand, moto on loopback), which every ingest run paid for each lake object it made.
         return fsspec.filesystem("s3", client_kwargs=client_kwargs, use_listings_cache=False)
 
     @property
@@ -76,9 +77,11 @@ class LakeStorage:
     def parquet_in(self, folder: str) -> list[str]:
         """Sorted visible ``*.parquet`` paths directly in ``folder``; none when it is missing.
 
-        One listing: on S3 a folder's ``ls`` is one request (two when the folder is
-        missing), where fsspec's ``glob`` made four or five and an existence check first two
-        more (counted on moto's server; ``tests/test_s3.py`` counts them).
+        One listing: on S3 a folder's ``ls`` is one request, where fsspec's ``glob`` made
+        four or five and an existence check first two more (counted on moto's server;
+        ``tests/test_s3.py`` counts the calls). A missing folder costs more: s3fs then lists
+        the parent folder too, one more request per 1,000 entries beside it (the event
+        lake's index and rollup folders have one entry per day).
         """
         try:
             names = self.fs.ls(folder, detail=False)
