@@ -20,7 +20,7 @@ import polars as pl
 from cryptodudez.datasets.merge import ORDER, key_hash, resolve_latest, rows_with_repeated_keys
 from cryptodudez.datasets.specs import DATASETS, TABLES, attach_security_names
 from cryptodudez.ingest import UNRECOGNISED_TABLE, IngestResult
-from cryptodudez.lake.layout import QUARANTINE, VALIDATED, fragment_name
+from cryptodudez.lake.layout import QUARANTINE, VALIDATED, fragment_name, of_partition
 from cryptodudez.lake.store import FragmentWriter, TableStore
 
 SPEC_BY_TABLE = {spec.table: spec for spec in DATASETS}
@@ -82,10 +82,16 @@ def resolve_across_files(store: TableStore, table: str, partition_key: str,
         of the same file), and other files' rows this one superseded.
     """
     removed = pl.DataFrame(schema=REMOVED_SCHEMA)
+    if own_hashes.len() == 0:
+        # This file staged no row here: it can neither lose nor supersede one, and the other
+        # files' rows were resolved when they were published. Nothing to list or read (the
+        # whole table's keys otherwise, downloaded on S3, on every ingest of any file).
+        return removed
     key = list(SPEC_BY_TABLE[table].key)
-    own_old = set(store.partition_fragments(VALIDATED, table, partition_key))
+    published = store.fragments(VALIDATED, table)  # one listing for own and others
+    own_old = set(of_partition(published, partition_key))
     staged = store.staged(VALIDATED, table, partition_key)
-    others = [p for p in store.fragments(VALIDATED, table) if p not in own_old]
+    others = [p for p in published if p not in own_old]
     if not staged and not others:
         return removed
     hashes = own_hashes

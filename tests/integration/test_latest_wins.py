@@ -13,6 +13,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from cryptodudez.lake.tables import resolve_across_files
 from cryptodudez.resources.lake import RAW, VALIDATED, Lake, partition_key_for
 from tests.helpers import QUIET, table
 
@@ -86,3 +87,28 @@ def test_the_later_landed_delivery_wins_although_its_name_sorts_first(
     # rows are removed by the later delivery's run, which loses nothing itself).
     assert _superseded(results[EARLY_KEY]) == (2 if first == LATE_KEY else 0)
     assert _superseded(results[LATE_KEY]) == 0
+
+
+def test_a_file_that_feeds_no_row_of_a_table_reads_none_of_it(
+        defs, instance, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resolving "the latest delivery wins" for a table the file staged no row in reads
+    nothing: such a file can neither lose nor supersede a row there. The old code read every
+    other file's keys of the table (the whole table, downloaded on S3) on every ingest."""
+    lake: Lake = defs.resources["lake"]
+    _land_at(lake, _archive(tmp_path / "early.zip", EARLY_BARS), EARLY_KEY, EARLY_LANDED)
+    _land_at(lake, _archive(tmp_path / "late.zip", LATE_BARS), LATE_KEY, LATE_LANDED)
+    assert all(_ingest(defs, instance, key).success for key in (EARLY_KEY, LATE_KEY))
+    assert len(lake.fragments(VALIDATED, "stock_prices")) == 2
+    reads: list[list[str]] = []
+    scan = Lake.scan_parquet
+
+    def counted(self: Lake, paths: list[str], *args: object, **kwargs: object) -> pl.LazyFrame:
+        reads.append(list(paths))
+        return scan(self, paths, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Lake, "scan_parquet", counted)
+    removed = resolve_across_files(lake, "stock_prices", partition_key_for("other/tweets.zip"),
+                                   pl.Series("_key_hash", [], dtype=pl.UInt64))
+    assert removed.height == 0
+    assert reads == []
+    assert len(lake.fragments(VALIDATED, "stock_prices")) == 2
