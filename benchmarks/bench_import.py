@@ -20,7 +20,7 @@ from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from reference.common import machine_info  # noqa: E402
+from reference.common import machine_info, wait_quiet  # noqa: E402
 
 MODULES = ("cryptodudez.definitions", "cryptodudez.cli")
 HEAVY = ("dagster", "sklearn", "matplotlib", "pandas", "pandera", "pyspark", "scipy")
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True, check=False).stdout.strip()
+    quiet = wait_quiet()  # the other processes' load, recorded beside the times
     for module in MODULES:  # compile the bytecode, untimed
         timed_import(module)
     runs: dict[str, list[float]] = {m: [] for m in MODULES}
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "started": datetime.now(tz=UTC).isoformat(timespec="seconds"), "commit": commit,
         "command": "python benchmarks/bench_import.py " + " ".join(argv or sys.argv[1:]),
-        "machine": machine_info(),
+        "machine": machine_info(), "load_before": quiet,
         "imports": {m: {"seconds_median": median(runs[m]), "seconds_runs": runs[m],
                         "heavy_modules_loaded": loaded[m]} for m in MODULES},
     }

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import numpy as np
 import polars as pl
-from reference.common import machine_info, wait_quiet
+from reference.common import free_port, machine_info, wait_quiet
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PROJECT = Path(__file__).resolve().parents[1]
@@ -101,14 +101,6 @@ def serve(lake: Path, port: int) -> subprocess.Popen[bytes]:
         cwd=PROJECT, env=env)
 
 
-def _free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _percentiles(ms: list[float]) -> dict[str, float]:
     values = np.array(ms)
     return {"n": len(ms), "percentiles": [50, 99],
@@ -144,7 +136,7 @@ def main() -> None:
         lake = Path(tmp) / "lake"
         generate(lake, args.trades, args.sentiments)
         ten_seconds = in_process(lake)
-        port = _free_port()
+        port = free_port()
         server = serve(lake, port)
         try:
             base = f"http://127.0.0.1:{port}"

@@ -16,7 +16,6 @@ Writes ``benchmarks/results/NAME.json``. Loopback only; moto's per-request time 
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,14 +30,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's code, also when run from another worktree
 sys.path.insert(1, str(ROOT / "benchmarks"))
+from reference.common import free_port, machine_info, wait_quiet  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -110,8 +105,6 @@ def one_round(url: str, log: Path, work: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reference.common import machine_info
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="result name (benchmarks/results/NAME.json)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds, each on a fresh bucket")
@@ -120,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                       AWS_DEFAULT_REGION=REGION)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True, check=False).stdout.strip()
+    quiet = wait_quiet()  # the other processes' load, recorded beside the times
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         log = work / "moto.log"
@@ -132,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                        "requests_median": median(r[phase]["requests"] for r in rounds)}
                for phase in ("first", "rerun")}
     result = {"started": datetime.now(tz=UTC).isoformat(timespec="seconds"), "commit": commit,
-              "machine": machine_info(),
+              "machine": machine_info(), "load_before": quiet,
               "command": "python benchmarks/bench_s3_ingest.py " + " ".join(argv or sys.argv[1:]),
               "summary": summary, "rounds": rounds}
     RESULTS.mkdir(parents=True, exist_ok=True)

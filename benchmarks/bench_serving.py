@@ -47,7 +47,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -63,6 +62,7 @@ from reference.common import (
     PROJECT_DIR,
     busy_cores,
     cpu_seconds,
+    free_port,
     lake_uri,
     machine_info,
     process_tree,
@@ -283,12 +283,6 @@ def asgi_inprocess(lake: str, work: Path, *, calls: int = 20_000) -> dict[str, A
 
 
 # ----------------------------------------------------------------------------- servers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def server_command(name: str, port: int) -> list[str]:
     """The command line that starts server ``name`` on ``port``."""
     if name.startswith("ours_"):

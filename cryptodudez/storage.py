@@ -74,18 +74,24 @@ class LakeStorage:
         """True when ``path`` exists."""
         return bool(self.fs.exists(path))
 
+    def ls(self, folder: str) -> list[str]:
+        """Paths directly in ``folder`` (files and folders); none when it is missing.
+
+        On S3 one request when the folder exists; for a missing one s3fs also lists the
+        parent folder, one more request per 1,000 entries beside it.
+        """
+        try:
+            return list(self.fs.ls(folder, detail=False))
+        except FileNotFoundError:
+            return []
+
     def parquet_in(self, folder: str) -> list[str]:
         """Sorted visible ``*.parquet`` paths directly in ``folder``; none when it is missing.
 
-        One listing: on S3 a folder's ``ls`` is one request, where fsspec's ``glob`` made
-        four or five and an existence check first two more (counted on moto's server;
-        ``tests/test_s3.py`` counts the calls). A missing folder costs more: s3fs then lists
-        the parent folder too, one more request per 1,000 entries beside it (the event
-        lake's index and rollup folders have one entry per day).
+        One listing (:meth:`ls`), where fsspec's ``glob`` made four or five requests on S3
+        and an existence check first two more (counted on moto's server;
+        ``tests/test_s3.py`` counts the calls). The event lake's index and rollup folders
+        have one entry per day, so a missing one's listing grows with the lake's age.
         """
-        try:
-            names = self.fs.ls(folder, detail=False)
-        except FileNotFoundError:
-            return []
-        return sorted(p for p in names
+        return sorted(p for p in self.ls(folder)
                       if p.endswith(".parquet") and not posixpath.basename(p).startswith("."))

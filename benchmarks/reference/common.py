@@ -9,6 +9,7 @@ slower.
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,13 @@ def machine_info() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a server this benchmark starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def cpu_counters() -> tuple[int, int]:

@@ -256,11 +256,8 @@ class Lake(dg.ConfigurableResource):
         """Remove what an earlier, interrupted run of the partition left in staging."""
         folder = self.staging_dir(layer, table, partition_key)
         if self.is_s3:  # one listing (staging is flat), where an existence check is two
-            try:
-                leftovers = self.fs.ls(folder, detail=False)
-            except FileNotFoundError:
-                return
-            self.fs.rm(leftovers)
+            if leftovers := self.storage.ls(folder):
+                self.fs.rm(leftovers)
         elif self.fs.exists(folder):
             self.fs.rm(folder, recursive=True)
 
