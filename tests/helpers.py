@@ -9,13 +9,18 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import deltalake.table
 import numpy as np
 import polars as pl
 import pytest
 
+from cryptodudez.lake.event_ingest import EventFileResult, ingest_event_file
+from cryptodudez.lake.layout import digest
 from cryptodudez.resources.lake import MODELS, Lake, partition_key_for
+from cryptodudez.storage import LakeStorage
 from cryptodudez.transforms import volume_model as vm
 from cryptodudez.transforms.lookup import LookupModel
 from serving.signal_store import CLASSES, SignalRow, write_signals
@@ -128,3 +133,43 @@ def held_port() -> Iterator[int]:
         held.bind(("127.0.0.1", 0))
         held.listen()
         yield held.getsockname()[1]
+
+
+def ingest_events(storage: LakeStorage, path: Path, key: str) -> EventFileResult:
+    """The event engine's ingest of ``path`` as landed file ``key`` (no Dagster)."""
+    lake = Lake(uri=storage.uri)
+    sha = digest(path.read_bytes().hex())[:16]
+    return ingest_event_file(
+        storage, str(path), source=f"file://{path}", partition_key=key,
+        version_tag=digest(f"{key}@{sha}")[:16], landed_at=datetime.now(tz=UTC),
+        publish_lock=lake.publish_lock)
+
+
+def events_file(path: Path, events: list[tuple[str, str, datetime]]) -> Path:
+    """A landed file of ``(id, type, created_at)`` events, each with a user id."""
+    path.write_text("".join(
+        json.dumps({"data": {"id": event_id, "type": event_type,
+                             "attributes": {"user_id": f"u{n % 7}"}},
+                    "meta": {"created_at": int(at.timestamp() * 1000)}}) + "\n"
+        for n, (event_id, event_type, at) in enumerate(events)))
+    return path
+
+
+def spread_events(day: date, prefix: str, count: int) -> list[tuple[str, str, datetime]]:
+    """``count`` events of three types over the hours of ``day``."""
+    return [(f"{prefix}{i}", ("trade", "login", "page.view")[i % 3],
+             datetime(day.year, day.month, day.day, i % 24, i % 60, tzinfo=UTC))
+            for i in range(count)]
+
+
+def count_table_loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count full loads of a Delta table (``DeltaTable`` constructions) from here on."""
+    counts = {"loads": 0}
+    original = deltalake.table.DeltaTable.__init__
+
+    def counting(self: deltalake.DeltaTable, *args: Any, **kwargs: Any) -> None:
+        counts["loads"] += 1
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(deltalake.table.DeltaTable, "__init__", counting)
+    return counts

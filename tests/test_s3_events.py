@@ -25,6 +25,7 @@ from botocore.config import Config
 from cryptodudez import cli
 from cryptodudez.definitions import build_definitions
 from cryptodudez.jobs import EVENT_DAILY_JOB, EVENT_INGEST_JOB
+from cryptodudez.lake import delta_log
 from cryptodudez.lake.event_table import EventTable
 from cryptodudez.lake.eventgen import GenerationReport, generate
 from cryptodudez.lake.layout import partition_key_for
@@ -116,6 +117,10 @@ def test_events_on_s3_with_glue_and_two_laptops(
     daily = defs.resolve_job_def(EVENT_DAILY_JOB).execute_in_process(
         partition_key=DAY.isoformat(), instance=instance, run_config=QUIET)
     assert _checks(daily) == dict.fromkeys(DAILY_CHECKS, True)
+    # The KPI job's trust in the rollups: the day's tags read from the log on S3 (no
+    # fallback: None would fail), as a load of the whole table gives them.
+    tags = delta_log.live_tags_of_day(lake.storage, table.root, DAY)
+    assert tags and tags == EventTable(lake.storage).live_tags(DAY)[DAY]
 
     # The day only S3 is up: two machines, one shard each, then a merge; no Dagster.
     monkeypatch.setenv("CRYPTODUDEZ_LAKE", settings.lake)

@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import polars as pl
 
+from cryptodudez.lake import delta_log
 from cryptodudez.lake.event_table import EventTable, groups_by_size, plain_parquet
 from cryptodudez.lake.layout import tag_of
 from cryptodudez.lake.rollups import hll_of, hll_union, read_rollups, rollup_files, type_hash
@@ -232,20 +233,28 @@ def _from_rollups(storage: LakeStorage, table: EventTable, day: date,
                   shard: Shard) -> dict[str, dict[str, Any]]:
     """Per type, the shard's KPIs from the day's trusted rollup files.
 
-    Which files are trusted comes from the Delta log; it loads in a thread (delta-rs does
-    not hold the GIL for a local table) while the shard's files are read and summed, so a
-    run pays for the slower of the two, not both. A file that turns out untrusted (a run
-    that died before its commit) is left out and the trusted files read and summed again.
+    Which files are trusted comes from the Delta log: only the day's live paths are read
+    from it (:func:`delta_log.live_tags_of_day`), or the whole table is loaded when that
+    reader declines the log. It runs in a thread (polars and delta-rs do not hold the GIL)
+    while the shard's files are read and summed, so a run pays for the slower of the two,
+    not both. A file that turns out untrusted (a run that died before its commit) is left
+    out and the trusted files read and summed again.
     """
     paths = rollup_files(storage, day, None, (shard.index, shard.count))
     with ThreadPoolExecutor(1) as pool:
-        trusting = pool.submit(lambda: table.live_tags(day).get(day, set()))
+        trusting = pool.submit(lambda: _live_tags(storage, table, day))
         types = _sum_rollups(read_rollups(storage, paths, columns=ROLLUP_COLUMNS), shard)
         trusted = trusting.result()
     kept = [p for p in paths if tag_of(p) in trusted]
     if len(kept) == len(paths):
         return types
     return _sum_rollups(read_rollups(storage, kept, columns=ROLLUP_COLUMNS), shard)
+
+
+def _live_tags(storage: LakeStorage, table: EventTable, day: date) -> set[str]:
+    """Tags of the commits whose files ``day`` holds at the table's latest version."""
+    tags = delta_log.live_tags_of_day(storage, table.root, day)
+    return tags if tags is not None else table.live_tags(day).get(day, set())
 
 
 def _sum_rollups(rows: pl.DataFrame, shard: Shard) -> dict[str, dict[str, Any]]:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import deltalake.table
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
@@ -35,6 +34,7 @@ from cryptodudez.resources.lake import Lake
 from cryptodudez.sensors.landing import landing_sensor
 from cryptodudez.settings import Settings
 from cryptodudez.storage import LakeStorage
+from tests.helpers import count_table_loads, events_file, ingest_events, spread_events
 
 # One generated delivery and one ingested lake for the module: its tests stay on one
 # xdist worker (./run test uses --dist loadgroup), so the fixtures are built once.
@@ -49,15 +49,6 @@ def deliveries(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Generati
     """Three files of one day: ~1 % malformed, ~1 % duplicates, some late events."""
     out = tmp_path_factory.mktemp("events")
     return out, generate(out, events=30_000, days=DAY, files=3, seed=11)
-
-
-def ingest(storage: LakeStorage, path: Path, key: str) -> event_ingest.EventFileResult:
-    lake = Lake(uri=storage.uri)
-    sha = digest(path.read_bytes().hex())[:16]
-    return event_ingest.ingest_event_file(
-        storage, str(path), source=f"file://{path}", partition_key=key,
-        version_tag=digest(f"{key}@{sha}")[:16], landed_at=datetime.now(tz=UTC),
-        publish_lock=lake.publish_lock)
 
 
 def _independent_verdict(raw: bytes) -> str | None:
@@ -84,12 +75,12 @@ def lake_after(deliveries: tuple[Path, GenerationReport],
     """Every file ingested, then a replay and an overlapping delivery."""
     folder, truth = deliveries
     storage = LakeStorage(str(tmp_path_factory.mktemp("lake") / "lake"))
-    results = [ingest(storage, folder / name, f"events/{name}") for name in truth.files]
-    replay = ingest(storage, folder / truth.files[0], "events/replayed-again.jsonl")
+    results = [ingest_events(storage, folder / name, f"events/{name}") for name in truth.files]
+    replay = ingest_events(storage, folder / truth.files[0], "events/replayed-again.jsonl")
     lines = [(folder / n).read_bytes().splitlines(keepends=True) for n in truth.files[1:]]
     overlap = folder.parent / "overlap.jsonl"
     overlap.write_bytes(b"".join(lines[0][len(lines[0]) // 2:] + lines[1][: len(lines[1]) // 2]))
-    overlapping = ingest(storage, overlap, "events/overlap.jsonl")
+    overlapping = ingest_events(storage, overlap, "events/overlap.jsonl")
     return {"storage": storage, "results": results, "replay": replay,
             "overlap": overlapping, "truth": truth, "folder": folder}
 
@@ -395,7 +386,7 @@ def test_an_unreadable_gzip_is_quarantined_not_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "cut.jsonl.gz"
     path.write_bytes(packed[: len(packed) * 2 // 3])
     storage = LakeStorage(str(tmp_path / "lake"))
-    result = ingest(storage, path, "events/cut.jsonl.gz")
+    result = ingest_events(storage, path, "events/cut.jsonl.gz")
     assert 0 < result.added_rows < 5000
     assert result.records == result.valid + result.quarantined
     last = result.quarantine.filter(pl.col("line").is_null())
@@ -422,7 +413,7 @@ def test_a_member_failing_its_checksum_publishes_nothing(tmp_path: Path) -> None
     path = tmp_path / "flipped.jsonl.gz"
     path.write_bytes(sound + bytes(damaged))
     storage = LakeStorage(str(tmp_path / "lake"))
-    result = ingest(storage, path, "events/flipped.jsonl.gz")
+    result = ingest_events(storage, path, "events/flipped.jsonl.gz")
     assert result.records == result.valid + result.quarantined
     published = pl.read_delta(EventTable(storage).uri)
     assert sorted(published["id"].to_list()) == [f"id{i:06d}" for i in range(100)]
@@ -443,7 +434,7 @@ def test_a_long_malformed_line_says_its_raw_text_is_cut(tmp_path: Path) -> None:
     path = tmp_path / "long.jsonl"
     path.write_bytes(b'{"data": "' + b"x" * 200_000 + b"\n")
     storage = LakeStorage(str(tmp_path / "lake"))
-    row = ingest(storage, path, "events/long.jsonl").quarantine.row(0, named=True)
+    row = ingest_events(storage, path, "events/long.jsonl").quarantine.row(0, named=True)
     assert len(row["raw"]) == 65_536
     assert row["reason"].endswith("(raw keeps the first 65,536 of the line's 200,010 bytes)")
 
@@ -486,7 +477,7 @@ def test_a_fragment_cut_short_is_one_line(
     1, no Python traceback."""
     folder, truth = deliveries
     storage = LakeStorage(str(tmp_path / "lake"))
-    ingest(storage, folder / truth.files[0], "events/a.jsonl")
+    ingest_events(storage, folder / truth.files[0], "events/a.jsonl")
     table = Path(storage.path("validated", "events"))
     fragment = sorted(table.glob(f"*/date={DAY}/*/*.parquet"))[0]
     data = fragment.read_bytes()
@@ -505,7 +496,7 @@ def test_a_delivery_committed_meanwhile_counts_as_held(
     other's ids to its buckets as held (its own were loaded before that commit)."""
     folder, truth = deliveries
     path = folder / truth.files[0]
-    alone = ingest(LakeStorage(str(tmp_path / "alone")), path, "events/a").added_rows
+    alone = ingest_events(LakeStorage(str(tmp_path / "alone")), path, "events/a").added_rows
     lines = path.read_bytes().splitlines(keepends=True)
     overlap = tmp_path / "overlap.jsonl"
     overlap.write_bytes(b"".join(lines[len(lines) // 2:]))
@@ -516,7 +507,7 @@ def test_a_delivery_committed_meanwhile_counts_as_held(
     @contextmanager
     def other_commits_first() -> Iterator[None]:
         if not other:  # the other delivery publishes while this one was reading
-            other.append(ingest(storage, overlap, "events/other.jsonl"))
+            other.append(ingest_events(storage, overlap, "events/other.jsonl"))
         with lake.publish_lock():
             yield
 
@@ -588,7 +579,7 @@ def test_ingest_writes_small_row_groups_and_compaction_large(tmp_path: Path) -> 
         json.dumps({"data": {"id": f"e{i}", "type": "trade", "attributes": {}},
                     "meta": {"created_at": start + i}}) + "\n" for i in range(rows)))
     storage = LakeStorage(str(tmp_path / "lake"))
-    assert ingest(storage, path, "events/one-hour.jsonl").added_rows == rows
+    assert ingest_events(storage, path, "events/one-hour.jsonl").added_rows == rows
     table = EventTable(storage)
 
     def row_groups() -> list[int]:
@@ -612,23 +603,6 @@ def test_ingest_writes_small_row_groups_and_compaction_large(tmp_path: Path) -> 
 NEXT = date(2026, 11, 2)
 
 
-def _events_file(path: Path, events: list[tuple[str, str, datetime]]) -> Path:
-    """A landed file of ``(id, type, created_at)`` events, each with a user id."""
-    path.write_text("".join(
-        json.dumps({"data": {"id": event_id, "type": event_type,
-                             "attributes": {"user_id": f"u{n % 7}"}},
-                    "meta": {"created_at": int(at.timestamp() * 1000)}}) + "\n"
-        for n, (event_id, event_type, at) in enumerate(events)))
-    return path
-
-
-def _spread(day: date, prefix: str, count: int) -> list[tuple[str, str, datetime]]:
-    """``count`` events of three types over the hours of ``day``."""
-    return [(f"{prefix}{i}", ("trade", "login", "page.view")[i % 3],
-             datetime(day.year, day.month, day.day, i % 24, i % 60, tzinfo=UTC))
-            for i in range(count)]
-
-
 def _lake_files(storage: LakeStorage) -> dict[str, tuple[int, int]]:
     """Every file of the table (data and log), the id index and the rollups, with its
     modification time and size: what a compaction could write, rewrite or remove."""
@@ -646,8 +620,8 @@ def test_compacting_a_day_twice_commits_once(tmp_path: Path) -> None:
     storage = LakeStorage(str(tmp_path / "lake"))
     lock = Lake(uri=storage.uri).publish_lock
     for k in range(2):
-        path = _events_file(tmp_path / f"f{k}.jsonl", _spread(DAY, f"f{k}-", 200))
-        assert ingest(storage, path, f"events/f{k}.jsonl").added_rows == 200
+        path = events_file(tmp_path / f"f{k}.jsonl", spread_events(DAY, f"f{k}-", 200))
+        assert ingest_events(storage, path, f"events/f{k}.jsonl").added_rows == 200
     table = EventTable(storage)
     ingested = table.version()
     assert ingested is not None
@@ -676,8 +650,8 @@ def test_a_compaction_that_died_after_its_commit_is_cleaned_up_by_the_next(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     storage = LakeStorage(str(tmp_path / "lake"))
     lock = Lake(uri=storage.uri).publish_lock
-    path = _events_file(tmp_path / "f.jsonl", _spread(DAY, "f-", 200))
-    assert ingest(storage, path, "events/f.jsonl").added_rows == 200
+    path = events_file(tmp_path / "f.jsonl", spread_events(DAY, "f-", 200))
+    assert ingest_events(storage, path, "events/f.jsonl").added_rows == 200
     real_prune = rollups.prune_day
 
     def dies(*args: object, **kwargs: object) -> list[str]:
@@ -701,8 +675,8 @@ def test_a_compaction_that_died_after_its_commit_is_cleaned_up_by_the_next(
 def test_a_day_left_alone_still_has_its_superseded_files_vacuumed(tmp_path: Path) -> None:
     storage = LakeStorage(str(tmp_path / "lake"))
     lock = Lake(uri=storage.uri).publish_lock
-    path = _events_file(tmp_path / "f.jsonl", _spread(DAY, "f-", 200))
-    assert ingest(storage, path, "events/f.jsonl").added_rows == 200
+    path = events_file(tmp_path / "f.jsonl", spread_events(DAY, "f-", 200))
+    assert ingest_events(storage, path, "events/f.jsonl").added_rows == 200
     first = compact_day(storage, DAY, publish_lock=lock)  # keeps the ingest's files 7 days
     assert first.vacuumed == 0
     table = EventTable(storage)
@@ -726,8 +700,8 @@ def test_a_day_left_alone_still_has_its_superseded_files_vacuumed(tmp_path: Path
 def test_the_compactions_table_version_is_read_after_its_vacuum(tmp_path: Path) -> None:
     storage = LakeStorage(str(tmp_path / "lake"))
     lock = Lake(uri=storage.uri).publish_lock
-    path = _events_file(tmp_path / "f.jsonl", _spread(DAY, "f-", 200))
-    assert ingest(storage, path, "events/f.jsonl").added_rows == 200
+    path = events_file(tmp_path / "f.jsonl", spread_events(DAY, "f-", 200))
+    assert ingest_events(storage, path, "events/f.jsonl").added_rows == 200
     done = compact_day(storage, DAY, publish_lock=lock, retention_hours=0)
     assert done.vacuumed > 0  # the ingest's files, superseded at once
     assert done.table_version == EventTable(storage).version()
@@ -737,9 +711,9 @@ def test_the_compactions_table_version_is_read_after_its_vacuum(tmp_path: Path) 
 def test_a_late_event_recompacts_its_day_only(tmp_path: Path) -> None:
     storage = LakeStorage(str(tmp_path / "lake"))
     lock = Lake(uri=storage.uri).publish_lock
-    both = _events_file(tmp_path / "both.jsonl",
-                        _spread(DAY, "a-", 300) + _spread(NEXT, "b-", 300))
-    assert ingest(storage, both, "events/both.jsonl").added_rows == 600
+    both = events_file(tmp_path / "both.jsonl",
+                        spread_events(DAY, "a-", 300) + spread_events(NEXT, "b-", 300))
+    assert ingest_events(storage, both, "events/both.jsonl").added_rows == 600
     table = EventTable(storage)
     for day in (DAY, NEXT):
         assert compact_day(storage, day, publish_lock=lock).written is not None
@@ -747,10 +721,10 @@ def test_a_late_event_recompacts_its_day_only(tmp_path: Path) -> None:
     assert compacted is not None
     next_paths = _day_paths(table, NEXT)
     # Delivered later: one new event of DAY and one DAY already holds.
-    late = _events_file(tmp_path / "late.jsonl", [
+    late = events_file(tmp_path / "late.jsonl", [
         ("late-1", "trade", datetime(2026, 11, 1, 5, 30, tzinfo=UTC)),
         ("a-7", "login", datetime(2026, 11, 1, 7, 7, tzinfo=UTC))])
-    assert ingest(storage, late, "events/late.jsonl").added_rows == 1
+    assert ingest_events(storage, late, "events/late.jsonl").added_rows == 1
     assert table.version() == compacted + 1
     day_paths = _day_paths(table, DAY)
     on_day = compact_day(storage, DAY, publish_lock=lock)
@@ -779,7 +753,7 @@ def test_a_late_event_recompacts_its_day_only(tmp_path: Path) -> None:
     for check in compaction_checks(on_day) + compaction_checks(on_next):
         assert check.passed, check.check_name
     # The same late delivery again adds nothing, so the day stays as compacted.
-    assert ingest(storage, late, "events/late-again.jsonl").added_rows == 0
+    assert ingest_events(storage, late, "events/late-again.jsonl").added_rows == 0
     assert compact_day(storage, DAY, publish_lock=lock).already_compacted
     assert table.version() == compacted + 2
 
@@ -794,7 +768,7 @@ def test_a_day_before_2019_can_be_compacted(settings: Settings, tmp_path: Path,
         "meta": {"created_at": int(datetime(2010, 5, 1, i, tzinfo=UTC).timestamp() * 1000)}})
         + "\n" for i in range(3)))
     storage = Lake(uri=settings.lake).storage
-    assert ingest(storage, path, "events/old.jsonl").added_rows == 3
+    assert ingest_events(storage, path, "events/old.jsonl").added_rows == 3
     daily = build_definitions(settings).resolve_job_def(EVENT_DAILY_JOB)
     run = daily.execute_in_process(partition_key="2010-05-01", instance=instance,
                                    run_config=QUIET)
@@ -840,36 +814,23 @@ def test_demo_rerun_leaves_the_compacted_table_alone(settings: Settings, landed:
             table.files().filter(pl.col("date") == day)["rows"].sum())
 
 
-def _count_table_loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Count full loads of a Delta table (``DeltaTable`` constructions) from here on."""
-    counts = {"loads": 0}
-    original = deltalake.table.DeltaTable.__init__
-
-    def counting(self: deltalake.DeltaTable, *args: Any, **kwargs: Any) -> None:
-        counts["loads"] += 1
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(deltalake.table.DeltaTable, "__init__", counting)
-    return counts
-
-
 def test_an_ingest_or_a_compaction_reads_the_tables_log_once(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A load reads every live file's action (it grows with the table's age), and an ingest
     asks for the latest version several times: it loads once and then reads only the
     commits made since, and a table loaded earlier sees a later commit."""
     storage = LakeStorage(str(tmp_path / "lake"))
-    paths = [_events_file(tmp_path / f"f{k}.jsonl", _spread(DAY, f"f{k}-", 200))
+    paths = [events_file(tmp_path / f"f{k}.jsonl", spread_events(DAY, f"f{k}-", 200))
              for k in range(3)]
-    assert ingest(storage, paths[0], "events/f0.jsonl").added_rows == 200  # creates it
+    assert ingest_events(storage, paths[0], "events/f0.jsonl").added_rows == 200  # creates it
     earlier = EventTable(storage)
     before = earlier.version()
     assert before is not None
     assert earlier.files().height > 0  # read before the commits below
-    counts = _count_table_loads(monkeypatch)
-    assert ingest(storage, paths[1], "events/f1.jsonl").added_rows == 200
+    counts = count_table_loads(monkeypatch)
+    assert ingest_events(storage, paths[1], "events/f1.jsonl").added_rows == 200
     assert counts["loads"] == 1
-    again = ingest(storage, paths[1], "events/f1-again.jsonl")
+    again = ingest_events(storage, paths[1], "events/f1-again.jsonl")
     assert again.added_rows == 0 and again.duplicates == 200
     assert counts["loads"] == 2
     compact_day(storage, DAY, publish_lock=Lake(uri=storage.uri).publish_lock)
@@ -903,13 +864,13 @@ def test_scan_days_reads_what_the_delta_reader_reads(tmp_path: Path) -> None:
     ``meta_<field>`` column the first delivery lacks and events on a second day."""
     storage = LakeStorage(str(tmp_path / "lake"))
     nxt = date(2026, 11, 2)
-    first = _events_file(tmp_path / "f0.jsonl",
-                         _spread(DAY, "a-", 60) + _spread(nxt, "b-", 30))
+    first = events_file(tmp_path / "f0.jsonl",
+                         spread_events(DAY, "a-", 60) + spread_events(nxt, "b-", 30))
     second = _with_meta_field(tmp_path / "f1.jsonl", "source", "app")
-    assert ingest(storage, first, "events/f0.jsonl").added_rows == 90
+    assert ingest_events(storage, first, "events/f0.jsonl").added_rows == 90
     table = EventTable(storage)
     pinned = table.version()
-    assert ingest(storage, second, "events/f1.jsonl").added_rows == 24
+    assert ingest_events(storage, second, "events/f1.jsonl").added_rows == 24
     assert "meta_source" in table.scan().collect_schema()
     assert table.schema() == table.scan().collect_schema()  # what the catalogue records
     for days, version, rows in (([DAY], None, 84), ([DAY, nxt], None, 114), ([nxt], None, 30),
@@ -930,8 +891,8 @@ def test_scan_days_refuses_folders_that_disagree_with_the_log(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """scan_days takes partition values from the folders: they must be the log's."""
     storage = LakeStorage(str(tmp_path / "lake"))
-    path = _events_file(tmp_path / "f0.jsonl", _spread(DAY, "a-", 30))
-    assert ingest(storage, path, "events/f0.jsonl").added_rows == 30
+    path = events_file(tmp_path / "f0.jsonl", spread_events(DAY, "a-", 30))
+    assert ingest_events(storage, path, "events/f0.jsonl").added_rows == 30
     assert EventTable(storage).scan_days([DAY]).collect().height == 30
     real = event_table._file_frame
     monkeypatch.setattr(event_table, "_file_frame", lambda delta: real(delta).with_columns(
@@ -943,11 +904,11 @@ def test_scan_days_refuses_folders_that_disagree_with_the_log(
 def test_a_meta_field_first_seen_later_is_a_column_readers_see(tmp_path: Path) -> None:
     """A Delta append commits files, not a schema: the table must gain the column."""
     storage = LakeStorage(str(tmp_path / "lake"))
-    first = _events_file(tmp_path / "f0.jsonl", _spread(DAY, "a-", 30))
+    first = events_file(tmp_path / "f0.jsonl", spread_events(DAY, "a-", 30))
     second = _with_meta_field(tmp_path / "f1.jsonl", "region", "eu")
-    landed = ingest(storage, first, "events/f0.jsonl")
+    landed = ingest_events(storage, first, "events/f0.jsonl")
     assert landed.added_rows == 30
-    assert ingest(storage, second, "events/f1.jsonl").added_rows == 24
+    assert ingest_events(storage, second, "events/f1.jsonl").added_rows == 24
     rows = pl.scan_delta(EventTable(storage).uri).select("id", "meta_region").collect()
     assert rows.filter(pl.col("id").str.starts_with("c-"))["meta_region"].to_list() == \
         ["eu"] * 24
@@ -966,7 +927,7 @@ def test_a_meta_field_in_some_batches_of_a_file_is_kept(tmp_path: Path,
     """A file is validated in batches: a meta field in some of them only is one column of
     the delivery, null elsewhere (each batch's staged part has its own columns)."""
     storage = LakeStorage(str(tmp_path / "lake"))
-    assert ingest(storage, _events_file(tmp_path / "f0.jsonl", _spread(DAY, "a-", 30)),
+    assert ingest_events(storage, events_file(tmp_path / "f0.jsonl", spread_events(DAY, "a-", 30)),
                   "events/f0.jsonl").added_rows == 30
     carries = range(200, 400) if with_field == "later_lines" else range(200)
     path = tmp_path / "f1.jsonl"
@@ -1006,8 +967,8 @@ def test_the_catalogue_hears_of_each_schema_under_the_publish_lock(tmp_path: Pat
                 held.append(False)
 
     heard: list[tuple[bool, pl.Schema]] = []
-    for key, path in (("events/f0.jsonl", _events_file(tmp_path / "f0.jsonl",
-                                                       _spread(DAY, "a-", 30))),
+    for key, path in (("events/f0.jsonl", events_file(tmp_path / "f0.jsonl",
+                                                       spread_events(DAY, "a-", 30))),
                       ("events/f1.jsonl", _with_meta_field(tmp_path / "f1.jsonl", "region",
                                                            "eu"))):
         event_ingest.ingest_event_file(
@@ -1024,8 +985,8 @@ def test_an_append_refuses_columns_the_table_lacks(tmp_path: Path) -> None:
     """Committing files with a column the table's schema lacks would hide it from every
     reader: the commit refuses, naming the column (add_columns comes first)."""
     storage = LakeStorage(str(tmp_path / "lake"))
-    path = _events_file(tmp_path / "f0.jsonl", _spread(DAY, "a-", 30))
-    assert ingest(storage, path, "events/f0.jsonl").added_rows == 30
+    path = events_file(tmp_path / "f0.jsonl", spread_events(DAY, "a-", 30))
+    assert ingest_events(storage, path, "events/f0.jsonl").added_rows == 30
     table = EventTable(storage)
     rows = table.scan().with_columns(pl.col("id") + "-b", meta_extra=pl.lit("x"))
     version = table.version()
