@@ -11,12 +11,13 @@ import hashlib
 import io
 import json
 import logging
+import posixpath
 import re
 import uuid
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,12 @@ from litestar.testing import TestClient
 from moto.server import ThreadedMotoServer
 from polars.testing import assert_frame_equal
 
+from cryptodudez.archives import iter_unpacked
 from cryptodudez.assets import lake as lake_assets
+from cryptodudez.datasets.specs import DATASETS
 from cryptodudez.definitions import build_definitions
+from cryptodudez.ingest import ingest_members
+from cryptodudez.lake.tables import PartitionWriter
 from cryptodudez.resources import build_resources
 from cryptodudez.resources.lake import Lake, partition_key_for, raw_key_for
 from cryptodudez.resources.metastore import (
@@ -572,6 +577,36 @@ def test_the_checks_list_each_table_folder_once(ingested: Ingested) -> None:
     assert set(listed) == folders, listed
     assert all(n == 1 for n in listed.values()), listed
     assert [c for c in counting.calls if c[0] != "ls"] == [], counting.calls
+
+
+def test_a_partition_lists_its_staging_once(ingested: Ingested) -> None:
+    """A landed file's run lists staging once, after it has published (one request on S3):
+    publishing moves the fragments its writer wrote, never listing a table's staging folder
+    (fourteen of them, listed three times each, before); what an interrupted run left there
+    is removed, never published."""
+    lake = build_resources(replace(ingested.settings,
+                                   lake=f"s3://{ingested.bucket}/staging-lake"))["lake"]
+    sample = next(s for s in SAMPLES if s.name.startswith("cryptocurrency"))
+    lake.land(sample, f"samples/{sample.name}")
+    key = partition_key_for(f"samples/{sample.name}")
+    root = lake.partition_staging(key)
+    # Left by an interrupted run of the same file: cleared, never published.
+    lake.write_parquet(f"{lake.staging_dir('validated', 'crypto_prices', key)}/stale.parquet",
+                       pl.DataFrame({"x": [1]}))
+    counting = CountingFs(lake.fs)
+    lake.storage.__dict__["fs"] = counting  # the cached property's slot: same fs, counted
+    with lake.open_raw(raw_key_for(key)) as fh, lake.background_writer() as background:
+        writer = PartitionWriter(lake, background, key, datetime.now(UTC))
+        for batch in iter_unpacked(lake.url("raw", raw_key_for(key)), fh, DATASETS):
+            writer.add(ingest_members(batch, DATASETS))
+        with lake.publish_lock():
+            published = writer.publish()
+    staging = {c: n for c, n in counting.calls.items() if "/.staging/" in c[1] + "/"}
+    assert staging == {("find", posixpath.dirname(root)): 1}, staging
+    assert lake.fs.find(posixpath.dirname(root), prefix=f"{posixpath.basename(root)}/") == []
+    prices = published.validated["crypto_prices"]
+    assert prices.rows > 0 and all("/.staging/" not in p for p in prices.fragments)
+    assert lake.read_table("validated", "crypto_prices").height == prices.rows
 
 
 def test_e2e_validated_tables_on_s3(ingested: Ingested, s3: Any) -> None:

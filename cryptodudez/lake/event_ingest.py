@@ -51,11 +51,10 @@ from cryptodudez.lake.events import (
 )
 from cryptodudez.lake.id_buckets import HELD, IdBuckets, buckets_for, id_hashes
 from cryptodudez.lake.id_index import index_files, read_ids, write_index
-from cryptodudez.lake.layout import QUARANTINE, fragment_prefix
+from cryptodudez.lake.layout import QUARANTINE, STAGING, fragment_prefix
 from cryptodudez.lake.rollups import ROLLUP_SCHEMA, ROLLUPS, rollup_rows, write_rollups
 from cryptodudez.storage import LakeStorage
 
-STAGING = ".staging"
 ROLLUP_COUNTS = ["_partition", "event_type", "date", "hour", "events"]
 """The rollup columns an ingest returns (the sketches stay in the rollup files)."""
 GROUP_ROWS = 1_000_000

@@ -6,6 +6,7 @@ never imports Dagster; a test or another runner can hand it any object with thes
 ``BackgroundWriter`` overlaps writing Parquet fragments with computing the next one.
 """
 
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
@@ -23,8 +24,8 @@ class TableStore(ParquetSink, Protocol):
     """A lake's tables as fragments, with a staging area per partition.
 
     A table is the Parquet fragments in ``<layer>/<table>/``; a partition (one landed file)
-    stages its new fragments in a hidden folder, then commits them in place of its previous
-    ones.
+    stages its new fragments in a hidden folder of its own, then commits them in place of
+    its previous ones.
     """
 
     def fragments(self, layer: str, table: str) -> list[str]:
@@ -36,14 +37,12 @@ class TableStore(ParquetSink, Protocol):
     def staging_dir(self, layer: str, table: str, partition_key: str) -> str:
         """Hidden folder where a partition's new fragments wait until they are committed."""
 
-    def clear_staging(self, layer: str, table: str, partition_key: str) -> None:
-        """Remove what an earlier, interrupted run of the partition left in staging."""
+    def clear_staging(self, partition_key: str) -> None:
+        """Remove everything the partition has in staging, in every table."""
 
-    def staged(self, layer: str, table: str, partition_key: str) -> list[str]:
-        """Fragments of the partition waiting in staging."""
-
-    def commit_staged(self, layer: str, table: str, partition_key: str) -> list[str]:
-        """Publish the partition's staged fragments in place of its previous ones.
+    def commit_staged(self, layer: str, table: str, partition_key: str,
+                      staged: Sequence[str]) -> list[str]:
+        """Publish the partition's ``staged`` fragments in place of its previous ones.
 
         Returns:
             The paths of the fragments committed, as readers now see them.

@@ -10,7 +10,7 @@ the file's catalogue rows.
 """
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -66,12 +66,13 @@ def files_frame(members: pl.DataFrame, *, partition_key: str, file_uri: str, sha
 
 
 def resolve_across_files(store: TableStore, table: str, partition_key: str,
-                         own_hashes: pl.Series) -> pl.DataFrame:
+                         own_hashes: pl.Series, staged: Sequence[str]) -> pl.DataFrame:
     """Apply "the latest delivery wins" between this file's staged rows and the table.
 
     ``own_hashes`` are the key hashes of the staged rows, in staging order (computed while
-    staging), so only the other files' fragments are scanned for theirs, and nothing at all
-    is read back when the table held nothing else. Only rows whose key repeats are ever held
+    staging), and ``staged`` the fragments that hold them, so only the other files'
+    fragments are scanned for theirs, and nothing at all is read back when the table held
+    nothing else. Only rows whose key repeats are ever held
     in memory. Every losing row is removed from the fragment that holds it: this file's staged
     fragments, or the published fragment of an earlier file it supersedes (rewritten whole,
     atomically).
@@ -90,7 +91,6 @@ def resolve_across_files(store: TableStore, table: str, partition_key: str,
     key = list(SPEC_BY_TABLE[table].key)
     published = store.fragments(VALIDATED, table)  # one listing for own and others
     own_old = set(of_partition(published, partition_key))
-    staged = store.staged(VALIDATED, table, partition_key)
     others = [p for p in published if p not in own_old]
     if not staged and not others:
         return removed
@@ -167,8 +167,10 @@ class PartitionWriter:
     """Stages one landed file's batches in every table, then publishes them together.
 
     Fragments are written by ``writer`` (a background thread, typically), so writing
-    overlaps parsing of the next batch. Creating the writer clears what an interrupted run
-    of the partition left in staging.
+    overlaps parsing of the next batch. The writer keeps the paths it staged and publishes
+    exactly those, so publishing never lists staging, and what an interrupted run of the
+    partition left there is never published: the same names are overwritten, and the rest
+    is removed with the emptied folders once this run has published.
     """
 
     store: TableStore
@@ -176,22 +178,17 @@ class PartitionWriter:
     partition_key: str
     landed_at: datetime
     schemas: dict[str, pl.Schema] = field(default_factory=dict)
-    parts: dict[tuple[str, str], int] = field(default_factory=dict)
     rows: dict[tuple[str, str], int] = field(default_factory=dict)
     symbols: pl.DataFrame | None = None
     hashes: dict[str, list[pl.Series]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for layer in (VALIDATED, QUARANTINE):
-            for table in (*TABLES, UNRECOGNISED_TABLE):
-                self.store.clear_staging(layer, table, self.partition_key)
+    staged: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def _stage(self, layer: str, table: str, frame: pl.DataFrame) -> None:
-        part = self.parts.get((layer, table), 0)
-        self.parts[(layer, table)] = part + 1
+        paths = self.staged.setdefault((layer, table), [])
         self.rows[(layer, table)] = self.rows.get((layer, table), 0) + frame.height
         folder = self.store.staging_dir(layer, table, self.partition_key)
-        self.writer.write(posixpath.join(folder, fragment_name(self.partition_key, part)), frame)
+        paths.append(posixpath.join(folder, fragment_name(self.partition_key, len(paths))))
+        self.writer.write(paths[-1], frame)
 
     def add(self, result: IngestResult) -> None:
         """Stage one batch's valid rows and quarantine."""
@@ -228,16 +225,20 @@ class PartitionWriter:
         removed = pl.concat([
             resolve_across_files(
                 self.store, table, self.partition_key,
-                pl.concat(self.hashes.get(table, [pl.Series("_key_hash", [], pl.UInt64)])))
+                pl.concat(self.hashes.get(table, [pl.Series("_key_hash", [], pl.UInt64)])),
+                self.staged.get((VALIDATED, table), []))
             for table in TABLES])
         lost = _rows_of(removed, self.partition_key)
         committed: dict[str, dict[str, Committed]] = {VALIDATED: {}, QUARANTINE: {}}
         for layer in (VALIDATED, QUARANTINE):
             for table in (*TABLES, UNRECOGNISED_TABLE):
-                paths = self.store.commit_staged(layer, table, self.partition_key)
+                paths = self.store.commit_staged(layer, table, self.partition_key,
+                                                 self.staged.get((layer, table), []))
                 rows = self.rows.get((layer, table), 0)
                 if layer == VALIDATED:
                     rows -= lost.get(table, 0)
                 committed[layer][table] = Committed(tuple(paths), rows)
+        # The emptied folders (locally), and whatever an interrupted earlier run left.
+        self.store.clear_staging(self.partition_key)
         return Published(self.partition_key, removed, committed[VALIDATED],
                          committed[QUARANTINE], dict(self.schemas))

@@ -4,9 +4,10 @@ Layout::
 
     raw/                     landed files, never modified by the platform
     validated/<table>/       Parquet fragments, one per ingested batch of a landed file
-      .staging/<hash>/       a run's fragments until it publishes them (never read)
     quarantine/<table>/      Parquet rows (source, line, raw, reason) per batch
     features/, models/       later stages
+    .staging/files/<hash>/   a run's fragments, per layer and table, until it publishes them
+    .staging/events/<tag>/   the event lake's (cryptodudez.lake.event_ingest)
     catalog.duckdb           local metastore (local lakes only)
 
 Writes are atomic: a local fragment is written to a hidden temporary file in the same folder
@@ -36,6 +37,7 @@ from cryptodudez.lake.layout import (  # noqa: F401 - re-exported for the engine
     FEATURES,
     QUARANTINE,
     RAW,
+    STAGING,
     VALIDATED,
     checked_raw_key,
     digest,
@@ -249,39 +251,58 @@ class Lake(dg.ConfigurableResource):
         return of_partition(self.fragments(layer, table), partition_key)
 
     def staging_dir(self, layer: str, table: str, partition_key: str) -> str:
-        """Hidden folder where a partition's new fragments wait until the run commits them."""
-        return self.path(layer, table, ".staging", digest(partition_key)[:16])
+        """Hidden folder where a partition's new fragments of one table wait to be committed.
 
-    def clear_staging(self, layer: str, table: str, partition_key: str) -> None:
-        """Remove what an earlier, interrupted run of the partition left in staging."""
-        folder = self.staging_dir(layer, table, partition_key)
-        if self.is_s3:  # one listing (staging is flat), where an existence check is two
-            if leftovers := self.storage.ls(folder):
+        Under the partition's own staging root (:meth:`partition_staging`), so one listing
+        finds what a run staged in every table.
+        """
+        return posixpath.join(self.partition_staging(partition_key), layer, table)
+
+    def partition_staging(self, partition_key: str) -> str:
+        """``.staging/files/<hash>/``: everything one partition has staged, in every table."""
+        return self.path(STAGING, "files", digest(partition_key)[:16])
+
+    def clear_staging(self, partition_key: str) -> None:
+        """Remove everything the partition has in staging (after its run has published).
+
+        On S3 one listing request, and one bulk delete when anything is left; before
+        session 21 staging was a folder per table and layer, cleared before and after a run
+        and listed once more to publish: 42 listings, two requests each for a missing one.
+        """
+        folder = self.partition_staging(partition_key)
+        if self.is_s3:
+            # A prefix listing of the parent is one request; s3fs's find of the folder itself
+            # asks again (a HEAD and a listing) whenever the folder is empty, as it usually is.
+            parent, name = posixpath.split(folder)
+            if leftovers := self.fs.find(parent, prefix=f"{name}/"):
                 self.fs.rm(leftovers)
         elif self.fs.exists(folder):
             self.fs.rm(folder, recursive=True)
 
     def staged(self, layer: str, table: str, partition_key: str) -> list[str]:
-        """Fragments of the partition waiting in staging."""
+        """Fragments of the partition waiting in staging for one table."""
         return self.storage.parquet_in(self.staging_dir(layer, table, partition_key))
 
-    def commit_staged(self, layer: str, table: str, partition_key: str) -> list[str]:
-        """Publish the partition's staged fragments in place of its previous ones.
+    def commit_staged(self, layer: str, table: str, partition_key: str,
+                      staged: Sequence[str]) -> list[str]:
+        """Publish the partition's ``staged`` fragments in place of its previous ones.
 
-        Each fragment is renamed (locally) or copied (on S3) into the table folder whole,
-        then the partition's previous fragments that were not replaced are removed.
-        Returns the paths of the fragments committed.
+        ``staged`` are the paths the run wrote in :meth:`staging_dir` (its writer knows them,
+        so staging is not listed again). Each is renamed (locally) or copied (on S3) into
+        the table folder whole, then the partition's previous fragments that were not
+        replaced are removed. Returns the paths of the fragments committed.
         """
         old = set(self.partition_fragments(layer, table, partition_key))
         committed = []
-        for staged in self.staged(layer, table, partition_key):
-            dest = self.path(layer, table, posixpath.basename(staged))
-            self.fs.mv(staged, dest)
+        if staged and not self.is_s3:  # a rename needs its folder (S3 has no folders)
+            self.fs.makedirs(self.path(layer, table), exist_ok=True)
+        for path in staged:
+            dest = self.path(layer, table, posixpath.basename(path))
+            self.fs.mv(path, dest)
             old.discard(dest)
             committed.append(dest)
         for path in sorted(old):
             self.fs.rm(path)
-        self.clear_staging(layer, table, partition_key)
         return committed
 
     @contextmanager

@@ -108,7 +108,7 @@ def test_a_file_that_feeds_no_row_of_a_table_reads_none_of_it(
 
     monkeypatch.setattr(Lake, "scan_parquet", counted)
     removed = resolve_across_files(lake, "stock_prices", partition_key_for("other/tweets.zip"),
-                                   pl.Series("_key_hash", [], dtype=pl.UInt64))
+                                   pl.Series("_key_hash", [], dtype=pl.UInt64), [])
     assert removed.height == 0
     assert reads == []
     assert len(lake.fragments(VALIDATED, "stock_prices")) == 2
