@@ -45,13 +45,14 @@ from cryptodudez.lake.event_table import (
     check_layout,
     folder_values,
 )
+from cryptodudez.lake.layout import STAGING as LAKE_STAGING
 
 SORT = ("event_type", "date", "hour", "created_at", "id")
 """Order of the rows in each file (``date`` is one day here: the polars order exactly)."""
 KEY = ("event_type", "hour")
 """Rows sharing these values go to one task, hence to one file."""
 TIMESTAMP_CONF = "spark.sql.parquet.outputTimestampType"
-STAGING = (".staging", "events-compaction")
+STAGING = (LAKE_STAGING, "events-compaction")
 """Where Spark writes, under the lake's root, before the files are moved into the table."""
 
 
