@@ -9,6 +9,7 @@ fragment together and returns what it wrote (:class:`Published`). :func:`files_f
 the file's catalogue rows.
 """
 
+import logging
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from cryptodudez.datasets.specs import DATASETS, TABLES, attach_security_names
 from cryptodudez.ingest import UNRECOGNISED_TABLE, IngestResult
 from cryptodudez.lake.layout import QUARANTINE, VALIDATED, fragment_name, of_partition
 from cryptodudez.lake.store import FragmentWriter, TableStore
+
+LOG = logging.getLogger(__name__)
 
 SPEC_BY_TABLE = {spec.table: spec for spec in DATASETS}
 # Rows removed from each partition's fragments, per table: the shape of the metastore's
@@ -238,7 +241,11 @@ class PartitionWriter:
                 if layer == VALIDATED:
                     rows -= lost.get(table, 0)
                 committed[layer][table] = Committed(tuple(paths), rows)
-        # The emptied folders (locally), and whatever an interrupted earlier run left.
-        self.store.clear_staging(self.partition_key)
+        # The emptied folders (locally), and whatever an interrupted earlier run left. The
+        # tables are published by now: a failure here is logged, not the run's failure.
+        try:
+            self.store.clear_staging(self.partition_key)
+        except OSError:
+            LOG.warning("could not clear the staging of %s", self.partition_key, exc_info=True)
         return Published(self.partition_key, removed, committed[VALIDATED],
                          committed[QUARANTINE], dict(self.schemas))

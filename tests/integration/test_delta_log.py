@@ -11,6 +11,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from cryptodudez.lake import delta_log, kpi
@@ -34,10 +36,12 @@ def _agree(storage: LakeStorage, *days: date) -> dict[date, set[str]]:
     return out
 
 
-def _drop_checkpoints(storage: LakeStorage) -> None:
-    """Remove the log's checkpoints: readers then replay every JSON commit (still valid)."""
+def _drop_checkpoints(storage: LakeStorage, *, newest_only: bool = False) -> None:
+    """Remove the log's checkpoints (or the newest): readers then replay the JSON commits
+    after the newest one left (the log is still valid)."""
     log = Path(EventTable(storage).root) / "_delta_log"
-    for path in [*log.glob("*.checkpoint.parquet"), log / "_last_checkpoint"]:
+    checkpoints = sorted(log.glob("*.checkpoint.parquet"))
+    for path in [*checkpoints[-1 if newest_only else 0:], log / "_last_checkpoint"]:
         path.unlink(missing_ok=True)
 
 
@@ -68,14 +72,16 @@ def test_the_days_files_read_from_the_log_are_what_deltalake_loads(tmp_path: Pat
     late = events_file(tmp_path / "late.jsonl", spread_events(DAY, "late-", 5))
     assert ingest_events(storage, late, "events/late.jsonl").added_rows == 5
     assert len(_agree(storage, DAY, NEXT)[DAY]) == 2
-    # The same log without its checkpoint: every commit replayed, removes included.
-    _drop_checkpoints(storage)
-    assert len(_agree(storage, DAY, NEXT)[DAY]) == 2
-    # A compaction's removes read from its JSON commit (its checkpoint dropped again).
+    # A second compaction; without its own checkpoint its removes are read from its JSON
+    # commit on top of the first compaction's checkpoint.
     compact_day(storage, DAY, publish_lock=lock)
-    _drop_checkpoints(storage)
+    _drop_checkpoints(storage, newest_only=True)
+    assert len(list((Path(root) / "_delta_log").glob("*.checkpoint.parquet"))) == 1
     again = _agree(storage, DAY, NEXT)
     assert len(again[DAY]) == 1 and again[DAY].isdisjoint(compacted[DAY])
+    # The same log without any checkpoint: every commit replayed from the first.
+    _drop_checkpoints(storage)
+    assert _agree(storage, DAY, NEXT) == again | {NEXT: after[NEXT]}
 
 
 def _log(tmp_path: Path, files: dict[str, list[dict[str, Any]]]) -> tuple[LakeStorage, str]:
@@ -107,6 +113,53 @@ def test_a_hand_written_log_is_read_in_commit_order(tmp_path: Path) -> None:
     assert delta_log.live_tags_of_day(storage, root, NEXT) == {"bbbb"}
 
 
+def _checkpoint(path: Path, reader: int, adds: list[dict[str, Any]]) -> None:
+    """A hand-written classic checkpoint: one protocol row, then one row per add."""
+    add_type = pa.struct([("path", pa.string()),
+                          ("partitionValues", pa.map_(pa.string(), pa.string()))])
+    protocol_type = pa.struct([("minReaderVersion", pa.int32()),
+                               ("minWriterVersion", pa.int32())])
+    rows = [{"path": a["add"]["path"],
+             "partitionValues": list(a["add"]["partitionValues"].items())} for a in adds]
+    pq.write_table(pa.table({
+        "protocol": pa.array([{"minReaderVersion": reader, "minWriterVersion": 2}]
+                             + [None] * len(rows), protocol_type),
+        "add": pa.array([None, *rows], add_type)}), path)
+
+
+def test_a_remove_after_a_hand_written_checkpoint_ends_its_path(tmp_path: Path) -> None:
+    storage, root = _log(tmp_path, {
+        f"{3:020d}.json": [{"remove": {"path": _add("aaaa", DAY)["add"]["path"]}},
+                           _add("dddd", DAY)]})
+    log = Path(root) / "_delta_log"
+    _checkpoint(log / f"{2:020d}.checkpoint.parquet", 1,
+                [_add("aaaa", DAY), _add("bbbb", DAY), _add("cccc", NEXT)])
+    assert delta_log.live_tags_of_day(storage, root, DAY) == {"bbbb", "dddd"}
+    assert delta_log.live_tags_of_day(storage, root, NEXT) == {"cccc"}
+    # The same checkpoint saying reader version 3: declined.
+    _checkpoint(log / f"{2:020d}.checkpoint.parquet", 3, [_add("aaaa", DAY)])
+    assert delta_log.live_tags_of_day(storage, root, DAY) is None
+
+
+def test_a_log_that_changes_under_the_reader_is_left_to_deltalake(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage, root = _log(tmp_path, {f"{0:020d}.json": [
+        {"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}, _add("aaaa", DAY)]})
+    assert delta_log.live_tags_of_day(storage, root, DAY) == {"aaaa"}
+
+    def gone(self: LakeStorage, path: str) -> bytes:
+        raise FileNotFoundError(path)  # a log cleanup removed what was listed
+
+    monkeypatch.setattr(LakeStorage, "read_bytes", gone)
+    assert delta_log.live_tags_of_day(storage, root, DAY) is None
+
+
+def _escaped(tag: str, day: date) -> dict[str, Any]:
+    action = _add(tag, day)
+    action["add"]["path"] = action["add"]["path"].replace("event_type=t", "event_type=a%20b")
+    return action
+
+
 @pytest.mark.parametrize("files", [
     # a reader protocol this reader does not interpret (deletion vectors need version 3)
     {f"{0:020d}.json": [{"protocol": {"minReaderVersion": 3, "minWriterVersion": 7,
@@ -126,7 +179,10 @@ def test_a_hand_written_log_is_read_in_commit_order(tmp_path: Path) -> None:
     {f"{0:020d}.json": [{"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}},
                         _add("aaaa", DAY)],
      f"{0:020d}.checkpoint.0000000001.0000000001.parquet": []},
-], ids=["reader-3", "reader-raised", "gap", "no-start", "multi-part"])
+    # a percent-encoded path (another writer may spell the same file otherwise)
+    {f"{0:020d}.json": [{"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}},
+                        _escaped("aaaa", DAY)]},
+], ids=["reader-3", "reader-raised", "gap", "no-start", "multi-part", "escaped-path"])
 def test_a_log_it_does_not_interpret_is_declined(tmp_path: Path,
                                                  files: dict[str, list[dict[str, Any]]]) -> None:
     storage, root = _log(tmp_path, files)

@@ -139,3 +139,20 @@ def test_reference_members_are_ingested_first_whatever_the_archive_order(
                              batch_bytes=batch_bytes)["m.zip"]
     assert _checks(result)["stock_prices_security_name_known"]
     assert table(defs, VALIDATED, "stock_prices")["Security Name"].to_list() == ["Alpha Inc"]
+
+
+def test_a_staging_clear_that_fails_after_publishing_fails_nothing(
+        defs, instance, tmp_path, monkeypatch, caplog) -> None:
+    """The tables are published before staging is cleared: a failing clear is logged, and
+    the run, its tables and its catalogue entry stand (a later run clears it)."""
+    archive = _zip(tmp_path / "a.zip", {"stocks/AAA.csv": f"{HEADER}\n2020-01-02,1,2,1,1,1,5\n"})
+
+    def broken(self: Lake, partition_key: str) -> None:
+        raise OSError("the store said no")
+
+    monkeypatch.setattr(Lake, "clear_staging", broken)
+    result = land_and_ingest(defs, instance, {"a.zip": archive})["a.zip"]
+    assert result.success
+    assert _checks(result)["stock_prices_rows_accounted"]
+    assert table(defs, VALIDATED, "stock_prices")["Volume"].to_list() == [5]
+    assert "could not clear the staging" in caplog.text
