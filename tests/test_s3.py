@@ -582,17 +582,18 @@ def test_the_checks_list_each_table_folder_once(ingested: Ingested) -> None:
 def test_a_partition_lists_its_staging_once(ingested: Ingested) -> None:
     """A landed file's run lists staging once, after it has published (one request on S3):
     publishing moves the fragments its writer wrote, never listing a table's staging folder
-    (fourteen of them, listed three times each, before); what an interrupted run left there
-    is removed, never published."""
+    (fourteen of them, listed three times each, before); another run's staging is never
+    published."""
     lake = build_resources(replace(ingested.settings,
                                    lake=f"s3://{ingested.bucket}/staging-lake"))["lake"]
     sample = next(s for s in SAMPLES if s.name.startswith("cryptocurrency"))
     lake.land(sample, f"samples/{sample.name}")
     key = partition_key_for(f"samples/{sample.name}")
     root = lake.partition_staging(key)
-    # Left by an interrupted run of the same file: cleared, never published.
-    lake.write_parquet(f"{lake.staging_dir('validated', 'crypto_prices', key)}/stale.parquet",
-                       pl.DataFrame({"x": [1]}))
+    # Staged by another run of the same file: never published, and kept while that run may
+    # still be going (the assets ask Dagster; a bare writer assumes so).
+    leftover = f"{lake.staging_dir('validated', 'crypto_prices', key, 'other-run')}/x.parquet"
+    lake.write_parquet(leftover, pl.DataFrame({"x": [1]}))
     counting = CountingFs(lake.fs)
     lake.storage.__dict__["fs"] = counting  # the cached property's slot: same fs, counted
     with lake.open_raw(raw_key_for(key)) as fh, lake.background_writer() as background:
@@ -603,10 +604,12 @@ def test_a_partition_lists_its_staging_once(ingested: Ingested) -> None:
             published = writer.publish()
     staging = {c: n for c, n in counting.calls.items() if "/.staging/" in c[1] + "/"}
     assert staging == {("find", posixpath.dirname(root)): 1}, staging
-    assert lake.fs.find(posixpath.dirname(root), prefix=f"{posixpath.basename(root)}/") == []
+    assert lake.staged_runs(key) == {"other-run": [leftover]}  # this run's own is gone
     prices = published.validated["crypto_prices"]
     assert prices.rows > 0 and all("/.staging/" not in p for p in prices.fragments)
     assert lake.read_table("validated", "crypto_prices").height == prices.rows
+    lake.clear_staging(key, lake.staged_runs(key))
+    assert lake.staged_runs(key) == {}
 
 
 def test_e2e_validated_tables_on_s3(ingested: Ingested, s3: Any) -> None:

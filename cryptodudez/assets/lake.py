@@ -216,6 +216,12 @@ def _record(lake: Lake, metastore: Metastore, published: Published, members: pl.
         own_superseded=published.own_removed(), others_superseded=published.others_removed())
 
 
+def _finished(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether run ``run_id`` has ended (or is unknown here): its staging can go."""
+    run = instance.get_run_by_id(run_id)
+    return run is None or run.is_finished
+
+
 class IngestConfig(dg.Config):
     """How a landed file is read."""
 
@@ -260,7 +266,9 @@ def lake_ingest(
             return
         members, columns = [], []
         with lake.background_writer(max_pending=4) as parquet_writer:
-            writer = PartitionWriter(lake, parquet_writer, partition_key, obj.landed_at)
+            writer = PartitionWriter(lake, parquet_writer, partition_key, obj.landed_at,
+                                     run=context.run_id,
+                                     finished=lambda run: _finished(context.instance, run))
             for batch in iter_unpacked(file_uri, fh, DATASETS, batch_bytes=config.batch_bytes):
                 result = ingest_members(batch, DATASETS)
                 writer.add(result)

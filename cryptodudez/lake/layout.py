@@ -17,9 +17,9 @@ QUARANTINE = "quarantine"
 FEATURES = "features"
 STAGING = ".staging"
 """Hidden folder at the lake's root where runs stage what they will publish:
-``files/<hash>/<layer>/<table>/`` for a landed file's tables, ``events/<tag>/`` for the event
-lake, ``events-compaction/`` for the Spark twin's compaction. Never read by readers; each
-run clears what it stages there."""
+``files/<hash>/<run>/<layer>/<table>/`` for a landed file's tables, ``events/<tag>/`` for
+the event lake, ``events-compaction/`` for the Spark twin's compaction. Never read by readers; each
+run clears what it staged there."""
 JOB_SCRATCH = ".jobs"
 """Hidden folder under a table's folder where a Spark job writes a run's result before the
 asset reads it back (``<table>/.jobs/<run id>/``); the Pulumi stack expires what a killed

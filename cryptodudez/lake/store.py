@@ -24,8 +24,8 @@ class TableStore(ParquetSink, Protocol):
     """A lake's tables as fragments, with a staging area per partition.
 
     A table is the Parquet fragments in ``<layer>/<table>/``; a partition (one landed file)
-    stages its new fragments in a hidden folder of its own, then commits them in place of
-    its previous ones.
+    run stages its new fragments in a hidden folder of its own, then commits them in place of
+    the partition's previous ones.
     """
 
     def fragments(self, layer: str, table: str) -> list[str]:
@@ -34,11 +34,14 @@ class TableStore(ParquetSink, Protocol):
     def partition_fragments(self, layer: str, table: str, partition_key: str) -> list[str]:
         """The visible fragments a partition wrote in a table."""
 
-    def staging_dir(self, layer: str, table: str, partition_key: str) -> str:
-        """Hidden folder where a partition's new fragments wait until they are committed."""
+    def staging_dir(self, layer: str, table: str, partition_key: str, run: str) -> str:
+        """Hidden folder where run ``run``'s new fragments of a table wait to be committed."""
 
-    def clear_staging(self, partition_key: str) -> None:
-        """Remove everything the partition has in staging, in every table."""
+    def staged_runs(self, partition_key: str) -> dict[str, list[str]]:
+        """Per run, the files it has in the partition's staging (one listing)."""
+
+    def clear_staging(self, partition_key: str, runs: dict[str, list[str]]) -> None:
+        """Remove ``runs``' staging of the partition (as :meth:`staged_runs` lists it)."""
 
     def commit_staged(self, layer: str, table: str, partition_key: str,
                       staged: Sequence[str]) -> list[str]:

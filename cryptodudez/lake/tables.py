@@ -11,7 +11,8 @@ the file's catalogue rows.
 
 import logging
 import posixpath
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -170,10 +171,13 @@ class PartitionWriter:
     """Stages one landed file's batches in every table, then publishes them together.
 
     Fragments are written by ``writer`` (a background thread, typically), so writing
-    overlaps parsing of the next batch. The writer keeps the paths it staged and publishes
-    exactly those, so publishing never lists staging, and what an interrupted run of the
-    partition left there is never published: the same names are overwritten, and the rest
-    is removed with the emptied folders once this run has published.
+    overlaps parsing of the next batch, into a staging folder of this run's own (``run``,
+    the Dagster run id in the assets). The writer keeps the paths it staged and publishes
+    exactly those: publishing never lists staging, and neither another run of the same
+    partition (a re-landed version while this one stages) nor what a dead run left is ever
+    mixed in; the last run to publish wins whole. After publishing, this run's staging and
+    that of runs ``finished`` says have ended (failed, killed and marked so) are removed;
+    a run still going keeps its own.
     """
 
     store: TableStore
@@ -185,11 +189,13 @@ class PartitionWriter:
     symbols: pl.DataFrame | None = None
     hashes: dict[str, list[pl.Series]] = field(default_factory=dict)
     staged: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)
+    finished: Callable[[str], bool] = lambda run: False
 
     def _stage(self, layer: str, table: str, frame: pl.DataFrame) -> None:
         paths = self.staged.setdefault((layer, table), [])
         self.rows[(layer, table)] = self.rows.get((layer, table), 0) + frame.height
-        folder = self.store.staging_dir(layer, table, self.partition_key)
+        folder = self.store.staging_dir(layer, table, self.partition_key, self.run)
         paths.append(posixpath.join(folder, fragment_name(self.partition_key, len(paths))))
         self.writer.write(paths[-1], frame)
 
@@ -241,10 +247,13 @@ class PartitionWriter:
                 if layer == VALIDATED:
                     rows -= lost.get(table, 0)
                 committed[layer][table] = Committed(tuple(paths), rows)
-        # The emptied folders (locally), and whatever an interrupted earlier run left. The
-        # tables are published by now: a failure here is logged, not the run's failure.
+        # This run's emptied folders (locally), and what finished runs left (a run that died
+        # staging). The tables are published by now: a failure here is logged, not the run's.
         try:
-            self.store.clear_staging(self.partition_key)
+            runs = self.store.staged_runs(self.partition_key)
+            self.store.clear_staging(self.partition_key, {
+                self.run: runs.get(self.run, []),  # its folders, even with nothing left
+                **{run: paths for run, paths in runs.items() if self.finished(run)}})
         except OSError:
             LOG.warning("could not clear the staging of %s", self.partition_key, exc_info=True)
         return Published(self.partition_key, removed, committed[VALIDATED],

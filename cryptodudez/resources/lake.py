@@ -6,7 +6,7 @@ Layout::
     validated/<table>/       Parquet fragments, one per ingested batch of a landed file
     quarantine/<table>/      Parquet rows (source, line, raw, reason) per batch
     features/, models/       later stages
-    .staging/files/<hash>/   a run's fragments, per layer and table, until it publishes them
+    .staging/files/<hash>/<run>/  a run's fragments, per layer and table, until it publishes
     .staging/events/<tag>/   the event lake's (cryptodudez.lake.event_ingest)
     catalog.duckdb           local metastore (local lakes only)
 
@@ -250,38 +250,58 @@ class Lake(dg.ConfigurableResource):
         """The visible fragments a partition wrote in a table."""
         return of_partition(self.fragments(layer, table), partition_key)
 
-    def staging_dir(self, layer: str, table: str, partition_key: str) -> str:
-        """Hidden folder where a partition's new fragments of one table wait to be committed.
+    def staging_dir(self, layer: str, table: str, partition_key: str, run: str) -> str:
+        """Hidden folder where run ``run``'s new fragments of one table wait to be committed.
 
-        Under the partition's own staging root (:meth:`partition_staging`), so one listing
-        finds what a run staged in every table.
+        Under the partition's staging root (:meth:`partition_staging`), one folder per run:
+        two runs of one landed file (a re-landed version while the older one's run is still
+        staging) never stage over each other, and one listing finds what every run left.
         """
-        return posixpath.join(self.partition_staging(partition_key), layer, table)
+        return posixpath.join(self.partition_staging(partition_key), run, layer, table)
 
     def partition_staging(self, partition_key: str) -> str:
-        """``.staging/files/<hash>/``: everything one partition has staged, in every table."""
+        """``.staging/files/<hash>/``: every run's staging of one partition (landed file)."""
         return self.path(STAGING, "files", digest(partition_key)[:16])
 
-    def clear_staging(self, partition_key: str) -> None:
-        """Remove everything the partition has in staging (after its run has published).
+    def staged_runs(self, partition_key: str) -> dict[str, list[str]]:
+        """Per run, the files it has in the partition's staging.
 
-        On S3 one listing request, and one bulk delete when anything is left; before
-        session 21 staging was a folder per table and layer, cleared before and after a run
-        and listed once more to publish: 42 listings, two requests each for a missing one.
+        One listing: on S3 a prefix listing of the parent, one request (s3fs's ``find`` of
+        the folder itself asks again, a HEAD and a listing, whenever it is empty, as it
+        usually is). Before session 21 staging was a folder per table and layer, cleared
+        before and after a run and listed once more to publish: 42 listings, two requests
+        each for a missing one.
         """
         folder = self.partition_staging(partition_key)
         if self.is_s3:
-            # A prefix listing of the parent is one request; s3fs's find of the folder itself
-            # asks again (a HEAD and a listing) whenever the folder is empty, as it usually is.
             parent, name = posixpath.split(folder)
-            if leftovers := self.fs.find(parent, prefix=f"{name}/"):
-                self.fs.rm(leftovers)
+            found = self.fs.find(parent, prefix=f"{name}/")
         elif self.fs.exists(folder):
-            self.fs.rm(folder, recursive=True)
+            found = self.fs.find(folder)
+        else:
+            return {}
+        runs: dict[str, list[str]] = {}
+        for path in found:
+            runs.setdefault(path[len(folder) + 1:].split("/", 1)[0], []).append(path)
+        return runs
+
+    def clear_staging(self, partition_key: str, runs: dict[str, list[str]]) -> None:
+        """Remove ``runs``' staging of the partition (files as :meth:`staged_runs` lists)."""
+        if self.is_s3:
+            if doomed := [path for paths in runs.values() for path in paths]:
+                self.fs.rm(doomed)
+            return
+        folder = self.partition_staging(partition_key)
+        for run in runs:
+            if self.fs.exists(posixpath.join(folder, run)):
+                self.fs.rm(posixpath.join(folder, run), recursive=True)
+        if self.fs.exists(folder) and not self.fs.ls(folder):
+            self.fs.rmdir(folder)
 
     def staged(self, layer: str, table: str, partition_key: str) -> list[str]:
-        """Fragments of the partition waiting in staging for one table."""
-        return self.storage.parquet_in(self.staging_dir(layer, table, partition_key))
+        """Fragments of one table the partition's runs have waiting in staging."""
+        return sorted(p for paths in self.staged_runs(partition_key).values() for p in paths
+                      if p.endswith(".parquet") and f"/{layer}/{table}/" in p)
 
     def commit_staged(self, layer: str, table: str, partition_key: str,
                       staged: Sequence[str]) -> list[str]:

@@ -1,13 +1,19 @@
 """Streaming ingest: many batches per file, staged fragments, interrupted runs."""
 
 import zipfile
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
 
+from cryptodudez.archives import iter_unpacked
+from cryptodudez.datasets.specs import DATASETS
 from cryptodudez.definitions import build_definitions
+from cryptodudez.ingest import ingest_members
+from cryptodudez.lake.tables import PartitionWriter
 from cryptodudez.resources.lake import QUARANTINE, VALIDATED, Lake, partition_key_for
 from cryptodudez.settings import Settings
 from tests.conftest import SAMPLES
@@ -147,7 +153,7 @@ def test_a_staging_clear_that_fails_after_publishing_fails_nothing(
     the run, its tables and its catalogue entry stand (a later run clears it)."""
     archive = _zip(tmp_path / "a.zip", {"stocks/AAA.csv": f"{HEADER}\n2020-01-02,1,2,1,1,1,5\n"})
 
-    def broken(self: Lake, partition_key: str) -> None:
+    def broken(self: Lake, partition_key: str, runs: object) -> None:
         raise OSError("the store said no")
 
     monkeypatch.setattr(Lake, "clear_staging", broken)
@@ -156,3 +162,55 @@ def test_a_staging_clear_that_fails_after_publishing_fails_nothing(
     assert _checks(result)["stock_prices_rows_accounted"]
     assert table(defs, VALIDATED, "stock_prices")["Volume"].to_list() == [5]
     assert "could not clear the staging" in caplog.text
+
+
+class _WriteNow:
+    """A fragment writer that writes at once."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def write(self, path: str, frame: pl.DataFrame) -> None:
+        self.lake.write_parquet(path, frame)
+
+    def drain(self) -> None:
+        pass
+
+
+def _staged(lake: Lake, key: str, archive: Path, run: str,
+            finished: Callable[[str], bool] = lambda run: False) -> PartitionWriter:
+    """A run of ``archive`` as partition ``key``, staged and not yet published."""
+    writer = PartitionWriter(lake, _WriteNow(lake), key, datetime.now(UTC), run=run,
+                             finished=finished)
+    with archive.open("rb") as fh:
+        for batch in iter_unpacked(f"file://{archive}", fh, DATASETS):
+            writer.add(ingest_members(batch, DATASETS))
+    return writer
+
+
+def test_two_runs_of_one_file_never_mix_their_fragments(tmp_path) -> None:
+    """A re-landed version's run stages while the older version's run is still going: each
+    publishes its own fragments only, the last to publish wins whole, and a run that died
+    staging is cleared once a run knows it has finished."""
+    lake = Lake(uri=str(tmp_path / "lake"))
+    key = partition_key_for("x.zip")
+
+    def volumes() -> list[int]:
+        return lake.read_table(VALIDATED, "stock_prices").sort("Date")["Volume"].to_list()
+
+    _staged(lake, key, _zip(tmp_path / "v0.zip", {
+        "stocks/AAA.csv": f"{HEADER}\n2020-01-02,1,2,1,1,1,4\n"}), "run-0")  # then died
+    older = _staged(lake, key, _zip(tmp_path / "v1.zip", {
+        "stocks/AAA.csv": f"{HEADER}\n2020-01-02,1,2,1,1,1,5\n"}), "run-1")
+    newer = _staged(lake, key, _zip(tmp_path / "v2.zip", {
+        "stocks/AAA.csv": f"{HEADER}\n2020-01-02,1,2,1,1,1,6\n2020-01-03,1,2,1,1,1,7\n"}),
+        "run-2", finished=lambda run: run in {"run-0", "run-1"})
+    with lake.publish_lock():
+        older.publish()
+    assert volumes() == [5]
+    assert set(lake.staged_runs(key)) == {"run-0", "run-2"}  # not its to remove
+    with lake.publish_lock():
+        newer.publish()
+    assert volumes() == [6, 7]
+    assert lake.staged_runs(key) == {}
+    assert not Path(lake.partition_staging(key)).exists()
