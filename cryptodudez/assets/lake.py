@@ -217,9 +217,13 @@ def _record(lake: Lake, metastore: Metastore, published: Published, members: pl.
 
 
 def _finished(instance: dg.DagsterInstance, run_id: str) -> bool:
-    """Whether run ``run_id`` has ended (or is unknown here): its staging can go."""
+    """Whether run ``run_id`` has ended, so its staging can go.
+
+    A run this instance does not know (another Dagster home on the same lake) may still be
+    staging: it is left alone.
+    """
     run = instance.get_run_by_id(run_id)
-    return run is None or run.is_finished
+    return run is not None and run.is_finished
 
 
 class IngestConfig(dg.Config):

@@ -254,7 +254,7 @@ class PartitionWriter:
             self.store.clear_staging(self.partition_key, {
                 self.run: runs.get(self.run, []),  # its folders, even with nothing left
                 **{run: paths for run, paths in runs.items() if self.finished(run)}})
-        except OSError:
+        except Exception:  # storage or the run store: never the run's failure (published)
             LOG.warning("could not clear the staging of %s", self.partition_key, exc_info=True)
         return Published(self.partition_key, removed, committed[VALIDATED],
                          committed[QUARANTINE], dict(self.schemas))

@@ -273,14 +273,16 @@ class Lake(dg.ConfigurableResource):
         each for a missing one.
         """
         folder = self.partition_staging(partition_key)
+        runs: dict[str, list[str]] = {}
         if self.is_s3:
             parent, name = posixpath.split(folder)
             found = self.fs.find(parent, prefix=f"{name}/")
         elif self.fs.exists(folder):
             found = self.fs.find(folder)
+            # locally a run's folders outlive its files (published, then a failed clear)
+            runs = {posixpath.basename(p): [] for p in self.fs.ls(folder, detail=False)}
         else:
             return {}
-        runs: dict[str, list[str]] = {}
         for path in found:
             runs.setdefault(path[len(folder) + 1:].split("/", 1)[0], []).append(path)
         return runs
@@ -414,8 +416,16 @@ class Lake(dg.ConfigurableResource):
             self.fs.pipe_file(path, data)
             return
         folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+        for attempt in (1, 2):
+            try:
+                os.makedirs(folder, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+                break
+            except FileNotFoundError:
+                # A run clearing its staging removed the empty partition folder between our
+                # makedirs and mkstemp (Lake.clear_staging): make it again, once.
+                if attempt == 2:
+                    raise
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

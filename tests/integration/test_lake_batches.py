@@ -147,21 +147,61 @@ def test_reference_members_are_ingested_first_whatever_the_archive_order(
     assert table(defs, VALIDATED, "stock_prices")["Security Name"].to_list() == ["Alpha Inc"]
 
 
+@pytest.mark.parametrize("error", [OSError("the store said no"),
+                                   RuntimeError("the run store is locked")])
 def test_a_staging_clear_that_fails_after_publishing_fails_nothing(
-        defs, instance, tmp_path, monkeypatch, caplog) -> None:
+        defs, instance, tmp_path, monkeypatch, caplog, error) -> None:
     """The tables are published before staging is cleared: a failing clear is logged, and
-    the run, its tables and its catalogue entry stand (a later run clears it)."""
+    the run, its tables and its catalogue entry stand; the next run of the file clears it."""
     archive = _zip(tmp_path / "a.zip", {"stocks/AAA.csv": f"{HEADER}\n2020-01-02,1,2,1,1,1,5\n"})
 
-    def broken(self: Lake, partition_key: str, runs: object) -> None:
-        raise OSError("the store said no")
+    def broken(self: Lake, partition_key: str) -> dict[str, list[str]]:
+        raise error
 
-    monkeypatch.setattr(Lake, "clear_staging", broken)
+    real = Lake.staged_runs
+    monkeypatch.setattr(Lake, "staged_runs", broken)
     result = land_and_ingest(defs, instance, {"a.zip": archive})["a.zip"]
     assert result.success
     assert _checks(result)["stock_prices_rows_accounted"]
     assert table(defs, VALIDATED, "stock_prices")["Volume"].to_list() == [5]
     assert "could not clear the staging" in caplog.text
+    lake: Lake = defs.resources["lake"]
+    key = partition_key_for("a.zip")
+    left = Path(lake.partition_staging(key))
+    assert [p.name for p in left.iterdir()] == [result.run_id]  # its emptied folders
+    monkeypatch.setattr(Lake, "staged_runs", real)
+    again = _zip(tmp_path / "a2.zip", {"stocks/AAA.csv": f"{HEADER}\n2020-01-02,1,2,1,1,1,6\n"})
+    assert land_and_ingest(defs, instance, {"a.zip": again})["a.zip"].success
+    assert not left.exists()  # the finished run's folders went with the next run's
+
+
+def test_a_run_this_instance_does_not_know_keeps_its_staging(instance) -> None:
+    """Another Dagster home on the same lake may be staging: unknown is not finished."""
+    from cryptodudez.assets import lake as lake_assets  # noqa: PLC0415
+
+    assert lake_assets._finished(instance, "a-run-of-another-dagster-home") is False
+
+
+def test_a_partition_folder_removed_meanwhile_is_made_again(tmp_path, monkeypatch) -> None:
+    """A run clearing its staging may remove the empty partition folder between another
+    run's makedirs and its temporary file: that write makes the folder again."""
+    import tempfile  # noqa: PLC0415
+
+    lake = Lake(uri=str(tmp_path / "lake"))
+    real = tempfile.mkstemp
+    calls = {"n": 0}
+
+    def racing(*args: object, **kwargs: object) -> tuple[int, str]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            Path(str(kwargs["dir"])).rmdir()  # as the other run's clear would
+            raise FileNotFoundError(kwargs["dir"])
+        return real(*args, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(tempfile, "mkstemp", racing)
+    path = lake.staging_dir(VALIDATED, "stock_prices", "k", "run-1") + "/x.parquet"
+    lake.write_parquet(path, pl.DataFrame({"x": [1]}))
+    assert calls["n"] == 2 and pl.read_parquet(path)["x"].to_list() == [1]
 
 
 class _WriteNow:
