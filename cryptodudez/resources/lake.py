@@ -293,12 +293,12 @@ class Lake(dg.ConfigurableResource):
             if doomed := [path for paths in runs.values() for path in paths]:
                 self.fs.rm(doomed)
             return
+        # The partition's own folder stays (empty), so a run staging beside this one never
+        # finds the folder it is writing into gone.
         folder = self.partition_staging(partition_key)
         for run in runs:
             if self.fs.exists(posixpath.join(folder, run)):
                 self.fs.rm(posixpath.join(folder, run), recursive=True)
-        if self.fs.exists(folder) and not self.fs.ls(folder):
-            self.fs.rmdir(folder)
 
     def staged(self, layer: str, table: str, partition_key: str) -> list[str]:
         """Fragments of one table the partition's runs have waiting in staging."""
@@ -416,16 +416,8 @@ class Lake(dg.ConfigurableResource):
             self.fs.pipe_file(path, data)
             return
         folder = os.path.dirname(path)
-        for attempt in (1, 2):
-            try:
-                os.makedirs(folder, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
-                break
-            except FileNotFoundError:
-                # A run clearing its staging removed the empty partition folder between our
-                # makedirs and mkstemp (Lake.clear_staging): make it again, once.
-                if attempt == 2:
-                    raise
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
