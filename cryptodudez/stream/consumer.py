@@ -264,8 +264,9 @@ class MoodConsumer:
 
         Raises:
             ValueError: the state file belongs to another durable, stream or filter (or to
-                this stream before it was created again), or the durable exists with
-                another filter than the configuration's.
+                this stream before it was created again), the durable exists with another
+                filter than the configuration's, or the durable has acked messages the
+                file does not hold.
         """
         cfg = self.config
         if self.store.consumer != cfg.durable:
@@ -293,8 +294,47 @@ class MoodConsumer:
                 msg = (f"durable {cfg.durable} on stream {cfg.stream} filters {existing}, "
                        f"not {subjects}: delete it or use another durable name")
                 raise ValueError(msg)
+            await self._refuse_a_file_behind_the_durable(info, subjects)
         self._puller = Puller(self.nc, cfg.stream, cfg.durable)
         await self._puller.start(pending=4 * cfg.batch + 1000)
+
+    async def _refuse_a_file_behind_the_durable(self, info: api.ConsumerInfo,
+                                                subjects: Sequence[str]) -> None:
+        """Refuse a state file that lacks messages the durable has acked.
+
+        A message is acked only after its batch's commit, so every message of the durable's
+        subjects up to its ack floor is in the file that consumed it, and that file's
+        ``applied_seq`` is at least its sequence. A message of those subjects after this
+        file's ``applied_seq`` and at or below the ack floor was therefore committed
+        elsewhere: the file is new (a consumer started without its volume, a standby with a
+        local file) or restored from an older copy, and the broker will never deliver those
+        messages again. The ack floor alone cannot tell: a filtered durable's floor passes
+        other subjects' sequences, so the broker is asked for the first message of each
+        subject after ``applied_seq``.
+
+        Raises:
+            ValueError: naming the file, the durable and the first message it would lose.
+        """
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        applied = self.store.progress().applied_seq
+        if not floor or floor <= applied:
+            return
+        cfg = self.config
+        for subject in subjects:
+            try:
+                first = await self.js.get_msg(cfg.stream, seq=applied + 1, subject=subject,
+                                              next=True)
+            except nats.js.errors.NotFoundError:
+                continue
+            if first.seq is not None and first.seq <= floor:
+                msg = (f"{self.store.path}: applied stream {cfg.stream} through sequence "
+                       f"{applied}, but durable {cfg.durable} has acked through {floor}, "
+                       f"message {first.seq} ({first.subject}) included: this file is not the "
+                       "one that consumed them (new, or restored from an older copy), and "
+                       "the broker will not deliver them again. Start with the durable's own "
+                       "state file, or delete the durable to rebuild this file from the "
+                       "stream")
+                raise ValueError(msg)
 
     async def stop(self) -> None:
         """Unsubscribe (the durable and its unacked messages stay on the broker)."""

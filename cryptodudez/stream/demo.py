@@ -87,7 +87,9 @@ def run_stream_demo(source: StrPath | Sequence[StrPath] = SAMPLE, *,
         source: a zip or JSON-lines file, or a sequence of them (trades and/or tweet
             sentiments); each a path or a string.
         state_dir: where the consumer's ``stream-state.duckdb`` goes (a temporary folder,
-            removed afterwards, if None; the returned path then no longer exists).
+            removed afterwards, if None; the returned path then no longer exists). A file
+            of an earlier run there is replaced: each run has its own broker and stream,
+            which that file's state cannot go on from.
         buckets: the grids (ISO-8601 durations).
         max_lag: lags ``-max_lag..max_lag``.
         tolerance_buckets: the as-of join's tolerance, in buckets.
@@ -102,7 +104,10 @@ def run_stream_demo(source: StrPath | Sequence[StrPath] = SAMPLE, *,
     with tempfile.TemporaryDirectory(prefix="cryptodudez-stream-") as scratch:
         folder = Path(state_dir) if state_dir is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
+        state = folder / "stream-state.duckdb"
+        for stale in (state, state.with_name(state.name + ".wal")):
+            stale.unlink(missing_ok=True)
         with jetstream_server(Path(scratch) / "broker") as broker:
             return run_sync(lambda: _demo(
-                broker.url, sources, folder / "stream-state.duckdb", buckets=buckets,
+                broker.url, sources, state, buckets=buckets,
                 max_lag=max_lag, tolerance_buckets=tolerance_buckets, n_boot=n_boot), timeout)

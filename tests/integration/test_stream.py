@@ -11,6 +11,7 @@ hangs it.
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import re
 import zipfile
 from collections.abc import Coroutine, Iterator, Sequence
@@ -35,6 +36,7 @@ from cryptodudez.stream.broker import (
     connect,
     ensure_stream,
     jetstream_server,
+    partition_filter,
     run_sync,
     subject,
 )
@@ -333,10 +335,11 @@ def test_the_demo_takes_a_path_as_a_string_as_the_docs_show(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a string was iterated as one-character paths: AttributeError: 'str' ... 'read_bytes'
     monkeypatch.chdir(SAMPLE.parents[1])
-    result = run_stream_demo("samples/cryptomood_sample.zip", state_dir=str(tmp_path),
-                             n_boot=200, timeout=TIMEOUT)
-    assert (result.published.lines, result.consumed.applied) == (402, MESSAGES)
-    assert result.state_file == tmp_path / "stream-state.duckdb"
+    for _ in range(2):  # a second run on the same folder starts over (a new broker)
+        result = run_stream_demo("samples/cryptomood_sample.zip", state_dir=str(tmp_path),
+                                 n_boot=200, timeout=TIMEOUT)
+        assert (result.published.lines, result.consumed.applied) == (402, MESSAGES)
+        assert result.state_file == tmp_path / "stream-state.duckdb"
 
 
 def test_demo_sources_are_paths_or_strings_and_must_be_files(tmp_path: Path) -> None:
@@ -471,6 +474,66 @@ def test_a_durable_with_another_filter_or_another_durables_file_is_refused(
 
     with pytest.raises(ValueError, match="the state of consumer mood-p, not of the durable"):
         run(other_name())
+
+
+def test_a_state_file_behind_its_durable_is_refused(empty_stream: str, tmp_path: Path) -> None:
+    """A file that lacks messages the durable has acked (a consumer started without its
+    volume, or on a file restored from an older copy) would silently miss them forever: it
+    is refused. The durable's own file is not, even with an ack floor past other subjects'
+    sequences; with the durable deleted, a new file rebuilds it all."""
+    lines = list(read_lines([SAMPLE]))
+    btc = config(durable="mood-b", coins=("BTC",), correlation_coins=None)
+    state, copy = tmp_path / "state.duckdb", tmp_path / "older.duckdb"
+    run(publish(empty_stream, lines[:100]))
+    first, _ = run(consume(empty_stream, state, btc))
+    assert first.applied > 0
+    copy.write_bytes(state.read_bytes())  # a backup, taken now
+    run(publish(empty_stream, lines[100:250]))
+    run(consume(empty_stream, state, btc))
+    run(publish(empty_stream, [line for line in lines[250:] if b"BTC" not in line.data][:20]))
+    with StateStore(state, "mood-b") as store:
+        own = store.progress()
+
+    async def check_with_floor_at_the_end() -> tuple[int, int]:
+        """The guard as the consumer runs it, on the durable's info with its ack floor
+        moved to the stream's last sequence (past the ETH and LTC messages after the last
+        BTC one), as a server may report for a filtered durable with nothing pending."""
+        nc = await connect(empty_stream)
+        try:
+            js = nc.jetstream()
+            info = await js.consumer_info(STREAM, "mood-b")
+            last = (await js.stream_info(STREAM)).state.last_seq
+            moved = dataclasses.replace(info, ack_floor=dataclasses.replace(
+                info.ack_floor, stream_seq=last))
+            with StateStore(state, "mood-b") as store:
+                consumer = MoodConsumer(nc, store, btc)
+                await consumer._refuse_a_file_behind_the_durable(
+                    moved, partition_filter(("BTC",)))
+        finally:
+            await nc.close()
+        return info.ack_floor.stream_seq, last
+
+    floor, last = run(check_with_floor_at_the_end())  # no error: nothing of BTC after it
+    assert own.applied_seq == floor < last
+    again, _ = run(consume(empty_stream, state, btc))  # its own file goes on
+    assert again.messages == 0
+    for stale, applied in ((tmp_path / "new.duckdb", "0"), (copy, r"\d+")):
+        with pytest.raises(ValueError, match=(
+                rf"{re.escape(stale.name)}: applied stream CRYPTOMOOD through sequence "
+                rf"{applied}, but durable mood-b has acked through {floor}, message \d+ "
+                r"\(cryptomood\.\w+\.BTC\) included")):
+            run(consume(empty_stream, stale, btc))
+
+    async def drop_durable() -> None:
+        nc = await connect(empty_stream)
+        await nc.jetstream().delete_consumer(STREAM, "mood-b")
+        await nc.close()
+
+    run(drop_durable())
+    rebuilt, _ = run(consume(empty_stream, tmp_path / "new.duckdb", btc))
+    assert rebuilt.applied == own.applied
+    with StateStore(tmp_path / "new.duckdb", "mood-b") as store:
+        assert store.progress().applied_seq == own.applied_seq
 
 
 def test_a_batch_whose_commit_failed_holds_the_drop_until_it_comes_again(
