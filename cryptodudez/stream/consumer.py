@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import msgspec
 import nats.errors
@@ -37,7 +38,12 @@ from nats.js import api
 
 from cryptodudez.stream.apply import Message, prepare
 from cryptodudez.stream.broker import PREFIX, STREAM, partition_filter
-from cryptodudez.stream.correlation import correlation_from_aggregates
+from cryptodudez.stream.correlation import (
+    correlation_from_aggregates,
+    trailing,
+    window_of,
+    window_starts,
+)
 from cryptodudez.stream.replay import ORIGIN, PUBLISHED_NS
 from cryptodudez.stream.state import Delta, StateStore
 
@@ -60,6 +66,10 @@ class ConsumerConfig:
         ack_wait: seconds before the broker redelivers an unacked message.
         refresh_every: seconds between correlation refreshes during a backlog (None: only
             when caught up).
+        correlation_window: the correlation over the trailing window of event time only
+            (an ISO-8601 duration, 1 s to 30 days, such as ``P1D``), or over everything
+            consumed (None). A refresh costs about a second per day of history at the
+            default buckets (docs/stream.md), so a long-running consumer wants one.
         prune_every: seconds between drops of old record keys
             (:meth:`~cryptodudez.stream.state.StateStore.prune`, one request for the
             durable's ack floor each); they are also dropped when a run ends.
@@ -78,8 +88,13 @@ class ConsumerConfig:
     linger: float = 0.02
     ack_wait: float = 30.0
     refresh_every: float | None = 5.0
+    correlation_window: str | None = None
     prune_every: float = 10.0
     stream: str = STREAM
+
+    def __post_init__(self) -> None:
+        if self.correlation_window is not None:
+            window_of(self.correlation_window)
 
 
 @dataclass
@@ -241,6 +256,7 @@ class MoodConsumer:
         self.before_commit = before_commit
         self.after_commit = after_commit
         self.correlation: pl.DataFrame | None = None
+        self.window_starts: dict[str, datetime] = {}  # per bucket, with correlation_window
         self._puller: Puller | None = None
         self._refreshed_at = 0.0
         self._pruned_at = time.monotonic()
@@ -384,8 +400,13 @@ class MoodConsumer:
         coins = self.config.correlation_coins or self.config.coins
         if not coins:
             return None
+        prices, sentiments = self.store.price_aggregates(), self.store.sentiment_aggregates()
+        if self.config.correlation_window is not None:
+            self.window_starts = window_starts(prices, self.config.buckets,
+                                               window_of(self.config.correlation_window))
+            prices, sentiments = trailing(prices, sentiments, self.window_starts)
         self.correlation = correlation_from_aggregates(
-            self.store.price_aggregates(), self.store.sentiment_aggregates(), coins=coins,
+            prices, sentiments, coins=coins,
             buckets=self.config.buckets, max_lag=self.config.max_lag,
             tolerance_buckets=self.config.tolerance_buckets, n_boot=self.config.n_boot)
         self._refreshed_at = time.monotonic()

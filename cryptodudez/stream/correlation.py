@@ -10,11 +10,57 @@ buckets in, same numbers out (the sentiment means differ from polars' only by fl
 """
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
+from cryptodudez.mood.series import parse_bucket
 from cryptodudez.mood.stats import table_of
 from cryptodudez.stream.state import series_of
+
+
+def window_of(text: str) -> timedelta:
+    """The duration of a correlation window (ISO-8601, as a bucket: 1 s to 30 days).
+
+    Raises:
+        ValueError: naming ``correlation_window`` and the value.
+    """
+    try:
+        return parse_bucket(text)
+    except ValueError as exc:
+        msg = f"correlation_window: {str(exc).removeprefix('bucket ')}"
+        raise ValueError(msg) from None
+
+
+def window_starts(prices: pl.DataFrame, buckets: Sequence[str],
+                  window: timedelta) -> dict[str, datetime]:
+    """Per bucket, where the trailing ``window`` of event time starts on that bucket's grid.
+
+    The window ends at the newest trade of any coin; each grid's start is its first bucket
+    starting at or after ``newest - window``, so the first bucket is whole and the result
+    equals the batch's over trades from that start (:func:`cryptodudez.mood.series.bucketed`
+    with ``start``). Empty without prices.
+    """
+    newest = prices["last_trade_ts"].max()
+    if not isinstance(newest, datetime):
+        return {}
+    since = (newest - window).astimezone(UTC)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    starts = {}
+    for bucket in buckets:
+        width = parse_bucket(bucket)
+        steps = -((epoch - since) // width)  # ceil((since - epoch) / width)
+        starts[bucket] = epoch + steps * width
+    return starts
+
+
+def trailing(prices: pl.DataFrame, sentiments: pl.DataFrame, starts: dict[str, datetime],
+             ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The aggregates of buckets starting at or after their grid's entry of ``starts``."""
+    keep = pl.lit(False)
+    for bucket, start in starts.items():
+        keep = keep | ((pl.col("bucket") == bucket) & (pl.col("bucket_start") >= start))
+    return prices.filter(keep), sentiments.filter(keep)
 
 
 def correlation_from_aggregates(prices: pl.DataFrame, sentiments: pl.DataFrame, *,

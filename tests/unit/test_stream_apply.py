@@ -5,13 +5,17 @@ them, and applied through ``prepare`` + a DuckDB ``StateStore`` in a temporary f
 reference is the batch path (the lake engine's tables through ``cryptodudez.mood``).
 """
 
+import dataclasses
+import math
 import random
 import re
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
+from nats.aio.client import Client
 from polars.testing import assert_frame_equal
 
 from cryptodudez.archives import Member, Unpacked
@@ -20,6 +24,7 @@ from cryptodudez.ingest import ingest_members
 from cryptodudez.mood.stats import correlation_table
 from cryptodudez.stream.apply import Message, prepare
 from cryptodudez.stream.broker import parse_subject, subject
+from cryptodudez.stream.consumer import ConsumerConfig, MoodConsumer
 from cryptodudez.stream.correlation import correlation_from_aggregates
 from cryptodudez.stream.replay import message_id, read_lines, route
 from cryptodudez.stream.state import StateStore
@@ -113,6 +118,41 @@ def test_any_batching_gives_the_batch_series_and_correlation(
     expected = correlation_table(trades, tweets, coins=COINS, buckets=BUCKETS, max_lag=2,
                                  tolerance_buckets=1, n_boot=200)
     assert_frame_equal(streamed, expected, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_a_correlation_window_is_the_batch_from_the_window_start(
+        tmp_path: Path, batch: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    """With ``correlation_window``, the consumer's table is the batch's over trades and
+    tweets from each grid's first whole bucket inside the trailing window."""
+    trades, tweets = batch
+    window = ConsumerConfig(correlation_window="PT2M", correlation_coins=COINS,
+                            buckets=BUCKETS, tolerance_buckets=1, n_boot=200)
+    with StateStore(tmp_path / "state.duckdb", "t") as store:
+        apply_all(store, sample_messages(), 1000)
+        consumer = MoodConsumer(Client(), store, window)
+        streamed = consumer.refresh()
+        everything = MoodConsumer(Client(), store, dataclasses.replace(
+            window, correlation_window=None)).refresh()
+    since = trades["ts"].max() - timedelta(minutes=2)
+    starts = {b: datetime.fromtimestamp(math.ceil(since.timestamp() / w) * w, UTC)
+              for b, w in (("PT10S", 10), ("PT1M", 60))}
+    assert consumer.window_starts == starts
+    expected = pl.concat([correlation_table(trades, tweets, coins=COINS, buckets=[b],
+                                            start=start, max_lag=2, tolerance_buckets=1,
+                                            n_boot=200) for b, start in starts.items()])
+    assert streamed is not None and everything is not None
+    key = ["coin", "bucket", "lag"]
+    assert_frame_equal(streamed.drop("q_value").sort(key), expected.drop("q_value").sort(key),
+                       check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+    shorter = streamed.join(everything, on=key).filter(pl.col("n") < pl.col("n_right"))
+    assert shorter.height == streamed.height  # every series is cut by the window
+    assert streamed.filter(pl.col("pearson_r").is_not_null()).height > 0
+
+
+@pytest.mark.parametrize("text", ["P40D", "1d", "PT0S", "P1W"])
+def test_a_bad_correlation_window_is_refused_by_name(text: str) -> None:
+    with pytest.raises(ValueError, match=rf"^correlation_window: '{text}' "):
+        ConsumerConfig(correlation_window=text)
 
 
 def test_delivery_order_does_not_matter_ties_go_to_the_later_sequence(
