@@ -262,14 +262,20 @@ def _swagger_ui() -> SwaggerRenderPlugin:
 
 
 def _docs_assets() -> Router:
-    """The Swagger UI files (JavaScript, CSS, icons) under ``ASSETS_PATH``."""
+    """The Swagger UI files (JavaScript, CSS, icons) under ``ASSETS_PATH``.
+
+    Only the bundle's own files are looked up; any other path is a 404 before it reaches
+    the file system, whose errors were 500s: a NUL byte (``ValueError``), a name over 255
+    bytes (``ENAMETOOLONG``), a path through a file (``ENOTDIR``).
+    """
+    files = frozenset(f"{ASSETS_PATH}/{p.relative_to(SWAGGER_UI).as_posix()}"
+                      for p in SWAGGER_UI.rglob("*") if p.is_file())
+
+    def only_its_files(request: Request) -> None:
+        if request.url.path not in files:
+            raise NotFoundException(detail="no such file")
+
     return create_static_files_router(path=ASSETS_PATH, directories=[SWAGGER_UI],
                                       name="docs_assets", include_in_schema=False,
                                       cache_control=CacheControlHeader(max_age=86400),
-                                      before_request=_no_nul)
-
-
-def _no_nul(request: Request) -> None:
-    """A NUL byte in a file path is a 404 (the file system's ``ValueError`` was a 500)."""
-    if "\x00" in request.url.path:
-        raise NotFoundException(detail="no such file")
+                                      before_request=only_its_files)

@@ -101,11 +101,18 @@ def test_on_an_empty_lake_a_bad_parameter_is_still_a_400(lake: Lake) -> None:
         assert "503" in schema["paths"]["/predict"]["get"]["responses"]
 
 
-def test_a_nul_byte_in_a_docs_asset_path_is_a_404(client: TestClient) -> None:
-    """The static files' file system raised ValueError (a 500) on a NUL byte."""
-    response = client.get(f"{ASSETS_PATH}/%00")
-    assert response.status_code == 404, response.text
+@pytest.mark.parametrize("path", ["%00", "a" * 256, "swagger-ui.css/x", "x/" * 2100,
+                                  "../app.py", ""],
+                         ids=["nul", "long-name", "through-a-file", "deep", "up", "folder"])
+def test_a_docs_asset_path_that_is_no_file_of_the_bundle_is_a_404(
+        client: TestClient, path: str) -> None:
+    """The static files' file system raised (a 500) on a NUL byte (ValueError), a name over
+    255 bytes (ENAMETOOLONG) and a path through a file (ENOTDIR)."""
+    for method in (client.get, client.head):
+        response = method(f"{ASSETS_PATH}/{path}")
+        assert response.status_code == 404, response.text
     assert client.get(f"{ASSETS_PATH}/swagger-ui.css").status_code == 200
+    assert client.head(f"{ASSETS_PATH}/favicon-32x32.png").status_code == 200
 
 
 def test_live_server_swaps_models_under_concurrent_requests(lake: Lake) -> None:
