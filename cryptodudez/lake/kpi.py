@@ -377,7 +377,8 @@ def _part_problem(part: Any) -> str | None:
     """What makes ``part`` no KPI part as :func:`compute` writes it, or None.
 
     The structure and types are msgspec's to check (its message names the JSON path); what
-    a type cannot say is checked here: the format, the shard numbers, the sketches.
+    a type cannot say is checked here: the format, the shard numbers, each type's shard
+    (so no two parts of distinct shards can both count a type), the sketches.
     """
     if isinstance(part, dict) and part.get("format") != FORMAT:
         return f"not a KPI part (format {part.get('format')!r})"
@@ -389,6 +390,9 @@ def _part_problem(part: Any) -> str | None:
     if max(shards) >= checked.shard_count or len(set(shards)) < len(shards):
         return f"shards {shards!r}: expected distinct shard numbers below {checked.shard_count}"
     for name, kpis in checked.types.items():
+        if (owner := type_hash(name) % checked.shard_count) not in shards:
+            return (f"types[{name!r}] belongs to shard {owner} of {checked.shard_count}, "
+                    f"not to this part's shards {shards!r}")
         for key in ("ids_hll", "users_hll"):
             text = getattr(kpis, key)
             try:

@@ -252,7 +252,9 @@ def test_merge_refuses_overlapping_or_foreign_parts(lake_after: dict[str, Any]) 
     with pytest.raises(kpi.KpiError, match="overlap"):
         kpi.merge([part, part])
     with pytest.raises(kpi.KpiError, match="disagree on date"):
-        kpi.merge([part, {**part, "date": "2026-11-02", "shards": [1]}])
+        kpi.merge([part, {**part, "date": "2026-11-02", "shards": [1], "types": {}}])
+    with pytest.raises(kpi.KpiError, match=r"belongs to shard 0 of 2, not to this part's"):
+        kpi.merge([part, {**part, "shards": [1]}])  # shard 0's types passed off as shard 1
     with pytest.raises(kpi.KpiError, match="expected i/n"):
         kpi.Shard.parse("1-2")
     with pytest.raises(kpi.KpiError, match="needs 0 <= i < n"):

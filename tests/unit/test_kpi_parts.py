@@ -25,7 +25,8 @@ def _part(index: int, users: dict[str, list[str]]) -> dict[str, Any]:
             "method": {"events": "exact"}, "hll_lg_k": 12, "totals": {}, "types": types}
 
 
-GOOD = [_part(0, {"login": ["a", "b", "c"]}), _part(1, {"logout": ["c", "d"]})]
+# Each type where compute would put it: type_hash(t) % 2 is 0 for signin, 1 for logout.
+GOOD = [_part(0, {"signin": ["a", "b", "c"]}), _part(1, {"logout": ["c", "d"]})]
 
 
 def test_good_parts_merge() -> None:
@@ -98,6 +99,18 @@ def test_a_malformed_part_is_refused_by_name(change: Callable[[dict[str, Any]], 
     assert str(err.value).startswith(f"p1.json: {message}")
     with pytest.raises(kpi.KpiError, match=r"^part 2: "):  # by position without names
         kpi.merge([GOOD[0], bad])
+
+
+def test_a_type_in_a_part_of_another_shard_is_refused() -> None:
+    """Two parts of distinct shards counting one type would be merged by overwriting one."""
+    stray = copy.deepcopy(GOOD[1])
+    stray["types"]["signin"] = copy.deepcopy(GOOD[0]["types"]["signin"]) | {"events": 5}
+    with pytest.raises(kpi.KpiError, match=re.escape(
+            "p1.json: types['signin'] belongs to shard 0 of 2, not to this part's shards [1]")):
+        kpi.merge([GOOD[0], stray], names=["p0.json", "p1.json"])
+    whole = {**copy.deepcopy(GOOD[0]), "shards": [0, 1]}  # one part of both shards: fine
+    whole["types"] |= GOOD[1]["types"]
+    assert kpi.merge([whole])["totals"]["events"] == 5
 
 
 def test_parts_that_do_not_belong_together_are_named() -> None:
