@@ -139,7 +139,11 @@ def _refuse_the_lake_itself(paths: Sequence[Path], lake: Path) -> None:
     """
     root = lake.resolve()
     for path in paths:
-        source = path.resolve()
+        try:
+            source = path.resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+            msg = f"{path}: cannot follow this path ({exc})"
+            raise CliError(msg) from None
         if source == root or source in root.parents or root in source.parents:
             where = ("is" if source == root else "holds" if source in root.parents
                      else "is in")
@@ -628,8 +632,12 @@ def kpi_command(settings: Settings, *, day: date | None, shard: str, source: str
                              source=source)
     text = kpi.dumps(result)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text + "\n")
+        except OSError as exc:  # a symlink loop, a read-only or special file system
+            msg = f"--out {out}: cannot write it ({exc.strerror or exc})"
+            raise CliError(msg) from None
     return result
 
 

@@ -397,6 +397,10 @@ def test_a_missing_or_file_lake_is_refused_by_the_reading_commands(
     assert not (local_env / "dh").exists()  # no run was started
 
 
+_SHARD_0_PART = {"format": "cryptodudez.kpi/1", "date": "2026-11-01", "source": "rollups",
+                 "shards": [0], "shard_count": 1, "method": {}, "types": {}}
+
+
 def test_a_folder_where_a_file_goes_is_a_usage_error(
         local_env: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -409,6 +413,19 @@ def test_a_folder_where_a_file_goes_is_a_usage_error(
     ]
     for args, message in cases:
         assert _one_line_error(capsys, args) == (2, f"cryptodudez: error: {message}")
+    # a path the operating system cannot follow or write: a user error too (exit 2, not 1)
+    loop = local_env / "loop"
+    loop.symlink_to(loop)
+    part = local_env / "part.json"
+    part.write_text(json.dumps(_SHARD_0_PART))
+    for args, message in (
+            (["land", str(loop)], f"{loop}: cannot follow this path (Symlink loop from "),
+            (["kpi", "--merge", str(part), "--out", str(loop)],
+             f"--out {loop}: cannot write it (Too many levels of symbolic links)"),
+            (["kpi", "--merge", str(part), "--out", "/proc/version"],
+             "--out /proc/version: cannot write it (")):
+        code, line = _one_line_error(capsys, args)
+        assert (code, line.startswith(f"cryptodudez: error: {message}")) == (2, True), line
     monkeypatch.setenv("DAGSTER_HOME", str(local_env / "file"))
     assert _one_line_error(capsys, ["dagster-home"]) == (
         2, f"cryptodudez: error: DAGSTER_HOME={local_env / 'file'}: {local_env / 'file'} "
