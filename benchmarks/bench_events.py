@@ -19,6 +19,10 @@ processes to go quiet and records what it saw. Nothing here asserts on time.
        ``events`` step time Dagster recorded.
    ``engine``
        ``ingest_event_file`` alone (no Dagster) on a fresh lake. Step time inside the child.
+   ``write_floor``
+       the engine's table writer alone, writing the engine's rows (from memory) as the same
+       files on the same filesystem: ``budget_for_2x_s`` (half the reference's step) minus
+       this is what the target would leave to read, validate, deduplicate and stage.
 
    Events/s = lines of the file / seconds; ratio = ours / reference (target: at least 2).
 2. **Peak memory**: the engine's peak RSS on the ``--events`` file and, with ``--big``, on a
@@ -110,6 +114,32 @@ def child_engine(lake: str, raw_key: str) -> dict[str, Any]:
             "dates": [d.isoformat() for d in result.dates]}
 
 
+def child_write_floor(lake: str, scratch: str) -> dict[str, Any]:
+    """The engine's table writer alone: the table's rows, from memory, into a fresh table root.
+
+    The rows of every day of ``lake``'s table are read and sorted by partition first (not
+    timed), then written by ``EventTable._write_partitioned`` (the writer the ingest's append
+    uses, with its row groups) under ``scratch`` on the same filesystem: the same files the
+    ingest wrote, and nothing else (no read, validation, deduplication, staging or commit).
+    What is left of half the reference's time after this is what twice its throughput would
+    leave for the rest of the ingest.
+    """
+
+    from cryptodudez.lake.event_table import INGEST_ROW_GROUP, EventTable
+    from cryptodudez.storage import LakeStorage
+    table = EventTable(LakeStorage(lake))
+    days = sorted(set(table.files()["date"].to_list()))
+    rows = table.scan_days(days).collect().sort("event_type", "date", "hour", "created_at")
+    target = EventTable(LakeStorage(scratch))
+    started, cpu = time.perf_counter(), time.process_time()
+    added = target._write_partitioned(rows.lazy(), prefix="floor",
+                                      row_group_size=INGEST_ROW_GROUP)
+    return {"step_s": round(time.perf_counter() - started, 2),
+            "step_cpu_s": round(time.process_time() - cpu, 2),
+            "rows": rows.height, "files": len(added),
+            "source_files": int(table.files().height)}
+
+
 def child_compact(lake: str, day: str) -> dict[str, Any]:
     """``compact_day``; the day's events and files counted from the table afterwards."""
     started = time.perf_counter()
@@ -149,8 +179,8 @@ def child_kpi(lake: str, day: str, source: str, index: str, count: str) -> dict[
 
 
 CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
-    "reference": child_reference, "engine": child_engine, "compact": child_compact,
-    "kpi": child_kpi}
+    "reference": child_reference, "engine": child_engine, "write_floor": child_write_floor,
+    "compact": child_compact, "kpi": child_kpi}
 
 
 # -- parent ----------------------------------------------------------------------------------
@@ -278,6 +308,9 @@ def throughput(src: dict[str, Any], run_dir: Path, quiet_max: float) -> dict[str
 
     ref_step, ref_wall = child.get("step_s"), ref["wall_s"]
     eng_step = (out["engine"]["child"] or {}).get("step_s")
+    out["write_floor"] = write_floor(run_dir, ref_step, quiet_max)
+    print(f"write floor: {_brief(out['write_floor'])} "
+          f"budget_for_2x_s={out['write_floor']['budget_for_2x_s']}", flush=True)
     events_step = next((v.get("events") for v in dag["steps_s"].values()
                         if isinstance(v, dict) and "events" in v), None)
     out["events_per_s"] = {
@@ -308,6 +341,19 @@ def engine(path: Path, lake_dir: Path, truth: dict[str, Any], quiet_max: float) 
                             and child.get("quarantined") == truth["malformed_lines"]
                             and child.get("duplicates") == truth["duplicate_lines"]
                             and child.get("repeated_ids") == 0)
+    return run
+
+
+def write_floor(run_dir: Path, ref_step: float | None, quiet_max: float) -> dict[str, Any]:
+    """``child_write_floor`` on the engine's lake; what it leaves of half the reference's step."""
+    scratch = fresh(run_dir / "write_floor") / "lake"
+    run = run_child("write_floor", [str(run_dir / "engine_small" / "lake"), str(scratch)],
+                    run_dir / "write_floor.log", quiet_max)
+    shutil.rmtree(run_dir / "write_floor", ignore_errors=True)
+    floor = (run["child"] or {}).get("step_s")
+    budget = round(ref_step / 2, 2) if ref_step else None
+    run["budget_for_2x_s"] = budget
+    run["left_for_the_rest_s"] = round(budget - floor, 2) if budget and floor else None
     return run
 
 
