@@ -36,6 +36,8 @@ import numpy as np
 import polars as pl
 from threadpoolctl import threadpool_limits
 
+from cryptodudez.features.labels import TARGET_COLUMNS
+
 # scikit-learn is imported where a model is fitted or scored: about 1.8 s that every process
 # loading the Dagster definitions (each run and step, the code server) paid otherwise.
 if TYPE_CHECKING:
@@ -52,7 +54,7 @@ HOLDOUT_DAYS = 365  # the final year, scored once
 MIN_TRAIN_DAYS = 365  # rows that only ever train (the first fold's minimum history)
 MOMENTUM_DAYS = 20
 INITIAL_POSITION = 1.0  # the start-up holds ETH before the first signal
-FORBIDDEN_FEATURES = ("date", "label", "next_return")  # the target and its ingredients
+FORBIDDEN_FEATURES = ("date", *TARGET_COLUMNS)  # the target and its ingredients
 HGB_PARAMS: dict[str, Any] = {
     "learning_rate": 0.05, "max_iter": 200, "max_leaf_nodes": 15, "min_samples_leaf": 40,
     "l2_regularization": 1.0, "early_stopping": False,
@@ -188,7 +190,8 @@ def validate_frame(frame: pl.DataFrame, feature_columns: Sequence[str], horizon:
     """Check the training-set contract and refuse features that are the target.
 
     Raises:
-        LeakageError: If a feature column is ``date``, ``label`` or ``next_return``.
+        LeakageError: If a feature column is ``date`` or one of the label's
+            :data:`~cryptodudez.features.labels.TARGET_COLUMNS`.
         ValueError: On missing columns, unsorted dates, unknown labels or a bad horizon.
     """
     leaked = sorted(set(feature_columns) & set(FORBIDDEN_FEATURES))

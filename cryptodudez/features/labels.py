@@ -24,6 +24,9 @@ CLASSES = ("buy", "hodl", "sell")
 VOL_WINDOW = 20
 
 
+TARGET_COLUMNS = ("next_return", "forward_return", "label")
+"""What :func:`label` adds that looks ahead of the decision day: never a feature."""
+
 @dataclass(frozen=True)
 class LabelConfig:
     """How a label is defined.

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from cryptodudez.features import markets
-from cryptodudez.features.labels import LabelConfig, class_balance, label
+from cryptodudez.features.labels import TARGET_COLUMNS, LabelConfig, class_balance, label
 from cryptodudez.features.pit import point_in_time_join
 from cryptodudez.features.views import (
     MARKET_DAILY,
@@ -101,7 +101,7 @@ def market_asof(spine: pl.DataFrame, market_daily: pl.DataFrame) -> pl.DataFrame
 
 def feature_columns(frame: pl.DataFrame) -> list[str]:
     """The model's inputs: numeric feature columns, never times, prices or labels."""
-    skip = {"date", "at", "close", "next_return", "forward_return", "band", "label"}
+    skip = {"date", "at", "close", "band", *TARGET_COLUMNS}
     return [c for c, t in frame.schema.items()
             if c not in skip and not c.endswith("event_time") and t.is_numeric()]
 

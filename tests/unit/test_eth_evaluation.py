@@ -130,7 +130,7 @@ def test_splits_reaching_into_the_hold_out_are_refused(frame: pl.DataFrame) -> N
         ev.evaluate(frame, NOISE, horizon=1, splits=splits)
 
 
-@pytest.mark.parametrize("column", ["next_return", "label"])
+@pytest.mark.parametrize("column", ["next_return", "label", "forward_return"])
 def test_the_target_cannot_be_a_feature(frame: pl.DataFrame, column: str) -> None:
     with pytest.raises(ev.LeakageError):
         ev.evaluate(frame, [*NOISE, column], horizon=1)
