@@ -18,7 +18,9 @@ The live client, call by call (``coins_list``, ``market_chart_range``):
   next wait would pass it, ``CoinGeckoTimeoutError`` says so.
 - **Retries** (tenacity): on 429, 408, 5xx, transport errors (connection refused or reset,
   timeouts, a body cut short of its ``Content-Length``) and a body that is not valid JSON (a
-  truncated answer from a proxy), up to ``max_attempts`` attempts in all. The wait is
+  truncated answer from a proxy) or that does not decompress (a damaged gzip: httpx's
+  ``DecodingError``, which escaped as httpx's own until a review), up to ``max_attempts``
+  attempts in all. The wait is
   exponential with jitter (``backoff_initial * 2**n + uniform(0, backoff_jitter)``, capped at
   ``backoff_max``); after a 429 it is at least until ``x-ratelimit-reset`` (CoinGecko sends
   no ``Retry-After``), plus jitter.
@@ -33,7 +35,10 @@ The live client, call by call (``coins_list``, ``market_chart_range``):
   ``CoinGeckoBadResponseError`` at once (asking again returns the same).
 - **Exhausted retries** raise ``CoinGeckoRateLimitError`` (still 429),
   ``CoinGeckoUnavailableError`` (5xx, transport) or ``CoinGeckoBadResponseError`` (invalid
-  JSON), each naming the attempts.
+  JSON, an undecodable body), each naming the attempts. The budget is checked between body
+  chunks, not while the status line and headers arrive: a server that sends its headers a
+  byte at a time, each within the read timeout, can hold a call past ``total_timeout``
+  (a review's finding, not fixed).
 - **Client-side rate limit**: requests start at least ``min_interval`` seconds apart (by
   default 6 s keyless, 2 s Demo, i.e. 30/min, 0.25 s paid), shared by all calls of a client.
 """
@@ -426,6 +431,10 @@ class HttpCoinGecko(CoinGecko):
             raise _RetryableError("unavailable", f"{type(exc).__name__} ({exc})") from exc
         except httpx.TransportError as exc:
             raise _RetryableError("unavailable", f"{type(exc).__name__} ({exc})") from exc
+        except httpx.DecodingError as exc:  # a damaged gzip or brotli body (not transport)
+            encoding = response.headers.get("content-encoding", "encoded")
+            msg = f"undecodable {encoding} body ({exc})"
+            raise _RetryableError("bad_response", msg) from exc
 
 
 class OfflineCoinGecko(CoinGecko):

@@ -313,6 +313,25 @@ def test_json_truncated_every_time_exhausts_the_attempts(server: HTTPServer) -> 
     assert script.count == 3
 
 
+def damaged_gzip() -> Answer:
+    """A 200 that says gzip and is not (a proxy mangling it): httpx's DecodingError."""
+    return lambda: Response(b"\x1f\x8b\x08\x00not gzip at all", status=200,
+                            headers={"Content-Encoding": "gzip"},
+                            content_type="application/json")
+
+
+def test_a_damaged_compressed_body_is_retried_as_a_bad_response(server: HTTPServer) -> None:
+    """httpx.DecodingError is no TransportError: it escaped unretried, as httpx's own."""
+    script = serve(server, Script(damaged_gzip(), ok()))
+    assert client(server).coins_list()[0].id == "bitcoin"
+    assert script.count == 2
+    server.clear()
+    script = serve(server, Script(damaged_gzip()))
+    with pytest.raises(CoinGeckoBadResponseError, match=r"all 3 attempt.*undecodable gzip body"):
+        client(server, max_attempts=3).coins_list()
+    assert script.count == 3
+
+
 def test_json_of_the_wrong_shape_is_not_retried(server: HTTPServer) -> None:
     script = serve(server, Script(ok(b'{"prices": "soon"}')),
                    path="/api/v3/coins/bitcoin/market_chart/range")
