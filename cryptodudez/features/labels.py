@@ -22,10 +22,9 @@ import polars as pl
 
 CLASSES = ("buy", "hodl", "sell")
 VOL_WINDOW = 20
-
-
 TARGET_COLUMNS = ("next_return", "forward_return", "label")
 """What :func:`label` adds that looks ahead of the decision day: never a feature."""
+
 
 @dataclass(frozen=True)
 class LabelConfig:

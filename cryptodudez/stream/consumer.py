@@ -324,9 +324,9 @@ class MoodConsumer:
         file's ``applied_seq`` and at or below the ack floor was therefore committed
         elsewhere: the file is new (a consumer started without its volume, a standby with a
         local file) or restored from an older copy, and the broker will never deliver those
-        messages again. The ack floor alone cannot tell: a filtered durable's floor passes
-        other subjects' sequences, so the broker is asked for the first message of each
-        subject after ``applied_seq``.
+        messages again. The ack floor alone cannot tell, since a filtered durable's floor
+        may lie past other subjects' messages, so the broker is asked for the first message
+        of each subject after ``applied_seq``.
 
         Raises:
             ValueError: naming the file, the durable and the first message it would lose.
