@@ -11,11 +11,13 @@ The live client, call by call (``coins_list``, ``market_chart_range``):
   ``https://pro-api.coingecko.com/api/v3``); no key uses the public root without a header.
   The key never goes into a URL, a log record, an exception or ``repr``.
 - **Time**: every call has a total budget (``total_timeout``) covering the client-side rate
-  limit, every attempt and every wait between attempts. Each attempt's connect and read
-  timeouts are capped by what is left of it, and the body is streamed with the budget checked
-  between chunks, so a body that trickles in forever ends too. A call returns or raises
-  within ``total_timeout`` plus at most one read timeout; when the budget runs out, or the
-  next wait would pass it, ``CoinGeckoTimeoutError`` says so.
+  limit, every attempt and every wait between attempts. Every socket operation of an attempt
+  (connect, TLS, write, each read of the status line, headers and body) is bounded by what is
+  left of the budget as well as by its own timeout (``http_deadline``), so a status line,
+  headers or a body that trickles in a byte at a time ends at the budget too. A call returns
+  or raises within ``total_timeout`` (plus the time to decode an answer that came in time);
+  when the budget runs out, or the next wait would pass it, ``CoinGeckoTimeoutError`` says
+  so, unless the wait is a 429's announced reset (below).
 - **Retries** (tenacity): on 429, 408, 5xx, transport errors (connection refused or reset,
   timeouts, a body cut short of its ``Content-Length``) and a body that is not valid JSON (a
   truncated answer from a proxy) or that does not decompress (a damaged gzip: httpx's
@@ -35,10 +37,10 @@ The live client, call by call (``coins_list``, ``market_chart_range``):
   ``CoinGeckoBadResponseError`` at once (asking again returns the same).
 - **Exhausted retries** raise ``CoinGeckoRateLimitError`` (still 429),
   ``CoinGeckoUnavailableError`` (5xx, transport) or ``CoinGeckoBadResponseError`` (invalid
-  JSON, an undecodable body), each naming the attempts. The budget is checked between body
-  chunks, not while the status line and headers arrive: a server that sends its headers a
-  byte at a time, each within the read timeout, can hold a call past ``total_timeout``
-  (a review's finding, not fixed).
+  JSON, an undecodable body), each naming the attempts. A 429 whose ``x-ratelimit-reset``
+  lies past the budget raises ``CoinGeckoRateLimitError`` at once, with the reset as its
+  ``retry_at`` (it was reported as a timeout, which hid that the plan's limit was the cause,
+  until session 23).
 - **Client-side rate limit**: requests start at least ``min_interval`` seconds apart (by
   default 6 s keyless, 2 s Demo, i.e. 30/min, 0.25 s paid), shared by all calls of a client.
 """
@@ -63,6 +65,7 @@ import polars as pl
 import tenacity
 
 from cryptodudez.coingecko.prices import DAY_MS, CoinRef, PricePoint
+from cryptodudez.resources import http_deadline
 from cryptodudez.settings import PROJECT_DIR
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,8 @@ PLAN_ERROR_CODES: dict[int, str] = {
 }
 PLAN_STATUSES = frozenset({401, 402, 403})
 MAX_BODY_BYTES = 64 * 1024 * 1024  # /coins/list is about 2 MB
+# A socket timeout set to the time left may fire this much before the deadline by the clock.
+_DEADLINE_GRAIN_S = 0.005
 # The real CoinGecko answer for Bitcoin, 2022-01-01..2022-04-02 (the shared data's file),
 # shipped with the project so the offline twin works on a fresh clone.
 DEFAULT_RECORDING = PROJECT_DIR / "samples" / "coingecko_bitcoin_usd_daily_2022Q1.csv"
@@ -150,7 +155,17 @@ class CoinGeckoUnavailableError(CoinGeckoError):
 
 
 class CoinGeckoRateLimitError(CoinGeckoUnavailableError):
-    """Every attempt up to the last was answered 429."""
+    """Answered 429 at every attempt, or with a limit that resets only after the budget.
+
+    Attributes:
+        retry_at: UNIX time at which the last 429 said the limit resets (None when it did not
+            say, or said something unreadable).
+    """
+
+    def __init__(self, message: str, *, attempts: int | None = None,
+                 retry_at: float | None = None) -> None:
+        super().__init__(message, attempts=attempts)
+        self.retry_at = retry_at
 
 
 class CoinGeckoTimeoutError(CoinGeckoError):
@@ -333,8 +348,8 @@ class HttpCoinGecko(CoinGecko):
                 headers = {"accept": "application/json", "user-agent": "cryptodudez"}
                 if self._api_key is not None and self.key_type is not None:
                     headers[KEY_HEADERS[self.key_type]] = self._api_key
-                self._client = httpx.Client(base_url=self.base_url, headers=headers,
-                                            follow_redirects=False)
+                self._client = http_deadline.with_deadlines(httpx.Client(
+                    base_url=self.base_url, headers=headers, follow_redirects=False))
             return self._client
 
     def _call(self, path: str, params: Mapping[str, str],
@@ -366,6 +381,15 @@ class HttpCoinGecko(CoinGecko):
             return retrying(attempt)
         except _RetryableError as failure:
             elapsed = time.monotonic() - started
+            if (attempts < self.max_attempts and failure.kind == "rate_limited"
+                    and failure.retry_at is not None
+                    and failure.retry_at - time.time() >= deadline - time.monotonic()):
+                reset = datetime.fromtimestamp(failure.retry_at, tz=UTC).isoformat()
+                msg = (f"CoinGecko GET {path}: rate-limited (HTTP 429) after {attempts} "
+                       f"attempt(s); the limit resets at {reset}, after the "
+                       f"{self.total_timeout:g} s budget ends")
+                raise CoinGeckoRateLimitError(msg, attempts=attempts,
+                                              retry_at=failure.retry_at) from failure
             if attempts < self.max_attempts:
                 msg = (f"CoinGecko GET {path}: gave up after {attempts} attempt(s) and "
                        f"{elapsed:.1f} s: the next one would pass the {self.total_timeout:g} s "
@@ -376,6 +400,9 @@ class HttpCoinGecko(CoinGecko):
                          "bad_response": CoinGeckoBadResponseError}[failure.kind]
             msg = (f"CoinGecko GET {path}: all {attempts} attempt(s) failed in "
                    f"{elapsed:.1f} s; last failure: {failure}")
+            if exhausted is CoinGeckoRateLimitError:
+                raise CoinGeckoRateLimitError(msg, attempts=attempts,
+                                              retry_at=failure.retry_at) from failure
             raise exhausted(msg, attempts=attempts) from failure
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
@@ -401,7 +428,11 @@ class HttpCoinGecko(CoinGecko):
 
     def _send(self, path: str, params: Mapping[str, str], deadline: float,
               attempt: int) -> tuple[int, httpx.Headers, bytes]:
-        """One request: status, headers and the whole body, within the deadline."""
+        """One request: status, headers and the whole body, within the deadline.
+
+        Every socket operation (connect, TLS, write, each read of the headers and the body)
+        is bounded by what is left until ``deadline`` as well as by its own timeout.
+        """
         left = deadline - time.monotonic()
         if left <= 0:
             msg = f"CoinGecko GET {path}: the {self.total_timeout:g} s budget is spent"
@@ -409,24 +440,26 @@ class HttpCoinGecko(CoinGecko):
         connect = min(self.connect_timeout, left)
         timeout = httpx.Timeout(connect=connect, read=min(self.read_timeout, left),
                                 write=connect, pool=connect)
+        body = bytearray()
+        headers_in = False
         try:
-            with self._http().stream("GET", path, params=params, timeout=timeout) as response:
-                body = bytearray()
+            with (http_deadline.deadline(deadline),
+                  self._http().stream("GET", path, params=params, timeout=timeout) as response):
+                headers_in = True
                 for chunk in response.iter_bytes():
                     body += chunk
-                    if time.monotonic() > deadline:
-                        msg = (f"CoinGecko GET {path}: the body was still arriving "
-                               f"({len(body)} bytes) when the {self.total_timeout:g} s budget "
-                               "ran out")
-                        raise CoinGeckoTimeoutError(msg, attempts=attempt)
                     if len(body) > MAX_BODY_BYTES:
                         msg = f"CoinGecko GET {path}: body over {MAX_BODY_BYTES} bytes"
                         raise CoinGeckoBadResponseError(msg, attempts=attempt)
                 return response.status_code, response.headers, bytes(body)
         except httpx.TimeoutException as exc:
-            if time.monotonic() >= deadline:
-                msg = (f"CoinGecko GET {path}: {type(exc).__name__} as the "
-                       f"{self.total_timeout:g} s budget ran out")
+            # A socket timeout capped by the deadline fires at it (to the clock's grain).
+            if time.monotonic() >= deadline - _DEADLINE_GRAIN_S:
+                where = (f"the body was still arriving ({len(body)} bytes)" if headers_in
+                         else f"{type(exc).__name__}: the status line and headers were still "
+                              "arriving")
+                msg = (f"CoinGecko GET {path}: {where} when the {self.total_timeout:g} s "
+                       "budget ran out")
                 raise CoinGeckoTimeoutError(msg, attempts=attempt) from exc
             raise _RetryableError("unavailable", f"{type(exc).__name__} ({exc})") from exc
         except httpx.TransportError as exc:

@@ -7,14 +7,17 @@ tens of milliseconds; the only real waits are the ones under test (a rate-limit 
 a second and a half, a read timeout of 0.3 s, a budget of about a second).
 """
 
+import contextlib
 import itertools
 import logging
 import math
 import re
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -181,10 +184,34 @@ def test_a_reset_beyond_the_budget_fails_at_once_instead_of_sleeping(
     reset = coingecko_reset(time.time() + 60)
     script = serve(server, Script(status(429, headers={"x-ratelimit-reset": reset})))
     started = time.monotonic()
-    with pytest.raises(CoinGeckoTimeoutError, match=r"budget; last failure: HTTP 429"):
+    # The plan's limit is the cause, so the error says so (not a timeout) and when it ends.
+    with pytest.raises(CoinGeckoRateLimitError,
+                       match=r"after 1 attempt\(s\); the limit resets at .*after the 3 s "
+                             "budget") as caught:
         client(server, total_timeout=3.0, max_attempts=5).coins_list()
+    assert not isinstance(caught.value, CoinGeckoTimeoutError)
+    assert caught.value.attempts == 1
+    assert caught.value.retry_at == pytest.approx(reset_at(reset, now=time.time()))
     assert script.count == 1
     assert time.monotonic() - started < 1.0
+
+
+def test_a_backoff_past_the_budget_after_a_429_that_resets_in_time_is_a_timeout(
+        server: HTTPServer) -> None:
+    # The reset is now; the 2 s backoff, not the limit, is what would pass the 1 s budget.
+    script = serve(server, Script(status(429, headers={"x-ratelimit-reset": "0"})))
+    with pytest.raises(CoinGeckoTimeoutError, match=r"gave up after 1 attempt.*HTTP 429"):
+        client(server, total_timeout=1.0, max_attempts=5, backoff_initial=2.0,
+               backoff_max=5.0, backoff_jitter=0.0).coins_list()
+    assert script.count == 1
+
+
+def test_exhausted_429s_carry_the_last_reset(server: HTTPServer) -> None:
+    reset = coingecko_reset(whole_second_ahead() - 1)  # already past: no wait
+    serve(server, Script(status(429, headers={"x-ratelimit-reset": reset})))
+    with pytest.raises(CoinGeckoRateLimitError, match="all 2 attempt") as caught:
+        client(server, max_attempts=2).coins_list()
+    assert caught.value.retry_at == pytest.approx(reset_at(reset, now=time.time()))
 
 
 def test_requests_are_spaced_by_the_client_side_rate_limit(server: HTTPServer) -> None:
@@ -253,6 +280,76 @@ def test_a_body_trickling_past_the_budget_is_cut_off(server: HTTPServer) -> None
         client(server, total_timeout=1.0, read_timeout=1.0).coins_list()
     assert script.count == 1
     assert time.monotonic() - started < 1.6
+
+
+@contextmanager
+def raw_server(answer: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A loopback server of one connection at a time that ``answer`` writes to by hand.
+
+    For what an HTTP library's test server cannot do, like sending a status line and headers
+    a byte at a time. Yields the root URL; the thread ends when the block does.
+    """
+    done = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.1)
+
+        def serve_forever() -> None:
+            while not done.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    conn.recv(65536)  # the request (one small GET)
+                    with contextlib.suppress(OSError):  # the client hung up
+                        answer(conn)
+        thread = threading.Thread(target=serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{listener.getsockname()[1]}/api/v3"
+        finally:
+            done.set()
+            thread.join(timeout=5)
+
+
+def headers_trickling(every: float, count: int) -> Callable[[socket.socket], None]:
+    """A status line, then a header byte every ``every`` seconds (never a read timeout)."""
+    def answer(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nx-slow: ")
+        for _ in range(count):
+            time.sleep(every)
+            conn.sendall(b"a")
+        conn.sendall(b"\r\ncontent-length: 2\r\n\r\n[]")
+    return answer
+
+
+def test_headers_trickling_past_the_budget_are_cut_off() -> None:
+    # A header byte every 0.1 s never trips the 1 s read timeout; the 1 s budget ends the
+    # call (it ran for the 4 s the server took, before the deadline reached the sockets).
+    with raw_server(headers_trickling(0.1, 40)) as url:
+        coingecko = HttpCoinGecko(base_url=url, connect_timeout=1.0, read_timeout=1.0,
+                                  total_timeout=1.0, max_attempts=3, backoff_initial=0.01,
+                                  min_interval=0.0)
+        started = time.monotonic()
+        with pytest.raises(CoinGeckoTimeoutError,
+                           match=r"status line and headers were still arriving when the "
+                                 "1 s budget ran out") as caught:
+            coingecko.coins_list()
+        took = time.monotonic() - started
+        coingecko.close()
+    assert caught.value.attempts == 1
+    assert took < 1.5, took
+
+
+def test_headers_arriving_within_the_budget_are_read() -> None:
+    # The same server, slow but in time: the deadline does not cut a call short.
+    with raw_server(headers_trickling(0.05, 6)) as url:
+        coingecko = HttpCoinGecko(base_url=url, read_timeout=1.0, total_timeout=2.0,
+                                  max_attempts=1, min_interval=0.0)
+        assert coingecko.coins_list() == []
+        coingecko.close()
 
 
 def test_a_refused_connection_is_retried_then_reported() -> None:
