@@ -523,7 +523,7 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
     """
     snapshot, frame, manifest = latest_training_set(lake)
     horizon = int(manifest["labels"]["horizon"])
-    columns = usable_features(frame)
+    columns = ev.usable_features(frame, store.feature_columns(frame))
     report = ev.evaluate(frame, columns, horizon=horizon)
     signals = ev.final_signals(frame, columns, report, horizon=horizon)
     served = str(report["verdict"]["served"])
@@ -566,15 +566,3 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
                 fchecks.verdict_actions(frame, verdict, feature_columns=columns,
                                         seed=int(report["seed"]))),
         ])
-
-
-def usable_features(frame: pl.DataFrame) -> list[str]:
-    """Feature columns with at least one known value in the training rows.
-
-    Engagement snapshots are unknown before their delivery, so over history they are all
-    null: a column the model could never see a value of is left out (and listed in the
-    report's ``features``, by absence).
-    """
-    columns = store.feature_columns(frame)
-    known = frame.select(pl.col(columns).is_not_null().any()).row(0)
-    return [c for c, k in zip(columns, known, strict=True) if k]

@@ -178,6 +178,23 @@ def hold_out_final_year(
     return frame.head(frame.height - days), frame.tail(days)
 
 
+def usable_features(frame: pl.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The ``columns`` with at least one known value before the hold-out year.
+
+    Engagement snapshots are unknown before their delivery, so over history they are all
+    null: a column the model could never see a value of is left out (and listed in the
+    report's ``features``, by absence). Only the rows before the hold-out decide, so the
+    year scored once informs nothing about the model, not even which columns it reads (it
+    decided on every row until session 23). A frame too short for a hold-out decides on
+    all its rows; ``evaluate`` refuses such a frame anyway.
+    """
+    development = (hold_out_final_year(frame)[0] if frame.height > HOLDOUT_DAYS else frame)
+    if not columns:
+        return []
+    known = development.select(pl.col(list(columns)).is_not_null().any()).row(0)
+    return [c for c, k in zip(columns, known, strict=True) if k]
+
+
 # -------------------------------------------------------------------- input contract
 def _check_sorted(frame: pl.DataFrame) -> None:
     if frame["date"].null_count() or not frame["date"].is_sorted() or (

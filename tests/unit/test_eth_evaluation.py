@@ -94,6 +94,22 @@ def test_hold_out_final_year_is_the_last_365_rows(frame: pl.DataFrame) -> None:
         ev.hold_out_final_year(frame.reverse())
 
 
+def test_which_columns_reach_the_model_is_decided_before_the_hold_out(
+        frame: pl.DataFrame) -> None:
+    n = frame.height
+    first_holdout_row = pl.int_range(pl.len()) >= n - ev.HOLDOUT_DAYS
+    marked = frame.with_columns(
+        # known only in the hold-out year: the hold-out must not decide it is usable
+        only_in_holdout=pl.when(first_holdout_row).then(1.0),
+        # known on the last development day alone: enough
+        last_development_day=pl.when(pl.int_range(pl.len()) == n - ev.HOLDOUT_DAYS - 1)
+        .then(1.0),
+        never=pl.lit(None, dtype=pl.Float64))
+    columns = ["only_in_holdout", "last_development_day", "never", *NOISE]
+    assert ev.usable_features(marked, columns) == ["last_development_day", *NOISE]
+    assert ev.usable_features(marked, []) == []
+
+
 def test_shuffled_kfold_is_refused_by_evaluate(frame: pl.DataFrame) -> None:
     development = np.arange(frame.height - ev.HOLDOUT_DAYS)
     shuffled = list(KFold(5, shuffle=True, random_state=0).split(development))
