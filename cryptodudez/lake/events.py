@@ -13,17 +13,20 @@ names the JSON path (``Expected `str`, got `int` - at `$.data.type```).
 """
 
 import functools
+import logging
 import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, BinaryIO
 
 import msgspec
 import polars as pl
 
 from cryptodudez.lake.layout import EVENT_SUFFIXES
+
+log = logging.getLogger(__name__)
 
 BATCH_BYTES = 8 << 20
 """Bytes of lines validated at a time: small batches keep two validation processes busy to
@@ -41,6 +44,7 @@ RESERVED_TYPE = "__HIVE_DEFAULT_PARTITION__"
 META_COLUMN_PATTERN = r"[a-z][a-z0-9_]{0,62}"  # a whole meta field name (fullmatch)
 RAW_LIMIT = 64 << 10  # quarantined raw text is kept up to 64 KiB per line (cut_note says so)
 GZIP_MAGIC = b"\x1f\x8b"
+_JSON_WHITESPACE = b" \t\r\n"  # RFC 8259's four; bytes.isspace also takes \x0b and \x0c
 
 # msgspec matches with Python's ``re.search``, where ``$`` also matches before a final
 # newline: ``"click\n"`` passed and made a partition folder that Delta's log names
@@ -73,7 +77,6 @@ EVENT_ENVELOPE: tuple[str, ...] = _Event.__struct_fields__
 
 _DECODE_EVENT = msgspec.json.Decoder(_Event).decode
 _DECODE_META_TS = msgspec.json.Decoder(_Meta).decode
-_DECODE_META = msgspec.json.Decoder(dict[str, Any]).decode
 _DECODE_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 EVENT_COLUMNS: dict[str, pl.DataType] = {
@@ -371,8 +374,8 @@ def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
     add_id, add_type, add_created = ids.append, types.append, created.append
     add_attributes, add_meta, add_line = attributes.append, metas.append, line_nos.append
     for line_no, line in enumerate(batch.lines, batch.first_line):
-        if not line or line.isspace():
-            continue
+        if not line or (line.isspace() and not line.strip(_JSON_WHITESPACE)):
+            continue  # blank (a form feed or vertical tab is no JSON whitespace: quarantined)
         records += 1
         try:
             event = decode(line)
@@ -493,7 +496,10 @@ def top_level_field(texts: pl.Series, name: str, *, strings_only: bool,
         nested(texts), texts.str.contains("\\u", literal=True))
     plain = texts.str.extract(rf'"{name}"\s*:\s*"([^"\\]*)"', 1)
     mentions = texts.str.contains(f'"{name}"', literal=True)
+    # An escaped quote anywhere (`{"note\"user_id": "x"}`) can make a key's text appear
+    # inside another string, where the literal match would take it for the key.
     slow = (escaped | (mentions & (plain.is_null() | nested_rows
+                                   | texts.str.contains('\\"', literal=True)
                                    | texts.str.contains(rf'"{name}"[\s\S]*"{name}"')))
             ).fill_null(value=False)
     if not slow.any():
@@ -518,20 +524,33 @@ def _with_meta_columns(valid: pl.DataFrame) -> pl.DataFrame:
     also stays in the ``meta`` text. Strings are kept as they are; other values as their JSON text.
     """
     fixed = valid.select(*EVENT_COLUMNS)
-    shapes = valid.filter(pl.col("meta").str.count_matches(":") > 1)["meta"].str.replace_all(
-        r':\s*("(?:[^"\\]|\\.)*"|[^,{}\[\]"]+)', ":0").unique()  # one text per key set
-    if shapes.len() == 0:
-        return fixed
-    keys: set[str] = set()
-    for text in shapes.to_list():
-        try:
-            keys.update(_DECODE_META(text.encode()))
-        except msgspec.DecodeError:  # nested values: fall back to the rows themselves
-            keys.update(k for m in valid["meta"].to_list() for k in _DECODE_META(m.encode()))
-            break
-    names = sorted(k for k in keys if k != "created_at" and _META_NAME.fullmatch(k))
     meta = valid["meta"]
+    several = meta.str.count_matches(":") > 1
+    if not several.any():
+        return fixed
     risky = (nested(meta), meta.str.contains("\\u", literal=True))
+    # The key set of a flat object: every "key": value pair's value made 0, so that rows
+    # with the same keys give one text to decode. A ':' inside a key or a string value must
+    # never be taken for a separator (session 23: `"trace:"` swallowed the next key). With
+    # no escape in the text and no key starting with ':', a '"' followed by ':' is always a
+    # key's closing quote, so the match starts there (as fast as a bare ':'); the other
+    # rows match whole "key": value pairs (about 4x slower; such rows are rare). Nested
+    # values would break either, so those rows are decoded one by one. Keys only
+    # (``msgspec.Raw`` values): a number too large for a float, such as 1e999, is valid
+    # JSON and must not fail here.
+    flat = meta.filter(several & ~risky[0])
+    odd = flat.str.contains(r'\\|[{,]\s*"\s*:')
+    shapes = pl.concat([flat.filter(~odd).str.replace_all(rf'"\s*:\s*{_JSON_VALUE}', '":0'),
+                        flat.filter(odd).str.replace_all(
+                            rf'({_JSON_STRING})\s*:\s*{_JSON_VALUE}', "${1}:0")]).unique()
+    keys: set[str] = set()
+    for text in (*shapes.to_list(), *meta.filter(several & risky[0]).to_list()):
+        try:
+            keys.update(_DECODE_TOP(text.encode()))
+        except msgspec.DecodeError:  # the validator decoded the line: not expected
+            log.warning("meta %.200r: its keys could not be read; no meta_ columns from it",
+                        text)
+    names = sorted(k for k in keys if k != "created_at" and _META_NAME.fullmatch(k))
     return fixed.with_columns(_meta_field(meta, name, risky) for name in names)
 
 
@@ -542,6 +561,8 @@ def _meta_field(meta: pl.Series, name: str,
 
 
 _META_NAME = re.compile(META_COLUMN_PATTERN)
+_JSON_STRING = r'"(?:[^"\\]|\\.)*"'
+_JSON_VALUE = rf'(?:{_JSON_STRING}|[^,{{}}\[\]"]+)'  # a string or a scalar, not nested
 
 
 def file_reject(source: str, reason: str) -> pl.DataFrame:

@@ -189,6 +189,9 @@ def _fields(attributes: bytes, meta: bytes) -> dict[str, Any]:
     (b'{"user_id":"caf\\u00e9"}', "caf\u00e9"),
     (b'{"list":["user_id"],"user_id":"in-a-list"}', "in-a-list"),
     (b'{"note":"user_id","user_id":"plain"}', "plain"),
+    # an escaped quote makes `"user_id":"evil"` appear inside another key (session 23)
+    (b'{"note\\"user_id":"evil"}', None),
+    (b'{"note\\"user_id":"evil","user_id":"me"}', "me"),
 ])
 def test_user_id_is_the_top_level_field(attributes: bytes, expected: str | None) -> None:
     """A literal match over the text picked a nested or first ``user_id``, and missed an
@@ -210,6 +213,37 @@ def test_meta_columns_hold_the_top_level_values_as_written() -> None:
     assert row["meta_ex"] == "x"  # an escaped key name is the key
     assert row["meta_tags"] == '["a"]'
     assert row["meta_n"] is None  # a JSON null is null, as before
+
+
+def _meta_frame(*metas: bytes) -> pl.DataFrame:
+    raw = b"\n".join(b'{"data":{"id":"e%d","type":"t","attributes":{}},"meta":%s}' % (i, m)
+                      for i, m in enumerate(metas))
+    out = validate_lines(LineBatch(1, raw), source="s")
+    assert out.quarantine.height == 0, out.quarantine["reason"].to_list()
+    return out.valid
+
+
+def test_a_colon_or_an_escaped_quote_in_a_meta_key_hides_no_other_key() -> None:
+    """The key-set shortcut took the ':' inside ``"trace:"`` for a separator and swallowed
+    the next key, so ``meta_service`` was null, or not made at all (session 23)."""
+    # Each alone in its batch: the key set decides which columns exist.
+    for meta, service in [(b'{"trace:":7,"service":"checkout","created_at":%d}', "checkout"),
+                          (b'{":":1,"service":"colon-key","created_at":%d}', "colon-key"),
+                          (b'{"created_at":%d, ":x" :2 ,"service":":v:"}', ":v:"),
+                          (b'{"created_at":%d,"a\\":":1,"service":"esc"}', "esc")]:
+        assert _meta_frame(meta % TS)["meta_service"].to_list() == [service], meta
+    rows = _meta_frame(b'{"created_at":%d, "x\\"svc": "evil", "a:b:c": "d:e"}' % TS)
+    assert "meta_svc" not in rows.columns  # `x\"svc` is not the key svc
+
+
+def test_a_number_beyond_a_float_in_meta_does_not_fail_the_batch() -> None:
+    """A nested value sent the key search to a decoder of values, and 1e999 made it raise:
+    the whole file failed on every retry (session 23). It is valid JSON, kept as written."""
+    rows = _meta_frame(b'{"created_at":%d,"tags":["said: \\"hi\\""],"ratio":1e999}' % TS,
+                       b'{"created_at":%d,"note:":1e999,"service":"web"}' % TS)
+    assert rows["meta_ratio"].to_list() == ["1e999", None]
+    assert rows["meta_tags"].to_list() == ['["said: \\"hi\\""]', None]
+    assert rows["meta_service"].to_list() == [None, "web"]
 
 
 def test_the_published_rows_schema_refuses_the_reserved_type() -> None:
@@ -241,6 +275,16 @@ def test_blank_lines_are_framing_not_records() -> None:
     out = validate_lines(LineBatch(10, b"\n".join(lines)), source="s")
     assert out.records == 2
     assert out.valid["_line"].to_list() == [10, 13]
+
+
+def test_a_form_feed_or_vertical_tab_line_is_not_blank_but_malformed() -> None:
+    """JSON's whitespace is space, tab, CR and LF; ``bytes.isspace`` also took \\x0b and
+    \\x0c, and such a line vanished without a record (session 23)."""
+    lines = [line(event(data_id="a")), b"\x0c", b" \x0b ", b"\r"]
+    out = validate_lines(LineBatch(1, b"\n".join(lines)), source="s")
+    assert out.records == 3
+    assert out.quarantine["line"].to_list() == [2, 3]
+    assert all(r.startswith("malformed JSON") for r in out.quarantine["reason"].to_list())
 
 
 def test_line_numbers_run_on_across_batches() -> None:
