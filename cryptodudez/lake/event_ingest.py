@@ -50,9 +50,11 @@ from cryptodudez.lake.events import (
     validate_lines,
 )
 from cryptodudez.lake.id_buckets import HELD, IdBuckets, buckets_for, id_hashes
+from cryptodudez.lake.id_index import day_folder as id_day_folder
 from cryptodudez.lake.id_index import index_files, read_ids, write_index
-from cryptodudez.lake.layout import QUARANTINE, STAGING, fragment_prefix
+from cryptodudez.lake.layout import QUARANTINE, STAGING, fragment_prefix, tag_of
 from cryptodudez.lake.rollups import ROLLUP_SCHEMA, ROLLUPS, rollup_rows, write_rollups
+from cryptodudez.lake.rollups import day_folder as rollup_day_folder
 from cryptodudez.storage import LakeStorage
 
 ROLLUP_COUNTS = ["_partition", "event_type", "date", "hour", "events"]
@@ -216,6 +218,9 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
             rows = _scan(storage, staged, dropped) if staged.parts else None
             if rows is not None and table.add_columns(rows.collect_schema()):
                 current = table.version()  # the new columns were a commit of their own
+            if rows is not None:
+                _drop_earlier_attempt(storage, version_tag, staged.dates,
+                                      table.live_tags(staged.dates))
             written, rolled = (_commit(storage, table, rows, partition_key=partition_key,
                                        version_tag=version_tag, group_rows=group_rows,
                                        next_version=(current or 0) + 1)
@@ -241,6 +246,28 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
         staged_rows=int(rolled["events"].sum()) if rolled.height else 0,
         repeated_ids=int(repeated), table_version=version, dates=sorted(staged.dates),
         rollups=rolled, quarantine=quarantine, reasons=reasons, table_schema=schema)
+
+
+def _drop_earlier_attempt(storage: LakeStorage, tag: str, dates: set[date],
+                          live: dict[date, set[str]]) -> list[str]:
+    """Remove the index and rollup files an earlier, uncommitted attempt wrote under ``tag``.
+
+    They are not trusted while the tag has no live file on their day, but a retry that
+    commits makes the tag live, and writes only the parts it has itself: an earlier
+    attempt's extra parts (it cut the file into more slices, or added ids since taken by
+    another delivery) would then be trusted, holding ids and counts twice (a review found
+    this in session 23). A day where the tag is already live keeps its files.
+    """
+    removed = []
+    for day in sorted(dates):
+        if tag in live.get(day, ()):
+            continue
+        for folder in (id_day_folder(storage, day), rollup_day_folder(storage, day)):
+            for path in storage.parquet_in(folder):
+                if tag_of(path) == tag:
+                    storage.fs.rm(path)
+                    removed.append(path)
+    return removed
 
 
 def _prepared(batches: Iterator[LineBatch | str], prepare: Callable[[LineBatch], _Prepared], *,

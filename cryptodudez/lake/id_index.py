@@ -25,14 +25,15 @@ from cryptodudez.storage import LakeStorage
 INDEXES = "indexes"
 
 
-def _folder(storage: LakeStorage, day: object) -> str:
+def day_folder(storage: LakeStorage, day: object) -> str:
+    """Folder of one day's index files."""
     return storage.path(INDEXES, "events", f"date={day}")
 
 
 def index_files(storage: LakeStorage, days: Iterable[date],
                 live: dict[date, set[str]]) -> list[str]:
     """Trusted index files of ``days`` (their tag is live in the table on that day)."""
-    return [p for day in sorted(set(days)) for p in storage.parquet_in(_folder(storage, day))
+    return [p for day in sorted(set(days)) for p in storage.parquet_in(day_folder(storage, day))
             if tag_of(p) in live.get(day, ())]
 
 
@@ -49,7 +50,7 @@ def write_index(storage: LakeStorage, tag: str, rows: pl.DataFrame,
     """Write the ids of ``rows`` (``id``, ``date``) as one index file per date for ``tag``."""
     written = []
     for (day,), of_day in rows.group_by("date"):
-        path = posixpath.join(_folder(storage, day), f"{tag}{_part(part)}.parquet")
+        path = posixpath.join(day_folder(storage, day), f"{tag}{_part(part)}.parquet")
         buf = io.BytesIO()
         of_day.select("id").write_parquet(buf, compression="zstd")
         storage.fs.makedirs(posixpath.dirname(path), exist_ok=True)
@@ -60,7 +61,7 @@ def write_index(storage: LakeStorage, tag: str, rows: pl.DataFrame,
 
 def prune_day(storage: LakeStorage, day: date, live: set[str]) -> list[str]:
     """Remove the day's index files whose tag is no longer live (after a compaction)."""
-    stale = [p for p in storage.parquet_in(_folder(storage, day)) if tag_of(p) not in live]
+    stale = [p for p in storage.parquet_in(day_folder(storage, day)) if tag_of(p) not in live]
     for path in stale:
         storage.fs.rm(path)
     return stale

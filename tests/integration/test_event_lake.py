@@ -529,6 +529,44 @@ def test_a_delivery_committed_meanwhile_counts_as_held(
     assert versions["table_version"].unique().to_list() == [result.table_version]
 
 
+def test_a_retry_replaces_the_index_and_rollups_of_its_failed_attempt(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attempt that dies in the table's append leaves its index and rollup files, one
+    part per slice. Another delivery then commits one of its ids, so the retry has fewer
+    slices: the first attempt's extra part used to stay, trusted once the retry made the
+    tag live, and held that id twice in the index and its type twice in the rollup KPIs
+    (session 23)."""
+    storage = LakeStorage(str(tmp_path / "lake"))
+    lake = Lake(uri=storage.uri)
+    at = datetime(2026, 11, 1, 10, tzinfo=UTC)
+    first = events_file(tmp_path / "f.jsonl", [("A", "a", at), ("B", "b", at), ("C", "c", at)])
+    other = events_file(tmp_path / "g.jsonl", [("B", "b", at)])
+
+    def ingest(path: Path) -> event_ingest.EventFileResult:
+        return event_ingest.ingest_event_file(
+            storage, str(path), source=path.name, partition_key=f"events/{path.name}",
+            version_tag=path.stem, landed_at=at, publish_lock=lake.publish_lock,
+            group_rows=1)  # a slice per type
+
+    def dies(*_: Any, **__: Any) -> None:
+        raise OSError("the writer died")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EventTable, "append", dies)
+        with pytest.raises(OSError, match="the writer died"):
+            ingest(first)
+    assert len(id_index.index_files(storage, [DAY], {DAY: {"f"}})) == 3  # left behind
+    assert ingest(other).added_rows == 1
+    retry = ingest(first)
+    assert retry.added_rows == 2 and retry.repeated_ids == 0
+    live = EventTable(storage).live_tags([DAY])
+    held = id_index.read_ids(storage, id_index.index_files(storage, [DAY], live))
+    assert sorted(held.to_list()) == ["A", "B", "C"]
+    from_rollups = _numbers(kpi.compute(storage, DAY))
+    assert {t: v["events"] for t, v in from_rollups.items()} == {"a": 1, "b": 1, "c": 1}
+    assert from_rollups == _numbers(kpi.compute(storage, DAY, source="events"))
+
+
 def test_worker_processes_give_the_same_lake(deliveries: tuple[Path, GenerationReport],
                                              tmp_path: Path) -> None:
     """Validation in two worker processes, in small batches, equals validation inline.
