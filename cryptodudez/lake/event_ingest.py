@@ -84,8 +84,12 @@ class EventFileResult:
     staged_rows: int
     """Rows sent to the commit (counted from the staged files, apart from the writer)."""
     repeated_ids: int
-    """Ids the index holds more than once on the dates the file touches, after the commit
-    (must be 0)."""
+    """Ids this commit added that the index holds more than once on the dates the file
+    touches, after the commit (must be 0: this commit's deduplication failed)."""
+    repeated_ids_before: int
+    """Ids held more than once on those dates by earlier commits alone: not this file's
+    doing (the same id delivered again with a ``created_at`` on another day is kept on
+    each day; see docs/events.md, "One row per event id")."""
     table_version: int | None
     dates: list[date]
     rollups: pl.DataFrame
@@ -98,12 +102,16 @@ class EventFileResult:
     """The table's columns at ``table_version`` (None while the table does not exist)."""
 
 
-def _repeated(storage: LakeStorage, paths: list[str], buckets: int) -> int:
-    """Ids held more than once in index files (one file, then one bucket, in memory)."""
+def _repeated(storage: LakeStorage, paths: list[str], buckets: int,
+              tag: str) -> tuple[int, int]:
+    """Ids held more than once in index files: ``(one copy is tag's, none is)``.
+
+    One file, then one bucket, in memory.
+    """
     with IdBuckets(buckets) as held:
         for path in paths:
-            held.add(*id_hashes(read_ids(storage, [path])), HELD)
-        return held.repeats()
+            held.add(*id_hashes(read_ids(storage, [path])), 0 if tag_of(path) == tag else HELD)
+        return held.repeats_by_origin()
 
 
 @dataclass(frozen=True)
@@ -232,7 +240,7 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
             if schema is not None and on_published is not None:
                 on_published(schema)
             held = index_files(storage, staged.dates, table.live_tags(staged.dates))
-            repeated = _repeated(storage, held, ids.buckets)
+            repeated, repeated_before = _repeated(storage, held, ids.buckets, version_tag)
     if fs.exists(staging):
         fs.rm(staging, recursive=True)
     added = written.rows if written else 0
@@ -244,7 +252,8 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
         valid=staged.valid, quarantined=staged.quarantined,
         duplicates=staged.valid - added, added_rows=added,
         staged_rows=int(rolled["events"].sum()) if rolled.height else 0,
-        repeated_ids=int(repeated), table_version=version, dates=sorted(staged.dates),
+        repeated_ids=repeated, repeated_ids_before=repeated_before,
+        table_version=version, dates=sorted(staged.dates),
         rollups=rolled, quarantine=quarantine, reasons=reasons, table_schema=schema)
 
 

@@ -135,5 +135,22 @@ class IdBuckets:
         return sum(frame.height - frame.select("h0", "h1").n_unique()
                    for frame in self.frames())
 
+    def repeats_by_origin(self) -> tuple[int, int]:
+        """Ids added more than once: ``(with a line, held only)``.
+
+        The first counts the distinct ids of which at least one copy was added with a line
+        (not :data:`HELD`) and that occur more than once in all; the second, the distinct
+        ids that occur more than once, every copy held.
+        """
+        mine = held = 0
+        for frame in self.frames():
+            repeated = (frame.group_by("h0", "h1")
+                        .agg(mine=(pl.col("line") >= 0).any(), n=pl.len())
+                        .filter(pl.col("n") > 1))
+            n_mine = int(repeated["mine"].sum())
+            mine += n_mine
+            held += repeated.height - n_mine
+        return mine, held
+
 
 __all__ = ["HELD", "IdBuckets", "buckets_for", "id_hashes"]

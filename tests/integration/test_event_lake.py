@@ -567,6 +567,36 @@ def test_a_retry_replaces_the_index_and_rollups_of_its_failed_attempt(
     assert from_rollups == _numbers(kpi.compute(storage, DAY, source="events"))
 
 
+def test_an_id_restamped_to_another_day_is_kept_on_each_day_and_blames_no_later_file(
+        tmp_path: Path) -> None:
+    """Deduplication reads the index of the days a file touches: an id delivered again with
+    a ``created_at`` on another day is a row on each day (docs/events.md). A later file
+    touching both days used to fail ``events_ids_unique`` for it, though it added nothing
+    twice (session 23); now that count is this file's own, and the earlier one is reported
+    apart."""
+    storage = LakeStorage(str(tmp_path / "lake"))
+    day1, day2 = datetime(2026, 11, 1, 10, tzinfo=UTC), datetime(2026, 11, 2, 10, tzinfo=UTC)
+    first = ingest_events(storage, events_file(tmp_path / "a.jsonl", [("X", "t", day1)]),
+                          "events/a.jsonl")
+    restamped = ingest_events(storage, events_file(tmp_path / "b.jsonl", [("X", "t", day2)]),
+                              "events/b.jsonl")
+    later = ingest_events(storage, events_file(tmp_path / "c.jsonl",
+                                               [("X", "t", day2), ("Y", "t", day1)]),
+                          "events/c.jsonl")
+    assert (first.added_rows, restamped.added_rows, later.added_rows) == (1, 1, 1)
+    assert (restamped.repeated_ids, restamped.repeated_ids_before) == (0, 0)
+    assert (later.repeated_ids, later.repeated_ids_before) == (0, 1)
+    rows = EventTable(storage).scan().select("id", "date").collect().sort("id", "date")
+    assert rows.rows() == [("X", date(2026, 11, 1)), ("X", date(2026, 11, 2)),
+                           ("Y", date(2026, 11, 1))]
+    # Within one file the first line of an id wins, whatever its day.
+    within = ingest_events(LakeStorage(str(tmp_path / "one")),
+                           events_file(tmp_path / "d.jsonl", [("X", "t", day1),
+                                                               ("X", "t", day2)]),
+                           "events/d.jsonl")
+    assert (within.added_rows, within.duplicates) == (1, 1)
+
+
 def test_worker_processes_give_the_same_lake(deliveries: tuple[Path, GenerationReport],
                                              tmp_path: Path) -> None:
     """Validation in two worker processes, in small batches, equals validation inline.
