@@ -147,15 +147,22 @@ class CryptoPrices(pa.DataFrameModel):
         coerce = False
 
 
+# A count no tweet can have (the most liked tweets have about 10 million likes). Bounded so
+# that a day's sum of a million such tweets still fits in an Int64: unbounded, two garbage
+# counts of 2**62 made polars' daily sum wrap negative and the Spark twin abort on ANSI
+# overflow (a review, session 23).
+MAX_ENGAGEMENT = 10**12
+
+
 class Tweets(pa.DataFrameModel):
     """Canonical tweets, one row per tweet id."""
 
     tweet_id: pl.Int64 = pa.Field(nullable=False, gt=0)
     created_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(nullable=False)
     text: str = pa.Field(nullable=False)
-    likes: pl.Int64 = pa.Field(nullable=False, ge=0)
-    retweets: pl.Int64 = pa.Field(nullable=False, ge=0)
-    replies: pl.Int64 = pa.Field(nullable=False, ge=0)
+    likes: pl.Int64 = pa.Field(nullable=False, ge=0, le=MAX_ENGAGEMENT)
+    retweets: pl.Int64 = pa.Field(nullable=False, ge=0, le=MAX_ENGAGEMENT)
+    replies: pl.Int64 = pa.Field(nullable=False, ge=0, le=MAX_ENGAGEMENT)
     conversation_id: pl.Int64 = pa.Field(nullable=True, gt=0)
     language: str = pa.Field(nullable=True)
 

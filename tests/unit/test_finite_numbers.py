@@ -11,7 +11,7 @@ import pandera.errors
 import polars as pl
 import pytest
 
-from cryptodudez.checks.schemas import CryptoPrices, StockPrices
+from cryptodudez.checks.schemas import CryptoPrices, StockPrices, Tweets
 
 STOCK = {"Symbol": "AAA", "Security Name": None, "Date": "2020-01-02", "Open": 10.0,
          "High": 11.0, "Low": 9.0, "Close": 10.5, "Adj Close": 10.4, "Volume": 1000}
@@ -54,3 +54,27 @@ def test_a_date_before_the_first_plausible_one_fails(schema: type, good: dict[st
         if early < first:
             assert _failures(schema, [good, {**good, "Date": early}]) == {
                 (schema.__name__, rule, 1)}, early
+
+
+TWEET = {"tweet_id": 1, "text": "x", "likes": 0, "retweets": 0, "replies": 0,
+         "conversation_id": None, "language": None}
+
+
+@pytest.mark.parametrize("column", ["likes", "retweets", "replies"])
+def test_an_engagement_count_no_tweet_can_have_fails(column: str) -> None:
+    """Bounded at 10**12 (written out here): two counts of 2**62 on one day made the daily
+    sum wrap negative in polars and abort the Spark twin."""
+    def failures(value: int) -> set[tuple[str, str, int]]:
+        frame = pl.DataFrame([TWEET, {**TWEET, "tweet_id": 2, column: value}],
+                             schema_overrides={"conversation_id": pl.Int64,
+                                               "language": pl.String}).with_columns(
+            created_at=pl.lit("2021-01-01T00:00:00Z").str.to_datetime(time_zone="UTC"))
+        try:
+            Tweets.validate(frame, lazy=True)
+        except pandera.errors.SchemaErrors as exc:
+            cases = exc.failure_cases.filter(pl.col("index").is_not_null())
+            return {(c, k, i) for c, k, i in cases.select("column", "check", "index").iter_rows()}
+        return set()
+    assert failures(10**12) == set()
+    assert failures(10**12 + 1) == {(column, "less_than_or_equal_to(1000000000000)", 1)}
+    assert failures(2**62) == {(column, "less_than_or_equal_to(1000000000000)", 1)}
