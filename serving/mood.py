@@ -583,7 +583,9 @@ correlation_get = get(
                 "sentiment leads price): n, Pearson r and Spearman rho with p-values, a 95 % "
                 "Fisher interval, a 95 % seeded moving-block bootstrap interval and the "
                 "Benjamini-Hochberg q-value of the `method`'s p-value across every row. Too few "
-                "pairs (n < 8) or a constant side gives nulls with `null_reason`. Never "
+                "pairs (n < 8) or a constant side gives nulls with `null_reason`; a bootstrap "
+                "that cannot resample (more than half its resamples have a constant side) "
+                "gives null bootstrap bounds, the other numbers and `null_reason`. Never "
                 "pooled across coins. " + NOTE + ".",
     operation_class=_operation(
         [_param("coin", "comma-separated coin symbols (default: every coin with trades)"),
@@ -606,7 +608,8 @@ correlation_get = get(
                                                                        "warehouse"]),
                 note=_type(_TEXT),
                 results=_rows("one per coin, bucket and lag: n, r, rho, p-values, intervals, "
-                              "q-value, or nulls with null_reason"))),
+                              "q-value, or nulls with null_reason (which also says why "
+                              "bootstrap_lo/bootstrap_hi alone are null)"))),
 )(HANDLERS["/correlation"])
 
 ROUTES = [coin_get, sentiment_get, merged_get, correlation_get]

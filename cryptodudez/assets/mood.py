@@ -67,6 +67,17 @@ def mood_inputs(lake: Lake) -> tuple[pl.DataFrame, pl.DataFrame]:
     return results.trades_frame(trades), results.sentiments_frame(moods)
 
 
+def row_counts(stored: pl.DataFrame) -> dict[str, int]:
+    """Rows with numbers, rows without, and numeric rows that lack the bootstrap interval.
+
+    A row without numbers and a numeric row without its interval both carry a
+    ``null_reason``, so that column alone does not tell them apart: r does.
+    """
+    numeric = stored["pearson_r"].is_not_null()
+    return {"numeric_rows": int(numeric.sum()), "null_rows": int((~numeric).sum()),
+            "no_bootstrap_rows": int((numeric & stored["bootstrap_lo"].is_null()).sum())}
+
+
 @dg.asset(
     name=MOOD_CORRELATION,
     deps=[TRADES, SENTIMENTS],
@@ -99,6 +110,10 @@ def mood_correlation(context: dg.AssetExecutionContext, config: MoodConfig, lake
     version = results.data_version(trades, sentiments)
     table = results.correlation(trades, sentiments, params)
     with warehouse.writing(results.TABLES_DDL) as con:
+        for old, rows in results.upgrade_layout(con).items():
+            context.log.warning(f"{warehouse.path}: table {old} had an older version's "
+                                f"columns; its {rows} derived rows were dropped and the "
+                                "table created anew (they are computed again on demand)")
         written = results.store_correlation(con, params, version, table)
         merged_rows = 0
         for coin in params.coins:
@@ -107,10 +122,11 @@ def mood_correlation(context: dg.AssetExecutionContext, config: MoodConfig, lake
                                             tolerance_buckets=params.tolerance_buckets,
                                             start=params.start, end=params.end)
                 merged_rows += results.store_merged(con, version, frame, bucket=bucket,
-                                                    tolerance_buckets=params.tolerance_buckets)
+                                                    tolerance_buckets=params.tolerance_buckets,
+                                                    start=params.start, end=params.end)
     with warehouse.reading(results.TABLES_DDL) as con:
         held = mood_checks.stored_rows(con, params.key(), version)
-        violations = mood_checks.lookahead_violations(con, version)
+        violations = mood_checks.lookahead_violations(con, version, params)
         stored = results.read_correlation(con, params, version)
     assert stored is not None  # just written, or written before under the same key
     wrong = mood_checks.against_sql(trades, sentiments, params, stored)
@@ -122,8 +138,7 @@ def mood_correlation(context: dg.AssetExecutionContext, config: MoodConfig, lake
             "params_key": params.key(), "data_version": version, "written": written,
             "params": params.as_json(), "trades": trades.height,
             "sentiments": sentiments.height, "dagster/row_count": stored.height,
-            "merged_rows": merged_rows, "numeric_rows": int(stored["n"].is_not_null().sum()),
-            "null_rows": int(stored["null_reason"].is_not_null().sum()),
+            "merged_rows": merged_rows, **row_counts(stored),
             "min_q_value": float(q.min()) if q.len() else None,  # type: ignore[arg-type]
             "significant_at_q_0_05": int((q < 0.05).sum()),
             "preview": dg.MetadataValue.md(markdown_table(stored.select(

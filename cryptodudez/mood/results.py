@@ -10,6 +10,7 @@ Dagster-free: the ``mood_correlation`` asset writes these tables into the wareho
 API reads them (and computes a key that is not there yet with the same functions).
 """
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -42,14 +43,57 @@ CREATE TABLE IF NOT EXISTS mood_correlation (
 );
 CREATE TABLE IF NOT EXISTS mood_merged (
     data_version VARCHAR NOT NULL, coin VARCHAR NOT NULL, bucket VARCHAR NOT NULL,
-    tolerance_buckets BIGINT NOT NULL, bucket_start TIMESTAMPTZ NOT NULL,
+    tolerance_buckets BIGINT NOT NULL, range_start VARCHAR NOT NULL,
+    range_end VARCHAR NOT NULL, bucket_start TIMESTAMPTZ NOT NULL,
     bucket_end TIMESTAMPTZ NOT NULL, price DOUBLE, last_trade_ts TIMESTAMPTZ, trades BIGINT,
     log_return DOUBLE, asof_at TIMESTAMPTZ, sentiment_end TIMESTAMPTZ, sentiment DOUBLE,
     tweets BIGINT, last_tweet_ts TIMESTAMPTZ,
-    PRIMARY KEY (data_version, coin, bucket, tolerance_buckets, bucket_start)
+    PRIMARY KEY (data_version, coin, bucket, tolerance_buckets, range_start, range_end,
+                 bucket_start)
 );
 """
+MERGED_COLUMNS = ("bucket_start", "bucket_end", "price", "last_trade_ts", "trades",
+                  "log_return", "asof_at", "sentiment_end", "sentiment", "tweets",
+                  "last_tweet_ts")
 _UTC = pl.Datetime("us", "UTC")
+
+
+@functools.cache
+def _columns_of_ddl() -> dict[str, list[str]]:
+    """Each table's columns, in order, as :data:`TABLES_DDL` creates them (one home: the DDL)."""
+    with duckdb.connect(":memory:") as con:
+        con.execute(TABLES_DDL)
+        out: dict[str, list[str]] = {}
+        for table, column in con.sql("SELECT table_name, column_name FROM duckdb_columns() "
+                                     "ORDER BY table_name, column_index").fetchall():
+            out.setdefault(table, []).append(column)
+    return out
+
+
+def upgrade_layout(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Recreate the result tables that have another version's columns; rows dropped by table.
+
+    ``CREATE TABLE IF NOT EXISTS`` keeps an older table as it is, and writing this version's
+    rows into it would fail half-way or (``mood_merged`` before session 23, whose key had no
+    date range) mix series. The tables hold derived rows only, each computed again by the
+    next run that asks for its parameters, so an older table is dropped and created anew
+    rather than refused (a demo or a warehouse kept across an upgrade runs on).
+    """
+    expected = _columns_of_ddl()
+    found: dict[str, list[str]] = {}
+    for table, column in con.sql(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'main' "
+            "ORDER BY table_name, column_index").fetchall():
+        if table in expected:
+            found.setdefault(table, []).append(column)
+    dropped = {}
+    for table in sorted(t for t, columns in found.items() if columns != expected[t]):
+        ((rows,),) = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()
+        con.execute(f'DROP TABLE "{table}"')
+        dropped[table] = int(rows)
+    if dropped:
+        con.execute(TABLES_DDL)
+    return dropped
 
 
 @dataclass(frozen=True)
@@ -192,18 +236,50 @@ def store_correlation(con: duckdb.DuckDBPyConnection, params: MoodParams, versio
     return True
 
 
+def range_key(start: datetime | None, end: datetime | None) -> tuple[str, str]:
+    """``(range_start, range_end)`` as ``mood_merged`` keys them: UTC ISO-8601, ``""`` unbounded.
+
+    The same text as :meth:`MoodParams.as_json` gives the bounds (a primary key holds no
+    null, so "no bound" is the empty text, as in the asset's run config).
+    """
+    def text(bound: datetime | None) -> str:
+        return "" if bound is None else bound.astimezone(UTC).isoformat()
+
+    return text(start), text(end)
+
+
 def store_merged(con: duckdb.DuckDBPyConnection, version: str, frame: pl.DataFrame, *,
-                 bucket: str, tolerance_buckets: int) -> int:
-    """Upsert one coin's merged series (lag 0) under its data version; rows written."""
+                 bucket: str, tolerance_buckets: int, start: datetime | None = None,
+                 end: datetime | None = None) -> int:
+    """Upsert one coin's merged series (lag 0) of ``[start, end)``; rows written.
+
+    Keyed by data version, coin, bucket, tolerance and the date range (:func:`range_key`), so
+    runs over different ranges of one data version keep their own series side by side.
+    """
+    range_start, range_end = range_key(start, end)
     rows = frame.select(
         pl.lit(version).alias("data_version"), "coin", pl.lit(bucket).alias("bucket"),
         pl.lit(tolerance_buckets, dtype=pl.Int64).alias("tolerance_buckets"),
-        "bucket_start", "bucket_end", "price", "last_trade_ts", "trades", "log_return",
-        "asof_at", "sentiment_end", "sentiment", "tweets", "last_tweet_ts")
+        pl.lit(range_start).alias("range_start"), pl.lit(range_end).alias("range_end"),
+        *MERGED_COLUMNS)
     con.register("merged_rows", rows)
     con.execute("INSERT OR REPLACE INTO mood_merged SELECT * FROM merged_rows")
     con.unregister("merged_rows")
     return rows.height
+
+
+def read_merged(con: duckdb.DuckDBPyConnection, version: str, *, coin: str, bucket: str,
+                tolerance_buckets: int, start: datetime | None = None,
+                end: datetime | None = None) -> pl.DataFrame:
+    """The stored merged series of one coin and range, in time order (empty when none)."""
+    range_start, range_end = range_key(start, end)
+    columns = ", ".join(MERGED_COLUMNS)
+    return con.sql(
+        f"SELECT {columns} FROM mood_merged WHERE data_version = ? AND coin = ? "
+        "AND bucket = ? AND tolerance_buckets = ? AND range_start = ? AND range_end = ? "
+        "ORDER BY bucket_start",
+        params=[version, coin, bucket, tolerance_buckets, range_start, range_end]).pl(
+        ).with_columns(pl.col(pl.Datetime).dt.convert_time_zone("UTC"))
 
 
 def read_correlation(con: duckdb.DuckDBPyConnection, params: MoodParams,

@@ -5,6 +5,8 @@ Spearman rho with their two-sided p-values, a 95 % Fisher-z confidence interval 
 seeded moving-block bootstrap interval for r, and (in :func:`correlation_table`) a
 Benjamini-Hochberg q-value across everything asked. Too few points, or a constant series, give
 a ``Stat`` whose numbers are all ``None`` and whose ``null_reason`` says why: never a number.
+A series whose bootstrap cannot give an interval keeps its other numbers; its bootstrap bounds
+are ``None`` and ``null_reason`` says why. A number is never missing without a reason.
 
 r, rho and the p-values are computed here (centred sums; average ranks; the exact t test,
 written as a regularized incomplete beta function), so that ``scipy.stats`` can serve as the
@@ -30,6 +32,10 @@ Values = Sequence[float | None] | pl.Series | np.ndarray
 
 Z_975 = NormalDist().inv_cdf(0.975)
 MIN_POINTS = 4  # the Fisher interval needs n - 3 > 0
+# A side is constant when its sum of squared deviations is at most this share of the sum of
+# squares it was computed from: what is left is rounding (means of different tweets that are
+# equal on paper differ in the last bits), not variation. See :func:`varies`.
+FLAT = 1e-10
 METHODS = ("pearson", "spearman")  # whose p-values the q-values adjust
 
 TABLE_SCHEMA = {
@@ -55,7 +61,8 @@ class Stat:
         bootstrap_ci: 95 % percentile interval of r over moving-block bootstrap resamples.
         block: the bootstrap block length used.
         q_value: Benjamini-Hochberg q-value of ``pearson_p`` among the tests asked together.
-        null_reason: why the numbers are ``None``; ``None`` when they are filled.
+        null_reason: why numbers are ``None``: all of them (too few pairs, a constant side), or
+            only ``bootstrap_ci`` (the bootstrap gave up); ``None`` when every number is filled.
     """
 
     n: int
@@ -106,6 +113,16 @@ def fisher_ci(r: float, n: int) -> tuple[float, float]:
     return (float(np.tanh(z - half)), float(np.tanh(z + half)))
 
 
+def varies(squares_about_mean: np.ndarray | float, squares: np.ndarray | float) -> np.ndarray:
+    """Whether a side varies: its sum of squared deviations exceeds ``FLAT`` of ``squares``.
+
+    ``squares`` is the sum of squares of the numbers the deviations were computed from, so
+    the rule is relative: it sees through rounding at any scale. The one rule for the whole
+    series (:func:`correlate`) and for each bootstrap resample (:func:`block_bootstrap_ci`).
+    """
+    return np.asarray(squares_about_mean > FLAT * squares)
+
+
 def default_block(n: int) -> int:
     """The smallest whole block length ``b`` with ``b**3 >= n`` (n**(1/3), rounded up)."""
     block = 1
@@ -120,8 +137,9 @@ def block_bootstrap_ci(x: np.ndarray, y: np.ndarray, *, block: int, n_boot: int,
 
     Each resample concatenates ``ceil(n / block)`` runs of ``block`` consecutive pairs, the
     runs starting at uniformly drawn positions ``0 .. n - block`` (``numpy`` Generator seeded
-    with ``seed``), cut to ``n`` pairs. Resamples in which either side is constant have no r
-    and are left out; ``None`` when more than half of them are.
+    with ``seed``), cut to ``n`` pairs. Resamples in which either side is constant
+    (:func:`varies`: what is left of its variance is rounding of the prefix sums, far below
+    the series' own) have no r and are left out; ``None`` when more than half of them are.
 
     A resample's r needs only its sums of x, y, x², y² and xy, and those are sums of its
     runs' sums: each run's is a difference of prefix sums (of the centred series), so a
@@ -141,8 +159,9 @@ def block_bootstrap_ci(x: np.ndarray, y: np.ndarray, *, block: int, n_boot: int,
     sums = whole[starts[:, :-1]].sum(axis=1) + last  # (n_boot, 5)
     sx, sy, sxx, syy, sxy = sums.T
     vx, vy = sxx - sx * sx / n, syy - sy * sy / n
-    # A constant side leaves only rounding in its variance: far below the series' own.
-    usable = (vx > 1e-10 * columns[:, 2].sum()) & (vy > 1e-10 * columns[:, 3].sum())
+    # The sums are differences of prefix sums, whose rounding scales with the series' own
+    # sums of squares: a constant side leaves only that in its variance.
+    usable = varies(vx, columns[:, 2].sum()) & varies(vy, columns[:, 3].sum())
     if usable.sum() * 2 < n_boot:
         return None
     r = np.clip((sxy - sx * sy / n)[usable] / np.sqrt(vx[usable] * vy[usable]), -1.0, 1.0)
@@ -155,8 +174,11 @@ def correlate(x: Values, y: Values, *, min_n: int = 8, seed: int = 0, block: int
     """The :class:`Stat` of ``x`` against ``y`` (equal lengths, aligned by position).
 
     Pairs with a null or NaN on either side are dropped first. With fewer than ``min_n``
-    complete pairs, or either side constant, every number is ``None`` and ``null_reason``
-    says which (``labels`` name the two sides in it).
+    complete pairs, or either side constant (:func:`varies`: equal up to rounding), every
+    number is ``None`` and ``null_reason`` says which (``labels`` name the two sides in it).
+    When the bootstrap gives up (more than half its resamples have a constant side: the
+    variation rests on a few pairs), the other numbers stay, ``bootstrap_ci`` is ``None`` and
+    ``null_reason`` says why.
 
     Args:
         x: first series (returns).
@@ -183,16 +205,18 @@ def correlate(x: Values, y: Values, *, min_n: int = 8, seed: int = 0, block: int
     if n < min_n:
         return Stat(n=n, null_reason=f"{n} complete pairs, fewer than min_n={min_n}")
     for label, side in zip(labels, (xs, ys), strict=True):
-        if np.ptp(side) == 0:
+        if not varies(((side - side.mean()) ** 2).sum(), (side * side).sum()):
             return Stat(n=n, null_reason=f"{label} is constant over the {n} complete pairs")
     r = _pearson(xs, ys)
     rho = _pearson(_ranks(xs), _ranks(ys))
     used_block = min(block or default_block(n), n)
+    interval = block_bootstrap_ci(xs, ys, block=used_block, n_boot=n_boot, seed=seed)
     return Stat(n=n, pearson_r=r, pearson_p=_p_value(r, n), spearman_rho=rho,
-                spearman_p=_p_value(rho, n), fisher_ci=fisher_ci(r, n),
-                bootstrap_ci=block_bootstrap_ci(xs, ys, block=used_block, n_boot=n_boot,
-                                                seed=seed),
-                block=used_block)
+                spearman_p=_p_value(rho, n), fisher_ci=fisher_ci(r, n), bootstrap_ci=interval,
+                block=used_block,
+                null_reason=None if interval else (
+                    f"no bootstrap interval: more than half of the {n_boot} resamples (block "
+                    f"{used_block}) have {labels[0]} or {labels[1]} constant"))
 
 
 def benjamini_hochberg(pvalues: Sequence[float | None]) -> list[float | None]:

@@ -7,7 +7,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -121,6 +122,55 @@ def test_a_missing_row_fails_completeness_and_lookahead_is_caught(pipeline,
     _, checks = _mood_result(run)
     assert checks["mood_correlation_complete"] is False
     assert checks["mood_merged_no_lookahead"] is False
+
+
+def test_a_ranged_run_passes_its_checks_and_keeps_its_own_merged_series(pipeline) -> None:
+    """A narrowed run on the data version the full run used: the SQL twin narrows too, and
+    each range's merged series reads back whole, neither overwriting the other."""
+    start = datetime(2018, 7, 16, 20, 13, 5, tzinfo=UTC)  # inside a PT10S and a PT1M bucket
+    run = pipeline["defs"].resolve_job_def("mood").execute_in_process(
+        instance=pipeline["instance"], raise_on_error=False,
+        run_config={**QUIET, "ops": {"mood_correlation": {"config": {
+            "start": "2018-07-16T20:13:05Z"}}}})
+    meta, checks = _mood_result(run)
+    assert checks == dict.fromkeys(MOOD_CHECKS, True)
+    assert json.loads(meta["params"])["start"] == start.isoformat()
+    trades, moods = _inputs(pipeline)
+    assert meta["data_version"] == results.data_version(trades, moods)
+    with _warehouse(pipeline["settings"]) as con:
+        for coin in ("BTC", "ETH", "LTC"):
+            for bucket in ("PT10S", "PT1M"):
+                series = {bound: results.read_merged(
+                    con, meta["data_version"], coin=coin, bucket=bucket, tolerance_buckets=0,
+                    start=bound) for bound in (None, start)}
+                for bound, back in series.items():
+                    expected = merged(trades, moods, coin, bucket, tolerance=timedelta(0),
+                                      start=bound).select(results.MERGED_COLUMNS)
+                    assert back.equals(expected), (coin, bucket, bound)
+                assert series[None].height > series[start].height > 0
+
+
+def test_a_warehouse_of_the_old_merged_layout_is_upgraded_and_the_run_goes_on(
+        pipeline, tmp_path) -> None:
+    old = tmp_path / "old.duckdb"
+    with duckdb.connect(str(old)) as con:
+        con.execute("""CREATE TABLE mood_merged (
+            data_version VARCHAR NOT NULL, coin VARCHAR NOT NULL, bucket VARCHAR NOT NULL,
+            tolerance_buckets BIGINT NOT NULL, bucket_start TIMESTAMPTZ NOT NULL,
+            bucket_end TIMESTAMPTZ NOT NULL, price DOUBLE, last_trade_ts TIMESTAMPTZ,
+            trades BIGINT, log_return DOUBLE, asof_at TIMESTAMPTZ, sentiment_end TIMESTAMPTZ,
+            sentiment DOUBLE, tweets BIGINT, last_tweet_ts TIMESTAMPTZ,
+            PRIMARY KEY (data_version, coin, bucket, tolerance_buckets, bucket_start))""")
+    settings = replace(pipeline["settings"], warehouse=str(old))
+    run = build_definitions(settings).resolve_job_def("mood").execute_in_process(
+        instance=pipeline["instance"], raise_on_error=False, run_config=QUIET)
+    assert run.success
+    warnings = [e.user_message for e in pipeline["instance"].all_logs(run.run_id)
+                if "older version's columns" in e.user_message]
+    assert warnings and "mood_merged" in warnings[0]
+    with duckdb.connect(str(old), read_only=True) as con:
+        ranges = con.sql("SELECT DISTINCT range_start, range_end FROM mood_merged").fetchall()
+    assert ranges == [("", "")]
 
 
 @pytest.fixture(scope="module")

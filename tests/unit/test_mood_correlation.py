@@ -331,6 +331,82 @@ def test_bootstrap_leaves_out_constant_resamples_and_gives_up_past_half() -> Non
     assert block_bootstrap_ci(x, y, block=5, n_boot=400, seed=0) is None
 
 
+def paper_constant_mood() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Twelve 10 s buckets of BTC whose tweets average exactly 0.15 on paper.
+
+    Odd buckets hold 0.1 and 0.2, even ones 0.15: in floats the first mean is
+    0.15000000000000002, the second 0.15. Returns alternate with the two kinds of bucket, so
+    a rule blind to rounding finds a strong, "significant" r in sentiment that never moves.
+    """
+    rng = np.random.default_rng(1)
+    tweets, returns = [], []
+    for k in range(1, 13):
+        polarities = [0.1, 0.2] if k % 2 else [0.15]
+        tweets += [(["BTC"], at(10 * k + 1 + i), p) for i, p in enumerate(polarities)]
+        returns.append((0.002 if k % 2 else -0.002) + rng.normal(0, 2e-4))
+    log_prices = np.concatenate([[0.0], np.cumsum(returns)])
+    trades = [("BTC", at(10 * k + 5), 100 * math.exp(float(v)))
+              for k, v in enumerate(log_prices)]
+    return trades_frame(trades), tweets_frame(tweets)
+
+
+def test_a_side_equal_up_to_rounding_is_constant() -> None:
+    trades, tweets = paper_constant_mood()
+    on_paper = [0.15] * 12  # every bucket's mean polarity, by hand
+    sentiment = merged(trades, tweets, "BTC", "PT10S", tolerance=timedelta(0))["sentiment"]
+    assert sentiment.drop_nulls().to_list() == pytest.approx(on_paper, abs=1e-15)
+    assert sentiment.drop_nulls().n_unique() == 2  # ...but not equal in floats
+    table = correlation_table(trades, tweets, coins=["BTC"], buckets=["PT10S"], max_lag=0,
+                              tolerance_buckets=0, n_boot=200)
+    row = table.row(0, named=True)
+    assert row["n"] == 12
+    assert row["null_reason"] == "sentiment is constant over the 12 complete pairs"
+    assert {row[k] for k in ("pearson_r", "pearson_p", "spearman_rho", "fisher_lo",
+                             "bootstrap_lo", "q_value")} == {None}
+
+
+@pytest.mark.parametrize("scale", [1e-9, 1.0, 1e9])
+def test_the_constant_rule_is_relative_to_the_side_itself(scale: float) -> None:
+    x = np.array([0.3, -0.1, 0.2, -0.4, 0.1, 0.5, -0.2, 0.05, 0.0, -0.3])
+    y = 0.15 + np.array([1, -1, 2, 0, -2, 1, 0, 3, -1, 1]) * 1e-4  # small, real variation
+    stat = correlate(x * scale, y * scale, n_boot=200)
+    assert stat.null_reason is None
+    assert stat.pearson_r == pytest.approx(sps.pearsonr(x, y).statistic, rel=1e-9)
+    flat = correlate(x * scale, (0.15 + 1e-17 * np.arange(10)) * scale, n_boot=200)
+    assert flat.null_reason == "y is constant over the 10 complete pairs"
+
+
+def test_a_bootstrap_that_gives_up_keeps_the_numbers_and_says_why() -> None:
+    x = np.array([0.3, -0.1, 0.2, -0.4, 0.1, 0.5, -0.2, 0.05])
+    y = np.array([0.9, 0, 0, 0, 0, 0, 0, 0.0])  # one bucket with sentiment: most resamples miss it
+    stat = correlate(x, y)
+    assert reference_bootstrap(x, y, 2, 2000, 0) is None  # the loops give up too
+    assert stat.bootstrap_ci is None and stat.block == 2
+    assert stat.null_reason == ("no bootstrap interval: more than half of the 2000 resamples "
+                                "(block 2) have x or y constant")
+    assert stat.pearson_r == pytest.approx(sps.pearsonr(x, y).statistic, rel=1e-12)
+    assert stat.pearson_p == pytest.approx(sps.pearsonr(x, y).pvalue, rel=1e-9)
+    assert stat.fisher_ci == pytest.approx(fisher_ci(stat.pearson_r, 8), rel=1e-12)
+
+
+def test_no_number_is_missing_without_a_reason() -> None:
+    rng = np.random.default_rng(5)
+    gave_up = 0
+    for _ in range(300):
+        n = int(rng.integers(6, 30))
+        x = rng.normal(size=n)
+        y = np.zeros(n)  # sentiment in one to three buckets only, the rest neutral
+        k = int(rng.integers(1, 4))
+        y[rng.choice(n, size=k, replace=False)] = rng.normal(size=k)
+        stat = correlate(x, y, n_boot=100, block=int(rng.integers(1, 6)))
+        flat = stat.as_dict()
+        missing = [k for k, v in flat.items() if v is None and k not in {"q_value",
+                                                                          "null_reason"}]
+        assert not missing or stat.null_reason, (x, y, flat)
+        gave_up += stat.pearson_r is not None and stat.bootstrap_ci is None
+    assert gave_up >= 10  # the case is exercised, not only the all-null one
+
+
 @pytest.mark.parametrize(("n", "block"), [(1, 1), (8, 2), (9, 3), (27, 3), (28, 4), (64, 4)])
 def test_default_block_is_the_cube_root_rounded_up(n: int, block: int) -> None:
     assert default_block(n) == block
