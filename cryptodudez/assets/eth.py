@@ -132,7 +132,7 @@ def write_days(lake: Lake, table: str, frame: pl.DataFrame, *, start: date, end:
 
 
 def _sort_keys(frame: pl.DataFrame, day: str) -> list[str]:
-    return [day, *(["symbol"] if "symbol" in frame.columns else [])]
+    return [day, *(c for c in ("symbol", "asset_class") if c in frame.columns)]
 
 
 def read_days(lake: Lake, table: str, *, start: date | None = None,
@@ -222,7 +222,8 @@ def tweet_daily(context: dg.AssetExecutionContext, lake: Lake,
           dg.AssetDep("stock_prices", partition_mapping=dg.AllPartitionMapping())],
     check_specs=partitioned([
         dg.AssetCheckSpec("market_daily_schema", asset=MARKET_DAILY_TABLE, blocking=True,
-                          description="Pandera: one row per symbol and date, volatility >= 0, "
+                          description="Pandera: one row per asset class, symbol and date, "
+                                      "volatility >= 0, "
                                       "correlation in [-1, 1], nothing known before its "
                                       "bar's close."),
         dg.AssetCheckSpec("market_daily_matches_sql_recomputation", asset=MARKET_DAILY_TABLE,

@@ -55,17 +55,19 @@ class TweetDaily(pa.DataFrameModel):
 
 
 class MarketDaily(pa.DataFrameModel):
-    """One row per symbol and bar date, features in their ranges."""
+    """One row per series (asset class and symbol) and bar date, features in their ranges."""
 
+    asset_class: str = pa.Field(nullable=False)
     symbol: str = pa.Field(nullable=False)
     date: pl.Date = pa.Field(nullable=False)
     vol_20d: float = pa.Field(nullable=True, ge=0)
     corr_eth_60d: float = pa.Field(nullable=True, ge=-1 - 1e-9, le=1 + 1e-9)
 
-    @pa.dataframe_check(name="one_row_per_symbol_and_date")
-    def one_row_per_symbol_and_date(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
-        """Symbol and date are a key."""
-        return data.lazyframe.select(~pl.struct("symbol", "date").is_duplicated())
+    @pa.dataframe_check(name="one_row_per_series_and_date")
+    def one_row_per_series_and_date(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """Asset class, symbol and date are a key (a coin and a stock may share a ticker)."""
+        return data.lazyframe.select(
+            ~pl.struct("asset_class", "symbol", "date").is_duplicated())
 
     @pa.dataframe_check(name="known_after_it_happened")
     def known_after_it_happened(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
@@ -88,16 +90,18 @@ class EthFeatures(pa.DataFrameModel):
 
 
 class EthMarketAsof(pa.DataFrameModel):
-    """Every symbol on the spine: nothing from after the decision, ages non-negative."""
+    """Every series on the spine: nothing from after the decision, ages non-negative."""
 
     date: pl.Date = pa.Field(nullable=False)
+    asset_class: str = pa.Field(nullable=False)
     symbol: str = pa.Field(nullable=False)
     age_hours: float = pa.Field(nullable=True, ge=0)
 
-    @pa.dataframe_check(name="one_row_per_day_and_symbol")
-    def one_row_per_day_and_symbol(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
-        """Day and symbol are a key."""
-        return data.lazyframe.select(~pl.struct("date", "symbol").is_duplicated())
+    @pa.dataframe_check(name="one_row_per_day_and_series")
+    def one_row_per_day_and_series(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """Day, asset class and symbol are a key."""
+        return data.lazyframe.select(
+            ~pl.struct("date", "asset_class", "symbol").is_duplicated())
 
 
 def schema_failures(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> pl.DataFrame:
@@ -199,26 +203,31 @@ def duckdb_returns(crypto: pl.DataFrame, stocks: pl.DataFrame) -> pl.DataFrame:
 
     ``crypto`` and ``stocks`` are validated-table rows (their own column names): coins use
     ``Close``, stocks and ETFs ``Adj Close``; rows without a positive price are not bars.
+    A series is an asset class and a symbol (coins ``crypto``, the others their
+    ``asset_class``, ``stock`` when missing): a stock with a coin's ticker is its own series.
     """
     con = duckdb.connect()
     try:
         con.register("crypto", crypto.select("Symbol", "Date", "Close"))
-        con.register("stocks", stocks.select("Symbol", "Date", "Adj Close"))
+        con.register("stocks", stocks.select("Symbol", "Date", "Adj Close", "asset_class"))
         return con.sql("""
             WITH b AS (
-              SELECT "Symbol" AS symbol, CAST(left(CAST("Date" AS VARCHAR), 10) AS DATE) AS date,
+              SELECT 'crypto' AS asset_class, "Symbol" AS symbol,
+                     CAST(left(CAST("Date" AS VARCHAR), 10) AS DATE) AS date,
                      "Close" AS close FROM crypto
               UNION ALL
-              SELECT "Symbol", CAST(left(CAST("Date" AS VARCHAR), 10) AS DATE), "Adj Close"
+              SELECT coalesce(asset_class, 'stock'), "Symbol",
+                     CAST(left(CAST("Date" AS VARCHAR), 10) AS DATE), "Adj Close"
               FROM stocks),
             r AS (
-              SELECT symbol, date,
-                ln(close) - ln(lag(close) OVER (PARTITION BY symbol ORDER BY date)) AS ret
+              SELECT asset_class, symbol, date,
+                ln(close) - ln(lag(close) OVER (PARTITION BY asset_class, symbol
+                                                ORDER BY date)) AS ret
               FROM b WHERE close > 0)
-            SELECT symbol, date, ret,
+            SELECT asset_class, symbol, date, ret,
               CASE WHEN count(ret) OVER w = 20 THEN stddev_samp(ret) OVER w END AS vol
             FROM r
-            WINDOW w AS (PARTITION BY symbol ORDER BY date
+            WINDOW w AS (PARTITION BY asset_class, symbol ORDER BY date
                          ROWS BETWEEN 19 PRECEDING AND CURRENT ROW)""").pl()
     finally:
         con.close()
@@ -230,10 +239,10 @@ def market_daily_checks(written: pl.DataFrame, reference: pl.DataFrame, *,
 
     The written rows of ``symbols`` (the sample, named by the caller: not taken from the
     reference, which has no row of a symbol without validated bars) must be exactly the
-    reference's keys (symbol, date): a bar the builder dropped or invented fails, as does a
-    wrong value.
+    reference's keys (asset class, symbol, date): a bar the builder dropped or invented
+    fails, as does a wrong value or a bar filed under the other series of its ticker.
     """
-    keys = ["symbol", "date"]
+    keys = ["asset_class", "symbol", "date"]
     mine = written.filter(pl.col("symbol").is_in(list(symbols)))
     missing = reference.join(mine, on=keys, how="anti")
     extra = mine.join(reference, on=keys, how="anti")
@@ -257,7 +266,7 @@ def market_daily_checks(written: pl.DataFrame, reference: pl.DataFrame, *,
                       "extra_sample": dg.MetadataValue.md(markdown_table(
                           extra.select(keys).head(5))),
                       "sample": dg.MetadataValue.md(markdown_table(
-                          wrong.select("symbol", "date", "log_return", "ret", "vol_20d",
+                          wrong.select(*keys, "log_return", "ret", "vol_20d",
                                        "vol").head(5)))}),
     ]
 

@@ -69,7 +69,7 @@ def tweet_watermark(inputs: Inputs) -> date | None:
 
 def market_daily(inputs: Inputs, *, start: date | None = None,
                  end: date | None = None) -> pl.DataFrame:
-    """Per-symbol and index features for bars with ``start <= date < end``.
+    """Per-series (asset class, symbol) and index features for ``start <= date < end``.
 
     Reads ``LOOKBACK`` of history before ``start`` so every window is complete.
     """
@@ -84,7 +84,7 @@ def market_daily(inputs: Inputs, *, start: date | None = None,
         frame = frame.filter(pl.col("date") >= start)
     if end is not None:
         frame = frame.filter(pl.col("date") < end)
-    return frame.sort("symbol", "date").collect()
+    return frame.sort("symbol", "asset_class", "date").collect()
 
 
 def market_daily_by_year(inputs: Inputs, *, start: date, end: date) -> pl.DataFrame:
@@ -113,7 +113,7 @@ def market_daily_by_year(inputs: Inputs, *, start: date, end: date) -> pl.DataFr
         frame = pl.concat([per_symbol, markets.equal_weight_indices(per_symbol)])
         frames.append(frame.filter((pl.col("date") >= max(first, start))
                                    & (pl.col("date") < last)).collect())
-    return pl.concat(frames).sort("symbol", "date")
+    return pl.concat(frames).sort("symbol", "asset_class", "date")
 
 
 class DailyTweetFeatures(Protocol):

@@ -1,12 +1,17 @@
 """Markets tied to ETH: the spine, per-symbol daily features, and their as-of view of ETH.
 
-Every coin, stock and ETF stays its own series (long format: one row per symbol and bar);
+Every coin, stock and ETF stays its own series (long format: one row per series and bar);
 nothing is ever inner-joined across tickers, because US markets have no bar on 673 of the
 2,160 ETH days and most coins start years after ETH. A symbol reaches the ETH spine only
 through the point-in-time join, with the age of its last bar.
 
-All windows are per symbol over its own bars, computed set-at-a-time with polars
-(``rolling_*().over(symbol)``); a window's value at a bar uses that bar and earlier ones only.
+A series is keyed by ``(asset_class, symbol)`` (:data:`KEY`), never by the ticker alone: the
+stock dataset lists tickers that are also coins (``ETH`` is Ethan Allen Interiors; ``ATOM``,
+``EOS``, ``LTC``, ``SOL``, ``TRX``), and a coin and a stock with the same ticker are two
+series that never mix. "ETH" in every ETH-relative statistic is the coin (:func:`is_eth`).
+
+All windows are per series over its own bars, computed set-at-a-time with polars
+(``rolling_*().over(KEY)``); a window's value at a bar uses that bar and earlier ones only.
 """
 
 from datetime import date, timedelta
@@ -14,6 +19,9 @@ from datetime import date, timedelta
 import polars as pl
 
 ETH = "ETH"
+CRYPTO = "crypto"  # the asset class of coins (stocks: "stock", ETFs: "etf")
+INDEX = "index"  # the asset class of the equal-weight indices
+KEY = ("asset_class", "symbol")  # a series: a ticker within its asset class
 WINDOW = 20  # bars: volatility, momentum and the volume z-score
 CORR_WINDOW = 60  # bars: rolling correlation and beta to ETH
 CRYPTO_INDEX = "CRYPTO_EW"  # equal-weight index of every coin except ETH
@@ -48,6 +56,11 @@ def eth_spine(crypto: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
             .select("date", "at", "close"))
 
 
+def is_eth() -> pl.Expr:
+    """The rows of the ETH coin (not a stock that trades under the ticker ``ETH``)."""
+    return (pl.col("symbol") == ETH) & (pl.col("asset_class") == CRYPTO)
+
+
 def _at(date: pl.Expr, close: timedelta, zone: str = "UTC") -> pl.Expr:
     """The close instant of ``date`` in ``zone``, as a UTC timestamp."""
     local = (date.cast(pl.Datetime("us")) + pl.lit(close)).dt.replace_time_zone(
@@ -61,10 +74,11 @@ def bars(crypto: pl.LazyFrame, stocks: pl.LazyFrame) -> pl.LazyFrame:
     Columns ``symbol``, ``asset_class`` (crypto, stock, etf), ``date``, ``event_time`` (the
     bar's close in UTC), ``close`` (Adj Close for stocks and ETFs: splits and dividends
     adjusted) and ``volume``. Rows without a price are dropped here (a bar that never
-    traded is not a bar); one row per symbol and date (the last delivered wins).
+    traded is not a bar); one row per series (:data:`KEY`) and date (the last delivered
+    wins): a stock never replaces the bar of a coin with the same ticker.
     """
     coins = crypto.select(
-        pl.col("Symbol").alias("symbol"), pl.lit("crypto").alias("asset_class"),
+        pl.col("Symbol").alias("symbol"), pl.lit(CRYPTO).alias("asset_class"),
         pl.col("Date").cast(pl.String).str.to_date().alias("date"),
         pl.col("Close").alias("close"), pl.col("Volume").cast(pl.Float64).alias("volume"),
     ).with_columns(event_time=_at(pl.col("date"), CRYPTO_CLOSE))
@@ -78,21 +92,22 @@ def bars(crypto: pl.LazyFrame, stocks: pl.LazyFrame) -> pl.LazyFrame:
     return (pl.concat([coins.select(cols), listed.select(cols)])
             .filter(pl.col("close").is_not_null() & (pl.col("close") > 0)
                     & pl.col("event_time").is_not_null())
-            .unique(["symbol", "date"], keep="last"))
+            .unique([*KEY, "date"], keep="last"))
 
 
 def symbol_features(bars_: pl.LazyFrame) -> pl.LazyFrame:
-    """Per-symbol daily features over its own bars, plus correlation and beta to ETH.
+    """Per-series daily features over its own bars, plus correlation and beta to ETH.
 
     ``log_return`` since the symbol's previous bar; ``vol_20d`` the standard deviation of
     the last 20 returns; ``momentum_20d`` the log change over 20 bars; ``volume_z_20d`` the
     bar's volume against the previous 20 bars' mean and deviation. ``corr_eth_60d`` and
     ``beta_eth_60d`` compare the last 60 returns with ETH's log return over the same
-    calendar span (ETH close to ETH close on the bars' dates). A feature row is available at
-    the later of its bar's close and that day's ETH close (the correlation needs both).
+    calendar span (the ETH coin's close to close on the bars' dates). A feature row is
+    available at the later of its bar's close and that day's ETH close (the correlation
+    needs both). Every window runs over one series (:data:`KEY`).
     """
-    sym = pl.col("symbol")
-    ordered = bars_.sort("symbol", "date")
+    sym = list(KEY)
+    ordered = bars_.sort("symbol", "asset_class", "date")
     ret = pl.col("close").log().diff().over(sym)
     logv = pl.col("volume").log1p()
     prev_mean = logv.shift(1).rolling_mean(WINDOW).over(sym)
@@ -102,10 +117,10 @@ def symbol_features(bars_: pl.LazyFrame) -> pl.LazyFrame:
         momentum_20d=(pl.col("close").log() - pl.col("close").log().shift(WINDOW)).over(sym),
         volume_z_20d=pl.when(prev_std > 0).then((logv - prev_mean) / prev_std),
     ).with_columns(vol_20d=pl.col("log_return").rolling_std(WINDOW).over(sym))
-    eth_close = (ordered.filter(pl.col("symbol") == ETH)
+    eth_close = (ordered.filter(is_eth())
                  .select("date", eth_log=pl.col("close").log(),
                          eth_at=pl.col("event_time")))
-    # maintain_order: the windows below run over each symbol's bars in date order.
+    # maintain_order: the windows below run over each series' bars in date order.
     joined = features.join(eth_close, on="date", how="left", maintain_order="left").with_columns(
         eth_return=(pl.col("eth_log") - pl.col("eth_log").shift(1)).over(sym))
     x, y = pl.col("eth_return"), pl.col("log_return")
@@ -129,14 +144,16 @@ def symbol_features(bars_: pl.LazyFrame) -> pl.LazyFrame:
 def equal_weight_indices(features: pl.LazyFrame) -> pl.LazyFrame:
     """Equal-weight indices per calendar date: coins except ETH, stocks, ETFs.
 
+    Only the ETH coin is left out: a stock trading under the ticker ``ETH`` is a stock member.
+
     The index return of a date is the mean log return of the members that have a bar that
     date (members join and leave as they list and delist); its ``close`` is the compounded
     level from 1.0, and its 20-bar features are computed like any symbol's.
     """
-    member = (pl.when(pl.col("asset_class") == "crypto").then(pl.lit(CRYPTO_INDEX))
+    member = (pl.when(pl.col("asset_class") == CRYPTO).then(pl.lit(CRYPTO_INDEX))
               .when(pl.col("asset_class") == "etf").then(pl.lit(ETF_INDEX))
               .otherwise(pl.lit(STOCK_INDEX)))
-    daily = (features.filter((pl.col("symbol") != ETH) & pl.col("log_return").is_not_null())
+    daily = (features.filter(~is_eth() & pl.col("log_return").is_not_null())
              .group_by(member.alias("symbol"), "date")
              # a sequential sum of the sorted values: the same members give the same bits
              # (a parallel mean does not: its partial sums depend on the threads)
@@ -147,7 +164,7 @@ def equal_weight_indices(features: pl.LazyFrame) -> pl.LazyFrame:
              .sort("symbol", "date"))
     sym = pl.col("symbol")
     return daily.with_columns(
-        asset_class=pl.lit("index"),
+        asset_class=pl.lit(INDEX),
         close=pl.col("index_return").cum_sum().exp().over(sym),
         log_return=pl.col("index_return"),
         momentum_20d=pl.col("index_return").rolling_sum(WINDOW).over(sym),

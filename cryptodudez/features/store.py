@@ -1,8 +1,8 @@
 """The feature store: point-in-time feature rows on the ETH spine, offline and online.
 
 * :func:`eth_features` attaches every view to the spine with the one point-in-time join.
-* :func:`market_asof` attaches *every* symbol to the spine (long: spine day x symbol) with
-  the age of its last bar.
+* :func:`market_asof` attaches *every* series to the spine (long: spine day x series, a
+  series being a symbol within its asset class) with the age of its last bar.
 * The offline store keeps immutable training-set snapshots keyed by (feature code version,
   data watermark, label configuration); writing the same key twice must give the same bytes.
 * The online store is the latest feature row, with each view's freshness.
@@ -30,9 +30,11 @@ from cryptodudez.features.views import (
     FeatureView,
 )
 
-# The symbols whose features enter the model's row (every symbol is in market_asof).
-MODEL_SYMBOLS = (markets.ETH, "BTC", markets.CRYPTO_INDEX, markets.STOCK_INDEX,
-                 markets.ETF_INDEX)
+# The series (asset class, symbol) whose features enter the model's row, as mkt_<SYMBOL>_
+# (every series is in market_asof). ETH and BTC are the coins, not stocks of that ticker.
+MODEL_SYMBOLS = ((markets.CRYPTO, markets.ETH), (markets.CRYPTO, "BTC"),
+                 *((markets.INDEX, index) for index in (markets.CRYPTO_INDEX, markets.STOCK_INDEX,
+                                                  markets.ETF_INDEX)))
 SPINE_COLUMNS = ("date", "at", "close")
 # Parquet written the same way every time: the same frame gives the same bytes.
 ROW_GROUP = 1 << 20
@@ -51,10 +53,12 @@ TEXT_PREFIXES = ("sent_", "share_", "bow_", "clean_tokens")
 
 
 def eth_features(spine: pl.DataFrame, tweet_daily: pl.DataFrame, market_daily: pl.DataFrame,
-                 symbols: Sequence[str] = MODEL_SYMBOLS) -> pl.DataFrame:
+                 symbols: Sequence[tuple[str, str]] = MODEL_SYMBOLS) -> pl.DataFrame:
     """The model's feature row for every spine day (the spine's rows, never fewer).
 
-    Tweet views are prefixed ``tw_`` (text ``txt_``), market views ``mkt_<SYMBOL>_``; each
+    ``symbols`` are (asset class, symbol) series: a stock never stands in for the coin of
+    the same ticker. Tweet views are prefixed ``tw_`` (text ``txt_``), market views
+    ``mkt_<SYMBOL>_``; each
     view also brings the event time of the row it used (``..._event_time``) and each symbol
     the age in hours of its last bar at the decision.
     """
@@ -68,11 +72,12 @@ def eth_features(spine: pl.DataFrame, tweet_daily: pl.DataFrame, market_daily: p
         text = _join(out.select("at"), TWEET_TEXT, tweet_daily, cols, "txt_").drop(
             "at", "txt_event_time")
         out = pl.concat([out, text], how="horizontal")
-    for symbol in symbols:
-        rows = market_daily.filter(pl.col("symbol") == symbol)
+    for asset_class, symbol in symbols:
+        rows = market_daily.filter((pl.col("asset_class") == asset_class)
+                                   & (pl.col("symbol") == symbol))
         prefix = f"mkt_{symbol}_"
         joined = _join(out.select("at"), MARKET_DAILY, rows, MARKET_DAILY.columns, prefix,
-                       by=())  # one symbol's rows: no key
+                       by=())  # one series' rows: no key
         joined = joined.with_columns(
             ((pl.col("at") - pl.col(f"{prefix}event_time")).dt.total_seconds() / 3600)
             .alias(f"{prefix}age_hours")).drop("at")
@@ -81,22 +86,24 @@ def eth_features(spine: pl.DataFrame, tweet_daily: pl.DataFrame, market_daily: p
 
 
 def market_asof(spine: pl.DataFrame, market_daily: pl.DataFrame) -> pl.DataFrame:
-    """Every symbol attached to every spine day as of its close (long format).
+    """Every series attached to every spine day as of its close (long format).
 
-    One row per spine day and symbol that has had any bar by then; a row whose last bar is
-    older than the view's TTL keeps the symbol with null features and its age.
+    One row per spine day and series (``MARKET_DAILY.keys``: asset class and symbol) that
+    has had any bar by then; a row whose last bar is older than the view's TTL keeps the
+    series with null features and its age.
     """
-    symbols = market_daily.select("symbol", first=pl.col("available_at").min().over("symbol"))
-    symbols = symbols.unique("symbol").sort("symbol")
-    grid = spine.select("date", "at").join(symbols, how="cross").filter(
+    keys = list(MARKET_DAILY.keys)
+    series = market_daily.select("symbol", "asset_class",
+                                 first=pl.col("available_at").min().over(keys))
+    series = series.unique(keys).sort("symbol", "asset_class")
+    grid = spine.select("date", "at").join(series, how="cross").filter(
         pl.col("first") <= pl.col("at")).drop("first")
     joined = point_in_time_join(grid, market_daily, at="at", event_time="event_time",
                                 available_at="available_at", ttl=MARKET_DAILY.ttl,
-                                by=["symbol"], columns=["asset_class", *MARKET_DAILY.columns],
-                                prefix="")
+                                by=keys, columns=list(MARKET_DAILY.columns), prefix="")
     return joined.with_columns(
         age_hours=(pl.col("at") - pl.col("event_time")).dt.total_seconds() / 3600,
-    ).sort("date", "symbol")
+    ).sort("date", "symbol", "asset_class")
 
 
 def feature_columns(frame: pl.DataFrame) -> list[str]:

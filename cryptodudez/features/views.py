@@ -17,7 +17,8 @@ class FeatureView:
 
     Attributes:
         name: the view (and its table under ``features/``).
-        entity: what a row describes (``elonmusk``, ``symbol``).
+        entity: what a row describes (``elonmusk``, ``symbol``: a ticker within its asset
+            class).
         keys: the entity key columns (empty: one entity).
         event_time: the column of the instant a row's values describe.
         available_at: the column of the instant the platform could first know them.
@@ -59,10 +60,12 @@ TWEET_TEXT = FeatureView(
                 "day; known when the day ends.",
 )
 MARKET_DAILY = FeatureView(
-    name="market_daily", entity="symbol", keys=("symbol",), event_time="event_time",
+    name="market_daily", entity="symbol", keys=markets.KEY, event_time="event_time",
     available_at="available_at", ttl=timedelta(days=5), columns=markets.MARKET_FEATURES,
-    description="Per coin, stock, ETF and equal-weight index: daily log return, 20-bar "
-                "volatility, momentum and volume z-score, 60-bar correlation and beta to ETH. "
+    description="Per coin, stock, ETF and equal-weight index, keyed by asset class and "
+                "symbol (a stock with a coin's ticker is its own series): daily log return, "
+                "20-bar volatility, momentum and volume z-score, 60-bar correlation and beta "
+                "to the ETH coin. "
                 "TTL 5 days covers US weekends and holidays; the age of the bar is attached.",
 )
 VIEWS = (TWEET_ACTIVITY, TWEET_ENGAGEMENT, TWEET_TEXT, MARKET_DAILY)

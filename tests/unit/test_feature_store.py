@@ -165,6 +165,94 @@ def test_correlation_of_eth_with_itself_is_one_and_a_flat_price_has_none() -> No
     assert feats.filter(pl.col("symbol") == "FLAT")["corr_eth_60d"].null_count() == 120
 
 
+# -- a stock whose ticker is also a coin's -------------------------------------------------
+
+def ethan_allen(symbol: str, days: int = 500) -> pl.DataFrame:
+    """A stock near 19 USD on weekdays (Ethan Allen Interiors trades as ETH on the NYSE)."""
+    rng = np.random.default_rng(4)
+    dates = [d for d in (date(2020, 1, 1) + timedelta(days=i) for i in range(days))
+             if d.weekday() < 5]
+    n = len(dates)
+    return pl.DataFrame({
+        "Symbol": symbol, "Date": [d.isoformat() for d in dates],
+        "Adj Close": 19 * np.exp(np.cumsum(rng.normal(0, 0.02, n))),
+        "Volume": rng.integers(100_000, 500_000, n), "asset_class": "stock",
+        "_landed_at": LANDED,
+    })
+
+
+GAP = date(2020, 6, 3)
+"""A Wednesday without an ETH coin close (quarantined): the stock ETH has a bar that day."""
+
+
+def coins_with_a_gap() -> pl.DataFrame:
+    return crypto_rows().filter((pl.col("Symbol") != "ETH")
+                                | (pl.col("Date") != GAP.isoformat()))
+
+
+def with_stock(symbol: str) -> build.Inputs:
+    return replace(inputs(), crypto=coins_with_a_gap().lazy(),
+                   stocks=pl.concat([stock_rows(), ethan_allen(symbol)]).lazy())
+
+
+def _as_eth(frame: pl.DataFrame, *keys: str) -> pl.DataFrame:
+    """``frame`` with the stock EAIX called ETH, in key order."""
+    return frame.with_columns(symbol=pl.when(pl.col("symbol") == "EAIX").then(pl.lit("ETH"))
+                              .otherwise(pl.col("symbol"))).sort(*keys)
+
+
+def test_a_stock_with_a_coins_ticker_is_its_own_series() -> None:
+    clash = build.build_all(with_stock("ETH"), with_text=False)
+    apart = build.build_all(with_stock("EAIX"), with_text=False)  # the same stock, renamed
+    # the coin's series holds the coin's closes only, on every day (weekdays too)
+    coin = clash.market_daily.filter(markets.is_eth()).sort("date")
+    assert coin["close"].to_list() == coins_with_a_gap().filter(pl.col("Symbol") == "ETH")[
+        "Close"].to_list()
+    stock = clash.market_daily.filter((pl.col("symbol") == "ETH")
+                                      & (pl.col("asset_class") == "stock"))
+    assert stock.height == 358 and stock["close"].max() < 40
+    # every table is the one built when the stock has a ticker of its own: ETH's features,
+    # every symbol's correlation and beta to ETH, the indices (the stock is a member of
+    # STOCK_EW; only the coin is left out of CRYPTO_EW), the spine and the model's mkt_ETH_*
+    keys = ("symbol", "asset_class", "date")
+    assert clash.market_daily.sort(*keys).equals(_as_eth(apart.market_daily, *keys))
+    assert clash.spine.equals(apart.spine)
+    assert clash.features.equals(apart.features)
+    # on the coin's missing day the model's ETH is the coin's previous bar, not the stock's
+    gap = clash.features.filter(pl.col("date") == GAP).row(0, named=True)
+    assert gap["mkt_ETH_event_time"] == datetime(2020, 6, 2, 23, 59, 59, tzinfo=UTC)
+    asof = store.market_asof(clash.spine, clash.market_daily)
+    asof_keys = ("date", "symbol", "asset_class")
+    assert asof.equals(_as_eth(store.market_asof(apart.spine, apart.market_daily), *asof_keys))
+    assert asof.filter(pl.col("symbol") == "ETH")["asset_class"].unique().sort().to_list() == [
+        "crypto", "stock"]
+    # the key checks take the asset class: two series of one ticker pass, a doubled bar not
+    assert fchecks.schema_check("m", clash.market_daily, fchecks.MarketDaily).passed
+    assert fchecks.schema_check("a", asof, fchecks.EthMarketAsof).passed
+    assert not fchecks.schema_check("m", pl.concat([clash.market_daily, stock.head(1)]),
+                                    fchecks.MarketDaily).passed
+    assert not fchecks.schema_check("a", pl.concat([asof, asof.filter(
+        pl.col("asset_class") == "stock").head(1)]), fchecks.EthMarketAsof).passed
+
+
+def test_market_check_keeps_a_coin_and_a_stock_of_one_ticker_apart() -> None:
+    src = with_stock("ETH")
+    frame = build.market_daily(src)
+    reference = fchecks.duckdb_returns(src.crypto.collect(), src.stocks.collect())
+    assert reference.filter(pl.col("symbol") == "ETH").height == 499 + 358
+    result = fchecks.market_daily_checks(frame, reference, symbols=SYMBOLS)
+    assert all(r.passed for r in result)
+    assert result[1].metadata["rows_compared"].value == reference.height
+    # planted: the two ETH series merged on (symbol, date), the stock's bar winning on weekdays
+    merged = markets.symbol_features(markets.bars(src.crypto, src.stocks).sort(
+        "symbol", "date", "asset_class").unique(["symbol", "date"], keep="last",
+                                                 maintain_order=True)).collect()
+    bad = fchecks.market_daily_checks(merged, reference, symbols=SYMBOLS)[1]
+    # the coin's weekdays but the one it has no close
+    assert not bad.passed and bad.metadata["missing_rows"].value == 357
+    assert bad.metadata["failing_count"].value > 0  # returns across the 19 / 100 USD jumps
+
+
 # -- labels --------------------------------------------------------------------------------
 
 def brute_labels(close: list[float | None], config: LabelConfig) -> list[str | None]:
