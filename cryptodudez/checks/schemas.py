@@ -171,6 +171,15 @@ class Tweets(pa.DataFrameModel):
         """No tweet is dated after today (UTC)."""
         return _day_not_after_today(data, "created_at")
 
+    @pa.dataframe_check(name=f"created_at_not_before_{FIRST_TWEET_DATE}")
+    def created_at_not_before_first_tweet(cls, data: Any) -> pl.LazyFrame:  # noqa: N805
+        """No tweet is older than the first tweet.
+
+        Epoch seconds read as milliseconds put a 2020 tweet in January 1970 (a review,
+        session 23).
+        """
+        return _day_not_before(data, "created_at", FIRST_TWEET_DATE)
+
     class Config:
         """List columns and lineage columns are allowed."""
 

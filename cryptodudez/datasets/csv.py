@@ -160,11 +160,13 @@ def header_of(first_line: str) -> list[str]:
     return inside an unquoted name, a name longer than its field limit) is split on commas
     as it stands, so a file with such a first line is simply not recognised.
     """
+    # The mark goes before the split: behind it a quoted first name ("Date") kept its quotes
+    # and the file was refused as schema drift (a review, session 23).
+    line = first_line.removeprefix("\ufeff")
     try:
-        first = next(csv.reader([first_line]), [])
+        return next(csv.reader([line]), [])
     except csv.Error:
-        first = first_line.split(",")
-    return [c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(first)]
+        return line.split(",")
 
 
 def parse_header(raw: str) -> list[str]:

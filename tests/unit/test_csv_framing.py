@@ -71,6 +71,20 @@ def test_header_of_never_raises(line: str) -> None:
 def test_header_of_a_bare_carriage_return_and_a_byte_order_mark() -> None:
     assert header_of("a,b\rc") == ["a", "b\rc"]  # the csv module refuses this line
     assert header_of("\ufeffDate,Open") == ["Date", "Open"]
+    # quoted names behind the mark (R's and pandas' utf-8-sig with QUOTE_ALL, session 23)
+    assert header_of('\ufeff"Date","Open"') == ["Date", "Open"]
+
+
+def test_a_quoted_header_behind_a_byte_order_mark_is_read() -> None:
+    """It was refused whole as schema drift: missing ['Date'], unexpected ['"Date"']."""
+    from cryptodudez.archives import unpack  # noqa: PLC0415
+    from cryptodudez.datasets.specs import DATASETS  # noqa: PLC0415
+    from cryptodudez.ingest import ingest_members  # noqa: PLC0415
+
+    data = (b'\xef\xbb\xbf"Date","Open","High","Low","Close","Adj Close","Volume"\r\n'
+            b'"2020-01-02","1","2","0.5","1.5","1.5","100"\r\n')
+    result = ingest_members(unpack("file:///lake/raw/stocks/A.csv", data), DATASETS)
+    assert result.members.select("status", "rows_valid").rows() == [("validated", 1)]
 
 
 @pytest.mark.parametrize(

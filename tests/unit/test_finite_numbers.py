@@ -78,3 +78,18 @@ def test_an_engagement_count_no_tweet_can_have_fails(column: str) -> None:
     assert failures(10**12) == set()
     assert failures(10**12 + 1) == {(column, "less_than_or_equal_to(1000000000000)", 1)}
     assert failures(2**62) == {(column, "less_than_or_equal_to(1000000000000)", 1)}
+
+
+def test_a_tweet_older_than_the_first_tweet_fails() -> None:
+    """2006-03-21 written out here; epoch seconds read as milliseconds gave 1970-01-19."""
+    def failures(created_at: str) -> set[tuple[str, str, int]]:
+        frame = pl.DataFrame([TWEET, {**TWEET, "tweet_id": 2}],
+                             schema_overrides={"conversation_id": pl.Int64,
+                                               "language": pl.String}).with_columns(
+            created_at=pl.Series([f"{created_at}T12:00:00Z"] * 2).str.to_datetime(
+                time_zone="UTC"))
+        return _failing_cells(Tweets, frame)
+    assert failures("2006-03-21") == set()
+    rule = ("Tweets", "created_at_not_before_2006-03-21")
+    assert {(c, k) for c, k, _ in failures("2006-03-20")} == {rule}
+    assert {(c, k) for c, k, _ in failures("1970-01-19")} == {rule}
