@@ -9,8 +9,9 @@ Dagster-free :mod:`cryptodudez.lake.tables`; this module reads the file, hands e
 it, records what it published and evaluates the checks on what the lake then holds.
 """
 
-from collections.abc import Iterator
-from typing import Any
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
 
 import dagster as dg
 import polars as pl
@@ -98,14 +99,16 @@ def _published_stats(lake: Lake, table: str, validated: list[str],
 
 def _table_materialization(lake: Lake, table: str, partition_key: str, *,
                            members: pl.DataFrame, superseded: int, unchanged: bool,
-                           ) -> dg.MaterializeResult:
+                           restored: int = 0) -> dg.MaterializeResult:
     """The materialisation of one table's partition with every check evaluated.
 
     Every check reads what the lake holds after the run: the partition's published
     fragments (rows from their footers, values validated), its published quarantine, and
     the whole table's keys. ``members`` are the file's catalogue rows as recorded, and
-    ``superseded`` the partition's ledger of rows later deliveries replaced. Each layer of
-    the table is listed once (on S3 every listing is a request).
+    ``superseded`` the partition's ledger of rows later deliveries replaced, and
+    ``restored`` the rows of other partitions given back to the table because this file's
+    previous version had superseded them (see :func:`_ingest_again`). Each layer of the
+    table is listed once (on S3 every listing is a request).
     """
     spec = SPEC_BY_TABLE[table]
     table_fragments = lake.fragments(VALIDATED, table)
@@ -134,6 +137,7 @@ def _table_materialization(lake: Lake, table: str, partition_key: str, *,
         "dagster/row_count": rows_on_disk,
         "rows_quarantined": stats.quarantined,
         "rows_superseded": superseded,
+        "rows_restored": restored,
         "fragments": len(fragments),
         "path": lake.url(VALIDATED, table, fragment_prefix(partition_key) + "-*.parquet"),
         "quarantine_path": lake.url(QUARANTINE, table,
@@ -183,7 +187,8 @@ def _raw_files_materialization(members: pl.DataFrame, *, file_uri: str, sha: str
 
 
 def _results(lake: Lake, metastore: Metastore, partition_key: str, *, file_uri: str,
-             sha: str, obj: RawObject, unchanged: bool) -> list[dg.MaterializeResult]:
+             sha: str, obj: RawObject, unchanged: bool,
+             restored: Mapping[str, int] | None = None) -> list[dg.MaterializeResult]:
     """Every asset's materialisation and checks, from what the lake and catalogue hold."""
     members = _recorded_members(metastore, partition_key)
     superseded = metastore.superseded_rows(partition_key)
@@ -192,7 +197,8 @@ def _results(lake: Lake, metastore: Metastore, partition_key: str, *, file_uri: 
         _raw_files_materialization(members, file_uri=file_uri, sha=sha, obj=obj,
                                    unchanged=unchanged),
         *[_table_materialization(lake, table, partition_key, members=parts,
-                                 superseded=superseded.get(table, 0), unchanged=unchanged)
+                                 superseded=superseded.get(table, 0), unchanged=unchanged,
+                                 restored=(restored or {}).get(table, 0))
           for table in TABLES],
     ]
 
@@ -213,7 +219,8 @@ def _record(lake: Lake, metastore: Metastore, published: Published, members: pl.
                                                how="left"))
     metastore.record_ingested(
         published.partition_key, version=obj.version, sha256=sha, run_id=run_id,
-        own_superseded=published.own_removed(), others_superseded=published.others_removed())
+        own_superseded=published.own_removed(), others_superseded=published.others_removed(),
+        lost_to=published.lost_to())
 
 
 def _finished(instance: dg.DagsterInstance, run_id: str) -> bool:
@@ -259,7 +266,8 @@ def lake_ingest(
     file_uri = lake.url("raw", raw_key)
     with lake.open_raw(raw_key) as fh:
         sha = sha256_of(fh)
-        if metastore.latest_sha(partition_key) == sha:
+        previous = metastore.latest_sha(partition_key)
+        if previous == sha:
             context.log.info(f"{raw_key} is byte-identical to its last ingested version")
             # Nothing is written (not even a lock) unless the file was landed again.
             if metastore.ingested_versions().get(partition_key) != obj.version:
@@ -268,22 +276,114 @@ def lake_ingest(
             yield from _results(lake, metastore, partition_key, file_uri=file_uri, sha=sha,
                                 obj=obj, unchanged=True)
             return
-        members, columns = [], []
         with lake.background_writer(max_pending=4) as parquet_writer:
             writer = PartitionWriter(lake, parquet_writer, partition_key, obj.landed_at,
                                      run=context.run_id,
                                      finished=lambda run: _finished(context.instance, run))
-            for batch in iter_unpacked(file_uri, fh, DATASETS, batch_bytes=config.batch_bytes):
-                result = ingest_members(batch, DATASETS)
-                writer.add(result)
-                members.append(result.members.with_columns(
-                    sha256=pl.col("uri").replace_strict(batch.sha256, default="unreadable",
-                                                        return_dtype=pl.String)))
-                columns.append(result.columns)
+            members, columns = _stage(writer, fh, file_uri, config)
             with lake.publish_lock():
+                # Rows of other files that this file's previous version superseded: once it is
+                # replaced they may win again, so those files are ingested again (below).
+                beaten = metastore.beaten_by(partition_key) if previous else []
                 published = writer.publish()
-                _record(lake, metastore, published, pl.concat(members), pl.concat(columns),
-                        file_uri=file_uri, sha=sha, obj=obj, run_id=context.run_id)
+                again = _ingest_again(context, config, lake, metastore, beaten,
+                                      done={partition_key})
+                # Recorded last, so a run killed before the files above were ingested again
+                # is retried whole (its version is not yet recorded as ingested).
+                _record(lake, metastore, _with_later_removals(published, again),
+                        members, columns, file_uri=file_uri, sha=sha, obj=obj,
+                        run_id=context.run_id)
                 results = _results(lake, metastore, partition_key, file_uri=file_uri,
-                                   sha=sha, obj=obj, unchanged=False)
+                                   sha=sha, obj=obj, unchanged=False,
+                                   restored=_restored(again))
     yield from results
+
+
+def _stage(writer: PartitionWriter, fh: BinaryIO, file_uri: str,
+           config: IngestConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Stage every batch of a landed file; returns its member rows and inferred columns."""
+    members, columns = [], []
+    for batch in iter_unpacked(file_uri, fh, DATASETS, batch_bytes=config.batch_bytes):
+        result = ingest_members(batch, DATASETS)
+        writer.add(result)
+        members.append(result.members.with_columns(
+            sha256=pl.col("uri").replace_strict(batch.sha256, default="unreadable",
+                                                return_dtype=pl.String)))
+        columns.append(result.columns)
+    return pl.concat(members), pl.concat(columns)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Again:
+    """A partition ingested again in another's run: what it published, and its ledger before."""
+
+    published: Published
+    superseded_before: dict[str, int]
+
+
+def _ingest_again(context: dg.AssetExecutionContext, config: IngestConfig, lake: Lake,
+                  metastore: Metastore, keys: list[str], *, done: set[str]) -> list[_Again]:
+    """Ingest ``keys`` again from raw/, in this run, holding the publish lock.
+
+    Called once a file whose previous version had superseded rows of these partitions has
+    been published in its place: their rows are staged again whole and "the latest delivery
+    wins" is applied anew, so a row the previous version had removed comes back unless
+    another delivery still beats it. A partition whose raw file has changed since it was
+    ingested is a new version: the partitions its own previous version had beaten follow it.
+    Each partition is ingested at most once (``done``); a raw file since removed is skipped.
+    """
+    again: list[_Again] = []
+    queue = list(keys)
+    while queue:
+        key = queue.pop(0)
+        if key in done:
+            continue
+        done.add(key)
+        raw_key = raw_key_for(key)
+        try:
+            obj = lake.stat_raw(raw_key)
+        except FileNotFoundError:
+            context.log.warning(f"raw/{raw_key} is gone: its rows cannot be resolved again")
+            continue
+        context.log.info(f"ingesting raw/{raw_key} again: a file that superseded rows of it "
+                         "was replaced, so they may win again")
+        file_uri = lake.url("raw", raw_key)
+        with lake.open_raw(raw_key) as fh:
+            sha = sha256_of(fh)
+            if metastore.latest_sha(key) != sha:
+                queue.extend(metastore.beaten_by(key))
+            before = metastore.superseded_rows(key)
+            with lake.background_writer(max_pending=4) as parquet_writer:
+                writer = PartitionWriter(lake, parquet_writer, key, obj.landed_at,
+                                         run=context.run_id,
+                                         finished=lambda run: _finished(context.instance, run))
+                members, columns = _stage(writer, fh, file_uri, config)
+                published = writer.publish()
+        _record(lake, metastore, published, members, columns, file_uri=file_uri, sha=sha,
+                obj=obj, run_id=context.run_id)
+        again.append(_Again(published, before))
+    return again
+
+
+def _with_later_removals(published: Published, again: list[_Again]) -> Published:
+    """``published`` as its ledger must be recorded after the partitions ingested ``again``.
+
+    Its removals of their rows are dropped (each recorded its own ledger, every row staged
+    again, after this file was published), and their removals of its rows are added.
+    """
+    redone = [a.published.partition_key for a in again]
+    removed = pl.concat([
+        published.removed.filter(~pl.col("partition_key").is_in(redone)),
+        *[a.published.removed.filter(pl.col("partition_key") == published.partition_key)
+          for a in again]])
+    return dataclasses.replace(published, removed=removed)
+
+
+def _restored(again: list[_Again]) -> dict[str, int]:
+    """Per table, rows of the partitions ingested ``again`` that are back in the table."""
+    restored: dict[str, int] = {}
+    for a in again:
+        after = a.published.own_removed()
+        for table, rows in a.superseded_before.items():
+            restored[table] = restored.get(table, 0) + max(0, rows - after.get(table, 0))
+    return restored

@@ -28,10 +28,13 @@ from cryptodudez.lake.store import FragmentWriter, TableStore
 LOG = logging.getLogger(__name__)
 
 SPEC_BY_TABLE = {spec.table: spec for spec in DATASETS}
-# Rows removed from each partition's fragments, per table: the shape of the metastore's
-# ledger of superseded rows (cryptodudez.resources.metastore.SUPERSEDED_SCHEMA).
+# Rows removed from each partition's fragments, per table and per partition whose row won
+# (``winner_key``): summed over winners, the metastore's ledger of superseded rows
+# (cryptodudez.resources.metastore.SUPERSEDED_SCHEMA); the winners are what lets a partition
+# replaced later give back the rows it had superseded (Metastore.beaten_by).
 REMOVED_SCHEMA: dict[str, Any] = {
-    "partition_key": pl.String, "table_name": pl.String, "rows": pl.Int64}
+    "partition_key": pl.String, "winner_key": pl.String, "table_name": pl.String,
+    "rows": pl.Int64}
 
 
 def files_frame(members: pl.DataFrame, *, partition_key: str, file_uri: str, sha: str,
@@ -82,9 +85,10 @@ def resolve_across_files(store: TableStore, table: str, partition_key: str,
     atomically).
 
     Returns:
-        Rows removed, per partition (``partition_key``, ``table_name``, ``rows``): this
-        file's rows that lost (to later deliveries already in the table, or to a later member
-        of the same file), and other files' rows this one superseded.
+        Rows removed, per partition and winning partition (``partition_key``,
+        ``winner_key``, ``table_name``, ``rows``): this file's rows that lost (to later
+        deliveries already in the table, or to a later member of the same file), and other
+        files' rows this one superseded.
     """
     removed = pl.DataFrame(schema=REMOVED_SCHEMA)
     if own_hashes.len() == 0:
@@ -106,20 +110,23 @@ def resolve_across_files(store: TableStore, table: str, partition_key: str,
     contested = rows_with_repeated_keys(rows, key, hashes=hashes)
     if contested.height == 0:
         return removed
-    losers = resolve_latest(contested, key).filter(~pl.col("_wins"))
+    resolved = resolve_latest(contested, key)
+    winners = resolved.filter(pl.col("_wins")).select(*key, _winner=pl.col("_partition"))
+    losers = resolved.filter(~pl.col("_wins")).join(winners, on=key, how="left",
+                                                     nulls_equal=True)
     for (path,), drop in losers.group_by("_file"):
         kept = store.read_parquet([str(path)]).join(drop.select("_source", "_line"),
                                                      on=["_source", "_line"], how="anti")
         store.write_parquet(str(path), kept)
-    return losers.group_by("_partition").len().select(
-        partition_key="_partition", table_name=pl.lit(table),
+    return losers.group_by("_partition", "_winner").len().select(
+        partition_key="_partition", winner_key="_winner", table_name=pl.lit(table),
         rows=pl.col("len").cast(pl.Int64))
 
 
 def _rows_of(removed: pl.DataFrame, partition_key: str) -> dict[str, int]:
     """Rows ``removed`` from one partition's fragments, per table."""
     own = removed.filter(pl.col("partition_key") == partition_key)
-    return dict(own.select("table_name", "rows").iter_rows())
+    return dict(own.group_by("table_name").agg(pl.col("rows").sum()).iter_rows())
 
 
 @dataclass(frozen=True)
@@ -143,8 +150,9 @@ class Published:
 
     Attributes:
         partition_key: the partition (landed file) published.
-        removed: rows removed from each partition's fragments, per table (``partition_key``,
-            ``table_name``, ``rows``; see :func:`resolve_across_files`).
+        removed: rows removed from each partition's fragments, per winning partition and
+            table (``partition_key``, ``winner_key``, ``table_name``, ``rows``; see
+            :func:`resolve_across_files`).
         validated: what was committed per table (each of ``TABLES`` and
             ``UNRECOGNISED_TABLE``, which never holds valid rows).
         quarantine: what was committed per table (the same tables).
@@ -164,6 +172,14 @@ class Published:
     def others_removed(self) -> pl.DataFrame:
         """Other partitions' rows this one superseded, per partition and table."""
         return self.removed.filter(pl.col("partition_key") != self.partition_key)
+
+    def lost_to(self) -> pl.DataFrame:
+        """Which partition's rows lost to which other's (``partition_key``, ``winner_key``).
+
+        Distinct pairs: what the metastore keeps as ``lost_to``.
+        """
+        return self.removed.filter(pl.col("partition_key") != pl.col("winner_key")).select(
+            "partition_key", "winner_key").unique()
 
 
 @dataclass

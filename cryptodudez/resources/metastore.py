@@ -52,6 +52,10 @@ INGESTED_SCHEMA: dict[str, Any] = {
 # rows it is checked against.
 SUPERSEDED_SCHEMA: dict[str, Any] = {
     "partition_key": pl.String, "table_name": pl.String, "rows": pl.Int64}
+# Which partitions' rows are missing because a row of another partition (``winner_key``)
+# won: when the winner is replaced by a new version, those partitions are ingested again
+# from raw/ so "the latest delivery wins" is applied anew and their rows come back.
+LOST_TO_SCHEMA: dict[str, Any] = {"partition_key": pl.String, "winner_key": pl.String}
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS files (
@@ -75,6 +79,9 @@ CREATE TABLE IF NOT EXISTS ingested (
 CREATE TABLE IF NOT EXISTS superseded (
     partition_key VARCHAR, table_name VARCHAR, rows BIGINT,
     PRIMARY KEY (partition_key, table_name)
+);
+CREATE TABLE IF NOT EXISTS lost_to (
+    partition_key VARCHAR, winner_key VARCHAR, PRIMARY KEY (partition_key, winner_key)
 );
 """
 
@@ -101,7 +108,8 @@ class Metastore(dg.ConfigurableResource):
 
     def record_ingested(self, partition_key: str, *, version: str, sha256: str, run_id: str,
                         own_superseded: Mapping[str, int] | None = None,
-                        others_superseded: pl.DataFrame | None = None) -> None:
+                        others_superseded: pl.DataFrame | None = None,
+                        lost_to: pl.DataFrame | None = None) -> None:
         """Record that ``version`` of a landed file is ingested, and its superseded rows.
 
         Args:
@@ -114,7 +122,14 @@ class Metastore(dg.ConfigurableResource):
                 the ledger (an unchanged file).
             others_superseded: ``partition_key``, ``table_name``, ``rows`` removed from other
                 files' fragments by this one (added to their ledgers).
+            lost_to: ``partition_key``, ``winner_key``: partitions whose rows lost to
+                another's (added; a new version, ``own_superseded`` not None, first forgets
+                what its partition had lost to, since all its rows were resolved again).
         """
+        raise NotImplementedError
+
+    def beaten_by(self, partition_key: str) -> list[str]:
+        """Other partitions recorded with rows that lost to the partition's rows (sorted)."""
         raise NotImplementedError
 
     def ingested_versions(self) -> dict[str, str]:
@@ -183,7 +198,8 @@ class DuckDBMetastore(Metastore):
 
     def record_ingested(self, partition_key: str, *, version: str, sha256: str, run_id: str,
                         own_superseded: Mapping[str, int] | None = None,
-                        others_superseded: pl.DataFrame | None = None) -> None:
+                        others_superseded: pl.DataFrame | None = None,
+                        lost_to: pl.DataFrame | None = None) -> None:
         """Upsert the partition's ingested version and update the superseded ledger."""
         with self._writing() as con:
             con.execute("BEGIN")
@@ -191,6 +207,7 @@ class DuckDBMetastore(Metastore):
                         [partition_key, version, sha256, run_id, datetime.now(tz=UTC)])
             if own_superseded is not None:
                 con.execute("DELETE FROM superseded WHERE partition_key = ?", [partition_key])
+                con.execute("DELETE FROM lost_to WHERE partition_key = ?", [partition_key])
             if own_superseded:
                 con.executemany("INSERT INTO superseded VALUES (?, ?, ?)",
                                 [[partition_key, t, n] for t, n in own_superseded.items()])
@@ -200,7 +217,22 @@ class DuckDBMetastore(Metastore):
                     "INSERT INTO superseded SELECT partition_key, table_name, sum(rows) "
                     "FROM others_df GROUP BY ALL ON CONFLICT DO UPDATE "
                     "SET rows = superseded.rows + excluded.rows")
+            if lost_to is not None and lost_to.height:
+                con.register("lost_df", lost_to.select(list(LOST_TO_SCHEMA)))
+                con.execute("INSERT OR IGNORE INTO lost_to SELECT DISTINCT * FROM lost_df")
             con.execute("COMMIT")
+
+    def beaten_by(self, partition_key: str) -> list[str]:
+        """Partitions with rows that lost to the partition's (none in an older catalogue)."""
+        with self._reading() as con:
+            try:
+                rows = con.execute(
+                    "SELECT DISTINCT partition_key FROM lost_to WHERE winner_key = ? "
+                    "AND partition_key <> ? ORDER BY 1", [partition_key, partition_key]
+                ).fetchall()
+            except duckdb.CatalogException:  # written before the table existed
+                return []
+        return [str(row[0]) for row in rows]
 
     def ingested_versions(self) -> dict[str, str]:
         """Partition key -> version last ingested (one query)."""
@@ -367,7 +399,8 @@ class GlueMetastore(Metastore):
 
     def record_ingested(self, partition_key: str, *, version: str, sha256: str, run_id: str,
                         own_superseded: Mapping[str, int] | None = None,
-                        others_superseded: pl.DataFrame | None = None) -> None:
+                        others_superseded: pl.DataFrame | None = None,
+                        lost_to: pl.DataFrame | None = None) -> None:
         """One small Parquet record per partition (``catalog/ingested/``), and its ledger.
 
         The ledger of each partition is its own file (``catalog/superseded/``), rewritten
@@ -391,6 +424,36 @@ class GlueMetastore(Metastore):
                 [(key, t, n) for t, n in ledger.items()], schema=SUPERSEDED_SCHEMA,
                 orient="row")
             self.lake.write_parquet(self._record_path("superseded", key), frame)
+        # What each partition lost to: one file per losing partition (``catalog/lost_to/``).
+        winners: dict[str, set[str]] = {}
+        if own_superseded is not None:
+            winners[partition_key] = set()
+        for key, winner in (lost_to.select(list(LOST_TO_SCHEMA)).iter_rows()
+                            if lost_to is not None else ()):
+            if key not in winners:
+                winners[key] = self._lost_to(key)
+            winners[key].add(winner)
+        for key, keys in winners.items():
+            path = self._record_path("lost_to", key)
+            if keys:
+                self.lake.write_parquet(path, pl.DataFrame(
+                    {"partition_key": [key] * len(keys), "winner_key": sorted(keys)},
+                    schema=LOST_TO_SCHEMA))
+            else:
+                self.lake.delete(path)
+
+    def _lost_to(self, partition_key: str) -> set[str]:
+        path = self._record_path("lost_to", partition_key)
+        if not self.lake.exists(path):
+            return set()
+        return set(self.lake.read_parquet([path])["winner_key"].to_list())
+
+    def beaten_by(self, partition_key: str) -> list[str]:
+        """Partitions with rows that lost to the partition's (every record file read)."""
+        frame = self._records("lost_to", LOST_TO_SCHEMA)
+        return sorted(set(frame.filter(
+            pl.col("winner_key") == partition_key,
+            pl.col("partition_key") != partition_key)["partition_key"].to_list()))
 
     def ingested_versions(self) -> dict[str, str]:
         """Partition key -> version last ingested (every record file read once)."""

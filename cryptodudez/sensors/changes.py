@@ -21,8 +21,8 @@ class TableChange:
         table: the table's asset name.
         date_min: the first day of the rows written (``YYYY-MM-DD``), None when unknown.
         date_max: the last day of the rows written, None when unknown.
-        superseded: rows of earlier deliveries were replaced or removed, so the days they
-            were about are no longer known.
+        superseded: rows of earlier deliveries were replaced or removed (or rows of other
+            files given back), so the days they were about are no longer known.
     """
 
     table: str
@@ -42,6 +42,8 @@ def table_changes(instance: dg.DagsterInstance, run_id: str) -> list[TableChange
             continue
         meta = {k: v.value for k, v in mat.metadata.items()}
         rows, superseded = meta.get("dagster/row_count", 0), meta.get("rows_superseded", 0)
+        # Rows of other files given back by this run (see assets/lake.py): days unknown too.
+        superseded = superseded or meta.get("rows_restored", 0)
         if meta.get("unchanged") or (not rows and not superseded):
             continue
         changes.append(TableChange(

@@ -112,3 +112,84 @@ def test_a_file_that_feeds_no_row_of_a_table_reads_none_of_it(
     assert removed.height == 0
     assert reads == []
     assert len(lake.fragments(VALIDATED, "stock_prices")) == 2
+
+
+CRYPTO_HEADER = "SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap"
+
+
+def _coin_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """A coin's daily prices: (day, High, Close) per row."""
+    lines = "".join(f"{i},Foo,FOO,{day} 23:59:59,{high},1,1.5,{close},100,1000\n"
+                    for i, (day, high, close) in enumerate(rows, start=1))
+    path.write_text(f"{CRYPTO_HEADER}\n{lines}")
+    return path
+
+
+def _coin_zip(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        z.write(_coin_csv(path.with_suffix(".csv"), rows), "b.csv")
+    return path
+
+
+def _coins(defs: dg.Definitions) -> list[tuple[str, float, str]]:
+    rows = table(defs, VALIDATED, "crypto_prices").sort("Date")
+    return [(str(d)[:10], c, p) for d, c, p in rows.select("Date", "Close", "_partition").rows()]
+
+
+@pytest.mark.parametrize("redelivery", ["re-dated", "row-quarantined", "broken-zip"])
+def test_a_replaced_delivery_gives_back_the_rows_it_had_superseded(
+        defs, instance, tmp_path, redelivery: str) -> None:
+    """A later delivery's previous version had superseded a row of an earlier file; when it
+    is replaced by a version without that row (re-dated, quarantined, unreadable), the
+    earlier file's row wins again, in the same run. It used to be lost: removed from the
+    earlier file's fragment for good, in neither the table nor quarantine, while the
+    unchanged earlier file stayed recorded as ingested."""
+    lake: Lake = defs.resources["lake"]
+    metastore = defs.resources["metastore"]
+    early, late = "d1/a.csv", "d2/b.zip" if redelivery == "broken-zip" else "d2/b.csv"
+    pa, pb = partition_key_for(early), partition_key_for(late)
+    make = _coin_zip if redelivery == "broken-zip" else _coin_csv
+    _land_at(lake, _coin_csv(tmp_path / "a.csv", [("2020-01-01", "2", "1.5"),
+                                                  ("2020-01-02", "2", "1.6")]),
+             early, EARLY_LANDED)
+    original = make(tmp_path / f"b1{Path(late).suffix}", [("2020-01-02", "3", "1.7")])
+    _land_at(lake, original, late, LATE_LANDED)
+    assert all(_ingest(defs, instance, key).success for key in (early, late))
+    assert _coins(defs) == [("2020-01-01", 1.5, pa), ("2020-01-02", 1.7, pb)]
+    assert metastore.superseded_rows(pa) == {"crypto_prices": 1}
+
+    redelivered = tmp_path / f"b2{Path(late).suffix}"
+    if redelivery == "re-dated":
+        make(redelivered, [("2020-01-03", "3", "1.7")])
+    elif redelivery == "row-quarantined":
+        make(redelivered, [("2020-01-02", "not a number", "1.7")])
+    else:
+        redelivered.write_bytes(b"PK\x03\x04 not a zip after all")
+    _land_at(lake, redelivered, late, datetime(2026, 1, 7, 9, 0, tzinfo=UTC))
+    result = _ingest(defs, instance, late)
+
+    assert result.success
+    expected = [("2020-01-01", 1.5, pa), ("2020-01-02", 1.6, pa)]  # a.csv's row is back
+    if redelivery == "re-dated":
+        expected.append(("2020-01-03", 1.7, pb))
+    assert _coins(defs) == expected
+    assert metastore.superseded_rows(pa) == {}
+    assert metastore.superseded_rows(pb) == {}
+    assert _checks(result)["crypto_prices_keys_unique"]
+    mat = next(m for m in result.asset_materializations_for_node("lake_ingest")
+               if m.asset_key.to_user_string() == "crypto_prices")
+    assert mat.metadata["rows_restored"].value == 1
+    # Nothing is left for the next `cryptodudez ingest`: both versions are recorded.
+    assert metastore.ingested_versions() == {
+        pa: lake.stat_raw(early).version, pb: lake.stat_raw(late).version}
+
+    # The original delivered once more supersedes the row again, counted once, and the
+    # record of what it superseded survives the round trip: replaced again, the row is back.
+    _land_at(lake, original, late, datetime(2026, 1, 8, 9, 0, tzinfo=UTC))
+    assert _ingest(defs, instance, late).success
+    assert _coins(defs) == [("2020-01-01", 1.5, pa), ("2020-01-02", 1.7, pb)]
+    assert metastore.superseded_rows(pa) == {"crypto_prices": 1}
+    _land_at(lake, redelivered, late, datetime(2026, 1, 9, 9, 0, tzinfo=UTC))
+    assert _ingest(defs, instance, late).success
+    assert _coins(defs) == expected
+    assert metastore.superseded_rows(pa) == {}
