@@ -192,18 +192,21 @@ def _check_served(served: object) -> str:
 
 
 def write_signals(lake: WritableLake, version: str, rows: Iterable[SignalRow], *,
-                  served: str = MODEL) -> str:
-    """Publish ``rows`` as ``version`` of the ETH signal; returns the path of its file.
+                  served: str = MODEL, publish: bool = True) -> str:
+    """Write ``rows`` as ``version`` of the ETH signal; returns the path of its file.
 
-    Writes ``models/eth_signal/<version>/signals.json`` (rows sorted by date), then points
-    ``models/eth_signal/LATEST`` at it. Everything is checked before anything is written:
-    a ValueError names a bad version, ``served`` value, row, a repeated date or no rows.
+    Writes ``models/eth_signal/<version>/signals.json`` (rows sorted by date), then, with
+    ``publish``, points ``models/eth_signal/LATEST`` at it (:func:`publish_signals`; a writer
+    that checks the version first publishes it afterwards). Everything is checked before
+    anything is written: a ValueError names a bad version, ``served`` value, row, a repeated
+    date or no rows.
 
     Args:
         lake: the lake to write to (the Dagster resource ``Lake``: atomic writes).
         version: the version's name, one path segment (``v3``, ``2021-03-01T00-00``).
         rows: one row per date, in any order.
         served: ``"model"``, or ``"baseline:<name>"`` when a baseline made the signal.
+        publish: point ``LATEST`` at the version (False: the caller publishes it later).
     """
     _check_version(version)
     _check_served(served)
@@ -217,8 +220,15 @@ def write_signals(lake: WritableLake, version: str, rows: Iterable[SignalRow], *
                 "classes": list(CLASSES), "rows": encoded}
     path = lake.path(MODELS, SIGNAL_NAME, version, SIGNALS_FILE)
     lake.write_bytes(path, json.dumps(document, allow_nan=False).encode())
-    lake.write_bytes(lake.path(MODELS, SIGNAL_NAME, "LATEST"), version.encode())
+    if publish:
+        publish_signals(lake, version)
     return path
+
+
+def publish_signals(lake: WritableLake, version: str) -> None:
+    """Point ``models/eth_signal/LATEST`` at ``version`` (written before, whole)."""
+    _check_version(version)
+    lake.write_bytes(lake.path(MODELS, SIGNAL_NAME, "LATEST"), version.encode())
 
 
 def latest_signal_version(lake: ReadableLake) -> str | None:

@@ -26,7 +26,7 @@ from cryptodudez.features.labels import LabelConfig, class_balance
 from cryptodudez.features.views import MARKET_DAILY, TWEET_ACTIVITY
 from cryptodudez.resources.compute import Compute
 from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED, Lake
-from serving.signal_store import SignalRow, read_signals, write_signals
+from serving.signal_store import SignalRow, publish_signals, read_signals, write_signals
 
 FIRST_YEAR = "2010"  # the year of the first tweet; coins start in 2013, ETH on 2015-08-08
 FIRST_DAY = f"{FIRST_YEAR}-01-01"
@@ -519,8 +519,9 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
     """Buy / sell / HODL for ETH: evaluated walk-forward against baselines, then published.
 
     The report, both charts and the served signals are written under
-    ``models/eth_signal/<version>/``; ``LATEST`` moves last, so ``GET /signal/eth`` swaps to
-    the new version without a restart.
+    ``models/eth_signal/<version>/``; ``LATEST`` moves last, and only when the version passes
+    its blocking check, so ``GET /signal/eth`` swaps to the new version without a restart
+    and never to a rejected one.
     """
     snapshot, frame, manifest = latest_training_set(lake)
     horizon = int(manifest["labels"]["horizon"])
@@ -543,11 +544,22 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
         {**report, "training_set": snapshot, "version": version}, indent=1).encode())
     lake.write_bytes(lake.path(*folder, "price_signals.png"), price_png)
     lake.write_bytes(lake.path(*folder, "equity_curves.png"), equity_png)
-    write_signals(lake, version, signal_rows(signals, frame), served=served)
+    write_signals(lake, version, signal_rows(signals, frame), served=served, publish=False)
     verdict = report["verdict"]
     hold = report["holdout"]["scores"]
+    # what the API will read back, not what this run meant to write
+    serves_verdict = fchecks.served_verdict_check(
+        verdict, read_signals(lake.storage, version),
+        fchecks.verdict_actions(frame, verdict, feature_columns=columns,
+                                seed=int(report["seed"])))
+    if serves_verdict.passed:  # a version that fails its blocking check is never served
+        publish_signals(lake, version)
+    else:
+        context.log.warning(f"eth_signal {version} fails eth_signal_serves_the_verdict: kept "
+                            "for inspection, LATEST still names the served version")
     return dg.MaterializeResult(
-        metadata={"version": version, "training_set": snapshot, "served": served,
+        metadata={"version": version, "published": serves_verdict.passed,
+                  "training_set": snapshot, "served": served,
                   "verdict": str(verdict.get("summary", verdict)),
                   "features": len(columns),
                   "holdout_accuracy": hold["model"]["accuracy"],
@@ -561,9 +573,5 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
                                 passed=bool(verdict["edge"]),
                                 severity=dg.AssetCheckSeverity.WARN,
                                 metadata={"served": served}),
-            # what the API will read back, not what this run meant to write
-            fchecks.served_verdict_check(
-                verdict, read_signals(lake.storage, version),
-                fchecks.verdict_actions(frame, verdict, feature_columns=columns,
-                                        seed=int(report["seed"]))),
+            serves_verdict,
         ])

@@ -12,12 +12,14 @@ import json
 import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
 import pytest
 
 from cryptodudez.assets import eth
+from cryptodudez.checks import features as fchecks
 from cryptodudez.definitions import build_definitions
 from cryptodudez.features import tweets as tw
 from cryptodudez.features.build import LOOKBACK
@@ -143,6 +145,30 @@ def test_the_published_signal_follows_the_verdict(built: Built) -> None:
     assert signals.latest == date(2021, 7, 6)
     assert built.lake.exists(built.lake.path("models", "eth_signal", version,
                                              "equity_curves.png"))
+
+
+def test_a_signal_that_fails_its_blocking_check_is_not_served(
+        built: Built, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verdict's source planted to disagree with every served action: the run fails and
+    ``LATEST`` stays (it moved before the check ran until session 23)."""
+    storage = built.lake.storage
+    served = latest_signal_version(storage)
+    real = fchecks.verdict_actions
+
+    def disagreeing(*args: Any, **kwargs: Any) -> pl.DataFrame:
+        actions = real(*args, **kwargs)
+        return actions.with_columns(action=pl.when(pl.col("action") == "buy")
+                                    .then(pl.lit("sell")).otherwise(pl.lit("buy")))
+    monkeypatch.setattr(fchecks, "verdict_actions", disagreeing)
+    run = built.defs.resolve_job_def("eth_model").execute_in_process(
+        instance=built.instance, run_config=QUIET, raise_on_error=False,
+        asset_selection=[dg.AssetKey("eth_signal")])
+    assert not run.success
+    assert _checks(run)["eth_signal_serves_the_verdict"] is False
+    assert latest_signal_version(storage) == served
+    rejected = run.get_asset_materialization_events()[0].materialization.metadata
+    assert rejected["published"].value is False
+    assert rejected["version"].value != served
 
 
 def test_online_row_is_the_latest_close(built: Built) -> None:

@@ -16,6 +16,7 @@ from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED
 from cryptodudez.resources.spark_jobs import LocalSparkJobs
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.transforms import stock_features as transforms
+from cryptodudez.transforms import volume_model as vm
 from cryptodudez.transforms.stock_features import FEATURES as FEATURE_COLUMNS
 from cryptodudez.transforms.stock_features import rolling_features
 from cryptodudez.transforms.volume_model import SAMPLE_ROWS, LookupModel
@@ -89,6 +90,28 @@ def test_ingest_then_pipeline_end_to_end_on_samples(defs, instance) -> None:
     x = features.drop_nulls(list(FEATURE_COLUMNS)).select(FEATURE_COLUMNS).to_numpy()[:500]
     np.testing.assert_allclose([table.predict_one(a, b) for a, b in x], booster.predict(x),
                                rtol=1e-12)
+
+
+def test_a_model_that_fails_its_blocking_check_is_not_served(defs, instance,
+                                                             monkeypatch) -> None:
+    """A lookup that disagrees with the booster fails the run and leaves LATEST alone: the
+    version was published before its check failed, and the API served it (session 23)."""
+    land_and_ingest(defs, instance, STOCKS)
+    assert _run_pipeline(defs, instance, "2023", "2023").success
+    lake = defs.resources["lake"]
+    latest = lake.path(MODELS, "volume_model", "LATEST")
+    served = lake.read_bytes(latest)
+    monkeypatch.setattr(vm, "check_exact", lambda *_: 0.5)
+    failed = _run_pipeline(defs, instance, "2023", "2023")
+    assert not failed.success
+    checks = {e.check_name: e.passed for e in failed.get_asset_check_evaluations()}
+    assert checks["volume_model_lookup_matches_booster"] is False
+    assert lake.read_bytes(latest) == served
+    rejected = next(m for m in failed.get_asset_materialization_events()
+                    if m.asset_key.path[-1] == "volume_model").materialization.metadata
+    assert rejected["published"].value is False
+    assert lake.exists(lake.path(MODELS, "volume_model", rejected["version"].value,
+                                 "booster.pkl"))  # kept for inspection
 
 
 def test_partial_backfill_recomputes_only_its_years_correctly(defs, instance) -> None:
