@@ -72,3 +72,20 @@ def test_settings_from_env_defaults_and_overrides(tmp_path) -> None:
 
 def test_asset_graph_document_is_generated_from_the_definitions() -> None:
     assert OUT.read_text() == render(), "run: .venv/bin/python scripts/asset_graph.py"
+
+
+def test_the_daily_event_schedule_asks_for_the_day_that_ended(tmp_path) -> None:
+    """At 01:30 UTC it runs the day before; built from the partitioned job (whose days end a
+    day ahead) it asked for the day just begun, and never for yesterday (session 23)."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    defs = build_definitions(Settings(lake=str(tmp_path / "lake"),
+                                      dagster_home=str(tmp_path / "dh")))
+    schedule = defs.resolve_schedule_def("event_daily_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 1 * * *", "UTC")
+    for tick, day in ((datetime(2026, 11, 2, 1, 30, tzinfo=UTC), "2026-11-01"),
+                      (datetime(2027, 1, 1, 1, 30, tzinfo=UTC), "2026-12-31")):
+        with dg.build_schedule_context(scheduled_execution_time=tick,
+                                       repository_def=defs.get_repository_def()) as context:
+            requests = schedule.evaluate_tick(context).run_requests or []
+        assert [r.partition_key for r in requests] == [day]
