@@ -37,6 +37,7 @@ BAD_KEYS = [
     ("./a.csv", "'.'"),
     ("", "empty"),
     ("x/.hidden.csv", "hidden"),
+    ("caf\udce9.csv", "not UTF-8"),  # b"caf\xe9.csv" as Python reads a Latin-1 name
 ]
 
 
@@ -61,6 +62,29 @@ def test_lake_land_refuses_escaping_keys_locally_and_on_s3(tmp_path: Path, uri: 
     with pytest.raises(ValueError, match="refusing raw key"):
         lake.land(source, "../../escape/f.csv")
     assert not (tmp_path / "escape").exists()
+
+
+def test_a_file_named_in_another_encoding_is_refused_by_land_and_skipped_by_ingest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Such a name stopped every sensor tick and `ingest` with a UnicodeEncodeError, so
+    no other file was ingested either (session 23)."""
+    source = tmp_path / "src"
+    source.mkdir()
+    os.close(os.open(os.fsencode(source) + b"/caf\xe9.csv", os.O_CREAT | os.O_WRONLY))
+    lake_dir = tmp_path / "lake"
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(lake_dir))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    assert cli.main(["land", str(source)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not UTF-8" in err and len(err.splitlines()) == 1
+    # copied in by hand: listed without it, with a warning, and the others still seen
+    raw = lake_dir / "raw"
+    raw.mkdir(parents=True)
+    os.close(os.open(os.fsencode(raw) + b"/caf\xe9.csv", os.O_CREAT | os.O_WRONLY))
+    (raw / "good.csv").write_text("a,b\n")
+    assert [o.key for o in Lake(uri=str(lake_dir)).list_raw()] == ["good.csv"]
+    assert "is not UTF-8 text" in caplog.text
 
 
 def test_cli_errors_are_one_line_and_non_zero(tmp_path: Path, monkeypatch, capsys) -> None:

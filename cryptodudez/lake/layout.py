@@ -52,10 +52,27 @@ def checked_raw_key(key: str) -> str:
         problem = "has an empty, '.' or '..' segment"
     elif any(part.startswith(".") for part in key.split("/")):
         problem = "has a hidden segment (starting with '.'), which is never ingested"
+    elif not is_utf8(key):
+        problem = ("is not UTF-8 text (a name in another encoding; S3 keys and partition "
+                   "keys are UTF-8): rename the file")
     if problem:
         msg = f"refusing raw key {key!r}: it {problem}"
         raise ValueError(msg)
     return key
+
+
+def is_utf8(name: str) -> bool:
+    r"""Whether ``name`` is text that UTF-8 can encode.
+
+    A file name in another encoding reaches Python with surrogate escapes for its bytes
+    (``b'caf\xe9.csv'`` is ``'caf\udce9.csv'``), which no partition key, URI or Parquet
+    column can hold.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def partition_key_for(raw_key: str) -> str:

@@ -18,6 +18,7 @@ half-written where they look; a run stages all its fragments and publishes them 
 
 import hashlib
 import io
+import logging
 import os
 import posixpath
 import tempfile
@@ -43,6 +44,7 @@ from cryptodudez.lake.layout import (  # noqa: F401 - re-exported for the engine
     digest,
     fragment_name,
     fragment_prefix,
+    is_utf8,
     of_partition,
     partition_key_for,
     raw_key_for,
@@ -51,6 +53,8 @@ from cryptodudez.lake.store import BackgroundWriter  # also re-exported from her
 from cryptodudez.locks import file_lock, s3_lease
 from cryptodudez.settings import nearest_existing
 from cryptodudez.storage import MODELS, LakeStorage  # noqa: F401 - MODELS re-exported
+
+LOG = logging.getLogger(__name__)
 
 S3_KEY_BYTES = 1024  # the longest key S3 stores
 
@@ -122,6 +126,10 @@ class Lake(dg.ConfigurableResource):
             key = posixpath.relpath(path, base)
             if (info.get("type") == "directory" or path.endswith("/")
                     or any(p.startswith(".") for p in key.split("/"))):
+                continue
+            if not is_utf8(key):  # copied in by hand: `land` refuses such a name
+                LOG.warning("raw/%r is not ingested: its name is not UTF-8 text; rename it",
+                            key)
                 continue
             out.append(_raw_object(key, info))
         return sorted(out, key=lambda o: o.key)
