@@ -66,8 +66,11 @@ def plan_runs(pending: Sequence[RawObject],
               runs: Sequence[dg.DagsterRun], *, max_attempts: int = MAX_ATTEMPTS) -> Plan:
     """A run request per pending file version unless a run of it is queued or running.
 
-    The run key counts the version's failed runs, so a failed ingest is requested again
-    (a new key) and a repeated tick requests nothing twice (the same key).
+    The run key counts the version's earlier runs, so a failed ingest is requested again
+    (a new key) and a repeated tick requests nothing twice (the same key). A successful
+    run of a pending version is history, not work in flight: the file was changed back to
+    that version after another one was ingested (on S3 a version is the ETag, a hash of the
+    content), so it is ingested again (until session 23 it counted as in flight forever).
     """
     by_version: dict[str, list[dg.DagsterRun]] = defaultdict(list)
     for run in runs:
@@ -76,10 +79,10 @@ def plan_runs(pending: Sequence[RawObject],
     for obj in pending:
         version = file_version(obj)
         earlier = by_version.get(version, [])
-        if any(r.status not in _FAILED for r in earlier):
+        if any(r.status not in (*_FAILED, dg.DagsterRunStatus.SUCCESS) for r in earlier):
             plan.in_flight.append(obj.key)
             continue
-        if len(earlier) >= max_attempts:
+        if sum(r.status in _FAILED for r in earlier) >= max_attempts:
             plan.given_up.append(obj.key)
             continue
         plan.requests.append(dg.RunRequest(

@@ -278,6 +278,20 @@ def test_plan_gives_up_only_at_the_limit_and_a_live_run_wins_over_failures() -> 
     assert live.requests == []
 
 
+def test_a_version_ingested_before_and_landed_again_is_requested_again() -> None:
+    """v1 ingested, then v2, then v1 again (on S3 the same ETag): v1's old successful run
+    counted as in flight, and the lake kept serving v2 (session 23)."""
+    obj = _obj("vendor/prices.csv", "etag-v1")
+    plan = plan_runs([obj], [_run(dg.DagsterRunStatus.SUCCESS, obj)], max_attempts=1)
+    assert [r.run_key for r in plan.requests] == [f"{file_version(obj)}#1"]
+    assert plan.in_flight == plan.given_up == []
+    # its failures still count towards the limit, its success does not
+    runs = [_run(dg.DagsterRunStatus.SUCCESS, obj), _run(dg.DagsterRunStatus.FAILURE, obj, 1)]
+    assert plan_runs([obj], runs, max_attempts=1).given_up == ["vendor/prices.csv"]
+    assert [r.run_key for r in plan_runs([obj], runs, max_attempts=2).requests] == [
+        f"{file_version(obj)}#2"]
+
+
 def test_a_file_in_flight_or_given_up_does_not_stop_the_files_after_it() -> None:
     busy, done, new = _obj("a.csv", "1"), _obj("b.csv", "1"), _obj("c.csv", "1")
     runs = [_run(dg.DagsterRunStatus.STARTED, busy),
