@@ -341,8 +341,12 @@ class Lake(dg.ConfigurableResource):
 
         "The latest delivery wins" may rewrite other files' fragments, so two runs must
         not publish at once; parsing and staging, the expensive part, still run in
-        parallel. Locally an OS lock on ``.locks/publish.lock`` (released if the holder
-        dies); on S3 a lease object created only if absent, taken as abandoned after 2 h.
+        parallel, except when a replaced file's run ingests again the files its previous
+        version had beaten (``assets/lake.py``, ``_ingest_again``): those are parsed and
+        staged under the lock, one after another. Locally an OS lock on
+        ``.locks/publish.lock`` (released if the holder dies); on S3 a lease object created
+        only if absent, taken as abandoned after 2 h (never renewed: a holder that keeps it
+        longer, many beaten files of a big table, can be overtaken).
         """
         if self.is_s3:
             with s3_lease(self.fs, self.path(".locks", "publish"), timeout=timeout,
