@@ -273,6 +273,34 @@ def sample_frame(n: int, offset: int = 0) -> pl.DataFrame:
     })
 
 
+def test_two_deliveries_landed_in_one_second_keep_their_order(
+        lake: Lake, s3: Any, bucket: str, tmp_path: Path) -> None:
+    """LastModified has whole seconds: landed in one second, the older delivery and the
+    correction tied, and "latest wins" fell back to key names ("old" after "new": the
+    older won; session 23). The instant `land` stores in the metadata orders them."""
+    source = tmp_path / "p.csv"
+    source.write_text("a,b\n1,2\n")
+    for attempt in range(5):  # until both land within one second of LastModified
+        old, new = f"vendor-b/{attempt}/prices.csv", f"vendor-a/{attempt}/fixed.csv"
+        lake.land(source, old)
+        lake.land(source, new)
+        heads = [s3.head_object(Bucket=bucket, Key=f"lake/raw/{k}") for k in (old, new)]
+        if heads[0]["LastModified"] == heads[1]["LastModified"]:
+            break
+    else:
+        pytest.fail("no two lands within one second in five attempts")
+    assert [h["Metadata"].get("cryptodudez-landed-at") is not None for h in heads] == [
+        True, True]
+    first, second = lake.stat_raw(old), lake.stat_raw(new)
+    assert first.landed_at < second.landed_at
+    assert abs(first.landed_at - heads[0]["LastModified"]).total_seconds() < 60
+    # an object put by another tool has no stamp and keeps LastModified
+    s3.put_object(Bucket=bucket, Key="lake/raw/other/x.csv", Body=b"a,b\n")
+    plain = lake.stat_raw("other/x.csv")
+    head = s3.head_object(Bucket=bucket, Key="lake/raw/other/x.csv")
+    assert plain.landed_at == head["LastModified"]
+
+
 def test_write_parquet_round_trip_on_s3(lake: Lake, s3: Any, bucket: str) -> None:
     """A fragment is one complete S3 object; ``fragments()`` sees only ``*.parquet``."""
     first, second = sample_frame(1000), sample_frame(10, offset=5000)
@@ -769,7 +797,10 @@ def test_redelivery_on_s3_is_a_new_version(endpoint: str, s3: Any, tmp_path: Pat
     versions = files.filter(pl.col("member").is_null()).sort("recorded_at")
     assert versions["sha256"].to_list() == [hashlib.sha256(p.read_bytes()).hexdigest()
                                             for p in (v1, v2)]
-    assert versions["landed_at"][1] == head["LastModified"]
+    # the instant `land` stored (LastModified has whole seconds), within a minute of it
+    stamped = datetime.fromisoformat(head["Metadata"]["cryptodudez-landed-at"])
+    assert versions["landed_at"][1] == stamped
+    assert abs((stamped - head["LastModified"]).total_seconds()) < 60
     assert metastore.latest_sha(key) == versions["sha256"][1]
     bitcoin = files.filter(pl.col("member").str.contains("Bitcoin"))
     assert bitcoin.height == 1  # unchanged member: one record, the latest

@@ -16,6 +16,7 @@ at all. Readers only look at ``<table>/*.parquet`` names, so a killed run leaves
 half-written where they look; a run stages all its fragments and publishes them together.
 """
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -25,7 +26,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -57,6 +58,10 @@ from cryptodudez.storage import MODELS, LakeStorage  # noqa: F401 - MODELS re-ex
 LOG = logging.getLogger(__name__)
 
 S3_KEY_BYTES = 1024  # the longest key S3 stores
+# S3 user metadata (x-amz-meta-...) of a landed object: the instant `land` wrote it.
+LANDED_AT_META = "cryptodudez-landed-at"
+# Used only within this of LastModified: a wrong clock, or a copy, keeps LastModified.
+LANDED_AT_SKEW = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,23 @@ class Lake(dg.ConfigurableResource):
         return sorted(out, key=lambda o: o.key)
 
     def stat_raw(self, key: str) -> RawObject:
-        """Current version of one raw object."""
-        return _raw_object(key, self.fs.info(self.path(RAW, key)))
+        """Current version of one raw object, with its landing time as exact as known.
+
+        Locally the file's mtime (nanoseconds). On S3, ``LastModified`` has whole seconds, so
+        the instant ``land`` wrote into the object's metadata is used when it lies within
+        :data:`LANDED_AT_SKEW` of it (one more request per ingested file): two deliveries
+        landed within one second then keep their order, which ``LastModified`` alone turned
+        into a tie decided by key names (a review, session 23). An object put by another
+        tool has no such metadata and keeps ``LastModified``.
+        """
+        path = self.path(RAW, key)
+        obj = _raw_object(key, self.fs.info(path))
+        if not self.is_s3:
+            return obj
+        stamped = _landed_at_of(self.fs.metadata(path))
+        if stamped is None or abs(stamped - obj.landed_at) > LANDED_AT_SKEW:
+            return obj
+        return dataclasses.replace(obj, landed_at=stamped)
 
     def read_raw(self, key: str) -> bytes:
         """Bytes of a landed file."""
@@ -176,7 +196,12 @@ class Lake(dg.ConfigurableResource):
             kept = self.path(RAW, ".versions", key, f"{self.stat_raw(key).version}")
             self.fs.makedirs(posixpath.dirname(kept), exist_ok=True)
             self.fs.mv(dest, kept)
-        self._put_bytes(dest, source.read_bytes())
+        # On S3 the landing instant to the microsecond goes with the object: its
+        # LastModified has whole seconds, and two deliveries landed within one second
+        # would tie (:meth:`stat_raw`).
+        metadata = ({LANDED_AT_META: datetime.now(tz=UTC).isoformat()} if self.is_s3
+                    else None)
+        self._put_bytes(dest, source.read_bytes(), metadata=metadata)
         return self.url(RAW, key)
 
     def check_land_keys(self, keys: Sequence[str]) -> None:
@@ -423,9 +448,10 @@ class Lake(dg.ConfigurableResource):
         if self.fs.exists(path):
             self.fs.rm(path)
 
-    def _put_bytes(self, path: str, data: bytes) -> None:
+    def _put_bytes(self, path: str, data: bytes, *,
+                   metadata: dict[str, str] | None = None) -> None:
         if self.is_s3:
-            self.fs.pipe_file(path, data)
+            self.fs.pipe_file(path, data, **({"Metadata": metadata} if metadata else {}))
             return
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
@@ -440,6 +466,16 @@ class Lake(dg.ConfigurableResource):
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+
+
+def _landed_at_of(metadata: dict[str, Any]) -> datetime | None:
+    """The landing instant ``land`` stored in an S3 object's metadata, or None."""
+    raw = metadata.get(LANDED_AT_META)
+    try:
+        stamped = datetime.fromisoformat(str(raw)) if raw else None
+    except ValueError:
+        return None
+    return stamped if stamped is not None and stamped.tzinfo is not None else None
 
 
 def _raw_object(key: str, info: dict[str, Any]) -> RawObject:
