@@ -183,6 +183,8 @@ def test_a_replaced_delivery_gives_back_the_rows_it_had_superseded(
     assert metastore.ingested_versions() == {
         pa: lake.stat_raw(early).version, pb: lake.stat_raw(late).version}
 
+    if redelivery != "re-dated":
+        return  # the round trip below is the same for every kind of redelivery
     # The original delivered once more supersedes the row again, counted once, and the
     # record of what it superseded survives the round trip: replaced again, the row is back.
     _land_at(lake, original, late, datetime(2026, 1, 8, 9, 0, tzinfo=UTC))

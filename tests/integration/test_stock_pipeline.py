@@ -97,10 +97,10 @@ def test_a_model_that_fails_its_blocking_check_is_not_served(defs, instance,
     """A lookup that disagrees with the booster fails the run and leaves LATEST alone: the
     version was published before its check failed, and the API served it (session 23)."""
     land_and_ingest(defs, instance, STOCKS)
-    assert _run_pipeline(defs, instance, "2023", "2023").success
     lake = defs.resources["lake"]
     latest = lake.path(MODELS, "volume_model", "LATEST")
-    served = lake.read_bytes(latest)
+    served = b"20260101T000000-served"  # what the API serves before the run
+    lake.write_bytes(latest, served)
     monkeypatch.setattr(vm, "check_exact", lambda *_: 0.5)
     failed = _run_pipeline(defs, instance, "2023", "2023")
     assert not failed.success
