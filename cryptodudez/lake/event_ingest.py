@@ -213,11 +213,15 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
                                  batch_bytes=batch_bytes, workers=workers)
         with publish_lock():
             current = table.version()
+            # The live tags before this commit, read at most once (a schema commit below
+            # adds no file): for the commits since the ids were loaded, and for this tag.
+            live: dict[date, set[str]] | None = None
             if staged.parts and current != version_loaded:
                 # Commits since the ids were loaded (another delivery of the same events):
                 # the ids of the files they added count as held too.
                 before = tags_by_date(snapshot, staged.dates)
-                since = {d: tags - before[d] for d, tags in table.live_tags(staged.dates).items()}
+                live = table.live_tags(staged.dates)
+                since = {d: tags - before[d] for d, tags in live.items()}
                 for path in index_files(storage, staged.dates, since):
                     ids.add_held(read_ids(storage, [path]))
             dropped = ids.dropped_lines()
@@ -228,7 +232,7 @@ def ingest_event_file(storage: LakeStorage, raw_path: str, *, source: str,
                 current = table.version()  # the new columns were a commit of their own
             if rows is not None:
                 _drop_earlier_attempt(storage, version_tag, staged.dates,
-                                      table.live_tags(staged.dates))
+                                      table.live_tags(staged.dates) if live is None else live)
             written, rolled = (_commit(storage, table, rows, partition_key=partition_key,
                                        version_tag=version_tag, group_rows=group_rows,
                                        next_version=(current or 0) + 1)

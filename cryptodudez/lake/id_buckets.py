@@ -130,11 +130,6 @@ class IdBuckets:
             for frame in self.frames()]
         return np.sort(np.concatenate(dropped)) if dropped else np.empty(0, dtype=np.int64)
 
-    def repeats(self) -> int:
-        """How many ids were added more than once (ids added minus distinct ids)."""
-        return sum(frame.height - frame.select("h0", "h1").n_unique()
-                   for frame in self.frames())
-
     def repeats_by_origin(self) -> tuple[int, int]:
         """Ids added more than once: ``(with a line, held only)``.
 

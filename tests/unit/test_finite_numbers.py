@@ -65,31 +65,29 @@ TWEET = {"tweet_id": 1, "text": "x", "likes": 0, "retweets": 0, "replies": 0,
          "conversation_id": None, "language": None}
 
 
+def _tweet_failures(created_at: str = "2021-01-01", **second: object
+                    ) -> set[tuple[str, str, int]]:
+    """The cells ``Tweets`` rejects in a good tweet and a second one with ``second``."""
+    frame = pl.DataFrame([TWEET, {**TWEET, "tweet_id": 2, **second}],
+                         schema_overrides={"conversation_id": pl.Int64,
+                                           "language": pl.String}).with_columns(
+        created_at=pl.lit(f"{created_at}T12:00:00Z").str.to_datetime(time_zone="UTC"))
+    return _failing_cells(Tweets, frame)
+
+
 @pytest.mark.parametrize("column", ["likes", "retweets", "replies"])
 def test_an_engagement_count_no_tweet_can_have_fails(column: str) -> None:
     """Bounded at 10**12 (written out here): two counts of 2**62 on one day made the daily
     sum wrap negative in polars and abort the Spark twin."""
-    def failures(value: int) -> set[tuple[str, str, int]]:
-        frame = pl.DataFrame([TWEET, {**TWEET, "tweet_id": 2, column: value}],
-                             schema_overrides={"conversation_id": pl.Int64,
-                                               "language": pl.String}).with_columns(
-            created_at=pl.lit("2021-01-01T00:00:00Z").str.to_datetime(time_zone="UTC"))
-        return _failing_cells(Tweets, frame)
-    assert failures(10**12) == set()
-    assert failures(10**12 + 1) == {(column, "less_than_or_equal_to(1000000000000)", 1)}
-    assert failures(2**62) == {(column, "less_than_or_equal_to(1000000000000)", 1)}
+    assert _tweet_failures(**{column: 10**12}) == set()
+    for value in (10**12 + 1, 2**62):
+        assert _tweet_failures(**{column: value}) == {
+            (column, "less_than_or_equal_to(1000000000000)", 1)}
 
 
 def test_a_tweet_older_than_the_first_tweet_fails() -> None:
     """2006-03-21 written out here; epoch seconds read as milliseconds gave 1970-01-19."""
-    def failures(created_at: str) -> set[tuple[str, str, int]]:
-        frame = pl.DataFrame([TWEET, {**TWEET, "tweet_id": 2}],
-                             schema_overrides={"conversation_id": pl.Int64,
-                                               "language": pl.String}).with_columns(
-            created_at=pl.Series([f"{created_at}T12:00:00Z"] * 2).str.to_datetime(
-                time_zone="UTC"))
-        return _failing_cells(Tweets, frame)
-    assert failures("2006-03-21") == set()
+    assert _tweet_failures("2006-03-21") == set()
     rule = ("Tweets", "created_at_not_before_2006-03-21")
-    assert {(c, k) for c, k, _ in failures("2006-03-20")} == {rule}
-    assert {(c, k) for c, k, _ in failures("1970-01-19")} == {rule}
+    assert {(c, k) for c, k, _ in _tweet_failures("2006-03-20")} == {rule}
+    assert {(c, k) for c, k, _ in _tweet_failures("1970-01-19")} == {rule}

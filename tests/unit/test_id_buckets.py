@@ -49,8 +49,11 @@ def test_dropped_lines_are_repeats_and_held_ids(held: list[tuple[int, int]],
                 lines += numbers.tolist()
                 line += len(batch) + 3  # lines need not be contiguous (blank lines)
             assert ids.dropped_lines().tolist() == expected
-            everything = held + [k for b in batches for k in b]
-            assert ids.repeats() == len(everything) - len(set(everything))
+            added = [k for b in batches for k in b]
+            everything = held + added
+            repeated = {k for k in everything if everything.count(k) > 1}
+            assert ids.repeats_by_origin() == (len(repeated & set(added)),
+                                               len(repeated - set(added)))
 
 
 def test_bucket_files_are_removed_and_nothing_is_left() -> None:

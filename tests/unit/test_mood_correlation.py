@@ -386,7 +386,10 @@ def test_a_bootstrap_that_gives_up_keeps_the_numbers_and_says_why() -> None:
                                 "(block 2) have x or y constant")
     assert stat.pearson_r == pytest.approx(sps.pearsonr(x, y).statistic, rel=1e-12)
     assert stat.pearson_p == pytest.approx(sps.pearsonr(x, y).pvalue, rel=1e-9)
-    assert stat.fisher_ci == pytest.approx(fisher_ci(stat.pearson_r, 8), rel=1e-12)
+    half = 1.959963984540054 / math.sqrt(8 - 3)  # z_0.975 / sqrt(n - 3), written out
+    z = math.atanh(sps.pearsonr(x, y).statistic)
+    assert stat.fisher_ci == pytest.approx((math.tanh(z - half), math.tanh(z + half)),
+                                           rel=1e-9)
 
 
 def test_no_number_is_missing_without_a_reason() -> None:
