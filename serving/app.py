@@ -35,11 +35,10 @@ from serving.mood import HANDLERS as MOOD_HANDLERS
 from serving.mood import ROUTES as MOOD_ROUTES
 from serving.mood import MoodStore
 from serving.polling import PollingStore
-from serving.query import BadQuery, parse_query, shown
+from serving.query import BadQuery, Param, parse_query, shown
 from serving.signal_store import SignalStore
 
 PARAMETERS = ("vol_moving_avg", "adj_close_rolling_med")
-_KNOWN = frozenset(PARAMETERS)
 # Far above any real volume or price; beyond this a float prediction could overflow.
 LIMITS = {"vol_moving_avg": 1e15, "adj_close_rolling_med": 1e9}
 # The accepted numbers: ASCII digits, an optional fraction and an optional exponent (what
@@ -49,6 +48,9 @@ LIMITS = {"vol_moving_avg": 1e15, "adj_close_rolling_med": 1e9}
 # fullmatch, not "$", which would also accept a trailing newline.
 _DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?").fullmatch
 GRAMMAR = "ASCII digits with an optional fraction and exponent, for example 12345, 0.25 or 1.5e4"
+# Both required: an empty one is a 400 of parse_query ("is empty"), as on every route.
+_KNOWN = {name: Param(f"a decimal number from 0 to {LIMITS[name]:g} ({GRAMMAR})")
+          for name in PARAMETERS}
 
 SCHEMA_PATH = "/schema"
 # Swagger UI's files, served by the app itself from the swagger-ui-bundle-v2 wheel (the
@@ -87,9 +89,12 @@ def _is_decimal(raw: str) -> bool:
 
 
 def parse_parameter(name: str, raw: str | None) -> float:
-    """A number from 0 to ``LIMITS[name]`` from a query parameter, or a 400 naming it."""
+    """A number from 0 to ``LIMITS[name]`` from a query parameter, or a 400 naming it.
+
+    ``raw`` None is a missing parameter; an empty one never gets here (:data:`_KNOWN`).
+    """
     limit = LIMITS[name]
-    if raw is None or raw == "":
+    if raw is None:
         raise BadQuery(detail=f"missing query parameter {name!r}: a decimal number from 0 to "
                               f"{limit:g} ({GRAMMAR})")
     if not _is_decimal(raw):
@@ -126,8 +131,9 @@ class PredictOperation(Operation):
         ]
         self.responses = {
             **(self.responses or {}),
-            "400": OpenAPIResponse(description="a parameter is missing, given twice, not a "
-                                               "decimal number in ASCII digits, negative or "
+            "400": OpenAPIResponse(description="a parameter is missing, empty, given twice, "
+                                               "not a decimal number in ASCII digits, "
+                                               "negative or "
                                                "above its limit, or not one of these two; "
                                                "the detail names it"),
             "503": OpenAPIResponse(description="no model has been trained yet, or the latest "

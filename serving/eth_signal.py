@@ -18,16 +18,16 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
-from serving.query import BadQuery, parse_query, shown
+from serving.query import BadQuery, Param, parse_query, shown
 from serving.signal_store import CLASSES, ServedSignals
 
 PATH = "/signal/eth"
 DATE = "date"
-_PARAMETERS = frozenset({DATE})
 DATE_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 # fullmatch, not "$", which would also accept a trailing newline; ASCII digits only.
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fullmatch
 DATE_GRAMMAR = "a calendar date as YYYY-MM-DD in ASCII digits, for example 2021-03-01"
+_PARAMETERS = {DATE: Param(DATE_GRAMMAR, "the latest date")}
 
 
 class Signal(msgspec.Struct):
@@ -42,15 +42,15 @@ class Signal(msgspec.Struct):
 
 
 def date_query(raw: bytes) -> str | None:
-    """The value of ``date`` in a query string (None when not given); a 400 for any other."""
+    """The value of ``date`` in a query string (None when not given); a 400 for any other.
+
+    An empty ``date`` is a 400 of :func:`serving.query.parse_query`, worded as on every route.
+    """
     return parse_query(raw, _PARAMETERS).get(DATE)
 
 
 def parse_date(raw: str) -> date:
     """The date of a ``date`` parameter, or a 400 naming it."""
-    if raw == "":
-        raise BadQuery(detail=f"query parameter {DATE!r} is empty: give {DATE_GRAMMAR}, or "
-                              "leave it out for the latest date")
     if not _DATE(raw):
         raise BadQuery(detail=f"query parameter {DATE!r} must be {DATE_GRAMMAR}, "
                               f"got {shown(raw)}")

@@ -33,7 +33,7 @@ from litestar.openapi.spec import (
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
-from serving.query import BadQuery, parse_query, shown
+from serving.query import BadQuery, Param, parse_query, shown
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,10 +44,15 @@ if TYPE_CHECKING:
 
 TRADES, SENTIMENTS = "coin_trades", "tweet_sentiments"
 MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+MAX_TOLERANCE = 1000
+MAX_LAG = 20  # cryptodudez.mood.results.MAX_LAG, not imported here (light workers); tested
+DEFAULT_BUCKET = "PT10S"
 MAX_OFFSET = 999_999_999  # nine digits, as ``_INT`` reads them
 CACHE_SIZE = 256
 _COIN = re.compile(r"[A-Z0-9]{2,10}").fullmatch
 _INT = re.compile(r"[0-9]{1,9}").fullmatch
+_SIGNED_INT = re.compile(r"-?[0-9]{1,9}").fullmatch  # for a range below 0 (lag)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fullmatch
 INSTANT_GRAMMAR = ("an ISO-8601 instant with a zone (2018-07-16T20:12:00Z) or a UTC day "
                    "(2018-07-16)")
@@ -57,18 +62,18 @@ NOTE = ("p-values and Fisher intervals assume independent pairs; buckets are aut
 
 
 def parse_int(name: str, raw: str | None, *, default: int, low: int, high: int) -> int:
-    """A whole number in ``low..high`` (ASCII digits), or a 400 naming ``name``."""
+    """A whole number in ``low..high`` (ASCII digits, a ``-`` when ``low`` < 0), or a 400."""
     if raw is None:
         return default
-    if not _INT(raw) or not low <= int(raw) <= high:
+    if not (_INT(raw) or (low < 0 and _SIGNED_INT(raw))) or not low <= int(raw) <= high:
         raise BadQuery(detail=f"query parameter {name!r} must be a whole number from "
                               f"{low} to {high}, got {shown(raw)}")
     return int(raw)
 
 
 def parse_instant(name: str, raw: str | None) -> datetime | None:
-    """An aware UTC instant from ``raw``, or a 400 naming ``name``."""
-    if raw is None or raw == "":
+    """An aware UTC instant from ``raw`` (None when not given), or a 400 naming ``name``."""
+    if raw is None:
         return None
     try:
         if _DATE(raw):
@@ -98,29 +103,42 @@ def parse_range(params: dict[str, str]) -> tuple[datetime | None, datetime | Non
 def parse_coins(raw: str | None, *, many: bool) -> list[str] | None:
     """Coins named in ``raw`` (comma-separated when ``many``), well-formed and each once.
 
-    None when ``many`` and none is named (every coin with trades). Whether a coin has trades
+    None when ``many`` and none is named (every coin with trades). Whether a coin has data
     depends on the data: :func:`known_coins` checks that, once they are loaded.
     """
-    if raw is None or raw == "":
+    if raw is None:
         if many:
             return None
         raise BadQuery(detail="missing query parameter 'coin': a coin symbol in capitals "
                               "(BTC, ETH) that has trades")
+    if not many and "," in raw:  # a list where one coin is taken: not a matter of capitals
+        raise BadQuery(detail="query parameter 'coin' takes one coin symbol on this route, "
+                              f"got a list: {shown(raw)}; ask for each coin on its own "
+                              "(only /correlation takes a comma-separated list)")
     coins = raw.split(",") if many else [raw]
     if not all(_COIN(coin) for coin in coins):
-        raise BadQuery(detail="query parameter 'coin' must be coin symbols in capitals "
+        grammar = "coin symbols" if many else "a coin symbol"
+        raise BadQuery(detail=f"query parameter 'coin' must be {grammar} in capitals "
                               f"(BTC, ETH), got {shown(raw)}")
     if len(set(coins)) != len(coins):
         raise BadQuery(detail=f"query parameter 'coin' repeats a coin: {shown(raw)}")
     return coins
 
 
-def known_coins(coins: list[str] | None, known: list[str]) -> list[str]:
-    """``coins`` (every known coin when None), each one that has trades, or a 400."""
+def known_coins(coins: list[str] | None, known: list[str], *,
+                data: str = TRADES) -> list[str]:
+    """``coins`` (every known coin when None), each one in ``known``, or a 400.
+
+    ``known`` are the coins of the table the route reads, ``data``: those with trades
+    (``TRADES``) or those the tweets mention (``SENTIMENTS``, for ``/sentiment``).
+    """
     if coins is None:
         return known
     for coin in coins:
         if coin not in known:
+            if data == SENTIMENTS:
+                raise BadQuery(detail=f"query parameter 'coin': no tweet sentiment mentions "
+                                      f"{coin}; coins the sentiments mention: {known}")
             raise BadQuery(detail=f"query parameter 'coin': {coin} has no trades; "
                                   f"known coins: {known}")
     return coins
@@ -131,7 +149,8 @@ def parse_buckets(raw: str | None, *, many: bool) -> list[str]:
     from cryptodudez.mood.results import MAX_BUCKETS  # noqa: PLC0415 - light workers
     from cryptodudez.mood.series import parse_bucket  # noqa: PLC0415 - light workers
 
-    texts = (raw or "PT10S").split(",") if many else [raw or "PT10S"]
+    text = DEFAULT_BUCKET if raw is None else raw
+    texts = text.split(",") if many else [text]
     if len(texts) > MAX_BUCKETS:
         raise BadQuery(detail=f"query parameter 'bucket' names {len(texts)} buckets; "
                               f"at most {MAX_BUCKETS}")
@@ -158,7 +177,8 @@ class Loaded:
     trades_table: "pl.DataFrame"
     sentiments_table: "pl.DataFrame"
     version: str
-    coins: list[str]
+    coins: list[str]  # the coins with trades
+    mentioned: list[str]  # the coins the sentiments mention
 
 
 class MoodStore:
@@ -229,7 +249,9 @@ class MoodStore:
                       trades_table.sort("ts", "_source", "_line"),
                       sentiments_table.sort("ts", "_source", "_line"),
                       results.data_version(trades, sentiments),
-                      sorted(trades["coin"].unique().to_list()))
+                      sorted(trades["coin"].unique().to_list()),
+                      sorted(sentiments_table["coins"].explode().drop_nulls().unique()
+                             .to_list()))
 
     def cached(self, key: tuple[str, str]) -> bytes | None:
         """A cached answer (most recently used kept)."""
@@ -248,12 +270,16 @@ class MoodStore:
                 self.cache.popitem(last=False)
 
 
-def _store(request: Request) -> Loaded:
+NOTHING_YET = {TRADES: "no coin trades have been ingested yet",
+               SENTIMENTS: "no tweet sentiments have been ingested yet"}
+
+
+def _store(request: Request, *, data: str = TRADES) -> Loaded:
+    """The loaded inputs, or a 503 while the table the route reads (``data``) has no rows."""
     store: MoodStore = request.app.state.mood_store
     loaded = store.current()
-    if not loaded.coins:
-        raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE,
-                            detail="no coin trades have been ingested yet")
+    if not (loaded.coins if data == TRADES else loaded.sentiments_table.height):
+        raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE, detail=NOTHING_YET[data])
     return loaded
 
 
@@ -275,10 +301,11 @@ class Paged:
 def parse_paged(params: dict[str, str], *, coin_required: bool) -> Paged:
     """Every parameter of a paged route, each checked before any data is read."""
     raw_coin = params.get("coin")
-    coins = parse_coins(raw_coin, many=False) if coin_required or raw_coin else None
+    coins = parse_coins(raw_coin, many=False) if coin_required or raw_coin is not None \
+        else None
     start, end = parse_range(params)
     return Paged(coin=coins[0] if coins else None, start=start, end=end,
-                 limit=parse_int("limit", params.get("limit"), default=100, low=1,
+                 limit=parse_int("limit", params.get("limit"), default=DEFAULT_LIMIT, low=1,
                                  high=MAX_LIMIT),
                  offset=parse_int("offset", params.get("offset"), default=0, low=0,
                                   high=MAX_OFFSET))
@@ -303,14 +330,29 @@ def _in_range(frame: "pl.DataFrame", start: datetime | None,
     return frame
 
 
-_PAGED = frozenset({"coin", "start", "end", "limit", "offset"})
+def _whole(low: int, high: int) -> str:
+    return f"a whole number from {low} to {high}"
+
+
+# What each route takes: the names it knows and, for an empty value's 400, what to give.
+_RANGE = {"start": Param(INSTANT_GRAMMAR, "no lower bound"),
+          "end": Param(INSTANT_GRAMMAR, "no upper bound")}
+_ONE_COIN = Param("a coin symbol in capitals (BTC, ETH) that has trades")
+_PAGES = {"limit": Param(_whole(1, MAX_LIMIT), str(DEFAULT_LIMIT)),
+          "offset": Param(_whole(0, MAX_OFFSET), "0")}
+_BUCKET_Q = Param("an ISO-8601 duration (PT10S, PT1M, P1D)", DEFAULT_BUCKET)
+_TOLERANCE_Q = Param(_whole(0, MAX_TOLERANCE), "0")
+_COIN_Q = {"coin": _ONE_COIN, **_RANGE, **_PAGES}
+_SENTIMENT_Q = {"coin": Param("a coin symbol in capitals (BTC, ETH) that tweets mention",
+                              "every tweet"), **_RANGE, **_PAGES}
 
 
 def coin_trades(request: Request) -> Response[bytes]:
     """One coin's trades in time order, paged."""
     import polars as pl  # noqa: PLC0415 - light workers
 
-    asked = parse_paged(parse_query(request.scope["query_string"], _PAGED), coin_required=True)
+    asked = parse_paged(parse_query(request.scope["query_string"], _COIN_Q),
+                        coin_required=True)
     loaded = _store(request)  # the coins known are the data's
     coin = known_coins([asked.coin] if asked.coin else None, loaded.coins)[0]
     rows = _in_range(loaded.trades_table.filter(pl.col("coin") == coin), asked.start,
@@ -325,12 +367,13 @@ def sentiments(request: Request) -> Response[bytes]:
     """Tweet sentiments in time order (those mentioning ``coin`` when given), paged."""
     import polars as pl  # noqa: PLC0415 - light workers
 
-    asked = parse_paged(parse_query(request.scope["query_string"], _PAGED), coin_required=False)
-    loaded = _store(request)
+    asked = parse_paged(parse_query(request.scope["query_string"], _SENTIMENT_Q),
+                        coin_required=False)
+    loaded = _store(request, data=SENTIMENTS)  # it reads the sentiments alone
     rows = loaded.sentiments_table
     coin = None
     if asked.coin is not None:
-        coin = known_coins([asked.coin], loaded.coins)[0]
+        coin = known_coins([asked.coin], loaded.mentioned, data=SENTIMENTS)[0]
         rows = rows.filter(pl.col("coins").list.contains(pl.lit(coin)))
     page, meta = _page(_in_range(rows, asked.start, asked.end).select(
         "ts", "polarity", "coins", "text", "sentiment_id"), asked)
@@ -338,7 +381,8 @@ def sentiments(request: Request) -> Response[bytes]:
                                       "items": page.to_dicts()}))
 
 
-_MERGED = frozenset({"coin", "bucket", "tolerance", "lag", "start", "end"})
+_MERGED = {"coin": _ONE_COIN, "bucket": _BUCKET_Q, "tolerance": _TOLERANCE_Q,
+           "lag": Param(_whole(-MAX_LAG, MAX_LAG), "0"), **_RANGE}
 
 
 def merged_series(request: Request) -> Response[bytes]:
@@ -348,8 +392,10 @@ def merged_series(request: Request) -> Response[bytes]:
     params = parse_query(request.scope["query_string"], _MERGED)
     coins = parse_coins(params.get("coin"), many=False)
     bucket = parse_buckets(params.get("bucket"), many=False)[0]
-    tolerance = parse_int("tolerance", params.get("tolerance"), default=0, low=0, high=1000)
-    lag = parse_int("lag", params.get("lag"), default=0, low=0, high=results.MAX_LAG)
+    tolerance = parse_int("tolerance", params.get("tolerance"), default=0, low=0,
+                          high=MAX_TOLERANCE)
+    # lag < 0 is /correlation's negative lag: the same join (price leads sentiment)
+    lag = parse_int("lag", params.get("lag"), default=0, low=-MAX_LAG, high=MAX_LAG)
     start, end = parse_range(params)
     loaded = _store(request)  # the coins known are the data's
     coin = known_coins(coins, loaded.coins)[0]
@@ -363,7 +409,13 @@ def merged_series(request: Request) -> Response[bytes]:
         "start": start, "end": end, "data_version": loaded.version, "rows": rows.to_dicts()}))
 
 
-_CORRELATION = frozenset({"coin", "bucket", "tolerance", "max_lag", "method", "start", "end"})
+METHODS = ("pearson", "spearman")
+_CORRELATION = {"coin": Param("comma-separated coin symbols in capitals (BTC,ETH)",
+                              "every coin with trades"),
+                "bucket": Param("comma-separated ISO-8601 durations (PT10S,PT1M)",
+                                DEFAULT_BUCKET),
+                "tolerance": _TOLERANCE_Q, "max_lag": Param(_whole(0, MAX_LAG), "2"),
+                "method": Param(" or ".join(METHODS), METHODS[0]), **_RANGE}
 
 
 def correlation(request: Request) -> Response[bytes]:
@@ -374,14 +426,14 @@ def correlation(request: Request) -> Response[bytes]:
     store: MoodStore = request.app.state.mood_store
     asked = parse_coins(params.get("coin"), many=True)
     buckets = parse_buckets(params.get("bucket"), many=True)
-    method = params.get("method") or "pearson"
-    if method not in ("pearson", "spearman"):
+    method = params.get("method", METHODS[0])
+    if method not in METHODS:
         raise BadQuery(detail="query parameter 'method' must be 'pearson' or 'spearman', "
                               f"got {shown(method)}")
     start, end = parse_range(params)
-    max_lag = parse_int("max_lag", params.get("max_lag"), default=2, low=0,
-                        high=results.MAX_LAG)
-    tolerance = parse_int("tolerance", params.get("tolerance"), default=0, low=0, high=1000)
+    max_lag = parse_int("max_lag", params.get("max_lag"), default=2, low=0, high=MAX_LAG)
+    tolerance = parse_int("tolerance", params.get("tolerance"), default=0, low=0,
+                          high=MAX_TOLERANCE)
     loaded = _store(request)  # the coins known are the data's
     coins = known_coins(asked, loaded.coins)
     mood = results.MoodParams(
@@ -425,17 +477,20 @@ def _stored(path: str, params: Any, version: str) -> "pl.DataFrame | None":
 
 def _param(name: str, description: str, kind: OpenAPIType = OpenAPIType.STRING, *,
            required: bool = False, **schema: Any) -> Parameter:
+    if kind == OpenAPIType.STRING:
+        schema.setdefault("min_length", 1)  # an empty value is a 400 ("is empty")
     return Parameter(name=name, param_in="query", required=required, description=description,
                      schema=Schema(type=kind, **schema))
 
 
-_COIN_P = "coin symbol in capitals (BTC, ETH, LTC): one that has trades"
+_COIN_P = "one coin symbol in capitals (BTC, ETH, LTC): one that has trades"
 _START = f"keep events at or after this instant: {INSTANT_GRAMMAR}"
 _END = f"keep events before this instant: {INSTANT_GRAMMAR}"
 _BUCKET = ("time grid, an ISO-8601 duration P[nD][T[nH][nM][nS]] from 1 s to 30 days "
            "(PT10S, PT1M, PT1H, P1D); buckets are aligned to the Unix epoch")
 _TOLERANCE = ("how many whole buckets older than the as-of instant the joined sentiment "
-              "bucket may end (0..1000, default 0: exactly the bucket lag steps earlier)")
+              f"bucket may end (0..{MAX_TOLERANCE}, default 0: exactly the bucket lag steps "
+              "earlier)")
 
 
 def _type(kind: OpenAPIType, description: str | None = None, *, nullable: bool = False,
@@ -463,7 +518,8 @@ def _object(**properties: Schema | Reference) -> Schema:
                   required=sorted(properties))
 
 
-def _operation(parameters: list[Any], errors: str, body: Schema) -> type[Operation]:
+def _operation(parameters: list[Any], errors: str, body: Schema, *,
+               data: str = TRADES) -> type[Operation]:
     """The route's documented parameters and responses (its handler parses the query itself).
 
     The handlers return JSON bytes already encoded, so Litestar cannot infer the body's
@@ -479,9 +535,10 @@ def _operation(parameters: list[Any], errors: str, body: Schema) -> type[Operati
                 "200": OpenAPIResponse(
                     description=ok.description if isinstance(ok, OpenAPIResponse) else "OK",
                     content={MediaType.JSON: OpenAPIMediaType(schema=body)}),
-                "400": OpenAPIResponse(description=errors + "; the detail names the parameter"),
-                "503": OpenAPIResponse(description="no coin trades have been ingested yet "
-                                                   "(only when every parameter is good)"),
+                "400": OpenAPIResponse(description=errors + ", or a parameter given with an "
+                                                   "empty value; the detail names it"),
+                "503": OpenAPIResponse(description=f"{NOTHING_YET[data]} (only when every "
+                                                   "parameter is good)"),
             }
 
     return MoodOperation
@@ -506,8 +563,8 @@ HANDLERS = {"/coin": in_thread(coin_trades), "/sentiment": in_thread(sentiments)
             "/merged": in_thread(merged_series), "/correlation": in_thread(correlation)}
 """The routes' functions by path, shared by their ``GET`` handlers and the app's ``HEAD`` ones."""
 
-_PAGING = [_param("limit", f"page size, 1..{MAX_LIMIT} (default 100)", OpenAPIType.INTEGER,
-                  minimum=1, maximum=MAX_LIMIT),
+_PAGING = [_param("limit", f"page size, 1..{MAX_LIMIT} (default {DEFAULT_LIMIT})",
+                  OpenAPIType.INTEGER, minimum=1, maximum=MAX_LIMIT),
            _param("offset", f"rows to skip, 0..{MAX_OFFSET} (default 0)", OpenAPIType.INTEGER,
                   minimum=0, maximum=MAX_OFFSET)]
 
@@ -519,8 +576,8 @@ coin_get = get(
     operation_class=_operation(
         [_param("coin", _COIN_P, required=True, pattern="^[A-Z0-9]{2,10}$"),
          _param("start", _START), _param("end", _END), *_PAGING],
-        "coin missing or unknown, a bad instant, start not before end, limit or offset out "
-        "of range, a parameter given twice or one the route does not take",
+        "coin missing, unknown or a list, a bad instant, start not before end, limit or "
+        "offset out of range, a parameter given twice or one the route does not take",
         _object(coin=_type(_TEXT), **_PAGE, items=_rows(
             "the page's trades in time order", ts=_type(_TEXT, **_INSTANT),
             price=_type(_NUMBER), size=_type(_NUMBER), taker_side=_type(_TEXT),
@@ -533,15 +590,17 @@ sentiment_get = get(
     description="Tweet sentiments in time order (ts, polarity -1..1, the coins the tweet "
                 "mentions, text); with `coin`, only tweets whose coins include it. Paged.",
     operation_class=_operation(
-        [_param("coin", _COIN_P, pattern="^[A-Z0-9]{2,10}$"), _param("start", _START),
+        [_param("coin", "one coin symbol in capitals (BTC, ETH, LTC): one that the tweets "
+                "mention", pattern="^[A-Z0-9]{2,10}$"), _param("start", _START),
          _param("end", _END), *_PAGING],
-        "unknown coin, a bad instant, start not before end, limit or offset out of range, "
-        "a parameter given twice or one the route does not take",
+        "a coin no tweet mentions or a list, a bad instant, start not before end, limit or "
+        "offset out of range, a parameter given twice or one the route does not take",
         _object(coin=_type(_TEXT, "the coin asked, or null", nullable=True), **_PAGE,
                 items=_rows("the page's sentiments in time order", ts=_type(_TEXT, **_INSTANT),
                             polarity=_type(_NUMBER, minimum=-1, maximum=1),
                             coins=Schema(type=OpenAPIType.ARRAY, items=_type(_TEXT)),
-                            text=_type(_TEXT), sentiment_id=_type(_TEXT)))),
+                            text=_type(_TEXT), sentiment_id=_type(_TEXT))),
+        data=SENTIMENTS),
 )(HANDLERS["/sentiment"])
 
 merged_get = get(
@@ -550,17 +609,22 @@ merged_get = get(
     description="Per bucket of `coin`'s trades: the last price, the log return from the "
                 "previous bucket (null across an empty bucket), and the mean sentiment of the "
                 "latest sentiment bucket ending at or before `asof_at` = bucket end - `lag` "
-                "buckets (a backward as-of join: never a later tweet), with the timestamps "
-                "that show it (`sentiment_end` <= `asof_at` <= `bucket_end`).",
+                "buckets (a backward as-of join from `asof_at`), with the timestamps that show "
+                "it (`sentiment_end` <= `asof_at`). `lag` >= 0 never joins a later tweet "
+                "(`asof_at` <= `bucket_end`); `lag` < 0 is the reverse question (price leads "
+                "sentiment) and joins later tweets by definition. Each lag's pairs are those "
+                "`/correlation` uses for that lag.",
     operation_class=_operation(
         [_param("coin", _COIN_P, required=True, pattern="^[A-Z0-9]{2,10}$"),
          _param("bucket", _BUCKET + "; default PT10S"),
-         _param("tolerance", _TOLERANCE, OpenAPIType.INTEGER, minimum=0, maximum=1000),
-         _param("lag", "sentiment lead in buckets, 0..20 (default 0)", OpenAPIType.INTEGER,
-                minimum=0, maximum=20),
+         _param("tolerance", _TOLERANCE, OpenAPIType.INTEGER, minimum=0,
+                maximum=MAX_TOLERANCE),
+         _param("lag", f"sentiment lead in buckets, -{MAX_LAG}..{MAX_LAG} (default 0; > 0: "
+                "sentiment leads price, < 0: price leads sentiment, as in /correlation)",
+                OpenAPIType.INTEGER, minimum=-MAX_LAG, maximum=MAX_LAG),
          _param("start", _START), _param("end", _END)],
-        "coin missing or unknown, a bad bucket, tolerance or lag, a bad instant, a parameter "
-        "given twice or one the route does not take",
+        "coin missing, unknown or a list, a bad bucket, tolerance or lag, a bad instant, a "
+        "parameter given twice or one the route does not take",
         _object(coin=_type(_TEXT), bucket=_type(_TEXT), tolerance=_type(_INTEGER),
                 lag=_type(_INTEGER), start=_type(_TEXT, nullable=True, **_INSTANT),
                 end=_type(_TEXT, nullable=True, **_INSTANT),
@@ -591,11 +655,12 @@ correlation_get = get(
         [_param("coin", "comma-separated coin symbols (default: every coin with trades)"),
          _param("bucket", "comma-separated " + _BUCKET + "; at most 8, no grid twice; "
                 "default PT10S"),
-         _param("max_lag", "lags -max_lag..max_lag, 0..20 (default 2)", OpenAPIType.INTEGER,
-                minimum=0, maximum=20),
-         _param("tolerance", _TOLERANCE, OpenAPIType.INTEGER, minimum=0, maximum=1000),
+         _param("max_lag", f"lags -max_lag..max_lag, 0..{MAX_LAG} (default 2)",
+                OpenAPIType.INTEGER, minimum=0, maximum=MAX_LAG),
+         _param("tolerance", _TOLERANCE, OpenAPIType.INTEGER, minimum=0,
+                maximum=MAX_TOLERANCE),
          _param("method", "whose p-values the q-values adjust: pearson (default) or spearman",
-                enum=["pearson", "spearman"]),
+                enum=list(METHODS)),
          _param("start", _START), _param("end", _END)],
         "an unknown or repeated coin or bucket, a bad bucket, max_lag, tolerance or method, "
         "a bad instant, start not before end, a parameter given twice or one the route does "

@@ -40,7 +40,7 @@ def test_predict_returns_the_models_integer(client: TestClient, model: LookupMod
         ("adj_close_rolling_med=25", "vol_moving_avg", "missing"),
         ("vol_moving_avg=12345", "adj_close_rolling_med", "missing"),
         ("", "vol_moving_avg", "missing"),
-        ("vol_moving_avg=&adj_close_rolling_med=25", "vol_moving_avg", "missing"),
+        ("vol_moving_avg=&adj_close_rolling_med=25", "vol_moving_avg", "is empty"),
         ("vol_moving_avg=abc&adj_close_rolling_med=25", "vol_moving_avg",
          "must be a decimal number from 0 to 1e+15"),
         ("vol_moving_avg=1&adj_close_rolling_med=1,5", "adj_close_rolling_med",

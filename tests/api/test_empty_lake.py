@@ -37,7 +37,7 @@ ROUTES: dict[str, tuple[dict[str, str], dict[str, list[str | None]]]] = {
         "coin": [None, "", "eth", "ETH,BTC"],
         "bucket": ["1M", "PT0S", "P1M", "PT10S,PT20S", "PT١٠S"],
         "tolerance": ["x", "-1", "1001"],
-        "lag": ["21", "-1", "x"],
+        "lag": ["21", "-21", "x", "+1"],
         "start": ["never", "2018-07-16T20:00:00"],
         "end": ["2018-02-30"],
     }),
@@ -126,10 +126,50 @@ def test_an_unknown_parameter_is_named_with_what_the_route_takes(client: TestCli
         f"unknown query parameter 'bukcet'; this route takes: {takes}"
 
 
-@pytest.mark.parametrize("path", ["/coin?coin=XRP", "/sentiment?coin=XRP", "/merged?coin=XRP",
-                                  "/correlation?coin=ETH,XRP"])
-def test_a_well_formed_coin_waits_for_the_data(client: TestClient, path: str) -> None:
-    """Whether a coin has trades depends on the data: before any, it is a 503, not a 400."""
+@pytest.mark.parametrize(("path", "detail"), [
+    ("/coin?coin=XRP", "no coin trades have been ingested yet"),
+    ("/sentiment?coin=XRP", "no tweet sentiments have been ingested yet"),  # what it reads
+    ("/sentiment", "no tweet sentiments have been ingested yet"),
+    ("/merged?coin=XRP", "no coin trades have been ingested yet"),
+    ("/correlation?coin=ETH,XRP", "no coin trades have been ingested yet"),
+])
+def test_a_well_formed_coin_waits_for_the_data(client: TestClient, path: str,
+                                               detail: str) -> None:
+    """Whether a coin has data depends on the data: before any, it is a 503, not a 400."""
     response = client.get(path)
     assert response.status_code == 503, response.text
-    assert response.json()["detail"] == "no coin trades have been ingested yet"
+    assert response.json()["detail"] == detail
+
+
+def _empty_cases() -> Iterator[object]:
+    for path, (good, bad) in ROUTES.items():
+        for name in bad:
+            params = {k: v for k, v in good.items() if k != name}
+            for query in (urlencode({**params, name: ""}), urlencode(params) + f"&{name}"):
+                yield pytest.param(path, query.lstrip("&"), name, id=f"{path} {query}")
+
+
+@pytest.mark.parametrize(("path", "query", "name"), list(_empty_cases()))
+def test_an_empty_parameter_is_the_same_400_on_every_route(client: TestClient, path: str,
+                                                           query: str, name: str) -> None:
+    """``name=`` (or a bare ``name``) is never its default, nor "missing", nor a grammar error."""
+    response = client.get(f"{path}?{query}")
+    assert response.status_code == 400, (path, query, response.status_code, response.text)
+    assert response.json()["detail"].startswith(f"query parameter {name!r} is empty: give ")
+
+
+@pytest.mark.parametrize(("path", "query", "detail"), [
+    ("/signal/eth", "date=", "query parameter 'date' is empty: give a calendar date as "
+     "YYYY-MM-DD in ASCII digits, for example 2021-03-01, or leave it out for the latest date"),
+    ("/correlation", "bucket=", "query parameter 'bucket' is empty: give comma-separated "
+     "ISO-8601 durations (PT10S,PT1M), or leave it out for PT10S"),
+    ("/merged", "coin=", "query parameter 'coin' is empty: give a coin symbol in capitals "
+     "(BTC, ETH) that has trades; it is required"),
+    ("/predict", "vol_moving_avg=&adj_close_rolling_med=1", "query parameter 'vol_moving_avg' "
+     "is empty: give a decimal number from 0 to 1e+15 (ASCII digits with an optional fraction "
+     "and exponent, for example 12345, 0.25 or 1.5e4); it is required"),
+])
+def test_an_empty_parameter_says_what_to_give(client: TestClient, path: str, query: str,
+                                              detail: str) -> None:
+    response = client.get(f"{path}?{query}")
+    assert (response.status_code, response.json()["detail"]) == (400, detail)

@@ -28,18 +28,21 @@ def _detail(client: TestClient, query: str) -> str:
     return str(response.json()["detail"])
 
 
-@pytest.mark.parametrize(("query", "name", "limit"), [
-    ("adj_close_rolling_med=25", "vol_moving_avg", "1e+15"),
-    ("vol_moving_avg=&adj_close_rolling_med=25", "vol_moving_avg", "1e+15"),
-    ("vol_moving_avg=12345", "adj_close_rolling_med", "1e+09"),
-    ("vol_moving_avg=12345&adj_close_rolling_med=", "adj_close_rolling_med", "1e+09"),
-    ("vol_moving_avg&adj_close_rolling_med=25", "vol_moving_avg", "1e+15"),  # no "="
+@pytest.mark.parametrize(("query", "name", "limit", "said"), [
+    ("adj_close_rolling_med=25", "vol_moving_avg", "1e+15", "missing"),
+    ("vol_moving_avg=&adj_close_rolling_med=25", "vol_moving_avg", "1e+15", "empty"),
+    ("vol_moving_avg=12345", "adj_close_rolling_med", "1e+09", "missing"),
+    ("vol_moving_avg=12345&adj_close_rolling_med=", "adj_close_rolling_med", "1e+09", "empty"),
+    ("vol_moving_avg&adj_close_rolling_med=25", "vol_moving_avg", "1e+15", "empty"),  # no "="
 ])
 def test_a_missing_or_empty_parameter_is_named_with_its_range(client: TestClient, query: str,
-                                                              name: str, limit: str) -> None:
-    detail = _detail(client, query)
-    assert detail.startswith(f"missing query parameter {name!r}: a decimal number from 0 to "
-                             f"{limit} (ASCII digits")
+                                                              name: str, limit: str,
+                                                              said: str) -> None:
+    # An empty value is "empty" on every route, as on /correlation and /signal/eth (QA).
+    start = (f"missing query parameter {name!r}: " if said == "missing" else
+             f"query parameter {name!r} is empty: give ")
+    assert _detail(client, query).startswith(
+        f"{start}a decimal number from 0 to {limit} (ASCII digits")
 
 
 @pytest.mark.parametrize(("name", "limit"), [("vol_moving_avg", "1e+15"),
