@@ -94,12 +94,12 @@ def _triple_barrier(frame: pl.DataFrame, horizon: int) -> pl.Series:
     logc = np.log(frame["close"].to_numpy(allow_copy=True).astype(float))
     bands = frame["band"].to_numpy(allow_copy=True).astype(float)
     n = len(logc)
-    out = np.full(n, None, dtype=object)
+    out = np.full(n, "", dtype="<U4")  # "": no label (an object array of None would not cast)
     decided = np.zeros(n, dtype=bool)
     complete = np.isfinite(logc) & np.isfinite(bands)
     for step in range(1, horizon + 1):  # horizon steps, each over all days at once
         ahead = np.full(n, np.nan)
-        ahead[: n - step] = logc[step:] if step < n else ahead[:0]
+        ahead[: max(n - step, 0)] = logc[step:]  # nothing ahead once step >= n
         complete &= np.isfinite(ahead)
         move = ahead - logc
         up = complete & ~decided & (move > bands)
@@ -107,7 +107,8 @@ def _triple_barrier(frame: pl.DataFrame, horizon: int) -> pl.Series:
         out[up], out[down] = "buy", "sell"
         decided |= up | down
     out[complete & ~decided] = "hodl"
-    return pl.Series("label", out, dtype=pl.String)
+    labelled = pl.Series("label", out)
+    return labelled.set(labelled == "", None)  # null where no label, as the horizon method
 
 
 def class_balance(labels: pl.Series) -> dict[str, float]:

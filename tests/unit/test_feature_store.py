@@ -1,6 +1,8 @@
 """The feature store's transforms on small generated inputs, and its checks failing."""
 
+import itertools
 import math
+import statistics
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -255,16 +257,19 @@ def test_market_check_keeps_a_coin_and_a_stock_of_one_ticker_apart() -> None:
 
 # -- labels --------------------------------------------------------------------------------
 
-def brute_labels(close: list[float | None], config: LabelConfig) -> list[str | None]:
+def brute_labels(close: list[float | None], config: LabelConfig,
+                 bands: list[float | None] | None = None) -> list[str | None]:
+    """The labels day by day; ``bands`` (one per day, None where unknown) or the fixed band."""
     out: list[str | None] = []
     for t in range(len(close)):
         path = close[t:t + config.horizon + 1]
         needed = path[:1] if config.method == "triple_barrier" else path[:1] + path[-1:]
         short = len(path) < config.horizon + 1
-        if (short and config.method == "horizon") or any(c is None for c in needed):
+        b = config.band if bands is None else bands[t]
+        if ((short and config.method == "horizon") or any(c is None for c in needed)
+                or b is None):
             out.append(None)
             continue
-        b = config.band
         if config.method == "horizon":
             r = math.log(path[-1] / path[0])
             out.append("buy" if r > b else "sell" if r < -b else "hodl")
@@ -294,6 +299,65 @@ def test_labels_match_a_brute_force_reference(config: LabelConfig) -> None:
         ~((pl.col("Symbol") == "ETH") & (pl.col("Date") == "2020-03-01"))).lazy())
     got = labels.label(spine, config)["label"].to_list()
     assert got == brute_labels(spine["close"].to_list(), config)
+
+
+def brute_volatility_bands(close: list[float], config: LabelConfig) -> list[float | None]:
+    """``band * vol_20d * sqrt(horizon)``: the sample deviation of the 20 log returns to day t."""
+    returns = [math.log(b / a) for a, b in itertools.pairwise(close)]
+    window = 20
+    return [None if t < window else
+            config.band * statistics.stdev(returns[t - window:t]) * math.sqrt(config.horizon)
+            for t in range(len(close))]
+
+
+def synthetic_spine(days: int = 200, seed: int = 3) -> pl.DataFrame:
+    close = 100 * np.exp(np.cumsum(np.random.default_rng(seed).normal(0, 0.04, days)))
+    return pl.DataFrame({"date": [date(2021, 1, 1) + timedelta(days=i) for i in range(days)],
+                         "close": close})
+
+
+def test_triple_barrier_on_a_volatility_band_has_no_label_before_the_band() -> None:
+    spine = synthetic_spine()
+    config = LabelConfig(horizon=5, band=1.0, band_kind="volatility", method="triple_barrier")
+    got = labels.label(spine, config)
+    close = spine["close"].to_list()
+    bands = brute_volatility_bands(close, config)
+    assert bands[:20] == [None] * 20 and None not in bands[20:]
+    expected = brute_labels(close, config, bands)
+    assert expected[:20] == [None] * 20
+    assert None not in expected[20:200 - 5]  # every day with a band and a known horizon
+    assert got["label"].to_list() == expected
+    assert got["band"].to_list()[20:] == pytest.approx(bands[20:], rel=1e-9)
+    # the days with a band: the same labels as the barrier on the tail where every band is known
+    tail = labels._triple_barrier(got.slice(20), config.horizon)
+    assert got["label"].slice(20).equals(tail)
+    # and unlabelled on the same days as the horizon method before its horizon runs out
+    horizon = labels.label(spine, replace(config, method="horizon"))
+    assert (got["label"].head(195).is_null()).equals(horizon["label"].head(195).is_null())
+
+
+def test_triple_barrier_on_a_fixed_band_has_no_label_on_leading_missing_closes() -> None:
+    spine = synthetic_spine().with_columns(
+        close=pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise(pl.col("close")))
+    config = LabelConfig(horizon=5, band=0.04, method="triple_barrier")
+    got = labels.label(spine, config)["label"]
+    close = spine["close"].to_list()
+    assert close[:3] == [None] * 3 and None not in close[3:]
+    expected = brute_labels(close, config)
+    assert expected[:3] == [None] * 3 and None not in expected[3:200 - 5]
+    assert got.to_list() == expected
+    # the days with a close: the same labels as on the tail that starts at the first close
+    assert got.slice(3).equals(labels.label(spine.slice(3), config)["label"])
+
+
+def test_triple_barrier_on_fewer_days_than_its_horizon_labels_none() -> None:
+    # A slice of n - step with step > n cut from the end ("could not broadcast", QA).
+    # A barrier touched within the days there are decides; the rest stay unlabelled.
+    spine = synthetic_spine().head(4)
+    config = LabelConfig(horizon=7, band=0.04, method="triple_barrier")
+    got = labels.label(spine, config)["label"].to_list()
+    assert got == brute_labels(spine["close"].to_list(), config)
+    assert got[-1] is None
 
 
 def test_volatility_band_uses_data_up_to_the_decision_only() -> None:
