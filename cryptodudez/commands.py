@@ -9,6 +9,7 @@ commands is asked for (it loads Dagster and every pipeline).
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
@@ -708,8 +709,8 @@ def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_kpi(settings: Settings, args: argparse.Namespace) -> int:
     if args.merge and (given := [f"--{name}" for name in ("shard", "source")
                                  if getattr(args, name) is not None]):
-        msg = (f"kpi --merge: {' and '.join(given)} apply to --date only (a merge takes the "
-               "shards and the source from its parts)")
+        msg = (f"kpi --merge: {' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} "
+               "to --date only (a merge takes the shards and the source from its parts)")
         raise CliError(msg)
     result = kpi_command(settings, day=args.date, shard=args.shard or "0/1",
                          source=args.source or "rollups", out=args.out,
@@ -721,7 +722,24 @@ def _cmd_kpi(settings: Settings, args: argparse.Namespace) -> int:
         echo(f"{args.out}: {result['date']} shards {result['shards']} of "
              f"{result['shard_count']}: {totals['events']:,} events, "
              f"{totals['event_types']} types")
+    for note in kpi_notes(result, merged=bool(args.merge)):
+        sys.stderr.write(f"cryptodudez kpi: note: {note}\n")
     return 0
+
+
+def kpi_notes(result: dict[str, Any], *, merged: bool) -> list[str]:
+    """What a reader of a KPI result could miss in its JSON: no events, shards left out."""
+    notes = []
+    if not result["types"]:
+        where = ("these parts" if merged else "the lake" if result["shard_count"] == 1
+                 else f"shard {result['shards'][0]}/{result['shard_count']}")
+        notes.append(f"no events of {result['date']} in {where} (a mistyped --date, or a "
+                     "day not ingested yet?)")
+    if merged and not result["complete"]:
+        missing = sorted(set(range(result["shard_count"])) - set(result["shards"]))
+        notes.append(f"shards {missing} of {result['shard_count']} are missing: the totals "
+                     "cover only the parts given")
+    return notes
 
 
 def _cmd_backfill_events(settings: Settings, args: argparse.Namespace) -> int:

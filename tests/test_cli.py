@@ -471,16 +471,37 @@ def test_malformed_kpi_parts_are_named(local_env: Path,
 
 
 @pytest.mark.parametrize(("options", "named"), [
-    (["--source", "events"], "--source"), (["--shard", "1/2"], "--shard"),
-    (["--shard", "0/1", "--source", "rollups"], "--shard and --source"),
+    (["--source", "events"], "--source applies"), (["--shard", "1/2"], "--shard applies"),
+    (["--shard", "0/1", "--source", "rollups"], "--shard and --source apply"),
 ])
 def test_a_merge_refuses_options_it_would_ignore(options: list[str], named: str,
                                                  local_env: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     # they were accepted and ignored: a merge takes them from its parts (a reviewer)
     assert _one_line_error(capsys, ["kpi", "--merge", str(local_env / "p.json"), *options]) == (
-        2, f"cryptodudez: error: kpi --merge: {named} apply to --date only (a merge takes "
+        2, f"cryptodudez: error: kpi --merge: {named} to --date only (a merge takes "
            "the shards and the source from its parts)")
+
+
+def test_a_day_without_events_or_a_merge_short_of_shards_says_so_on_stderr(
+        local_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Both exit 0 with valid JSON, which a reader could take for a real answer (QA).
+    assert cli.main(["kpi", "--date", "2099-01-01"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["types"] == {}
+    assert captured.err == ("cryptodudez kpi: note: no events of 2099-01-01 in the lake (a "
+                            "mistyped --date, or a day not ingested yet?)\n")
+    part = local_env / "p0.json"
+    part.write_text(json.dumps({**_SHARD_0_PART, "shard_count": 2}))
+    assert cli.main(["kpi", "--merge", str(part)]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "cryptodudez kpi: note: no events of 2026-11-01 in these parts (a mistyped --date, "
+        "or a day not ingested yet?)",
+        "cryptodudez kpi: note: shards [1] of 2 are missing: the totals cover only the parts "
+        "given"]
+    assert cli.main(["kpi", "--date", "2099-01-01", "--shard", "1/2"]) == 0
+    assert capsys.readouterr().err.startswith(
+        "cryptodudez kpi: note: no events of 2099-01-01 in shard 1/2 (")
 
 
 def test_summary_shows_quarantined_events_before_any_valid_one(local_env: Path) -> None:

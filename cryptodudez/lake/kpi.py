@@ -9,7 +9,7 @@ Sources:
 ``rollups`` (default)
     the hourly rollups written at ingest (megabytes a day): counts are exact, distinct
     counts are HyperLogLog estimates (Apache DataSketches, ``lg_k`` = 12, about 1.6 %
-    relative standard error).
+    relative standard error), never above the events counted beside them.
 ``events``
     the day's events themselves (partition-pruned; ids and users read, events per hour from
     the Delta log's row counts once they add up to the rows read): every number exact
@@ -101,12 +101,13 @@ def compute(storage: LakeStorage, day: date, *, shard: Shard = Shard(),
     types: dict[str, dict[str, Any]] = {}
     if source == "rollups":
         types = _from_rollups(storage, table, day, shard)
-        method = {"events": "exact", "distinct_ids": "hll", "distinct_users": "hll"}
+        method = {"events": "exact", "distinct_ids": "hll, at most the type's events",
+                  "distinct_users": "hll, at most the type's events"}
     else:
         types = _from_events(table, day, shard, group_bytes)
         method = {"events": "exact",
                   "distinct_ids": "exact per type; the total sums them (one type per id)",
-                  "distinct_users": "exact per type, hll across types"}
+                  "distinct_users": "exact per type, hll across types (at most the events)"}
     return _result(day, [shard], source, method, types)
 
 
@@ -276,10 +277,11 @@ def _sum_rollups(rows: pl.DataFrame, shard: Shard) -> dict[str, dict[str, Any]]:
         per_hour = [0] * 24
         for hour, n in zip(row["hour"], row["hour_events"], strict=True):
             per_hour[int(hour)] += int(n)
+        events = int(row["events"])
         types[str(row["event_type"])] = {
-            "events": int(row["events"]),
-            "distinct_ids": round(ids.get_estimate()) if ids else None,
-            "distinct_users": round(users.get_estimate()) if users else None,
+            "events": events,
+            "distinct_ids": estimate(ids, at_most=events),
+            "distinct_users": estimate(users, at_most=events),
             "events_per_hour": per_hour,
             "ids_hll": _b64(bytes(ids.serialize_compact()) if ids else None),
             "users_hll": _b64(bytes(users.serialize_compact()) if users else None),
@@ -287,11 +289,22 @@ def _sum_rollups(rows: pl.DataFrame, shard: Shard) -> dict[str, dict[str, Any]]:
     return types
 
 
+def estimate(sketch: Any, *, at_most: int) -> int | None:
+    """A sketch's distinct count, never above ``at_most`` (None without a sketch).
+
+    Each event has one id and at most one user, so neither can have more distinct values
+    than the events counted exactly beside it; an HLL estimate can exceed that count (about
+    1.6 % relative error), and the known bound is the better answer then.
+    """
+    return None if sketch is None else min(round(sketch.get_estimate()), at_most)
+
+
 def _result(day: date, shards: Sequence[Shard], source: str, method: dict[str, str],
             types: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ids = hll_union([_unb64(t["ids_hll"]) for t in types.values()])
     users = hll_union([_unb64(t["users_hll"]) for t in types.values()])
     count = shards[0].count
+    events = sum(t["events"] for t in types.values())
     return {
         "format": FORMAT, "date": day.isoformat(), "source": source,
         "shards": sorted(s.index for s in shards), "shard_count": count,
@@ -300,11 +313,14 @@ def _result(day: date, shards: Sequence[Shard], source: str, method: dict[str, s
         "method": method, "hll_lg_k": 12,
         "totals": {
             "event_types": len(types),
-            "events": sum(t["events"] for t in types.values()),
-            "distinct_ids": (round(ids.get_estimate()) if ids else
+            "events": events,
+            "distinct_ids": (estimate(ids, at_most=events) if ids else
                              sum(t["distinct_ids"] or 0 for t in types.values())),
-            "distinct_users": round(users.get_estimate()) if users else 0,
-            "distinct_method": "hll (union of the per-type sketches)",
+            "distinct_users": estimate(users, at_most=events) or 0,
+            "distinct_method": (
+                "hll (union of the per-type sketches), at most the events" if ids else
+                "ids: the sum of the exact per-type counts (one type per id); users: hll "
+                "(union of the per-type sketches), at most the events"),
         },
         "types": dict(sorted(types.items())),
     }

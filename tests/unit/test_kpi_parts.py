@@ -161,3 +161,27 @@ def test_distinct_ids_are_counted_again_where_the_hashes_cannot_tell() -> None:
     counted = kpi.with_distinct_ids(events, stats)
     assert dict(counted.select("event_type", "distinct_ids").iter_rows()) == {"a": 2, "b": 2}
     assert counted.columns == ["event_type", "events", "distinct_ids"]
+
+
+def test_an_hll_estimate_above_the_events_is_capped_at_them() -> None:
+    # 470 distinct ids, one per event: the sketch says 473 (checked first), more distinct
+    # ids than events, which cannot be.
+    sketch = hll_of([f"id-{i}" for i in range(470)])
+    assert round(kpi.hll_union([sketch]).get_estimate()) == 473
+    rows = pl.DataFrame({"event_type": ["signin"], "hour": [3], "events": [470],
+                         "ids_hll": [sketch], "users_hll": [sketch]})
+    types = kpi._sum_rollups(rows, kpi.Shard())
+    assert (types["signin"]["distinct_ids"], types["signin"]["distinct_users"]) == (470, 470)
+    totals = kpi._result(date(2026, 11, 1), [kpi.Shard()], "rollups", {}, types)["totals"]
+    assert (totals["events"], totals["distinct_ids"], totals["distinct_users"]) == (470, 470,
+                                                                                    470)
+    assert totals["distinct_method"].startswith("hll")
+
+
+def test_the_totals_say_how_distinct_ids_were_counted_without_sketches() -> None:
+    # The events source counts ids exactly per type and keeps no id sketch: the total is a sum.
+    types = {name: {**part["types"][name], "distinct_ids": 2} for part, name in
+             zip(GOOD, ["signin", "logout"], strict=True)}
+    totals = kpi._result(date(2026, 11, 1), [kpi.Shard()], "events", {}, types)["totals"]
+    assert totals["distinct_ids"] == 4
+    assert totals["distinct_method"].startswith("ids: the sum of the exact per-type counts")
