@@ -21,6 +21,7 @@ from polars.exceptions import PanicException
 
 from cryptodudez.days import parse_day
 from cryptodudez.instance import DEFINITIONS_MODULE, write_instance_yaml, write_workspace_yaml
+from cryptodudez.lake.kpi import MAX_SHARDS, KpiError, Shard
 from cryptodudez.lake.kpi import SOURCES as KPI_SOURCES
 from cryptodudez.settings import PROJECT_DIR, Settings, nearest_existing
 from serving.server import (
@@ -271,10 +272,66 @@ def _date_arg(text: str) -> date:
         raise argparse.ArgumentTypeError(msg) from None
 
 
+def _shard_arg(text: str) -> str:
+    """``i/n``, this machine's share of the types (an argparse type), returned as typed.
+
+    Checked while parsing, so that a bad one is answered before the seconds of imports that
+    computing the KPIs takes, naming the option and its form.
+    """
+    try:
+        Shard.parse(text)
+    except KpiError:
+        msg = (f"expected i/n, which needs 0 <= i < n and at most {MAX_SHARDS} shards, "
+               f"got {text!r}")
+        raise argparse.ArgumentTypeError(msg) from None
+    return text
+
+
+# Options whose value may begin with '-' (``--shard -1/2``): argparse takes such a value for
+# an option and answers "expected one argument"; attached with '=' it reaches its type.
+_DASH_VALUE_OPTIONS = ("--shard",)
+
+
+def _attach_dash_values(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--shard -1/2`` (or an abbreviation, ``--sha -1/2``) as ``--shard=-1/2``.
+
+    Nothing after a ``--`` changes: those are operands, whatever they look like.
+    """
+    out: list[str] = []
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            return [*out, arg, *rest]
+        if (len(arg) > 2 and any(o.startswith(arg) for o in _DASH_VALUE_OPTIONS)
+                and rest and rest[0].startswith("-") and rest[0] != "--"):
+            arg = f"{arg}={rest.pop(0)}"
+        out.append(arg)
+    return out
+
+
+class _CommandParser(OneLineParser):
+    """A subcommand's parser: it reports the arguments it does not know itself.
+
+    argparse hands a subcommand's unknown arguments up to the top-level parser, whose error
+    then points to ``cryptodudez --help`` rather than to the subcommand's help.
+    """
+
+    def parse_known_args(  # type: ignore[override]  # one signature for the overloads
+            self, args: Sequence[str] | None = None,
+            namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse ``args``; an argument this subcommand does not know is its usage error."""
+        parsed, unknown = super().parse_known_args(args, namespace)
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed, unknown
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="cryptodudez", description=(__doc__ or "").split("\n\n")[0],
                      epilog="--traceback (anywhere): show the full traceback of an error")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
     p_land = sub.add_parser("land", help="copy files or folders into the lake's raw/ layer")
     p_land.add_argument("paths", nargs="+", type=_land_path)
     p_land.add_argument("--prefix", default="", help="folder under raw/ to land into")
@@ -306,7 +363,8 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--merge", nargs="+", type=Path, metavar="PART",
                       help="merge shard parts written with --out")
     # None when not given: a merge takes both from its parts and refuses them given
-    p_kpi.add_argument("--shard", help="i/n: this machine's share of the types (default 0/1)")
+    p_kpi.add_argument("--shard", type=_shard_arg,
+                       help="i/n: this machine's share of the types (default 0/1)")
     p_kpi.add_argument("--source", choices=KPI_SOURCES,
                        help="rollups (default; megabytes, HLL distinct counts) or events "
                             "(the day's events; exact per type)")
@@ -343,7 +401,7 @@ _ROLES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 
 
 def _main(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_attach_dash_values(argv))
     settings = Settings.from_env()
     if (role := _ROLES.get(args.command)) is not None:
         return int(role(settings, args))

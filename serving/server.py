@@ -338,12 +338,29 @@ def _report(code: int, line: str) -> int:
 
 
 def announcement(*, lake: "LakeStorage", host: str, port: int, workers: int) -> str:
-    """The one line the server prints at start: where it listens and which model it serves."""
-    from serving.model_store import MODEL_NAME, ModelStore  # noqa: PLC0415 - see main()
+    """The one line the server prints at start: where it listens and which model it serves.
 
-    version = ModelStore(lake).latest_version()
-    model = f"{MODEL_NAME} {version}" if version else \
-        f"no {MODEL_NAME} yet (none published; polling for one)"
+    The model is loaded here as the app loads it at start: a version ``LATEST`` names that
+    cannot be loaded (a missing or corrupt file) is not served (``/predict`` answers 503), so
+    the line says so and why, rather than naming it. An unreadable pointer still raises (the
+    caller refuses to start).
+    """
+    from serving.model_store import MODEL_NAME, ModelStore  # noqa: PLC0415 - see main()
+    from serving.polling import LOAD_ERRORS  # noqa: PLC0415 - see main()
+
+    store = ModelStore(lake)
+    version = store.latest_version()
+    if version is None:
+        model = f"no {MODEL_NAME} yet (none published; polling for one)"
+    else:
+        try:
+            store.load(version)
+        except LOAD_ERRORS as exc:
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())
+            model = (f"no {MODEL_NAME} (the latest, {version}, cannot be loaded: {why}; "
+                     "polling for one that loads)")
+        else:
+            model = f"{MODEL_NAME} {version}"
     where = lake.uri
     return (f"serving {model} from {where} on http://{_url_host(host)}:{port} "
             f"({workers} worker{'s' if workers != 1 else ''})")

@@ -313,6 +313,37 @@ def test_ports_are_whole_numbers(command: str) -> None:
         assert cli._parser().parse_args([command, "--port", port]).port == int(port)
 
 
+@pytest.mark.parametrize("shard", [["--shard", "-1/2"], ["--shard=-1/2"], ["--sha", "-1/2"]])
+def test_a_shard_beginning_with_a_dash_is_one_line_naming_its_form(
+        shard: list[str], local_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--shard -1/2`` was taken for an option ("argument --shard: expected one argument")."""
+    code, line = _one_line_error(capsys, ["kpi", "--date", "2024-01-01", *shard])
+    assert code == 2
+    assert line == ("cryptodudez kpi: error: argument --shard: expected i/n, which needs "
+                    "0 <= i < n and at most 1024 shards, got '-1/2' (see cryptodudez kpi "
+                    "--help)")
+
+
+def test_what_follows_a_double_dash_is_left_as_typed() -> None:
+    argv = ["land", "--", "--shard", "-1/2"]  # files named so
+    assert cli._attach_dash_values(argv) == argv
+
+
+@pytest.mark.parametrize(("argv", "prog", "unknown"), [
+    (["kpi", "--date", "2024-01-01", "--bogus"], "cryptodudez kpi", "--bogus"),
+    (["ingest", "--nope"], "cryptodudez ingest", "--nope"),
+    (["summary", "extra"], "cryptodudez summary", "extra"),
+    (["--bogus", "summary"], "cryptodudez", "--bogus"),  # the top level's own
+])
+def test_an_unknown_argument_points_to_the_help_of_its_command(
+        argv: list[str], prog: str, unknown: str, local_env: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A subcommand's unknown flag pointed to ``cryptodudez --help``, which does not list it."""
+    code, line = _one_line_error(capsys, argv)
+    assert code == 2
+    assert line == f"{prog}: error: unrecognized arguments: {unknown} (see {prog} --help)"
+
+
 def test_a_backfill_outside_the_event_partitions_is_refused_before_any_run(
         local_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     today = datetime.now(tz=UTC).date()

@@ -8,6 +8,7 @@ next good version is served when it is published.
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
@@ -15,6 +16,7 @@ from litestar.testing import TestClient
 from cryptodudez.resources.lake import Lake
 from cryptodudez.storage import MODELS
 from serving.app import ServingSettings, create_app
+from serving.server import announcement
 from tests.helpers import publish
 
 GOOD = "/predict?vol_moving_avg=12345&adj_close_rolling_med=25"
@@ -46,3 +48,27 @@ def test_a_corrupt_latest_model_is_a_503_that_says_why(
             assert time.monotonic() < deadline, "the good version was never served"
             time.sleep(0.05)
         assert client.get("/health").json()["version"] == "v2"
+
+
+@pytest.mark.parametrize(("damage", "error"), [("truncate", "JSONDecodeError: "),
+                                              ("delete", "FileNotFoundError: ")])
+def test_the_start_up_line_names_only_a_model_that_loads(
+        tmp_path, damage: str, error: str) -> None:
+    """``serve`` announced ``serving volume_model v2`` while every /predict answered 503
+    (the latest version's file missing or corrupt): it now says what it serves."""
+    lake = Lake(uri=str(tmp_path / "lake"))
+    publish(lake, "v1")
+    line = announcement(lake=lake.storage, host="127.0.0.1", port=8000, workers=2)
+    assert line.startswith("serving volume_model v1 from ")
+    publish(lake, "v2")
+    lookup = lake.path(MODELS, "volume_model", "v2", "lookup.json")
+    if damage == "truncate":
+        lake.write_bytes(lookup, lake.read_bytes(lookup)[:100])
+    else:
+        Path(lookup).unlink()
+    line = announcement(lake=lake.storage, host="127.0.0.1", port=8000, workers=2)
+    assert "\n" not in line
+    assert line.startswith("serving no volume_model (the latest, v2, cannot be loaded: "
+                           f"{error}"), line
+    assert line.endswith(f"; polling for one that loads) from {lake.uri} on "
+                         "http://127.0.0.1:8000 (2 workers)"), line
