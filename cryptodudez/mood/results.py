@@ -148,8 +148,10 @@ class MoodParams:
                 problems.append(f"{name} must carry a time zone, not {bound}")
         if self.start and self.end and self.start >= self.end:
             problems.append(f"start {self.start} must be before end {self.end}")
-        if not 4 <= self.min_n <= 1_000_000 or not 1 <= self.n_boot <= MAX_BOOT:
-            problems.append(f"min_n must lie in 4..1000000 and n_boot in 1..{MAX_BOOT}")
+        if not 4 <= self.min_n <= 1_000_000:
+            problems.append(f"min_n must lie in 4..1000000, not {self.min_n}")
+        if not 1 <= self.n_boot <= MAX_BOOT:
+            problems.append(f"n_boot must lie in 1..{MAX_BOOT}, not {self.n_boot}")
         if problems:
             raise ValueError("; ".join(problems))
 

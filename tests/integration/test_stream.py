@@ -342,6 +342,33 @@ def test_the_demo_takes_a_path_as_a_string_as_the_docs_show(
         assert result.state_file == tmp_path / "stream-state.duckdb"
 
 
+def test_the_demo_names_what_it_skipped_and_replays_the_rest(
+        tmp_path: Path, batch: tuple[pl.DataFrame, ...]) -> None:
+    # the skipped files went into a report of read_lines' own, which nobody returned
+    *_, table = batch
+    csv = tmp_path / "prices.csv"
+    csv.write_text("coin,price\nBTC,1\n")
+    result = run_stream_demo([csv, SAMPLE], buckets="PT10S", n_boot=200, timeout=TIMEOUT)
+    assert result.published.skipped == [
+        (str(csv), "not CryptoMood trade or sentiment JSON lines")]
+    assert (result.published.lines, result.consumed.applied) == (402, MESSAGES)
+    assert_frame_equal(result.correlation, table.filter(pl.col("bucket") == "PT10S"),
+                       check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_the_demo_without_trades_returns_an_empty_table(
+        tmp_path: Path, batch: tuple[pl.DataFrame, ...]) -> None:
+    # it failed after the replay: "coins must be non-empty and without repeats, not []"
+    tweets = tmp_path / "tweets.jsonl"
+    with zipfile.ZipFile(SAMPLE) as archive:
+        tweets.write_bytes(archive.read("cryptomood/historical_sentiment_data.txt"))
+    result = run_stream_demo(tweets, n_boot=200, timeout=TIMEOUT)
+    assert (result.published.lines, result.published.skipped) == (94, [])
+    assert result.consumed.applied == result.published.messages == 169
+    assert result.correlation.is_empty()
+    assert result.correlation.schema == batch[-1].schema
+
+
 def test_demo_sources_are_paths_or_strings_and_must_be_files(tmp_path: Path) -> None:
     assert source_paths(str(SAMPLE)) == [SAMPLE]
     assert source_paths([str(SAMPLE), SAMPLE]) == [SAMPLE, SAMPLE]
