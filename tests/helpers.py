@@ -25,6 +25,20 @@ from cryptodudez.transforms import volume_model as vm
 from cryptodudez.transforms.lookup import LookupModel
 from serving.signal_store import CLASSES, SignalRow, write_signals
 
+
+class WriteNow:
+    """A fragment writer that writes at once."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def write(self, path: str, frame: pl.DataFrame) -> None:
+        self.lake.write_parquet(path, frame)
+
+    def drain(self) -> None:
+        pass
+
+
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 

@@ -36,7 +36,7 @@ from cryptodudez.assets import lake as lake_assets
 from cryptodudez.datasets.specs import DATASETS
 from cryptodudez.definitions import build_definitions
 from cryptodudez.ingest import ingest_members
-from cryptodudez.lake.tables import PartitionWriter
+from cryptodudez.lake.tables import PartitionWriter, refresh_security_names, symbol_directory
 from cryptodudez.resources import build_resources
 from cryptodudez.resources.lake import Lake, partition_key_for, raw_key_for
 from cryptodudez.resources.metastore import (
@@ -638,6 +638,31 @@ def test_a_partition_lists_its_staging_once(ingested: Ingested) -> None:
     assert lake.read_table("validated", "crypto_prices").height == prices.rows
     lake.clear_staging(key, lake.staged_runs(key))
     assert lake.staged_runs(key) == {}
+
+
+def test_prices_published_before_the_symbol_directory_get_its_names_on_s3(
+        lake: Lake, tmp_path: Path) -> None:
+    """The directory's publish names the stock rows already in the S3 lake (read back and
+    rewritten through s3fs), and naming again rewrites nothing."""
+    bars = "Date,Open,High,Low,Close,Adj Close,Volume\n2020-01-02,1,2,1,1,1,5\n"
+    meta = ("Nasdaq Traded,Symbol,Security Name,Listing Exchange,Market Category,ETF,"
+            "Round Lot Size,Test Issue,Financial Status,CQS Symbol,NASDAQ Symbol,NextShares\n"
+            "Y,AAA,Alpha Inc,Q,Q,N,100,N,N,AAA,AAA,N\n")
+    for key, text in (("market/stocks/AAA.csv", bars), ("market/symbols_valid_meta.csv", meta)):
+        source = tmp_path / key.replace("/", "_")
+        source.write_text(text)
+        lake.land(source, key)
+        with lake.open_raw(key) as fh, lake.background_writer() as background:
+            writer = PartitionWriter(lake, background, partition_key_for(key), datetime.now(UTC))
+            for batch in iter_unpacked(lake.url("raw", key), fh, DATASETS):
+                writer.add(ingest_members(batch, DATASETS))
+            with lake.publish_lock():
+                published = writer.publish()
+    assert published.named.rows() == [(partition_key_for("market/stocks/AAA.csv"), 1)]
+    assert lake.read_table("validated", "stock_prices")["Security Name"].to_list() == [
+        "Alpha Inc"]
+    fragments = lake.fragments("validated", "stock_prices")
+    assert refresh_security_names(lake, fragments, symbol_directory(lake)).height == 0
 
 
 def test_e2e_validated_tables_on_s3(ingested: Ingested, s3: Any) -> None:

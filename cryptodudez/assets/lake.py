@@ -99,7 +99,7 @@ def _published_stats(lake: Lake, table: str, validated: list[str],
 
 def _table_materialization(lake: Lake, table: str, partition_key: str, *,
                            members: pl.DataFrame, superseded: int, unchanged: bool,
-                           restored: int = 0) -> dg.MaterializeResult:
+                           restored: int = 0, named: int = 0) -> dg.MaterializeResult:
     """The materialisation of one table's partition with every check evaluated.
 
     Every check reads what the lake holds after the run: the partition's published
@@ -107,8 +107,9 @@ def _table_materialization(lake: Lake, table: str, partition_key: str, *,
     the whole table's keys. ``members`` are the file's catalogue rows as recorded, and
     ``superseded`` the partition's ledger of rows later deliveries replaced, and
     ``restored`` the rows of other partitions given back to the table because this file's
-    previous version had superseded them (see :func:`_ingest_again`). Each layer of the
-    table is listed once (on S3 every listing is a request).
+    previous version had superseded them (see :func:`_ingest_again`), and ``named`` the
+    stock rows (of any partition) whose Security Name the run set from the symbol directory.
+    Each layer of the table is listed once (on S3 every listing is a request).
     """
     spec = SPEC_BY_TABLE[table]
     table_fragments = lake.fragments(VALIDATED, table)
@@ -145,6 +146,8 @@ def _table_materialization(lake: Lake, table: str, partition_key: str, *,
         "preview": dg.MetadataValue.md(table_checks.markdown_table(stats.preview)),
         "unchanged": unchanged,
     }
+    if table == "stock_prices":
+        metadata["security_names_set"] = named
     if stats.date_range:
         metadata["date_min"], metadata["date_max"] = stats.date_range
     return dg.MaterializeResult(asset_key=table, metadata=metadata, check_results=checks)
@@ -188,7 +191,8 @@ def _raw_files_materialization(members: pl.DataFrame, *, file_uri: str, sha: str
 
 def _results(lake: Lake, metastore: Metastore, partition_key: str, *, file_uri: str,
              sha: str, obj: RawObject, unchanged: bool,
-             restored: Mapping[str, int] | None = None) -> list[dg.MaterializeResult]:
+             restored: Mapping[str, int] | None = None,
+             named: int = 0) -> list[dg.MaterializeResult]:
     """Every asset's materialisation and checks, from what the lake and catalogue hold."""
     members = _recorded_members(metastore, partition_key)
     superseded = metastore.superseded_rows(partition_key)
@@ -198,7 +202,8 @@ def _results(lake: Lake, metastore: Metastore, partition_key: str, *, file_uri: 
                                    unchanged=unchanged),
         *[_table_materialization(lake, table, partition_key, members=parts,
                                  superseded=superseded.get(table, 0), unchanged=unchanged,
-                                 restored=(restored or {}).get(table, 0))
+                                 restored=(restored or {}).get(table, 0),
+                                 named=named if table == "stock_prices" else 0)
           for table in TABLES],
     ]
 
@@ -295,7 +300,8 @@ def lake_ingest(
                         run_id=context.run_id)
                 results = _results(lake, metastore, partition_key, file_uri=file_uri,
                                    sha=sha, obj=obj, unchanged=False,
-                                   restored=_restored(again))
+                                   restored=_restored(again),
+                                   named=_named(context, published, again))
     yield from results
 
 
@@ -377,6 +383,21 @@ def _with_later_removals(published: Published, again: list[_Again]) -> Published
         *[a.published.removed.filter(pl.col("partition_key") == published.partition_key)
           for a in again]])
     return dataclasses.replace(published, removed=removed)
+
+
+def _named(context: dg.AssetExecutionContext, published: Published,
+           again: list[_Again]) -> int:
+    """Stock rows whose Security Name the run set from the symbol directory (logged).
+
+    Publishing a symbol directory names the stock rows published before it, whatever file
+    they came from (see :meth:`PartitionWriter.publish`).
+    """
+    named = pl.concat([published.named, *[a.published.named for a in again]])
+    rows = int(named["rows"].sum())
+    if rows:
+        context.log.info(f"Security Name set from the symbol directory on {rows} stock rows "
+                         f"of {named['partition_key'].n_unique()} landed files")
+    return rows
 
 
 def _restored(again: list[_Again]) -> dict[str, int]:

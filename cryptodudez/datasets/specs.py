@@ -356,13 +356,42 @@ DATASETS: tuple[DatasetSpec, ...] = (
 TABLES: tuple[str, ...] = tuple(dict.fromkeys(spec.table for spec in DATASETS))
 
 
-def attach_security_names(stocks: pl.DataFrame, symbols: pl.DataFrame) -> pl.DataFrame:
-    """Fill ``Security Name`` from the symbol directory (null where the symbol is unknown)."""
+NAMES_SCHEMA = {"Symbol": pl.String, "_name": pl.String}
+
+
+def security_names(symbols: pl.DataFrame) -> pl.DataFrame:
+    """The symbol directory as ``Symbol`` -> ``_name``: one row a symbol, sorted by symbol.
+
+    Sorted, so two directories naming every symbol alike are equal frames. A directory with
+    no rows (nothing published yet, or no ``Security Name`` column) names no symbol.
+    """
     if symbols.height == 0 or "Security Name" not in symbols.columns:
-        return stocks
-    names = symbols.select("Symbol", pl.col("Security Name").alias("_name")).unique(
-        "Symbol", keep="last"
-    )
+        return pl.DataFrame(schema=NAMES_SCHEMA)
+    return (symbols.select("Symbol", pl.col("Security Name").alias("_name"))
+            .unique("Symbol", keep="last", maintain_order=True).sort("Symbol")
+            .cast(pl.String))
+
+
+def attach_security_names(stocks: pl.DataFrame, symbols: pl.DataFrame) -> pl.DataFrame:
+    """Set ``Security Name`` to the symbol directory's name (null where the symbol is unknown).
+
+    The name depends on the symbol and the directory alone, never on the name a row had: rows
+    named from an older directory (or from none) come out as fresh rows would, in the same
+    order, which is what lets a published table be brought up to date with a later directory.
+    """
+    names = security_names(symbols)
     return stocks.join(names, on="Symbol", how="left", maintain_order="left").with_columns(
-        pl.coalesce("_name", "Security Name").alias("Security Name")
+        pl.col("_name").alias("Security Name")
+    ).drop("_name")
+
+
+def stale_security_names(stocks: pl.LazyFrame, symbols: pl.DataFrame) -> pl.LazyFrame:
+    """The rows of ``stocks`` whose ``Security Name`` is not the directory's name for them.
+
+    A row is stale when the directory names its symbol otherwise, or names it no more, or
+    names it now while the row has none (prices published before the directory).
+    """
+    names = security_names(symbols).lazy()
+    return stocks.join(names, on="Symbol", how="left").filter(
+        pl.col("Security Name").ne_missing(pl.col("_name"))
     ).drop("_name")

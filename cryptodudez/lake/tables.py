@@ -5,8 +5,9 @@ against :class:`cryptodudez.lake.store.TableStore`, which the Dagster ``Lake`` r
 satisfies. One landed file is one partition: :class:`PartitionWriter` stages each ingested
 batch's valid rows and quarantine as fragments, and :meth:`PartitionWriter.publish` applies
 "the latest delivery wins" across files (:func:`resolve_across_files`), commits every staged
-fragment together and returns what it wrote (:class:`Published`). :func:`files_frame` builds
-the file's catalogue rows.
+fragment together, brings the stock rows' ``Security Name`` up to date with the symbol
+directory (:func:`refresh_security_names`) and returns what it wrote (:class:`Published`).
+:func:`files_frame` builds the file's catalogue rows.
 """
 
 import logging
@@ -20,7 +21,13 @@ from typing import Any
 import polars as pl
 
 from cryptodudez.datasets.merge import ORDER, key_hash, resolve_latest, rows_with_repeated_keys
-from cryptodudez.datasets.specs import DATASETS, TABLES, attach_security_names
+from cryptodudez.datasets.specs import (
+    DATASETS,
+    TABLES,
+    attach_security_names,
+    security_names,
+    stale_security_names,
+)
 from cryptodudez.ingest import UNRECOGNISED_TABLE, IngestResult
 from cryptodudez.lake.layout import QUARANTINE, VALIDATED, fragment_name, of_partition
 from cryptodudez.lake.store import FragmentWriter, TableStore
@@ -35,6 +42,8 @@ SPEC_BY_TABLE = {spec.table: spec for spec in DATASETS}
 REMOVED_SCHEMA: dict[str, Any] = {
     "partition_key": pl.String, "winner_key": pl.String, "table_name": pl.String,
     "rows": pl.Int64}
+# Stock rows whose ``Security Name`` publishing set from the symbol directory, per partition.
+NAMED_SCHEMA: dict[str, Any] = {"partition_key": pl.String, "rows": pl.Int64}
 
 
 def files_frame(members: pl.DataFrame, *, partition_key: str, file_uri: str, sha: str,
@@ -123,6 +132,38 @@ def resolve_across_files(store: TableStore, table: str, partition_key: str,
         rows=pl.col("len").cast(pl.Int64))
 
 
+def symbol_directory(store: TableStore) -> pl.DataFrame:
+    """The published symbol directory's ``Symbol`` and ``Security Name`` (empty when none)."""
+    fragments = store.fragments(VALIDATED, "symbols_meta")
+    if not fragments:
+        return pl.DataFrame()
+    return store.scan_parquet(fragments, ["Symbol", "Security Name"]).collect()
+
+
+def refresh_security_names(store: TableStore, fragments: Sequence[str],
+                           symbols: pl.DataFrame) -> pl.DataFrame:
+    """Give the stock rows of ``fragments`` the names the directory ``symbols`` gives them.
+
+    The names of every fragment are compared with the directory in one scan; only the
+    fragments holding a stale name (:func:`stale_security_names`) are read whole and
+    rewritten in place, atomically, with the same rows in the same order. Run again, it
+    finds nothing stale and writes nothing.
+
+    Returns:
+        Rows whose name was set, per partition (``partition_key``, ``rows``).
+    """
+    if not fragments:
+        return pl.DataFrame(schema=NAMED_SCHEMA)
+    names = store.scan_parquet(list(fragments), ["Symbol", "Security Name", "_partition"],
+                               file_path_column="_file")
+    stale = stale_security_names(names, symbols).group_by("_file", "_partition").len(
+    ).collect()
+    for path in stale["_file"].unique().sort():
+        store.write_parquet(path, attach_security_names(store.read_parquet([path]), symbols))
+    return stale.group_by("_partition").agg(pl.col("len").sum()).select(
+        partition_key="_partition", rows=pl.col("len").cast(pl.Int64)).sort("partition_key")
+
+
 def _rows_of(removed: pl.DataFrame, partition_key: str) -> dict[str, int]:
     """Rows ``removed`` from one partition's fragments, per table."""
     own = removed.filter(pl.col("partition_key") == partition_key)
@@ -157,6 +198,10 @@ class Published:
             ``UNRECOGNISED_TABLE``, which never holds valid rows).
         quarantine: what was committed per table (the same tables).
         schemas: per table that received rows, the schema of its fragments.
+        named: stock rows whose ``Security Name`` was set from the symbol directory after
+            committing, per partition (``partition_key``, ``rows``): every partition's when
+            this one changed the directory, else this one's when the directory changed
+            while it staged (see :meth:`PartitionWriter.publish`).
     """
 
     partition_key: str
@@ -164,6 +209,7 @@ class Published:
     validated: Mapping[str, Committed]
     quarantine: Mapping[str, Committed]
     schemas: Mapping[str, pl.Schema]
+    named: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NAMED_SCHEMA))
 
     def own_removed(self) -> dict[str, int]:
         """This partition's rows that lost, per table (the ledger of its superseded rows)."""
@@ -223,7 +269,7 @@ class PartitionWriter:
         for table, rows in result.tables.items():
             if table == "stock_prices":
                 if self.symbols is None:
-                    self.symbols = self.store.read_table(VALIDATED, "symbols_meta")
+                    self.symbols = symbol_directory(self.store)
                 rows = attach_security_names(rows, self.symbols)  # noqa: PLW2901
             frame = rows.with_columns(
                 _landed_at=pl.lit(self.landed_at, dtype=pl.Datetime("us", "UTC")),
@@ -244,9 +290,18 @@ class PartitionWriter:
         """Resolve keys across files, then publish every staged fragment.
 
         The partition's earlier fragments that a changed file no longer feeds are removed.
+        Then every stock row gets the name the symbol directory now gives it, whichever of
+        the prices and the directory was published first: when this partition changed the
+        directory (its rows, its previous version's, or others' it superseded), every
+        published stock fragment is brought up to date; otherwise only its own, and only if
+        the directory changed since it named its rows while staging.
         Call it holding the lake's publish lock.
         """
         self.writer.drain()
+        # It changes the directory with rows of its own (and only then can it supersede
+        # others'), or by replacing a version that had some (listed before they go).
+        changed_directory = self.rows.get((VALIDATED, "symbols_meta"), 0) > 0 or bool(
+            self.store.partition_fragments(VALIDATED, "symbols_meta", self.partition_key))
         removed = pl.concat([
             resolve_across_files(
                 self.store, table, self.partition_key,
@@ -263,6 +318,8 @@ class PartitionWriter:
                 if layer == VALIDATED:
                     rows -= lost.get(table, 0)
                 committed[layer][table] = Committed(tuple(paths), rows)
+        named = self._name_stocks(committed[VALIDATED]["stock_prices"],
+                                  changed_directory=changed_directory)
         # This run's emptied folders (locally), and what finished runs left (a run that died
         # staging). The tables are published by now: a failure here is logged, not the run's.
         try:
@@ -273,4 +330,18 @@ class PartitionWriter:
         except Exception:  # storage or the run store: never the run's failure (published)
             LOG.warning("could not clear the staging of %s", self.partition_key, exc_info=True)
         return Published(self.partition_key, removed, committed[VALIDATED],
-                         committed[QUARANTINE], dict(self.schemas))
+                         committed[QUARANTINE], dict(self.schemas), named)
+
+    def _name_stocks(self, own: Committed, *, changed_directory: bool) -> pl.DataFrame:
+        """Bring published stock names up to date with the directory (see :meth:`publish`)."""
+        if not changed_directory and not own.rows:
+            return pl.DataFrame(schema=NAMED_SCHEMA)
+        symbols = symbol_directory(self.store)
+        if changed_directory:
+            fragments = self.store.fragments(VALIDATED, "stock_prices")
+        elif self.symbols is not None and security_names(symbols).equals(
+                security_names(self.symbols)):
+            return pl.DataFrame(schema=NAMED_SCHEMA)  # named while staging by this directory
+        else:
+            fragments = list(own.fragments)
+        return refresh_security_names(self.store, fragments, symbols)

@@ -17,7 +17,7 @@ from cryptodudez.lake.tables import PartitionWriter
 from cryptodudez.resources.lake import QUARANTINE, VALIDATED, Lake, partition_key_for
 from cryptodudez.settings import Settings
 from tests.conftest import SAMPLES
-from tests.helpers import land_and_ingest, table
+from tests.helpers import WriteNow, land_and_ingest, table
 
 SAMPLE_FILES = {f"samples/{p.name}": p for p in sorted(SAMPLES.glob("*.zip"))}
 TABLES = ("stock_prices", "symbols_meta", "crypto_prices", "tweets")
@@ -182,23 +182,10 @@ def test_a_run_this_instance_does_not_know_keeps_its_staging(instance) -> None:
     assert lake_assets._finished(instance, "a-run-of-another-dagster-home") is False
 
 
-class _WriteNow:
-    """A fragment writer that writes at once."""
-
-    def __init__(self, lake: Lake) -> None:
-        self.lake = lake
-
-    def write(self, path: str, frame: pl.DataFrame) -> None:
-        self.lake.write_parquet(path, frame)
-
-    def drain(self) -> None:
-        pass
-
-
 def _staged(lake: Lake, key: str, archive: Path, run: str,
             finished: Callable[[str], bool] = lambda run: False) -> PartitionWriter:
     """A run of ``archive`` as partition ``key``, staged and not yet published."""
-    writer = PartitionWriter(lake, _WriteNow(lake), key, datetime.now(UTC), run=run,
+    writer = PartitionWriter(lake, WriteNow(lake), key, datetime.now(UTC), run=run,
                              finished=finished)
     with archive.open("rb") as fh:
         for batch in iter_unpacked(f"file://{archive}", fh, DATASETS):

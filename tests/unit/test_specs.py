@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import polars as pl
+import pytest
 
 from cryptodudez.datasets import specs
 from cryptodudez.datasets.registry import closest, recognise
@@ -102,6 +103,29 @@ def test_attach_security_names_keeps_unknown_symbols_null() -> None:
     symbols = pl.DataFrame({"Symbol": ["A"], "Security Name": ["Agilent"]})
     out = specs.attach_security_names(stocks, symbols)
     assert out["Security Name"].to_list() == ["Agilent", None]
+
+
+NAMED = pl.DataFrame({"Symbol": ["A", "B", "C", "Z"],
+                      "Security Name": [None, "Old B", "Cee", "Gone"], "Volume": [1, 2, 3, 4]},
+                     schema_overrides={"Security Name": pl.String})
+
+
+@pytest.mark.parametrize(("symbols", "names", "stale"), [
+    # prices published before the directory; one renamed, one forgotten since
+    (pl.DataFrame({"Symbol": ["A", "B", "C"], "Security Name": ["Aye", "New B", "Cee"]}),
+     ["Aye", "New B", "Cee", None], ["A", "B", "Z"]),
+    # no directory published: no symbol has a name
+    (pl.DataFrame(), [None, None, None, None], ["B", "C", "Z"]),
+])
+def test_names_are_the_directorys_whatever_the_rows_had(
+        symbols: pl.DataFrame, names: list[str | None], stale: list[str]) -> None:
+    out = specs.attach_security_names(NAMED, symbols)
+    assert out.columns == NAMED.columns
+    assert out["Security Name"].to_list() == names
+    assert out.drop("Security Name").equals(NAMED.drop("Security Name"))
+    found = specs.stale_security_names(NAMED.lazy(), symbols).collect()
+    assert sorted(found["Symbol"].to_list()) == stale
+    assert specs.stale_security_names(out.lazy(), symbols).collect().height == 0
 
 
 def test_64_bit_ids_survive_exactly() -> None:
