@@ -6,6 +6,7 @@ Build it with :func:`create_app`; importing this module touches no file.
 """
 
 import inspect
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import OpenAPIResponse, Operation, Parameter, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.static_files import create_static_files_router
-from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
@@ -37,6 +38,8 @@ from serving.mood import MoodStore
 from serving.polling import PollingStore
 from serving.query import BadQuery, Param, parse_query, shown
 from serving.signal_store import SignalStore
+
+log = logging.getLogger(__name__)
 
 PARAMETERS = ("vol_moving_avg", "adj_close_rolling_med")
 # Far above any real volume or price; beyond this a float prediction could overflow.
@@ -209,6 +212,35 @@ signal_head = _head(SIGNAL_PATH, eth_signal)
 mood_heads = [_head(path, fn) for path, fn in MOOD_HANDLERS.items()]
 
 
+MAX_LOGGED_NAMES = 10
+MAX_LOGGED_PATH = 200
+
+
+async def log_unexpected(exc: Exception, scope: Scope) -> None:
+    """Litestar's ``after_exception`` hook: a 500 is logged once, at ERROR, with its traceback.
+
+    The client gets ``{"status_code": 500, "detail": "Internal Server Error"}`` and nothing
+    more; with ``logging_config=None`` the operator got nothing at all. The log line names the
+    method, the path and the query's parameter names, not their values (a value is whatever a
+    client sent). An :class:`HTTPException` other than a 500 (a 400, 404 or 405 the client
+    caused, a route's 503) says everything in its answer and is not logged. Async, so that a
+    400 pays no thread hop for this.
+    """
+    if isinstance(exc, HTTPException) and exc.status_code != HTTP_500_INTERNAL_SERVER_ERROR:
+        return
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    names = list(dict.fromkeys(part.partition("=")[0] for part in query.split("&") if part))
+    asked = ""
+    if names:
+        listed = ", ".join(shown(name) for name in names[:MAX_LOGGED_NAMES])
+        more = len(names) - MAX_LOGGED_NAMES
+        asked = (f" (query parameters {listed}{f' and {more} more' if more > 0 else ''}; "
+                 "their values are not logged)")
+    log.error("500 answering %s %s%s: %s", scope.get("method", scope["type"]),
+              shown(scope["path"], limit=MAX_LOGGED_PATH), asked, type(exc).__name__,
+              exc_info=exc)
+
+
 def _bad_request(_: Request, exc: HTTPException) -> Response[dict[str, object]]:
     return Response({"status_code": exc.status_code, "detail": exc.detail},
                     status_code=exc.status_code)
@@ -249,10 +281,13 @@ def create_app(settings: ServingSettings) -> Litestar:
                         signal_head, *MOOD_ROUTES, *mood_heads, _docs_assets()],
         lifespan=[model_store, signal_store, mood_store],
         exception_handlers={BadQuery: _bad_request},
+        after_exception=[log_unexpected],
         openapi_config=OpenAPIConfig(title="cryptodudez prediction API", version="1.0.0",
                                      path=SCHEMA_PATH,
                                      render_plugins=[_swagger_ui(), YamlRenderPlugin()]),
-        logging_config=None,  # the server (uvicorn) or the embedding program owns logging
+        # The server (uvicorn, see serving.server.run) or the embedding program owns logging's
+        # handlers; log_unexpected logs the 500s on this module's logger.
+        logging_config=None,
     )
 
 

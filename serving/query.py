@@ -27,9 +27,9 @@ class BadQuery(HTTPException):
     status_code = HTTP_400_BAD_REQUEST
 
 
-def shown(raw: str) -> str:
-    """The offending value for a message: at most 40 characters, with the full length."""
-    return repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}... ({len(raw)} characters)"
+def shown(raw: str, *, limit: int = 40) -> str:
+    """The offending value for a message: at most ``limit`` characters, with the full length."""
+    return repr(raw) if len(raw) <= limit else f"{raw[:limit]!r}... ({len(raw)} characters)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ A bad option or setting is one line on stderr, never a traceback: status 2 for t
 
 import argparse
 import contextlib
+import copy
 import errno
 import http.client
 import json
@@ -34,7 +35,7 @@ import sys
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from cryptodudez.storage import LakeStorage
@@ -366,12 +367,30 @@ def announcement(*, lake: "LakeStorage", host: str, port: int, workers: int) -> 
             f"({workers} worker{'s' if workers != 1 else ''})")
 
 
+def log_config() -> dict[str, Any]:
+    """The logging configuration of uvicorn, with the app's loggers (``serving.*``) added.
+
+    uvicorn configures only its own loggers, so the app's records (a 500's traceback from
+    :func:`serving.app.log_unexpected`, a model that cannot be loaded) reached stderr only
+    through Python's last-resort handler, bare and unconfigured. Here they get uvicorn's
+    ``default`` handler (stderr, ``ERROR:    ...``) from WARNING up, like uvicorn's own;
+    uvicorn applies it in every worker process.
+    """
+    from uvicorn.config import LOGGING_CONFIG  # noqa: PLC0415 - see run()
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["serving"] = {"handlers": ["default"], "level": "WARNING",
+                                    "propagate": False}
+    return config
+
+
 def run(*, host: str, port: int, workers: int) -> None:
     """Serve ``serving.asgi:app`` until interrupted."""
     import uvicorn  # noqa: PLC0415 - only the server needs it, not the CLI that imports this
 
     uvicorn.run("serving.asgi:app", host=host, port=port, workers=workers, loop="uvloop",
-                http="httptools", access_log=False, log_level="warning")
+                http="httptools", access_log=False, log_level="warning",
+                log_config=log_config())
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -216,3 +216,67 @@ def test_the_openapi_schema_documents_the_lag_range_and_stays_valid(client: Test
                 assert parameter["schema"]["minLength"] == 1, (path, parameter["name"])
     validator = pytest.importorskip("openapi_spec_validator")
     validator.validate(schema)
+
+
+# Every integer parameter of the mood routes, with a query the route answers 200 to besides.
+INTEGERS = [("/coin?coin=ETH", "limit", 1), ("/coin?coin=ETH", "offset", 3),
+            ("/sentiment?coin=ETH", "limit", 1), ("/sentiment", "offset", 3),
+            ("/merged?coin=ETH", "tolerance", 1), ("/merged?coin=ETH", "lag", 1),
+            ("/merged?coin=ETH", "lag", -1), ("/correlation?coin=ETH", "max_lag", 1),
+            ("/correlation?coin=ETH&max_lag=0", "tolerance", 1)]
+
+
+def _with(path: str, query: str) -> str:
+    return f"{path}{'&' if '?' in path else '?'}{query}"
+
+
+def _echoed(body: dict[str, object], name: str) -> object:
+    """The value a route answers with for integer parameter ``name``."""
+    if "params" in body:  # /correlation
+        params = body["params"]
+        assert isinstance(params, dict)
+        return params["tolerance_buckets" if name == "tolerance" else name]
+    return body[name]
+
+
+@pytest.mark.parametrize(("path", "name", "value"), INTEGERS)
+@pytest.mark.parametrize("zeros", [1, 9, 5000])
+def test_an_integer_with_leading_zeros_is_its_value(client: TestClient, path: str, name: str,
+                                                    value: int, zeros: int) -> None:
+    """``/sentiment?limit=0000000001`` was a 400 while ``limit=01`` was 1 (at most 9 digits
+    were read); every integer parameter now takes leading zeros, however many."""
+    sign = "-" if value < 0 else ""
+    plain = client.get(_with(path, f"{name}={value}"))
+    padded = client.get(_with(path, f"{name}={sign}{'0' * zeros}{abs(value)}"))
+    assert plain.status_code == padded.status_code == 200, padded.text[:300]
+    assert _echoed(padded.json(), name) == value
+    assert padded.content == plain.content
+
+
+def test_the_two_spellings_of_the_report_answer_alike(client: TestClient) -> None:
+    answers = [client.get(f"/sentiment?limit={text}") for text in ("0000000001", "01", "1")]
+    assert {a.status_code for a in answers} == {200}
+    assert answers[0].json() == answers[1].json() == answers[2].json()
+    assert answers[0].json()["limit"] == 1 and len(answers[0].json()["items"]) == 1
+
+
+@pytest.mark.parametrize(("path", "name", "raw", "bounds"), [
+    ("/sentiment", "limit", "0000000000", "1 to 1000"),  # zero, however written
+    ("/sentiment", "limit", "00000001001", "1 to 1000"),  # the range applies to the value
+    ("/sentiment", "offset", "0" * 20 + "1000000000", "0 to 999999999"),
+    ("/sentiment", "offset", "9" * 5000, "0 to 999999999"),  # not int()'s ValueError, a 500
+    ("/sentiment", "limit", "0" * 5000 + "1" * 5000, "1 to 1000"),
+    ("/merged?coin=ETH", "lag", "-000021", "-20 to 20"),
+    ("/merged?coin=ETH", "lag", "-", "-20 to 20"),
+    ("/merged?coin=ETH", "tolerance", "-0", "0 to 1000"),  # a sign only where the range is
+    ("/correlation?coin=ETH", "max_lag", "0021", "0 to 20"),
+    ("/coin?coin=ETH", "limit", "0x1", "1 to 1000"),
+    ("/coin?coin=ETH", "limit", "%EF%BC%90%EF%BC%91", "1 to 1000"),  # fullwidth "01"
+], ids=lambda v: f"{v[:12]}...({len(v)})" if isinstance(v, str) and len(v) > 30 else None)
+def test_an_integer_outside_its_range_or_grammar_is_a_400(client: TestClient, path: str,
+                                                          name: str, raw: str,
+                                                          bounds: str) -> None:
+    detail = _bad(client, _with(path, f"{name}={raw}"))
+    assert detail.startswith(f"query parameter {name!r} must be a whole number from {bounds}, "
+                             "got "), detail
+    assert len(detail) < 200  # a long value is cut
