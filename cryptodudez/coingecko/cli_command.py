@@ -70,8 +70,8 @@ def check_recording(coingecko: object, first: date, last: date) -> None:
     Any other source (the live API) is left to the run.
 
     Raises:
-        ValueError: the recording is missing or not a daily-price CSV, or ``first..last``
-            reaches outside the days it covers.
+        ValueError: the recording is missing, not a daily-price CSV or holds a price that
+            is not positive and finite, or ``first..last`` reaches outside the days it covers.
     """
     if not isinstance(coingecko, OfflineCoinGecko):
         return

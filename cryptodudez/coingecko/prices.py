@@ -34,6 +34,9 @@ DAY_MS = 86_400_000
 WINDOW = 5
 # Days fetched before the first reported day, so that its trailing window is full.
 WARMUP_DAYS = WINDOW - 1
+# What a price must be, wherever it comes from: validate_daily (every answer, live or
+# offline) and OfflineCoinGecko's reading of a recording apply it through valid_price.
+PRICE_RULE = "positive and finite"
 PRICES_TABLE = "coingecko_prices_daily"
 MOVING_AVERAGE_TABLE = "coingecko_price_ma_daily"
 
@@ -123,6 +126,15 @@ class PriceValidationError(ValueError):
     def __init__(self, reasons: Sequence[str]) -> None:
         self.reasons = tuple(reasons)
         super().__init__("; ".join(self.reasons))
+
+
+def valid_price(price: float) -> bool:
+    """Whether ``price`` can be a coin's price: finite (not inf, -inf or nan) and above 0.
+
+    The one rule (``PRICE_RULE``) for the prices of an answer (``validate_daily``) and of an
+    offline recording (``OfflineCoinGecko``).
+    """
+    return math.isfinite(price) and price > 0
 
 
 def find_coin(coins: Iterable[CoinRef], *, id: str | None = None,
@@ -225,9 +237,9 @@ def validate_daily(points: Sequence[PricePoint], first_day: date,
     if len(points) != expected:
         reasons.append(f"{len(points)} point(s) where {first_day}..{last_day} has "
                        f"{expected} day(s)")
-    bad_prices = [p for p in points if not (math.isfinite(p.price) and p.price > 0)]
+    bad_prices = [p for p in points if not valid_price(p.price)]
     if bad_prices:
-        reasons.append(f"{len(bad_prices)} price(s) not positive and finite, first "
+        reasons.append(f"{len(bad_prices)} price(s) not {PRICE_RULE}, first "
                        f"{bad_prices[0].price!r} at {_instant(bad_prices[0].timestamp_ms)}")
     if reasons:
         raise PriceValidationError(reasons)

@@ -34,7 +34,9 @@ The live client, call by call (``coins_list``, ``market_chart_range``):
   missing key, 10005 endpoint not in the plan, 10010/10011 key type and root URL do not
   match, 10012 time range beyond the plan's history) raise ``CoinGeckoPlanError``; other 4xx
   raise ``CoinGeckoRequestError``; well-formed JSON of the wrong shape raises
-  ``CoinGeckoBadResponseError`` at once (asking again returns the same).
+  ``CoinGeckoBadResponseError`` at once (asking again returns the same), and so does a
+  price beyond a 64-bit float (``1e999``, which many parsers read as infinity and msgspec
+  refuses as "Number out of range"), naming the price as written, its point and its day.
 - **Exhausted retries** raise ``CoinGeckoRateLimitError`` (still 429),
   ``CoinGeckoUnavailableError`` (5xx, transport) or ``CoinGeckoBadResponseError`` (invalid
   JSON, an undecodable body), each naming the attempts. A 429 whose ``x-ratelimit-reset``
@@ -48,6 +50,7 @@ The live client, call by call (``coins_list``, ``market_chart_range``):
 import abc
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -64,7 +67,7 @@ import msgspec
 import polars as pl
 import tenacity
 
-from cryptodudez.coingecko.prices import DAY_MS, CoinRef, PricePoint
+from cryptodudez.coingecko.prices import DAY_MS, PRICE_RULE, CoinRef, PricePoint, valid_price
 from cryptodudez.resources import http_deadline
 from cryptodudez.settings import PROJECT_DIR
 
@@ -207,12 +210,21 @@ class _RetryableError(Exception):
         self.retry_at = retry_at  # UNIX time before which not to ask again
 
 
+class _UnreadablePriceError(Exception):
+    """A market chart price no float holds (``1e999``), named with its point and day."""
+
+
 class _MarketChart(msgspec.Struct):
     prices: list[PricePoint]
 
 
+class _RawMarketChart(msgspec.Struct):
+    prices: list[list[msgspec.Raw]]
+
+
 _COINS_DECODER = msgspec.json.Decoder(list[CoinRef])
 _CHART_DECODER = msgspec.json.Decoder(_MarketChart)
+_RAW_CHART_DECODER = msgspec.json.Decoder(_RawMarketChart)
 
 
 class HttpCoinGecko(CoinGecko):
@@ -340,7 +352,7 @@ class HttpCoinGecko(CoinGecko):
         if interval is not None:
             params["interval"] = interval
         path = f"/coins/{quote(coin_id, safe='')}/market_chart/range"
-        return self._call(path, params, lambda body: _CHART_DECODER.decode(body).prices)
+        return self._call(path, params, _chart_prices)
 
     def _http(self) -> httpx.Client:
         with self._lock:
@@ -480,7 +492,10 @@ class OfflineCoinGecko(CoinGecko):
     (``CoinGeckoPlanError``, code 10012); another coin, currency or interval than recorded
     fails with ``CoinGeckoRequestError``. ``coins_list`` serves ``RECORDED_COINS``. A
     recording that is missing raises ``FileNotFoundError`` (a folder ``IsADirectoryError``);
-    one that is not such a CSV, or holds no prices, ``ValueError``.
+    one that is not such a CSV, holds no prices, or holds a price that is not positive and
+    finite (``valid_price``, the rule ``validate_daily`` applies to every answer: inf, nan,
+    0, -1), ``ValueError`` naming the file, the line, the day and the price, when it is
+    first read (``recorded_days``, the CLI's check before a run, or the first request).
     """
 
     def __init__(self, prices_csv: Path | str = DEFAULT_RECORDING, *,
@@ -525,7 +540,7 @@ class OfflineCoinGecko(CoinGecko):
         served = prices.filter(pl.col("timestamp_ms").is_between(start_ms, end_ms))
         body = msgspec.json.encode({"prices": served.rows(), "market_caps": [],
                                     "total_volumes": []})
-        return _CHART_DECODER.decode(body).prices
+        return _chart_prices(body)
 
     def recorded_days(self) -> tuple[date, date]:
         """The first and last UTC day whose whole day the recording covers (reads it).
@@ -570,6 +585,16 @@ class OfflineCoinGecko(CoinGecko):
             raise ValueError(msg)
         if not prices["timestamp_ms"].is_between(0, _LAST_MS).all():
             msg = f"{where} has timestamps outside 1970..9999 {advice}"
+            raise ValueError(msg)
+        # msgspec encodes inf and nan as null, so they failed later as "Expected `float`, got
+        # `null`", naming neither the file nor the day (QA); 0 and -1 failed validate_daily.
+        bad = [row for row, price in enumerate(prices["price_usd"]) if not valid_price(price)]
+        if bad:
+            first = bad[0]
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            # line: the header is line 1, and a blank line is a row of empty values (refused)
+            msg = (f"{where}: line {first + 2} ({_date(prices['timestamp_ms'][first])}) has "
+                   f"price {prices['price_usd'][first]!r}, not {PRICE_RULE}{more} {advice}")
             raise ValueError(msg)
         return prices
 
@@ -664,6 +689,9 @@ def _interpret(path: str, status: int, headers: httpx.Headers, body: bytes, *,
     if 200 <= status < 300:
         try:
             return decode(body)
+        except _UnreadablePriceError as exc:  # asking again returns the same: not retried
+            msg = f"CoinGecko GET {path}: {exc}"
+            raise CoinGeckoBadResponseError(msg, attempts=attempts) from None
         except msgspec.ValidationError as exc:
             code, message = _error_details(body)
             if code is not None:
@@ -684,6 +712,50 @@ def _interpret(path: str, status: int, headers: httpx.Headers, body: bytes, *,
     if status == 408 or status >= 500:
         raise _RetryableError("unavailable", f"HTTP {status}{f': {message}' if message else ''}")
     raise _plan_or_request_error(path, status, code, message, attempts)
+
+
+def _chart_prices(body: bytes) -> list[PricePoint]:
+    """The ``prices`` of a market chart body, as the live client and the offline twin read them.
+
+    Raises:
+        _UnreadablePriceError: a price beyond a 64-bit float (``1e999``): msgspec says only
+            "Number out of range" and a JSON path.
+        msgspec.ValidationError: another body of the wrong shape.
+        msgspec.DecodeError: a body that is not JSON.
+    """
+    try:
+        return _CHART_DECODER.decode(body).prices
+    except msgspec.ValidationError:
+        found = _unreadable_price(body)
+        if found is None:
+            raise
+        raise _UnreadablePriceError(found) from None
+
+
+def _unreadable_price(body: bytes) -> str | None:
+    """The first price of ``body`` that is infinite as a float, said in words, or None."""
+    try:
+        points = _RAW_CHART_DECODER.decode(body).prices
+    except msgspec.MsgspecError:
+        return None
+    for number, point in enumerate(points, 1):
+        if len(point) != 2:
+            continue
+        written = bytes(point[1]).decode("utf-8", "replace")
+        try:
+            value = float(written)
+        except ValueError:  # a string or an object: the shape error msgspec gave is the news
+            continue
+        if math.isfinite(value):
+            continue
+        try:
+            when = f" at {_iso(msgspec.json.decode(point[0], type=int))}"
+        except (msgspec.MsgspecError, ValueError, OverflowError, OSError):
+            when = ""
+        shown = written if len(written) <= 40 else f"{written[:37]}..."
+        return (f"price {shown}{when} (point {number} of {len(points)}) is beyond a 64-bit "
+                f"float ({value!r}), not {PRICE_RULE}")
+    return None
 
 
 def _plan_or_request_error(path: str, status: int, code: int | None, message: str,

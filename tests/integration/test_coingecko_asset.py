@@ -207,7 +207,14 @@ def test_the_cli_refuses_days_the_offline_recording_does_not_cover_before_any_ru
 
 RECORDINGS = {"empty.csv": "", "columns.csv": "day,price\n2022-01-01,46319.6\n",
               "header.csv": "timestamp_ms,price_usd\n",
-              "blank.csv": "timestamp_ms,price_usd\n1640995200000,\n"}
+              "blank.csv": "timestamp_ms,price_usd\n1640995200000,\n",
+              # they passed the check before a run and failed inside it (inf, nan: msgspec's
+              # "Expected `float`, got `null`", naming no file or day) or after the fetch (QA)
+              **{f"{name}.csv": "timestamp_ms,price_usd\n" + "".join(
+                  f"{1640995200000 + d * 86_400_000},{price if d == 1 else 46319.6 + d}\n"
+                  for d in range(7))  # 2022-01-01..07, covering the days asked for
+                 for name, price in (("inf", "inf"), ("nan", "NaN"), ("minus-inf", "-inf"),
+                                     ("zero", "0"), ("negative", "-1.5"))}}
 
 
 @pytest.mark.parametrize(("recording", "said"), [
@@ -217,6 +224,9 @@ RECORDINGS = {"empty.csv": "", "columns.csv": "day,price\n2022-01-01,46319.6\n",
     ("columns.csv", "is not a CSV of timestamp_ms,price_usd"),
     ("header.csv", "holds no prices"),
     ("blank.csv", "has empty values"),
+    *((f"{name}.csv", f"csv: line 3 (2022-01-02) has price {read}, not positive and finite")
+      for name, read in (("inf", "inf"), ("nan", "nan"), ("minus-inf", "-inf"),
+                         ("zero", "0.0"), ("negative", "-1.5"))),
 ])
 def test_the_cli_refuses_an_unusable_recording_in_one_line_before_any_run(
         recording: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import re
 import socket
 import threading
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -27,6 +29,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from cryptodudez import cli
 from cryptodudez.coingecko.prices import PricePoint
 from cryptodudez.resources.coingecko import (
     PRO_BASE_URL,
@@ -436,6 +439,59 @@ def test_json_of_the_wrong_shape_is_not_retried(server: HTTPServer) -> None:
         client(server).market_chart_range("bitcoin", "usd", datetime(2022, 1, 1, tzinfo=UTC),
                                           datetime(2022, 1, 3, tzinfo=UTC))
     assert script.count == 1
+
+
+CHART_PATH = "/api/v3/coins/bitcoin/market_chart/range"
+JAN_1_MS = 1_640_995_200_000  # 2022-01-01T00:00:00Z
+
+
+def chart_with(price: bytes, *, days: int = 3, at: int = 1) -> bytes:
+    """A market chart body of ``days`` daily points from 2022-01-01, ``price`` as written at
+    point ``at`` (0-based): JSON has no inf, but a number beyond a double reads as one."""
+    points = [b"[%d,%s]" % (JAN_1_MS + i * 86_400_000, price if i == at else b"46319.65")
+              for i in range(days)]
+    return b'{"prices":[' + b",".join(points) + b'],"market_caps":[],"total_volumes":[]}'
+
+
+@pytest.mark.parametrize("written", [b"1e999", b"-1e999", b"1.5E+400"])
+def test_a_price_beyond_a_float_is_a_bad_response_naming_it_and_its_day(
+        server: HTTPServer, written: bytes) -> None:
+    """msgspec refuses it as "Number out of range - at `$.prices[1][1]`": no value, no day."""
+    script = serve(server, Script(ok(chart_with(written))), path=CHART_PATH)
+    with pytest.raises(CoinGeckoBadResponseError) as caught:
+        client(server).market_chart_range("bitcoin", "usd", datetime(2022, 1, 1, tzinfo=UTC),
+                                          datetime(2022, 1, 3, tzinfo=UTC))
+    sign = "-" if written.startswith(b"-") else ""
+    assert str(caught.value) == (
+        f"CoinGecko GET /coins/bitcoin/market_chart/range: price {written.decode()} at "
+        f"2022-01-02T00:00:00+00:00 (point 2 of 3) is beyond a 64-bit float ({sign}inf), "
+        "not positive and finite")
+    assert (script.count, caught.value.attempts) == (1, 1)  # asking again returns the same
+
+
+def test_the_cli_reports_a_price_beyond_a_float_in_one_line(
+        server: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The live API's answer is judged in the run: it fails, one line, exit 1, no traceback."""
+    serve(server, Script(ok()))
+    # 2022-01-03..05 and the four warm-up days before: 9 points, 2022-01-02 beyond a float
+    serve(server, Script(ok(chart_with(b"1e999", days=9, at=1))), path=CHART_PATH)
+    for var in [k for k in os.environ if k.startswith(("AWS_", "CRYPTODUDEZ_", "COINGECKO_"))]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("COINGECKO_API_KEY", SECRET)
+    monkeypatch.setenv("COINGECKO_KEY_TYPE", "pro")  # 0.25 s between requests, not 2 s
+    monkeypatch.setenv("COINGECKO_BASE_URL", server.url_for("/api/v3"))
+    assert cli.main(["coingecko", "--from", "2022-01-03", "--to", "2022-01-05"]) == 1
+    out, err = capsys.readouterr()
+    errors = [line for line in out.splitlines() if "error" in line.lower()]
+    assert errors == [
+        "  error: bitcoin_prices: cryptodudez.resources.coingecko.CoinGeckoBadResponseError: "
+        "CoinGecko GET /coins/bitcoin/market_chart/range: price 1e999 at "
+        "2022-01-02T00:00:00+00:00 (point 2 of 9) is beyond a 64-bit float (inf), not "
+        "positive and finite"], out
+    assert "Traceback" not in out + err and SECRET not in out + err
 
 
 # --- requests, keys and secrecy ----------------------------------------------------------------

@@ -4,6 +4,7 @@ The golden values come from the shipped recording (../shared/data/coingecko, 92 
 Bitcoin prices from 2022-01-01); the rules are tested on small inline data.
 """
 
+import re
 import statistics
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -315,3 +316,47 @@ def test_offline_without_its_recording_says_where_it_looked(tmp_path: Path) -> N
     start, end = request_window(Q1_FIRST, Q1_LAST)
     with pytest.raises(FileNotFoundError, match=r"absent\.csv"):
         coingecko.market_chart_range("bitcoin", "usd", start, end)
+
+
+# A recording with one bad price on line 4 (2022-01-03), written as a CSV may hold it. inf and
+# nan passed the check before a run and failed in msgspec ("Expected `float`, got `null` - at
+# `$.prices[2][1]`", no file, no day); 0 and -1 failed validation after the fetch (QA).
+BAD_RECORDED = [("inf", "inf"), ("nan", "nan"), ("-inf", "-inf"), ("1e999", "inf"),
+                ("0", "0.0"), ("-0.0", "-0.0"), ("-46000.5", "-46000.5")]
+
+
+def bad_recording(tmp_path: Path, written: str) -> Path:
+    path = tmp_path / "bad.csv"
+    days = [f"{JAN_1_MS + i * DAY_MS},{46000 + i}" for i in range(6)]
+    days[2] = f"{JAN_1_MS + 2 * DAY_MS},{written}"
+    path.write_text("timestamp_ms,price_usd\n" + "\n".join(days) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("written", "read"), BAD_RECORDED)
+def test_a_recorded_price_that_is_not_positive_and_finite_is_named_with_file_line_and_day(
+        tmp_path: Path, written: str, read: str) -> None:
+    coingecko = OfflineCoinGecko(bad_recording(tmp_path, written))
+    said = (f"CoinGecko (offline): the recording {tmp_path / 'bad.csv'}: line 4 (2022-01-03) "
+            f"has price {read}, not positive and finite (set COINGECKO_RECORDING")
+    with pytest.raises(ValueError, match="line 4") as caught:
+        coingecko.recorded_days()  # the CLI's check before a run
+    assert str(caught.value).startswith(said), caught.value
+    assert "\n" not in str(caught.value)
+    start, end = request_window(date(2022, 1, 1), date(2022, 1, 2))  # the bad day not asked
+    with pytest.raises(ValueError, match="line 4") as again:  # a run started otherwise
+        coingecko.market_chart_range("bitcoin", "usd", start, end)
+    assert str(again.value).startswith(said)
+    # one rule: what a recording may not hold, an answer may not either (validate_daily)
+    with pytest.raises(PriceValidationError, match=rf"1 price\(s\) not positive and finite, "
+                       rf"first {re.escape(read)} at 2022-01-01"):
+        validate_daily(points([float(written)]), date(2022, 1, 1), date(2022, 1, 1))
+
+
+def test_every_bad_recorded_price_is_counted_and_the_first_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(f"timestamp_ms,price_usd\n{JAN_1_MS},1.5\n{JAN_1_MS + DAY_MS},-1\n"
+                    f"{JAN_1_MS + 2 * DAY_MS},nan\n{JAN_1_MS + 3 * DAY_MS},0\n")
+    with pytest.raises(ValueError, match=r": line 3 \(2022-01-02\) has price -1\.0, not positive "
+                       r"and finite \(and 2 more\) \(set COINGECKO_RECORDING"):
+        OfflineCoinGecko(path).recorded_days()
