@@ -11,6 +11,7 @@ import argparse
 import os
 import shutil
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -24,7 +25,10 @@ from cryptodudez.instance import DEFINITIONS_MODULE, write_instance_yaml, write_
 from cryptodudez.lake.kpi import MAX_SHARDS, KpiError, Shard
 from cryptodudez.lake.kpi import SOURCES as KPI_SOURCES
 from cryptodudez.settings import PROJECT_DIR, Settings, nearest_existing
+from serving.server import DESCRIPTION as SERVE_DESCRIPTION
 from serving.server import (
+    HOST_VARIABLE,
+    LOCAL_HOST,
     ListenError,
     OneLineParser,
     add_server_arguments,
@@ -85,12 +89,61 @@ class CliError(Exception):
     """A user error: reported as one line on stderr and exit status 2, never a traceback."""
 
 
+class DataError(Exception):
+    """Data a command reads that cannot be read, such as a corrupt Parquet file in the lake.
+
+    Reported as one line on stderr naming the file and why, with exit status 1
+    (:data:`FAILURE_STATUS`): the command line was right, the data is not.
+    """
+
+
+USAGE_STATUS = 2
+"""Exit status of a user error: a bad argument, path, key or setting (:class:`CliError`)."""
+FAILURE_STATUS = 1
+"""Exit status of any failure: a file that cannot be read (:class:`DataError`), a failed run,
+missing credentials. Data that cannot be read is never a usage error (2)."""
+
+# Errors of these libraries' readers that are ValueErrors (pyarrow's ArrowInvalid: a corrupt
+# Parquet file) are about data, never about the command line: they exit with
+# FAILURE_STATUS, not USAGE_STATUS. Matched by module: importing pyarrow costs time here.
+_DATA_ERROR_MODULES = ("pyarrow",)
+
+
 def _land_path(text: str) -> Path:
     """A source to land (an argparse type): ``""`` read as the current folder landed it all."""
     if not text:
         msg = "an empty path"
         raise argparse.ArgumentTypeError(msg)
     return Path(text)
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` names no folder under ``raw/`` for ``land --prefix``, or None.
+
+    Trailing slashes are dropped, so a prefix of slashes alone (``/``, ``//``) named no
+    folder and landed at the root of ``raw/``; ``..`` would climb out of it. An empty prefix
+    (the default) is the root itself, asked for.
+    """
+    folder = prefix.rstrip("/")
+    if prefix and not folder:
+        return ("names no folder under raw/ (leave --prefix out to land at the root of "
+                "raw/)")
+    if folder.startswith("/"):
+        return "is absolute; give a folder under raw/, such as vendor/2026-11"
+    parts = folder.split("/") if folder else []
+    if ".." in parts:
+        return "has a '..' part, which would leave raw/"
+    if "." in parts or "" in parts:
+        return "has an empty or '.' part; give a folder under raw/, such as vendor/2026-11"
+    return None
+
+
+def _prefix_arg(text: str) -> str:
+    """``land --prefix`` (an argparse type): checked before the seconds of imports."""
+    if (problem := prefix_problem(text)) is not None:
+        msg = f"{text!r} {problem}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
 
 
 def this_command() -> str:
@@ -226,7 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cryptodudez`` command: every error is one line, never a traceback.
 
     A user error (a bad argument, a missing file, a refused key, a bad setting) exits with
-    status 2; any other failure (an unreachable lake, missing credentials) with 1.
+    status 2; a file that cannot be read (a corrupt Parquet file in the lake, named) and any
+    other failure (an unreachable lake, missing credentials) with 1. A ``ValueError`` is a
+    user error unless a reader raised it (pyarrow's ``ArrowInvalid`` is one): data that
+    cannot be read is never reported as a bad argument.
     ``--traceback`` shows the full traceback instead, for debugging, with the same status.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -235,15 +291,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.remove("--traceback")
     try:
         return _main(args_list)
+    except DataError as exc:
+        return _failed(exc, FAILURE_STATUS, one_line(exc), show_traceback=show_traceback)
     except (CliError, ValueError) as exc:
-        return _failed(exc, 2, _one_line(exc), show_traceback=show_traceback)
+        if not isinstance(exc, CliError) and _raised_by_a_reader(exc):
+            return _failed(exc, FAILURE_STATUS, f"data could not be read: "
+                           f"{type(exc).__name__}: {one_line(exc)}",
+                           show_traceback=show_traceback)
+        return _failed(exc, USAGE_STATUS, one_line(exc), show_traceback=show_traceback)
     except Exception as exc:
-        return _failed(exc, 1, f"{type(exc).__name__}: {_one_line(exc)}",
+        return _failed(exc, FAILURE_STATUS, f"{type(exc).__name__}: {one_line(exc)}",
                        show_traceback=show_traceback)
     except PanicException as exc:  # a Rust panic in polars is a BaseException, not an Exception
         command = next((a for a in args_list if not a.startswith("-")), "cryptodudez")
-        return _failed(exc, 1, f"{command}: polars panicked (a corrupt file in the lake?): "
-                       f"{_one_line(exc)}", show_traceback=show_traceback)
+        return _failed(exc, FAILURE_STATUS, f"{command}: polars panicked (a corrupt file "
+                       f"in the lake?): {one_line(exc)}", show_traceback=show_traceback)
 
 
 def _failed(exc: BaseException, status: int, line: str, *, show_traceback: bool) -> int:
@@ -258,7 +320,13 @@ def _failed(exc: BaseException, status: int, line: str, *, show_traceback: bool)
     return status
 
 
-def _one_line(exc: BaseException) -> str:
+def _raised_by_a_reader(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a data reader (:data:`_DATA_ERROR_MODULES`), not our code."""
+    return type(exc).__module__.partition(".")[0] in _DATA_ERROR_MODULES
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line, at most 400 characters (its ``repr`` when empty)."""
     text = " ".join(str(exc).split()) or repr(exc)
     return text if len(text) <= 400 else text[:397] + "..."
 
@@ -328,34 +396,96 @@ class _CommandParser(OneLineParser):
         return parsed, unknown
 
 
+MAX_BACKFILL_DAYS = 366
+"""The most days one ``backfill-events`` covers."""
+CHART_FOLDER = "charts"
+"""Where ``coingecko`` writes its chart: this folder beside the warehouse file."""
+
+# The variables the command reads (Settings.from_env, the server roles' defaults and the
+# CoinGecko resource), shown by ``cryptodudez --help``: names, then what they set.
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    ("CRYPTODUDEZ_LAKE", "the lake: a folder (default: lake/ in the project) or "
+     "s3://bucket/prefix, which selects the production resources (S3, Glue)"),
+    ("CRYPTODUDEZ_WAREHOUSE", "DuckDB file of result tables (default: <lake>/warehouse.duckdb; "
+     "warehouse.duckdb in the project for an S3 lake)"),
+    ("DAGSTER_HOME", "Dagster's runs, events and sensor ticks (default: .dagster/ in the "
+     "project)"),
+    ("CRYPTODUDEZ_ENGINE", "polars (default) or spark, or per asset: stock_features=spark-job"),
+    ("CRYPTODUDEZ_GLUE_DATABASE", "Glue database of an S3 lake (default: cryptodudez)"),
+    ("AWS_ENDPOINT_URL, AWS_REGION, AWS_DEFAULT_REGION", "S3 and Glue endpoint and region "
+     "(credentials as boto3 finds them)"),
+    ("CRYPTODUDEZ_DAGSTER_PG_URL", "Postgres URL of Dagster's storage"),
+    ("DAGSTER_PG_HOST, DAGSTER_PG_DB, DAGSTER_PG_USERNAME, DAGSTER_PG_PASSWORD, "
+     "DAGSTER_PG_PORT", "the same Postgres by parts"),
+    ("CRYPTODUDEZ_CODE_LOCATION", "host:port of `cryptodudez code-location`, for the "
+     "webserver and the daemon"),
+    ("CRYPTODUDEZ_EMR_APPLICATION_ID, CRYPTODUDEZ_EMR_EXECUTION_ROLE_ARN, "
+     "CRYPTODUDEZ_EMR_SPARK_SUBMIT_PARAMETERS, CRYPTODUDEZ_EMR_LOG_GROUP",
+     "EMR Serverless for the spark-job engine"),
+    ("COINGECKO_MODE, COINGECKO_API_KEY, COINGECKO_KEY_TYPE, COINGECKO_BASE_URL, "
+     "COINGECKO_RECORDING", "the coingecko command's source: offline recording (default) or "
+     "the live API"),
+    ("CRYPTODUDEZ_HOST", "default --host of serve, webserver and code-location "
+     "(else 127.0.0.1)"),
+    ("CRYPTODUDEZ_HEALTH_FILE", "where serve, webserver, code-location and daemon record "
+     "their health check"),
+)
+
+
+def _epilog() -> str:
+    """The end of ``cryptodudez --help``: the environment, --traceback and the exit status."""
+    lines = ["environment (read once at start; the README's Configuration has the details):"]
+    for names, meaning in ENVIRONMENT:
+        lines += textwrap.wrap(f"{names}: {meaning}", width=92, initial_indent="  ",
+                               subsequent_indent="      ", break_on_hyphens=False)
+    lines += ["", "--traceback (anywhere on the line): print the full traceback of an error "
+              "(same exit status)",
+              f"exit status: 0 done; {FAILURE_STATUS} a failure (a failed run, a lake file "
+              "that cannot be read, no", f"  credentials, a port in use); {USAGE_STATUS} a bad "
+              "argument, path, key or setting"]
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="cryptodudez", description=(__doc__ or "").split("\n\n")[0],
-                     epilog="--traceback (anywhere): show the full traceback of an error")
+                           epilog=_epilog(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
-    p_land = sub.add_parser("land", help="copy files or folders into the lake's raw/ layer")
-    p_land.add_argument("paths", nargs="+", type=_land_path)
-    p_land.add_argument("--prefix", default="", help="folder under raw/ to land into")
+    p_land = sub.add_parser("land", help="copy files or folders into the lake's raw/ layer "
+                            "(hidden files in a folder are skipped, and listed)")
+    p_land.add_argument("paths", nargs="+", type=_land_path, metavar="PATH",
+                        help="a file, or a folder whose files land with their relative paths")
+    p_land.add_argument("--prefix", default="", type=_prefix_arg,
+                        help="folder under raw/ to land into, such as vendor/2026-11 "
+                             "(default: the root of raw/)")
     sub.add_parser("ingest", help="register and materialise everything that has landed")
-    sub.add_parser("summary", help="print what the lake holds")
+    sub.add_parser("summary", help="print what the lake holds: rows validated and quarantined "
+                   "per table, and where the tables, the metastore and the warehouse are")
     sub.add_parser("demo", help="land the bundled samples and run the pipeline end to end")
     sub.add_parser("dagster-home", help="create DAGSTER_HOME if needed and print its path")
-    add_server_arguments(sub.add_parser("serve", help="serve GET /predict from the latest model"))
+    add_server_arguments(sub.add_parser("serve", help=SERVE_DESCRIPTION))
     p_ui = sub.add_parser("ui", help="Dagster webserver + daemon in one process tree "
                           "(`dagster dev`, for local use) on the lake")
-    p_ui.add_argument("--host", type=host_arg, default="127.0.0.1")
-    p_ui.add_argument("--port", type=port_arg, default=3000)
+    p_ui.add_argument("--host", type=host_arg, default=LOCAL_HOST,
+                      help=f"address of the webserver (default: {LOCAL_HOST})")
+    p_ui.add_argument("--port", type=port_arg, default=3000,
+                      help="TCP port of the webserver, 1-65535 (default: 3000)")
     p_web = sub.add_parser("webserver", help="the Dagster webserver alone (production UI role)")
     p_web.add_argument("--host", type=host_arg, default=default_host(),
-                       help="address to listen on (default: $CRYPTODUDEZ_HOST, else 127.0.0.1)")
-    p_web.add_argument("--port", type=port_arg, default=3000)
+                       help=f"address to listen on (default: ${HOST_VARIABLE}, else "
+                            f"{LOCAL_HOST})")
+    p_web.add_argument("--port", type=port_arg, default=3000,
+                       help="TCP port, 1-65535 (default: 3000)")
     sub.add_parser("daemon", help="the Dagster daemon alone: sensors, run queue, backfills "
                    "(production runner role)")
     p_code = sub.add_parser("code-location", help="the Dagster code server of the definitions "
                             "alone (production code-location role; the webserver and the "
                             "daemon find it through CRYPTODUDEZ_CODE_LOCATION=host:port)")
     p_code.add_argument("--host", type=host_arg, default=default_host(),
-                        help="address to listen on (default: $CRYPTODUDEZ_HOST, else 127.0.0.1)")
-    p_code.add_argument("--port", type=port_arg, default=4000)
+                        help=f"address to listen on (default: ${HOST_VARIABLE}, else "
+                             f"{LOCAL_HOST})")
+    p_code.add_argument("--port", type=port_arg, default=4000,
+                        help="TCP port, 1-65535 (default: 4000)")
     p_kpi = sub.add_parser("kpi", help="a day's event KPIs per type over a local or S3 lake, "
                            "without Dagster (--shard i/n on each machine, then --merge)")
     what = p_kpi.add_mutually_exclusive_group(required=True)
@@ -371,11 +501,15 @@ def _parser() -> argparse.ArgumentParser:
     p_kpi.add_argument("--out", type=Path, help="write the JSON here (default: stdout)")
     p_back = sub.add_parser("backfill-events", help="compact and compute the KPIs of a range "
                             "of UTC days (in this process; each day a recorded run)")
-    p_back.add_argument("--from", dest="first", type=_date_arg, required=True)
-    p_back.add_argument("--to", dest="last", type=_date_arg, required=True)
+    p_back.add_argument("--from", dest="first", type=_date_arg, required=True,
+                        metavar="YYYY-MM-DD", help="first UTC day of the range")
+    p_back.add_argument("--to", dest="last", type=_date_arg, required=True,
+                        metavar="YYYY-MM-DD", help="last UTC day of the range (at most "
+                        f"{MAX_BACKFILL_DAYS} days in all, up to today)")
     p_cg = sub.add_parser("coingecko", help="fetch a coin's daily USD prices from CoinGecko for "
-                          "a range of UTC days, store them and their 5-day moving average "
-                          "(one recorded run)")
+                          "a range of UTC days, store them and their 5-day moving average in "
+                          "the warehouse (one recorded run), and write the chart to "
+                          f"{CHART_FOLDER}/ beside the warehouse (its path is printed)")
     p_cg.add_argument("--coin", default="bitcoin", help="CoinGecko id (default: bitcoin)")
     p_cg.add_argument("--from", dest="first", required=True, help="first UTC day, YYYY-MM-DD")
     p_cg.add_argument("--to", dest="last", required=True, help="last UTC day, YYYY-MM-DD")

@@ -7,19 +7,29 @@ commands is asked for (it loads Dagster and every pipeline).
 """
 
 import argparse
+import base64
+import contextlib
+import io
 import json
 import os
+import posixpath
+import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
+import pyarrow.parquet as pq
+from deltalake.exceptions import DeltaError
+from polars.exceptions import PanicException
 
 from cryptodudez.assets import events as event_assets
+from cryptodudez.assets.coingecko import COIN_ASSETS
 from cryptodudez.assets.eth import (
     ETH_SIGNAL,
     FIRST_DAY,
@@ -30,11 +40,16 @@ from cryptodudez.assets.eth import (
 from cryptodudez.assets.mood import SENTIMENTS, TRADES
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
 from cryptodudez.cli import (
+    CHART_FOLDER,
+    MAX_BACKFILL_DAYS,
     CliError,
+    DataError,
     check_lake_folder,
     echo,
     ensure_dagster_home,
     not_a_folder,
+    one_line,
+    prefix_problem,
     this_command,
 )
 from cryptodudez.coingecko.cli_command import run_coingecko_cli
@@ -51,6 +66,7 @@ from cryptodudez.jobs import (
 )
 from cryptodudez.lake import kpi
 from cryptodudez.lake.event_table import EventTable
+from cryptodudez.lake.rollups import day_folder, rollup_files
 from cryptodudez.mood import results as mood_results
 from cryptodudez.resources import build_resources
 from cryptodudez.resources.lake import (
@@ -71,7 +87,6 @@ from cryptodudez.transforms import volume_model as vm
 
 SAMPLES_DIR = PROJECT_DIR / "samples"
 # The CLI prints its own progress and what failed (run_outcome); the runs keep the rest.
-MAX_BACKFILL_DAYS = 366
 
 
 def _instance(settings: Settings) -> dg.DagsterInstance:
@@ -101,22 +116,30 @@ def _existing_lake(settings: Settings) -> Lake:
     return lake
 
 
-def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "") -> list[str]:
+def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "",
+         progress: bool = False) -> list[str]:
     """Copy local files (or every file in local folders) into the lake's ``raw/``.
 
     Every source and every resulting key is checked before anything is copied, so a bad
-    argument lands nothing: a source must be a regular file or a folder holding some, and
-    the keys must fit together and in the lake (:meth:`Lake.check_land_keys`). Hidden files
-    inside a folder (``.DS_Store``, ``.git/``) are skipped: the lake never lists hidden
-    names, so they would never be ingested.
+    argument lands nothing: ``prefix`` must name a folder under ``raw/``
+    (:func:`cryptodudez.cli.prefix_problem`), a source must be a regular file or a folder
+    holding some, and the keys must fit together and in the lake
+    (:meth:`Lake.check_land_keys`). Hidden files and folders inside a folder (``.DS_Store``,
+    ``.git/``) are skipped: the lake never lists hidden names, so they would never be
+    ingested. With ``progress``, each file is said as it lands (``landed URI``), then the
+    skipped ones (``skipped 2 hidden files: ...``).
     """
+    if (problem := prefix_problem(prefix)) is not None:
+        msg = f"--prefix {prefix!r}: {problem}"
+        raise CliError(msg)
     prefix = prefix.rstrip("/")
     lake = _lake(settings)
     if not lake.is_s3:
         _refuse_the_lake_itself(paths, Path(lake.root))
+    sources = [_land_sources(path) for path in paths]
     # The same file named twice lands once; two different files at one key are refused.
     plan = list(dict.fromkeys((file, f"{prefix}/{rel}" if prefix else rel)
-                              for path in paths for file, rel in _land_sources(path)))
+                              for found, _ in sources for file, rel in found))
     try:
         lake.check_land_keys([key for _, key in plan])
     except ValueError as exc:
@@ -129,7 +152,27 @@ def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "") -> list
             done = f"; {len(landed)} landed before it" if landed else ""
             msg = f"{file}: could not be landed ({exc.strerror or exc}){done}"
             raise CliError(msg) from None
+        if progress:
+            echo(f"landed {landed[-1]}")
+    hidden = list(dict.fromkeys(name for _, skipped in sources for name in skipped))
+    if progress and hidden:
+        echo(skipped_hidden(hidden))
     return landed
+
+
+def skipped_hidden(hidden: Sequence[str], *, shown: int = 5) -> str:
+    """``skipped 2 hidden files: a/.DS_Store, a/.git/ (...)``: what ``land`` left out.
+
+    A hidden folder is named once, with a trailing ``/``, and not looked into.
+    """
+    folders = sum(name.endswith("/") for name in hidden)
+    files = len(hidden) - folders
+    counted = " and ".join(f"{n} hidden {what}{'' if n == 1 else 's'}"
+                           for n, what in ((files, "file"), (folders, "folder")) if n)
+    names = ", ".join(hidden[:shown])
+    more = f" and {len(hidden) - shown} more" if len(hidden) > shown else ""
+    return (f"skipped {counted}: {names}{more} (the lake never lists hidden names, so they "
+            "would never be ingested)")
 
 
 def _refuse_the_lake_itself(paths: Sequence[Path], lake: Path) -> None:
@@ -152,24 +195,32 @@ def _refuse_the_lake_itself(paths: Sequence[Path], lake: Path) -> None:
             raise CliError(msg)
 
 
-def _land_sources(path: Path) -> list[tuple[Path, str]]:
-    """The files ``path`` lands, each with its key below the prefix.
+def _land_sources(path: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """The files ``path`` lands, each with its key below the prefix, and what it skips.
 
-    Only regular files: reading a pipe would block and a device is no delivery.
+    Only regular files: reading a pipe would block and a device is no delivery. What is
+    skipped are the hidden files and folders inside a folder (a folder with ``/``), each
+    as ``path`` joined with its name.
     """
+    hidden: list[str] = []
     if path.is_dir():
         # os.walk reports a folder it cannot list (rglob skipped it: its files were lost)
         unlisted: list[OSError] = []
         found = []
         for root, dirs, files in os.walk(path, onerror=unlisted.append):
+            hidden += [f"{Path(root) / d}/" for d in dirs if d.startswith(".")]
+            hidden += [str(Path(root) / f) for f in files if f.startswith(".")]
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             found += [Path(root) / f for f in files if not f.startswith(".")]
         if unlisted:
             msg = f"{unlisted[0].filename}: cannot be listed ({unlisted[0].strerror})"
             raise CliError(msg)
         found.sort()
+        hidden.sort()
         if not found:
-            msg = f"{path}: a folder with no files to land (hidden files are skipped)"
+            skipped = f": {', '.join(hidden[:5])}" + ("..." if len(hidden) > 5 else "")
+            msg = (f"{path}: a folder with no files to land (hidden files are skipped"
+                   f"{skipped if hidden else ''})")
             raise CliError(msg)
     elif path.exists():
         found = [path]
@@ -185,7 +236,8 @@ def _land_sources(path: Path) -> list[tuple[Path, str]]:
         except OSError as exc:
             msg = f"{file}: cannot be read ({exc.strerror})"
             raise CliError(msg) from None
-    return [(p, p.relative_to(path).as_posix() if p != path else p.name) for p in found]
+    return [(p, p.relative_to(path).as_posix() if p != path else p.name)
+            for p in found], hidden
 
 
 def ingest(*, settings: Settings, progress: bool = True) -> dict[str, int]:
@@ -506,8 +558,111 @@ def _not_published(report: Any) -> str:
     return f", {len(report.skipped)} lines not published (first: {origin}: {reason})"
 
 
+# What a reader raises on a file it cannot read: pyarrow (ArrowInvalid is a ValueError, its
+# IO errors are OSErrors), polars (ComputeError and its kin), delta-rs, and a Rust panic in
+# polars (pyo3's PanicException, a BaseException).
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ValueError, pl.exceptions.PolarsError, DeltaError, PanicException)
+
+
+@contextlib.contextmanager
+def _reading(what: str, *probes: Callable[[], str | None]) -> Iterator[None]:
+    """Run the block; data it cannot read is a :class:`DataError` naming the file and why.
+
+    The block keeps its one read of many files; only when it fails with a reader's error do
+    the probes look for the culprit, reading the files one at a time, and the first file
+    found is named. When none is (the error is not about one file), ``what``, the table or
+    folder read, is named with the error. A user error (:class:`CliError`) or a KPI result
+    that does not add up (:class:`kpi.KpiError`, one line already) passes through.
+    """
+    try:
+        yield
+    except (CliError, kpi.KpiError):
+        raise
+    except READ_ERRORS as exc:
+        for probe in probes:
+            try:
+                found = probe()
+            except Exception:  # the probe's own trouble (no network): the block's stands
+                found = None
+            if found is not None:
+                raise DataError(found) from exc
+        msg = f"{what}: cannot be read ({_why(exc)})"
+        raise DataError(msg) from exc
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {one_line(exc)}"
+
+
+def _shown(lake: Lake, path: str) -> str:
+    """``path`` of the lake's file system as its reader would type it (``s3://`` on S3)."""
+    return f"s3://{path}" if lake.is_s3 and "://" not in path else path
+
+
+def _unreadable_parquet(lake: Lake, paths: Sequence[str],
+                        columns: Sequence[str] | None = ()) -> str | None:
+    """The first of ``paths`` that cannot be read alone: ``path: cannot be read (why)``.
+
+    Footers first (a few bytes each); then, unless ``columns`` is empty, the data of those
+    columns a file has (every column with None), file by file.
+    """
+    for path in paths:
+        try:
+            with lake.fs.open(path, "rb") as fh:
+                pq.read_metadata(fh)
+        except READ_ERRORS as exc:
+            return f"{_shown(lake, path)}: cannot be read ({_why(exc)})"
+    if columns is not None and not columns:
+        return None
+    for path in paths:
+        try:
+            data = lake.fs.cat_file(path)
+            names = set(pq.read_schema(io.BytesIO(data)).names)
+            pl.read_parquet(data, columns=None if columns is None else
+                            [c for c in columns if c in names])
+        except READ_ERRORS as exc:
+            return f"{_shown(lake, path)}: cannot be read ({_why(exc)})"
+    return None
+
+
+def _unreadable_log(lake: Lake) -> str | None:
+    """The first file of the events table's Delta log that cannot be read, newest first.
+
+    ``_last_checkpoint``, then the checkpoints, then the commits, each from the latest
+    version down: the order the reader reads them in, from the latest checkpoint on.
+    """
+    log = posixpath.join(EventTable(lake.storage).root, "_delta_log")
+    names = sorted(lake.fs.ls(log, detail=False), reverse=True)
+    for path in sorted(names, key=lambda p: (not p.endswith("_last_checkpoint"),
+                                             not p.endswith(".parquet"))):
+        name = posixpath.basename(path)
+        try:
+            if name.endswith(".parquet"):
+                pl.read_parquet(lake.fs.cat_file(path))
+            elif name.endswith(".json") or name == "_last_checkpoint":
+                for line in lake.fs.cat_file(path).splitlines():
+                    if line.strip():
+                        json.loads(line)
+        except READ_ERRORS as exc:
+            return f"{_shown(lake, path)}: cannot be read ({_why(exc)})"
+    return None
+
+
+def _count_rows(lake: Lake, paths: list[str], what: str) -> int:
+    """:meth:`Lake.count_rows`, a footer that cannot be read named (:class:`DataError`)."""
+    with _reading(what, partial(_unreadable_parquet, lake, paths)):
+        return lake.count_rows(paths)
+
+
 def summary(settings: Settings) -> str:
-    """What the lake holds: rows validated and quarantined per table, and where."""
+    """What the lake holds: rows validated and quarantined per table, and where.
+
+    Where: the tables' folders, the metastore (``catalog.duckdb`` in a local lake, once an
+    ingest made it; the Glue database of an S3 lake) and the warehouse of result tables
+    (``CRYPTODUDEZ_WAREHOUSE``, else ``warehouse.duckdb`` in the lake), each said to be
+    missing when it is. A file that cannot be read is named (:class:`DataError`).
+    """
     lake = _lake(settings)
     lines = [f"lake: {lake.url()}", "",
              f"{'table':<15}{'validated rows':>16}{'quarantined':>13}  reasons"]
@@ -518,10 +673,14 @@ def summary(settings: Settings) -> str:
             continue  # the event lake's Delta table: its own line below
         # Row counts from the Parquet footers; of the quarantine only the reasons are read,
         # so the summary of a 25 M-row lake stays small.
-        valid = lake.count_rows(lake.fragments(VALIDATED, table))
+        valid = _count_rows(lake, lake.fragments(VALIDATED, table),
+                            _shown(lake, lake.table_dir(VALIDATED, table)))
         quarantine = lake.fragments(QUARANTINE, table)
-        bad = lake.read_parquet(quarantine, ["reason"]) if quarantine else pl.DataFrame(
-            schema={"reason": pl.String})
+        bad = pl.DataFrame(schema={"reason": pl.String})
+        if quarantine:
+            with _reading(_shown(lake, lake.table_dir(QUARANTINE, table)),
+                          partial(_unreadable_parquet, lake, quarantine, ["reason"])):
+                bad = lake.read_parquet(quarantine, ["reason"])
         reasons = ""
         if bad.height:
             top = bad.select(
@@ -533,10 +692,29 @@ def summary(settings: Settings) -> str:
         lines.append(f"{table:<15}{valid:>16,}{bad.height:>13,}  {reasons}")
     lines += _events_summary(lake)
     lines += ["", f"validated Parquet:  {lake.url(VALIDATED)}/<table>/",
-              f"quarantine Parquet: {lake.url(QUARANTINE)}/<table>/ (source, line, raw, reason)"]
-    if not lake.is_s3:
-        lines.append(f"metastore:          {lake.path('catalog.duckdb')} (tables files, columns)")
+              f"quarantine Parquet: {lake.url(QUARANTINE)}/<table>/ (source, line, raw, reason)",
+              f"metastore:          {_metastore_place(settings, lake)}",
+              f"warehouse:          {_warehouse_place(settings)}"]
     return "\n".join(lines)
+
+
+def _metastore_place(settings: Settings, lake: Lake) -> str:
+    """Where the metastore is (:func:`cryptodudez.resources.build_resources`), or will be."""
+    if lake.is_s3:
+        return f"AWS Glue database {settings.glue_database} (tables files, columns)"
+    path = lake.path("catalog.duckdb")
+    if not lake.exists(path):  # a lake that only ever held the warehouse, or just landed files
+        return f"none yet ({path} is created by the first ingest)"
+    return f"{path} (tables files, columns)"
+
+
+def _warehouse_place(settings: Settings) -> str:
+    """Where the warehouse of result tables is, or will be."""
+    path = settings.warehouse_path
+    if not Path(path).is_file():
+        return (f"none yet ({path} is created by the coingecko command or the correlation "
+                "job)")
+    return f"{path} (CoinGecko prices and their moving average, correlation results)"
 
 
 def _events_summary(lake: Lake) -> list[str]:
@@ -546,12 +724,15 @@ def _events_summary(lake: Lake) -> list[str]:
     first delivery that is all rejects must not look like no delivery.
     """
     events = EventTable(lake.storage)
-    quarantined = lake.count_rows(lake.fs.glob(lake.path(QUARANTINE, "events", "*.parquet")))
-    if events.exists():
-        files = events.files()
-        return [f"{'events':<15}{int(files['rows'].sum()):>16,}{quarantined:>13,}  "
-                f"Delta v{events.version()}, {files.height:,} files, "
-                f"{files['event_type'].n_unique()} types"]
+    quarantined = _count_rows(lake, lake.fs.glob(lake.path(QUARANTINE, "events", "*.parquet")),
+                              _shown(lake, lake.table_dir(QUARANTINE, "events")))
+    log = _shown(lake, posixpath.join(events.root, "_delta_log"))
+    with _reading(log, partial(_unreadable_log, lake)):
+        if events.exists():
+            files = events.files()
+            return [f"{'events':<15}{int(files['rows'].sum()):>16,}{quarantined:>13,}  "
+                    f"Delta v{events.version()}, {files.height:,} files, "
+                    f"{files['event_type'].n_unique()} types"]
     if not quarantined:
         return []
     return [f"{'events':<15}{0:>16,}{quarantined:>13,}  no valid event yet"]
@@ -629,8 +810,7 @@ def kpi_command(settings: Settings, *, day: date | None, shard: str, source: str
     else:
         assert day is not None
         parsed = kpi.Shard.parse(shard)  # a bad --shard is reported whatever the lake
-        result = kpi.compute(_existing_lake(settings).storage, day, shard=parsed,
-                             source=source)
+        result = compute_kpis(_existing_lake(settings), day, shard=parsed, source=source)
     text = kpi.dumps(result)
     if out is not None:
         try:
@@ -640,6 +820,41 @@ def kpi_command(settings: Settings, *, day: date | None, shard: str, source: str
             msg = f"--out {out}: cannot write it ({exc.strerror or exc})"
             raise CliError(msg) from None
     return result
+
+
+def compute_kpis(lake: Lake, day: date, *, shard: kpi.Shard | None = None,
+                 source: str = "rollups") -> dict[str, Any]:
+    """:func:`kpi.compute` on ``lake``, its data's trouble a :class:`DataError`.
+
+    A file it cannot read is named (a rollup or event file, or one of the Delta log's), and
+    a day whose log and files disagree (a :class:`kpi.KpiError` from the data, the
+    arguments having been checked) is said as it is: neither is a bad argument.
+    """
+    shard = kpi.Shard() if shard is None else shard
+    storage = lake.storage
+
+    def rollups() -> str | None:
+        return _unreadable_parquet(lake, rollup_files(storage, day, None,
+                                                      (shard.index, shard.count)),
+                                   kpi.ROLLUP_COLUMNS)
+
+    def events() -> str | None:
+        table = EventTable(storage)
+        day_files = table.files().filter(pl.col("date") == day)["path"].to_list()
+        return _unreadable_parquet(lake, [posixpath.join(table.root, p) for p in day_files],
+                                   None)
+
+    probes = ((rollups, partial(_unreadable_log, lake)) if source == "rollups"
+              else (partial(_unreadable_log, lake), events))
+    folder = _shown(lake, day_folder(storage, day) if source == "rollups"
+                    else EventTable(storage).root)
+    try:
+        with _reading(folder, *probes):
+            return kpi.compute(storage, day, shard=shard, source=source)
+    except kpi.KpiError as exc:
+        if source in kpi.SOURCES:  # then the request was answerable: the data was not
+            raise DataError(one_line(exc)) from exc
+        raise
 
 
 def _check_out(out: Path) -> None:
@@ -669,7 +884,7 @@ def demo(*, settings: Settings) -> int:
     if days:
         busiest = max(days, key=lambda d: int(
             table.files().filter(pl.col("date") == d)["rows"].sum()))
-        result = kpi.compute(_lake(settings).storage, busiest)
+        result = compute_kpis(_lake(settings), busiest)
         top = sorted(result["types"].items(), key=lambda kv: -kv[1]["events"])[:3]
         echo(f"KPIs {busiest}: {result['totals']['events']:,} events of "
              f"{result['totals']['event_types']} types, about "
@@ -685,7 +900,7 @@ def demo(*, settings: Settings) -> int:
     echo(sample_correlation(settings))
     echo(sample_stream())
     echo("")
-    counts["failed"] += run_coingecko_cli(settings, "bitcoin", "2022-01-01", "2022-03-31")
+    counts["failed"] += coingecko(settings, "bitcoin", "2022-01-01", "2022-03-31")
     echo("")
     echo(f"files: {counts}")
     echo(f"serve the model: {this_command()} serve --port 8000, then "
@@ -694,8 +909,7 @@ def demo(*, settings: Settings) -> int:
 
 
 def _cmd_land(settings: Settings, args: argparse.Namespace) -> int:
-    for uri in land(args.paths, settings=settings, prefix=args.prefix):
-        echo(f"landed {uri}")
+    land(args.paths, settings=settings, prefix=args.prefix, progress=True)
     return 0
 
 
@@ -756,7 +970,63 @@ def _cmd_summary(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_coingecko(settings: Settings, args: argparse.Namespace) -> int:
     _lake(settings)  # a lake that cannot be a folder is one line, before any run starts
-    return run_coingecko_cli(settings, args.coin, args.first, args.last)
+    return coingecko(settings, args.coin, args.first, args.last)
+
+
+def coingecko(settings: Settings, coin: str, start: str, end: str) -> int:
+    """``cryptodudez coingecko``: the price job's run, then its chart written to a file.
+
+    The run draws the chart into its materialisation's metadata (the Dagster UI shows it);
+    it is also written to :func:`chart_path` and that path printed. A run that drew none
+    (it failed first) writes none. Returns the run's status (0 or 1).
+    """
+    started = time.time()
+    status = run_coingecko_cli(settings, coin, start, end)
+    if (chart := write_coingecko_chart(settings, coin, since=started)) is not None:
+        echo(f"  chart: {chart}")
+    return status
+
+
+def chart_path(settings: Settings, coin: str, days: str) -> Path:
+    """Where the chart of ``coin`` over ``days`` (``first..last``) is written.
+
+    In the ``charts/`` folder beside the warehouse (``<lake>/charts/`` by default): the
+    warehouse is a local file even for an S3 lake, and the chart is drawn from its rows.
+    """
+    first, _, last = days.partition("..")
+    return Path(settings.warehouse_path).parent / CHART_FOLDER / f"{coin}_usd_{first}_{last}.png"
+
+
+_PNG_DATA = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+
+
+def write_coingecko_chart(settings: Settings, coin: str, *, since: float) -> Path | None:
+    """Write the chart of the run that materialised ``coin``'s prices after ``since``.
+
+    The chart is the PNG in the materialisation's ``chart`` metadata (what the UI shows),
+    on the range's last day. Returns the file written, or None when no run since then drew
+    one.
+    """
+    instance = _instance(settings)
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(COIN_ASSETS[coin]), after_timestamp=since),
+        limit=1).records
+    found = None
+    if records and (materialization := records[0].asset_materialization) is not None:
+        found = materialization.metadata
+    if not found or "chart" not in found or "run_days" not in found:
+        return None
+    png = _PNG_DATA.search(str(found["chart"].value))
+    if png is None:
+        return None
+    path = chart_path(settings, coin, str(found["run_days"].value))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(png[1]))
+    except OSError as exc:
+        msg = f"{path}: cannot write the chart there ({exc.strerror or exc})"
+        raise CliError(msg) from None
+    return path
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {

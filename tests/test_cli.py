@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from cryptodudez import cli, commands
 from cryptodudez.instance import free_port
 from cryptodudez.resources.lake import Lake, checked_raw_key
 from cryptodudez.settings import PROJECT_DIR, Settings
-from tests.helpers import held_port
+from cryptodudez.storage import LakeStorage
+from tests.helpers import events_file, held_port, ingest_events, spread_events
 
 BAD_KEYS = [
     ("../../escape/f.csv", "'..'"),
@@ -98,7 +99,9 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path: Path, monkeypatch, capsy
               "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
               "AWS_MAX_ATTEMPTS": "1"}
     cases = [
-        (["land", "f.csv", "--prefix", "../../escape"], {}, "refusing raw key", 2),
+        (["land", "f.csv", "--prefix", "../../escape"], {},
+         "argument --prefix: '../../escape' has a '..' part", 2),
+        (["land", "f.csv", "--prefix", "a/.hidden"], {}, "refusing raw key", 2),
         (["land", "f.csv", "missing.csv"], {}, "no such file or directory: missing.csv", 2),
         (["summary"], {"CRYPTODUDEZ_LAKE": "ftp://x/y"}, "unsupported scheme 'ftp'", 2),
         (["ingest"], {"CRYPTODUDEZ_LAKE": "s3://bucket/lake", **no_aws}, "credentials", 1),
@@ -277,7 +280,7 @@ def test_land_refuses_an_empty_path_and_the_lake_itself(
     (local_env / "new.csv").write_text("a\n1\n")
     monkeypatch.chdir(local_env)
     before = sorted(p.relative_to(lake) for p in lake.rglob("*"))
-    cases = [([""], "argument paths: an empty path"),
+    cases = [([""], "argument PATH: an empty path"),
              (["."], f".: holds the lake ({lake}); land files from outside it"),
              ([str(lake)], f"{lake}: is the lake ({lake}); land files from outside it"),
              (["new.csv", "lake/raw/old"],
@@ -548,13 +551,18 @@ def test_summary_shows_quarantined_events_before_any_valid_one(local_env: Path) 
 def test_a_polars_panic_is_one_line_and_exit_1(local_env: Path,
                                                capsys: pytest.CaptureFixture[str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    # pyo3's PanicException derives from BaseException: `except Exception` let it through
+    # pyo3's PanicException derives from BaseException: `except Exception` let it through.
+    # Where the lake is read it names what was read; anywhere else main() says it in one line.
     def panics(*args: object, **kwargs: object) -> None:
         raise PanicException("assertion failed: range.end as u64 <= self.size")
 
     monkeypatch.setattr(commands.kpi, "compute", panics)
     assert _one_line_error(capsys, ["kpi", "--date", "2026-11-01", "--source", "events"]) == (
-        1, "cryptodudez: error: kpi: polars panicked (a corrupt file in the lake?): "
+        1, f"cryptodudez: error: {local_env / 'lake' / 'validated' / 'events'}: cannot be "
+           "read (PanicException: assertion failed: range.end as u64 <= self.size)")
+    monkeypatch.setattr(commands, "summary", panics)
+    assert _one_line_error(capsys, ["summary"]) == (
+        1, "cryptodudez: error: summary: polars panicked (a corrupt file in the lake?): "
            "assertion failed: range.end as u64 <= self.size")
 
 
@@ -562,24 +570,31 @@ def test_a_polars_panic_is_one_line_and_exit_1(local_env: Path,
     ("missing-file", 2, "CliError: no such file or directory: /nonexistent"),
     ("failure", 1, "RuntimeError: the lake is unreachable"),
     ("panic", 1, "PanicException: assertion failed"),
+    ("corrupt", 1, "DataError: {rollups}: cannot be read (PanicException: assertion failed)"),
 ])
 def test_traceback_changes_what_is_printed_not_the_exit_status(
         case: str, status: int, last_line: str, local_env: Path,
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     # with --traceback the exception escaped main(): exit 1 whatever the error
     def fails(*args: object, **kwargs: object) -> None:
-        raise (PanicException("assertion failed") if case == "panic"
+        raise (PanicException("assertion failed") if case in ("panic", "corrupt")
                else RuntimeError("the lake is unreachable"))
 
+    # a panic outside any read of the lake reaches main() as it is; inside one, a DataError
+    monkeypatch.setattr(commands, "summary", fails)
     monkeypatch.setattr(commands.kpi, "compute", fails)
-    args = ["land", "/nonexistent"] if case == "missing-file" else ["kpi", "--date",
-                                                                   "2026-11-01"]
+    args = {"missing-file": ["land", "/nonexistent"], "panic": ["summary"]}.get(
+        case, ["kpi", "--date", "2026-11-01"])
     assert cli.main(args) == status
     assert capsys.readouterr().err.count("\n") == 1
     assert cli.main([*args, "--traceback"]) == status
     err = capsys.readouterr().err
     assert err.startswith("Traceback (most recent call last):")
-    assert err.strip().splitlines()[-1].endswith(last_line)
+    rollups = local_env / "lake" / "rollups" / "events" / "date=2026-11-01"
+    assert err.strip().splitlines()[-1].endswith(last_line.format(rollups=rollups))
+    if case == "corrupt":  # the panic it stands for is in the traceback too
+        assert "PanicException: assertion failed\n\nThe above exception was the direct " \
+               "cause of the following exception:" in err
 
 
 @pytest.fixture
@@ -806,3 +821,232 @@ def test_a_warehouse_below_a_file_is_refused_and_a_missing_folder_is_not(tmp_pat
         Settings.from_env({"CRYPTODUDEZ_WAREHOUSE": str(tmp_path / "f" / "sub" / "w.duckdb")})
     ok = Settings.from_env({"CRYPTODUDEZ_WAREHOUSE": str(tmp_path / "new" / "w.duckdb")})
     assert ok.warehouse_path == str(tmp_path / "new" / "w.duckdb")
+
+
+# -- a file the lake cannot read: named, one status (1), never the usage status (2) ---------
+
+DAY = "2026-11-01"
+
+
+@pytest.fixture
+def readable_lake(local_env: Path) -> Path:
+    """local_env's lake, holding two files of everything a reading command reads.
+
+    Two deliveries of events of DAY (no Dagster): two commits, two rollup files, two data
+    files per type, quarantined lines; two validated and two quarantined files of a table.
+    """
+    storage = LakeStorage(str(local_env / "lake"))
+    for name in ("a", "b"):
+        path = events_file(local_env / f"{name}.jsonl", spread_events(
+            date.fromisoformat(DAY), name, 30))
+        with path.open("a") as fh:
+            fh.write("{not json\n")
+        ingest_events(storage, path, f"events/{name}.jsonl")
+    for layer, frame in (("validated", pl.DataFrame({"Symbol": ["A", "B"]})),
+                         ("quarantine", pl.DataFrame({"reason": ["bad: x", "bad: y"]}))):
+        folder = local_env / "lake" / layer / "stock_prices"
+        folder.mkdir(parents=True)
+        for name in ("part-a.parquet", "part-b.parquet"):
+            frame.write_parquet(folder / name)
+    return local_env / "lake"
+
+
+def _corrupt(path: Path, how: str) -> None:
+    """Make ``path`` unreadable: another file's bytes, or cut short (a Parquet file keeps
+    its footer's length and magic, which then point past the end)."""
+    data = path.read_bytes()
+    if how == "garbage":
+        path.write_bytes(b"not a parquet file, nor JSON\n")
+    elif path.suffix == ".json":  # a commit cut inside its first action
+        path.write_bytes(data[: data.index(b"\n") // 2])
+    else:
+        path.write_bytes(data[: len(data) // 2] + data[-8:])
+
+
+def _second(folder: Path, pattern: str) -> Path:
+    """The last of the files matching ``pattern`` below ``folder`` (not the first read)."""
+    found = sorted(folder.glob(pattern))
+    assert len(found) >= 2, found
+    return found[-1]
+
+
+READING_CASES = {
+    # command, the file made unreadable (below the lake)
+    "summary-validated": (["summary"], "validated/stock_prices/*.parquet"),
+    "summary-quarantine": (["summary"], "quarantine/stock_prices/*.parquet"),
+    "summary-events-quarantine": (["summary"], "quarantine/events/*.parquet"),
+    "summary-delta-log": (["summary"], "validated/events/_delta_log/*.json"),
+    "kpi-rollups": (["kpi", "--date", DAY], f"rollups/events/date={DAY}/*.parquet"),
+    "kpi-events": (["kpi", "--date", DAY, "--source", "events"],
+                   f"validated/events/event_type=trade/date={DAY}/*/*.parquet"),
+    "kpi-delta-log": (["kpi", "--date", DAY], "validated/events/_delta_log/*.json"),
+}
+
+
+@pytest.mark.parametrize("how", ["garbage", "cut"])
+@pytest.mark.parametrize("case", sorted(READING_CASES))
+def test_a_file_that_cannot_be_read_is_named_with_exit_status_1(
+        case: str, how: str, readable_lake: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: `summary` over a corrupt Parquet file exited 2, the usage status (pyarrow's
+    ArrowInvalid is a ValueError), and `kpi` 1 with polars' ComputeError; neither named the
+    file."""
+    args, pattern = READING_CASES[case]
+    assert cli.main(args) == 0  # readable first
+    capsys.readouterr()
+    broken = _second(readable_lake, pattern)
+    _corrupt(broken, how)
+    code, line = _one_line_error(capsys, args)
+    assert (code, line.startswith(f"cryptodudez: error: {broken}: cannot be read (")) == (
+        cli.FAILURE_STATUS, True), line
+    assert cli.FAILURE_STATUS != cli.USAGE_STATUS == 2
+
+
+def test_a_corrupt_file_keeps_its_traceback_and_a_bad_argument_its_status(
+        readable_lake: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = _second(readable_lake, "validated/stock_prices/*.parquet")
+    _corrupt(broken, "garbage")
+    assert cli.main(["summary", "--traceback"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert "pyarrow.lib.ArrowInvalid: Parquet magic bytes not found" in err  # the cause
+    assert err.strip().splitlines()[-1].startswith(
+        f"cryptodudez.cli.DataError: {broken}: cannot be read (ArrowInvalid: ")
+    # the ValueErrors of a bad argument or setting are still usage errors, beside that file
+    for args, env, message in (
+            (["summary"], {"CRYPTODUDEZ_ENGINE": "bogus"}, "CRYPTODUDEZ_ENGINE='bogus'"),
+            (["kpi", "--date", DAY, "--shard", "2/2"], {}, "expected i/n"),
+            (["land", str(broken), "--prefix", "/"], {}, "argument --prefix: '/'")):
+        with monkeypatch.context() as mp:
+            for name, value in env.items():
+                mp.setenv(name, value)
+            code, line = _one_line_error(capsys, args)
+        assert (code, message in line) == (2, True), (args, line)
+
+
+def test_a_readers_value_error_anywhere_is_a_data_error_not_a_usage_error(
+        local_env: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside the reads that name their file, a reader's ValueError still exits 1."""
+    import pyarrow as pa  # noqa: PLC0415 - only this test raises its error
+
+    def raises(error: Exception) -> Any:
+        def summary(*args: object) -> None:
+            raise error
+        return summary
+
+    monkeypatch.setattr(commands, "summary", raises(pa.ArrowInvalid("bad footer")))
+    assert _one_line_error(capsys, ["summary"]) == (
+        1, "cryptodudez: error: data could not be read: ArrowInvalid: bad footer")
+    monkeypatch.setattr(commands, "summary", raises(ValueError("a bad value")))
+    assert _one_line_error(capsys, ["summary"]) == (2, "cryptodudez: error: a bad value")
+
+
+def test_data_the_kpis_cannot_trust_is_no_usage_error(
+        readable_lake: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def disagrees(*args: object, **kwargs: object) -> None:
+        msg = f"{DAY}: the table's log counts 3 events of type trade in its files, which hold 2"
+        raise commands.kpi.KpiError(msg)
+
+    monkeypatch.setattr(commands.kpi, "compute", disagrees)
+    assert _one_line_error(capsys, ["kpi", "--date", DAY]) == (
+        1, f"cryptodudez: error: {DAY}: the table's log counts 3 events of type trade in its "
+           "files, which hold 2")
+
+
+# -- land says what it skips, and refuses a prefix that names no folder under raw/ ----------
+
+def test_land_lists_the_hidden_files_it_skips(local_env: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: the hidden files of a landed folder were skipped without a word."""
+    folder = local_env / "delivery"
+    for name in (".git/HEAD", ".DS_Store", "a.csv", "sub/.x", "sub/b.csv"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("a\n1\n")
+    assert cli.main(["land", str(folder), "--prefix", "v"]) == 0
+    lake = local_env / "lake"
+    assert capsys.readouterr().out.splitlines() == [
+        f"landed file://{lake}/raw/v/a.csv", f"landed file://{lake}/raw/v/sub/b.csv",
+        f"skipped 2 hidden files and 1 hidden folder: {folder}/.DS_Store, {folder}/.git/, "
+        f"{folder}/sub/.x (the lake never lists hidden names, so they would never be "
+        "ingested)"]
+    assert cli.main(["land", str(folder / "a.csv"), "--prefix", "w"]) == 0  # nothing hidden
+    assert "skipped" not in capsys.readouterr().out
+    for n in range(7):
+        (folder / f".h{n}").write_text("x")
+    assert commands.skipped_hidden([f"d/.h{n}" for n in range(7)]).startswith(
+        "skipped 7 hidden files: d/.h0, d/.h1, d/.h2, d/.h3, d/.h4 and 2 more (")
+
+
+@pytest.mark.parametrize(("prefix", "problem"), [
+    ("/", "names no folder under raw/"), ("///", "names no folder under raw/"),
+    ("..", "has a '..' part"), ("a/..", "has a '..' part"), ("../x", "has a '..' part"),
+    ("a/../../b/", "has a '..' part"), ("/vendor", "is absolute"),
+    ("a//b", "has an empty or '.' part"), ("./a", "has an empty or '.' part"),
+])
+def test_a_prefix_that_names_no_folder_under_raw_is_refused(
+        prefix: str, problem: str, local_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: `--prefix /` landed at the root of raw/ (the prefix was stripped of its '/')."""
+    (local_env / "f.csv").write_text("a\n1\n")
+    code, line = _one_line_error(capsys, ["land", str(local_env / "f.csv"), "--prefix", prefix])
+    assert code == 2
+    assert line.startswith(f"cryptodudez land: error: argument --prefix: {prefix!r} {problem}")
+    with pytest.raises(cli.CliError, match=f"^--prefix {re.escape(repr(prefix))}: {problem}"):
+        commands.land([local_env / "f.csv"], settings=Settings.from_env(), prefix=prefix)
+    assert not (local_env / "lake" / "raw").exists()
+
+
+@pytest.mark.parametrize(("prefix", "key"), [("v", "v/f.csv"), ("v/", "v/f.csv"),
+                                             ("vendor/2026-11//", "vendor/2026-11/f.csv"),
+                                             ("", "f.csv")])
+def test_a_prefix_lands_below_raw(prefix: str, key: str, local_env: Path) -> None:
+    (local_env / "f.csv").write_text("a\n1\n")
+    uris = commands.land([local_env / "f.csv"], settings=Settings.from_env(), prefix=prefix)
+    assert [u.rsplit("/raw/", 1)[1] for u in uris] == [key]
+
+
+# -- summary names the catalogue and the warehouse where they are ---------------------------
+
+def test_summary_names_the_metastore_and_warehouse_that_exist(
+        local_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: on a lake holding only the warehouse, summary named a catalog.duckdb that did
+    not exist, and not the warehouse."""
+    import duckdb  # noqa: PLC0415
+
+    lake = local_env / "lake"
+    duckdb.connect(str(lake / "warehouse.duckdb")).close()  # what `coingecko` alone leaves
+
+    def places() -> dict[str, str]:
+        lines = commands.summary(Settings.from_env()).splitlines()
+        return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)
+                if k in ("metastore", "warehouse")}
+
+    assert places() == {
+        "metastore": f"none yet ({lake / 'catalog.duckdb'} is created by the first ingest)",
+        "warehouse": f"{lake / 'warehouse.duckdb'} (CoinGecko prices and their moving "
+                     "average, correlation results)"}
+    elsewhere = local_env / "elsewhere.duckdb"
+    monkeypatch.setenv("CRYPTODUDEZ_WAREHOUSE", str(elsewhere))
+    assert places()["warehouse"] == (f"none yet ({elsewhere} is created by the coingecko "
+                                     "command or the correlation job)")
+    duckdb.connect(str(lake / "catalog.duckdb")).close()
+    assert places()["metastore"] == f"{lake / 'catalog.duckdb'} (tables files, columns)"
+    s3 = Settings(lake="s3://bucket/lake", glue_database="crypto")
+    assert commands._metastore_place(s3, Lake(uri=s3.lake)) == (
+        "AWS Glue database crypto (tables files, columns)")
+
+
+def test_coingecko_writes_its_chart_and_prints_where(
+        local_env: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: the chart was drawn into the run's metadata only, and no output said where."""
+    for var in [k for k in os.environ if k.startswith("COINGECKO_")]:
+        monkeypatch.delenv(var)  # the offline recording
+    assert cli.main(["coingecko", "--from", "2022-01-05", "--to", "2022-01-09"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    chart = local_env / "lake" / "charts" / "bitcoin_usd_2022-01-05_2022-01-09.png"
+    assert out[-1] == f"  chart: {chart}"
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert commands.chart_path(Settings.from_env(), "bitcoin", "2022-01-05..2022-01-09") == chart
