@@ -8,15 +8,13 @@ commands is asked for (it loads Dagster and every pipeline).
 
 import argparse
 import base64
-import contextlib
-import io
 import json
 import os
 import posixpath
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
@@ -24,9 +22,6 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
-import pyarrow.parquet as pq
-from deltalake.exceptions import DeltaError
-from polars.exceptions import PanicException
 
 from cryptodudez.assets import events as event_assets
 from cryptodudez.assets.coingecko import COIN_ASSETS
@@ -84,6 +79,7 @@ from cryptodudez.sensors.landing import not_ingested, route, run_tags
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
 from cryptodudez.settings import PROJECT_DIR, Settings
 from cryptodudez.transforms import volume_model as vm
+from cryptodudez.unreadable import count_rows, reading, shown, unreadable_log, unreadable_parquet
 
 SAMPLES_DIR = PROJECT_DIR / "samples"
 # The CLI prints its own progress and what failed (run_outcome); the runs keep the rest.
@@ -558,103 +554,6 @@ def _not_published(report: Any) -> str:
     return f", {len(report.skipped)} lines not published (first: {origin}: {reason})"
 
 
-# What a reader raises on a file it cannot read: pyarrow (ArrowInvalid is a ValueError, its
-# IO errors are OSErrors), polars (ComputeError and its kin), delta-rs, and a Rust panic in
-# polars (pyo3's PanicException, a BaseException).
-READ_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, ValueError, pl.exceptions.PolarsError, DeltaError, PanicException)
-
-
-@contextlib.contextmanager
-def _reading(what: str, *probes: Callable[[], str | None]) -> Iterator[None]:
-    """Run the block; data it cannot read is a :class:`DataError` naming the file and why.
-
-    The block keeps its one read of many files; only when it fails with a reader's error do
-    the probes look for the culprit, reading the files one at a time, and the first file
-    found is named. When none is (the error is not about one file), ``what``, the table or
-    folder read, is named with the error. A user error (:class:`CliError`) or a KPI result
-    that does not add up (:class:`kpi.KpiError`, one line already) passes through.
-    """
-    try:
-        yield
-    except (CliError, kpi.KpiError):
-        raise
-    except READ_ERRORS as exc:
-        for probe in probes:
-            try:
-                found = probe()
-            except Exception:  # the probe's own trouble (no network): the block's stands
-                found = None
-            if found is not None:
-                raise DataError(found) from exc
-        msg = f"{what}: cannot be read ({_why(exc)})"
-        raise DataError(msg) from exc
-
-
-def _why(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {one_line(exc)}"
-
-
-def _shown(lake: Lake, path: str) -> str:
-    """``path`` of the lake's file system as its reader would type it (``s3://`` on S3)."""
-    return f"s3://{path}" if lake.is_s3 and "://" not in path else path
-
-
-def _unreadable_parquet(lake: Lake, paths: Sequence[str],
-                        columns: Sequence[str] | None = ()) -> str | None:
-    """The first of ``paths`` that cannot be read alone: ``path: cannot be read (why)``.
-
-    Footers first (a few bytes each); then, unless ``columns`` is empty, the data of those
-    columns a file has (every column with None), file by file.
-    """
-    for path in paths:
-        try:
-            with lake.fs.open(path, "rb") as fh:
-                pq.read_metadata(fh)
-        except READ_ERRORS as exc:
-            return f"{_shown(lake, path)}: cannot be read ({_why(exc)})"
-    if columns is not None and not columns:
-        return None
-    for path in paths:
-        try:
-            data = lake.fs.cat_file(path)
-            names = set(pq.read_schema(io.BytesIO(data)).names)
-            pl.read_parquet(data, columns=None if columns is None else
-                            [c for c in columns if c in names])
-        except READ_ERRORS as exc:
-            return f"{_shown(lake, path)}: cannot be read ({_why(exc)})"
-    return None
-
-
-def _unreadable_log(lake: Lake) -> str | None:
-    """The first file of the events table's Delta log that cannot be read, newest first.
-
-    ``_last_checkpoint``, then the checkpoints, then the commits, each from the latest
-    version down: the order the reader reads them in, from the latest checkpoint on.
-    """
-    log = posixpath.join(EventTable(lake.storage).root, "_delta_log")
-    names = sorted(lake.fs.ls(log, detail=False), reverse=True)
-    for path in sorted(names, key=lambda p: (not p.endswith("_last_checkpoint"),
-                                             not p.endswith(".parquet"))):
-        name = posixpath.basename(path)
-        try:
-            if name.endswith(".parquet"):
-                pl.read_parquet(lake.fs.cat_file(path))
-            elif name.endswith(".json") or name == "_last_checkpoint":
-                for line in lake.fs.cat_file(path).splitlines():
-                    if line.strip():
-                        json.loads(line)
-        except READ_ERRORS as exc:
-            return f"{_shown(lake, path)}: cannot be read ({_why(exc)})"
-    return None
-
-
-def _count_rows(lake: Lake, paths: list[str], what: str) -> int:
-    """:meth:`Lake.count_rows`, a footer that cannot be read named (:class:`DataError`)."""
-    with _reading(what, partial(_unreadable_parquet, lake, paths)):
-        return lake.count_rows(paths)
-
-
 def summary(settings: Settings) -> str:
     """What the lake holds: rows validated and quarantined per table, and where.
 
@@ -673,13 +572,13 @@ def summary(settings: Settings) -> str:
             continue  # the event lake's Delta table: its own line below
         # Row counts from the Parquet footers; of the quarantine only the reasons are read,
         # so the summary of a 25 M-row lake stays small.
-        valid = _count_rows(lake, lake.fragments(VALIDATED, table),
-                            _shown(lake, lake.table_dir(VALIDATED, table)))
+        valid = count_rows(lake, lake.fragments(VALIDATED, table),
+                            shown(lake, lake.table_dir(VALIDATED, table)))
         quarantine = lake.fragments(QUARANTINE, table)
         bad = pl.DataFrame(schema={"reason": pl.String})
         if quarantine:
-            with _reading(_shown(lake, lake.table_dir(QUARANTINE, table)),
-                          partial(_unreadable_parquet, lake, quarantine, ["reason"])):
+            with reading(shown(lake, lake.table_dir(QUARANTINE, table)),
+                          partial(unreadable_parquet, lake, quarantine, ["reason"])):
                 bad = lake.read_parquet(quarantine, ["reason"])
         reasons = ""
         if bad.height:
@@ -724,10 +623,10 @@ def _events_summary(lake: Lake) -> list[str]:
     first delivery that is all rejects must not look like no delivery.
     """
     events = EventTable(lake.storage)
-    quarantined = _count_rows(lake, lake.fs.glob(lake.path(QUARANTINE, "events", "*.parquet")),
-                              _shown(lake, lake.table_dir(QUARANTINE, "events")))
-    log = _shown(lake, posixpath.join(events.root, "_delta_log"))
-    with _reading(log, partial(_unreadable_log, lake)):
+    quarantined = count_rows(lake, lake.fs.glob(lake.path(QUARANTINE, "events", "*.parquet")),
+                              shown(lake, lake.table_dir(QUARANTINE, "events")))
+    log = shown(lake, posixpath.join(events.root, "_delta_log"))
+    with reading(log, partial(unreadable_log, lake)):
         if events.exists():
             files = events.files()
             return [f"{'events':<15}{int(files['rows'].sum()):>16,}{quarantined:>13,}  "
@@ -834,22 +733,22 @@ def compute_kpis(lake: Lake, day: date, *, shard: kpi.Shard | None = None,
     storage = lake.storage
 
     def rollups() -> str | None:
-        return _unreadable_parquet(lake, rollup_files(storage, day, None,
+        return unreadable_parquet(lake, rollup_files(storage, day, None,
                                                       (shard.index, shard.count)),
                                    kpi.ROLLUP_COLUMNS)
 
     def events() -> str | None:
         table = EventTable(storage)
         day_files = table.files().filter(pl.col("date") == day)["path"].to_list()
-        return _unreadable_parquet(lake, [posixpath.join(table.root, p) for p in day_files],
+        return unreadable_parquet(lake, [posixpath.join(table.root, p) for p in day_files],
                                    None)
 
-    probes = ((rollups, partial(_unreadable_log, lake)) if source == "rollups"
-              else (partial(_unreadable_log, lake), events))
-    folder = _shown(lake, day_folder(storage, day) if source == "rollups"
+    probes = ((rollups, partial(unreadable_log, lake)) if source == "rollups"
+              else (partial(unreadable_log, lake), events))
+    folder = shown(lake, day_folder(storage, day) if source == "rollups"
                     else EventTable(storage).root)
     try:
-        with _reading(folder, *probes):
+        with reading(folder, *probes):
             return kpi.compute(storage, day, shard=shard, source=source)
     except kpi.KpiError as exc:
         if source in kpi.SOURCES:  # then the request was answerable: the data was not
