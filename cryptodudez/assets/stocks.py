@@ -21,7 +21,7 @@ from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED, Lake
 from cryptodudez.resources.spark_jobs import SparkJobs
 from cryptodudez.transforms import volume_model as vm
 from cryptodudez.transforms.stock_features import FEATURES as FEATURE_COLUMNS
-from cryptodudez.transforms.stock_features import POSITION, rows_by_period
+from cryptodudez.transforms.stock_features import POSITION, rows_by_period, window_rows
 
 STOCK_FEATURES = "stock_features"
 VOLUME_MODEL = "volume_model"
@@ -145,11 +145,13 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake, compute: Compu
             stack.callback(frames.close)
         writer = stack.enter_context(lake.background_writer())  # overlaps the next year
         for (year, _, _), computed in zip(years, frames, strict=True):
-            frame = computed.rename({POSITION: "row_in_symbol"}, strict=False)
             path = feature_path(lake, year)
+            if computed.height:
+                # the position depends on the run's lookback: its window's rows do not
+                writer.write(path, computed.with_columns(window_rows()).drop(
+                    [c for c in computed.columns if c.startswith("_") and c != "_source"]))
+            frame = computed.rename({POSITION: "row_in_symbol"}, strict=False)
             if frame.height:
-                writer.write(path, frame.drop([c for c in frame.columns
-                                               if c.startswith("_") and c != "_source"]))
                 written.append(year)
                 checks.add(frame)
                 if not preview.height:

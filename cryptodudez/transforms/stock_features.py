@@ -22,6 +22,10 @@ import polars as pl
 WINDOW = 30
 FEATURES = ("vol_moving_avg", "adj_close_rolling_med")
 POSITION = "_row_in_symbol"
+# Published instead of the position: how many of the symbol's rows the trailing window
+# holds (1..window). The position itself is counted from wherever a run's lookback starts,
+# so a year's file depended on the range of years that wrote it (a QA walkthrough).
+WINDOW_ROWS = "window_rows"
 INPUTS = ("Symbol", "Date", "Volume", "Adj Close")
 MAX_READ_ROWS = 4_000_000
 _CARRIED = "_carried_position"
@@ -138,6 +142,17 @@ def features_for_range(bars: pl.LazyFrame, *, start: str, end: str,
     frame = with_lookback(bars, start=start, end=end, window=window).collect()
     out = rolling_features(frame, window=window)
     return out.filter((pl.col("Date") >= start) & (pl.col("Date") < end))
+
+
+def window_rows(window: int = WINDOW) -> pl.Expr:
+    """``window_rows`` from the position: the same whichever run's lookback counted it.
+
+    A row's position is exact below ``window - 1`` and at least ``window - 1`` otherwise
+    (:func:`features_for_range`), so the rows its window holds are ``min(position + 1,
+    window)`` in every run.
+    """
+    return pl.min_horizontal(pl.col(POSITION) + 1, pl.lit(window)).cast(pl.Int32).alias(
+        WINDOW_ROWS)
 
 
 def rows_by_period(bars: pl.LazyFrame, bounds: Sequence[str]) -> list[int]:

@@ -13,6 +13,7 @@ from cryptodudez.transforms.stock_features import (
     rolling_features,
     rows_by_period,
     trailing_features,
+    window_rows,
 )
 
 
@@ -70,6 +71,27 @@ def test_a_range_is_exactly_the_full_computation_restricted(boundary: str) -> No
                                                                                    "Date"))
     nulls = part.filter(pl.col(FEATURES[0]).is_null())
     assert (nulls[POSITION] < 29).all()
+
+
+@pytest.mark.parametrize("boundary", ["2020-01-01", "2020-02-15", "2020-06-30"])
+def test_the_published_window_rows_do_not_depend_on_the_range_computed(boundary: str) -> None:
+    """A year's file is the same from a full build and from a backfill of later years.
+
+    The position is counted from the run's lookback (a QA walkthrough found 135,608 rows of
+    a year whose position changed with the backfill); the window's rows are counted here by
+    pandas over each symbol's whole history.
+    """
+    bars = _bars(np.random.default_rng(1), {"A": 150, "B": 40, "C": 12})
+    part = features_for_range(bars.lazy(), start=boundary, end="2100-01-01").with_columns(
+        window_rows())
+    pdf = bars.to_pandas().sort_values(["Symbol", "Date"])
+    pdf["expected"] = (pdf.groupby("Symbol").cumcount() + 1).clip(upper=30)
+    truth = pl.from_pandas(pdf[["Symbol", "Date", "expected"]]).filter(
+        pl.col("Date") >= boundary)
+    merged = part.join(truth, on=["Symbol", "Date"], how="full", coalesce=True)
+    assert merged.height == part.height == truth.height
+    assert (merged["window_rows"] == merged["expected"]).all()
+    assert merged["window_rows"].max() == 30
 
 
 @pytest.mark.parametrize("max_rows", [1, 60, 10**9])
