@@ -7,6 +7,7 @@ The signals come from the :class:`serving.signal_store.SignalStore` on ``app.sta
 import re
 from dataclasses import dataclass
 from datetime import date
+from typing import Annotated
 
 import msgspec
 from litestar import MediaType, Request, get
@@ -30,6 +31,24 @@ DATE_GRAMMAR = "a calendar date as YYYY-MM-DD in ASCII digits, for example 2021-
 _PARAMETERS = {DATE: Param(DATE_GRAMMAR, "the latest date")}
 
 
+IN_SAMPLE = ("true when the served model was fitted on this date's label: its probabilities "
+             "are not out-of-sample, and in-sample signals are not a track record")
+
+
+class LabelDefinition(msgspec.Struct):
+    """What the served version's labels mean (the training set's label configuration)."""
+
+    method: Annotated[str, msgspec.Meta(
+        description="`horizon` (the return at the horizon) or `triple_barrier` (the first "
+                    "barrier the daily closes touch within the horizon)")]
+    horizon: Annotated[int, msgspec.Meta(description="days from the decision close to the "
+                                                     "close that decides the label")]
+    band: Annotated[float, msgspec.Meta(
+        description="the dead band: a log return (`fixed`) or a multiple of the horizon's "
+                    "volatility (`volatility`); buy above it, sell below minus it")]
+    band_kind: Annotated[str, msgspec.Meta(description="`fixed` or `volatility`")]
+
+
 class Signal(msgspec.Struct):
     """``GET /signal/eth`` body."""
 
@@ -39,6 +58,10 @@ class Signal(msgspec.Struct):
     model_version: str
     features_as_of: str
     served: str
+    in_sample: Annotated[bool, msgspec.Meta(description=IN_SAMPLE)]
+    label_definition: Annotated[LabelDefinition | None, msgspec.Meta(
+        description="the label definition of the training set the version was made from; "
+                    "null for a version published before signals carried it")]
 
 
 def date_query(raw: bytes) -> str | None:
@@ -83,9 +106,12 @@ def eth_signal(request: Request) -> Signal:
     row = signals.rows.get(signals.latest if day is None else day)
     if row is None:
         raise _not_found(day or signals.latest, signals)
+    labels = signals.label_definition
     return Signal(date=row.date.isoformat(), action=row.action,
                   probabilities=dict(row.probabilities), model_version=signals.version,
-                  features_as_of=row.features_as_of_text, served=signals.served)
+                  features_as_of=row.features_as_of_text, served=signals.served,
+                  in_sample=row.in_sample,
+                  label_definition=None if labels is None else LabelDefinition(**labels))
 
 
 @dataclass
@@ -125,7 +151,10 @@ signal_get = get(
     description=f"The action ({', '.join(CLASSES)}) for ETH on a day, with the probability of "
                 "each, the version that made it and when its features were computed up to. "
                 "`served` is `model`, or `baseline:<name>` when a baseline made the published "
-                "version. A new version is served as soon as it is published, without a "
+                "version. `in_sample` is true for a date the served model was fitted on: "
+                "in-sample signals are not a track record. `label_definition` says what the "
+                "actions mean (buy: the return over `horizon` days above the band). A new "
+                "version is served as soon as it is published, without a "
                 "restart. `HEAD` answers with the same status and headers and no body.",
     operation_class=SignalOperation,
     response_description="the signal of the day",

@@ -9,11 +9,17 @@ Layout::
 
     {"version": "v1", "served": "model" | "baseline:<name>", "model_version": "v1",
      "classes": ["buy", "hodl", "sell"],
+     "label_definition": {"method": "horizon", "horizon": 1, "band": 0.01,
+                          "band_kind": "fixed"},
      "rows": [{"date": "2021-03-01", "action": "buy",
                "probabilities": {"buy": 0.6, "hodl": 0.3, "sell": 0.1},
                "features_as_of": "2021-03-01T00:00:00Z", "in_sample": false}, ...]}
 
-with the rows sorted by date, one per date. :func:`write_signals` (called by the Dagster
+with the rows sorted by date, one per date. ``label_definition`` is the label configuration of
+the training set the version was made from (what "buy" means: the return over ``horizon`` days
+above the band); versions written before it existed lack it (read as None).
+``in_sample`` is true for a date whose label the served model was fitted on: its
+probabilities are not out-of-sample. :func:`write_signals` (called by the Dagster
 asset and by the tests) writes a version's file and then ``LATEST``, so a reader that follows
 ``LATEST`` never finds half a version; :func:`read_signals` reads one version back and checks
 every field. :class:`SignalStore` polls ``LATEST`` and swaps, in one assignment, to a fully
@@ -137,13 +143,47 @@ class SignalRow:
 
 @dataclass(frozen=True)
 class ServedSignals:
-    """A loaded version: its rows by date, and the first and latest dates."""
+    """A loaded version: its rows by date, the first and latest dates, its label definition.
+
+    ``label_definition`` is None for a version written before signals carried it.
+    """
 
     version: str
     served: str
     rows: Mapping[date, SignalRow]
     first: date
     latest: date
+    label_definition: Mapping[str, Any] | None = None
+
+
+LABEL_METHODS = ("horizon", "triple_barrier")
+BAND_KINDS = ("fixed", "volatility")
+LABEL_KEYS = ("method", "horizon", "band", "band_kind")
+
+
+def check_label_definition(data: object) -> dict[str, Any]:
+    """``data`` if it is a label definition as ``signals.json`` holds it, else a ValueError.
+
+    The fields of :class:`cryptodudez.features.labels.LabelConfig`, checked here without
+    importing it (an API worker loads no polars).
+    """
+    if not isinstance(data, Mapping) or set(data) != set(LABEL_KEYS):
+        raise ValueError(f"label_definition must be an object with exactly the keys "
+                         f"{sorted(LABEL_KEYS)}, got {data!r}")
+    if data["method"] not in LABEL_METHODS:
+        raise ValueError(f"label_definition method must be one of {list(LABEL_METHODS)}, "
+                         f"got {data['method']!r}")
+    if data["band_kind"] not in BAND_KINDS:
+        raise ValueError(f"label_definition band_kind must be one of {list(BAND_KINDS)}, "
+                         f"got {data['band_kind']!r}")
+    horizon, band = data["horizon"], data["band"]
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ValueError(f"label_definition horizon must be a whole number of days >= 1, "
+                         f"got {horizon!r}")
+    if isinstance(band, bool) or not isinstance(band, int | float) or not (
+            math.isfinite(band) and band >= 0):
+        raise ValueError(f"label_definition band must be a finite number >= 0, got {band!r}")
+    return {k: data[k] for k in LABEL_KEYS} | {"band": float(band)}
 
 
 def _check_row(data: object) -> dict[str, Any]:
@@ -192,24 +232,28 @@ def _check_served(served: object) -> str:
 
 
 def write_signals(lake: WritableLake, version: str, rows: Iterable[SignalRow], *,
-                  served: str = MODEL, publish: bool = True) -> str:
+                  label_definition: Mapping[str, Any], served: str = MODEL,
+                  publish: bool = True) -> str:
     """Write ``rows`` as ``version`` of the ETH signal; returns the path of its file.
 
     Writes ``models/eth_signal/<version>/signals.json`` (rows sorted by date), then, with
     ``publish``, points ``models/eth_signal/LATEST`` at it (:func:`publish_signals`; a writer
     that checks the version first publishes it afterwards). Everything is checked before
-    anything is written: a ValueError names a bad version, ``served`` value, row, a repeated
-    date or no rows.
+    anything is written: a ValueError names a bad version, ``served`` value, label
+    definition, row, a repeated date or no rows.
 
     Args:
         lake: the lake to write to (the Dagster resource ``Lake``: atomic writes).
         version: the version's name, one path segment (``v3``, ``2021-03-01T00-00``).
         rows: one row per date, in any order.
+        label_definition: the label configuration the version's training set was made
+            with (``method``, ``horizon``, ``band``, ``band_kind``).
         served: ``"model"``, or ``"baseline:<name>"`` when a baseline made the signal.
         publish: point ``LATEST`` at the version (False: the caller publishes it later).
     """
     _check_version(version)
     _check_served(served)
+    labels = check_label_definition(label_definition)
     encoded = sorted((row.to_json() for row in rows), key=lambda r: str(r["date"]))
     if not encoded:
         raise ValueError(f"version {version!r} of {SIGNAL_NAME} has no rows")
@@ -217,7 +261,7 @@ def write_signals(lake: WritableLake, version: str, rows: Iterable[SignalRow], *
         if before["date"] == after["date"]:
             raise ValueError(f"date {after['date']} has more than one row")
     document = {"version": version, "served": served, "model_version": version,
-                "classes": list(CLASSES), "rows": encoded}
+                "classes": list(CLASSES), "label_definition": labels, "rows": encoded}
     path = lake.path(MODELS, SIGNAL_NAME, version, SIGNALS_FILE)
     lake.write_bytes(path, json.dumps(document, allow_nan=False).encode())
     if publish:
@@ -253,6 +297,8 @@ def read_signals(lake: ReadableLake, version: str) -> ServedSignals:
     if document.get("classes") != list(CLASSES):
         raise ValueError(f"classes must be {list(CLASSES)}, got {document.get('classes')!r}")
     served = _check_served(document.get("served"))
+    labels = (check_label_definition(document["label_definition"])
+              if "label_definition" in document else None)
     listed = document.get("rows")
     if not isinstance(listed, list) or not listed:
         raise ValueError(f"{SIGNALS_FILE} of {version!r} has no rows")
@@ -263,7 +309,7 @@ def read_signals(lake: ReadableLake, version: str) -> ServedSignals:
             raise ValueError(f"rows are not sorted by date with one row per date at {row.date}")
         rows[row.date] = row
     return ServedSignals(version=version, served=served, rows=rows, first=next(iter(rows)),
-                         latest=next(reversed(rows)))
+                         latest=next(reversed(rows)), label_definition=labels)
 
 
 class SignalStore(PollingStore[ServedSignals]):

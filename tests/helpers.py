@@ -119,12 +119,16 @@ def publish(lake: Lake, version: str, *, scale: float = 1.0, seed: int = 0) -> L
     return table
 
 
+DEFAULT_LABELS = {"method": "horizon", "horizon": 1, "band": 0.01, "band_kind": "fixed"}
+
+
 def publish_signals(lake: Lake, version: str, dates: Sequence[date], *, served: str = "model",
-                    seed: int = 0) -> list[SignalRow]:
+                    seed: int = 0, labels: dict[str, Any] | None = None) -> list[SignalRow]:
     """Publish a signal for each of ``dates`` like the signal asset does; returns the rows.
 
     Probabilities are random (``seed``), the action is the likeliest class, the features are
-    as of midnight UTC of the day, and the first half of the dates are in sample.
+    as of midnight UTC of the day, and the first half of the dates are in sample. The label
+    definition is ``labels`` (default: ``DEFAULT_LABELS``, the next-day 1 % band).
     """
     rng = np.random.default_rng(seed)
     rows = []
@@ -135,7 +139,8 @@ def publish_signals(lake: Lake, version: str, dates: Sequence[date], *, served: 
                               probabilities=probabilities,
                               features_as_of=datetime.combine(day, time(), UTC),
                               in_sample=i < len(dates) // 2))
-    write_signals(lake, version, rows, served=served)
+    write_signals(lake, version, rows, served=served,
+                  label_definition=DEFAULT_LABELS if labels is None else labels)
     return rows
 
 

@@ -74,11 +74,20 @@ def inputs(lake: Lake) -> build.Inputs:
 # Without ETH's prices there is no label, and without tweets no tweet features: the feature
 # store then has nothing to compute, and its runs would only fail their empty-table checks.
 REQUIRED_INPUTS = ("crypto_prices", "tweets")
+ETH_PRICES = "ETH prices in crypto_prices"
 
 
 def missing_inputs(lake: Lake) -> list[str]:
-    """The validated tables the feature store needs that the lake does not hold yet."""
-    return [table for table in REQUIRED_INPUTS if not lake.fragments(VALIDATED, table)]
+    """What the feature store needs that the lake does not hold yet.
+
+    The validated tables it reads, and ETH's closes among the coins: a lake of other coins
+    has no spine (``ETH_PRICES`` is then missing).
+    """
+    missing = [table for table in REQUIRED_INPUTS if not lake.fragments(VALIDATED, table)]
+    if "crypto_prices" not in missing and fchecks.eth_close_range(
+            inputs(lake).crypto)[0] is None:
+        missing.insert(0, ETH_PRICES)
+    return missing
 
 
 def data_end(lake: Lake) -> date | None:
@@ -153,6 +162,30 @@ def read_days(lake: Lake, table: str, *, start: date | None = None,
     if end is not None:
         scan = scan.filter(pl.col(day) < end)
     return scan.collect()
+
+
+def stored_features(lake: Lake) -> pl.DataFrame:
+    """Every stored ``eth_features`` row; fails naming the years missing days of ETH's spine.
+
+    The days expected are every calendar day from ETH's first to its last close in the
+    validated coin table: a year file moved away or a partition never materialised is
+    named, with its file, instead of building a training set from a store with a hole.
+    """
+    features = read_days(lake, ETH_FEATURES)
+    if features.height == 0:
+        raise dg.Failure("no eth_features rows: materialise the feature store first")
+    first, last = fchecks.eth_close_range(inputs(lake).crypto)
+    gaps = fchecks.spine_gaps(features["date"], first, last)
+    if gaps:
+        years = [f"{year} ({days} days; {year_path(lake, ETH_FEATURES, year)}"
+                 f"{'' if lake.exists(year_path(lake, ETH_FEATURES, year)) else ' is absent'})"
+                 for year, days in gaps.items()]
+        raise dg.Failure(
+            f"eth_features misses days of ETH's closes {first}..{last} in "
+            f"{'; '.join(years)}: materialise eth_features for partition(s) "
+            f"{', '.join(gaps)} first",
+            metadata={"missing_days_by_year": dg.MetadataValue.json(gaps)})
+    return features
 
 
 def _partition_metadata(context: dg.AssetExecutionContext, frame: pl.DataFrame) -> None:
@@ -246,10 +279,14 @@ def market_daily(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materializ
         src.crypto.filter(pl.col("Symbol").is_in(sample)).collect(),
         src.stocks.filter(pl.col("Symbol").is_in(sample)).collect(),
     ).filter((pl.col("date") >= start) & (pl.col("date") < end))
+    first, last = fchecks.bar_range(src.crypto, src.stocks)
     return dg.MaterializeResult(
         metadata={"run_rows": rows, "days": f"{start}..{end - timedelta(days=1)}",
                   "symbols": frame["symbol"].n_unique() if frame.height else 0},
-        check_results=fchecks.market_daily_checks(frame, reference, symbols=sample))
+        check_results=fchecks.market_daily_checks(
+            frame, reference, symbols=sample,
+            none_expected=fchecks.outside_window(first, last, start, end,
+                                                 what="the coin and stock bars")))
 
 
 def spine(lake: Lake, start: date | None = None, end: date | None = None) -> pl.DataFrame:
@@ -292,6 +329,7 @@ def eth_features(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materializ
     # ETH's first and last close straight from the validated table, not from the spine
     # builder the check judges: a spine that lost its first or last day must fail.
     first, last = fchecks.eth_close_range(src.crypto)
+    quiet = fchecks.outside_window(first, last, start, end, what="ETH's closes")
     cutoffs = _cutoffs(frame)
     leaks = (guard.leaking_columns(lambda i: build.build_all(i).features, src, frame,
                                    cutoffs) if cutoffs else {})
@@ -300,14 +338,18 @@ def eth_features(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materializ
                   "features": len(store.feature_columns(frame)) if frame.height else 0},
         check_results=[
             fchecks.spine_check(frame, first, last, start, end),
-            fchecks.schema_check("eth_features_schema", frame, fchecks.EthFeatures),
-            fchecks.lookahead_check(leaks, [c.isoformat() for c in cutoffs]),
+            fchecks.schema_check("eth_features_schema", frame, fchecks.EthFeatures,
+                                 none_expected=quiet),
+            fchecks.lookahead_check(leaks, [c.isoformat() for c in cutoffs],
+                                    none_expected=quiet),
         ])
 
 
 def _features(days: pl.DataFrame, tweets_: pl.DataFrame, market: pl.DataFrame) -> pl.DataFrame:
-    if days.height == 0:
-        return pl.DataFrame()
+    """The feature rows of ``days``.
+
+    No day (a year before ETH's first close) gives no row, with the table's columns.
+    """
     tweet_view = tweets_.rename({"date": "day"}) if tweets_.height else tweets.empty()
     return store.eth_features(days, tweet_view, market if market.height else markets.empty())
 
@@ -338,30 +380,52 @@ def eth_market_asof(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materia
     days = spine(lake, start, end)
     market = read_days(lake, MARKET_DAILY_TABLE, start=start - MARKET_DAILY.ttl
                        - timedelta(days=1), end=end)
-    frame = (store.market_asof(days, market) if days.height and market.height
-             else pl.DataFrame())
-    rows = write_days(lake, ETH_MARKET_ASOF, frame, start=start, end=end) if frame.height \
-        else write_days(lake, ETH_MARKET_ASOF, pl.DataFrame({"date": []}, schema={
-            "date": pl.Date}), start=start, end=end)
+    # no spine day or no bar: no row, the table's columns all the same
+    frame = store.market_asof(days, market if market.height else markets.empty())
+    rows = write_days(lake, ETH_MARKET_ASOF, frame, start=start, end=end)
     _partition_metadata(context, frame)
+    first, last = fchecks.eth_close_range(inputs(lake).crypto)
     return dg.MaterializeResult(
         metadata={"run_rows": rows, "symbols": frame["symbol"].n_unique() if rows else 0},
-        check_results=[fchecks.schema_check("eth_market_asof_schema", frame,
-                                             fchecks.EthMarketAsof)])
+        check_results=[fchecks.schema_check(
+            "eth_market_asof_schema", frame, fchecks.EthMarketAsof,
+            none_expected=fchecks.outside_window(first, last, start, end,
+                                                 what="ETH's closes"))])
 
 
 class LabelSettings(dg.Config):
-    """The label definition of a training set (see :class:`LabelConfig`)."""
+    """The label definition of a training set (:class:`LabelConfig`), and whether it serves.
+
+    ``serve``: None (the default) serves a run with the production label definition (the
+    defaults: next-day return, fixed 1 % band) and keeps any other as an experiment; True
+    serves it too; False keeps even the production definition as an experiment. An
+    experiment's training set and signal version are written, checked and reported, but
+    neither ``LATEST`` pointer moves. A served run moves them once its checks pass.
+    """
 
     horizon: int = 1
     band: float = 0.01
     band_kind: Literal["fixed", "volatility"] = "fixed"
     method: Literal["horizon", "triple_barrier"] = "horizon"
+    serve: bool | None = None
 
     def label_config(self) -> LabelConfig:
-        """As the Dagster-free configuration."""
-        return LabelConfig(horizon=self.horizon, band=self.band, band_kind=self.band_kind,
-                           method=self.method)
+        """As the Dagster-free configuration, checked against what the evaluation can use.
+
+        Raises:
+            dg.Failure: naming the field, its value and the bound, before anything is built.
+        """
+        try:
+            labels = LabelConfig(horizon=self.horizon, band=self.band,
+                                 band_kind=self.band_kind, method=self.method)
+            ev.check_horizon(labels.horizon)
+        except ValueError as exc:
+            raise dg.Failure(f"{ETH_TRAINING_SET} config: {exc}") from exc
+        return labels
+
+    def serves(self) -> bool:
+        """Whether a run with this configuration may move the served pointers."""
+        return self.label_config() == LabelConfig() if self.serve is None else self.serve
 
 
 ETH_TRAINING_SET = "eth_training_set"
@@ -398,11 +462,13 @@ def watermark(lake: Lake) -> str:
 )
 def eth_training_set(context: dg.AssetExecutionContext, config: LabelSettings,
                      lake: Lake) -> dg.MaterializeResult:
-    """A point-in-time-correct training set for a label definition, stored immutably."""
-    labels = config.label_config()
-    features = read_days(lake, ETH_FEATURES)
-    if features.height == 0:
-        raise dg.Failure("no eth_features rows: materialise the feature store first")
+    """A point-in-time-correct training set for a label definition, stored immutably.
+
+    ``LATEST`` moves to it only when the run is served (see :class:`LabelSettings`) and the
+    snapshot passes its blocking checks; ``eth_signal`` of the same run evaluates it either way.
+    """
+    labels, serve = config.label_config(), config.serves()
+    features = stored_features(lake)
     frame = store.training_set(features, labels)
     key = store.SnapshotKey(store.code_version(), watermark(lake), labels)
     reproducible, manifest = True, {}
@@ -418,35 +484,70 @@ def eth_training_set(context: dg.AssetExecutionContext, config: LabelSettings,
     again = store.parquet_bytes(store.training_set(read_days(lake, ETH_FEATURES), labels))
     same_twice = again == store.parquet_bytes(frame)
     reproducible = reproducible and same_twice
-    lake.write_bytes(snapshot_folder(lake, "LATEST"), key.id.encode())
     wrong = fchecks.labels_against_sql(frame, inputs(lake).crypto, labels)
     balance = class_balance(frame["label"])
+    checks = [dg.AssetCheckResult(check_name="eth_training_set_reproducible",
+                                  passed=reproducible,
+                                  metadata={"snapshot": key.id,
+                                            "sha256": manifest.get("sha256", "mismatch"),
+                                            "same_bytes_built_twice": same_twice}),
+              fchecks.labels_check(wrong, labels)]
+    # both checks block: a snapshot that fails one never becomes LATEST
+    latest = serve and all(c.passed for c in checks)
+    if latest:
+        lake.write_bytes(snapshot_folder(lake, "LATEST"), key.id.encode())
+    elif serve:
+        context.log.warning(f"{ETH_TRAINING_SET} {key.id} fails a blocking check: kept for "
+                            "inspection, LATEST still names the served training set")
+    else:
+        context.log.info(f"{ETH_TRAINING_SET} {key.id} is an experiment (labels "
+                         f"{labels.__dict__}, serve={config.serve}): LATEST does not move")
     return dg.MaterializeResult(
         metadata={"snapshot": key.id, "path": lake.url(FEATURES, OFFLINE, ETH_TRAINING_SET,
                                                         key.id),
                   "rows": frame.height, "features": len(store.feature_columns(frame)),
                   "reused": bool(manifest.get("reused")),
                   "class_balance": dg.MetadataValue.json(balance),
-                  "labels": dg.MetadataValue.json(labels.__dict__)},
-        check_results=[
-            dg.AssetCheckResult(check_name="eth_training_set_reproducible",
-                                passed=reproducible,
-                                metadata={"snapshot": key.id,
-                                          "sha256": manifest.get("sha256", "mismatch"),
-                                          "same_bytes_built_twice": same_twice}),
-            fchecks.labels_check(wrong, labels),
-        ])
+                  "labels": dg.MetadataValue.json(labels.__dict__),
+                  "serve": serve, "latest": latest},
+        check_results=checks)
+
+
+def training_set(lake: Lake, key: str) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """A stored training set's rows and manifest."""
+    manifest = json.loads(lake.read_bytes(snapshot_folder(lake, key, "manifest.json")))
+    frame = lake.read_parquet([snapshot_folder(lake, key, "training.parquet")])
+    return frame, manifest
+
+
+def latest_snapshot(lake: Lake) -> str:
+    """The id of the served training set (``LATEST``)."""
+    pointer = snapshot_folder(lake, "LATEST")
+    if not lake.exists(pointer):
+        raise dg.Failure("no training set yet: materialise eth_training_set first")
+    return lake.read_bytes(pointer).decode().strip()
 
 
 def latest_training_set(lake: Lake) -> tuple[str, pl.DataFrame, dict[str, Any]]:
     """The latest stored training set: its id, rows and manifest."""
-    pointer = snapshot_folder(lake, "LATEST")
-    if not lake.exists(pointer):
-        raise dg.Failure("no training set yet: materialise eth_training_set first")
-    key = lake.read_bytes(pointer).decode().strip()
-    manifest = json.loads(lake.read_bytes(snapshot_folder(lake, key, "manifest.json")))
-    frame = lake.read_parquet([snapshot_folder(lake, key, "training.parquet")])
-    return key, frame, manifest
+    key = latest_snapshot(lake)
+    return key, *training_set(lake, key)
+
+
+def run_training_set(context: dg.AssetExecutionContext, lake: Lake) -> tuple[str, bool]:
+    """The training set this run built and whether the run is served; else ``LATEST``'s.
+
+    The run's own ``eth_training_set`` materialisation names its snapshot (an experiment's
+    never moves ``LATEST``). Without one (``eth_signal`` run alone), the served training set
+    is evaluated again, and served.
+    """
+    records = context.instance.fetch_materializations(dg.AssetKey(ETH_TRAINING_SET),
+                                                      limit=100).records
+    for record in records:
+        event = record.asset_materialization
+        if record.run_id == context.run_id and event is not None:
+            return str(event.metadata["snapshot"].value), bool(event.metadata["serve"].value)
+    return latest_snapshot(lake), True
 
 
 ETH_ONLINE = "eth_online_features"
@@ -520,10 +621,13 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
 
     The report, both charts and the served signals are written under
     ``models/eth_signal/<version>/``; ``LATEST`` moves last, and only when the version passes
-    its blocking check, so ``GET /signal/eth`` swaps to the new version without a restart
-    and never to a rejected one.
+    its blocking check and the run is served (not an experiment, see :class:`LabelSettings`),
+    so ``GET /signal/eth`` swaps to the new version without a restart and never to a
+    rejected or experimental one. It evaluates the training set its run built, or, run on
+    its own, the served one.
     """
-    snapshot, frame, manifest = latest_training_set(lake)
+    snapshot, serve = run_training_set(context, lake)
+    frame, manifest = training_set(lake, snapshot)
     horizon = int(manifest["labels"]["horizon"])
     columns = ev.usable_features(frame, store.feature_columns(frame))
     report = ev.evaluate(frame, columns, horizon=horizon)
@@ -541,10 +645,12 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
         title=f"ETH close with the model's out-of-sample signals (served: {served})")
     equity_png = charts.equity_curves(ev.report_equity(report))
     lake.write_bytes(lake.path(*folder, "report.json"), json.dumps(
-        {**report, "training_set": snapshot, "version": version}, indent=1).encode())
+        {**report, "training_set": snapshot, "version": version,
+         "labels": manifest["labels"], "serve": serve}, indent=1).encode())
     lake.write_bytes(lake.path(*folder, "price_signals.png"), price_png)
     lake.write_bytes(lake.path(*folder, "equity_curves.png"), equity_png)
-    write_signals(lake, version, signal_rows(signals, frame), served=served, publish=False)
+    write_signals(lake, version, signal_rows(signals, frame), served=served, publish=False,
+                  label_definition=manifest["labels"])
     verdict = report["verdict"]
     hold = report["holdout"]["scores"]
     # what the API will read back, not what this run meant to write
@@ -552,13 +658,18 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
         verdict, read_signals(lake.storage, version),
         fchecks.verdict_actions(frame, verdict, feature_columns=columns,
                                 seed=int(report["seed"])))
-    if serves_verdict.passed:  # a version that fails its blocking check is never served
+    published = serve and serves_verdict.passed
+    if published:  # a version that fails its blocking check is never served
         publish_signals(lake, version)
-    else:
+    elif serve:
         context.log.warning(f"eth_signal {version} fails eth_signal_serves_the_verdict: kept "
                             "for inspection, LATEST still names the served version")
+    else:
+        context.log.info(f"eth_signal {version} is an experiment ({manifest['labels']}): "
+                         "kept under its version, LATEST still names the served version")
     return dg.MaterializeResult(
-        metadata={"version": version, "published": serves_verdict.passed,
+        metadata={"version": version, "published": published, "experiment": not serve,
+                  "labels": dg.MetadataValue.json(manifest["labels"]),
                   "training_set": snapshot, "served": served,
                   "verdict": str(verdict.get("summary", verdict)),
                   "features": len(columns),

@@ -113,15 +113,50 @@ def schema_failures(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> pl.
     return pl.DataFrame()
 
 
-def schema_check(name: str, frame: pl.DataFrame,
-                 schema: type[pa.DataFrameModel]) -> dg.AssetCheckResult:
-    """A pandera schema as an asset check (no rows: failed, nothing was checked)."""
-    failures = schema_failures(frame, schema) if frame.height else pl.DataFrame()
+def schema_check(name: str, frame: pl.DataFrame, schema: type[pa.DataFrameModel], *,
+                 none_expected: str | None = None) -> dg.AssetCheckResult:
+    """A pandera schema as an asset check.
+
+    An empty frame is validated too (its columns and types). No rows pass only when the
+    caller's count apart from the builder found nothing to write in the window
+    (``none_expected`` says why, see :func:`outside_window`); otherwise no rows fail:
+    nothing was checked.
+    """
+    failures = schema_failures(frame, schema)
+    empty = frame.height == 0
+    description = None
+    if empty:
+        description = (f"0 rows, none expected: {none_expected}" if none_expected
+                       else "no rows were written: nothing to check")
     return dg.AssetCheckResult(
-        check_name=name, passed=frame.height > 0 and failures.height == 0,
+        check_name=name, passed=(not empty or none_expected is not None)
+        and failures.height == 0,
         metadata={"rows": frame.height, "failing_count": failures.height,
                   "sample": dg.MetadataValue.md(markdown_table(failures.head(5)))},
-        description=None if frame.height else "no rows were written: nothing to check")
+        description=description)
+
+
+def outside_window(first: date | None, last: date | None, start: date, end: date, *,
+                   what: str) -> str | None:
+    """Why the window ``start <= day < end`` holds no row: the source's days miss it.
+
+    ``first`` and ``last`` are the source's first and last day, counted apart from the
+    builder. None when they reach into the window, or when the source holds nothing at all
+    (then nothing was checked, which is no pass).
+    """
+    if first is None or last is None or (first < end and last >= start):
+        return None
+    return f"{what} run {first}..{last}, outside {start}..{end - timedelta(days=1)}"
+
+
+def bar_range(crypto: pl.LazyFrame, stocks: pl.LazyFrame) -> tuple[date | None, date | None]:
+    """The first and last day of any coin or stock bar with a positive price."""
+    day = pl.col("Date").cast(pl.String).str.slice(0, 10).str.to_date().alias("d")
+    days = pl.concat([crypto.filter(pl.col("Close") > 0).select(day),
+                      stocks.filter(pl.col("Adj Close") > 0).select(day)])
+    lo, hi = days.select(pl.col("d").min().alias("lo"), pl.col("d").max().alias("hi")
+                         ).collect().row(0)
+    return lo, hi
 
 
 def duckdb_tweets_per_day(tweets: pl.LazyFrame, start: date, end: date) -> pl.DataFrame:
@@ -167,6 +202,9 @@ def tweet_daily_checks(written: pl.DataFrame, tweets: pl.LazyFrame, *, start: da
     """
     latest = duckdb_last_tweet_day(tweets)
     last = min(end - timedelta(days=1), latest) if latest is not None else None
+    # days up to the latest tweet's are known (zeros before the first tweet), later unknown
+    quiet = (f"the latest tweet's UTC day, {latest}, is before {start}"
+             if latest is not None and latest < start else None)
     calendar = pl.DataFrame({"day": pl.date_range(start, last, eager=True)}
                             if last is not None and last >= start else {"day": []},
                             schema={"day": pl.Date})
@@ -178,7 +216,7 @@ def tweet_daily_checks(written: pl.DataFrame, tweets: pl.LazyFrame, *, start: da
         coalesce=True).with_columns(pl.col("tweets", "n").fill_null(0))
     wrong = merged.filter(pl.col("tweets") != pl.col("n"))
     return [
-        schema_check("tweet_daily_schema", written, TweetDaily),
+        schema_check("tweet_daily_schema", written, TweetDaily, none_expected=quiet),
         dg.AssetCheckResult(
             check_name="tweet_daily_every_day_present",
             passed=missing.height == 0 and extra.height == 0
@@ -234,13 +272,15 @@ def duckdb_returns(crypto: pl.DataFrame, stocks: pl.DataFrame) -> pl.DataFrame:
 
 
 def market_daily_checks(written: pl.DataFrame, reference: pl.DataFrame, *,
-                        symbols: "Sequence[str]") -> list[dg.AssetCheckResult]:
+                        symbols: "Sequence[str]",
+                        none_expected: str | None = None) -> list[dg.AssetCheckResult]:
     """Schema, and the SQL recomputation's rows, returns and volatility on sample symbols.
 
     The written rows of ``symbols`` (the sample, named by the caller: not taken from the
     reference, which has no row of a symbol without validated bars) must be exactly the
     reference's keys (asset class, symbol, date): a bar the builder dropped or invented
-    fails, as does a wrong value or a bar filed under the other series of its ticker.
+    fails, as does a wrong value or a bar filed under the other series of its ticker. An
+    empty reference passes only with ``none_expected`` (no bar in the window at all).
     """
     keys = ["asset_class", "symbol", "date"]
     mine = written.filter(pl.col("symbol").is_in(list(symbols)))
@@ -253,11 +293,11 @@ def market_daily_checks(written: pl.DataFrame, reference: pl.DataFrame, *,
         (pl.col("vol_20d") - pl.col("vol")).abs() > 1e-9)
     wrong = joined.filter(ret_bad | vol_bad)
     return [
-        schema_check("market_daily_schema", written, MarketDaily),
+        schema_check("market_daily_schema", written, MarketDaily, none_expected=none_expected),
         dg.AssetCheckResult(
             check_name="market_daily_matches_sql_recomputation",
-            passed=reference.height > 0 and missing.height == 0 and extra.height == 0
-            and wrong.height == 0,
+            passed=(reference.height > 0 or none_expected is not None)
+            and missing.height == 0 and extra.height == 0 and wrong.height == 0,
             metadata={"rows_compared": joined.height, "failing_count": wrong.height,
                       "missing_rows": missing.height, "extra_rows": extra.height,
                       "symbols": ", ".join(sorted(reference["symbol"].unique().to_list())),
@@ -267,29 +307,67 @@ def market_daily_checks(written: pl.DataFrame, reference: pl.DataFrame, *,
                           extra.select(keys).head(5))),
                       "sample": dg.MetadataValue.md(markdown_table(
                           wrong.select(*keys, "log_return", "ret", "vol_20d",
-                                       "vol").head(5)))}),
+                                       "vol").head(5)))},
+            description=None if reference.height else (
+                f"0 rows compared, none expected: {none_expected}" if none_expected
+                else "the sample symbols have no bar in the validated rows: nothing to "
+                     "compare")),
     ]
 
 
 def spine_check(written: pl.DataFrame, eth_first: date | None, eth_last: date | None,
                 start: date, end: date) -> dg.AssetCheckResult:
-    """One row per calendar day between ETH's first and last close within the window."""
+    """One row per calendar day between ETH's first and last close within the window.
+
+    A window outside ETH's closes expects no row; without any ETH close there is nothing
+    to check (failed).
+    """
     lo = max(start, eth_first) if eth_first else None
     hi = min(end - timedelta(days=1), eth_last) if eth_last else None
     expected = (hi - lo).days + 1 if lo and hi and hi >= lo else 0
+    days = written["date"].n_unique() if "date" in written.columns else 0
+    nulls = written.filter(pl.col("close").is_null()).height if "close" in written.columns \
+        else 0
+    description = None
+    if eth_first is None:
+        description = "no ETH close in the validated coin table: nothing to check"
+    elif expected == 0:
+        description = (f"0 days expected: ETH's closes run {eth_first}..{eth_last}, "
+                       f"outside {start}..{end - timedelta(days=1)}")
     return dg.AssetCheckResult(
         check_name="eth_features_spine_complete",
-        passed=written.height == expected and written["date"].n_unique() == expected,
+        passed=eth_first is not None and written.height == expected and days == expected,
         metadata={"rows": written.height, "calendar_days": expected,
-                  "days_without_close": written.filter(pl.col("close").is_null()).height})
+                  "days_without_close": nulls},
+        description=description)
 
 
-def lookahead_check(leaks: dict[str, list[str]], cutoffs: list[str]) -> dg.AssetCheckResult:
-    """The rebuild from inputs truncated at each cutoff gave the same rows."""
+def spine_gaps(dates: pl.Series, eth_first: date | None,
+               eth_last: date | None) -> dict[str, int]:
+    """Days of ETH's spine (first to last close) missing from ``dates``, by year."""
+    if eth_first is None or eth_last is None:
+        return {}
+    calendar = pl.date_range(eth_first, eth_last, eager=True).alias("date")
+    missing = calendar.filter(~calendar.is_in(dates.implode()))
+    counts = missing.dt.year().cast(pl.String).value_counts(sort=False)
+    return dict(sorted(counts.iter_rows()))
+
+
+def lookahead_check(leaks: dict[str, list[str]], cutoffs: list[str], *,
+                    none_expected: str | None = None) -> dg.AssetCheckResult:
+    """The rebuild from inputs truncated at each cutoff gave the same rows.
+
+    No cutoff fails (nothing tested) unless ``none_expected`` says the window has no day.
+    """
+    description = None
+    if not cutoffs:
+        description = (f"no day to test, none expected: {none_expected}" if none_expected
+                       else "no day in the window to test")
     return dg.AssetCheckResult(
-        check_name="eth_features_no_lookahead", passed=not leaks and bool(cutoffs),
+        check_name="eth_features_no_lookahead",
+        passed=not leaks and (bool(cutoffs) or none_expected is not None),
         metadata={"cutoffs": ", ".join(cutoffs), "leaking_columns": dg.MetadataValue.json(leaks)},
-        description=None if cutoffs else "no day in the window to test")
+        description=description)
 
 
 def labels_against_sql(frame: pl.DataFrame, crypto: pl.LazyFrame,
@@ -327,11 +405,15 @@ def labels_check(wrong: pl.DataFrame | None, labels: "LabelConfig") -> dg.AssetC
         return dg.AssetCheckResult(
             check_name="eth_training_set_labels_match_sql", passed=True,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"labels": f"{labels.method}/{labels.band_kind}"},
-            description="not recomputed: only fixed-band horizon labels have a SQL twin")
+            metadata={"labels": f"{labels.method}/{labels.band_kind}", "recomputed": False,
+                      "not_recomputed": f"{labels.method} labels with a {labels.band_kind} "
+                                        "band have no SQL twin: nothing was compared"},
+            description=f"not recomputed for {labels.method}/{labels.band_kind} labels: "
+                        "only fixed-band horizon labels have a SQL twin")
     return dg.AssetCheckResult(
         check_name="eth_training_set_labels_match_sql", passed=wrong.height == 0,
-        metadata={"failing_count": wrong.height,
+        metadata={"labels": f"{labels.method}/{labels.band_kind}", "recomputed": True,
+                  "failing_count": wrong.height,
                   "sample": dg.MetadataValue.md(markdown_table(wrong.head(5)))})
 
 

@@ -81,6 +81,25 @@ def min_rows(n_folds: int = 5, *, min_train: int = MIN_TRAIN_DAYS,
     return min_train + n_folds + holdout
 
 
+def max_horizon(*, min_train: int = MIN_TRAIN_DAYS) -> int:
+    """The longest label horizon the walk-forward can purge: the first fold must train.
+
+    Training rows end ``horizon`` rows before each test block, and the first block starts at
+    row ``min_train``, so ``horizon`` must stay below ``min_train``.
+    """
+    return min_train - 1
+
+
+def check_horizon(horizon: int, *, min_train: int = MIN_TRAIN_DAYS) -> None:
+    """A ValueError naming ``horizon``, its value and the bound, if the folds cannot purge it."""
+    longest = max_horizon(min_train=min_train)
+    if not 1 <= horizon <= longest:
+        raise ValueError(
+            f"horizon must be 1..{longest} days for the walk-forward evaluation, got "
+            f"{horizon}: the first fold trains on the first {min_train} rows (min_train) "
+            f"and drops the last horizon rows before each test block (the purge)")
+
+
 def walk_forward_splits(
     n_rows: int,
     *,
@@ -105,14 +124,17 @@ def walk_forward_splits(
     Raises:
         ValueError: If the rows cannot hold ``n_folds`` non-empty test blocks.
     """
-    if horizon < 1 or n_folds < 1 or min_train <= horizon:
-        raise ValueError("need horizon >= 1, n_folds >= 1 and min_train > horizon")
-    development = n_rows - holdout
-    if development - min_train < n_folds:
+    if n_folds < 1:
+        raise ValueError(f"n_folds must be >= 1, got {n_folds}")
+    check_horizon(horizon, min_train=min_train)
+    need = min_rows(n_folds, min_train=min_train, holdout=holdout)
+    if n_rows < need:
         raise ValueError(
-            f"{n_rows} rows leave {development - min_train} test rows for {n_folds} folds "
-            f"after {min_train} training and {holdout} hold-out rows"
+            f"too few rows for the walk-forward evaluation: {n_folds} folds need at least "
+            f"{need} rows ({min_train} that only train, one test row per fold and "
+            f"{holdout} held out), got {n_rows}"
         )
+    development = n_rows - holdout
     blocks = np.array_split(np.arange(min_train, development), n_folds)
     splits = [(np.arange(0, block[0] - horizon), block) for block in blocks]
     check_splits(splits, horizon, limit=development)

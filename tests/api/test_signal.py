@@ -36,7 +36,9 @@ from tests.helpers import publish, publish_signals
 # 2021-01-01..2021-01-06 without 2021-01-04: the latest date is 2021-01-06.
 DATES = [date(2021, 1, d) for d in (1, 2, 3, 5, 6)]
 FIRST, LATEST = "2021-01-01", "2021-01-06"
-FIELDS = {"date", "action", "probabilities", "model_version", "features_as_of", "served"}
+FIELDS = {"date", "action", "probabilities", "model_version", "features_as_of", "served",
+          "in_sample", "label_definition"}
+NEXT_DAY = {"method": "horizon", "horizon": 1, "band": 0.01, "band_kind": "fixed"}
 
 
 def expected(row: SignalRow, *, version: str = "v1", served: str = "model") -> dict[str, Any]:
@@ -46,7 +48,7 @@ def expected(row: SignalRow, *, version: str = "v1", served: str = "model") -> d
                               "hodl": row.probabilities["hodl"],
                               "sell": row.probabilities["sell"]},
             "model_version": version, "features_as_of": f"{row.date.isoformat()}T00:00:00Z",
-            "served": served}
+            "served": served, "in_sample": row.in_sample, "label_definition": NEXT_DAY}
 
 
 def wait_until(condition: Callable[[], bool], failure: str) -> None:
@@ -210,6 +212,58 @@ def test_openapi_documents_the_signal(http: httpx.Client) -> None:
     assert set(schema["paths"]["/predict"]) == {"get"}  # /predict still documented
 
 
+def test_in_sample_dates_say_so(http: httpx.Client, rows: list[SignalRow]) -> None:
+    """The model refitted on every label predicts its own training days: the answer says so."""
+    answers = {day: http.get("/signal/eth", params={"date": day}).json()["in_sample"]
+               for day in (FIRST, "2021-01-02", "2021-01-03", "2021-01-05", LATEST)}
+    # publish_signals puts the first half of the dates (2 of 5) in sample
+    assert answers == {FIRST: True, "2021-01-02": True, "2021-01-03": False,
+                       "2021-01-05": False, LATEST: False}
+    assert [r.in_sample for r in rows] == list(answers.values())
+
+
+def test_the_answer_names_its_label_definition(tmp_path: Path) -> None:
+    """A signal made from 7-day labels with a 3 % band says so in every answer."""
+    lake = Lake(uri=str(tmp_path / "lake"))
+    weekly = {"method": "horizon", "horizon": 7, "band": 0.03, "band_kind": "fixed"}
+    publish_signals(lake, "v1", DATES, labels=weekly)
+    app = create_app(ServingSettings(lake=lake.uri, poll_seconds=60))
+    with LiveServer(app) as base, httpx.Client(base_url=base, timeout=60.0) as http:
+        for query in ("", f"?date={FIRST}"):
+            assert http.get(f"/signal/eth{query}").json()["label_definition"] == {
+                "method": "horizon", "horizon": 7, "band": 0.03, "band_kind": "fixed"}
+
+
+def test_a_version_written_before_label_definitions_answers_null(tmp_path: Path) -> None:
+    lake = Lake(uri=str(tmp_path / "lake"))
+    rows = publish_signals(lake, "v1", DATES)
+    path = lake.path(MODELS, "eth_signal", "v1", "signals.json")
+    document = json.loads(lake.read_bytes(path))
+    del document["label_definition"]
+    lake.write_bytes(path, json.dumps(document).encode())
+    app = create_app(ServingSettings(lake=lake.uri, poll_seconds=60))
+    with LiveServer(app) as base, httpx.Client(base_url=base, timeout=60.0) as http:
+        assert http.get("/signal/eth").json() == {**expected(rows[-1]),
+                                                  "label_definition": None}
+
+
+def test_openapi_documents_in_sample_and_the_label_definition(http: httpx.Client) -> None:
+    schema = http.get("/schema/openapi.json").json()
+    ok = schema["paths"]["/signal/eth"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"]
+    body = schema["components"]["schemas"][ok["$ref"].rsplit("/", 1)[1]]
+    assert "in_sample" in body["required"]
+    in_sample = body["properties"]["in_sample"]
+    assert in_sample["type"] == "boolean"
+    assert "not a track record" in in_sample["description"]
+    assert "label_definition" in body["required"]
+    assert "label definition" in body["properties"]["label_definition"]["description"]
+    labels = json.dumps(schema["components"]["schemas"])
+    for field in ("method", "horizon", "band", "band_kind"):
+        assert f'"{field}"' in labels
+    assert "in_sample" in schema["paths"]["/signal/eth"]["get"]["description"]
+
+
 # -- publishing while serving ----------------------------------------------------------------
 
 
@@ -339,13 +393,14 @@ def test_the_artefact_is_written_as_documented_and_latest_last() -> None:
                  probabilities={"sell": 0.75, "buy": 0.0, "hodl": 0.25},
                  features_as_of=datetime(2021, 1, 2, 1, 30, tzinfo=timezone(timedelta(hours=2)))),
             _row(date(2021, 1, 1), features_as_of=datetime(2021, 1, 1, 23, 59, 59))]
-    path = write_signals(lake, "v7", rows, served="baseline:momentum")
+    path = write_signals(lake, "v7", rows, served="baseline:momentum",
+                         label_definition={**NEXT_DAY, "band": 0})
     assert path == "root/models/eth_signal/v7/signals.json"
     assert [p for p, _ in lake.written] == [path, "root/models/eth_signal/LATEST"]
     assert lake.written[1][1] == b"v7"
     assert json.loads(lake.written[0][1]) == {
         "version": "v7", "served": "baseline:momentum", "model_version": "v7",
-        "classes": ["buy", "hodl", "sell"],
+        "classes": ["buy", "hodl", "sell"], "label_definition": {**NEXT_DAY, "band": 0.0},
         "rows": [
             {"date": "2021-01-01", "action": "buy",
              "probabilities": {"buy": 0.5, "hodl": 0.25, "sell": 0.25},
@@ -399,13 +454,32 @@ def test_a_bad_signal_is_refused_before_anything_is_written(
         version: str, rows: list[SignalRow], served: str, says: str) -> None:
     lake = RecordingLake()
     with pytest.raises(ValueError, match=re.escape(says)):
-        write_signals(lake, version, rows, served=served)
+        write_signals(lake, version, rows, served=served, label_definition=NEXT_DAY)
+    assert lake.written == []
+
+
+@pytest.mark.parametrize(("labels", "says"), [
+    ({**NEXT_DAY, "horizon": 0}, "horizon must be a whole number of days >= 1, got 0"),
+    ({**NEXT_DAY, "horizon": True}, "horizon must be a whole number"),
+    ({**NEXT_DAY, "band": -0.01}, "band must be a finite number >= 0, got -0.01"),
+    ({**NEXT_DAY, "band": float("nan")}, "band must be a finite number"),
+    ({**NEXT_DAY, "method": "barrier"}, "method must be one of"),
+    ({**NEXT_DAY, "band_kind": "vol"}, "band_kind must be one of"),
+    ({"horizon": 1, "band": 0.01}, "exactly the keys"),
+    ({**NEXT_DAY, "serve": True}, "exactly the keys"),
+])
+def test_a_bad_label_definition_is_refused_before_anything_is_written(
+        labels: dict[str, Any], says: str) -> None:
+    lake = RecordingLake()
+    with pytest.raises(ValueError, match=re.escape(says)):
+        write_signals(lake, "v1", [_row(date(2021, 1, 1))], label_definition=labels)
     assert lake.written == []
 
 
 def _good_document() -> dict[str, Any]:
     lake = RecordingLake()
-    path = write_signals(lake, "v1", [_row(date(2021, 1, 1)), _row(date(2021, 1, 2))])
+    path = write_signals(lake, "v1", [_row(date(2021, 1, 1)), _row(date(2021, 1, 2))],
+                         label_definition=NEXT_DAY)
     document: dict[str, Any] = json.loads(dict(lake.written)[path])
     return document
 
@@ -431,6 +505,9 @@ def _good_document() -> dict[str, Any]:
          "impossible hour"),
         (lambda d: d["rows"][0].update(in_sample="yes"), "in_sample not a bool"),
         (lambda d: d["rows"][0].pop("in_sample"), "a key missing"),
+        (lambda d: d["label_definition"].update(horizon=0), "a horizon of 0 days"),
+        (lambda d: d["label_definition"].pop("band_kind"), "a label field missing"),
+        (lambda d: d.update(label_definition=None), "a label definition that is null"),
     ],
 )
 def test_a_malformed_file_is_refused_by_the_reader(

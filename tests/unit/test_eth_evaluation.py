@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -412,5 +413,31 @@ def test_equity_chart_is_a_reproducible_png() -> None:
 def test_min_rows_is_the_fewest_rows_the_folds_accept(n_folds: int) -> None:
     need = ev.min_rows(n_folds)
     assert len(ev.walk_forward_splits(need, horizon=7, n_folds=n_folds)) == n_folds
-    with pytest.raises(ValueError, match="test rows for"):
+    with pytest.raises(ValueError, match=f"need at least {need} rows"):
         ev.walk_forward_splits(need - 1, horizon=7, n_folds=n_folds)
+
+
+def test_too_few_rows_says_how_many_are_needed_not_a_negative_count() -> None:
+    with pytest.raises(ValueError) as raised:
+        ev.walk_forward_splits(100, horizon=1)
+    assert str(raised.value) == (
+        "too few rows for the walk-forward evaluation: 5 folds need at least 735 rows "
+        "(365 that only train, one test row per fold and 365 held out), got 100")
+
+
+@pytest.mark.parametrize("horizon", [0, 365, 366])
+def test_a_horizon_the_folds_cannot_purge_is_named_with_its_bound(horizon: int) -> None:
+    says = (f"horizon must be 1..364 days for the walk-forward evaluation, got {horizon}: "
+            "the first fold trains on the first 365 rows (min_train)")
+    with pytest.raises(ValueError, match=re.escape(says)):
+        ev.check_horizon(horizon)
+    with pytest.raises(ValueError, match=re.escape(says)):
+        ev.walk_forward_splits(2000, horizon=horizon)
+
+
+def test_the_longest_horizon_follows_min_train() -> None:
+    assert ev.max_horizon() == ev.MIN_TRAIN_DAYS - 1
+    ev.check_horizon(ev.max_horizon())
+    assert len(ev.walk_forward_splits(ev.min_rows(), horizon=ev.max_horizon())) == 5
+    with pytest.raises(ValueError, match=re.escape("horizon must be 1..99 days")):
+        ev.check_horizon(100, min_train=100)

@@ -658,3 +658,96 @@ def test_eth_close_range_reads_the_table_not_the_spine() -> None:
     first, last = fchecks.eth_close_range(rows.lazy())
     assert not fchecks.spine_check(spine, first, last, date(2020, 1, 1),
                                    date(2020, 2, 1)).passed
+
+
+# -- a window without data: an empty partition, its checks pass; no data at all: fail -----
+
+def test_a_window_after_the_data_is_empty_and_its_checks_pass() -> None:
+    src = inputs()  # bars and tweets in 2020 and 2021
+    start, end = date(2025, 1, 1), date(2027, 1, 1)
+    daily = build.tweet_daily(src, start=start, end=end, watermark=build.tweet_watermark(src),
+                              with_text=False)
+    checks = fchecks.tweet_daily_checks(daily, src.tweets, start=start, end=end)
+    assert daily.height == 0 and all(r.passed for r in checks), checks
+    assert checks[0].metadata["rows"].value == 0
+    assert "is before 2025-01-01" in (checks[0].description or "")
+    # the same frame, but no tweet validated at all: nothing was checked, not a pass
+    none = fchecks.tweet_daily_checks(daily, src.tweets.head(0), start=start, end=end)
+    assert not none[0].passed
+    assert none[0].description == "no rows were written: nothing to check"
+
+    market = build.market_daily_by_year(src, start=start, end=end)
+    reference = fchecks.duckdb_returns(src.crypto.collect(), src.stocks.collect()).filter(
+        pl.col("date") >= start)
+    first, last = fchecks.bar_range(src.crypto, src.stocks)
+    why = fchecks.outside_window(first, last, start, end, what="the bars")
+    assert why == f"the bars run 2020-01-01..{last}, outside 2025-01-01..2026-12-31"
+    assert all(r.passed for r in fchecks.market_daily_checks(market, reference,
+                                                             symbols=SYMBOLS,
+                                                             none_expected=why))
+    assert not any(r.passed for r in fchecks.market_daily_checks(market, reference,
+                                                                 symbols=SYMBOLS))
+    # an empty window never excuses a wrong row: a planted bar fails both checks
+    planted = market_of_one_bar(start)
+    assert not any(r.passed for r in fchecks.market_daily_checks(
+        planted, reference, symbols=SYMBOLS, none_expected=why))
+
+
+def market_of_one_bar(day: date) -> pl.DataFrame:
+    """One ETH bar with a negative volatility, the market view's columns otherwise null."""
+    stamp = datetime.combine(day, datetime.min.time(), UTC)
+    return pl.concat([markets.empty(), pl.DataFrame(
+        {"symbol": ["ETH"], "asset_class": [markets.CRYPTO], "date": [day],
+         "event_time": [stamp], "available_at": [stamp], "vol_20d": [-1.0]})],
+        how="diagonal_relaxed")
+
+
+def test_a_year_before_eth_gives_no_feature_row_with_every_column_and_passing_checks() -> None:
+    from cryptodudez.assets import eth  # noqa: PLC0415 - the asset's own builder
+
+    src = inputs()
+    built = build.build_all(src, with_text=False)
+    start, end = date(2012, 1, 1), date(2013, 1, 1)
+    days = built.spine.filter((pl.col("date") >= start) & (pl.col("date") < end))
+    frame = eth._features(days, pl.DataFrame(), pl.DataFrame())
+    assert frame.height == 0
+    assert frame.columns == features_of(src).columns
+    first, last = fchecks.eth_close_range(src.crypto)
+    why = fchecks.outside_window(first, last, start, end, what="ETH's closes")
+    assert why is not None and why.startswith("ETH's closes run 2020-01-01..")
+    assert fchecks.spine_check(frame, first, last, start, end).passed
+    assert fchecks.schema_check("f", frame, fchecks.EthFeatures, none_expected=why).passed
+    assert fchecks.lookahead_check({}, [], none_expected=why).passed
+    asof = store.market_asof(days, markets.empty())
+    assert fchecks.schema_check("a", asof, fchecks.EthMarketAsof, none_expected=why).passed
+    # no ETH close at all: the spine check has nothing to compare, and says so
+    no_eth = fchecks.spine_check(frame, None, None, start, end)
+    assert not no_eth.passed and "no ETH close" in (no_eth.description or "")
+    # a leak or a wrong column still fails inside an empty window
+    assert not fchecks.lookahead_check({"x": ["2012-06-01"]}, [], none_expected=why).passed
+    assert not fchecks.schema_check("f", frame.drop("close"), fchecks.EthFeatures,
+                                    none_expected=why).passed
+
+
+def test_outside_window_is_none_when_the_days_reach_the_window_or_there_are_none() -> None:
+    start, end = date(2021, 1, 1), date(2022, 1, 1)
+    assert fchecks.outside_window(None, None, start, end, what="x") is None
+    assert fchecks.outside_window(date(2020, 1, 1), date(2021, 1, 1), start, end,
+                                  what="x") is None
+    assert fchecks.outside_window(date(2021, 12, 31), date(2023, 1, 1), start, end,
+                                  what="x") is None
+    assert fchecks.outside_window(date(2020, 1, 1), date(2020, 12, 31), start, end,
+                                  what="x") == "x run 2020-01-01..2020-12-31, outside " \
+                                               "2021-01-01..2021-12-31"
+    assert fchecks.outside_window(date(2022, 1, 1), date(2022, 5, 1), start, end,
+                                  what="x") is not None
+
+
+def test_spine_gaps_counts_the_missing_days_by_year() -> None:
+    first, last = date(2017, 12, 30), date(2019, 1, 2)
+    every = pl.date_range(first, last, eager=True)
+    assert fchecks.spine_gaps(every, first, last) == {}
+    assert fchecks.spine_gaps(every.head(0), None, None) == {}
+    holes = every.filter((every.dt.year() != 2018) & (every != date(2019, 1, 2)))
+    assert fchecks.spine_gaps(holes, first, last) == {"2018": 365, "2019": 1}
+    assert fchecks.spine_gaps(every.filter(every != first), first, last) == {"2017": 1}
