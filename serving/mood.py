@@ -90,14 +90,17 @@ def parse_instant(name: str, raw: str | None) -> datetime | None:
             day = date.fromisoformat(raw)
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
         value = datetime.fromisoformat(raw)
-        # near year 1 or 9999 an offset can put the UTC instant outside what a datetime holds
-        instant = value.astimezone(UTC) if value.utcoffset() is not None else None
-    except (ValueError, OverflowError):
-        instant = None
-    if instant is None:
+    except ValueError:
+        value = None
+    if value is None or value.utcoffset() is None:
         raise BadQuery(detail=f"query parameter {name!r} must be {INSTANT_GRAMMAR}, "
                               f"got {shown(raw)}")
-    return instant
+    try:
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        # well formed, but near year 1 or 9999 its offset puts it outside what UTC can hold
+        raise BadQuery(detail=f"query parameter {name!r} is {shown(raw)}, which is outside "
+                              "the years 1 to 9999 in UTC") from None
 
 
 def parse_range(params: dict[str, str]) -> tuple[datetime | None, datetime | None]:

@@ -280,3 +280,18 @@ def test_an_integer_outside_its_range_or_grammar_is_a_400(client: TestClient, pa
     assert detail.startswith(f"query parameter {name!r} must be a whole number from {bounds}, "
                              "got "), detail
     assert len(detail) < 200  # a long value is cut
+
+
+@pytest.mark.parametrize(("raw", "says"), [
+    ("9999-12-31T23:59:59-01:00", "outside the years 1 to 9999 in UTC"),
+    ("0001-01-01T00:00:00+01:00", "outside the years 1 to 9999 in UTC"),
+    ("2018-07-16T20:00:00", "must be an ISO-8601 instant with a zone"),
+    ("2018-13-01", "must be an ISO-8601 instant with a zone"),
+])
+def test_an_instant_beyond_utcs_years_is_told_apart_from_a_malformed_one(
+        client: TestClient, raw: str, says: str) -> None:
+    """A well-formed instant with a zone was told it "must be an instant with a zone" (QA)."""
+    answer = client.get("/coin", params={"coin": "ETH", "end": raw})
+    assert answer.status_code == 400
+    assert says in answer.json()["detail"]
+    assert "'end'" in answer.json()["detail"]

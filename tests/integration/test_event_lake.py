@@ -597,6 +597,29 @@ def test_an_id_restamped_to_another_day_is_kept_on_each_day_and_blames_no_later_
     assert (within.added_rows, within.duplicates) == (1, 1)
 
 
+def test_an_id_held_on_a_day_the_file_touches_drops_its_line_on_any_day(
+        tmp_path: Path) -> None:
+    """The rule docs/events.md states: a file reads the index of every day it touches, and
+    an id held on one of them drops the file's line with that id whatever its day; an id
+    held only on a day the file does not touch is kept (a QA walkthrough found the first
+    case undocumented)."""
+    storage = LakeStorage(str(tmp_path / "lake"))
+    day1, day2 = datetime(2026, 11, 1, 10, tzinfo=UTC), datetime(2026, 11, 2, 10, tzinfo=UTC)
+    ingest_events(storage, events_file(tmp_path / "a.jsonl", [("X", "t", day1),
+                                                              ("Z", "t", day1)]),
+                  "events/a.jsonl")
+    touching = ingest_events(storage, events_file(tmp_path / "b.jsonl",
+                                                  [("X", "t", day2), ("Y", "t", day1)]),
+                             "events/b.jsonl")
+    apart = ingest_events(storage, events_file(tmp_path / "c.jsonl", [("Z", "t", day2)]),
+                          "events/c.jsonl")
+    assert (touching.added_rows, touching.duplicates) == (1, 1)
+    assert (apart.added_rows, apart.duplicates) == (1, 0)
+    rows = EventTable(storage).scan().select("id", "date").collect().sort("id", "date")
+    assert rows.rows() == [("X", date(2026, 11, 1)), ("Y", date(2026, 11, 1)),
+                           ("Z", date(2026, 11, 1)), ("Z", date(2026, 11, 2))]
+
+
 def test_worker_processes_give_the_same_lake(deliveries: tuple[Path, GenerationReport],
                                              tmp_path: Path) -> None:
     """Validation in two worker processes, in small batches, equals validation inline.
