@@ -9,6 +9,7 @@ started, without the seconds that loading them takes. The commands that run pipe
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -16,7 +17,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from polars.exceptions import PanicException
 
@@ -325,9 +326,22 @@ def _raised_by_a_reader(exc: BaseException) -> bool:
     return type(exc).__module__.partition(".")[0] in _DATA_ERROR_MODULES
 
 
+# A terminal's escape sequences: CSI (colours, ``ESC[31m``), OSC (titles, links; ended by
+# BEL or ``ESC\\``) and the two-byte ones. delta-rs writes coloured ``ESC[31m↳ESC[0m``
+# into its error messages.
+_TERMINAL_ESCAPE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def one_line(exc: BaseException) -> str:
-    """``exc``'s message on one line, at most 400 characters (its ``repr`` when empty)."""
-    text = " ".join(str(exc).split()) or repr(exc)
+    r"""``exc``'s message on one line, at most 400 characters (its ``repr`` when empty).
+
+    A terminal's escape sequences in it (a library's colours) are dropped, and any other
+    control character is written ``\xNN``: the line is plain text whatever it quotes.
+    """
+    text = " ".join(_TERMINAL_ESCAPE.sub("", str(exc)).split())
+    text = _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", text) or repr(exc)
     return text if len(text) <= 400 else text[:397] + "..."
 
 
@@ -378,12 +392,45 @@ def _attach_dash_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
+# The attribute of a namespace being parsed that holds the options given so far (removed
+# before the namespace is returned).
+_GIVEN = "_cryptodudez_options_given"
+
+
+class _StoreOnce(argparse._StoreAction):
+    """An option of one value that may be given once: argparse keeps the last one silently.
+
+    ``--date A --date B`` would compute B's KPIs without a word about A; a repeat is a usage
+    error naming the option. (An option meant to be repeated, such as ``kpi --merge``,
+    accumulates with ``action="extend"`` instead.) Positionals are never repeated.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None,
+                 option_string: str | None = None) -> None:
+        """Store ``values``, or refuse this option given a second time."""
+        if self.option_strings:
+            given: set[int] = namespace.__dict__.setdefault(_GIVEN, set())
+            if id(self) in given:
+                msg = "given more than once; it takes one value, give it once"
+                raise argparse.ArgumentError(self, msg)
+            given.add(id(self))
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _CommandParser(OneLineParser):
-    """A subcommand's parser: it reports the arguments it does not know itself.
+    """A subcommand's parser: it reports the arguments it does not know, and repeated ones.
 
     argparse hands a subcommand's unknown arguments up to the top-level parser, whose error
-    then points to ``cryptodudez --help`` rather than to the subcommand's help.
+    then points to ``cryptodudez --help`` rather than to the subcommand's help. An option of
+    one value given twice is refused (:class:`_StoreOnce`), in every subcommand.
     """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        """An argument parser whose plain options (``action="store"``) may be given once."""
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
 
     def parse_known_args(  # type: ignore[override]  # one signature for the overloads
             self, args: Sequence[str] | None = None,
@@ -391,6 +438,7 @@ class _CommandParser(OneLineParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         """Parse ``args``; an argument this subcommand does not know is its usage error."""
         parsed, unknown = super().parse_known_args(args, namespace)
+        parsed.__dict__.pop(_GIVEN, None)
         if unknown:
             self.error(f"unrecognized arguments: {' '.join(unknown)}")
         return parsed, unknown
@@ -490,8 +538,9 @@ def _parser() -> argparse.ArgumentParser:
                            "without Dagster (--shard i/n on each machine, then --merge)")
     what = p_kpi.add_mutually_exclusive_group(required=True)
     what.add_argument("--date", type=_date_arg, help="UTC day, YYYY-MM-DD")
-    what.add_argument("--merge", nargs="+", type=Path, metavar="PART",
-                      help="merge shard parts written with --out")
+    what.add_argument("--merge", nargs="+", action="extend", type=Path, metavar="PART",
+                      help="merge shard parts written with --out (--merge p0.json p1.json, "
+                           "or --merge once per part)")
     # None when not given: a merge takes both from its parts and refuses them given
     p_kpi.add_argument("--shard", type=_shard_arg,
                        help="i/n: this machine's share of the types (default 0/1)")

@@ -652,11 +652,18 @@ def event_days(settings: Settings, first: date, last: date, *,
         raise CliError(msg)
     _check_event_days(first, last)
     _existing_lake(settings)  # a missing local lake has no events: refused, not created
+    return _run_event_days(settings, [first + timedelta(days=n)
+                                      for n in range((last - first).days + 1)],
+                           progress=progress)
+
+
+def _run_event_days(settings: Settings, days: Sequence[date], *,
+                    progress: bool = True) -> dict[str, int]:
+    """Run the daily event job on each of ``days`` (daily partitions, checked by the caller)."""
     instance = _instance(settings)
     job = build_definitions(settings).resolve_job_def(EVENT_DAILY_JOB)
     counts = {"days": 0, "failed": 0}
-    day = first
-    while day <= last:
+    for day in days:
         started = time.perf_counter()
         result = job.execute_in_process(
             partition_key=day.isoformat(), instance=instance, raise_on_error=False,
@@ -665,8 +672,17 @@ def event_days(settings: Settings, first: date, last: date, *,
         counts["failed"] += 0 if result.success else 1
         if progress:
             echo(f"events {day}: compaction + KPIs {outcome(result, started)}")
-        day += timedelta(days=1)
     return counts
+
+
+def _event_partition_bounds() -> tuple[date, date]:
+    """The first and the last daily event partition (the last is today, UTC)."""
+    partitions = event_assets.event_days
+    start, end = partitions.get_first_partition_key(), partitions.get_last_partition_key()
+    if start is None or end is None:
+        msg = "the daily event partitions are empty"
+        raise CliError(msg)
+    return date.fromisoformat(start), date.fromisoformat(end)
 
 
 def _check_event_days(first: date, last: date) -> None:
@@ -675,17 +691,59 @@ def _check_event_days(first: date, last: date) -> None:
     Dagster would fail only at the first day it does not know: a range ending after today
     would run some days and then abort.
     """
-    partitions = event_assets.event_days
-    start, end = partitions.get_first_partition_key(), partitions.get_last_partition_key()
-    if start is None or end is None:
-        msg = "the daily event partitions are empty"
-        raise CliError(msg)
-    if first < date.fromisoformat(start):
+    start, end = _event_partition_bounds()
+    if first < start:
         msg = f"--from {first}: the daily event partitions start on {start}"
         raise CliError(msg)
-    if last > date.fromisoformat(end):
+    if last > end:
         msg = f"--to {last}: the last daily event partition is today (UTC), {end}"
         raise CliError(msg)
+
+
+def _days_shown(days: Sequence[date]) -> str:
+    """``days`` (sorted) for one line: the day, or the first and the last and how many."""
+    return str(days[0]) if len(days) == 1 else f"{days[0]}...{days[-1]} ({len(days)} days)"
+
+
+def partitioned_event_days(days: Sequence[date], *, start: date,
+                           end: date) -> tuple[list[date], str | None]:
+    """The days of ``days`` that are daily event partitions, and a line on those that are not.
+
+    The demo compacts the days that hold events (never the empty days between them), and of
+    those only the ones from ``start`` to ``end`` (today, UTC: a later day is not a
+    partition yet); events may be dated up to 2099. Returns the days to run, sorted and
+    without repeats, and the line that says which were skipped and why (None when none).
+    """
+    wanted = sorted(set(days))
+    chosen = [day for day in wanted if start <= day <= end]
+    skipped = []
+    if before := [day for day in wanted if day < start]:
+        skipped.append(f"{_days_shown(before)} before the first daily partition, {start}")
+    if after := [day for day in wanted if day > end]:
+        skipped.append(f"{_days_shown(after)} after today (UTC), {end}, the last daily "
+                       "partition")
+    if not skipped:
+        return chosen, None
+    return chosen, (f"not compacting {len(wanted) - len(chosen)} of {len(wanted)} days with "
+                    f"events: {'; '.join(skipped)} (their KPIs are still computed by "
+                    "`kpi --date`)")
+
+
+def demo_event_days(settings: Settings, days: Sequence[date]) -> int:
+    """The demo's event step: compact the days of ``days`` that can be; the runs failed.
+
+    Each day with events that is a daily partition (:func:`partitioned_event_days`) gets its
+    recorded run; the others are named in one line, and the demo goes on.
+    """
+    start, end = _event_partition_bounds()
+    chosen, note = partitioned_event_days(days, start=start, end=end)
+    if note is not None:
+        echo(f"event lake: {note}")
+    if not chosen:
+        return 0
+    echo(f"event lake: compacting the days with events, {_days_shown(chosen)}, and computing "
+         "their KPIs ...")
+    return _run_event_days(settings, chosen)["failed"]
 
 
 def kpi_command(settings: Settings, *, day: date | None, shard: str, source: str,
@@ -775,8 +833,7 @@ def demo(*, settings: Settings) -> int:
     table = EventTable(_lake(settings).storage)
     days = sorted(table.files()["date"].unique().to_list()) if table.exists() else []
     if days:
-        echo(f"event lake: compacting {days[0]}...{days[-1]} and computing the KPIs ...")
-        counts["failed"] += event_days(settings, days[0], days[-1])["failed"]
+        counts["failed"] += demo_event_days(settings, days)
     echo("")
     echo(summary(settings))
     echo("")

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import polars as pl
 import pytest
 from polars.exceptions import PanicException
@@ -327,6 +328,92 @@ def test_a_shard_beginning_with_a_dash_is_one_line_naming_its_form(
                     "--help)")
 
 
+@pytest.mark.parametrize("shard", ["\u0661/2", "\u0660/\u0662", " 0/2", "+0/2", "0/2 ",
+                                   "0_0/2", "0/2\n", "0/+2", "\uff10/2"])
+def test_a_shard_in_anything_but_ascii_digits_is_refused(
+        shard: str, local_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: ``--shard '\u0661/2'`` (an Arabic-Indic one) computed shard 1/2, and `` 0/2`` and
+    ``+0/2`` were accepted: ``int()`` takes them all."""
+    code, line = _one_line_error(capsys, ["kpi", "--date", "2024-01-01", "--shard", shard])
+    assert (code, line) == (2, "cryptodudez kpi: error: argument --shard: expected i/n, which "
+                               "needs 0 <= i < n and at most 1024 shards, got "
+                               f"{shard!r} (see cryptodudez kpi --help)")
+
+
+@pytest.mark.parametrize(("argv", "option"), [
+    (["kpi", "--date", "2026-11-01", "--date", "2026-11-02"], "--date"),
+    (["kpi", "--da", "2026-11-01", "--date=2026-11-02"], "--date"),  # abbreviated, attached
+    (["kpi", "--date", "2026-11-01", "--shard", "0/2", "--shard", "1/2"], "--shard"),
+    (["kpi", "--date", "2026-11-01", "--shard", "0/2", "--sha=1/2"], "--shard"),
+    (["kpi", "--date", "2026-11-01", "--source", "events", "--source", "rollups"],
+     "--source"),
+    (["kpi", "--date", "2026-11-01", "--out", "{tmp}/a.json", "--out", "{tmp}/b.json"],
+     "--out"),
+    (["backfill-events", "--from", "2026-11-01", "--from", "2026-11-02", "--to",
+      "2026-11-03"], "--from"),
+    (["backfill-events", "--from", "2026-11-01", "--to", "2026-11-02", "--to",
+      "2026-11-03"], "--to"),
+    (["coingecko", "--coin", "bitcoin", "--coin", "ethereum", "--from", "2022-01-01",
+      "--to", "2022-01-02"], "--coin"),
+    (["land", "f.csv", "--prefix", "a", "--prefix", "b"], "--prefix"),
+    (["serve", "--port", "8000", "--port", "8001"], "--port"),
+    (["ui", "--host", "127.0.0.1", "--host", "localhost"], "--host"),
+])
+def test_an_option_of_one_value_given_twice_is_one_line_naming_it(
+        argv: list[str], option: str, local_env: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: argparse kept the last value silently (``--date A --date B`` computed B)."""
+    def no_exec(*args: object) -> None:
+        raise AssertionError("the repeat was accepted: the command would start its server")
+
+    monkeypatch.setattr(os, "execv", no_exec)
+    argv = [arg.format(tmp=local_env) for arg in argv]  # a regression writes nothing here
+    prog = f"cryptodudez {argv[0]}"
+    assert _one_line_error(capsys, argv) == (
+        2, f"{prog}: error: argument {option}: given more than once; it takes one value, "
+           f"give it once (see {prog} --help)")
+    assert not (local_env / "dh").exists()  # refused before anything ran
+
+
+def test_merge_given_once_per_part_merges_every_part(
+        local_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: ``kpi --merge p0.json --merge p1.json`` merged p1.json alone, exit 0."""
+    parts = []
+    for shard in (0, 1, 2):
+        parts.append(local_env / f"p{shard}.json")
+        parts[-1].write_text(json.dumps({**_SHARD_0_PART, "shards": [shard],
+                                         "shard_count": 3}))
+    assert cli.main(["kpi", "--merge", str(parts[0]), "--merge", str(parts[1]),
+                     str(parts[2])]) == 0
+    out = capsys.readouterr().out
+    assert (json.loads(out)["shards"], json.loads(out)["complete"]) == ([0, 1, 2], True)
+    namespace = cli._parser().parse_args(["kpi", "--merge", "a", "--merge", "b"])
+    assert (namespace.merge, hasattr(namespace, cli._GIVEN)) == ([Path("a"), Path("b")], False)
+
+
+# delta-rs's message for an S3 lake whose bucket is missing, as QA saw it (shortened)
+_COLOURED = ("Generic S3 error: Error performing list request:\n\x1b[31m\u21b3\x1b[0m "
+             "NoSuchBucket\x1b]8;;https://x\x07 (link)\x1b]8;;\x07 \x07bell \x00 \x9b")
+
+
+@pytest.mark.parametrize(("error", "status", "shown"), [
+    (OSError(_COLOURED), 1, "OSError: "),
+    (cli.CliError(_COLOURED), 2, ""),
+    (cli.DataError(_COLOURED), 1, ""),
+])
+def test_an_error_line_holds_no_terminal_escape_or_control_character(
+        error: Exception, status: int, shown: str, local_env: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: an S3 lake without its bucket printed delta-rs's ESC[31m↳ESC[0m as they were."""
+    def fail(settings: Settings) -> str:
+        raise error
+
+    monkeypatch.setattr(commands, "summary", fail)
+    assert _one_line_error(capsys, ["summary"]) == (
+        status, f"cryptodudez: error: {shown}Generic S3 error: Error performing list request: "
+                "\u21b3 NoSuchBucket (link) \\x07bell \\x00 \\x9b")
+
+
 def test_what_follows_a_double_dash_is_left_as_typed() -> None:
     argv = ["land", "--", "--shard", "-1/2"]  # files named so
     assert cli._attach_dash_values(argv) == argv
@@ -361,6 +448,61 @@ def test_a_backfill_outside_the_event_partitions_is_refused_before_any_run(
         code, line = _one_line_error(capsys, ["backfill-events", *args])
         assert (code, line) == (2, f"cryptodudez: error: {message}")
     assert not (local_env / "dh").exists()  # no run was started: no instance was even made
+
+
+START, TODAY = date(2000, 1, 1), date(2026, 12, 3)
+
+
+@pytest.mark.parametrize(("days", "chosen", "note"), [
+    ([date(2026, 1, 5), date(2026, 11, 2)], [date(2026, 1, 5), date(2026, 11, 2)], None),
+    ([START, TODAY, START], [START, TODAY], None),  # the bounds are partitions; no repeats
+    ([START, date(2026, 11, 1), date(2099, 12, 31)], [START, date(2026, 11, 1)],
+     "not compacting 1 of 3 days with events: 2099-12-31 after today (UTC), 2026-12-03, "
+     "the last daily partition (their KPIs are still computed by `kpi --date`)"),
+    ([date(1999, 12, 31), TODAY + timedelta(days=1), date(2099, 12, 31)], [],
+     "not compacting 3 of 3 days with events: 1999-12-31 before the first daily partition, "
+     "2000-01-01; 2026-12-04...2099-12-31 (2 days) after today (UTC), 2026-12-03, the last "
+     "daily partition (their KPIs are still computed by `kpi --date`)"),
+])
+def test_the_demo_compacts_only_the_days_with_events_that_are_daily_partitions(
+        days: list[date], chosen: list[date], note: str | None) -> None:
+    """QA: the demo backfilled every calendar day from the first event day to the last, so a
+    lake of 2000-01-01 and 2099-12-31 stopped it with "--from 2000-01-01 --to 2099-12-31: at
+    most 366 days at a time" (flags never typed), and a sparse lake got a run per empty day."""
+    assert commands.partitioned_event_days(days, start=START, end=TODAY) == (chosen, note)
+
+
+def test_the_demo_goes_on_past_event_days_it_cannot_compact(
+        local_env: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real ``cryptodudez demo`` over a lake of events on far-apart days, some after
+    today: one recorded run per day with events up to today, one line on the others, and
+    every later step runs (the samples' landing and ingest, and the slow steps, stubbed)."""
+    today = datetime.now(tz=UTC).date()
+    days = [date(2000, 1, 1), today - timedelta(days=400), today, date(2099, 12, 31)]
+    storage = LakeStorage(str(local_env / "lake"))
+    for n, day in enumerate(days):
+        ingest_events(storage, events_file(local_env / f"e{n}.jsonl", spread_events(
+            day, f"d{n}-", 6 + n)), f"events/e{n}.jsonl")
+    later: list[str] = []
+    monkeypatch.setattr(commands, "land", lambda *args, **kwargs: [])
+    monkeypatch.setattr(commands, "ingest", lambda **kwargs: {"failed": 0})
+    for step in ("sample_prediction", "sample_signal", "sample_correlation"):
+        monkeypatch.setattr(commands, step, lambda settings, step=step: later.append(step) or "")
+    monkeypatch.setattr(commands, "sample_stream", lambda: later.append("sample_stream") or "")
+    monkeypatch.setattr(commands, "coingecko", lambda *args: later.append("coingecko") or 0)
+    assert cli.main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert (f"event lake: not compacting 1 of 4 days with events: 2099-12-31 after today "
+            f"(UTC), {today}, the last daily partition") in out
+    ran = re.findall(r"^events (\S+): compaction \+ KPIs done", out, re.MULTILINE)
+    assert ran == [str(day) for day in days[:3]]
+    assert "KPIs 2099-12-31: 9 events of 3 types" in out  # the busiest day, from its rollups
+    assert later == ["sample_prediction", "sample_signal", "sample_correlation",
+                     "sample_stream", "coingecko"]
+    with dg.DagsterInstance.from_config(str(local_env / "dh")) as instance:
+        assert sorted(r.tags["dagster/partition"] for r in instance.get_runs()) == [
+            str(day) for day in days[:3]]
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ the all-types distinct counts are a union of the same sketches.
 
 import base64
 import json
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ MAX_SHARDS = 1024
 """The most shards a day is split into: more than a day's event types is no use (a
 reviewer's ``--shard 0/1000000000`` had the process killed for memory)."""
 
+# ``i/n`` in ASCII digits only: ``\d`` and ``int`` take any script's digits.
+_SHARD = re.compile(r"([0-9]+)/([0-9]+)")
+
 
 class KpiError(ValueError):
     """A KPI request or part that cannot be answered (one clear line)."""
@@ -61,9 +65,15 @@ class Shard:
 
     @classmethod
     def parse(cls, text: str) -> "Shard":
-        """``"i/n"`` with ``0 <= i < n``."""
+        """``"i/n"`` with ``0 <= i < n``, both written in ASCII digits and nothing else.
+
+        ``int`` alone would take ``" 0"``, ``"+0"``, ``"0_0"`` and other scripts' digits
+        (``"١"`` as 1): a shard is typed the same way on every machine, or refused.
+        """
         try:
-            i, n = (int(x) for x in text.split("/"))
+            if (found := _SHARD.fullmatch(text)) is None:
+                raise ValueError(text)
+            i, n = int(found[1]), int(found[2])  # more than 4300 digits: a ValueError
         except ValueError:
             msg = f"--shard {text!r}: expected i/n, for example 0/2"
             raise KpiError(msg) from None

@@ -35,12 +35,24 @@ StrPath = str | os.PathLike[str]
 def source_paths(source: StrPath | Sequence[StrPath]) -> list[Path]:
     """The files of ``source``: one path or string, or a sequence of them; each must exist.
 
-    A string is one path, never a sequence of one-character paths.
+    A string is one path, never a sequence of one-character paths; bytes are neither (they
+    would be a sequence of numbers), and are refused.
 
     Raises:
         FileNotFoundError: a source is not a file.
+        TypeError: ``source`` is not a path, a string or a sequence of them, named.
     """
+    if isinstance(source, bytes | bytearray | memoryview) or not isinstance(
+            source, str | os.PathLike | Iterable):
+        hint = " (decode bytes first: os.fsdecode)" if isinstance(
+            source, bytes | bytearray | memoryview) else ""
+        msg = f"source must be a path or a string, or a sequence of them, not {source!r}{hint}"
+        raise TypeError(msg)
     items = [source] if isinstance(source, str | os.PathLike) else list(source)
+    for item in items:
+        if not isinstance(item, str | os.PathLike) or isinstance(os.fspath(item), bytes):
+            msg = f"source must be a sequence of paths or strings, not one holding {item!r}"
+            raise TypeError(msg)
     paths = [Path(item) for item in items]
     if missing := [str(p) for p in paths if not p.is_file()]:
         msg = f"stream demo: not a file: {', '.join(missing)}"

@@ -69,6 +69,27 @@ def test_one_replayable_source_is_enough_to_start(tmp_path: Path) -> None:
         run_stream_demo([path, SAMPLE], timeout=5)
 
 
+@pytest.mark.parametrize(("source", "message"), [
+    (str(SAMPLE).encode(), f"source must be a path or a string, or a sequence of them, not "
+                           f"{str(SAMPLE).encode()!r} (decode bytes first: os.fsdecode)"),
+    (bytearray(b"/x"), "not bytearray(b'/x') (decode bytes first: os.fsdecode)"),
+    (7, "source must be a path or a string, or a sequence of them, not 7"),
+    ([SAMPLE, b"/x"], "source must be a sequence of paths or strings, not one holding b'/x'"),
+    ([7], "source must be a sequence of paths or strings, not one holding 7"),
+])
+def test_a_source_that_is_neither_paths_nor_strings_is_refused_naming_it(
+        source: Any, message: str) -> None:
+    """QA: ``run_stream_demo(b"/path")`` iterated the bytes as sources and failed in Path()
+    with "expected str, bytes or os.PathLike object, not int"."""
+    with pytest.raises(TypeError, match=re.escape(message)):
+        run_stream_demo(source, timeout=5)
+
+
+def test_a_string_is_one_source() -> None:
+    with pytest.raises(BrokerStarted):
+        run_stream_demo(str(SAMPLE), timeout=5)
+
+
 def test_a_string_is_one_bucket() -> None:
     # it was iterated as the buckets 'P', 'T', '1', '0', 'S': "bucket 'P' is not ..."
     assert demo_buckets("PT10S") == ("PT10S",)
