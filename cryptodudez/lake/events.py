@@ -44,6 +44,8 @@ RESERVED_TYPE = "__HIVE_DEFAULT_PARTITION__"
 META_COLUMN_PATTERN = r"[a-z][a-z0-9_]{0,62}"  # a whole meta field name (fullmatch)
 RAW_LIMIT = 64 << 10  # quarantined raw text is kept up to 64 KiB per line (cut_note says so)
 GZIP_MAGIC = b"\x1f\x8b"
+# Two JSON objects joined by a carriage return alone: a file with old Mac line endings.
+_BARE_CR_RECORDS = re.compile(r"\}[ \t]*\r(?!\n)[ \t]*\{")
 _JSON_WHITESPACE = b" \t\r\n"  # RFC 8259's four; bytes.isspace also takes \x0b and \x0c
 
 # msgspec matches with Python's ``re.search``, where ``$`` also matches before a final
@@ -402,6 +404,10 @@ def validate_lines(batch: LineBatch, *, source: str) -> EventBatch:
     elif bad_lines[:1] == [1] and _looks_like_csv(bad_raw[0]):
         reasons[0] += ("; this first line looks like a CSV header: a CSV file landed where "
                        f"events go (named {', '.join(EVENT_SUFFIXES)}, or under events/)?")
+    elif bad_lines[:1] == [1] and _BARE_CR_RECORDS.search(bad_raw[0]):
+        reasons[0] += ("; this line holds records separated by a bare carriage return (old "
+                       "Mac line endings): lines end in \n or \r\n, so the file was read as "
+                       "one line; its raw/ file is kept as delivered")
     valid = pl.DataFrame({
         "id": pl.Series(ids, dtype=pl.String),
         "event_type": pl.Series(types, dtype=pl.String),

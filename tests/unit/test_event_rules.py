@@ -423,3 +423,14 @@ def test_a_csv_header_as_the_first_line_is_named_as_such(raw: bytes, hinted: boo
     assert reasons[0].startswith(("malformed JSON", "invalid event"))
     assert ("this first line looks like a CSV header" in reasons[0]) is hinted
     assert not any("CSV header" in r for r in reasons[1:])
+
+
+@pytest.mark.parametrize(("separator", "hinted"), [(b"\r", True), (b"\r\n", False)])
+def test_records_split_by_bare_carriage_returns_are_named_as_such(separator: bytes,
+                                                                  hinted: bool) -> None:
+    """A file with old Mac line endings is one line (QA walkthrough): its reason says why."""
+    raw = separator.join([line(event(data_id="a")), line(event(data_id="b"))]) + separator
+    out = validate_lines(LineBatch(1, raw), source="s")
+    assert out.valid.height == (0 if hinted else 2)
+    reasons = out.quarantine["reason"].to_list()
+    assert any("bare carriage return" in r for r in reasons) is hinted
