@@ -24,6 +24,7 @@ from cryptodudez.ingest import ingest_members
 from cryptodudez.lake.tables import SPEC_BY_TABLE, PartitionWriter, Published, files_frame
 from cryptodudez.resources.lake import (
     QUARANTINE,
+    RAW,
     VALIDATED,
     Lake,
     RawObject,
@@ -290,6 +291,7 @@ def lake_ingest(
                 # Rows of other files that this file's previous version superseded: once it is
                 # replaced they may win again, so those files are ingested again (below).
                 beaten = metastore.beaten_by(partition_key) if previous else []
+                _refuse_gone(lake, partition_key, beaten)
                 published = writer.publish()
                 again = _ingest_again(context, config, lake, metastore, beaten,
                                       done={partition_key})
@@ -317,6 +319,24 @@ def _stage(writer: PartitionWriter, fh: BinaryIO, file_uri: str,
                                                 return_dtype=pl.String)))
         columns.append(result.columns)
     return pl.concat(members), pl.concat(columns)
+
+
+def _refuse_gone(lake: Lake, partition_key: str, beaten: list[str]) -> None:
+    """Fail before publishing when a file whose rows may win again is gone from raw/.
+
+    Publishing this version removes its previous version's rows, and the rows that version
+    beat come back only by ingesting their files again: with a file deleted from raw/ they
+    would be lost, with every check passing (a QA walkthrough). Nothing is published; the
+    run fails naming the files (not retried: asking again finds them gone again).
+    """
+    gone = [key for key in beaten if not lake.exists(lake.path(RAW, raw_key_for(key)))]
+    if gone:
+        names = ", ".join(f"raw/{raw_key_for(key)}" for key in gone)
+        msg = (f"{names}: gone from the lake, though this file's previous version beat rows "
+               f"of {'it' if len(gone) == 1 else 'them'} that must win again once it is "
+               f"replaced; nothing was published. Land {'it' if len(gone) == 1 else 'them'} "
+               f"again (the same bytes), then ingest raw/{raw_key_for(partition_key)} again")
+        raise dg.Failure(description=msg, allow_retries=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -124,6 +124,11 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake, compute: Compu
     whole table at once.
     """
     years = list(_years(context.partition_time_window))
+    if not years:  # Dagster accepts a reversed range (2023...2020) and gives an empty window
+        keys = context.partition_key_range
+        msg = (f"the year range {keys.start}...{keys.end} is reversed: ask for "
+               f"{keys.end}...{keys.start}")
+        raise dg.Failure(description=msg, allow_retries=False)
     bars = lake.scan_table(VALIDATED, "stock_prices")
     bounds = [years[0][1], *(end for _, _, end in years)]
     frames: Iterator[pl.DataFrame] = iter([pl.DataFrame()] * len(years))

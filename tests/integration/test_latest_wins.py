@@ -195,3 +195,36 @@ def test_a_replaced_delivery_gives_back_the_rows_it_had_superseded(
     assert _ingest(defs, instance, late).success
     assert _coins(defs) == expected
     assert metastore.superseded_rows(pa) == {}
+
+
+def test_a_replaced_delivery_is_refused_while_a_file_it_had_beaten_is_gone(
+        defs, instance, tmp_path) -> None:
+    """The earlier file was deleted from raw/ after its row lost: publishing the replacement
+    would remove the later row and nothing could give the earlier one back. A QA walkthrough
+    saw that row vanish with every check passing; now the run fails before publishing,
+    naming the file, and succeeds once it is landed again."""
+    lake: Lake = defs.resources["lake"]
+    early, late = "d1/a.csv", "d2/b.csv"
+    pa, pb = partition_key_for(early), partition_key_for(late)
+    first = _coin_csv(tmp_path / "a.csv", [("2020-01-01", "2", "1.5"), ("2020-01-02", "2", "1.6")])
+    _land_at(lake, first, early, EARLY_LANDED)
+    _land_at(lake, _coin_csv(tmp_path / "b1.csv", [("2020-01-02", "3", "1.7")]), late,
+             LATE_LANDED)
+    assert all(_ingest(defs, instance, key).success for key in (early, late))
+    before = [("2020-01-01", 1.5, pa), ("2020-01-02", 1.7, pb)]
+    assert _coins(defs) == before
+
+    Path(lake.path(RAW, early)).unlink()
+    _land_at(lake, _coin_csv(tmp_path / "b2.csv", [("2020-01-03", "3", "1.7")]), late,
+             datetime(2026, 1, 7, 9, 0, tzinfo=UTC))
+    result = _ingest(defs, instance, late)
+
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert f"raw/{early}: gone from the lake" in str(failure.event_specific_data)
+    assert _coins(defs) == before  # nothing published: no row lost
+
+    _land_at(lake, first, early, datetime(2026, 1, 8, 9, 0, tzinfo=UTC))
+    assert _ingest(defs, instance, late).success
+    assert _coins(defs) == [("2020-01-01", 1.5, pa), ("2020-01-02", 1.6, pa),
+                            ("2020-01-03", 1.7, pb)]

@@ -136,6 +136,17 @@ def test_partial_backfill_recomputes_only_its_years_correctly(defs, instance) ->
     assert first[FEATURE_COLUMNS[0]][0] is not None
 
 
+def test_a_reversed_year_range_is_refused_naming_it(defs, instance) -> None:
+    """Dagster accepts 2023...2020 and gives an empty window: it was an IndexError (QA)."""
+    land_and_ingest(defs, instance, STOCKS)
+    result = _run_pipeline(defs, instance, "2023", "2020")
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert len(failures) == 1
+    assert "the year range 2023...2020 is reversed: ask for 2020...2023" in str(
+        failures[0].event_specific_data)
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_features_on_the_real_archive_match_pandas(defs, instance) -> None:
