@@ -86,6 +86,9 @@ def _whole_file_problem(data: bytes) -> str | None:
     if data.startswith(b"\x1f\x8b"):  # said "binary content": a gzipped CSV is a common slip
         return ("gzip-compressed data: deliver CSV files plain or in a zip archive (only "
                 "events files, *.jsonl.gz, are read gzipped)")
+    if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # said "binary content" (a QA walkthrough)
+        return ("a zip archive inside the delivery: nested archives are not unpacked; land "
+                "it as a file of its own")
     if b"\x00" in data[:8192]:
         return "binary content (NUL bytes), not text"
     return None

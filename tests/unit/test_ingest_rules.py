@@ -95,6 +95,14 @@ def test_invalid_utf8_line_is_quarantined_and_the_rest_kept() -> None:
     _accounting_holds(result)
 
 
+def _zipped(members: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, text in members.items():
+            z.writestr(name, text)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
@@ -104,6 +112,9 @@ def test_invalid_utf8_line_is_quarantined_and_the_rest_kept() -> None:
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "binary content"),
         (gzip.compress(f"{HEADER}\n{GOOD}\n".encode(), mtime=0),  # one id on every worker
          "gzip-compressed data: deliver CSV files plain or in a zip archive"),
+        # a zip in the zip was "binary content (NUL bytes)" (a QA walkthrough)
+        (_zipped({"stocks/CVX.csv": f"{HEADER}\n{GOOD}\n"}),
+         "a zip archive inside the delivery: nested archives are not unpacked"),
         (b"foo,bar\n1,2\n", "columns match no known dataset"),
         # event lines in a file the event lake does not read (a reviewer: the reason was
         # "JSON-lines fields match no known dataset: ['data', 'meta']")
