@@ -14,6 +14,7 @@ import polars as pl
 
 from cryptodudez.datasets.registry import today_utc
 
+TICKER_PATTERN = r"^[A-Z0-9^][A-Z0-9.$^=-]{0,19}$"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 
 
@@ -56,7 +57,9 @@ def _finite(data: Any) -> pl.LazyFrame:
 class StockPrices(pa.DataFrameModel):
     """Daily bars of stocks and ETFs, one row per symbol and date."""
 
-    Symbol: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    # The file's name: a ticker, never a path's leftovers ("..\\..\\WWW", "CVX a+b%20c#1?"
+    # were published as symbols until a QA walkthrough); ^ and = for indices and FX pairs.
+    Symbol: str = pa.Field(nullable=False, str_matches=TICKER_PATTERN)
     Security_Name: str = pa.Field(nullable=True, alias="Security Name")
     Date: str = pa.Field(nullable=False, str_matches=DATE_PATTERN)
     Open: float = pa.Field(nullable=False, ge=0)

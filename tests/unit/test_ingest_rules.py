@@ -312,3 +312,16 @@ def test_one_member_the_typed_read_refuses_leaves_the_others_on_the_typed_path()
     assert [m.name for m in rest] == ["stocks/BAD.csv"]
     result = ingest_members(unpacked, DATASETS)
     assert "invalid UTF-8" in _reasons(result)[3]
+
+
+@pytest.mark.parametrize("name", ["../../../../tmp/evil/stocks/..\\..\\WWW.csv",
+                                  "stocks/CVX a+b%20c#1?.csv", "stocks/CVX,2.csv",
+                                  "stocks/aapl.csv"])
+def test_a_symbol_that_is_no_ticker_is_quarantined_naming_the_column(name: str) -> None:
+    """The symbol is the file's name: path leftovers were published as symbols (QA)."""
+    result = _ingest({name: f"{HEADER}\n{GOOD}\n".encode(),
+                      "stocks/BRK.B.csv": f"{HEADER}\n{GOOD}\n".encode()})
+    assert result.tables["stock_prices"]["Symbol"].to_list() == ["BRK.B"]
+    (reason,) = result.quarantine["stock_prices"]["reason"].to_list()
+    assert "Symbol" in reason and "str_matches" in reason
+    _accounting_holds(result)
