@@ -25,6 +25,7 @@ from cryptodudez.days import parse_day
 from cryptodudez.instance import DEFINITIONS_MODULE, write_instance_yaml, write_workspace_yaml
 from cryptodudez.lake.kpi import MAX_SHARDS, KpiError, Shard
 from cryptodudez.lake.kpi import SOURCES as KPI_SOURCES
+from cryptodudez.lake.layout import raw_key_problem
 from cryptodudez.settings import PROJECT_DIR, Settings, nearest_existing
 from serving.server import DESCRIPTION as SERVE_DESCRIPTION
 from serving.server import (
@@ -129,14 +130,10 @@ def prefix_problem(prefix: str) -> str | None:
     if prefix and not folder:
         return ("names no folder under raw/ (leave --prefix out to land at the root of "
                 "raw/)")
-    if folder.startswith("/"):
-        return "is absolute; give a folder under raw/, such as vendor/2026-11"
-    parts = folder.split("/") if folder else []
-    if ".." in parts:
-        return "has a '..' part, which would leave raw/"
-    if "." in parts or "" in parts:
-        return "has an empty or '.' part; give a folder under raw/, such as vendor/2026-11"
-    return None
+    # the rules of every raw key (absolute, '..', hidden, control characters, ...)
+    problem = raw_key_problem(folder) if folder else None
+    return None if problem is None else (f"{problem}; give a folder under raw/, such as "
+                                         "vendor/2026-11")
 
 
 def _prefix_arg(text: str) -> str:

@@ -7,11 +7,9 @@ commands is asked for (it loads Dagster and every pipeline).
 """
 
 import argparse
-import base64
 import json
 import os
 import posixpath
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +22,6 @@ import dagster as dg
 import polars as pl
 
 from cryptodudez.assets import events as event_assets
-from cryptodudez.assets.coingecko import COIN_ASSETS
 from cryptodudez.assets.eth import (
     ETH_SIGNAL,
     FIRST_DAY,
@@ -35,7 +32,6 @@ from cryptodudez.assets.eth import (
 from cryptodudez.assets.mood import SENTIMENTS, TRADES
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
 from cryptodudez.cli import (
-    CHART_FOLDER,
     MAX_BACKFILL_DAYS,
     CliError,
     DataError,
@@ -214,9 +210,8 @@ def _land_sources(path: Path) -> tuple[list[tuple[Path, str]], list[str]]:
         found.sort()
         hidden.sort()
         if not found:
-            skipped = f": {', '.join(hidden[:5])}" + ("..." if len(hidden) > 5 else "")
-            msg = (f"{path}: a folder with no files to land (hidden files are skipped"
-                   f"{skipped if hidden else ''})")
+            why = skipped_hidden(hidden) if hidden else "it holds none"
+            msg = f"{path}: a folder with no files to land ({why})"
             raise CliError(msg)
     elif path.exists():
         found = [path]
@@ -784,8 +779,8 @@ def compute_kpis(lake: Lake, day: date, *, shard: kpi.Shard | None = None,
     """:func:`kpi.compute` on ``lake``, its data's trouble a :class:`DataError`.
 
     A file it cannot read is named (a rollup or event file, or one of the Delta log's), and
-    a day whose log and files disagree (a :class:`kpi.KpiError` from the data, the
-    arguments having been checked) is said as it is: neither is a bad argument.
+    a day whose log and files disagree (:class:`kpi.KpiDataError`) is said as it is:
+    neither is a bad argument.
     """
     shard = kpi.Shard() if shard is None else shard
     storage = lake.storage
@@ -808,10 +803,8 @@ def compute_kpis(lake: Lake, day: date, *, shard: kpi.Shard | None = None,
     try:
         with reading(folder, *probes):
             return kpi.compute(storage, day, shard=shard, source=source)
-    except kpi.KpiError as exc:
-        if source in kpi.SOURCES:  # then the request was answerable: the data was not
-            raise DataError(one_line(exc)) from exc
-        raise
+    except kpi.KpiDataError as exc:
+        raise DataError(one_line(exc)) from exc
 
 
 def _check_out(out: Path) -> None:
@@ -856,7 +849,7 @@ def demo(*, settings: Settings) -> int:
     echo(sample_correlation(settings))
     echo(sample_stream())
     echo("")
-    counts["failed"] += coingecko(settings, "bitcoin", "2022-01-01", "2022-03-31")
+    counts["failed"] += run_coingecko_cli(settings, "bitcoin", "2022-01-01", "2022-03-31")
     echo("")
     echo(f"files: {counts}")
     echo(f"serve the model: {this_command()} serve --port 8000, then "
@@ -926,63 +919,7 @@ def _cmd_summary(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_coingecko(settings: Settings, args: argparse.Namespace) -> int:
     _lake(settings)  # a lake that cannot be a folder is one line, before any run starts
-    return coingecko(settings, args.coin, args.first, args.last)
-
-
-def coingecko(settings: Settings, coin: str, start: str, end: str) -> int:
-    """``cryptodudez coingecko``: the price job's run, then its chart written to a file.
-
-    The run draws the chart into its materialisation's metadata (the Dagster UI shows it);
-    it is also written to :func:`chart_path` and that path printed. A run that drew none
-    (it failed first) writes none. Returns the run's status (0 or 1).
-    """
-    started = time.time()
-    status = run_coingecko_cli(settings, coin, start, end)
-    if (chart := write_coingecko_chart(settings, coin, since=started)) is not None:
-        echo(f"  chart: {chart}")
-    return status
-
-
-def chart_path(settings: Settings, coin: str, days: str) -> Path:
-    """Where the chart of ``coin`` over ``days`` (``first..last``) is written.
-
-    In the ``charts/`` folder beside the warehouse (``<lake>/charts/`` by default): the
-    warehouse is a local file even for an S3 lake, and the chart is drawn from its rows.
-    """
-    first, _, last = days.partition("..")
-    return Path(settings.warehouse_path).parent / CHART_FOLDER / f"{coin}_usd_{first}_{last}.png"
-
-
-_PNG_DATA = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
-
-
-def write_coingecko_chart(settings: Settings, coin: str, *, since: float) -> Path | None:
-    """Write the chart of the run that materialised ``coin``'s prices after ``since``.
-
-    The chart is the PNG in the materialisation's ``chart`` metadata (what the UI shows),
-    on the range's last day. Returns the file written, or None when no run since then drew
-    one.
-    """
-    instance = _instance(settings)
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(COIN_ASSETS[coin]), after_timestamp=since),
-        limit=1).records
-    found = None
-    if records and (materialization := records[0].asset_materialization) is not None:
-        found = materialization.metadata
-    if not found or "chart" not in found or "run_days" not in found:
-        return None
-    png = _PNG_DATA.search(str(found["chart"].value))
-    if png is None:
-        return None
-    path = chart_path(settings, coin, str(found["run_days"].value))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(png[1]))
-    except OSError as exc:
-        msg = f"{path}: cannot write the chart there ({exc.strerror or exc})"
-        raise CliError(msg) from None
-    return path
+    return run_coingecko_cli(settings, args.coin, args.first, args.last)
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {

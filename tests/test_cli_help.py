@@ -92,9 +92,9 @@ def test_the_help_names_every_variable_the_command_reads_and_only_those() -> Non
     named = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", epilog))
     assert named == read
     assert "--traceback (anywhere on the line): print the full traceback" in epilog
-    assert (f"exit status: 0 done; {cli.FAILURE_STATUS} a failure (a failed run, a lake "
+    assert ("exit status: 0 done; 1 a failure (a failed run, a lake "
             "file that cannot be read") in epilog
-    assert f"{cli.USAGE_STATUS} a bad argument, path, key or setting" in epilog
+    assert "2 a bad argument, path, key or setting" in epilog
 
 
 @pytest.mark.parametrize("command", ["land", "summary", "coingecko"])

@@ -279,14 +279,16 @@ def market_daily(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materializ
         src.crypto.filter(pl.col("Symbol").is_in(sample)).collect(),
         src.stocks.filter(pl.col("Symbol").is_in(sample)).collect(),
     ).filter((pl.col("date") >= start) & (pl.col("date") < end))
-    first, last = fchecks.bar_range(src.crypto, src.stocks)
+    none_expected = None
+    if not (frame.height and reference.height):  # the bars' range is read only when needed
+        first, last = fchecks.bar_range(src.crypto, src.stocks)
+        none_expected = fchecks.outside_window(first, last, start, end,
+                                               what="the coin and stock bars")
     return dg.MaterializeResult(
         metadata={"run_rows": rows, "days": f"{start}..{end - timedelta(days=1)}",
                   "symbols": frame["symbol"].n_unique() if frame.height else 0},
         check_results=fchecks.market_daily_checks(
-            frame, reference, symbols=sample,
-            none_expected=fchecks.outside_window(first, last, start, end,
-                                                 what="the coin and stock bars")))
+            frame, reference, symbols=sample, none_expected=none_expected))
 
 
 def spine(lake: Lake, start: date | None = None, end: date | None = None) -> pl.DataFrame:
@@ -384,13 +386,15 @@ def eth_market_asof(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materia
     frame = store.market_asof(days, market if market.height else markets.empty())
     rows = write_days(lake, ETH_MARKET_ASOF, frame, start=start, end=end)
     _partition_metadata(context, frame)
-    first, last = fchecks.eth_close_range(inputs(lake).crypto)
+    none_expected = None
+    if not frame.height:  # ETH's range is read only when nothing was written
+        first, last = fchecks.eth_close_range(inputs(lake).crypto)
+        none_expected = fchecks.outside_window(first, last, start, end, what="ETH's closes")
     return dg.MaterializeResult(
         metadata={"run_rows": rows, "symbols": frame["symbol"].n_unique() if rows else 0},
         check_results=[fchecks.schema_check(
             "eth_market_asof_schema", frame, fchecks.EthMarketAsof,
-            none_expected=fchecks.outside_window(first, last, start, end,
-                                                 what="ETH's closes"))])
+            none_expected=none_expected)])
 
 
 class LabelSettings(dg.Config):
@@ -541,11 +545,11 @@ def run_training_set(context: dg.AssetExecutionContext, lake: Lake) -> tuple[str
     never moves ``LATEST``). Without one (``eth_signal`` run alone), the served training set
     is evaluated again, and served.
     """
-    records = context.instance.fetch_materializations(dg.AssetKey(ETH_TRAINING_SET),
-                                                      limit=100).records
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
     for record in records:
         event = record.asset_materialization
-        if record.run_id == context.run_id and event is not None:
+        if event is not None and event.asset_key == dg.AssetKey(ETH_TRAINING_SET):
             return str(event.metadata["snapshot"].value), bool(event.metadata["serve"].value)
     return latest_snapshot(lake), True
 

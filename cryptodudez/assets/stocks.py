@@ -155,8 +155,7 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake, compute: Compu
                 # the position depends on the run's lookback: its window's rows do not
                 writer.write(path, computed.with_columns(window_rows()).drop(
                     [c for c in computed.columns if c.startswith("_") and c != "_source"]))
-            frame = computed.rename({POSITION: "row_in_symbol"}, strict=False)
-            if frame.height:
+                frame = computed.rename({POSITION: "row_in_symbol"})
                 written.append(year)
                 checks.add(frame)
                 if not preview.height:

@@ -8,8 +8,13 @@ any run: with the offline twin, a recording that cannot be read, or a range it d
 cover. The live API's coverage is not known up front: a range beyond the plan fails the run.
 """
 
+import base64
+import re
 import time
+from collections.abc import Mapping
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -19,7 +24,7 @@ from cryptodudez.assets.coingecko import (
     FIRST_DAY,
     coingecko_days,
 )
-from cryptodudez.cli import echo, ensure_dagster_home
+from cryptodudez.cli import CHART_FOLDER, CliError, echo, ensure_dagster_home
 from cryptodudez.days import parse_day
 from cryptodudez.definitions import build_definitions
 from cryptodudez.resources.coingecko import OfflineCoinGecko
@@ -133,5 +138,36 @@ def run_coingecko_cli(settings: Settings, coin: str, start: str, end: str, *,
              + ("" if check.passed else f" ({check.metadata['failing_rows'].value} rows)"))
     for line in step_errors(result):
         echo(f"  error: {line}")
+    if mats and "chart" in mats[-1].metadata:
+        echo(f"  chart: {write_chart(settings, coin, mats[-1].metadata)}")
     return 0 if result.success else 1
+
+
+def chart_path(settings: Settings, coin: str, days: str) -> Path:
+    """Where the chart of ``coin`` over ``days`` (``first..last``) is written.
+
+    In the ``charts/`` folder beside the warehouse (``<lake>/charts/`` by default): the
+    warehouse is a local file even for an S3 lake, and the chart is drawn from its rows.
+    """
+    first, _, last = days.partition("..")
+    return Path(settings.warehouse_path).parent / CHART_FOLDER / f"{coin}_usd_{first}_{last}.png"
+
+
+_PNG_DATA = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+
+
+def write_chart(settings: Settings, coin: str, metadata: Mapping[str, Any]) -> Path:
+    """Write the run's chart (the PNG its ``chart`` metadata shows in the UI) to a file."""
+    path = chart_path(settings, coin, str(metadata["run_days"].value))
+    png = _PNG_DATA.search(str(metadata["chart"].value))
+    if png is None:
+        msg = f"the run's chart metadata holds no PNG to write to {path}"
+        raise CliError(msg)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(png[1]))
+    except OSError as exc:
+        msg = f"{path}: cannot write the chart there ({exc.strerror or exc})"
+        raise CliError(msg) from None
+    return path
 

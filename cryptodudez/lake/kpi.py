@@ -56,6 +56,10 @@ class KpiError(ValueError):
     """A KPI request or part that cannot be answered (one clear line)."""
 
 
+class KpiDataError(KpiError):
+    """The day's data does not add up (its log and files disagree): no bad argument."""
+
+
 @dataclass(frozen=True)
 class Shard:
     """Shard ``index`` of ``count`` (``0/1`` is the whole day)."""
@@ -233,7 +237,7 @@ def hours_from_log(files: pl.DataFrame, counted: pl.DataFrame,
         msg = (f"{day}: the table's log counts {rows or 0} events of type {event_type} in its "
                f"files, which hold {events or 0} ({both.height} types disagree): the table "
                f"needs a look before its KPIs are trusted")
-        raise KpiError(msg)
+        raise KpiDataError(msg)
     return _hours(files)
 
 

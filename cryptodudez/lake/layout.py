@@ -39,6 +39,15 @@ def checked_raw_key(key: str) -> str:
     the lake never lists, so such a file would never be ingested). The same rules hold for a
     local and an S3 lake, so a key that is safe on one is safe on the other.
     """
+    problem = raw_key_problem(key)
+    if problem:
+        msg = f"refusing raw key {key!r}: it {problem}"
+        raise ValueError(msg)
+    return key
+
+
+def raw_key_problem(key: str) -> str | None:
+    """Why ``key`` names no file inside ``raw/`` (see :func:`checked_raw_key`), or None."""
     problem = None
     if not key:
         problem = "is empty"
@@ -55,10 +64,7 @@ def checked_raw_key(key: str) -> str:
     elif not is_utf8(key):
         problem = ("is not UTF-8 text (a name in another encoding; S3 keys and partition "
                    "keys are UTF-8): rename the file")
-    if problem:
-        msg = f"refusing raw key {key!r}: it {problem}"
-        raise ValueError(msg)
-    return key
+    return problem
 
 
 def is_utf8(name: str) -> bool:

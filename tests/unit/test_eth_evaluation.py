@@ -436,8 +436,10 @@ def test_a_horizon_the_folds_cannot_purge_is_named_with_its_bound(horizon: int) 
 
 
 def test_the_longest_horizon_follows_min_train() -> None:
-    assert ev.max_horizon() == ev.MIN_TRAIN_DAYS - 1
+    """The longest horizon allowed is one the folds can purge, and one more is refused."""
     ev.check_horizon(ev.max_horizon())
     assert len(ev.walk_forward_splits(ev.min_rows(), horizon=ev.max_horizon())) == 5
+    with pytest.raises(ValueError):
+        ev.walk_forward_splits(ev.min_rows(), horizon=ev.max_horizon() + 1)
     with pytest.raises(ValueError, match=re.escape("horizon must be 1..99 days")):
         ev.check_horizon(100, min_train=100)
