@@ -88,10 +88,21 @@ def _instance(settings: Settings) -> dg.DagsterInstance:
 
 
 def _lake(settings: Settings) -> Lake:
-    """The lake of ``settings``; a local one must be (or be able to become) a folder."""
+    """The lake of ``settings``; a local one must be (or be able to become) a folder.
+
+    An S3 lake's bucket must exist: a typo in ``CRYPTODUDEZ_LAKE`` is a bad setting (exit 2)
+    whatever the command, not a Delta log that cannot be read (``summary``, ``ingest``: exit
+    1) or a file that cannot be landed (``land``), as each said before. Buckets are made by
+    the infrastructure (``infra/pulumi``), never by a command.
+    """
     check_lake_folder(settings)
-    return Lake(uri=settings.lake, endpoint_url=settings.endpoint_url,
+    lake = Lake(uri=settings.lake, endpoint_url=settings.endpoint_url,
                 region_name=settings.region)
+    if lake.storage.missing_bucket():
+        where = f" at {settings.endpoint_url}" if settings.endpoint_url else ""
+        msg = f"CRYPTODUDEZ_LAKE={settings.lake}: no bucket {lake.storage.bucket!r}{where}"
+        raise CliError(msg)
+    return lake
 
 
 def _existing_lake(settings: Settings) -> Lake:

@@ -51,6 +51,25 @@ class LakeStorage:
         return fsspec.filesystem("s3", client_kwargs=client_kwargs, use_listings_cache=False)
 
     @property
+    def bucket(self) -> str | None:
+        """The S3 lake's bucket (None for a local lake)."""
+        return self.root.partition("/")[0] if self.is_s3 else None
+
+    def missing_bucket(self) -> bool:
+        """True when the S3 lake's bucket does not exist (always False for a local lake).
+
+        One request. Other errors (no credentials, access denied, no endpoint) are raised
+        as they are: they are not a wrong setting of the lake.
+        """
+        if self.bucket is None:
+            return False
+        try:
+            self.fs.info(self.bucket)
+        except FileNotFoundError:
+            return True
+        return False
+
+    @property
     def root(self) -> str:
         """Root path as fsspec sees it (no scheme for local lakes)."""
         if self.is_s3:

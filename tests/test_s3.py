@@ -31,6 +31,7 @@ from litestar.testing import TestClient
 from moto.server import ThreadedMotoServer
 from polars.testing import assert_frame_equal
 
+from cryptodudez import cli
 from cryptodudez.archives import iter_unpacked
 from cryptodudez.assets import lake as lake_assets
 from cryptodudez.datasets.specs import DATASETS
@@ -47,6 +48,7 @@ from cryptodudez.resources.metastore import (
 )
 from cryptodudez.sensors.landing import INGEST_JOB, landing_sensor
 from cryptodudez.settings import PROJECT_DIR, Settings
+from cryptodudez.storage import LakeStorage
 from serving.app import ServingSettings, create_app
 from tests.helpers import offline_aws, publish
 
@@ -883,3 +885,33 @@ def test_e2e_rerun_is_a_no_op(ingested: Ingested, s3: Any, glue: Any) -> None:
     assert_frame_equal(build_resources(ingested.settings)["metastore"].files(), files)
     failed = {key: step_errors(r) for key, r in reruns.items() if not r.success}
     assert not failed, f"the no-op re-runs themselves failed: {failed}"
+
+
+@pytest.mark.parametrize("args", [["summary"], ["ingest"], ["land", "SAMPLE"],
+                                  ["kpi", "--date", "2026-11-01"]])
+def test_a_missing_bucket_is_a_bad_setting_for_every_command(
+        args: list[str], endpoint: str, s3: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """One line naming the bucket and exit 2 (a setting), before anything is read or landed.
+
+    ``summary`` and ``ingest`` said the events' Delta log could not be read (exit 1) and
+    ``land`` that a file could not be landed (exit 2): three messages for one typo.
+    """
+    args = [str(SAMPLES[0]) if a == "SAMPLE" else a for a in args]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    missing = f"no-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", f"s3://{missing}/lake")
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err == (f"cryptodudez: error: CRYPTODUDEZ_LAKE=s3://{missing}/lake: no bucket "
+                   f"'{missing}' at {endpoint}\n")
+    assert missing not in [b["Name"] for b in s3.list_buckets()["Buckets"]]  # none made
+
+    bucket = new_bucket(s3)  # a bucket that exists is no setting error
+    assert not LakeStorage(f"s3://{bucket}/lake", endpoint, REGION).missing_bucket()
+    monkeypatch.setenv("CRYPTODUDEZ_LAKE", f"s3://{bucket}/lake")
+    # (land alone: the commands that open the events' Delta table would wait on this
+    # in-process server, as deltalake holds the GIL while it waits for an answer)
+    assert cli.main(["land", str(SAMPLES[0])]) == 0
+    assert keys_in(s3, bucket) == [f"lake/raw/{SAMPLES[0].name}"]
