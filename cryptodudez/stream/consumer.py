@@ -279,9 +279,9 @@ class MoodConsumer:
         filter.
 
         Raises:
-            ValueError: the state file belongs to another durable, stream or filter (or to
-                this stream before it was created again), the durable exists with another
-                filter than the configuration's, or the durable has acked messages the
+            ValueError: the state file belongs to another durable, stream, filter or set of
+                buckets (or to this stream before it was created again), the durable exists
+                with another filter than the configuration's, or the durable has acked messages the
                 file does not hold.
         """
         cfg = self.config
@@ -295,7 +295,8 @@ class MoodConsumer:
         if stream.created is None:
             msg = f"the broker did not say when stream {cfg.stream} was created"
             raise ValueError(msg)
-        self.store.bind(cfg.stream, stream.created.isoformat(), subjects)  # before any durable
+        # before any durable is made or used
+        self.store.bind(cfg.stream, stream.created.isoformat(), subjects, cfg.buckets)
         try:
             info = await self.js.consumer_info(cfg.stream, cfg.durable)
         except nats.js.errors.NotFoundError:

@@ -60,7 +60,7 @@ _DDL = (
         PRIMARY KEY (kind, coin))""",
     """CREATE TABLE IF NOT EXISTS stream_identity (
         consumer VARCHAR PRIMARY KEY, stream VARCHAR NOT NULL, created VARCHAR NOT NULL,
-        subjects VARCHAR NOT NULL)""",
+        subjects VARCHAR NOT NULL, buckets VARCHAR NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS quarantine (
         seq BIGINT PRIMARY KEY, subject VARCHAR NOT NULL, origin VARCHAR, raw VARCHAR,
         reason VARCHAR NOT NULL)""",
@@ -314,29 +314,39 @@ class StateStore:
         self.quarantined: set[int] = {seq for (seq,) in self._con.sql(
             "SELECT seq FROM quarantine WHERE seq > ?", params=[floor]).fetchall()}
 
-    def bind(self, stream: str, created: str, subjects: Sequence[str]) -> None:
-        """Tie the file to one stream (its name and creation time) and one filter.
+    def bind(self, stream: str, created: str, subjects: Sequence[str],
+             buckets: Sequence[str]) -> None:
+        """Tie the file to one stream (its name and creation time), one filter and one grid.
 
         The file's sequences, ack floor and keys mean something only for the stream and the
         subjects they came from: a stream created again numbers its messages from 1, and a
-        filtered durable's ack floor passes the sequences of other partitions' subjects.
+        filtered durable's ack floor passes the sequences of other partitions' subjects. Its
+        aggregates are on the ``buckets`` it was built with: a bucket added on a restart
+        would start from the ack floor, its aggregates missing every message applied before
+        (a QA walkthrough measured 108 of 308 trades and correlations of the wrong sign), and
+        a bucket spelled anew (``PT60S`` for ``PT1M``) would find none.
 
         Raises:
-            ValueError: the file was built from another stream or filter, naming both.
+            ValueError: the file was built from another stream, filter or grid, naming both.
         """
-        wanted = (stream, created, ",".join(sorted(subjects)))
+        wanted = (stream, created, ",".join(sorted(subjects)), ",".join(sorted(buckets)))
         rows = self._con.sql(
-            "SELECT stream, created, subjects FROM stream_identity WHERE consumer = ?",
-            params=[self.consumer]).fetchall()
+            "SELECT stream, created, subjects, buckets FROM stream_identity "
+            "WHERE consumer = ?", params=[self.consumer]).fetchall()
         if not rows:
-            self._con.execute("INSERT INTO stream_identity VALUES (?, ?, ?, ?)",
+            self._con.execute("INSERT INTO stream_identity VALUES (?, ?, ?, ?, ?)",
                               [self.consumer, *wanted])
-        elif rows[0] != wanted:
+        elif rows[0][:3] != wanted[:3]:
             msg = (f"{self.path}: this state was built from stream {rows[0][0]} created "
                    f"{rows[0][1]} with subjects {rows[0][2]}, not from stream {stream} "
                    f"created {created} with subjects {wanted[2]} (a stream created again "
                    "numbers its messages anew; another filter has another ack floor); start "
                    "on a new state file")
+            raise ValueError(msg)
+        elif rows[0][3] != wanted[3]:
+            msg = (f"{self.path}: this state keeps aggregates on the buckets {rows[0][3]}, "
+                   f"not {wanted[3]} (a bucket added now would miss every message applied "
+                   "before); keep its buckets, or start on a new state file and a new durable")
             raise ValueError(msg)
 
     def __enter__(self) -> Self:

@@ -503,6 +503,26 @@ def test_a_durable_with_another_filter_or_another_durables_file_is_refused(
         run(other_name())
 
 
+@pytest.mark.parametrize("buckets", [(*BUCKETS, "PT5S"), ("PT10S", "PT60S"), ("PT10S",)])
+def test_a_state_file_restarted_with_other_buckets_is_refused(
+        buckets: tuple[str, ...], empty_stream: str, tmp_path: Path) -> None:
+    """A bucket added on a restart would start at the ack floor, missing every message applied
+    before it (a QA walkthrough: 108 of 308 trades, correlations of the wrong sign); one
+    spelled anew (PT60S for PT1M) would find no aggregates. Refused before anything is read;
+    the same buckets in another order are the same grid."""
+    assert BUCKETS == ("PT10S", "PT1M")
+    run(publish(empty_stream, list(read_lines([SAMPLE]))[:50]))
+    state = tmp_path / "state.duckdb"
+    first, _ = run(consume(empty_stream, state, config(durable="mood-b")))
+    assert first.applied > 0
+    with pytest.raises(ValueError, match=(
+            rf"keeps aggregates on the buckets PT10S,PT1M, not {','.join(sorted(buckets))} ")):
+        run(consume(empty_stream, state, config(durable="mood-b", buckets=buckets)))
+    again, _ = run(consume(empty_stream, state,
+                           config(durable="mood-b", buckets=tuple(reversed(BUCKETS)))))
+    assert again.applied == 0  # nothing new: the same grid went on
+
+
 def test_a_state_file_behind_its_durable_is_refused(empty_stream: str, tmp_path: Path) -> None:
     """A file that lacks messages the durable has acked (a consumer started without its
     volume, or on a file restored from an older copy) would silently miss them forever: it
