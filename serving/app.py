@@ -178,8 +178,21 @@ predict_get = get(
     response_description="predicted volume (integer)",
 )(predict)
 
+@dataclass
+class HealthOperation(Operation):
+    """OpenAPI operation of ``/health``: its 400 (it takes no query parameter)."""
+
+    def __post_init__(self) -> None:
+        self.responses = {
+            **(self.responses or {}),
+            "400": OpenAPIResponse(description="a query parameter was given: the route takes "
+                                               "none; the detail names it"),
+        }
+
+
 health_get = get("/health", sync_to_thread=False, summary="Service and model status",
-             description="`HEAD` answers with the same status and headers and no body.")(health)
+                 description="`HEAD` answers with the same status and headers and no body.",
+                 operation_class=HealthOperation)(health)
 
 
 def without_body(app: ASGIApp) -> ASGIApp:

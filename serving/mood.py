@@ -649,7 +649,9 @@ merged_get = get(
                     log_return=_type(_NUMBER, nullable=True),
                     asof_at=_type(_TEXT, **_INSTANT),
                     sentiment_end=_type(_TEXT, nullable=True, **_INSTANT),
-                    sentiment=_type(_NUMBER, nullable=True), tweets=_type(_INTEGER),
+                    sentiment=_type(_NUMBER, nullable=True),
+                    tweets=_type(_INTEGER, "tweets of the sentiment bucket joined; null when "
+                                 "none is joined, like sentiment", nullable=True),
                     last_tweet_ts=_type(_TEXT, nullable=True, **_INSTANT)))),
 )(HANDLERS["/merged"])
 

@@ -218,6 +218,53 @@ def test_the_openapi_schema_documents_the_lag_range_and_stays_valid(client: Test
     validator.validate(schema)
 
 
+# Queries of every route, answered 200, 400 or 503 on this lake (no model, no signal).
+ANSWERS = ["/coin?coin=ETH", "/coin?coin=BTC&limit=1&offset=3", "/coin?coin=eth",
+           "/sentiment", "/sentiment?coin=DOGE&limit=2", "/sentiment?limit=0",
+           "/merged?coin=ETH&bucket=PT2S", "/merged?coin=BTC&lag=-2&tolerance=1",
+           "/merged?coin=ETH&start=2030-01-01T00:00:00Z", "/merged?coin=DOGE",
+           "/correlation?coin=ETH,BTC&bucket=PT10S,PT1M&max_lag=3&method=spearman",
+           "/correlation?coin=ETH&bucket=PT1H", "/correlation?max_lag=99",
+           "/health", "/health?x=1", "/predict?vol_moving_avg=1&adj_close_rolling_med=1",
+           "/predict", "/signal/eth", "/signal/eth?x=1"]
+
+
+def test_every_answer_is_what_the_openapi_schema_documents(client: TestClient) -> None:
+    """Each status is documented for its route and each JSON body validates against it.
+
+    A QA walkthrough validated answers against the schema: ``/merged`` gave ``tweets: null``
+    where the schema said integer (a generated client fails on those rows), and ``/health``
+    answered a 400 it did not document. Comparing key names, as before, saw neither.
+    """
+    import jsonschema  # noqa: PLC0415
+    import referencing  # noqa: PLC0415
+    from referencing.jsonschema import DRAFT202012  # noqa: PLC0415
+
+    doc = client.get("/schema/openapi.json").json()
+    registry = referencing.Registry().with_resource("urn:api",
+                                                    DRAFT202012.create_resource(doc))
+    validated = 0
+    for query in ANSWERS:
+        response = client.get(query)
+        route = query.split("?")[0]
+        documented = doc["paths"][route]["get"]["responses"]
+        status = str(response.status_code)
+        assert status in documented, (query, status, response.text)
+        if "application/json" not in documented[status].get("content", {}):
+            continue
+        pointer = "/".join(["", "paths", route.replace("/", "~1"), "get", "responses", status,
+                            "content", "application~1json", "schema"])
+        validator = jsonschema.Draft202012Validator({"$ref": f"urn:api#{pointer}"},
+                                                    registry=registry)
+        errors = [f"{e.message} at {list(e.absolute_path)}"
+                  for e in validator.iter_errors(response.json())]
+        assert errors == [], (query, errors[:3])
+        validated += 1
+    assert validated >= 9
+    rows = client.get("/merged?coin=ETH&bucket=PT2S").json()["rows"]
+    assert any(row["tweets"] is None for row in rows)  # the case the schema missed
+
+
 # Every integer parameter of the mood routes, with a query the route answers 200 to besides.
 INTEGERS = [("/coin?coin=ETH", "limit", 1), ("/coin?coin=ETH", "offset", 3),
             ("/sentiment?coin=ETH", "limit", 1), ("/sentiment", "offset", 3),
