@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -53,8 +53,8 @@ CACHE_SIZE = 256
 _COIN = re.compile(r"[A-Z0-9]{2,10}").fullmatch
 _INT = re.compile(r"-?([0-9]+)").fullmatch  # the "-" only where the range goes below 0 (lag)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fullmatch
-INSTANT_GRAMMAR = ("an ISO-8601 instant with a zone (2018-07-16T20:12:00Z) or a UTC day "
-                   "(2018-07-16)")
+INSTANT_GRAMMAR = ("an ISO-8601 instant with a zone (2018-07-16T20:12:00Z, "
+                   "2018-07-16T22:12:00.25+02:00) or a UTC day (2018-07-16)")
 NOTE = ("p-values and Fisher intervals assume independent pairs; buckets are autocorrelated, "
         "so read the moving-block bootstrap interval and the Benjamini-Hochberg q-value "
         "(adjusted across every coin, bucket and lag asked)")
@@ -81,22 +81,44 @@ def parse_int(name: str, raw: str | None, *, default: int, low: int, high: int) 
                           f"{low} to {high}, got {shown(raw)}")
 
 
+# RFC 3339's instant (ISO-8601's extended form with a zone), seconds optional, a fraction
+# up to nanoseconds (Go's RFC3339Nano). ``datetime.fromisoformat`` alone also took
+# ``20:12:00.Z`` and cut a seventh fractional digit off: ``start=…03.8164979Z`` then
+# included the trade at ``…03.816497Z``, before the instant asked.
+_INSTANT_TEXT = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2})?)"
+    r"(?:(?<=:[0-9]{2}:[0-9]{2})\.([0-9]{1,9}))?([Zz]|[+-][0-9]{2}:[0-9]{2})").fullmatch
+
+
 def parse_instant(name: str, raw: str | None) -> datetime | None:
-    """An aware UTC instant from ``raw`` (None when not given), or a 400 naming ``name``."""
+    """An aware UTC instant from ``raw`` (None when not given), or a 400 naming ``name``.
+
+    The data's clock has microseconds: a finer instant is the next microsecond on it (every
+    bound is ``start <= ts`` or ``ts < end``, so this keeps exactly the records at or after
+    it, or before it).
+    """
     if raw is None:
         return None
+    value, past_micro = None, False
     try:
         if _DATE(raw):
             day = date.fromisoformat(raw)
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        value = datetime.fromisoformat(raw)
+        if (parts := _INSTANT_TEXT(raw)) is not None:
+            clock, fraction, zone = parts.groups()
+            fraction = fraction or ""
+            past_micro = fraction[6:].strip("0") != ""
+            value = datetime.fromisoformat(
+                clock.upper() + (f".{fraction[:6]:0<6}" if fraction else "")
+                + ("+00:00" if zone in "Zz" else zone))
     except ValueError:
         value = None
-    if value is None or value.utcoffset() is None:
+    if value is None:
         raise BadQuery(detail=f"query parameter {name!r} must be {INSTANT_GRAMMAR}, "
                               f"got {shown(raw)}")
     try:
-        return value.astimezone(UTC)
+        return value.astimezone(UTC) + (timedelta(microseconds=1) if past_micro else
+                                        timedelta(0))
     except (ValueError, OverflowError):
         # well formed, but near year 1 or 9999 its offset puts it outside what UTC can hold
         raise BadQuery(detail=f"query parameter {name!r} is {shown(raw)}, which is outside "

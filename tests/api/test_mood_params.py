@@ -342,3 +342,31 @@ def test_an_instant_beyond_utcs_years_is_told_apart_from_a_malformed_one(
     assert answer.status_code == 400
     assert says in answer.json()["detail"]
     assert "'end'" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(("bound", "total"), [
+    ("start=2018-07-16T20:10:03.0000001Z", 198),  # the trade at 20:10:03 is before it
+    ("start=2018-07-16T20:10:03.000000000Z", 199),  # zeros past the microsecond change nothing
+    ("end=2018-07-16T20:10:03.0000001Z", 2),  # ... and is before this end
+    ("end=2018-07-16T22:10:03.000000900%2B02:00", 2),
+    ("end=2018-07-16 20:10:03Z", 1),  # RFC 3339's space
+    ("start=2018-07-16t20:10:03z", 199),
+])
+def test_an_instant_finer_than_the_data_bounds_it_exactly(client: TestClient, bound: str,
+                                                          total: int) -> None:
+    """ETH trades every 3 s from 20:10:00. A seventh fractional digit was cut off (QA): the
+    start ...03.8164979Z kept the trade at ...03.816497Z, before the instant asked."""
+    answer = client.get(f"/coin?coin=ETH&limit=1&{bound}")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["total"] == total
+
+
+@pytest.mark.parametrize("raw", [
+    "2018-07-16T20:12:00.Z", "2018-07-16T20:12:00.%2B01:00",  # a fraction without digits
+    "2018-07-16T20:12.5Z", "20180716T201200Z", "2018-07-16T20:12:00%2B0100",
+    "2018-07-16T20:12:03.1234567890Z", "2018-W29-1T20:12:00Z", "2018-197T20:12:00Z",
+])
+def test_an_instant_outside_rfc_3339_is_a_400(client: TestClient, raw: str) -> None:
+    """``datetime.fromisoformat`` took these (QA); the docs promise one grammar."""
+    detail = _bad(client, f"/coin?coin=ETH&start={raw}")
+    assert detail.startswith("query parameter 'start' must be an ISO-8601 instant with a zone")
