@@ -314,6 +314,9 @@ class MoodConsumer:
             await self._refuse_a_file_behind_the_durable(info, subjects)
         self._puller = Puller(self.nc, cfg.stream, cfg.durable)
         await self._puller.start(pending=4 * cfg.batch + 1000)
+        # The file may hold aggregates of earlier runs: the table is computed from them once
+        # caught up, even when nothing new comes (it stayed None after a restart).
+        self._dirty = True
 
     async def _refuse_a_file_behind_the_durable(self, info: api.ConsumerInfo,
                                                 subjects: Sequence[str]) -> None:

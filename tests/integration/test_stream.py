@@ -523,6 +523,19 @@ def test_a_state_file_restarted_with_other_buckets_is_refused(
     assert again.applied == 0  # nothing new: the same grid went on
 
 
+def test_a_restarted_consumer_has_its_table_with_nothing_new(
+        empty_stream: str, tmp_path: Path) -> None:
+    """The table comes from the file's aggregates on a restart (it stayed None: QA)."""
+    run(publish(empty_stream))
+    state = tmp_path / "state.duckdb"
+    first, table = run(consume(empty_stream, state, config(durable="mood-r")))
+    assert first.applied > 0 and table is not None and table.height > 0
+    again, restarted = run(consume(empty_stream, state, config(durable="mood-r")))
+    assert again.messages == 0
+    assert restarted is not None
+    assert_frame_equal(restarted, table)
+
+
 def test_a_state_file_behind_its_durable_is_refused(empty_stream: str, tmp_path: Path) -> None:
     """A file that lacks messages the durable has acked (a consumer started without its
     volume, or on a file restored from an older copy) would silently miss them forever: it
