@@ -215,3 +215,32 @@ def test_a_reader_holding_the_catalogue_open_blocks_neither_ingest_nor_sensor(
     finally:
         reader.communicate(timeout=30)
     assert set(metastore.ingested_versions()) == {"first.zip", "second.zip"}
+
+
+def test_a_backfill_run_in_flight_is_not_started_twice(local, instance) -> None:
+    """A run launched by ``dagster job backfill`` (or the launchpad) tags no file version:
+    the sensor did not see it and started a second ingest of the same file."""
+    lake, metastore = local
+    _write(lake, "a.csv", b"x\n1\n")
+    _write(lake, "b.csv", b"y\n2\n")
+    key = partition_key_for("a.csv")
+    backfill = dg.DagsterRun(job_name=INGEST_JOB, run_id="backfill-a",
+                             status=dg.DagsterRunStatus.STARTED,
+                             tags={"dagster/partition": key, "dagster/backfill": "bf1"})
+    instance.add_run(backfill)
+    other_job = dg.DagsterRun(job_name="stock_pipeline", run_id="other-b",  # not an ingest
+                              status=dg.DagsterRunStatus.STARTED,
+                              tags={"dagster/partition": partition_key_for("b.csv")})
+    instance.add_run(other_job)
+    result = _tick(lake, metastore, instance)
+    assert list(_requested(result)) == [partition_key_for("b.csv")]  # a.csv is in flight
+
+    instance.report_run_failed(backfill)  # the run ended: requested unless ingested
+    assert sorted(_requested(_tick(lake, metastore, instance))) == ["a.csv", "b.csv"]
+
+
+def test_a_busy_partition_is_in_flight_whatever_its_runs_tags() -> None:
+    obj = RawObject(key="a.csv", version="12-34", size=12, landed_at=None)  # type: ignore[arg-type]
+    plan = plan_runs([obj], [], busy={partition_key_for("a.csv")})
+    assert (plan.requests, plan.in_flight) == ([], ["a.csv"])
+    assert [r.partition_key for r in plan_runs([obj], [], busy={"b.csv"}).requests] == ["a.csv"]

@@ -7,7 +7,7 @@ runs all failed is requested again on a later tick, up to ``MAX_ATTEMPTS`` runs.
 """
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -26,6 +26,10 @@ FILE_VERSION_TAG = "cryptodudez/file_version"
 MAX_ATTEMPTS = 5
 _JOB_OF = {LANDED_FILES: INGEST_JOB, EVENT_FILES: EVENT_INGEST_JOB}
 _FAILED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+_IN_FLIGHT = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED,
+              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+              dg.DagsterRunStatus.CANCELING]
+PARTITION_TAG = "dagster/partition"
 
 
 def file_version(obj: RawObject) -> str:
@@ -63,8 +67,15 @@ class Plan:
 
 
 def plan_runs(pending: Sequence[RawObject],
-              runs: Sequence[dg.DagsterRun], *, max_attempts: int = MAX_ATTEMPTS) -> Plan:
+              runs: Sequence[dg.DagsterRun], *, busy: Set[str] = frozenset(),
+              max_attempts: int = MAX_ATTEMPTS) -> Plan:
     """A run request per pending file version unless a run of it is queued or running.
+
+    ``busy`` are partitions with a run in flight whatever launched it: a backfill from the
+    CLI or the UI's launchpad tags no file version, and its run was not seen, so the sensor
+    started a second run of the same file (the publish lock kept the table whole; the work
+    was done twice). A file changed while a run of its previous version is in flight waits
+    for it too, so one partition never has two ingest runs at once.
 
     The run key counts the version's earlier runs, so a failed ingest is requested again
     (a new key) and a repeated tick requests nothing twice (the same key). A successful
@@ -79,7 +90,8 @@ def plan_runs(pending: Sequence[RawObject],
     for obj in pending:
         version = file_version(obj)
         earlier = by_version.get(version, [])
-        if any(r.status not in (*_FAILED, dg.DagsterRunStatus.SUCCESS) for r in earlier):
+        if (partition_key_for(obj.key) in busy
+                or any(r.status not in (*_FAILED, dg.DagsterRunStatus.SUCCESS) for r in earlier)):
             plan.in_flight.append(obj.key)
             continue
         if sum(r.status in _FAILED for r in earlier) >= max_attempts:
@@ -107,7 +119,12 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake,
         return dg.SensorResult(skip_reason=f"all {len(objects)} landed files are ingested")
     runs = context.instance.get_runs(filters=dg.RunsFilter(
         tags={FILE_VERSION_TAG: [file_version(o) for o in pending]}))
-    plan = plan_runs(pending, runs)
+    busy = {run.tags.get(PARTITION_TAG, "") for run in context.instance.get_runs(
+        filters=dg.RunsFilter(tags={PARTITION_TAG: sorted({partition_key_for(o.key)
+                                                           for o in pending})},
+                              statuses=_IN_FLIGHT))
+            if run.job_name in _JOB_OF.values()}
+    plan = plan_runs(pending, runs, busy=busy)
     if plan.given_up:
         context.log.warning(
             f"not requesting {len(plan.given_up)} files whose last {MAX_ATTEMPTS} ingest "
