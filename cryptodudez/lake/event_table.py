@@ -172,6 +172,11 @@ def check_layout(files: pl.DataFrame) -> None:
             raise ValueError(msg)
 
 
+def _key_value_folder(uri: str) -> bool:
+    """Whether a folder above the table is named like a partition (``env=prod``)."""
+    return any("=" in part for part in uri.rsplit("://", maxsplit=1)[-1].split("/"))
+
+
 def _partition_path(event_type: str, day: str, hour: int) -> str:
     return f"event_type={event_type}/date={day}/hour={hour:02d}"
 
@@ -232,9 +237,14 @@ class EventTable:
         one version instead of resolving the log for each. Scans of one ``version`` share
         one load of it (a version never changes; the latest one is not held, it moves).
         """
+        # Under a folder named like a partition (``env=prod``), polars' own reader takes it
+        # for one and fails (see :meth:`scan_days`); deltalake's reader, through pyarrow,
+        # takes the partition values from the log.
+        via_arrow = _key_value_folder(self.uri)
         if version is None:
-            return pl.scan_delta(self.uri, storage_options=self.options or None)
-        return pl.scan_delta(self._at(version)[0])
+            return pl.scan_delta(self.uri, storage_options=self.options or None,
+                                 use_pyarrow=via_arrow)
+        return pl.scan_delta(self._at(version)[0], use_pyarrow=via_arrow)
 
     def scan_days(self, days: Iterable[date], version: int | None = None,
                   types: Iterable[str] | None = None) -> pl.LazyFrame:
@@ -264,12 +274,24 @@ class EventTable:
         if files.height == 0:
             return pl.LazyFrame(schema=schema)
         check_layout(files)
+        paths = [posixpath.join(self.uri, path) for path in files["path"]]
+        if not _key_value_folder(self.uri):
+            return pl.scan_parquet(
+                paths, schema=schema, hive_partitioning=True,
+                hive_schema={c: schema[c] for c in PARTITION_COLUMNS},
+                missing_columns="insert", extra_columns="ignore",
+                storage_options=self.options or None)
+        # polars takes every ``k=v`` folder of a path for a partition, the table's own
+        # ancestors too (``s3://bucket/env=prod/lake``: "column not present in the given
+        # Hive schema: env"). There, each file's partition values come from the log.
+        values = files.select(pl.Series("_file", paths), *(
+            pl.col(c).cast(schema[c]) for c in PARTITION_COLUMNS))
         return pl.scan_parquet(
-            [posixpath.join(self.uri, path) for path in files["path"]], schema=schema,
-            hive_partitioning=True,
-            hive_schema={c: schema[c] for c in PARTITION_COLUMNS},
-            missing_columns="insert", extra_columns="ignore",
-            storage_options=self.options or None)
+            paths, schema={c: t for c, t in schema.items() if c not in PARTITION_COLUMNS},
+            hive_partitioning=False, missing_columns="insert", extra_columns="ignore",
+            include_file_paths="_file", storage_options=self.options or None,
+        ).join(values.lazy(), on="_file", how="left", maintain_order="left").select(
+            list(schema))
 
     def files(self) -> pl.DataFrame:
         """Every live data file: ``path`` (relative), ``size``, ``rows``, partition values.

@@ -952,10 +952,15 @@ def _with_meta_field(path: Path, field: str, value: str) -> Path:
     return path
 
 
-def test_scan_days_reads_what_the_delta_reader_reads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("root", ["lake", "env=prod/lake", "date=2020-01-01/x/lake"])
+def test_scan_days_reads_what_the_delta_reader_reads(tmp_path: Path, root: str) -> None:
     """The rows of some days, pinned and latest, equal polars' Delta reader's: with a
-    ``meta_<field>`` column the first delivery lacks and events on a second day."""
-    storage = LakeStorage(str(tmp_path / "lake"))
+    ``meta_<field>`` column the first delivery lacks and events on a second day.
+
+    Also in a lake under folders named like partitions (common on S3 prefixes), which
+    polars read as partitions: "column not present in the given Hive schema: env", or with
+    ``date=`` a ShapeError (QA); compaction and ``kpi --source events`` failed there."""
+    storage = LakeStorage(str(tmp_path / root))
     nxt = date(2026, 11, 2)
     first = events_file(tmp_path / "f0.jsonl",
                          spread_events(DAY, "a-", 60) + spread_events(nxt, "b-", 30))
