@@ -64,6 +64,7 @@ from cryptodudez.resources.lake import (
     FEATURES,
     MODELS,
     QUARANTINE,
+    RAW,
     VALIDATED,
     Lake,
     partition_key_for,
@@ -115,6 +116,15 @@ def _existing_lake(settings: Settings) -> Lake:
     lake = _lake(settings)
     if not lake.is_s3 and not Path(settings.lake).is_dir():
         msg = f"CRYPTODUDEZ_LAKE={settings.lake}: no such folder"
+        raise CliError(msg)
+    # On S3 a prefix with nothing under it is the missing folder; a folder that holds things
+    # but neither raw/ nor validated/ is no lake (``s3://bucket/lake/raw``: backfill-events
+    # wrote its KPIs into raw/, where the next ingest took them for a delivery).
+    held = {posixpath.basename(p.rstrip("/")) for p in lake.storage.ls(lake.storage.root)}
+    if (lake.is_s3 and not held) or (held and not held & {RAW, VALIDATED}):
+        msg = (f"CRYPTODUDEZ_LAKE={settings.lake}: no lake there (nothing under it)" if not held
+               else f"CRYPTODUDEZ_LAKE={settings.lake}: no lake there (it holds neither "
+                    f"{RAW}/ nor {VALIDATED}/)")
         raise CliError(msg)
     return lake
 

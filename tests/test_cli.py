@@ -589,15 +589,20 @@ def test_a_missing_or_file_lake_is_refused_by_the_reading_commands(
     # A typo in CRYPTODUDEZ_LAKE read as an empty lake: exit 0 and an empty "valid" part;
     # backfill-events created the folder and reported a day compacted
     (local_env / "file").write_text("x\n")
+    (local_env / "lake" / "raw").mkdir()
+    (local_env / "lake" / "raw" / "a.csv").write_text("x\n")  # inside a lake: no lake
     out = local_env / "part.json"
     for lake, problem in ((local_env / "typo", "no such folder"),
-                          (local_env / "file", f"{local_env / 'file'} is not a folder")):
+                          (local_env / "file", f"{local_env / 'file'} is not a folder"),
+                          (local_env / "lake" / "raw",
+                           "no lake there (it holds neither raw/ nor validated/)")):
         monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(lake))
         for args in (["summary"], ["kpi", "--date", "2026-11-01", "--out", str(out)],
                      ["backfill-events", "--from", "2024-01-01", "--to", "2024-01-01"]):
             assert _one_line_error(capsys, args) == (
                 2, f"cryptodudez: error: CRYPTODUDEZ_LAKE={lake}: {problem}"), args
     assert not out.exists()
+    assert sorted(p.name for p in (local_env / "lake" / "raw").iterdir()) == ["a.csv"]
     assert not (local_env / "typo").exists()
     assert not (local_env / "dh").exists()  # no run was started
 

@@ -915,3 +915,26 @@ def test_a_missing_bucket_is_a_bad_setting_for_every_command(
     # in-process server, as deltalake holds the GIL while it waits for an answer)
     assert cli.main(["land", str(SAMPLES[0])]) == 0
     assert keys_in(s3, bucket) == [f"lake/raw/{SAMPLES[0].name}"]
+
+
+@pytest.mark.parametrize("args", [["summary"], ["kpi", "--date", "2026-11-01"],
+                                  ["backfill-events", "--from", "2026-11-01", "--to",
+                                   "2026-11-01"]])
+def test_a_prefix_that_holds_no_lake_is_refused_by_the_reading_commands(
+        args: list[str], endpoint: str, s3: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo'd prefix read as an empty lake (exit 0, a KPI file of zeros), and a lake's
+    raw/ taken for the lake had backfill-events write its KPIs into raw/, where the next
+    ingest quarantined them as a delivery (QA). As for a local folder that is not there."""
+    bucket = new_bucket(s3)
+    s3.put_object(Bucket=bucket, Key="lake/raw/a.csv", Body=b"x\n")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    for lake, problem in ((f"s3://{bucket}/typo", "nothing under it"),
+                          (f"s3://{bucket}/lake/raw", "it holds neither raw/ nor validated/")):
+        monkeypatch.setenv("CRYPTODUDEZ_LAKE", lake)
+        assert cli.main(args) == 2
+        assert capsys.readouterr().err == (
+            f"cryptodudez: error: CRYPTODUDEZ_LAKE={lake}: no lake there ({problem})\n")
+    assert keys_in(s3, bucket) == ["lake/raw/a.csv"]  # nothing written
+    assert not (tmp_path / "dh").exists()  # no run was started
