@@ -13,7 +13,9 @@ class Lake(pulumi.ComponentResource):
     S3 versioning's job here). Objects are encrypted with the stack's KMS key (with an S3
     bucket key), public access is blocked, a bucket policy denies every request not made over
     TLS, superseded versions under ``raw/`` move to Glacier and then expire, and every object
-    created under ``raw/`` is announced on the landing queue.
+    created under ``raw/`` is announced on the landing queue. Nothing consumes that queue yet:
+    the landing sensor lists ``raw/`` on S3 each tick, and the messages expire unread after
+    four days.
     """
 
     def __init__(self, name: str, *, prefix: str, lake_prefix: str, tags: dict[str, str],

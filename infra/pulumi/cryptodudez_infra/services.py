@@ -15,6 +15,26 @@ EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionR
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 """TLS 1.3 and 1.2 with forward-secret ciphers only (AWS's recommended listener policy)."""
 CODE_LOCATION_PORT = 4000
+API_PATHS = ("/predict", "/health", "/signal", "/coin", "/sentiment", "/merged", "/correlation",
+             "/schema")
+"""Where the prediction API's routes start (``serving.app.create_app``: ``/predict``,
+``/health``, ``/signal/eth``, the four mood routes, the OpenAPI document and Swagger UI under
+``/schema``). The load balancer sends each of these, and everything that extends it, to the
+API (a trailing slash included: the API answers ``/health/`` as ``/health``) and every other
+path to the Dagster UI. ``tests/infra/test_alb_routing.py`` fails when a route of the app is
+missing."""
+MAX_CONDITION_VALUES = 5
+"""Values an ALB rule's conditions may hold in all (an AWS quota that cannot be raised)."""
+API_RULE_PRIORITY = 10
+"""Priority of the first API rule; the next ones follow it (the webserver's ``/*`` is 1000)."""
+WEBSERVER_RULE_PRIORITY = 1000
+
+
+def api_path_rules() -> list[list[str]]:
+    """The path patterns of the API's listener rules, at most ``MAX_CONDITION_VALUES`` a rule."""
+    patterns = [f"{path}*" for path in API_PATHS]
+    return [patterns[i:i + MAX_CONDITION_VALUES]
+            for i in range(0, len(patterns), MAX_CONDITION_VALUES)]
 
 
 @dataclass(frozen=True)
@@ -37,9 +57,10 @@ class Services(pulumi.ComponentResource):
     """The ECS cluster, one task definition, role, log group and service per role, and the ALB.
 
     All four services run the image built from the Dockerfile with its documented commands:
-    ``webserver`` (:3000, behind the ALB on ``/``), ``daemon`` (exactly one task), the code
-    location (``dagster code-server start`` on :4000, found through Cloud Map) and ``serve``
-    (the prediction API, :8000, behind the ALB on ``/predict*`` and ``/health``).
+    ``webserver`` (:3000, behind the ALB on every path the API does not own), ``daemon``
+    (exactly one task), the code location (``code-location --port 4000``, a Dagster code
+    server found through Cloud Map) and ``serve`` (the prediction API, :8000, behind the ALB
+    on ``API_PATHS``).
     """
 
     def __init__(self, name: str, *, prefix: str, region: str, image: pulumi.Input[str],
@@ -80,6 +101,8 @@ class Services(pulumi.ComponentResource):
                 1024, 4096, network.code_sg.id, port=CODE_LOCATION_PORT,
                 statements=[*iam.lake_read(arns), *iam.lake_write(arns),
                             *iam.glue(arns, write=True),
+                            # Nothing reads the queue yet (the landing sensor lists raw/
+                            # on S3 each tick); kept for an event-driven sensor.
                             statement("LandingQueue",
                                       ["sqs:ReceiveMessage", "sqs:DeleteMessage",
                                        "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
@@ -102,6 +125,7 @@ class Services(pulumi.ComponentResource):
             {"name": "DAGSTER_PG_DB", "value": "dagster"},
             {"name": "DAGSTER_PG_USERNAME", "value": "dagster"},
             {"name": "CRYPTODUDEZ_CODE_LOCATION", "value": f"{code_host}:{CODE_LOCATION_PORT}"},
+            # Set for an event-driven landing sensor; no code reads it yet.
             {"name": "CRYPTODUDEZ_LANDING_QUEUE_URL", "value": landing_queue_url},
             *spark_env,
         ]
@@ -180,13 +204,17 @@ class Services(pulumi.ComponentResource):
                     target_type="ip", vpc_id=vpc_id,
                     health_check={"path": spec.health_path, "matcher": "200"},
                     tags=named(tags, f"{prefix}-{spec.name}"), opts=child)
-                patterns = ["/predict*", "/health"] if spec.name == "api" else ["/*"]
-                aws.lb.ListenerRule(
-                    svc, listener_arn=self.listener.arn,
-                    priority=100 - priority if spec.name == "api" else 1000,
-                    conditions=[{"path_pattern": {"values": patterns}}],
-                    actions=[{"type": "forward", "target_group_arn": target.arn}],
-                    tags=named(tags, f"{prefix}-{spec.name}"), opts=child)
+                # The API's paths first (several rules: an ALB rule holds at most five
+                # values), then the Dagster UI on everything else.
+                rules = (enumerate(api_path_rules(), start=API_RULE_PRIORITY)
+                         if spec.name == "api" else [(WEBSERVER_RULE_PRIORITY, ["/*"])])
+                for n, (rule_priority, patterns) in enumerate(rules):
+                    aws.lb.ListenerRule(
+                        svc if n == 0 else f"{svc}-{n + 1}", listener_arn=self.listener.arn,
+                        priority=rule_priority,
+                        conditions=[{"path_pattern": {"values": patterns}}],
+                        actions=[{"type": "forward", "target_group_arn": target.arn}],
+                        tags=named(tags, f"{prefix}-{spec.name}"), opts=child)
                 load_balancers = [aws.ecs.ServiceLoadBalancerArgs(
                     target_group_arn=target.arn, container_name=spec.name,
                     container_port=spec.port)]
