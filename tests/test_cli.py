@@ -607,8 +607,9 @@ def test_a_missing_or_file_lake_is_refused_by_the_reading_commands(
     assert not (local_env / "dh").exists()  # no run was started
 
 
-_SHARD_0_PART = {"format": "cryptodudez.kpi/1", "date": "2026-11-01", "source": "rollups",
-                 "shards": [0], "shard_count": 1, "method": {}, "types": {}}
+_SHARD_0_PART = {"format": "cryptodudez.kpi/2", "date": "2026-11-01", "source": "rollups",
+                 "day_state": "0" * 16, "shards": [0], "shard_count": 1, "method": {},
+                 "types": {}}
 
 
 def test_a_folder_where_a_file_goes_is_a_usage_error(
@@ -645,7 +646,7 @@ def test_a_folder_where_a_file_goes_is_a_usage_error(
 def test_malformed_kpi_parts_are_named(local_env: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     parts = {"array.json": "[1, 2]", "null.json": "null",
-             "keys.json": json.dumps({"format": "cryptodudez.kpi/1"})}
+             "keys.json": json.dumps({"format": "cryptodudez.kpi/2"})}
     for name, text in parts.items():
         (local_env / name).write_text(text)
     for name, message in (("array.json", "not a KPI part: Expected `object`, got `array`"),

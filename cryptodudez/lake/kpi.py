@@ -24,9 +24,10 @@ the all-types distinct counts are a union of the same sketches.
 """
 
 import base64
+import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -36,14 +37,14 @@ import msgspec
 import polars as pl
 
 from cryptodudez.lake import delta_log
-from cryptodudez.lake.event_table import EventTable, groups_by_size, plain_parquet
+from cryptodudez.lake.event_table import EventTable, groups_by_size, plain_parquet, tags_by_date
 from cryptodudez.lake.layout import tag_of
 from cryptodudez.lake.rollups import hll_of, hll_union, read_rollups, rollup_files, type_hash
 from cryptodudez.storage import LakeStorage
 
 SOURCES = ("rollups", "events")
 EVENTS_GROUP_BYTES = 64 << 20  # Parquet read at once by the events source (bounds memory)
-FORMAT = "cryptodudez.kpi/1"
+FORMAT = "cryptodudez.kpi/2"
 MAX_SHARDS = 1024
 """The most shards a day is split into: more than a day's event types is no use (a
 reviewer's ``--shard 0/1000000000`` had the process killed for memory)."""
@@ -114,19 +115,29 @@ def compute(storage: LakeStorage, day: date, *, shard: Shard = Shard(),
     table = EventTable(storage)
     types: dict[str, dict[str, Any]] = {}
     if source == "rollups":
-        types = _from_rollups(storage, table, day, shard)
+        types, tags = _from_rollups(storage, table, day, shard)
         method = {"events": "exact", "distinct_ids": "hll, at most the type's events",
                   "distinct_users": "hll, at most the type's events"}
     else:
-        types = _from_events(table, day, shard, group_bytes)
+        types, tags = _from_events(table, day, shard, group_bytes)
         method = {"events": "exact",
                   "distinct_ids": "exact per type; the total sums them (one type per id)",
                   "distinct_users": "exact per type, hll across types (at most the events)"}
-    return _result(day, [shard], source, method, types)
+    return _result(day, [shard], source, method, types, state=day_state(tags))
+
+
+def day_state(tags: Iterable[str]) -> str:
+    """The day's state in the table: a digest of the tags of the commits its files came from.
+
+    Parts computed while a delivery or a compaction changed the day have different states
+    (each commit's tag is its own), as have parts of two lakes; another day's commits leave
+    it as it is.
+    """
+    return hashlib.sha256("\n".join(sorted(tags)).encode()).hexdigest()[:16]
 
 
 def _from_events(table: EventTable, day: date, shard: Shard,
-                 group_bytes: int) -> dict[str, dict[str, Any]]:
+                 group_bytes: int) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """Per type of ``shard``, exact KPIs from the day's events, a group of types at a time.
 
     The shard's types come from the Delta log (no data read); each group of about
@@ -138,7 +149,7 @@ def _from_events(table: EventTable, day: date, shard: Shard,
     (:func:`hours_from_log`); without such counts, or with deletion vectors, from the rows.
     """
     if not table.exists():
-        return {}
+        return {}, set()
     delta, files = table.snapshot()
     version = delta.version()
     counts_usable = plain_parquet(delta)  # deletion vectors leave the counts above the rows
@@ -180,7 +191,7 @@ def _from_events(table: EventTable, day: date, shard: Shard,
                     "ids_hll": None,
                     "users_hll": _b64(hll_of(row["users"])) if row["users"] else None,
                 }
-    return types
+    return types, tags_by_date(day_files, [day])[day]
 
 
 def with_distinct_ids(events: pl.LazyFrame, stats: pl.DataFrame) -> pl.DataFrame:
@@ -245,7 +256,7 @@ ROLLUP_COLUMNS = ["event_type", "hour", "events", "ids_hll", "users_hll"]
 
 
 def _from_rollups(storage: LakeStorage, table: EventTable, day: date,
-                  shard: Shard) -> dict[str, dict[str, Any]]:
+                  shard: Shard) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """Per type, the shard's KPIs from the day's trusted rollup files.
 
     Which files are trusted comes from the Delta log: only the day's live paths are read
@@ -262,8 +273,8 @@ def _from_rollups(storage: LakeStorage, table: EventTable, day: date,
         trusted = trusting.result()
     kept = [p for p in paths if tag_of(p) in trusted]
     if len(kept) == len(paths):
-        return types
-    return _sum_rollups(read_rollups(storage, kept, columns=ROLLUP_COLUMNS), shard)
+        return types, trusted
+    return _sum_rollups(read_rollups(storage, kept, columns=ROLLUP_COLUMNS), shard), trusted
 
 
 def _live_tags(storage: LakeStorage, table: EventTable, day: date) -> set[str]:
@@ -314,13 +325,13 @@ def estimate(sketch: Any, *, at_most: int) -> int | None:
 
 
 def _result(day: date, shards: Sequence[Shard], source: str, method: dict[str, str],
-            types: dict[str, dict[str, Any]]) -> dict[str, Any]:
+            types: dict[str, dict[str, Any]], *, state: str) -> dict[str, Any]:
     ids = hll_union([_unb64(t["ids_hll"]) for t in types.values()])
     users = hll_union([_unb64(t["users_hll"]) for t in types.values()])
     count = shards[0].count
     events = sum(t["events"] for t in types.values())
     return {
-        "format": FORMAT, "date": day.isoformat(), "source": source,
+        "format": FORMAT, "date": day.isoformat(), "day_state": state, "source": source,
         "shards": sorted(s.index for s in shards), "shard_count": count,
         "complete": len(shards) == count and sorted(s.index for s in shards) == list(
             range(count)),
@@ -358,10 +369,13 @@ def merge(parts: Sequence[Any], *, names: Sequence[str] | None = None) -> dict[s
     first = parts[0]
     holder: dict[int, str] = {}
     for name, part in zip(names, parts, strict=True):
-        for key in ("date", "source", "shard_count"):
+        for key in ("date", "source", "shard_count", "day_state"):
             if part[key] != first[key]:
                 msg = (f"{name}: parts disagree on {key}: {part[key]!r} here, "
                        f"{first[key]!r} in {names[0]}")
+                if key == "day_state":
+                    msg += (" (the day changed between them: a delivery or a compaction, or "
+                            "another lake; compute every part again)")
                 raise KpiError(msg)
         for index in part["shards"]:
             if index in holder:
@@ -374,7 +388,7 @@ def merge(parts: Sequence[Any], *, names: Sequence[str] | None = None) -> dict[s
         types.update(part["types"])
     shards = [Shard(i, first["shard_count"]) for i in holder]
     return _result(date.fromisoformat(first["date"]), shards, first["source"],
-                   first["method"], types)
+                   first["method"], types, state=first["day_state"])
 
 
 Count = Annotated[int, msgspec.Meta(ge=0)]
@@ -396,6 +410,7 @@ class _Part(msgspec.Struct):
 
     format: str
     date: date
+    day_state: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{16}$")]
     source: Literal["rollups", "events"]
     shard_count: Annotated[int, msgspec.Meta(ge=1, le=MAX_SHARDS)]
     shards: Annotated[list[Count], msgspec.Meta(min_length=1, max_length=MAX_SHARDS)]

@@ -246,6 +246,30 @@ def test_kpi_two_shards_merged_equal_one_machine(lake_after: dict[str, Any]) -> 
             assert 0.9 < ratio < 1.1
 
 
+@pytest.mark.parametrize("source", kpi.SOURCES)
+def test_merge_refuses_parts_of_the_day_in_two_states(tmp_path: Path, source: str) -> None:
+    """Shard 0 computed, a delivery lands on the day, shard 1 computed: the merge matched
+    neither state of the day (6,237 events against 5,842 before and 6,824 after; QA). It is
+    refused; a delivery of another day changes nothing of this one, and merges."""
+    storage = LakeStorage(str(tmp_path / "lake"))
+    ingest_events(storage, events_file(tmp_path / "a.jsonl", spread_events(DAY, "a-", 200)),
+                  "events/a.jsonl")
+    first = kpi.compute(storage, DAY, shard=kpi.Shard(0, 2), source=source)
+    other_day = date(2026, 11, 2)
+    ingest_events(storage, events_file(tmp_path / "b.jsonl",
+                                       spread_events(other_day, "b-", 50)), "events/b.jsonl")
+    second = kpi.compute(storage, DAY, shard=kpi.Shard(1, 2), source=source)
+    merged = kpi.merge([first, second])  # the day as it was for both
+    assert merged["types"] == kpi.compute(storage, DAY, source=source)["types"]
+    ingest_events(storage, events_file(tmp_path / "c.jsonl", spread_events(DAY, "c-", 100)),
+                  "events/c.jsonl")
+    later = kpi.compute(storage, DAY, shard=kpi.Shard(1, 2), source=source)
+    assert later["day_state"] != first["day_state"]
+    with pytest.raises(kpi.KpiError, match=r"p1\.json: parts disagree on day_state: .* "
+                                            r"\(the day changed between them"):
+        kpi.merge([first, later], names=["p0.json", "p1.json"])
+
+
 def test_merge_refuses_overlapping_or_foreign_parts(lake_after: dict[str, Any]) -> None:
     storage = lake_after["storage"]
     part = kpi.compute(storage, DAY, shard=kpi.Shard(0, 2))

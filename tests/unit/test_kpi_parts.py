@@ -20,7 +20,8 @@ def _part(index: int, users: dict[str, list[str]]) -> dict[str, Any]:
                     "events_per_hour": [len(ids)] + [0] * 23, "ids_hll": None,
                     "users_hll": base64.b64encode(hll_of(ids)).decode()}
              for name, ids in users.items()}
-    return {"format": kpi.FORMAT, "date": "2026-11-01", "source": "rollups",
+    return {"format": kpi.FORMAT, "date": "2026-11-01", "day_state": "0123456789abcdef",
+            "source": "rollups",
             "shards": [index], "shard_count": 2, "complete": False,
             "method": {"events": "exact"}, "hll_lg_k": 12, "totals": {}, "types": types}
 
@@ -172,7 +173,7 @@ def test_an_hll_estimate_above_the_events_is_capped_at_them() -> None:
                          "ids_hll": [sketch], "users_hll": [sketch]})
     types = kpi._sum_rollups(rows, kpi.Shard())
     assert (types["signin"]["distinct_ids"], types["signin"]["distinct_users"]) == (470, 470)
-    totals = kpi._result(date(2026, 11, 1), [kpi.Shard()], "rollups", {}, types)["totals"]
+    totals = kpi._result(date(2026, 11, 1), [kpi.Shard()], "rollups", {}, types, state="")["totals"]
     assert (totals["events"], totals["distinct_ids"], totals["distinct_users"]) == (470, 470,
                                                                                     470)
     assert totals["distinct_method"].startswith("hll")
@@ -182,6 +183,6 @@ def test_the_totals_say_how_distinct_ids_were_counted_without_sketches() -> None
     # The events source counts ids exactly per type and keeps no id sketch: the total is a sum.
     types = {name: {**part["types"][name], "distinct_ids": 2} for part, name in
              zip(GOOD, ["signin", "logout"], strict=True)}
-    totals = kpi._result(date(2026, 11, 1), [kpi.Shard()], "events", {}, types)["totals"]
+    totals = kpi._result(date(2026, 11, 1), [kpi.Shard()], "events", {}, types, state="")["totals"]
     assert totals["distinct_ids"] == 4
     assert totals["distinct_method"].startswith("ids: the sum of the exact per-type counts")
