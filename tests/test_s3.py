@@ -44,6 +44,7 @@ from cryptodudez.resources.metastore import (
     COLUMNS_SCHEMA,
     FILES_SCHEMA,
     DuckDBMetastore,
+    ForeignTableError,
     GlueMetastore,
 )
 from cryptodudez.sensors.landing import INGEST_JOB, landing_sensor
@@ -435,6 +436,36 @@ def test_glue_catalogue_keeps_every_version_like_duckdb(
         assert sorted(set(zip(columns["uri"], columns["sha256"], strict=True))) == [
             (f"zip://a.csv::{uri}", "sha-a"), (f"zip://b.csv::{uri}", "sha-b")], store
         assert columns.height == 4
+
+
+def test_two_lakes_on_one_glue_database_do_not_take_each_others_tables(
+        endpoint: str, s3: Any, glue: Any, tmp_path: Path) -> None:
+    """Each lake's ingest pointed the database's tables at its own data in turn, so Athena
+    users of one lake read the other's (QA). The second lake is refused, naming both; the
+    first lake's table is left as it was, and it goes on updating its own."""
+    database = f"cdz_{uuid.uuid4().hex[:8]}"
+    stores = []
+    for bucket in (new_bucket(s3), new_bucket(s3)):
+        settings = replace(s3_settings(bucket, endpoint, tmp_path / bucket),
+                           glue_database=database)
+        stores.append(build_resources(settings)["metastore"])
+    first, second = stores
+    schema = pl.Schema({"id": pl.String})
+    first.register_table("events", first.lake.url("validated", "events"), schema,
+                         table_format="delta")
+    with pytest.raises(ForeignTableError, match=(
+            rf"Glue table {database}\.events is at {re.escape(first.lake.url())}/validated/"
+            rf"events/, not in this lake \({re.escape(second.lake.url())}/\)")):
+        second.register_table("events", second.lake.url("validated", "events"), schema,
+                              table_format="delta")
+    location = glue.get_table(DatabaseName=database, Name="events")["Table"][
+        "StorageDescriptor"]["Location"]
+    assert location == first.lake.url("validated", "events") + "/"
+    first.register_table("events", first.lake.url("validated", "events"),
+                         pl.Schema({"id": pl.String, "n": pl.Int64}), table_format="delta")
+    columns = glue.get_table(DatabaseName=database, Name="events")["Table"][
+        "StorageDescriptor"]["Columns"]
+    assert [c["Name"] for c in columns] == ["id", "n"]
 
 
 # -- 3. end to end ------------------------------------------------------------------------------

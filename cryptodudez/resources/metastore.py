@@ -291,6 +291,10 @@ def glue_type(dtype: pl.DataType | DataTypeClass) -> str:
     return _GLUE_TYPES.get(dtype.base_type(), "string")
 
 
+class ForeignTableError(RuntimeError):
+    """A Glue table of the same name belongs to another lake."""
+
+
 class GlueMetastore(Metastore):
     """The catalogue in an AWS Glue Data Catalog database (S3 lakes)."""
 
@@ -354,9 +358,24 @@ class GlueMetastore(Metastore):
         self._upsert_table(table_input)
 
     def _upsert_table(self, table_input: dict[str, Any]) -> None:
+        """Create the table, or update it when it is this lake's.
+
+        A table of the same name at another lake's location is refused: two lakes on one
+        database (the default ``cryptodudez``) took turns pointing its tables at their own
+        data, so Athena users of one read the other's (a QA walkthrough).
+        """
         try:
             self.glue.create_table(DatabaseName=self.database, TableInput=table_input)
         except self.glue.exceptions.AlreadyExistsException:
+            existing = self.glue.get_table(DatabaseName=self.database,
+                                           Name=table_input["Name"])["Table"]
+            where = existing.get("StorageDescriptor", {}).get("Location", "")
+            root = self.lake.url().rstrip("/") + "/"
+            if not where.startswith(root):
+                raise ForeignTableError(
+                    f"Glue table {self.database}.{table_input['Name']} is at {where}, not in "
+                    f"this lake ({root}): another lake uses the database; give this one its "
+                    "own (CRYPTODUDEZ_GLUE_DATABASE)") from None
             self.glue.update_table(DatabaseName=self.database, TableInput=table_input)
 
     def record_files(self, files: pl.DataFrame, columns: pl.DataFrame) -> None:
