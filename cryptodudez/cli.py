@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from polars.exceptions import PanicException
 
@@ -389,45 +389,13 @@ def _attach_dash_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
-# The attribute of a namespace being parsed that holds the options given so far (removed
-# before the namespace is returned).
-_GIVEN = "_cryptodudez_options_given"
-
-
-class _StoreOnce(argparse._StoreAction):
-    """An option of one value that may be given once: argparse keeps the last one silently.
-
-    ``--date A --date B`` would compute B's KPIs without a word about A; a repeat is a usage
-    error naming the option. (An option meant to be repeated, such as ``kpi --merge``,
-    accumulates with ``action="extend"`` instead.) Positionals are never repeated.
-    """
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: str | Sequence[Any] | None,
-                 option_string: str | None = None) -> None:
-        """Store ``values``, or refuse this option given a second time."""
-        if self.option_strings:
-            given: set[int] = namespace.__dict__.setdefault(_GIVEN, set())
-            if id(self) in given:
-                msg = "given more than once; it takes one value, give it once"
-                raise argparse.ArgumentError(self, msg)
-            given.add(id(self))
-        super().__call__(parser, namespace, values, option_string)
-
-
 class _CommandParser(OneLineParser):
-    """A subcommand's parser: it reports the arguments it does not know, and repeated ones.
+    """A subcommand's parser: it reports the arguments it does not know.
 
     argparse hands a subcommand's unknown arguments up to the top-level parser, whose error
     then points to ``cryptodudez --help`` rather than to the subcommand's help. An option of
-    one value given twice is refused (:class:`_StoreOnce`), in every subcommand.
+    one value given twice is refused by every :class:`OneLineParser`.
     """
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        """An argument parser whose plain options (``action="store"``) may be given once."""
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.register("action", None, _StoreOnce)
-        self.register("action", "store", _StoreOnce)
 
     def parse_known_args(  # type: ignore[override]  # one signature for the overloads
             self, args: Sequence[str] | None = None,
@@ -435,7 +403,6 @@ class _CommandParser(OneLineParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         """Parse ``args``; an argument this subcommand does not know is its usage error."""
         parsed, unknown = super().parse_known_args(args, namespace)
-        parsed.__dict__.pop(_GIVEN, None)
         if unknown:
             self.error(f"unrecognized arguments: {' '.join(unknown)}")
         return parsed, unknown

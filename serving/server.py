@@ -393,8 +393,53 @@ def run(*, host: str, port: int, workers: int) -> None:
                 log_config=log_config())
 
 
+# The attribute of a namespace being parsed that holds the options given so far (removed
+# before the namespace is returned).
+_GIVEN = "_cryptodudez_options_given"
+
+
+class _StoreOnce(argparse._StoreAction):
+    """An option of one value that may be given once: argparse keeps the last one silently.
+
+    ``--date A --date B`` would compute B's KPIs without a word about A, and ``--port 1
+    --port 2`` listened on 2; a repeat is a usage error naming the option. (An option meant
+    to be repeated, such as ``kpi --merge``, accumulates with ``action="extend"`` instead.)
+    Positionals are never repeated.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None,
+                 option_string: str | None = None) -> None:
+        """Store ``values``, or refuse this option given a second time."""
+        if self.option_strings:
+            given: set[int] = namespace.__dict__.setdefault(_GIVEN, set())
+            if id(self) in given:
+                msg = "given more than once; it takes one value, give it once"
+                raise argparse.ArgumentError(self, msg)
+            given.add(id(self))
+        super().__call__(parser, namespace, values, option_string)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (and exit status 2)."""
+    """An argument parser of one-line errors (exit status 2) and options given once.
+
+    Its plain options (``action="store"``) may be given once (:class:`_StoreOnce`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """A parser that refuses a repeated option of one value."""
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
+    def parse_known_args(  # type: ignore[override]  # one signature for the overloads
+            self, args: Sequence[str] | None = None,
+            namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse ``args``, leaving out the bookkeeping of the options given."""
+        parsed, unknown = super().parse_known_args(args, namespace)
+        parsed.__dict__.pop(_GIVEN, None)
+        return parsed, unknown
 
     def error(self, message: str) -> NoReturn:
         """Report a bad argument in one line."""

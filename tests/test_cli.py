@@ -26,6 +26,7 @@ from cryptodudez.instance import free_port
 from cryptodudez.resources.lake import Lake, checked_raw_key
 from cryptodudez.settings import PROJECT_DIR, Settings
 from cryptodudez.storage import LakeStorage
+from serving import server
 from tests.helpers import events_file, held_port, ingest_events, spread_events
 
 BAD_KEYS = [
@@ -392,7 +393,8 @@ def test_merge_given_once_per_part_merges_every_part(
     # --out goes through the store-once action, whose bookkeeping must not reach the command
     namespace = cli._parser().parse_args(["kpi", "--merge", "a", "--out", "o.json",
                                           "--merge", "b"])
-    assert (namespace.merge, hasattr(namespace, cli._GIVEN)) == ([Path("a"), Path("b")], False)
+    assert (namespace.merge, hasattr(namespace, server._GIVEN)) == (
+        [Path("a"), Path("b")], False)
 
 
 # delta-rs's message for an S3 lake whose bucket is missing, as QA saw it (shortened)

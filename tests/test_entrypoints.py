@@ -91,7 +91,11 @@ def _not_started(*args: object, **kwargs: object) -> None:
                                   ["--port", "http"], ["--workers", "0"], ["--workers", "-3"],
                                   # a fork bomb before the bound (a reviewer ran it)
                                   ["--workers", "99999999999999999999"], ["--workers", "9"],
-                                  ["--workers", "٣"], ["--workers", "+2"]])
+                                  ["--workers", "٣"], ["--workers", "+2"],
+                                  # given twice: the last was kept silently
+                                  ["--port", "8000", "--port", "8001"],
+                                  ["--workers", "1", "--workers", "2"],
+                                  ["--host", "127.0.0.1", "--host", "0.0.0.0"]])
 def test_serve_refuses_a_port_or_worker_count_in_one_line(
         argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
