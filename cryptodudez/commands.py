@@ -26,8 +26,8 @@ from cryptodudez.assets.eth import (
     ETH_SIGNAL,
     FIRST_DAY,
     data_end,
-    latest_training_set,
     missing_inputs,
+    servable_training_set,
 )
 from cryptodudez.assets.mood import SENTIMENTS, TRADES
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
@@ -385,9 +385,9 @@ def _run_feature_store(defs: dg.Definitions, instance: dg.DagsterInstance, lake:
 
 
 def _eth_too_short(lake: Lake) -> str | None:
-    """Why the latest ETH training set is too short to evaluate, or None."""
+    """Why the ETH training set eth_signal evaluates is too short, or None."""
     try:
-        _, frame, _ = latest_training_set(lake)
+        _, frame, _ = servable_training_set(lake)
     except dg.Failure:
         return None
     need = ev.min_rows()

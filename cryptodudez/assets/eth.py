@@ -468,8 +468,9 @@ def eth_training_set(context: dg.AssetExecutionContext, config: LabelSettings,
                      lake: Lake) -> dg.MaterializeResult:
     """A point-in-time-correct training set for a label definition, stored immutably.
 
-    ``LATEST`` moves to it only when the run is served (see :class:`LabelSettings`) and the
-    snapshot passes its blocking checks; ``eth_signal`` of the same run evaluates it either way.
+    It becomes the :data:`CANDIDATE` only when the run is served (see :class:`LabelSettings`)
+    and the snapshot passes its blocking checks; ``eth_signal`` of the same run evaluates it
+    either way, and moves ``LATEST`` to it once its signal is published.
     """
     labels, serve = config.label_config(), config.serves()
     features = stored_features(lake)
@@ -496,16 +497,16 @@ def eth_training_set(context: dg.AssetExecutionContext, config: LabelSettings,
                                             "sha256": manifest.get("sha256", "mismatch"),
                                             "same_bytes_built_twice": same_twice}),
               fchecks.labels_check(wrong, labels)]
-    # both checks block: a snapshot that fails one never becomes LATEST
-    latest = serve and all(c.passed for c in checks)
-    if latest:
-        lake.write_bytes(snapshot_folder(lake, "LATEST"), key.id.encode())
+    # both checks block: a snapshot that fails one never becomes a candidate
+    candidate = serve and all(c.passed for c in checks)
+    if candidate:
+        lake.write_bytes(snapshot_folder(lake, CANDIDATE), key.id.encode())
     elif serve:
         context.log.warning(f"{ETH_TRAINING_SET} {key.id} fails a blocking check: kept for "
-                            "inspection, LATEST still names the served training set")
+                            f"inspection, {CANDIDATE} still names the last that passed")
     else:
         context.log.info(f"{ETH_TRAINING_SET} {key.id} is an experiment (labels "
-                         f"{labels.__dict__}, serve={config.serve}): LATEST does not move")
+                         f"{labels.__dict__}, serve={config.serve}): no pointer moves")
     return dg.MaterializeResult(
         metadata={"snapshot": key.id, "path": lake.url(FEATURES, OFFLINE, ETH_TRAINING_SET,
                                                         key.id),
@@ -513,7 +514,7 @@ def eth_training_set(context: dg.AssetExecutionContext, config: LabelSettings,
                   "reused": bool(manifest.get("reused")),
                   "class_balance": dg.MetadataValue.json(balance),
                   "labels": dg.MetadataValue.json(labels.__dict__),
-                  "serve": serve, "latest": latest},
+                  "serve": serve, "candidate": candidate},
         check_results=checks)
 
 
@@ -524,26 +525,34 @@ def training_set(lake: Lake, key: str) -> tuple[pl.DataFrame, dict[str, Any]]:
     return frame, manifest
 
 
-def latest_snapshot(lake: Lake) -> str:
-    """The id of the served training set (``LATEST``)."""
-    pointer = snapshot_folder(lake, "LATEST")
-    if not lake.exists(pointer):
-        raise dg.Failure("no training set yet: materialise eth_training_set first")
-    return lake.read_bytes(pointer).decode().strip()
+CANDIDATE = "CANDIDATE"
+"""The pointer to the newest served training set that passed its blocking checks: what
+``eth_signal`` evaluates when it runs on its own. ``LATEST`` names the training set of the
+published signal, and moves only when ``eth_signal`` publishes one (it moved with the
+training set, so a signal that then failed left ``LATEST`` naming a set no signal came from)."""
 
 
-def latest_training_set(lake: Lake) -> tuple[str, pl.DataFrame, dict[str, Any]]:
-    """The latest stored training set: its id, rows and manifest."""
-    key = latest_snapshot(lake)
+def servable_snapshot(lake: Lake) -> str:
+    """The id of the training set ``eth_signal`` serves next: the candidate, else ``LATEST``."""
+    for name in (CANDIDATE, "LATEST"):
+        pointer = snapshot_folder(lake, name)
+        if lake.exists(pointer):
+            return lake.read_bytes(pointer).decode().strip()
+    raise dg.Failure("no training set yet: materialise eth_training_set first")
+
+
+def servable_training_set(lake: Lake) -> tuple[str, pl.DataFrame, dict[str, Any]]:
+    """The training set ``eth_signal`` serves next: its id, rows and manifest."""
+    key = servable_snapshot(lake)
     return key, *training_set(lake, key)
 
 
 def run_training_set(context: dg.AssetExecutionContext, lake: Lake) -> tuple[str, bool]:
-    """The training set this run built and whether the run is served; else ``LATEST``'s.
+    """The training set this run built and whether the run is served; else the servable one.
 
     The run's own ``eth_training_set`` materialisation names its snapshot (an experiment's
-    never moves ``LATEST``). Without one (``eth_signal`` run alone), the served training set
-    is evaluated again, and served.
+    moves no pointer). Without one (``eth_signal`` run alone), the candidate (else the
+    served training set) is evaluated, and served.
     """
     records = context.instance.get_records_for_run(
         context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
@@ -551,7 +560,7 @@ def run_training_set(context: dg.AssetExecutionContext, lake: Lake) -> tuple[str
         event = record.asset_materialization
         if event is not None and event.asset_key == dg.AssetKey(ETH_TRAINING_SET):
             return str(event.metadata["snapshot"].value), bool(event.metadata["serve"].value)
-    return latest_snapshot(lake), True
+    return servable_snapshot(lake), True
 
 
 ETH_ONLINE = "eth_online_features"
@@ -624,7 +633,8 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
     """Buy / sell / HODL for ETH: evaluated walk-forward against baselines, then published.
 
     The report, both charts and the served signals are written under
-    ``models/eth_signal/<version>/``; ``LATEST`` moves last, and only when the version passes
+    ``models/eth_signal/<version>/``; ``LATEST`` (and the training set's ``LATEST``, to the
+    set it came from) moves last, and only when the version passes
     its blocking check and the run is served (not an experiment, see :class:`LabelSettings`),
     so ``GET /signal/eth`` swaps to the new version without a restart and never to a
     rejected or experimental one. It evaluates the training set its run built, or, run on
@@ -665,6 +675,7 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
     published = serve and serves_verdict.passed
     if published:  # a version that fails its blocking check is never served
         publish_signals(lake, version)
+        lake.write_bytes(snapshot_folder(lake, "LATEST"), snapshot.encode())
     elif serve:
         context.log.warning(f"eth_signal {version} fails eth_signal_serves_the_verdict: kept "
                             "for inspection, LATEST still names the served version")

@@ -111,7 +111,7 @@ def test_another_label_definition_is_an_experiment_that_leaves_the_served_signal
     finally:
         _restore(served.lake, before)  # the next tests start from the served pointers
     training = _metadata(run, eth.ETH_TRAINING_SET)
-    assert (training["serve"], training["latest"]) == (False, False)
+    assert (training["serve"], training["candidate"]) == (False, False)
     signal = _metadata(run, eth.ETH_SIGNAL)
     assert (signal["published"], signal["experiment"]) == (False, True)
     assert signal["training_set"] == training["snapshot"] != before[0]
@@ -167,21 +167,53 @@ def test_a_horizon_the_evaluation_cannot_use_fails_before_anything_is_written(
 
 def test_a_training_set_failing_a_blocking_check_never_becomes_latest(
         served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A label planted wrong by the SQL twin: the served training set stays ``LATEST``."""
+    """A label planted wrong by the SQL twin: no pointer names the training set."""
     before = _pointers(served.lake)
     pointer = eth.snapshot_folder(served.lake, "LATEST")
+    candidate = eth.snapshot_folder(served.lake, eth.CANDIDATE)
 
     def one_wrong(frame: pl.DataFrame, *_: Any) -> pl.DataFrame:
         return frame.select("date", "label").head(1).with_columns(sql_label=pl.lit("sell"))
     monkeypatch.setattr(fchecks, "labels_against_sql", one_wrong)
     try:
         served.lake.delete(pointer)  # a store whose first training set fails its check
+        served.lake.delete(candidate)
         run = _model_run(served.defs, served.instance, selection=[eth.ETH_TRAINING_SET])
         assert not run.success
         checks = {e.check_name: e.passed for e in run.get_asset_check_evaluations()}
         assert checks["eth_training_set_labels_match_sql"] is False
         assert not served.lake.exists(pointer)
-        assert _metadata(run, eth.ETH_TRAINING_SET)["latest"] is False
+        assert not served.lake.exists(candidate)
+        assert _metadata(run, eth.ETH_TRAINING_SET)["candidate"] is False
+    finally:
+        _restore(served.lake, before)
+
+
+def test_the_training_set_latest_moves_only_with_a_published_signal(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A served run whose training set passes and whose eth_signal then fails: LATEST named
+    the new training set while the signal stayed on the old one (its CLI message and its
+    readers took a set no signal came from). The set is the candidate instead, which
+    eth_signal run alone serves; then both pointers move together."""
+    before = _pointers(served.lake)
+    labels = {"horizon": 7, "band": 0.03, "serve": True}
+
+    def planted(*_: Any, **__: Any) -> Any:
+        raise ValueError("planted evaluation fault")
+
+    try:
+        with monkeypatch.context() as mp:
+            mp.setattr(eth.ev, "evaluate", planted)
+            failed = _model_run(served.defs, served.instance, labels)
+        assert not failed.success
+        new_set = _metadata(failed, eth.ETH_TRAINING_SET)["snapshot"]
+        assert new_set != before[0]
+        assert _pointers(served.lake) == before  # neither pointer moved
+        assert eth.servable_snapshot(served.lake) == new_set
+        alone = _model_run(served.defs, served.instance, selection=[eth.ETH_SIGNAL])
+        assert alone.success
+        assert _metadata(alone, eth.ETH_SIGNAL)["training_set"] == new_set
+        assert _pointers(served.lake) == (new_set, _metadata(alone, eth.ETH_SIGNAL)["version"])
     finally:
         _restore(served.lake, before)
 
@@ -190,4 +222,5 @@ def _restore(lake: Lake, pointers: tuple[str | None, str | None]) -> None:
     training, version = pointers
     assert training is not None and version is not None
     lake.write_bytes(eth.snapshot_folder(lake, "LATEST"), training.encode())
+    lake.write_bytes(eth.snapshot_folder(lake, eth.CANDIDATE), training.encode())
     lake.write_bytes(lake.path(MODELS, eth.ETH_SIGNAL, "LATEST"), version.encode())
