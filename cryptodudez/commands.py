@@ -29,9 +29,11 @@ from cryptodudez.assets.eth import (
     missing_inputs,
     servable_training_set,
 )
+from cryptodudez.assets.events import KPIS
 from cryptodudez.assets.mood import SENTIMENTS, TRADES
 from cryptodudez.assets.stocks import FIRST_YEAR, STOCK_FEATURES, VOLUME_MODEL
 from cryptodudez.cli import (
+    CHART_FOLDER,
     MAX_BACKFILL_DAYS,
     CliError,
     DataError,
@@ -57,7 +59,9 @@ from cryptodudez.jobs import (
 )
 from cryptodudez.lake import kpi
 from cryptodudez.lake.event_table import EventTable
-from cryptodudez.lake.rollups import day_folder, rollup_files
+from cryptodudez.lake.id_index import INDEXES
+from cryptodudez.lake.layout import STAGING
+from cryptodudez.lake.rollups import ROLLUPS, day_folder, rollup_files
 from cryptodudez.mood import results as mood_results
 from cryptodudez.resources import build_resources
 from cryptodudez.resources.lake import (
@@ -118,15 +122,21 @@ def _existing_lake(settings: Settings) -> Lake:
         msg = f"CRYPTODUDEZ_LAKE={settings.lake}: no such folder"
         raise CliError(msg)
     # On S3 a prefix with nothing under it is the missing folder; a folder that holds things
-    # but neither raw/ nor validated/ is no lake (``s3://bucket/lake/raw``: backfill-events
-    # wrote its KPIs into raw/, where the next ingest took them for a delivery).
+    # but nothing a lake holds is no lake (``s3://bucket/lake/raw``: backfill-events wrote
+    # its KPIs into raw/, where the next ingest took them for a delivery).
     held = {posixpath.basename(p.rstrip("/")) for p in lake.storage.ls(lake.storage.root)}
-    if (lake.is_s3 and not held) or (held and not held & {RAW, VALIDATED}):
+    if (lake.is_s3 and not held) or (held and not held & _LAKE_ENTRIES):
         msg = (f"CRYPTODUDEZ_LAKE={settings.lake}: no lake there (nothing under it)" if not held
-               else f"CRYPTODUDEZ_LAKE={settings.lake}: no lake there (it holds neither "
-                    f"{RAW}/ nor {VALIDATED}/)")
+               else f"CRYPTODUDEZ_LAKE={settings.lake}: no lake there (none of its entries "
+                    f"is a lake's: {RAW}/, {VALIDATED}/, catalog.duckdb, ...)")
         raise CliError(msg)
     return lake
+
+
+# What a lake's root may hold, whichever command made it (ingest leaves catalog.duckdb
+# alone on a lake of unreadable files, coingecko warehouse.duckdb, a run quarantine/ only).
+_LAKE_ENTRIES = {RAW, VALIDATED, QUARANTINE, FEATURES, MODELS, ROLLUPS, STAGING, INDEXES, KPIS,
+                 CHART_FOLDER, "catalog", "catalog.duckdb", "warehouse.duckdb"}
 
 
 def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "",

@@ -58,13 +58,17 @@ class LakeStorage:
     def missing_bucket(self) -> bool:
         """True when the S3 lake's bucket does not exist (always False for a local lake).
 
-        One request. Other errors (no credentials, access denied, no endpoint) are raised
-        as they are: they are not a wrong setting of the lake.
+        One listing of at most one key under the lake's prefix: what a role scoped to the
+        lake may do (the stack grants ``s3:ListBucket`` with an ``s3:prefix`` condition,
+        which a HeadBucket request cannot meet). Other errors (no credentials, access
+        denied, no endpoint) are raised as they are: they are not a wrong setting.
         """
         if self.bucket is None:
             return False
+        prefix = self.root.partition("/")[2]
         try:
-            self.fs.info(self.bucket)
+            self.fs.call_s3("list_objects_v2", Bucket=self.bucket,
+                            Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
         except FileNotFoundError:
             return True
         return False

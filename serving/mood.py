@@ -53,8 +53,9 @@ CACHE_SIZE = 256
 _COIN = re.compile(r"[A-Z0-9]{2,10}").fullmatch
 _INT = re.compile(r"-?([0-9]+)").fullmatch  # the "-" only where the range goes below 0 (lag)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fullmatch
-INSTANT_GRAMMAR = ("an ISO-8601 instant with a zone (2018-07-16T20:12:00Z, "
-                   "2018-07-16T22:12:00.25+02:00) or a UTC day (2018-07-16)")
+INSTANT_GRAMMAR = ("an ISO-8601 instant with a zone, as RFC 3339 writes it "
+                   "(2018-07-16T20:12:00Z, 2018-07-16T22:12:00.25+02:00), or a UTC day "
+                   "(2018-07-16)")
 NOTE = ("p-values and Fisher intervals assume independent pairs; buckets are autocorrelated, "
         "so read the moving-block bootstrap interval and the Benjamini-Hochberg q-value "
         "(adjusted across every coin, bucket and lag asked)")

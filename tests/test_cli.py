@@ -597,7 +597,8 @@ def test_a_missing_or_file_lake_is_refused_by_the_reading_commands(
     for lake, problem in ((local_env / "typo", "no such folder"),
                           (local_env / "file", f"{local_env / 'file'} is not a folder"),
                           (local_env / "lake" / "raw",
-                           "no lake there (it holds neither raw/ nor validated/)")):
+                           "no lake there (none of its entries is a lake's: raw/, "
+                           "validated/, catalog.duckdb, ...)")):
         monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(lake))
         for args in (["summary"], ["kpi", "--date", "2026-11-01", "--out", str(out)],
                      ["backfill-events", "--from", "2024-01-01", "--to", "2024-01-01"]):
@@ -605,6 +606,15 @@ def test_a_missing_or_file_lake_is_refused_by_the_reading_commands(
                 2, f"cryptodudez: error: CRYPTODUDEZ_LAKE={lake}: {problem}"), args
     assert not out.exists()
     assert sorted(p.name for p in (local_env / "lake" / "raw").iterdir()) == ["a.csv"]
+    # a lake that holds only what a command leaves there is a lake (a reviewer: ingest of
+    # unreadable files leaves catalog.duckdb alone, coingecko warehouse.duckdb)
+    for entry in ("catalog.duckdb", "warehouse.duckdb", "quarantine"):
+        only = local_env / f"only-{entry}"
+        only.mkdir()
+        (only / entry).mkdir()
+        monkeypatch.setenv("CRYPTODUDEZ_LAKE", str(only))
+        assert cli.main(["summary"]) == 0, entry
+        capsys.readouterr()
     assert not (local_env / "typo").exists()
     assert not (local_env / "dh").exists()  # no run was started
 

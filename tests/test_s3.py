@@ -962,7 +962,9 @@ def test_a_prefix_that_holds_no_lake_is_refused_by_the_reading_commands(
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
     for lake, problem in ((f"s3://{bucket}/typo", "nothing under it"),
-                          (f"s3://{bucket}/lake/raw", "it holds neither raw/ nor validated/")):
+                          (f"s3://{bucket}/lake/raw",
+                           "none of its entries is a lake's: raw/, validated/, "
+                           "catalog.duckdb, ...")):
         monkeypatch.setenv("CRYPTODUDEZ_LAKE", lake)
         assert cli.main(args) == 2
         assert capsys.readouterr().err == (

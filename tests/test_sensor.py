@@ -234,6 +234,13 @@ def test_a_backfill_run_in_flight_is_not_started_twice(local, instance) -> None:
     instance.add_run(other_job)
     result = _tick(lake, metastore, instance)
     assert list(_requested(result)) == [partition_key_for("b.csv")]  # a.csv is in flight
+    # the asset page's Materialize (or its backfill) runs as an asset job (a reviewer)
+    from_asset_page = dg.DagsterRun(job_name="__ASSET_JOB", run_id="asset-page-b",
+                                    status=dg.DagsterRunStatus.STARTING,
+                                    tags={"dagster/partition": partition_key_for("b.csv")})
+    instance.add_run(from_asset_page)
+    assert not _tick(lake, metastore, instance).run_requests
+    instance.report_run_failed(from_asset_page)
 
     instance.report_run_failed(backfill)  # the run ended: requested unless ingested
     assert sorted(_requested(_tick(lake, metastore, instance))) == ["a.csv", "b.csv"]

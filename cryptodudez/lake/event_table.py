@@ -257,7 +257,8 @@ class EventTable:
         for one small day's read at 217,876 files, docs/events.md), where this reads the days'
         files the log lists: as Parquet with the table's schema (columns a file lacks are
         nulls), partition values from the folders, which must agree with the log
-        (:func:`check_layout`), as the Spark twin reads them. A table with reader features
+        (:func:`check_layout`), as the Spark twin reads them (under a folder named like a
+        partition, ``env=prod``, from the log). A table with reader features
         (deletion vectors, column mapping) is read through :meth:`scan` instead.
         """
         wanted = sorted(set(days))

@@ -369,7 +369,7 @@ class GlueMetastore(Metastore):
         except self.glue.exceptions.AlreadyExistsException:
             existing = self.glue.get_table(DatabaseName=self.database,
                                            Name=table_input["Name"])["Table"]
-            where = existing.get("StorageDescriptor", {}).get("Location", "")
+            where = existing.get("StorageDescriptor", {}).get("Location") or "no location"
             root = self.lake.url().rstrip("/") + "/"
             if not where.startswith(root):
                 raise ForeignTableError(

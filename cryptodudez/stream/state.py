@@ -287,6 +287,9 @@ class StateStore:
                 "SELECT table_name, column_name FROM duckdb_columns() "
                 "WHERE schema_name = 'main' ORDER BY table_name, column_index").fetchall():
             found.setdefault(table, []).append(column)
+        if found.get("stream_identity") == ["consumer", "stream", "created", "subjects"]:
+            self._record_grid(found)
+            found["stream_identity"].append("buckets")
         changed = sorted(table for table, columns in found.items()
                          if columns != _columns_of_ddl().get(table, columns))
         if changed:
@@ -314,6 +317,20 @@ class StateStore:
         self.quarantined: set[int] = {seq for (seq,) in self._con.sql(
             "SELECT seq FROM quarantine WHERE seq > ?", params=[floor]).fetchall()}
 
+    def _record_grid(self, found: dict[str, list[str]]) -> None:
+        """Record the grid of a file from before the grid was recorded.
+
+        Its grid is the buckets its aggregates are on (with none yet, the next :meth:`bind`
+        records the configuration's).
+        """
+        aggregates = [t for t in ("price_agg", "sentiment_agg") if t in found]
+        union = " UNION ".join(f"SELECT bucket FROM {t}" for t in aggregates)
+        query = f"SELECT string_agg(DISTINCT bucket, ',' ORDER BY bucket) FROM ({union})"
+        grid = self._con.execute(query).fetchone() if aggregates else None
+        self._con.execute("ALTER TABLE stream_identity ADD COLUMN buckets VARCHAR")
+        self._con.execute("UPDATE stream_identity SET buckets = ?",
+                          [grid[0] if grid else None])
+
     def bind(self, stream: str, created: str, subjects: Sequence[str],
              buckets: Sequence[str]) -> None:
         """Tie the file to one stream (its name and creation time), one filter and one grid.
@@ -336,6 +353,9 @@ class StateStore:
         if not rows:
             self._con.execute("INSERT INTO stream_identity VALUES (?, ?, ?, ?, ?)",
                               [self.consumer, *wanted])
+        elif rows[0][3] is None and rows[0][:3] == wanted[:3]:  # an upgraded file, no rows
+            self._con.execute("UPDATE stream_identity SET buckets = ? WHERE consumer = ?",
+                              [wanted[3], self.consumer])
         elif rows[0][:3] != wanted[:3]:
             msg = (f"{self.path}: this state was built from stream {rows[0][0]} created "
                    f"{rows[0][1]} with subjects {rows[0][2]}, not from stream {stream} "

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import duckdb
 import msgspec
 import nats.js.errors
 import polars as pl
@@ -521,6 +522,21 @@ def test_a_state_file_restarted_with_other_buckets_is_refused(
     again, _ = run(consume(empty_stream, state,
                            config(durable="mood-b", buckets=tuple(reversed(BUCKETS)))))
     assert again.applied == 0  # nothing new: the same grid went on
+
+
+def test_a_state_file_from_before_the_grid_was_recorded_gets_the_grid_it_holds(
+        empty_stream: str, tmp_path: Path) -> None:
+    """An existing file is not refused as another version (a reviewer): its grid is the
+    buckets its aggregates are on, and a restart with another grid is refused as ever."""
+    run(publish(empty_stream, list(read_lines([SAMPLE]))[:50]))
+    state = tmp_path / "state.duckdb"
+    run(consume(empty_stream, state, config(durable="mood-u")))
+    with duckdb.connect(str(state)) as con:  # the layout of the previous release
+        con.execute("ALTER TABLE stream_identity DROP COLUMN buckets")
+    with pytest.raises(ValueError, match="keeps aggregates on the buckets PT10S,PT1M, not PT5S"):
+        run(consume(empty_stream, state, config(durable="mood-u", buckets=("PT5S",))))
+    again, _ = run(consume(empty_stream, state, config(durable="mood-u")))
+    assert again.messages == 0
 
 
 def test_a_restarted_consumer_has_its_table_with_nothing_new(
