@@ -149,14 +149,33 @@ def outside_window(first: date | None, last: date | None, start: date, end: date
     return f"{what} run {first}..{last}, outside {start}..{end - timedelta(days=1)}"
 
 
+def _bar_days(crypto: pl.LazyFrame, stocks: pl.LazyFrame) -> pl.LazyFrame:
+    """The day (``d``) of every coin or stock bar with a positive price."""
+    day = pl.col("Date").cast(pl.String).str.slice(0, 10).str.to_date().alias("d")
+    return pl.concat([crypto.filter(pl.col("Close") > 0).select(day),
+                      stocks.filter(pl.col("Adj Close") > 0).select(day)])
+
+
 def bar_range(crypto: pl.LazyFrame, stocks: pl.LazyFrame) -> tuple[date | None, date | None]:
     """The first and last day of any coin or stock bar with a positive price."""
-    day = pl.col("Date").cast(pl.String).str.slice(0, 10).str.to_date().alias("d")
-    days = pl.concat([crypto.filter(pl.col("Close") > 0).select(day),
-                      stocks.filter(pl.col("Adj Close") > 0).select(day)])
-    lo, hi = days.select(pl.col("d").min().alias("lo"), pl.col("d").max().alias("hi")
-                         ).collect().row(0)
+    lo, hi = _bar_days(crypto, stocks).select(
+        pl.col("d").min().alias("lo"), pl.col("d").max().alias("hi")).collect().row(0)
     return lo, hi
+
+
+def no_bars_between(crypto: pl.LazyFrame, stocks: pl.LazyFrame, start: date, end: date, *,
+                    what: str) -> str | None:
+    """Why ``start <= day < end`` holds no row: the source has bars, none of them there.
+
+    A gap between the data's years (the sample: CVX in 1966-67, coins from 2013), which
+    :func:`outside_window` cannot see. None when a bar is in the window, or none at all.
+    """
+    days = _bar_days(crypto, stocks)
+    counts = days.select(pl.len().alias("all"), pl.col("d").is_between(
+        start, end, closed="left").sum().alias("inside")).collect().row(0)
+    if counts[0] == 0 or counts[1]:
+        return None
+    return f"{what} have none in {start}..{end - timedelta(days=1)}"
 
 
 def duckdb_tweets_per_day(tweets: pl.LazyFrame, start: date, end: date) -> pl.DataFrame:

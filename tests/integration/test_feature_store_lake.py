@@ -213,3 +213,18 @@ def test_an_empty_lake_fails_the_feature_checks_as_nothing_to_check(tmp_path: Pa
     schema = evaluations["tweet_daily_schema"]
     assert not schema.passed
     assert schema.metadata["rows"].value == 0
+
+
+def test_a_gap_year_between_the_bars_is_an_empty_partition_whose_checks_pass(
+        built: Built) -> None:
+    """The stock sample's CVX bars end in 1967 and the coins begin in 2013: market_daily of
+    2012 failed 'no rows were written' where a year after the data passed (QA)."""
+    result = dg.materialize([eth.market_daily], partition_key="2012",
+                            resources=built.defs.resources, instance=built.instance,
+                            raise_on_error=False)
+    assert result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(checks) == {"market_daily_schema", "market_daily_matches_sql_recomputation"}
+    assert all(c.passed for c in checks.values()), checks
+    assert "the coin and stock bars have none in 2012-01-01..2012-12-31" in (
+        checks["market_daily_schema"].description or "")

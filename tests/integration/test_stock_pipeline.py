@@ -250,3 +250,32 @@ def test_feature_checks_pass_on_a_correct_run(defs, instance) -> None:
     land_and_ingest(defs, instance, STOCKS)
     checks = _check_results(defs, instance)
     assert checks == dict.fromkeys(FEATURE_CHECKS, True), checks
+
+
+def test_a_year_without_bars_is_an_empty_partition_whose_checks_pass(defs, instance) -> None:
+    """1960 (before the sample's first bar) and 2012 (a gap between its years) failed their
+    blocking checks with "nothing to check" (QA), where the feature store's empty years pass.
+    With no validated table at all there is nothing to check, and they still fail."""
+    lake = defs.resources["lake"]
+    resources = {"lake": lake, "compute": Compute(), "spark_jobs": LocalSparkJobs()}
+
+    def run(year: str) -> dg.ExecuteInProcessResult:
+        return dg.materialize([stock_features], instance=instance, resources=resources,
+                              partition_key=year, run_config=QUIET, raise_on_error=False)
+
+    nothing = run("1960")  # no validated table yet
+    assert not nothing.success
+    assert not any(e.passed for e in nothing.get_asset_check_evaluations())
+    land_and_ingest(defs, instance, STOCKS)
+    bars = lake.read_table(VALIDATED, "stock_prices")
+    years = set(bars["Date"].str.slice(0, 4).unique().to_list())
+    assert "1960" not in years and "2012" not in years and min(years) < "2012" < max(years)
+    for year in ("1960", "2012"):
+        result = run(year)
+        assert result.success, year
+        evaluations = result.get_asset_check_evaluations()
+        assert {e.check_name for e in evaluations} == set(FEATURE_CHECKS)
+        assert all(e.passed for e in evaluations), year
+        assert all(e.description.startswith(f"no validated bars in {year}..{year}")
+                   for e in evaluations)
+        assert not os.path.exists(feature_path(lake, year))

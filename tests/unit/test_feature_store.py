@@ -751,3 +751,21 @@ def test_spine_gaps_counts_the_missing_days_by_year() -> None:
     holes = every.filter((every.dt.year() != 2018) & (every != date(2019, 1, 2)))
     assert fchecks.spine_gaps(holes, first, last) == {"2018": 365, "2019": 1}
     assert fchecks.spine_gaps(every.filter(every != first), first, last) == {"2017": 1}
+
+
+def test_no_bars_between_names_a_gap_and_only_a_gap() -> None:
+    """A window between the bars' days has none expected; inside them, or with no bars at
+    all, it is not said (nothing to check is no pass)."""
+    crypto = pl.LazyFrame({"Date": ["1966-03-01", "2013-05-01"], "Close": [1.0, 2.0]})
+    stocks = pl.LazyFrame({"Date": ["1967-01-02"], "Adj Close": [0.0]}, schema={
+        "Date": pl.String, "Adj Close": pl.Float64})  # not a positive price: not a bar
+    gap = fchecks.no_bars_between(crypto, stocks, date(2012, 1, 1), date(2013, 1, 1),
+                                  what="the bars")
+    assert gap == "the bars have none in 2012-01-01..2012-12-31"
+    assert fchecks.no_bars_between(crypto, stocks, date(2013, 1, 1), date(2014, 1, 1),
+                                   what="the bars") is None
+    assert fchecks.no_bars_between(crypto, stocks, date(1967, 1, 1), date(1968, 1, 1),
+                                   what="the bars") == (
+        "the bars have none in 1967-01-01..1967-12-31")
+    assert fchecks.no_bars_between(crypto.clear(), stocks.clear(), date(2012, 1, 1),
+                                   date(2013, 1, 1), what="the bars") is None
