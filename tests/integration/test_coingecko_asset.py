@@ -88,6 +88,20 @@ def test_a_q1_range_is_one_run_storing_every_day_with_golden_averages(
     assert jan_5[2] == date(2022, 1, 5) and round(jan_5[4], 2) == 46_798.42  # type: ignore[call-overload]
 
 
+def test_a_reversed_day_range_is_refused_naming_it(instance: dg.DagsterInstance,
+                                                   warehouse: Warehouse) -> None:
+    """Dagster accepts 2022-03-31...2022-01-01: it was the request builder's ValueError with a
+    stack trace (QA); the CLI refused it in one line."""
+    result = materialize(instance, warehouse, "2022-03-31", "2022-01-01")
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    data = failure.step_failure_data
+    assert data.user_failure_data is not None
+    assert data.user_failure_data.description == (
+        "the day range 2022-03-31...2022-01-01 is reversed: ask for 2022-01-01...2022-03-31")
+    assert not Path(warehouse.path).exists()  # refused before the warehouse was opened
+
+
 def test_rerunning_gives_identical_tables(instance: dg.DagsterInstance,
                                           warehouse: Warehouse) -> None:
     assert materialize(instance, warehouse, "2022-01-01", "2022-03-31").success
