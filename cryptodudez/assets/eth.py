@@ -421,9 +421,11 @@ class LabelSettings(dg.Config):
             dg.Failure: naming the field, its value and the bound, before anything is built.
         """
         try:
+            # the evaluation's bound first: it is the narrower, so a horizon refused is told
+            # the one range that is accepted (LabelConfig's own 1..365 said 365 would do)
+            ev.check_horizon(self.horizon)
             labels = LabelConfig(horizon=self.horizon, band=self.band,
                                  band_kind=self.band_kind, method=self.method)
-            ev.check_horizon(labels.horizon)
         except ValueError as exc:
             raise dg.Failure(f"{ETH_TRAINING_SET} config: {exc}") from exc
         return labels

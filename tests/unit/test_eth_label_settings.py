@@ -14,8 +14,11 @@ from cryptodudez.features.labels import LabelConfig
     ({"horizon": 365}, "eth_training_set config: horizon must be 1..364 days for the "
                        "walk-forward evaluation, got 365: the first fold trains on the first "
                        "365 rows (min_train)"),
-    ({"horizon": 400}, "eth_training_set config: horizon must be 1..365 days, got 400"),
-    ({"horizon": 0}, "eth_training_set config: horizon must be 1..365 days, got 0"),
+    # one range told whatever the side: 0 was told 1..365, then 365 refused (QA)
+    ({"horizon": 400}, "eth_training_set config: horizon must be 1..364 days for the "
+                       "walk-forward evaluation, got 400"),
+    ({"horizon": 0}, "eth_training_set config: horizon must be 1..364 days for the "
+                     "walk-forward evaluation, got 0"),
     ({"band": -0.5}, "eth_training_set config: band must be >= 0, got -0.5"),
 ])
 def test_a_config_the_evaluation_cannot_use_is_refused_naming_field_value_and_bound(
