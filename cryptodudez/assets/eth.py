@@ -641,7 +641,7 @@ def eth_signal(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
     its blocking check and the run is served (not an experiment, see :class:`LabelSettings`),
     so ``GET /signal/eth`` swaps to the new version without a restart and never to a
     rejected or experimental one. It evaluates the training set its run built, or, run on
-    its own, the served one.
+    its own, the :data:`CANDIDATE` (else the served one).
     """
     snapshot, serve = run_training_set(context, lake)
     frame, manifest = training_set(lake, snapshot)

@@ -107,7 +107,8 @@ with warnings.catch_warnings():
                               asset=STOCK_FEATURES, blocking=True,
                               description="Each year file holds as many rows (Parquet footers) "
                                           "as the validated table has bars in that year, and "
-                                          "the run wrote at least one row."),
+                                          "the run wrote at least one row unless the table "
+                                          "has bars, none of them in its years."),
         ],
     )
 
@@ -143,9 +144,11 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake, compute: Compu
     checks = _FeatureChecks(symbols)
     # A year without validated bars (1960, or a gap between the data's years) is an empty
     # partition whose checks pass, as the feature store's empty years; with no validated
-    # table at all there is nothing to check, and they fail.
+    # bar at all (no table, or only files whose every row was rejected) there is nothing to
+    # check, and they fail.
     none_expected = (f"no validated bars in {years[0][0]}..{years[-1][0]}: none expected"
-                     if bars.collect_schema().names() and not sum(expected) else None)
+                     if not sum(expected) and bars.collect_schema().names()
+                     and bars.select(pl.len()).collect().item() else None)
     preview = pl.DataFrame()
     written: list[str] = []
     with contextlib.ExitStack() as stack:

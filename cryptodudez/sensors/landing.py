@@ -119,10 +119,9 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake,
         return dg.SensorResult(skip_reason=f"all {len(objects)} landed files are ingested")
     runs = context.instance.get_runs(filters=dg.RunsFilter(
         tags={FILE_VERSION_TAG: [file_version(o) for o in pending]}))
-    # Runs in flight are few: asked for by status alone (one value per pending file would
-    # reach SQLite's limit on a big first tick), kept when they ingest a partition: an ingest
-    # job's, or an asset job's (the asset page's "Materialize" and its backfills run as
-    # ``__ASSET_JOB``).
+    # Runs in flight are few: asked for by status alone, kept when they ingest a partition:
+    # an ingest job's, or an asset job's (the asset page's "Materialize" and its backfills
+    # run as ``__ASSET_JOB``).
     busy = {run.tags.get(PARTITION_TAG, "") for run in context.instance.get_runs(
         filters=dg.RunsFilter(statuses=_IN_FLIGHT))
             if run.job_name in _JOB_OF.values() or run.job_name.startswith("__ASSET_JOB")}

@@ -287,8 +287,9 @@ class StateStore:
                 "SELECT table_name, column_name FROM duckdb_columns() "
                 "WHERE schema_name = 'main' ORDER BY table_name, column_index").fetchall():
             found.setdefault(table, []).append(column)
-        if found.get("stream_identity") == ["consumer", "stream", "created", "subjects"]:
-            self._record_grid(found)
+        # a file from before the grid was recorded: migrated once it passes the checks below
+        upgrade = found.get("stream_identity") == ["consumer", "stream", "created", "subjects"]
+        if upgrade:
             found["stream_identity"].append("buckets")
         changed = sorted(table for table, columns in found.items()
                          if columns != _columns_of_ddl().get(table, columns))
@@ -305,6 +306,8 @@ class StateStore:
             msg = (f"{path}: the state of consumer {sorted(others)[0]}, not of "
                    f"{self.consumer}: one file holds one consumer's state")
             raise ValueError(msg)
+        if upgrade:
+            self._record_grid()
         ((floor,),) = self._con.sql(
             "SELECT coalesce(max(ack_floor), 0) FROM progress WHERE consumer = ?",
             params=[self.consumer]).fetchall()
@@ -317,16 +320,15 @@ class StateStore:
         self.quarantined: set[int] = {seq for (seq,) in self._con.sql(
             "SELECT seq FROM quarantine WHERE seq > ?", params=[floor]).fetchall()}
 
-    def _record_grid(self, found: dict[str, list[str]]) -> None:
+    def _record_grid(self) -> None:
         """Record the grid of a file from before the grid was recorded.
 
         Its grid is the buckets its aggregates are on (with none yet, the next :meth:`bind`
         records the configuration's).
         """
-        aggregates = [t for t in ("price_agg", "sentiment_agg") if t in found]
-        union = " UNION ".join(f"SELECT bucket FROM {t}" for t in aggregates)
-        query = f"SELECT string_agg(DISTINCT bucket, ',' ORDER BY bucket) FROM ({union})"
-        grid = self._con.execute(query).fetchone() if aggregates else None
+        grid = self._con.execute(
+            "SELECT string_agg(DISTINCT bucket, ',' ORDER BY bucket) FROM "
+            "(SELECT bucket FROM price_agg UNION SELECT bucket FROM sentiment_agg)").fetchone()
         self._con.execute("ALTER TABLE stream_identity ADD COLUMN buckets VARCHAR")
         self._con.execute("UPDATE stream_identity SET buckets = ?",
                           [grid[0] if grid else None])

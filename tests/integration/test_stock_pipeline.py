@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import zipfile
 from collections.abc import Callable
 
 import dagster as dg
@@ -252,7 +253,8 @@ def test_feature_checks_pass_on_a_correct_run(defs, instance) -> None:
     assert checks == dict.fromkeys(FEATURE_CHECKS, True), checks
 
 
-def test_a_year_without_bars_is_an_empty_partition_whose_checks_pass(defs, instance) -> None:
+def test_a_year_without_bars_is_an_empty_partition_whose_checks_pass(defs, instance,
+                                                                    tmp_path) -> None:
     """1960 (before the sample's first bar) and 2012 (a gap between its years) failed their
     blocking checks with "nothing to check" (QA), where the feature store's empty years pass.
     With no validated table at all there is nothing to check, and they still fail."""
@@ -263,9 +265,20 @@ def test_a_year_without_bars_is_an_empty_partition_whose_checks_pass(defs, insta
         return dg.materialize([stock_features], instance=instance, resources=resources,
                               partition_key=year, run_config=QUIET, raise_on_error=False)
 
-    nothing = run("1960")  # no validated table yet
-    assert not nothing.success
-    assert not any(e.passed for e in nothing.get_asset_check_evaluations())
+    def failed_checks(result: dg.ExecuteInProcessResult) -> set[str]:
+        assert not result.success
+        return {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+
+    assert failed_checks(run("1960")) == set(FEATURE_CHECKS)  # no validated table yet
+    # a table of files whose every row was rejected holds no bar either (a reviewer)
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("stocks/BAD.csv", "Date,Open,High,Low,Close,Adj Close,Volume\n"
+                                           "2020-01-02,10,9,11,10,10,100\n")  # High < Low
+    land_and_ingest(defs, instance, {"samples/bad.zip": bad})
+    assert lake.fragments(VALIDATED, "stock_prices")  # a validated file, and no row in it
+    assert lake.read_table(VALIDATED, "stock_prices").height == 0
+    assert failed_checks(run("2020")) == set(FEATURE_CHECKS)
     land_and_ingest(defs, instance, STOCKS)
     bars = lake.read_table(VALIDATED, "stock_prices")
     years = set(bars["Date"].str.slice(0, 4).unique().to_list())
