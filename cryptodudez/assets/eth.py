@@ -553,16 +553,24 @@ def servable_training_set(lake: Lake) -> tuple[str, pl.DataFrame, dict[str, Any]
 def run_training_set(context: dg.AssetExecutionContext, lake: Lake) -> tuple[str, bool]:
     """The training set this run built and whether the run is served; else the servable one.
 
-    The run's own ``eth_training_set`` materialisation names its snapshot (an experiment's
-    moves no pointer). Without one (``eth_signal`` run alone), the candidate (else the
-    served training set) is evaluated, and served.
+    The ``eth_training_set`` materialisation of the run, or of the run it re-executes,
+    names its snapshot (an experiment's moves no pointer). Without one (``eth_signal`` run
+    alone), the candidate (else the served training set) is evaluated, and served.
     """
-    records = context.instance.get_records_for_run(
-        context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    for record in records:
-        event = record.asset_materialization
-        if event is not None and event.asset_key == dg.AssetKey(ETH_TRAINING_SET):
-            return str(event.metadata["snapshot"].value), bool(event.metadata["serve"].value)
+    # A re-execution (from failure, or of eth_signal alone) runs only the steps it re-runs:
+    # the training set is then its parent's. Looking at its own run alone, a re-executed
+    # experiment evaluated the CANDIDATE as a served run instead (a reviewer).
+    run_id: str | None = context.run_id
+    while run_id is not None:
+        records = context.instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+        for record in records:
+            event = record.asset_materialization
+            if event is not None and event.asset_key == dg.AssetKey(ETH_TRAINING_SET):
+                return (str(event.metadata["snapshot"].value),
+                        bool(event.metadata["serve"].value))
+        run = context.instance.get_run_by_id(run_id)
+        run_id = run.parent_run_id if run is not None else None
     return servable_snapshot(lake), True
 
 

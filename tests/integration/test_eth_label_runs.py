@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import dagster as dg
@@ -214,6 +215,38 @@ def test_the_training_set_latest_moves_only_with_a_published_signal(
         assert alone.success
         assert _metadata(alone, eth.ETH_SIGNAL)["training_set"] == new_set
         assert _pointers(served.lake) == (new_set, _metadata(alone, eth.ETH_SIGNAL)["version"])
+    finally:
+        _restore(served.lake, before)
+
+
+def test_a_re_executed_experiment_evaluates_its_own_training_set(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An experiment whose eth_signal failed, re-executed from failure: the new run holds
+    no training set of its own, and looking at it alone evaluated the CANDIDATE as a served
+    run (a reviewer). The run it re-executes names the experiment's."""
+    before = _pointers(served.lake)
+
+    def planted(*_: Any, **__: Any) -> Any:
+        raise ValueError("planted evaluation fault")
+
+    try:
+        with monkeypatch.context() as mp:
+            mp.setattr(eth.ev, "evaluate", planted)
+            failed = _model_run(served.defs, served.instance, {"horizon": 7, "band": 0.03})
+        assert not failed.success
+        experiment = _metadata(failed, eth.ETH_TRAINING_SET)["snapshot"]
+        assert experiment != eth.servable_snapshot(served.lake)
+        # what a re-execution from failure records: a run whose parent is the failed one
+        retry = dg.DagsterRun(job_name="eth_model", run_id="re-execution-of-the-experiment",
+                              parent_run_id=failed.run_id, root_run_id=failed.run_id,
+                              status=dg.DagsterRunStatus.STARTED)
+        served.instance.add_run(retry)
+        context = SimpleNamespace(run_id=retry.run_id, instance=served.instance)
+        assert eth.run_training_set(context, served.lake) == (experiment, False)  # type: ignore[arg-type]
+        alone = SimpleNamespace(run_id="no-such-run", instance=served.instance)
+        assert eth.run_training_set(alone, served.lake) == (  # type: ignore[arg-type]
+            eth.servable_snapshot(served.lake), True)
+        assert _pointers(served.lake) == before
     finally:
         _restore(served.lake, before)
 
