@@ -19,11 +19,17 @@ HEADER = ",".join(STOCK_HEADER)
 GOOD = "2020-01-02,10.0,11.0,9.5,10.5,10.4,1000"
 
 
+# Members dated once, not by the clock: a zip built while pytest collects is part of a
+# test's id, and xdist refuses workers that collected different ids (two workers built the
+# nested-zip case a second apart: "Different tests were collected between gw1 and gw0").
+_DATED = (2026, 1, 1, 0, 0, 0)
+
+
 def _zip(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in members.items():
-            z.writestr(name, data)
+            z.writestr(zipfile.ZipInfo(name, _DATED), data, compress_type=zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 
@@ -99,7 +105,7 @@ def _zipped(members: dict[str, str]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as z:
         for name, text in members.items():
-            z.writestr(name, text)
+            z.writestr(zipfile.ZipInfo(name, _DATED), text)
     return buffer.getvalue()
 
 
