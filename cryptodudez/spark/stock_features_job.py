@@ -19,40 +19,31 @@ engine checks against the files it left.
 """
 
 import argparse
-import re
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
-from typing import NoReturn
 
 from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 from pyspark.sql import functions as F  # noqa: N812  # the usual Spark spelling
 
+from cryptodudez.days import parse_day
 from cryptodudez.spark import RESULT_KEY
 from cryptodudez.spark.cluster import cluster_session
 from cryptodudez.spark.stock_features import features_for_range
+from serving.server import OneLineParser  # one-line errors, options given once
 
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 LAST_YEAR = 9998
 """The last year the job can write: its end bound, ``YYYY-01-01`` of the next year, must
 still be a 4-digit date, since ``Date`` is compared as text."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse's refusal (status 2) in one line on stderr, without the usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _date(text: str) -> date:
-    """A ``YYYY-MM-DD`` argument (4-digit year, 2-digit month and day) as a date."""
-    msg = f"{text!r} is not a date YYYY-MM-DD"
-    if _ISO_DATE.fullmatch(text):
-        try:
-            return date.fromisoformat(text)
-        except ValueError as exc:  # a month or day out of range
-            msg = f"{msg} ({exc})"
-    raise argparse.ArgumentTypeError(msg)
+    """A ``YYYY-MM-DD`` argument (an argparse type), as the CLI reads days."""
+    try:
+        return parse_day(text)
+    except ValueError as exc:  # not the form, or a month or day out of range
+        detail = "" if str(exc) == text else f" ({exc})"
+        msg = f"{text!r} is not a date YYYY-MM-DD{detail}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def whole_years(start: date, end: date) -> tuple[str, str]:
@@ -87,7 +78,7 @@ def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the job; returns the number of feature rows written."""
-    parser = _Parser(prog="stock_features_job", description=__doc__)
+    parser = OneLineParser(prog="stock_features_job", description=__doc__)
     parser.add_argument("--input", required=True, help="Parquet dataset of validated bars")
     parser.add_argument("--output", required=True, help="Parquet dataset of the features")
     parser.add_argument("--start", required=True, type=_date,
