@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from cryptodudez.assets.eth import png_markdown
+from cryptodudez.assets.windows import run_window
 from cryptodudez.checks.tables import markdown_table, partitioned
 from cryptodudez.coingecko import job
 from cryptodudez.coingecko.chart import moving_average_chart
@@ -56,19 +57,9 @@ BITCOIN_PRICE_CHECKS = partitioned([
 
 
 def _days(context: dg.AssetExecutionContext) -> tuple[date, date]:
-    """The run's first and last day; a reversed range is refused naming it.
-
-    Dagster accepts ``--partition-range 2022-03-31...2022-01-01`` and gives a window that
-    ends before it starts: it was the request builder's ``ValueError`` with a stack trace.
-    """
-    window = context.partition_time_window
-    first, last = window.start.date(), window.end.date() - timedelta(days=1)
-    if last < first:
-        keys = context.partition_key_range
-        msg = (f"the day range {keys.start}...{keys.end} is reversed: ask for "
-               f"{keys.end}...{keys.start}")
-        raise dg.Failure(description=msg, allow_retries=False)
-    return first, last
+    """The run's first and last day (a reversed range is refused, :func:`run_window`)."""
+    start, end = run_window(context, unit="day")
+    return start.date(), end.date() - timedelta(days=1)
 
 
 def _check(name: str, audit: job.Audit) -> dg.AssetCheckResult:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import dagster as dg
 import polars as pl
 
+from cryptodudez.assets.windows import run_window
 from cryptodudez.checks import features as fchecks
 from cryptodudez.checks.tables import markdown_table, partitioned
 from cryptodudez.features import build, charts, guard, markets, store, tweets
@@ -101,8 +102,8 @@ def data_end(lake: Lake) -> date | None:
 
 
 def _window(context: dg.AssetExecutionContext) -> tuple[date, date]:
-    window = context.partition_time_window
-    return window.start.date(), window.end.date()
+    start, end = run_window(context, unit="year")
+    return start.date(), end.date()
 
 
 def _years(start: date, end: date) -> Iterator[str]:

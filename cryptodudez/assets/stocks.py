@@ -15,6 +15,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from cryptodudez.assets.windows import run_window
 from cryptodudez.checks.tables import SAMPLE, markdown_table
 from cryptodudez.resources.compute import Compute, JobSite
 from cryptodudez.resources.lake import FEATURES, MODELS, VALIDATED, Lake
@@ -42,9 +43,9 @@ def feature_path(lake: Lake, year: str) -> str:
     return lake.path(FEATURES, STOCK_FEATURES, f"year-{year}.parquet")
 
 
-def _years(window: dg.TimeWindow) -> Iterator[tuple[str, str, str]]:
-    year = window.start.year
-    while year < window.end.year:
+def _years(start: datetime, end: datetime) -> Iterator[tuple[str, str, str]]:
+    year = start.year
+    while year < end.year:
         yield str(year), f"{year:04d}-01-01", f"{year + 1:04d}-01-01"
         year += 1
 
@@ -124,12 +125,7 @@ def stock_features(context: dg.AssetExecutionContext, lake: Lake, compute: Compu
     across partition boundaries. Years are read a few million rows at a time, never the
     whole table at once.
     """
-    years = list(_years(context.partition_time_window))
-    if not years:  # Dagster accepts a reversed range (2023...2020) and gives an empty window
-        keys = context.partition_key_range
-        msg = (f"the year range {keys.start}...{keys.end} is reversed: ask for "
-               f"{keys.end}...{keys.start}")
-        raise dg.Failure(description=msg, allow_retries=False)
+    years = list(_years(*run_window(context, unit="year")))
     bars = lake.scan_table(VALIDATED, "stock_prices")
     bounds = [years[0][1], *(end for _, _, end in years)]
     frames: Iterator[pl.DataFrame] = iter([pl.DataFrame()] * len(years))

@@ -141,3 +141,19 @@ def test_coins_without_eth_skip_the_feature_store_and_say_why(
     assert isinstance(skip, dg.SkipReason)
     assert skip.skip_message == ("the feature store needs ETH prices in crypto_prices, "
                                  "which the lake does not hold yet")
+
+
+def test_a_reversed_year_range_is_refused_naming_it(built: Store) -> None:
+    """2021...2019 gave a window that ends before it starts: the year assets found no year
+    to build (the stock features and CoinGecko were refused by copies of this check)."""
+    result = dg.materialize(
+        [eth.eth_features], resources=built.defs.resources, instance=built.instance,
+        raise_on_error=False, selection=["eth_features"],
+        tags={"dagster/asset_partition_range_start": "2021",
+              "dagster/asset_partition_range_end": "2019"})
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    data = failure.step_failure_data.user_failure_data
+    assert data is not None
+    assert data.description == "the year range 2021...2019 is reversed: ask for 2019...2021"
+    assert not result.get_asset_materialization_events()
