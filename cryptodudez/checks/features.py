@@ -156,26 +156,22 @@ def _bar_days(crypto: pl.LazyFrame, stocks: pl.LazyFrame) -> pl.LazyFrame:
                       stocks.filter(pl.col("Adj Close") > 0).select(day)])
 
 
-def bar_range(crypto: pl.LazyFrame, stocks: pl.LazyFrame) -> tuple[date | None, date | None]:
-    """The first and last day of any coin or stock bar with a positive price."""
-    lo, hi = _bar_days(crypto, stocks).select(
-        pl.col("d").min().alias("lo"), pl.col("d").max().alias("hi")).collect().row(0)
-    return lo, hi
-
-
 def no_bars_between(crypto: pl.LazyFrame, stocks: pl.LazyFrame, start: date, end: date, *,
                     what: str) -> str | None:
-    """Why ``start <= day < end`` holds no row: the source has bars, none of them there.
+    """Why ``start <= day < end`` holds no coin or stock bar (one scan of the bars' days).
 
-    A gap between the data's years (the sample: CVX in 1966-67, coins from 2013), which
-    :func:`outside_window` cannot see. None when a bar is in the window, or none at all.
+    The bars' days lie outside the window (:func:`outside_window`), or around it: a gap
+    between the data's years (the sample: CVX in 1966-67, coins from 2013). None when a bar
+    is in the window, or when there is no bar at all (nothing checked is no pass).
     """
-    days = _bar_days(crypto, stocks)
-    counts = days.select(pl.len().alias("all"), pl.col("d").is_between(
-        start, end, closed="left").sum().alias("inside")).collect().row(0)
-    if counts[0] == 0 or counts[1]:
+    lo, hi, inside = _bar_days(crypto, stocks).select(
+        pl.col("d").min(), pl.col("d").max().alias("hi"),
+        pl.col("d").is_between(start, end, closed="left").sum().alias("inside"),
+    ).collect().row(0)
+    if lo is None or inside:
         return None
-    return f"{what} have none in {start}..{end - timedelta(days=1)}"
+    return (outside_window(lo, hi, start, end, what=what)
+            or f"{what} have none in {start}..{end - timedelta(days=1)}")
 
 
 def duckdb_tweets_per_day(tweets: pl.LazyFrame, start: date, end: date) -> pl.DataFrame:

@@ -679,9 +679,9 @@ def test_a_window_after_the_data_is_empty_and_its_checks_pass() -> None:
     market = build.market_daily_by_year(src, start=start, end=end)
     reference = fchecks.duckdb_returns(src.crypto.collect(), src.stocks.collect()).filter(
         pl.col("date") >= start)
-    first, last = fchecks.bar_range(src.crypto, src.stocks)
-    why = fchecks.outside_window(first, last, start, end, what="the bars")
-    assert why == f"the bars run 2020-01-01..{last}, outside 2025-01-01..2026-12-31"
+    why = fchecks.no_bars_between(src.crypto, src.stocks, start, end, what="the bars")
+    assert why is not None and why.startswith("the bars run 2020-01-01..2021-")
+    assert why.endswith(", outside 2025-01-01..2026-12-31")
     assert all(r.passed for r in fchecks.market_daily_checks(market, reference,
                                                              symbols=SYMBOLS,
                                                              none_expected=why))
@@ -767,5 +767,8 @@ def test_no_bars_between_names_a_gap_and_only_a_gap() -> None:
     assert fchecks.no_bars_between(crypto, stocks, date(1967, 1, 1), date(1968, 1, 1),
                                    what="the bars") == (
         "the bars have none in 1967-01-01..1967-12-31")
+    assert fchecks.no_bars_between(crypto, stocks, date(2020, 1, 1), date(2021, 1, 1),
+                                   what="the bars") == (
+        "the bars run 1966-03-01..2013-05-01, outside 2020-01-01..2020-12-31")  # after them
     assert fchecks.no_bars_between(crypto.clear(), stocks.clear(), date(2012, 1, 1),
                                    date(2013, 1, 1), what="the bars") is None
