@@ -15,7 +15,7 @@ class Lake(pulumi.ComponentResource):
     TLS, superseded versions under ``raw/`` move to Glacier and then expire, and every object
     created under ``raw/`` is announced on the landing queue. Nothing consumes that queue yet:
     the landing sensor lists ``raw/`` on S3 each tick, and the messages expire unread after
-    four days.
+    14 days (``message_retention_seconds`` below).
     """
 
     def __init__(self, name: str, *, prefix: str, lake_prefix: str, tags: dict[str, str],
