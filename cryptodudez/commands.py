@@ -60,7 +60,7 @@ from cryptodudez.jobs import (
 from cryptodudez.lake import kpi
 from cryptodudez.lake.event_table import EventTable
 from cryptodudez.lake.id_index import INDEXES
-from cryptodudez.lake.layout import STAGING
+from cryptodudez.lake.layout import CATALOG_FILE, STAGING
 from cryptodudez.lake.rollups import ROLLUPS, day_folder, rollup_files
 from cryptodudez.mood import results as mood_results
 from cryptodudez.resources import build_resources
@@ -78,7 +78,7 @@ from cryptodudez.sensors.changes import changes_of
 from cryptodudez.sensors.feature_store import range_tags, touched_days
 from cryptodudez.sensors.landing import not_ingested, route, run_tags
 from cryptodudez.sensors.stock_pipeline import changed_stock_dates, pipeline_tags
-from cryptodudez.settings import PROJECT_DIR, Settings
+from cryptodudez.settings import PROJECT_DIR, WAREHOUSE_FILE, Settings
 from cryptodudez.transforms import volume_model as vm
 from cryptodudez.unreadable import count_rows, reading, shown, unreadable_log, unreadable_parquet
 
@@ -136,7 +136,7 @@ def _existing_lake(settings: Settings) -> Lake:
 # What a lake's root may hold, whichever command made it (ingest leaves catalog.duckdb
 # alone on a lake of unreadable files, coingecko warehouse.duckdb, a run quarantine/ only).
 _LAKE_ENTRIES = {RAW, VALIDATED, QUARANTINE, FEATURES, MODELS, ROLLUPS, STAGING, INDEXES, KPIS,
-                 CHART_FOLDER, "catalog", "catalog.duckdb", "warehouse.duckdb"}
+                 CHART_FOLDER, "catalog", CATALOG_FILE, WAREHOUSE_FILE}
 
 
 def land(paths: Sequence[Path], *, settings: Settings, prefix: str = "",
@@ -627,7 +627,7 @@ def _metastore_place(settings: Settings, lake: Lake) -> str:
     """Where the metastore is (:func:`cryptodudez.resources.build_resources`), or will be."""
     if lake.is_s3:
         return f"AWS Glue database {settings.glue_database} (tables files, columns)"
-    path = lake.path("catalog.duckdb")
+    path = lake.path(CATALOG_FILE)
     if not lake.exists(path):  # a lake that only ever held the warehouse, or just landed files
         return f"none yet ({path} is created by the first ingest)"
     return f"{path} (tables files, columns)"

@@ -9,6 +9,7 @@ from typing import Literal
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 ENGINES = ("polars", "spark")
+WAREHOUSE_FILE = "warehouse.duckdb"  # the result tables (DuckDB), by default at the lake's root
 TWINS = ("stock_features", "tweet_daily", "events_compacted")
 """The assets whose heavy transform has a Spark twin: what a per-asset engine names."""
 JOB_ENGINE = "spark-job"
@@ -83,8 +84,8 @@ class Settings:
         if self.warehouse:
             return self.warehouse
         if self.is_production:
-            return str(PROJECT_DIR / "warehouse.duckdb")
-        return str(Path(self.lake) / "warehouse.duckdb")
+            return str(PROJECT_DIR / WAREHOUSE_FILE)
+        return str(Path(self.lake) / WAREHOUSE_FILE)
 
     @property
     def is_production(self) -> bool:

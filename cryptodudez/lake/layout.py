@@ -16,6 +16,7 @@ VALIDATED = "validated"
 QUARANTINE = "quarantine"
 FEATURES = "features"
 STAGING = ".staging"
+CATALOG_FILE = "catalog.duckdb"  # the local metastore (DuckDB), at the lake's root
 """Hidden folder at the lake's root where runs stage what they will publish:
 ``files/<hash>/<run>/<layer>/<table>/`` for a landed file's tables, ``events/<tag>/`` for
 the event lake, ``events-compaction/`` for the Spark twin's compaction. Never read by readers; each

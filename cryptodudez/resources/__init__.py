@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from cryptodudez.lake.layout import CATALOG_FILE
 from cryptodudez.resources.coingecko import CoinGecko, build_coingecko
 from cryptodudez.resources.compute import Compute
 from cryptodudez.resources.lake import Lake
@@ -30,7 +31,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                                   region_name=settings.region,
                                   endpoint_url=settings.endpoint_url)
     else:
-        metastore = DuckDBMetastore(path=lake.path("catalog.duckdb"))
+        metastore = DuckDBMetastore(path=lake.path(CATALOG_FILE))
     spark_jobs: SparkJobs = LocalSparkJobs()
     if settings.emr_application_id:
         spark_jobs = EmrServerlessJobs(
